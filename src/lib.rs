@@ -1,0 +1,19 @@
+//! persistence-webhook: a Kubernetes mutating admission webhook that gives
+//! each pod the data and outputs stores it selects (SPEC.md).
+//!
+//! The decision is pure and lives in [`config`], [`selection`], [`patch`]
+//! and [`review`]; [`review::review`] is the one entry point, called by both
+//! the HTTPS server and the offline `mutate` command.
+
+pub mod cli;
+pub mod config;
+pub mod k8s;
+pub mod mutate;
+pub mod names;
+pub mod patch;
+pub mod pod;
+pub mod review;
+pub mod selection;
+
+pub use config::{Config, ConfigError};
+pub use review::{review, Decision, ReviewError, Reviewed};

@@ -1,0 +1,207 @@
+//! `persistence-webhook mutate`: the served decision, offline. It builds (or
+//! reads) an AdmissionReview, calls [`crate::review::review`] exactly as the
+//! server does, and prints the pod, the patch or the response.
+
+use std::io::Read;
+use std::path::Path;
+
+use anyhow::{anyhow, bail, Context, Result};
+use serde_json::{json, Value};
+
+use crate::cli::{MutateArgs, Output};
+use crate::config::Config;
+use crate::review::{review, Decision, API_V1};
+
+/// How `mutate` ended, mapped to the exit status by `main`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    /// Exit 0.
+    Allowed,
+    /// Exit 1: the webhook would refuse the pod.
+    Denied,
+}
+
+/// What `mutate` prints: stdout and, on a denial, the message for stderr.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Printed {
+    /// The verdict.
+    pub verdict: Verdict,
+    /// For stdout (may be empty).
+    pub stdout: String,
+    /// For stderr (the denial message), if any.
+    pub stderr: Option<String>,
+}
+
+/// Runs `mutate`. Errors are usage, input or config errors (exit 2); each
+/// names the file or flag to fix.
+pub fn run(args: &MutateArgs) -> Result<Printed> {
+    let config_text = read(&args.config)
+        .with_context(|| format!("cannot read --config {}", args.config.display()))?;
+    let config = Config::from_yaml(&config_text)
+        .map_err(|e| anyhow!("--config {}: {e}", args.config.display()))?;
+
+    let (body, object) = match (&args.pod, &args.review) {
+        (Some(path), _) => {
+            let pod = parse_document(path, "--pod")?;
+            let (body, object) =
+                review_for_pod(pod, args).with_context(|| format!("--pod {}", path.display()))?;
+            (
+                serde_json::to_vec(&body).context("serialising the review")?,
+                object,
+            )
+        }
+        (None, Some(path)) => {
+            let doc = parse_document(path, "--review")?;
+            let object = doc
+                .pointer("/request/object")
+                .cloned()
+                .unwrap_or(Value::Null);
+            (
+                serde_json::to_vec(&doc).context("serialising the review")?,
+                object,
+            )
+        }
+        (None, None) => bail!("give the input with --pod FILE or --review FILE"),
+    };
+
+    let input = args
+        .pod
+        .as_ref()
+        .or(args.review.as_ref())
+        .map(|p| p.display().to_string());
+    let reviewed =
+        review(&config, &body).map_err(|e| anyhow!("{}: {e}", input.unwrap_or_default()))?;
+    let (verdict, stderr) = match &reviewed.decision {
+        Decision::Denied(m) | Decision::Invalid(m) => {
+            (Verdict::Denied, Some(format!("denied: {m}")))
+        }
+        Decision::Unchanged(_) | Decision::Patched(_) => (Verdict::Allowed, None),
+    };
+    let patch = match &reviewed.decision {
+        Decision::Patched(p) => p.0.clone(),
+        _ => Vec::new(),
+    };
+
+    let stdout = match args.output {
+        Output::Review => {
+            let v: Value =
+                serde_json::from_slice(&reviewed.response).context("reading our own response")?;
+            pretty(&v)?
+        }
+        _ if verdict == Verdict::Denied => String::new(),
+        Output::Patch => pretty(&patch)?,
+        Output::Pod => {
+            let mut pod = object;
+            json_patch::patch(&mut pod, &patch).context(
+                "applying the patch to the pod (a bug: please report it with this input)",
+            )?;
+            serde_yaml::to_string(&pod).context("printing the pod as YAML")?
+        }
+    };
+    Ok(Printed {
+        verdict,
+        stdout,
+        stderr,
+    })
+}
+
+fn pretty<T: serde::Serialize>(v: &T) -> Result<String> {
+    let mut s = serde_json::to_string_pretty(v).context("printing JSON")?;
+    s.push('\n');
+    Ok(s)
+}
+
+fn read(path: &Path) -> std::io::Result<String> {
+    if path == Path::new("-") {
+        let mut s = String::new();
+        std::io::stdin().read_to_string(&mut s)?;
+        Ok(s)
+    } else {
+        std::fs::read_to_string(path)
+    }
+}
+
+/// One YAML or JSON document from a file (or stdin).
+fn parse_document(path: &Path, flag: &str) -> Result<Value> {
+    let text = read(path).with_context(|| format!("cannot read {flag} {}", path.display()))?;
+    let value: Value = if text.trim_start().starts_with('{') {
+        serde_json::from_str(&text)
+            .with_context(|| format!("{flag} {}: not valid JSON", path.display()))?
+    } else {
+        serde_yaml::from_str(&text).with_context(|| {
+            format!(
+                "{flag} {}: not valid YAML (one document expected)",
+                path.display()
+            )
+        })?
+    };
+    if !value.is_object() {
+        bail!(
+            "{flag} {}: expected a mapping, found {}",
+            path.display(),
+            kind(&value)
+        );
+    }
+    Ok(value)
+}
+
+fn kind(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "nothing",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "a list",
+        Value::Object(_) => "a mapping",
+    }
+}
+
+/// The AdmissionReview the API server would send for `kubectl create` of
+/// this pod, with the namespace filled in as the API server does.
+fn review_for_pod(mut pod: Value, args: &MutateArgs) -> Result<(Value, Value)> {
+    if let Some(k) = pod.get("kind").and_then(Value::as_str) {
+        if k != "Pod" {
+            bail!("kind is {k:?}, expected a Pod (pass other objects as an AdmissionReview with --review)");
+        }
+    }
+    let meta = pod
+        .as_object_mut()
+        .expect("checked to be a mapping")
+        .entry("metadata")
+        .or_insert_with(|| json!({}));
+    let Some(meta) = meta.as_object_mut() else {
+        bail!("metadata must be a mapping");
+    };
+    let in_file = meta
+        .get("namespace")
+        .and_then(Value::as_str)
+        .map(str::to_owned);
+    let namespace = match (in_file, &args.namespace) {
+        (Some(file), Some(flag)) if &file != flag => {
+            bail!("the pod's namespace {file:?} does not match --namespace {flag:?}")
+        }
+        (Some(ns), _) => ns,
+        (None, Some(flag)) => flag.clone(),
+        (None, None) => "default".to_owned(),
+    };
+    meta.insert("namespace".into(), Value::String(namespace.clone()));
+    let name = meta.get("name").cloned();
+    let mut request = json!({
+        "uid": args.uid,
+        "kind": {"group": "", "version": "v1", "kind": "Pod"},
+        "resource": {"group": "", "version": "v1", "resource": "pods"},
+        "namespace": namespace,
+        "operation": "CREATE",
+        "dryRun": true,
+        "object": pod,
+    });
+    if let Some(name) = name {
+        request["name"] = name;
+    }
+    let review = json!({"apiVersion": API_V1, "kind": "AdmissionReview", "request": request});
+    Ok((review, pod_of(&request)))
+}
+
+fn pod_of(request: &Value) -> Value {
+    request.get("object").cloned().unwrap_or(Value::Null)
+}

@@ -1,0 +1,163 @@
+//! Kubernetes and filesystem name rules the config and the selection check,
+//! and the deterministic names the webhook gives the things it adds.
+
+/// Prefix of every pod volume the webhook adds.
+pub const VOLUME_PREFIX: &str = "pw-";
+
+/// The GCS credentials volume. The double hyphen makes it impossible for a
+/// store's volume (`pw-<DNS label>`) to take this name: a label never starts
+/// with `-`.
+pub const GCS_CREDENTIALS_VOLUME: &str = "pw--gcs-credentials";
+
+/// A DNS-1123 label: lowercase alphanumerics and `-`, alphanumeric at both
+/// ends, at most 63 characters (namespaces, store names, volume names).
+pub fn is_dns1123_label(s: &str) -> bool {
+    let b = s.as_bytes();
+    !b.is_empty()
+        && b.len() <= 63
+        && b.iter()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
+        && b[0] != b'-'
+        && b[b.len() - 1] != b'-'
+}
+
+/// A DNS-1123 subdomain: dot-separated labels, at most 253 characters
+/// (Secret and PersistentVolumeClaim names).
+pub fn is_dns1123_subdomain(s: &str) -> bool {
+    s.len() <= 253 && s.split('.').all(is_dns1123_label)
+}
+
+/// A name Kubernetes accepts for a container env var.
+pub fn is_env_name(s: &str) -> bool {
+    let mut bytes = s.bytes();
+    match bytes.next() {
+        Some(c) if c.is_ascii_digit() => false,
+        Some(_) => s
+            .bytes()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'_' | b'-' | b'.')),
+        None => false,
+    }
+}
+
+/// Checks an absolute mount path and drops one trailing `/`, so that `/d`
+/// and `/d/` are the same path. The error completes "`<path>` ...".
+pub fn normalise_mount_path(path: &str) -> Result<String, &'static str> {
+    let trimmed = match path.strip_suffix('/') {
+        Some(t) if !t.is_empty() => t,
+        _ => path,
+    };
+    if !trimmed.starts_with('/') {
+        return Err("must be an absolute path");
+    }
+    if trimmed == "/" {
+        return Err("cannot be the root directory");
+    }
+    if trimmed.chars().any(char::is_control) {
+        return Err("must not contain control characters");
+    }
+    for segment in trimmed[1..].split('/') {
+        match segment {
+            "" => return Err("must not contain empty segments ('//')"),
+            "." | ".." => return Err("must not contain '.' or '..' segments"),
+            _ => {}
+        }
+    }
+    Ok(trimmed.to_owned())
+}
+
+/// Checks a run's outputs sub-path: relative, no empty, `.` or `..`
+/// segments, no control characters. The error completes "sub-path `<p>` ...".
+pub fn check_sub_path(path: &str) -> Result<(), &'static str> {
+    if path.is_empty() {
+        return Err("is empty");
+    }
+    if path.starts_with('/') {
+        return Err("must be relative (it starts with '/')");
+    }
+    if path.chars().any(char::is_control) {
+        return Err("must not contain control characters");
+    }
+    for segment in path.split('/') {
+        match segment {
+            "" => return Err("must not contain empty segments ('//' or a trailing '/')"),
+            "." | ".." => return Err("must not contain '.' or '..' segments"),
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+/// The pod volume name for a store: `pw-<store>`, or, when that would pass
+/// the 63-character limit, a truncated name with a hash of the whole one.
+pub fn volume_name(store: &str) -> String {
+    let full = format!("{VOLUME_PREFIX}{store}");
+    if full.len() <= 63 {
+        return full;
+    }
+    // FNV-1a: tiny, stable across releases and platforms (unlike std's hasher).
+    let hash = store.bytes().fold(0x811c_9dc5_u32, |h, b| {
+        (h ^ u32::from(b)).wrapping_mul(0x0100_0193)
+    });
+    let head = full[..54].trim_end_matches('-');
+    format!("{head}-{hash:08x}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn labels_and_subdomains() {
+        for good in ["a", "data-1", "0abc", &"a".repeat(63)] {
+            assert!(is_dns1123_label(good), "{good}");
+        }
+        for bad in ["", "-a", "a-", "A", "a_b", "a.b", &"a".repeat(64)] {
+            assert!(!is_dns1123_label(bad), "{bad}");
+        }
+        assert!(is_dns1123_subdomain("my.secret-1"));
+        assert!(!is_dns1123_subdomain("my..secret"));
+        assert!(!is_dns1123_subdomain("My"));
+    }
+
+    #[test]
+    fn env_names() {
+        for good in ["gcs-key.json", "_X", "A1", "a.b-c_d"] {
+            assert!(is_env_name(good), "{good}");
+        }
+        for bad in ["", "1a", "a b", "a=b", "é"] {
+            assert!(!is_env_name(bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn mount_paths() {
+        assert_eq!(normalise_mount_path("/data/1/"), Ok("/data/1".into()));
+        assert_eq!(normalise_mount_path("/data"), Ok("/data".into()));
+        for bad in ["", "/", "//", "data", "/a//b", "/a/./b", "/a/..", "/a\nb"] {
+            assert!(normalise_mount_path(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn sub_paths() {
+        for good in ["a", "user/project/experiments/42", "ns/pod-x", "ünï/~code"] {
+            assert!(check_sub_path(good).is_ok(), "{good}");
+        }
+        for bad in ["", "/abs", "a//b", "a/", "../x", "a/./b", "a\u{7}b", "a\tb"] {
+            assert!(check_sub_path(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn volume_names_fit_and_differ() {
+        assert_eq!(volume_name("data1"), "pw-data1");
+        let a = volume_name(&format!("{}a", "x".repeat(62)));
+        let b = volume_name(&format!("{}b", "x".repeat(62)));
+        assert!(a.len() <= 63 && is_dns1123_label(&a), "{a}");
+        assert_ne!(a, b);
+        assert_eq!(volume_name(&"x".repeat(60)).len(), 63);
+        assert!(!is_dns1123_label(
+            GCS_CREDENTIALS_VOLUME.trim_start_matches(VOLUME_PREFIX)
+        ));
+    }
+}

@@ -1,0 +1,556 @@
+//! From the pod's view and its resolved selection to the JSON Patch that
+//! injects the stores (SPEC §4, §5). Pure.
+//!
+//! The patch only *adds*: it targets the raw object with pointers built from
+//! tokens (annotation keys hold `/`), adds a missing parent list or map before
+//! its children, and skips anything already present with the same value so
+//! that admitting the patched pod again yields no patch. Something of ours
+//! already present with a *different* value is a conflict, never overwritten.
+
+use std::collections::BTreeMap;
+
+use json_patch::jsonptr::PointerBuf;
+use json_patch::{AddOperation, Patch, PatchOperation};
+use serde::Serialize;
+use serde_json::{json, Value};
+
+use crate::config::{Backend, Provider, Store};
+use crate::k8s;
+use crate::names::GCS_CREDENTIALS_VOLUME;
+use crate::pod::{Container, Env, PodView, ANNOTATION_INJECTED};
+use crate::selection::Selection;
+
+/// JSON object `{store: path}` of the run's data stores.
+pub const ENV_DATA_PATHS: &str = "POLYAXON_RUN_DATA_PATHS";
+/// The run's outputs path.
+pub const ENV_OUTPUTS_PATH: &str = "POLYAXON_RUN_OUTPUTS_PATH";
+/// JSON object `{path: {store, secret_key}}` polystores reads for buckets.
+pub const ENV_ACCESS_KEYS: &str = "POLYSTORES_RUN_STORES_ACCESS_KEYS";
+/// Google's default-credentials file variable.
+pub const ENV_GOOGLE_CREDENTIALS: &str = "GOOGLE_APPLICATION_CREDENTIALS";
+/// Where the GCS key file is mounted.
+pub const GCS_CREDENTIALS_DIR: &str = "/var/run/secrets/polyaxon.com/gcs";
+
+/// Something of ours the pod already has with a different value.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Conflict {
+    /// A mount at one of our paths that is not ours.
+    #[error("container {container:?}: volumeMounts already has {path:?} (volume {existing:?}), where {what} must be mounted; remove that mount, or leave the store out of annotation polyaxon.com/persistence")]
+    MountPath {
+        /// The container.
+        container: String,
+        /// The mount path.
+        path: String,
+        /// The volume the pod mounts there.
+        existing: String,
+        /// e.g. `data store "data1"`.
+        what: String,
+    },
+    /// An env var of ours set to another value.
+    #[error("container {container:?}: env {name} is already set to a different value; the webhook sets it to {ours} and never overwrites a pod's own value, so remove it from the pod")]
+    Env {
+        /// The container.
+        container: String,
+        /// The variable.
+        name: String,
+        /// What the webhook would set, described.
+        ours: String,
+    },
+    /// A pod volume with our volume's name but other content.
+    #[error("spec.volumes already has a volume named {name:?} that differs from the one the webhook adds for {what}; rename the pod's volume")]
+    Volume {
+        /// The volume name.
+        name: String,
+        /// e.g. `data store "data1"`.
+        what: String,
+    },
+    /// Two of the selected stores would mount at the same path.
+    #[error("{first} and {second} would both be mounted at {path:?}; change the outputs sub-path or leave one store out of annotation polyaxon.com/persistence")]
+    OwnMounts {
+        /// The path.
+        path: String,
+        /// One store.
+        first: String,
+        /// The other.
+        second: String,
+    },
+}
+
+/// A mount the webhook adds to each targeted container.
+struct WantMount {
+    what: String,
+    volume: String,
+    path: String,
+    sub_path: Option<String>,
+    read_only: bool,
+    json: Value,
+}
+
+/// An env var the webhook adds to each targeted container.
+struct WantEnv {
+    name: String,
+    value: EnvValue,
+    json: Value,
+}
+
+enum EnvValue {
+    Plain(String),
+    Secret { secret: String, key: String },
+}
+
+/// Everything the selection asks for, before looking at the pod.
+struct Wanted {
+    volumes: Vec<(String, String, Value)>,
+    mounts: Vec<WantMount>,
+    env: Vec<WantEnv>,
+    annotation: String,
+}
+
+#[derive(Serialize)]
+struct Injected<'a> {
+    data: Vec<&'a str>,
+    outputs: Option<&'a str>,
+    #[serde(rename = "outputsPath")]
+    outputs_path: Option<&'a str>,
+}
+
+#[derive(Serialize)]
+struct AccessKey<'a> {
+    store: &'a str,
+    secret_key: &'a str,
+}
+
+/// The `outputsPath` recorded by an earlier admission, if the annotation is
+/// there and readable. A garbled annotation is ignored (and replaced).
+pub fn injected_outputs_path(annotation: Option<&str>) -> Option<String> {
+    #[derive(serde::Deserialize)]
+    struct Recorded {
+        #[serde(rename = "outputsPath")]
+        outputs_path: Option<String>,
+    }
+    serde_json::from_str::<Recorded>(annotation?)
+        .ok()?
+        .outputs_path
+}
+
+/// The patch for `pod`, or `None` when it already has everything.
+pub fn build(pod: &PodView<'_>, selection: &Selection<'_>) -> Result<Option<Patch>, Conflict> {
+    let wanted = wanted(selection)?;
+    let mut ops = Vec::new();
+
+    annotation_ops(pod, &wanted.annotation, &mut ops);
+    let Some(spec) = &pod.spec else {
+        // No spec at all: nothing to mount into; API validation refuses the pod.
+        return Ok(finish(ops));
+    };
+    volume_ops(spec.volumes.as_deref(), &wanted.volumes, &mut ops)?;
+    let lists = [
+        ("initContainers", spec.init_containers.as_deref()),
+        ("containers", spec.containers.as_deref()),
+    ];
+    for (list, containers) in lists {
+        for (i, c) in containers.unwrap_or_default().iter().enumerate() {
+            if selection.targets(&c.name) {
+                container_ops(list, i, c, &wanted, &mut ops)?;
+            }
+        }
+    }
+    Ok(finish(ops))
+}
+
+fn finish(ops: Vec<PatchOperation>) -> Option<Patch> {
+    (!ops.is_empty()).then_some(Patch(ops))
+}
+
+fn add(path: PointerBuf, value: Value) -> PatchOperation {
+    PatchOperation::Add(AddOperation { path, value })
+}
+
+fn describe(store: &Store) -> String {
+    format!("{} store {:?}", store.role(), store.name())
+}
+
+fn wanted(sel: &Selection<'_>) -> Result<Wanted, Conflict> {
+    let mut volumes = Vec::new();
+    let mut mounts = Vec::new();
+    let mut data_paths = BTreeMap::new();
+    let mut access_keys: BTreeMap<&str, AccessKey> = BTreeMap::new();
+    let mut secret_keys: BTreeMap<&str, &str> = BTreeMap::new();
+    let mut gcs: Option<(&str, &str)> = None;
+
+    for store in &sel.data {
+        data_paths.insert(store.name(), store.path());
+        match store.backend() {
+            Backend::Volume {
+                mount_path,
+                read_only,
+                volume,
+                ..
+            } => {
+                volumes.push((
+                    store.volume_name().to_owned(),
+                    describe(store),
+                    volume.clone(),
+                ));
+                mounts.push(want_mount(
+                    describe(store),
+                    store.volume_name(),
+                    mount_path,
+                    None,
+                    *read_only,
+                ));
+            }
+            Backend::Cloud {
+                provider,
+                bucket,
+                secret,
+                secret_key,
+            } => {
+                access_keys.insert(
+                    bucket,
+                    AccessKey {
+                        store: provider.as_str(),
+                        secret_key,
+                    },
+                );
+                secret_keys.insert(secret_key, secret);
+                if *provider == Provider::Gcs && gcs.is_none() {
+                    gcs = Some((secret, secret_key));
+                }
+            }
+        }
+    }
+    if let Some(out) = &sel.outputs {
+        match out.store.backend() {
+            Backend::Volume { volume, .. } => {
+                volumes.push((
+                    out.store.volume_name().to_owned(),
+                    describe(out.store),
+                    volume.clone(),
+                ));
+                mounts.push(want_mount(
+                    describe(out.store),
+                    out.store.volume_name(),
+                    &out.path,
+                    Some(&out.sub_path),
+                    false,
+                ));
+            }
+            Backend::Cloud {
+                provider,
+                secret,
+                secret_key,
+                ..
+            } => {
+                access_keys.insert(
+                    &out.path,
+                    AccessKey {
+                        store: provider.as_str(),
+                        secret_key,
+                    },
+                );
+                secret_keys.insert(secret_key, secret);
+                if *provider == Provider::Gcs {
+                    // The outputs store's key wins: runs write there.
+                    gcs = Some((secret, secret_key));
+                }
+            }
+        }
+    }
+
+    let mut env = vec![want_env(
+        ENV_DATA_PATHS,
+        EnvValue::Plain(to_json(&data_paths)),
+    )];
+    if let Some(out) = &sel.outputs {
+        env.push(want_env(
+            ENV_OUTPUTS_PATH,
+            EnvValue::Plain(out.path.clone()),
+        ));
+    }
+    if !access_keys.is_empty() {
+        env.push(want_env(
+            ENV_ACCESS_KEYS,
+            EnvValue::Plain(to_json(&access_keys)),
+        ));
+    }
+    for (key, secret) in &secret_keys {
+        env.push(want_env(
+            key,
+            EnvValue::Secret {
+                secret: (*secret).to_owned(),
+                key: (*key).to_owned(),
+            },
+        ));
+    }
+    if let Some((secret, key)) = gcs {
+        let volume = k8s::Volume {
+            name: GCS_CREDENTIALS_VOLUME.to_owned(),
+            secret: Some(k8s::SecretVolumeSource {
+                secret_name: Some(secret.to_owned()),
+                items: Some(vec![k8s::KeyToPath {
+                    key: key.to_owned(),
+                    path: key.to_owned(),
+                    mode: None,
+                }]),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let volume = serde_json::to_value(volume).expect("a k8s Volume always serialises");
+        volumes.push((
+            GCS_CREDENTIALS_VOLUME.to_owned(),
+            "the GCS credentials".to_owned(),
+            volume,
+        ));
+        mounts.push(want_mount(
+            "the GCS credentials".to_owned(),
+            GCS_CREDENTIALS_VOLUME,
+            GCS_CREDENTIALS_DIR,
+            None,
+            true,
+        ));
+        env.push(want_env(
+            ENV_GOOGLE_CREDENTIALS,
+            EnvValue::Plain(format!("{GCS_CREDENTIALS_DIR}/{key}")),
+        ));
+    }
+
+    let mut seen: BTreeMap<&str, &str> = BTreeMap::new();
+    for m in &mounts {
+        if let Some(first) = seen.insert(&m.path, &m.what) {
+            return Err(Conflict::OwnMounts {
+                path: m.path.clone(),
+                first: first.to_owned(),
+                second: m.what.clone(),
+            });
+        }
+    }
+
+    let annotation = to_json(&Injected {
+        data: sel.data.iter().map(|s| s.name()).collect(),
+        outputs: sel.outputs.as_ref().map(|o| o.store.name()),
+        outputs_path: sel.outputs.as_ref().map(|o| o.path.as_str()),
+    });
+    Ok(Wanted {
+        volumes,
+        mounts,
+        env,
+        annotation,
+    })
+}
+
+fn to_json<T: Serialize>(value: &T) -> String {
+    serde_json::to_string(value).expect("maps of strings always serialise")
+}
+
+fn want_mount(
+    what: String,
+    volume: &str,
+    path: &str,
+    sub_path: Option<&str>,
+    read_only: bool,
+) -> WantMount {
+    let mount = k8s::VolumeMount {
+        name: volume.to_owned(),
+        mount_path: path.to_owned(),
+        sub_path: sub_path.map(str::to_owned),
+        read_only: read_only.then_some(true),
+        ..Default::default()
+    };
+    WantMount {
+        what,
+        volume: volume.to_owned(),
+        path: path.to_owned(),
+        sub_path: sub_path.map(str::to_owned),
+        read_only,
+        json: serde_json::to_value(mount).expect("a k8s VolumeMount always serialises"),
+    }
+}
+
+fn want_env(name: &str, value: EnvValue) -> WantEnv {
+    let var = match &value {
+        EnvValue::Plain(v) => k8s::EnvVar {
+            name: name.to_owned(),
+            value: Some(v.clone()),
+            value_from: None,
+        },
+        EnvValue::Secret { secret, key } => k8s::EnvVar {
+            name: name.to_owned(),
+            value: None,
+            value_from: Some(k8s::EnvVarSource {
+                secret_key_ref: Some(k8s::SecretKeySelector {
+                    name: secret.clone(),
+                    key: key.clone(),
+                    optional: None,
+                }),
+                ..Default::default()
+            }),
+        },
+    };
+    WantEnv {
+        name: name.to_owned(),
+        value,
+        json: serde_json::to_value(var).expect("a k8s EnvVar always serialises"),
+    }
+}
+
+fn annotation_ops(pod: &PodView<'_>, value: &str, ops: &mut Vec<PatchOperation>) {
+    let meta = pod.metadata.as_ref();
+    match meta.and_then(|m| m.annotations.as_ref()) {
+        Some(a) if a.injected.as_deref() == Some(value) => {}
+        Some(_) => ops.push(add(
+            PointerBuf::from_tokens(["metadata", "annotations", ANNOTATION_INJECTED]),
+            Value::String(value.to_owned()),
+        )),
+        None if meta.is_some() => ops.push(add(
+            PointerBuf::from_tokens(["metadata", "annotations"]),
+            json!({ ANNOTATION_INJECTED: value }),
+        )),
+        None => ops.push(add(
+            PointerBuf::from_tokens(["metadata"]),
+            json!({ "annotations": { ANNOTATION_INJECTED: value } }),
+        )),
+    }
+}
+
+fn volume_ops(
+    existing: Option<&[crate::pod::VolumeView<'_>]>,
+    wanted: &[(String, String, Value)],
+    ops: &mut Vec<PatchOperation>,
+) -> Result<(), Conflict> {
+    let mut missing = Vec::new();
+    for (name, what, value) in wanted {
+        match existing
+            .unwrap_or_default()
+            .iter()
+            .find(|v| v.name == name.as_str())
+        {
+            Some(v) => {
+                let same =
+                    serde_json::from_str::<Value>(v.raw.get()).is_ok_and(|have| &have == value);
+                if !same {
+                    return Err(Conflict::Volume {
+                        name: name.clone(),
+                        what: what.clone(),
+                    });
+                }
+            }
+            None => missing.push(value.clone()),
+        }
+    }
+    append(
+        ["spec", "volumes"].as_slice(),
+        existing.is_some(),
+        missing,
+        ops,
+    );
+    Ok(())
+}
+
+/// Adds `items` to the list at `path`: one `-` append each when the list
+/// exists, else the whole list at once (its parent must exist first).
+fn append(path: &[&str], exists: bool, items: Vec<Value>, ops: &mut Vec<PatchOperation>) {
+    if items.is_empty() {
+        return;
+    }
+    if exists {
+        for item in items {
+            let mut p = PointerBuf::from_tokens(path.iter().copied());
+            p.push_back("-");
+            ops.push(add(p, item));
+        }
+    } else {
+        ops.push(add(
+            PointerBuf::from_tokens(path.iter().copied()),
+            Value::Array(items),
+        ));
+    }
+}
+
+fn container_ops(
+    list: &str,
+    index: usize,
+    c: &Container<'_>,
+    wanted: &Wanted,
+    ops: &mut Vec<PatchOperation>,
+) -> Result<(), Conflict> {
+    let index = index.to_string();
+    let mut mounts = Vec::new();
+    let have_mounts = c.volume_mounts.as_deref().unwrap_or_default();
+    for m in &wanted.mounts {
+        let found = have_mounts
+            .iter()
+            .find(|h| trim_slash(&h.mount_path) == m.path);
+        match found {
+            None => mounts.push(m.json.clone()),
+            Some(h)
+                if h.name == m.volume.as_str()
+                    && h.sub_path.as_deref() == m.sub_path.as_deref()
+                    && h.read_only.unwrap_or(false) == m.read_only => {}
+            Some(h) => {
+                return Err(Conflict::MountPath {
+                    container: c.name.to_string(),
+                    path: m.path.clone(),
+                    existing: h.name.to_string(),
+                    what: m.what.clone(),
+                })
+            }
+        }
+    }
+    append(
+        &["spec", list, &index, "volumeMounts"],
+        c.volume_mounts.is_some(),
+        mounts,
+        ops,
+    );
+
+    let mut env = Vec::new();
+    let have_env = c.env.as_deref().unwrap_or_default();
+    for e in &wanted.env {
+        match have_env.iter().find(|h| h.name == e.name.as_str()) {
+            None => env.push(e.json.clone()),
+            Some(_) if e.name == ENV_GOOGLE_CREDENTIALS => {} // the container's own wins
+            Some(h) if same_env(h, &e.value) => {}
+            Some(_) => {
+                return Err(Conflict::Env {
+                    container: c.name.to_string(),
+                    name: e.name.clone(),
+                    ours: match &e.value {
+                        EnvValue::Plain(v) => format!("{v:?}"),
+                        EnvValue::Secret { secret, key } => {
+                            format!("key {key:?} of secret {secret:?}")
+                        }
+                    },
+                })
+            }
+        }
+    }
+    append(&["spec", list, &index, "env"], c.env.is_some(), env, ops);
+    Ok(())
+}
+
+fn trim_slash(path: &str) -> &str {
+    match path.strip_suffix('/') {
+        Some(t) if !t.is_empty() => t,
+        _ => path,
+    }
+}
+
+fn same_env(have: &Env<'_>, ours: &EnvValue) -> bool {
+    let secret_ref = have
+        .value_from
+        .as_ref()
+        .and_then(|v| v.secret_key_ref.as_ref());
+    match ours {
+        EnvValue::Plain(v) => {
+            have.value.as_deref() == Some(v.as_str()) && have.value_from.is_none()
+        }
+        EnvValue::Secret { secret, key } => {
+            have.value.as_deref().unwrap_or_default().is_empty()
+                && secret_ref.is_some_and(|r| {
+                    r.key == key.as_str() && r.name.as_deref() == Some(secret.as_str())
+                })
+        }
+    }
+}

@@ -1,0 +1,330 @@
+//! A borrowed, typed view of only the pod fields the decision reads: names,
+//! our annotations, the opt-out label, volume names, and each container's
+//! name, env and mounts. Everything else in the pod is skipped by serde
+//! without being built, which is what makes a review cheaper than parsing the
+//! body into a `serde_json::Value`.
+//!
+//! This view is read-only: the patch is computed against the raw object and
+//! the pod is never re-serialised from it.
+
+use std::borrow::Cow;
+use std::fmt;
+
+use serde::de::{self, Deserializer, IgnoredAny, MapAccess, Visitor};
+use serde::Deserialize;
+use serde_json::value::RawValue;
+
+/// Annotation holding the run's `environment.persistence` selection.
+pub const ANNOTATION_PERSISTENCE: &str = "polyaxon.com/persistence";
+/// Annotation with an explicit outputs sub-path.
+pub const ANNOTATION_OUTPUTS_SUBPATH: &str = "polyaxon.com/outputs-subpath";
+/// Annotation with Polyaxon's dotted run name.
+pub const ANNOTATION_UNIQUE_NAME: &str = "polyaxon.com/unique-name";
+/// Annotation the webhook writes, recording what it injected.
+pub const ANNOTATION_INJECTED: &str = "polyaxon.com/persistence-injected";
+/// Label that opts a namespace in (`enabled`) or a pod out (`disabled`).
+pub const LABEL_INJECTION: &str = "polyaxon.com/persistence-injection";
+
+/// The pod as the decision sees it.
+#[derive(Debug, Default, Deserialize)]
+pub struct PodView<'a> {
+    /// `metadata`; `None` when the object has none.
+    #[serde(borrow, default)]
+    pub metadata: Option<Metadata<'a>>,
+    /// `spec`; `None` when the object has none.
+    #[serde(borrow, default)]
+    pub spec: Option<Spec<'a>>,
+}
+
+/// The metadata fields the decision reads.
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Metadata<'a> {
+    /// `metadata.name`, absent for a `generateName` pod at admission.
+    #[serde(borrow, default)]
+    pub name: Option<Cow<'a, str>>,
+    /// `metadata.generateName`.
+    #[serde(borrow, default)]
+    pub generate_name: Option<Cow<'a, str>>,
+    /// `metadata.namespace`.
+    #[serde(borrow, default)]
+    pub namespace: Option<Cow<'a, str>>,
+    /// Our annotations; `None` when the pod has no `annotations` map.
+    #[serde(borrow, default)]
+    pub annotations: Option<Annotations<'a>>,
+    /// Whether the pod carries the opt-out label.
+    #[serde(default)]
+    pub labels: OptOut,
+}
+
+/// The webhook's own annotations, picked out of the pod's map.
+#[derive(Debug, Default, Clone)]
+pub struct Annotations<'a> {
+    /// [`ANNOTATION_PERSISTENCE`].
+    pub persistence: Option<Cow<'a, str>>,
+    /// [`ANNOTATION_OUTPUTS_SUBPATH`].
+    pub outputs_subpath: Option<Cow<'a, str>>,
+    /// [`ANNOTATION_UNIQUE_NAME`].
+    pub unique_name: Option<Cow<'a, str>>,
+    /// [`ANNOTATION_INJECTED`].
+    pub injected: Option<Cow<'a, str>>,
+}
+
+impl<'de: 'a, 'a> Deserialize<'de> for Annotations<'a> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V<'a>(std::marker::PhantomData<&'a ()>);
+        impl<'de: 'a, 'a> Visitor<'de> for V<'a> {
+            type Value = Annotations<'a>;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a map of annotation names to string values")
+            }
+            fn visit_map<M: MapAccess<'de>>(self, mut map: M) -> Result<Self::Value, M::Error> {
+                let mut out = Annotations::default();
+                while let Some(key) = map.next_key::<Cow<'de, str>>()? {
+                    let slot = match key.as_ref() {
+                        ANNOTATION_PERSISTENCE => &mut out.persistence,
+                        ANNOTATION_OUTPUTS_SUBPATH => &mut out.outputs_subpath,
+                        ANNOTATION_UNIQUE_NAME => &mut out.unique_name,
+                        ANNOTATION_INJECTED => &mut out.injected,
+                        _ => {
+                            map.next_value::<IgnoredAny>()?;
+                            continue;
+                        }
+                    };
+                    if slot.is_some() {
+                        return Err(de::Error::custom(format_args!(
+                            "duplicate annotation {key:?}"
+                        )));
+                    }
+                    *slot = Some(map.next_value()?);
+                }
+                Ok(out)
+            }
+        }
+        d.deserialize_map(V(std::marker::PhantomData))
+    }
+}
+
+/// Whether the labels carry `polyaxon.com/persistence-injection: disabled`.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct OptOut(pub bool);
+
+impl<'de> Deserialize<'de> for OptOut {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = OptOut;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a map of label names to string values")
+            }
+            fn visit_unit<E: de::Error>(self) -> Result<OptOut, E> {
+                Ok(OptOut(false))
+            }
+            fn visit_map<M: MapAccess<'de>>(self, mut map: M) -> Result<OptOut, M::Error> {
+                let mut out = false;
+                while let Some(key) = map.next_key::<Cow<'de, str>>()? {
+                    if key == LABEL_INJECTION {
+                        out = map.next_value::<Cow<'de, str>>()? == "disabled";
+                    } else {
+                        map.next_value::<IgnoredAny>()?;
+                    }
+                }
+                Ok(OptOut(out))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// The spec fields the decision reads.
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Spec<'a> {
+    /// `spec.volumes`; `None` when absent (the patch then adds the list).
+    #[serde(borrow, default)]
+    pub volumes: Option<Vec<VolumeView<'a>>>,
+    /// `spec.containers`.
+    #[serde(borrow, default)]
+    pub containers: Option<Vec<Container<'a>>>,
+    /// `spec.initContainers`.
+    #[serde(borrow, default)]
+    pub init_containers: Option<Vec<Container<'a>>>,
+}
+
+/// A pod volume: its name, and its raw JSON to compare against ours when the
+/// names match.
+#[derive(Debug)]
+pub struct VolumeView<'a> {
+    /// `name`.
+    pub name: Cow<'a, str>,
+    /// The whole volume object as it was sent.
+    pub raw: &'a RawValue,
+}
+
+impl<'de: 'a, 'a> Deserialize<'de> for VolumeView<'a> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        struct Name<'a> {
+            #[serde(borrow)]
+            name: Cow<'a, str>,
+        }
+        let raw = <&'a RawValue>::deserialize(d)?;
+        let Name { name } = serde_json::from_str(raw.get()).map_err(de::Error::custom)?;
+        Ok(VolumeView { name, raw })
+    }
+}
+
+/// A container or init container.
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Container<'a> {
+    /// `name`.
+    #[serde(borrow, default)]
+    pub name: Cow<'a, str>,
+    /// `env`; `None` when absent.
+    #[serde(borrow, default)]
+    pub env: Option<Vec<Env<'a>>>,
+    /// `volumeMounts`; `None` when absent.
+    #[serde(borrow, default)]
+    pub volume_mounts: Option<Vec<Mount<'a>>>,
+}
+
+/// An env var as the pod has it.
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Env<'a> {
+    /// `name`.
+    #[serde(borrow)]
+    pub name: Cow<'a, str>,
+    /// `value`.
+    #[serde(borrow, default)]
+    pub value: Option<Cow<'a, str>>,
+    /// `valueFrom`.
+    #[serde(borrow, default)]
+    pub value_from: Option<ValueFrom<'a>>,
+}
+
+/// `valueFrom`: only the secret reference matters to us.
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ValueFrom<'a> {
+    /// `secretKeyRef`.
+    #[serde(borrow, default)]
+    pub secret_key_ref: Option<KeyRef<'a>>,
+}
+
+/// `secretKeyRef`.
+#[derive(Debug, Default, Deserialize)]
+pub struct KeyRef<'a> {
+    /// The Secret's name.
+    #[serde(borrow, default)]
+    pub name: Option<Cow<'a, str>>,
+    /// The key in the Secret.
+    #[serde(borrow)]
+    pub key: Cow<'a, str>,
+}
+
+/// A volume mount as the pod has it.
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Mount<'a> {
+    /// `name` (the volume).
+    #[serde(borrow)]
+    pub name: Cow<'a, str>,
+    /// `mountPath`.
+    #[serde(borrow)]
+    pub mount_path: Cow<'a, str>,
+    /// `subPath`.
+    #[serde(borrow, default)]
+    pub sub_path: Option<Cow<'a, str>>,
+    /// `readOnly`.
+    #[serde(default)]
+    pub read_only: Option<bool>,
+}
+
+impl PodView<'_> {
+    /// The pod's annotations we read (empty when there are none).
+    pub fn annotations(&self) -> Annotations<'_> {
+        self.metadata
+            .as_ref()
+            .and_then(|m| m.annotations.clone())
+            .unwrap_or_default()
+    }
+
+    /// Names of every container and init container, init containers first.
+    pub fn container_names(&self) -> Vec<&str> {
+        let Some(spec) = &self.spec else {
+            return Vec::new();
+        };
+        let init = spec.init_containers.iter().flatten();
+        let main = spec.containers.iter().flatten();
+        init.chain(main).map(|c| c.name.as_ref()).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_only_our_fields() {
+        let json = r#"{"metadata":{"name":"p","labels":{"a":"b","polyaxon.com/persistence-injection":"disabled"},
+            "annotations":{"x":"y","polyaxon.com/persistence":"data: []","polyaxon.com/unique-name":"u.p.1"}},
+            "spec":{"volumes":[{"name":"v","emptyDir":{}}],"containers":[{"name":"c","image":"i",
+            "env":[{"name":"A","value":"1"},{"name":"K","valueFrom":{"secretKeyRef":{"name":"s","key":"k"}}}],
+            "volumeMounts":[{"name":"v","mountPath":"/v"}]}]}}"#;
+        let pod: PodView = serde_json::from_str(json).expect("parses");
+        let meta = pod.metadata.as_ref().expect("metadata");
+        assert!(meta.labels.0);
+        let ann = pod.annotations();
+        assert_eq!(ann.persistence.as_deref(), Some("data: []"));
+        assert_eq!(ann.unique_name.as_deref(), Some("u.p.1"));
+        assert!(ann.outputs_subpath.is_none() && ann.injected.is_none());
+        let spec = pod.spec.as_ref().expect("spec");
+        let vols = spec.volumes.as_ref().expect("volumes");
+        assert_eq!(vols[0].name, "v");
+        assert_eq!(vols[0].raw.get(), r#"{"name":"v","emptyDir":{}}"#);
+        let c = &spec.containers.as_ref().expect("containers")[0];
+        let env = c.env.as_ref().expect("env");
+        assert_eq!(env[0].value.as_deref(), Some("1"));
+        let r = env[1]
+            .value_from
+            .as_ref()
+            .and_then(|v| v.secret_key_ref.as_ref());
+        assert_eq!(r.map(|r| r.key.as_ref()), Some("k"));
+        assert_eq!(pod.container_names(), vec!["c"]);
+    }
+
+    #[test]
+    fn labels_without_opt_out_and_null_labels() {
+        for (json, want) in [
+            (
+                r#"{"metadata":{"labels":{"polyaxon.com/persistence-injection":"enabled"}}}"#,
+                false,
+            ),
+            (r#"{"metadata":{"labels":null}}"#, false),
+            (r#"{"metadata":{}}"#, false),
+        ] {
+            let pod: PodView = serde_json::from_str(json).expect("parses");
+            assert_eq!(pod.metadata.expect("metadata").labels.0, want, "{json}");
+        }
+    }
+
+    #[test]
+    fn duplicate_annotation_is_an_error() {
+        let json = r#"{"metadata":{"annotations":{"polyaxon.com/persistence":"a","polyaxon.com/persistence":"b"}}}"#;
+        let err = serde_json::from_str::<PodView>(json).expect_err("duplicate");
+        assert!(err.to_string().contains("duplicate annotation"), "{err}");
+    }
+
+    #[test]
+    fn wrong_types_are_errors() {
+        for json in [
+            r#"{"metadata":{"annotations":{"polyaxon.com/persistence":1}}}"#,
+            r#"{"spec":{"containers":"main"}}"#,
+            r#"{"spec":{"volumes":[{"emptyDir":{}}]}}"#,
+        ] {
+            assert!(serde_json::from_str::<PodView>(json).is_err(), "{json}");
+        }
+    }
+}

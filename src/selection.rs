@@ -1,0 +1,818 @@
+//! The pod's selection (SPEC §3): the `polyaxon.com/persistence` annotation
+//! and the outputs sub-path annotations, resolved against the config into the
+//! stores, containers and sub-path this pod gets. Pure.
+
+use std::borrow::Cow;
+use std::collections::BTreeSet;
+
+use serde::Deserialize;
+
+use crate::config::{Config, Role, Store};
+use crate::names;
+use crate::pod::{
+    Annotations, ANNOTATION_OUTPUTS_SUBPATH, ANNOTATION_PERSISTENCE, ANNOTATION_UNIQUE_NAME,
+};
+
+/// Who the pod is, as far as the selection needs to know.
+#[derive(Debug, Clone, Copy)]
+pub struct PodIdentity<'a> {
+    /// The namespace the pod is created in.
+    pub namespace: &'a str,
+    /// `metadata.name` (or the request's name), if already chosen.
+    pub name: Option<&'a str>,
+    /// `metadata.generateName`.
+    pub generate_name: Option<&'a str>,
+    /// The admission request's uid, which completes a generateName pod's sub-path.
+    pub uid: &'a str,
+}
+
+/// The selected outputs store and where this run writes in it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Outputs<'c> {
+    /// The store.
+    pub store: &'c Store,
+    /// The run's relative directory in the store.
+    pub sub_path: String,
+    /// `<mountPath or bucket>/<sub_path>`, joined with exactly one `/`.
+    pub path: String,
+}
+
+/// What a pod gets.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Selection<'c> {
+    /// Selected data stores, in name order.
+    pub data: Vec<&'c Store>,
+    /// The outputs store, if any.
+    pub outputs: Option<Outputs<'c>>,
+    /// The containers (or init containers) to inject; `None` means all.
+    pub containers: Option<BTreeSet<String>>,
+}
+
+impl Selection<'_> {
+    /// Whether the container of this name gets mounts and env.
+    pub fn targets(&self, container: &str) -> bool {
+        self.containers
+            .as_ref()
+            .is_none_or(|names| names.contains(container))
+    }
+}
+
+/// Why a selection was refused. Each message names the annotation; the ones
+/// about stores also list what the namespace may use.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SelectionError {
+    /// Not YAML or JSON, an unknown key, a wrong type.
+    #[error("annotation {ANNOTATION_PERSISTENCE} is not a valid selection: {reason}. {available}")]
+    Syntax {
+        /// The parser's message.
+        reason: String,
+        /// The stores the namespace may use.
+        available: String,
+    },
+    /// `outputs: [a, b]`.
+    #[error("annotation {ANNOTATION_PERSISTENCE}: outputs must be a single store name, not a list (a run writes to exactly one outputs store). {available}")]
+    OutputsList {
+        /// The stores the namespace may use.
+        available: String,
+    },
+    /// A name that is not a store of that role.
+    #[error("annotation {ANNOTATION_PERSISTENCE}: {role} store {name:?} does not exist{hint}. {available}")]
+    UnknownStore {
+        /// data or outputs.
+        role: Role,
+        /// The name asked for.
+        name: String,
+        /// e.g. ", it is a data store".
+        hint: String,
+        /// The stores the namespace may use.
+        available: String,
+    },
+    /// A store limited to other namespaces.
+    #[error("annotation {ANNOTATION_PERSISTENCE}: {role} store {name:?} is not available in namespace {namespace:?}. {available}")]
+    NotAvailable {
+        /// data or outputs.
+        role: Role,
+        /// The name asked for.
+        name: String,
+        /// The pod's namespace.
+        namespace: String,
+        /// The stores the namespace may use.
+        available: String,
+    },
+    /// `containers` names a container the pod does not have.
+    #[error("annotation {ANNOTATION_PERSISTENCE}: containers names {name:?}, which is not a container or init container of this pod (it has: {known})")]
+    UnknownContainer {
+        /// The name asked for.
+        name: String,
+        /// The pod's containers.
+        known: String,
+    },
+    /// `containers: []`.
+    #[error("annotation {ANNOTATION_PERSISTENCE}: containers is empty; name at least one container, or opt the pod out with the label polyaxon.com/persistence-injection: disabled")]
+    NoContainers,
+    /// A sub-path annotation, or the path it maps to, is not a safe relative path.
+    #[error("annotation {annotation}: sub-path {path:?} {why}")]
+    SubPath {
+        /// Which annotation it came from.
+        annotation: &'static str,
+        /// The offending path.
+        path: String,
+        /// What is wrong with it.
+        why: &'static str,
+    },
+    /// A unique name that is not one of Polyaxon's run name forms.
+    #[error("annotation {ANNOTATION_UNIQUE_NAME}: {value:?} is not a Polyaxon run name (expected user.project.<id>, user.project.<group>.<id>, or user.project.<jobs|builds|notebooks|tensorboards>.<id>)")]
+    UniqueName {
+        /// The annotation's value.
+        value: String,
+    },
+}
+
+/// The annotation as written by the run. Unknown keys are refused so that a
+/// typo (`output:`) does not silently fall back to the defaults.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSelection {
+    #[serde(default)]
+    data: Option<Vec<String>>,
+    #[serde(default)]
+    outputs: Option<OneOrMany>,
+    #[serde(default)]
+    containers: Option<Vec<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum OneOrMany {
+    One(String),
+    Many(#[allow(dead_code)] Vec<serde::de::IgnoredAny>),
+}
+
+/// Resolves the pod's selection against the config.
+///
+/// `injected_path` is the `outputsPath` the pod already records in
+/// `polyaxon.com/persistence-injected`, if any: when it lies under the
+/// selected outputs store it is kept, so a replayed pod comes through
+/// unchanged.
+pub fn resolve<'c>(
+    config: &'c Config,
+    pod: PodIdentity<'_>,
+    annotations: &Annotations<'_>,
+    injected_path: Option<&str>,
+    container_names: &[&str],
+) -> Result<Selection<'c>, SelectionError> {
+    let ns = pod.namespace;
+    let available = || available_stores(config, ns);
+    let raw = match annotations.persistence.as_deref() {
+        None => RawSelection::default(),
+        Some(text) => parse(text).map_err(|reason| SelectionError::Syntax {
+            reason,
+            available: available(),
+        })?,
+    };
+
+    let data = match raw.data {
+        None => config.available(Role::Data, ns).collect(),
+        Some(names) => {
+            let mut picked: Vec<&Store> = Vec::with_capacity(names.len());
+            for name in names {
+                let store = lookup(config, Role::Data, &name, ns, &available)?;
+                if !picked.iter().any(|s| s.name() == store.name()) {
+                    picked.push(store);
+                }
+            }
+            picked.sort_by(|a, b| a.name().cmp(b.name()));
+            picked
+        }
+    };
+
+    let outputs_store = match raw.outputs {
+        None => config.default_outputs(ns),
+        Some(OneOrMany::One(name)) => Some(lookup(config, Role::Outputs, &name, ns, &available)?),
+        Some(OneOrMany::Many(_)) => {
+            return Err(SelectionError::OutputsList {
+                available: available(),
+            })
+        }
+    };
+    let outputs = match outputs_store {
+        None => None,
+        Some(store) => {
+            let sub_path = match kept_sub_path(store, injected_path) {
+                Some(kept) => kept.to_owned(),
+                None => sub_path(pod, annotations)?,
+            };
+            let base = store.path().trim_end_matches('/');
+            let path = format!("{base}/{sub_path}");
+            Some(Outputs {
+                store,
+                sub_path,
+                path,
+            })
+        }
+    };
+
+    let containers = match raw.containers {
+        None => None,
+        Some(list) if list.is_empty() => return Err(SelectionError::NoContainers),
+        Some(list) => {
+            for name in &list {
+                if !container_names.contains(&name.as_str()) {
+                    return Err(SelectionError::UnknownContainer {
+                        name: name.clone(),
+                        known: container_names.join(", "),
+                    });
+                }
+            }
+            Some(list.into_iter().collect())
+        }
+    };
+
+    Ok(Selection {
+        data,
+        outputs,
+        containers,
+    })
+}
+
+/// JSON first when it looks like JSON (the common, fast case), else YAML;
+/// YAML's message is the one reported, since JSON is YAML.
+fn parse(text: &str) -> Result<RawSelection, String> {
+    let trimmed = text.trim();
+    if trimmed.is_empty() {
+        return Ok(RawSelection::default());
+    }
+    if trimmed.starts_with('{') {
+        if let Ok(raw) = serde_json::from_str(trimmed) {
+            return Ok(raw);
+        }
+    }
+    match serde_yaml::from_str::<Option<RawSelection>>(text) {
+        Ok(raw) => Ok(raw.unwrap_or_default()),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+fn lookup<'c>(
+    config: &'c Config,
+    role: Role,
+    name: &str,
+    namespace: &str,
+    available: &dyn Fn() -> String,
+) -> Result<&'c Store, SelectionError> {
+    match config.stores(role).get(name) {
+        Some(store) if store.available_in(namespace) => Ok(store),
+        Some(_) => Err(SelectionError::NotAvailable {
+            role,
+            name: name.to_owned(),
+            namespace: namespace.to_owned(),
+            available: available(),
+        }),
+        None => {
+            let hint = match config.store(name) {
+                Some(other) => format!(", it is {} store", article(other.role())),
+                None => String::new(),
+            };
+            Err(SelectionError::UnknownStore {
+                role,
+                name: name.to_owned(),
+                hint,
+                available: available(),
+            })
+        }
+    }
+}
+
+fn article(role: Role) -> &'static str {
+    match role {
+        Role::Data => "a data",
+        Role::Outputs => "an outputs",
+    }
+}
+
+/// "Stores available in namespace "x": data: a, b; outputs: c".
+fn available_stores(config: &Config, namespace: &str) -> String {
+    let list = |role| {
+        let names: Vec<&str> = config.available(role, namespace).map(Store::name).collect();
+        if names.is_empty() {
+            "none".to_owned()
+        } else {
+            names.join(", ")
+        }
+    };
+    format!(
+        "Stores available in namespace {namespace:?}: data: {}; outputs: {}",
+        list(Role::Data),
+        list(Role::Outputs)
+    )
+}
+
+/// The sub-path recorded by an earlier admission, when it still lies under
+/// the selected store.
+fn kept_sub_path<'p>(store: &Store, injected_path: Option<&'p str>) -> Option<&'p str> {
+    let base = store.path().trim_end_matches('/');
+    let rest = injected_path?.strip_prefix(base)?.strip_prefix('/')?;
+    names::check_sub_path(rest).ok().map(|()| rest)
+}
+
+/// SPEC §3's sub-path rules, first match wins.
+fn sub_path(pod: PodIdentity<'_>, annotations: &Annotations<'_>) -> Result<String, SelectionError> {
+    let checked = |annotation: &'static str, path: Cow<'_, str>| {
+        names::check_sub_path(&path)
+            .map(|()| path.to_string())
+            .map_err(|why| SelectionError::SubPath {
+                annotation,
+                path: path.to_string(),
+                why,
+            })
+    };
+    if let Some(explicit) = &annotations.outputs_subpath {
+        return checked(ANNOTATION_OUTPUTS_SUBPATH, Cow::Borrowed(explicit));
+    }
+    if let Some(unique) = &annotations.unique_name {
+        let mapped = unique_name_path(unique).ok_or_else(|| SelectionError::UniqueName {
+            value: unique.to_string(),
+        })?;
+        return checked(ANNOTATION_UNIQUE_NAME, Cow::Owned(mapped));
+    }
+    let ns = pod.namespace;
+    let path = match (pod.name, pod.generate_name) {
+        (Some(name), _) if !name.is_empty() => format!("{ns}/{name}"),
+        (_, Some(prefix)) => format!("{ns}/{prefix}{}", pod.uid),
+        _ => format!("{ns}/{}", pod.uid),
+    };
+    checked("metadata.name", Cow::Owned(path))
+}
+
+/// Polyaxon 0.x's mapping of a dotted run name to its outputs directory.
+fn unique_name_path(unique: &str) -> Option<String> {
+    const KINDS: [&str; 4] = ["jobs", "builds", "notebooks", "tensorboards"];
+    let parts: Vec<&str> = unique.split('.').collect();
+    if parts.iter().any(|p| p.is_empty() || p.contains('/')) {
+        return None;
+    }
+    let is_id = |s: &str| s.bytes().all(|b| b.is_ascii_digit());
+    match parts.as_slice() {
+        [user, project, id] if is_id(id) => Some(format!("{user}/{project}/experiments/{id}")),
+        [user, project, group, id] if is_id(group) && is_id(id) => {
+            Some(format!("{user}/{project}/groups/{group}/{id}"))
+        }
+        [user, project, kind, id] if KINDS.contains(kind) && is_id(id) => {
+            Some(format!("{user}/{project}/{kind}/{id}"))
+        }
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const CONFIG: &str = r#"
+data:
+  data1: {mountPath: /data/1, hostPath: /d1, readOnly: true}
+  data2: {mountPath: /data/2, existingClaim: d2}
+  data-gcs: {store: gcs, bucket: gs://data-bucket, secret: gcs-secret, secretKey: gcs-key.json}
+  team-data: {mountPath: /data/team, namespaces: [team-a]}
+outputs:
+  outputs1: {mountPath: /outputs/1, hostPath: /o1}
+  outputs-gcs: {store: gcs, bucket: gs://outputs-bucket/, secret: gcs-secret, secretKey: gcs-key.json}
+  team-out: {mountPath: /outputs/team, namespaces: [team-a]}
+defaultOutputs: outputs1
+"#;
+
+    fn config() -> Config {
+        Config::from_yaml(CONFIG).expect("valid test config")
+    }
+
+    const POD: PodIdentity<'static> = PodIdentity {
+        namespace: "default",
+        name: Some("job-1"),
+        generate_name: None,
+        uid: "uid-1",
+    };
+
+    fn ann(persistence: Option<&str>) -> Annotations<'static> {
+        Annotations {
+            persistence: persistence.map(|s| Cow::Owned(s.to_owned())),
+            ..Default::default()
+        }
+    }
+
+    struct Want {
+        data: &'static [&'static str],
+        outputs: Option<&'static str>,
+        path: Option<&'static str>,
+    }
+
+    fn check(what: &str, pod: PodIdentity<'_>, a: &Annotations<'_>, want: Want) {
+        let c = config();
+        let got = resolve(&c, pod, a, None, &["main", "init"])
+            .unwrap_or_else(|e| panic!("{what}: denied: {e}"));
+        let data: Vec<&str> = got.data.iter().map(|s| s.name()).collect();
+        assert_eq!(data, want.data, "{what}: data");
+        assert_eq!(
+            got.outputs.as_ref().map(|o| o.store.name()),
+            want.outputs,
+            "{what}: outputs"
+        );
+        assert_eq!(
+            got.outputs.as_ref().map(|o| o.path.as_str()),
+            want.path,
+            "{what}: outputs path"
+        );
+    }
+
+    #[test]
+    fn selections_that_resolve() {
+        let all = &["data-gcs", "data1", "data2"];
+        let cases: Vec<(&str, PodIdentity, Annotations, Want)> = vec![
+            (
+                "no annotation: all data, default outputs",
+                POD,
+                ann(None),
+                Want {
+                    data: all,
+                    outputs: Some("outputs1"),
+                    path: Some("/outputs/1/default/job-1"),
+                },
+            ),
+            (
+                "empty annotation is no selection",
+                POD,
+                ann(Some("  ")),
+                Want {
+                    data: all,
+                    outputs: Some("outputs1"),
+                    path: Some("/outputs/1/default/job-1"),
+                },
+            ),
+            (
+                "data absent",
+                POD,
+                ann(Some("outputs: outputs-gcs")),
+                Want {
+                    data: all,
+                    outputs: Some("outputs-gcs"),
+                    path: Some("gs://outputs-bucket/default/job-1"),
+                },
+            ),
+            (
+                "data: [] means none",
+                POD,
+                ann(Some("data: []")),
+                Want {
+                    data: &[],
+                    outputs: Some("outputs1"),
+                    path: Some("/outputs/1/default/job-1"),
+                },
+            ),
+            (
+                "explicit, sorted, deduplicated",
+                POD,
+                ann(Some("data: [data2, data1, data2]\noutputs: outputs1")),
+                Want {
+                    data: &["data1", "data2"],
+                    outputs: Some("outputs1"),
+                    path: Some("/outputs/1/default/job-1"),
+                },
+            ),
+            (
+                "JSON form",
+                POD,
+                ann(Some(r#"{"data":["data-gcs"],"outputs":"outputs-gcs"}"#)),
+                Want {
+                    data: &["data-gcs"],
+                    outputs: Some("outputs-gcs"),
+                    path: Some("gs://outputs-bucket/default/job-1"),
+                },
+            ),
+            (
+                "null values are absent",
+                POD,
+                ann(Some("data: null\noutputs: null")),
+                Want {
+                    data: all,
+                    outputs: Some("outputs1"),
+                    path: Some("/outputs/1/default/job-1"),
+                },
+            ),
+            (
+                "namespace store in its namespace",
+                PodIdentity {
+                    namespace: "team-a",
+                    ..POD
+                },
+                ann(Some("data: [team-data]\noutputs: team-out")),
+                Want {
+                    data: &["team-data"],
+                    outputs: Some("team-out"),
+                    path: Some("/outputs/team/team-a/job-1"),
+                },
+            ),
+            (
+                "namespace store joins the defaults there",
+                PodIdentity {
+                    namespace: "team-a",
+                    ..POD
+                },
+                ann(None),
+                Want {
+                    data: &["data-gcs", "data1", "data2", "team-data"],
+                    outputs: Some("outputs1"),
+                    path: Some("/outputs/1/team-a/job-1"),
+                },
+            ),
+            (
+                "generateName pod",
+                PodIdentity {
+                    name: None,
+                    generate_name: Some("gen-"),
+                    ..POD
+                },
+                ann(None),
+                Want {
+                    data: all,
+                    outputs: Some("outputs1"),
+                    path: Some("/outputs/1/default/gen-uid-1"),
+                },
+            ),
+            (
+                "containers subset",
+                POD,
+                ann(Some("containers: [main]")),
+                Want {
+                    data: all,
+                    outputs: Some("outputs1"),
+                    path: Some("/outputs/1/default/job-1"),
+                },
+            ),
+        ];
+        for (what, pod, a, want) in cases {
+            check(what, pod, &a, want);
+        }
+    }
+
+    #[test]
+    fn sub_path_precedence() {
+        let with = |subpath: Option<&str>, unique: Option<&str>| Annotations {
+            outputs_subpath: subpath.map(|s| Cow::Owned(s.to_owned())),
+            unique_name: unique.map(|s| Cow::Owned(s.to_owned())),
+            ..Default::default()
+        };
+        let cases = [
+            (
+                "explicit wins",
+                with(Some("runs/7"), Some("u.p.1")),
+                "/outputs/1/runs/7",
+            ),
+            (
+                "experiment",
+                with(None, Some("user.project.42")),
+                "/outputs/1/user/project/experiments/42",
+            ),
+            (
+                "group experiment",
+                with(None, Some("user.project.7.42")),
+                "/outputs/1/user/project/groups/7/42",
+            ),
+            (
+                "job",
+                with(None, Some("user.project.jobs.5")),
+                "/outputs/1/user/project/jobs/5",
+            ),
+            (
+                "build",
+                with(None, Some("user.project.builds.5")),
+                "/outputs/1/user/project/builds/5",
+            ),
+            (
+                "notebook",
+                with(None, Some("user.project.notebooks.5")),
+                "/outputs/1/user/project/notebooks/5",
+            ),
+            (
+                "tensorboard",
+                with(None, Some("user.project.tensorboards.5")),
+                "/outputs/1/user/project/tensorboards/5",
+            ),
+            (
+                "namespace/name",
+                with(None, None),
+                "/outputs/1/default/job-1",
+            ),
+        ];
+        let c = config();
+        for (what, a, want) in cases {
+            let got =
+                resolve(&c, POD, &a, None, &["main"]).unwrap_or_else(|e| panic!("{what}: {e}"));
+            assert_eq!(got.outputs.map(|o| o.path), Some(want.to_owned()), "{what}");
+        }
+    }
+
+    #[test]
+    fn injected_path_is_kept_when_under_the_store() {
+        let c = config();
+        let a = ann(None);
+        let kept = resolve(&c, POD, &a, Some("/outputs/1/default/gen-abc"), &["main"]).expect("ok");
+        let out = kept.outputs.expect("outputs");
+        assert_eq!(
+            (out.sub_path.as_str(), out.path.as_str()),
+            ("default/gen-abc", "/outputs/1/default/gen-abc")
+        );
+        for other in [
+            "/outputs/2/x",
+            "/outputs/1",
+            "/outputs/1/../x",
+            "/outputs/10/x",
+        ] {
+            let got = resolve(&c, POD, &a, Some(other), &["main"]).expect("ok");
+            assert_eq!(
+                got.outputs.map(|o| o.path),
+                Some("/outputs/1/default/job-1".into()),
+                "{other}"
+            );
+        }
+        let a = ann(Some("outputs: outputs-gcs"));
+        let kept = resolve(&c, POD, &a, Some("gs://outputs-bucket/u/p/1"), &["main"]).expect("ok");
+        assert_eq!(kept.outputs.map(|o| o.sub_path), Some("u/p/1".into()));
+    }
+
+    #[test]
+    fn denials_name_the_annotation_and_the_stores() {
+        let team = PodIdentity {
+            namespace: "team-b",
+            ..POD
+        };
+        let cases: Vec<(&str, PodIdentity, Annotations, &[&str])> = vec![
+            (
+                "unknown data store",
+                POD,
+                ann(Some("data: [nope]")),
+                &[
+                    "polyaxon.com/persistence",
+                    "data store \"nope\" does not exist",
+                    "data: data-gcs, data1, data2; outputs: outputs-gcs, outputs1",
+                ],
+            ),
+            (
+                "outputs store named as data",
+                POD,
+                ann(Some("data: [outputs1]")),
+                &["it is an outputs store"],
+            ),
+            (
+                "unknown outputs store",
+                POD,
+                ann(Some("outputs: nope")),
+                &["outputs store \"nope\" does not exist"],
+            ),
+            (
+                "store of another namespace",
+                team,
+                ann(Some("data: [team-data]")),
+                &[
+                    "not available in namespace \"team-b\"",
+                    "Stores available in namespace \"team-b\"",
+                ],
+            ),
+            (
+                "outputs as list",
+                POD,
+                ann(Some("outputs: [outputs1]")),
+                &[
+                    "outputs must be a single store name",
+                    "outputs: outputs-gcs, outputs1",
+                ],
+            ),
+            (
+                "unknown key",
+                POD,
+                ann(Some("output: outputs1")),
+                &[
+                    "polyaxon.com/persistence is not a valid selection",
+                    "unknown field `output`",
+                    "Stores available",
+                ],
+            ),
+            (
+                "bad YAML",
+                POD,
+                ann(Some("data: [data1")),
+                &["is not a valid selection", "Stores available"],
+            ),
+            (
+                "data not a list",
+                POD,
+                ann(Some("data: data1")),
+                &["is not a valid selection", "sequence"],
+            ),
+            (
+                "number as store name is read as a name",
+                POD,
+                ann(Some("data: [1]")),
+                &["data store \"1\" does not exist"],
+            ),
+            (
+                "mapping where a list is expected",
+                POD,
+                ann(Some("data: {a: b}")),
+                &["is not a valid selection", "invalid type: map"],
+            ),
+            (
+                "annotation is a list",
+                POD,
+                ann(Some("- data1")),
+                &["is not a valid selection"],
+            ),
+            (
+                "unknown container",
+                POD,
+                ann(Some("containers: [sidecar]")),
+                &["containers names \"sidecar\"", "it has: main, init"],
+            ),
+            (
+                "empty containers",
+                POD,
+                ann(Some("containers: []")),
+                &["containers is empty"],
+            ),
+        ];
+        let c = config();
+        for (what, pod, a, fragments) in cases {
+            let err = resolve(&c, pod, &a, None, &["main", "init"])
+                .expect_err(what)
+                .to_string();
+            for f in fragments {
+                assert!(err.contains(f), "{what}: {f:?} not in {err:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn bad_sub_paths_are_denied() {
+        let c = config();
+        for bad in ["/abs", "../up", "a//b", "a/", "a\u{1}b", ""] {
+            let a = Annotations {
+                outputs_subpath: Some(Cow::Owned(bad.to_owned())),
+                ..Default::default()
+            };
+            let err = resolve(&c, POD, &a, None, &["main"])
+                .expect_err(bad)
+                .to_string();
+            assert!(
+                err.starts_with("annotation polyaxon.com/outputs-subpath: sub-path"),
+                "{err}"
+            );
+        }
+        for bad in [
+            "user.project",
+            "user.project.x",
+            "a..1",
+            "user.project.jobs.x",
+            "u.p.runs.1",
+            "a.b/c.1",
+        ] {
+            let a = Annotations {
+                unique_name: Some(Cow::Owned(bad.to_owned())),
+                ..Default::default()
+            };
+            let err = resolve(&c, POD, &a, None, &["main"])
+                .expect_err(bad)
+                .to_string();
+            assert!(
+                err.starts_with("annotation polyaxon.com/unique-name"),
+                "{bad}: {err}"
+            );
+        }
+    }
+
+    #[test]
+    fn no_outputs_when_none_available() {
+        let c = Config::from_yaml(
+            "data: {d: {mountPath: /d}}\noutputs: {o: {mountPath: /o, namespaces: [x]}}",
+        )
+        .expect("valid");
+        let got = resolve(&c, POD, &ann(None), None, &["main"]).expect("ok");
+        assert!(got.outputs.is_none());
+        assert_eq!(got.data.len(), 1);
+    }
+
+    #[test]
+    fn billion_laughs_is_refused_not_expanded() {
+        let mut yaml = String::from("a0: &a0 [x, x, x, x, x, x, x, x, x, x]\n");
+        for i in 1..12 {
+            let prev = format!("*a{}", i - 1);
+            yaml.push_str(&format!(
+                "a{i}: &a{i} [{}]\n",
+                vec![prev.as_str(); 10].join(", ")
+            ));
+        }
+        yaml.push_str("data: *a11\n");
+        let err = resolve(&config(), POD, &ann(Some(&yaml)), None, &["main"]).expect_err("refused");
+        assert!(
+            err.to_string().contains("is not a valid selection"),
+            "{err}"
+        );
+    }
+}
