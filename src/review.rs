@@ -380,3 +380,167 @@ fn respond(api_version: &str, uid: &str, decision: &Decision) -> Vec<u8> {
     })
     .expect("a response of strings always serialises")
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::{json, Value};
+
+    fn config() -> Config {
+        Config::from_yaml("data: {d: {mountPath: /d}}\noutputs: {o: {mountPath: /o}}")
+            .expect("valid")
+    }
+
+    fn body(api: &str, kind: &str, operation: &str, object: Value) -> Vec<u8> {
+        json!({
+            "apiVersion": api, "kind": "AdmissionReview",
+            "request": {
+                "uid": "0df28fbd-5f5f-4c5e-a2c4-42d1b4d5b6a1",
+                "kind": {"group": "", "version": "v1", "kind": kind},
+                "namespace": "ns", "operation": operation, "dryRun": false,
+                "object": object, "oldObject": null
+            }
+        })
+        .to_string()
+        .into_bytes()
+    }
+
+    fn pod() -> Value {
+        json!({"metadata": {"name": "p", "namespace": "ns"}, "spec": {"containers": [{"name": "main"}]}})
+    }
+
+    fn response(r: &Reviewed) -> Value {
+        serde_json::from_slice(&r.response).expect("response is JSON")
+    }
+
+    #[test]
+    fn patch_is_base64_string_with_patch_type() {
+        let r = review(&config(), &body(API_V1, "Pod", "CREATE", pod())).expect("answered");
+        let out = response(&r);
+        assert_eq!(out["apiVersion"], API_V1);
+        assert_eq!(out["kind"], "AdmissionReview");
+        assert_eq!(
+            out["response"]["uid"],
+            "0df28fbd-5f5f-4c5e-a2c4-42d1b4d5b6a1"
+        );
+        assert_eq!(out["response"]["allowed"], true);
+        assert_eq!(out["response"]["patchType"], "JSONPatch");
+        let b64 = out["response"]["patch"]
+            .as_str()
+            .expect("patch is a base64 string, not a byte array");
+        let raw = base64::engine::general_purpose::STANDARD
+            .decode(b64)
+            .expect("valid base64");
+        let ops: Value = serde_json::from_slice(&raw).expect("decoded patch is JSON");
+        let Decision::Patched(p) = &r.decision else {
+            panic!("expected a patch, got {:?}", r.decision)
+        };
+        assert_eq!(ops, serde_json::to_value(p).expect("patch"));
+        assert!(ops.as_array().is_some_and(|a| !a.is_empty()));
+        assert_eq!(r.subject.name, "p");
+        assert_eq!(r.subject.operation, "CREATE");
+    }
+
+    #[test]
+    fn v1beta1_is_answered_in_kind() {
+        let r = review(&config(), &body(API_V1BETA1, "Pod", "CREATE", pod())).expect("answered");
+        assert_eq!(response(&r)["apiVersion"], API_V1BETA1);
+    }
+
+    #[test]
+    fn other_kinds_and_operations_pass_unchanged() {
+        for (kind, op, skip) in [
+            ("Deployment", "CREATE", Skip::NotPod),
+            ("Pod", "UPDATE", Skip::NotCreate),
+            ("Pod", "DELETE", Skip::NotCreate),
+        ] {
+            let r = review(
+                &config(),
+                &body(
+                    API_V1,
+                    kind,
+                    op,
+                    json!({"spec": {"containers": "not a pod"}}),
+                ),
+            )
+            .expect("answered");
+            assert_eq!(r.decision, Decision::Unchanged(skip), "{kind} {op}");
+            let out = response(&r);
+            assert_eq!(
+                out["response"],
+                json!({"uid": "0df28fbd-5f5f-4c5e-a2c4-42d1b4d5b6a1", "allowed": true})
+            );
+        }
+    }
+
+    #[test]
+    fn opted_out_pod_is_unchanged() {
+        let mut p = pod();
+        p["metadata"]["labels"] = json!({"polyaxon.com/persistence-injection": "disabled"});
+        let r = review(&config(), &body(API_V1, "Pod", "CREATE", p)).expect("answered");
+        assert_eq!(r.decision, Decision::Unchanged(Skip::OptedOut));
+    }
+
+    #[test]
+    fn denial_has_status_400_and_message() {
+        let mut p = pod();
+        p["metadata"]["annotations"] = json!({"polyaxon.com/persistence": "data: [nope]"});
+        let r = review(&config(), &body(API_V1, "Pod", "CREATE", p)).expect("answered");
+        let out = response(&r);
+        assert_eq!(out["response"]["allowed"], false);
+        assert_eq!(out["response"]["status"]["code"], 400);
+        let msg = out["response"]["status"]["message"]
+            .as_str()
+            .expect("message");
+        assert!(
+            msg.contains("polyaxon.com/persistence") && msg.contains("data: d; outputs: o"),
+            "{msg}"
+        );
+        assert!(out["response"].get("patch").is_none());
+    }
+
+    #[test]
+    fn malformed_requests_with_a_uid_get_an_answer() {
+        let cases = [
+            (
+                json!({"metadata": {"name": "p"}, "spec": {"containers": "x"}}),
+                "request.object is not a valid Pod",
+            ),
+            (Value::Null, "request.object is missing"),
+        ];
+        for (object, want) in cases {
+            let r = review(&config(), &body(API_V1, "Pod", "CREATE", object)).expect("answered");
+            match &r.decision {
+                Decision::Invalid(m) => assert!(m.contains(want), "{m}"),
+                other => panic!("{want}: got {other:?}"),
+            }
+            assert_eq!(response(&r)["response"]["allowed"], false);
+        }
+        // A request whose shape is wrong (operation is a number) still echoes the uid.
+        let wrong = br#"{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","request":{"uid":"u1","operation":5}}"#;
+        let r = review(&config(), wrong).expect("answered");
+        assert!(
+            matches!(r.decision, Decision::Invalid(_)),
+            "{:?}",
+            r.decision
+        );
+        assert_eq!(response(&r)["response"]["uid"], "u1");
+    }
+
+    #[test]
+    fn unanswerable_bodies_are_errors() {
+        let cases: [(&[u8], &str); 7] = [
+            (b"", "not JSON"),
+            (b"\xff\xfe", "not JSON"),
+            (b"{\"apiVersion\":", "not JSON"),
+            (b"[]", "not an AdmissionReview"),
+            (br#"{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview"}"#, "no request"),
+            (br#"{"apiVersion":"admission.k8s.io/v2","kind":"AdmissionReview","request":{"uid":"u"}}"#, "unsupported AdmissionReview apiVersion"),
+            (br#"{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","request":{"operation":"CREATE"}}"#, "not an AdmissionReview"),
+        ];
+        for (input, want) in cases {
+            let err = review(&config(), input).expect_err(want).to_string();
+            assert!(err.contains(want), "{input:?}: {err}");
+        }
+    }
+}

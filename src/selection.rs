@@ -805,7 +805,7 @@ defaultOutputs: outputs1
             let prev = format!("*a{}", i - 1);
             yaml.push_str(&format!(
                 "a{i}: &a{i} [{}]\n",
-                vec![prev.as_str(); 10].join(", ")
+                [prev.as_str(); 10].join(", ")
             ));
         }
         yaml.push_str("data: *a11\n");
