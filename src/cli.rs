@@ -1,6 +1,7 @@
 //! The command line: `serve`, `mutate`, `certs`. Flags only; each command's
 //! module does the work.
 
+use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
@@ -18,6 +19,9 @@ pub struct Cli {
 /// The subcommands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Serve AdmissionReviews over HTTPS (POST /mutate), reloading the config
+    /// and the certificate when their files change.
+    Serve(ServeArgs),
     /// Run the admission decision offline on a pod or an AdmissionReview:
     /// what the webhook would do, with no cluster. Exit 0 allowed, 1 denied,
     /// 2 usage, input or config error.
@@ -69,3 +73,128 @@ pub enum Output {
     /// The AdmissionReview response JSON, as the API server would receive it.
     Review,
 }
+
+/// Flags of `serve`. Each can also be set by its environment variable.
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Address of the HTTPS webhook endpoint.
+    #[arg(
+        long,
+        value_name = "HOST:PORT",
+        env = "PERSISTENCE_WEBHOOK_ADDR",
+        default_value = "0.0.0.0:8443"
+    )]
+    pub addr: SocketAddr,
+
+    /// Address of the plain-HTTP port for /metrics, /healthz and /readyz.
+    #[arg(
+        long,
+        value_name = "HOST:PORT",
+        env = "PERSISTENCE_WEBHOOK_METRICS_ADDR",
+        default_value = "0.0.0.0:9090"
+    )]
+    pub metrics_addr: SocketAddr,
+
+    /// The persistence config (reloaded when its content changes).
+    #[arg(
+        long,
+        value_name = "FILE",
+        env = "PERSISTENCE_WEBHOOK_CONFIG",
+        required_unless_present = "demo"
+    )]
+    pub config: Option<PathBuf>,
+
+    /// The serving certificate chain, PEM (reloaded when its content changes).
+    #[arg(
+        long,
+        value_name = "FILE",
+        env = "PERSISTENCE_WEBHOOK_TLS_CERT",
+        required_unless_present = "demo",
+        requires = "tls_key"
+    )]
+    pub tls_cert: Option<PathBuf>,
+
+    /// The serving private key, PEM.
+    #[arg(
+        long,
+        value_name = "FILE",
+        env = "PERSISTENCE_WEBHOOK_TLS_KEY",
+        required_unless_present = "demo",
+        requires = "tls_cert"
+    )]
+    pub tls_key: Option<PathBuf>,
+
+    /// Try it out: the built-in example config (unless --config is given) and
+    /// a throwaway certificate for localhost, whose CA is written to --demo-dir.
+    #[arg(long, conflicts_with_all = ["tls_cert", "tls_key"])]
+    pub demo: bool,
+
+    /// Where --demo writes ca.crt.
+    #[arg(long, value_name = "DIR", default_value = "persistence-webhook-demo")]
+    pub demo_dir: PathBuf,
+
+    /// How often the config and certificate files are checked for new content.
+    #[arg(
+        long,
+        value_name = "DURATION",
+        env = "PERSISTENCE_WEBHOOK_RELOAD_INTERVAL",
+        default_value = "2s"
+    )]
+    pub reload_interval: HumanDuration,
+
+    /// Largest request body accepted; larger ones get 413.
+    #[arg(long, value_name = "BYTES", env = "PERSISTENCE_WEBHOOK_MAX_BODY_BYTES", default_value_t = 4 * 1024 * 1024)]
+    pub max_body_bytes: usize,
+
+    /// Deadline of one review, body read included; keep it below the webhook's
+    /// timeoutSeconds. A shorter `?timeout=` from the API server wins.
+    #[arg(
+        long,
+        value_name = "DURATION",
+        env = "PERSISTENCE_WEBHOOK_REQUEST_TIMEOUT",
+        default_value = "8s"
+    )]
+    pub request_timeout: HumanDuration,
+
+    /// Deadline for a client to finish the TLS handshake and send the request headers.
+    #[arg(
+        long,
+        value_name = "DURATION",
+        env = "PERSISTENCE_WEBHOOK_HEADER_READ_TIMEOUT",
+        default_value = "5s"
+    )]
+    pub header_read_timeout: HumanDuration,
+
+    /// Reviews processed at once (bounds memory: each holds its body); more wait.
+    #[arg(
+        long,
+        value_name = "N",
+        env = "PERSISTENCE_WEBHOOK_MAX_IN_FLIGHT",
+        default_value_t = 64
+    )]
+    pub max_in_flight: usize,
+
+    /// On SIGTERM/SIGINT, how long in-flight reviews may take to finish.
+    #[arg(
+        long,
+        value_name = "DURATION",
+        env = "PERSISTENCE_WEBHOOK_DRAIN_TIMEOUT",
+        default_value = "15s"
+    )]
+    pub drain_timeout: HumanDuration,
+
+    /// Log format; the level filter comes from RUST_LOG (default: info).
+    #[arg(long, value_enum, env = "PERSISTENCE_WEBHOOK_LOG_FORMAT", default_value_t = LogFormat::Plain)]
+    pub log_format: LogFormat,
+}
+
+/// `serve --log-format`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Plain,
+    /// One JSON object per line.
+    Json,
+}
+
+pub use crate::server::HumanDuration;

@@ -5,6 +5,7 @@
 //! and [`review`]; [`review::review`] is the one entry point, called by both
 //! the HTTPS server and the offline `mutate` command.
 
+pub mod certs;
 pub mod cli;
 pub mod config;
 pub mod k8s;
@@ -14,6 +15,7 @@ pub mod patch;
 pub mod pod;
 pub mod review;
 pub mod selection;
+pub mod server;
 
 pub use config::{Config, ConfigError};
 pub use review::{review, Decision, ReviewError, Reviewed};

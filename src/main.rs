@@ -1,34 +1,79 @@
 //! Entry point: parse the command line, run the command, map the result to
-//! an exit status (0 allowed, 1 denied, 2 usage or config error).
+//! an exit status (`mutate`: 0 allowed, 1 denied, 2 usage or config error;
+//! `serve`: 0 after a clean shutdown, 2 when it cannot start).
 
 use std::io::Write;
 use std::process::ExitCode;
 
 use clap::Parser;
-use persistence_webhook::cli::{Cli, Command};
+use persistence_webhook::cli::{Cli, Command, LogFormat, MutateArgs, ServeArgs};
 use persistence_webhook::mutate::{self, Verdict};
+use tracing_subscriber::EnvFilter;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
-        Command::Mutate(args) => match mutate::run(&args) {
-            Ok(printed) => {
-                let mut out = std::io::stdout().lock();
-                // A closed pipe (`| head`) is not an error worth a panic.
-                let _ = out.write_all(printed.stdout.as_bytes());
-                let _ = out.flush();
-                if let Some(msg) = printed.stderr {
-                    eprintln!("{msg}");
-                }
-                match printed.verdict {
-                    Verdict::Allowed => ExitCode::SUCCESS,
-                    Verdict::Denied => ExitCode::from(1),
-                }
+        Command::Mutate(args) => run_mutate(&args),
+        Command::Serve(args) => run_serve(args),
+    }
+}
+
+fn run_mutate(args: &MutateArgs) -> ExitCode {
+    match mutate::run(args) {
+        Ok(printed) => {
+            let mut out = std::io::stdout().lock();
+            // A closed pipe (`| head`) is not worth a panic.
+            let _ = out.write_all(printed.stdout.as_bytes());
+            let _ = out.flush();
+            if let Some(msg) = printed.stderr {
+                eprintln!("{msg}");
             }
-            Err(e) => {
-                eprintln!("error: {e:#}");
-                ExitCode::from(2)
+            match printed.verdict {
+                Verdict::Allowed => ExitCode::SUCCESS,
+                Verdict::Denied => ExitCode::from(1),
             }
-        },
+        }
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn run_serve(args: ServeArgs) -> ExitCode {
+    init_logs(args.log_format);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    match runtime.block_on(persistence_webhook::server::run(args)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!("{e:#}");
+            eprintln!("error: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn init_logs(format: LogFormat) {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(false);
+    match format {
+        LogFormat::Plain => builder.init(),
+        LogFormat::Json => builder
+            .json()
+            .flatten_event(true)
+            .with_current_span(true)
+            .init(),
     }
 }
