@@ -1,0 +1,503 @@
+//! `persistence-webhook mutate` as a user runs it: the example config and
+//! pods under `examples/`, the kube-apiserver captures under
+//! `tests/fixtures/`, and the exit statuses SPEC §6 gives (0 allowed,
+//! 1 denied with the message on stderr, 2 usage, input or config error).
+
+use std::path::{Path, PathBuf};
+
+use assert_cmd::Command;
+use base64::Engine as _;
+use predicates::prelude::*;
+use serde_json::{json, Value};
+
+const CONFIG: &str = "examples/persistence.yaml";
+const TRAINING: &str = "examples/pods/training.yaml";
+const GENERATE_NAME_GCS: &str = "examples/pods/generate-name-gcs.yaml";
+const INIT_SUBSET: &str = "examples/pods/init-subset.yaml";
+const BAD_SELECTION: &str = "examples/pods/bad-selection.yaml";
+const DEFAULT_UID: &str = "00000000-0000-0000-0000-000000000000";
+
+fn repo(path: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join(path)
+}
+
+/// `persistence-webhook mutate --config examples/persistence.yaml ARGS...`,
+/// run from the repository root so that relative paths work as in the README.
+fn mutate(args: &[&str]) -> Command {
+    let mut cmd = Command::cargo_bin("persistence-webhook").expect("the binary is built");
+    cmd.current_dir(env!("CARGO_MANIFEST_DIR"))
+        .env_remove("PERSISTENCE_WEBHOOK_CONFIG")
+        .args(["mutate", "--config", CONFIG])
+        .args(args);
+    cmd
+}
+
+/// Runs `cmd`, requires exit 0 and an empty stderr, and returns stdout.
+fn allowed(cmd: &mut Command) -> String {
+    let out = cmd
+        .assert()
+        .success()
+        .stderr("")
+        .get_output()
+        .stdout
+        .clone();
+    String::from_utf8(out).expect("stdout is UTF-8")
+}
+
+fn yaml(text: &str) -> Value {
+    serde_yaml::from_str(text).expect("stdout is one YAML document")
+}
+
+fn json_out(text: &str) -> Value {
+    serde_json::from_str(text).expect("stdout is JSON")
+}
+
+fn env_value<'a>(container: &'a Value, name: &str) -> Option<&'a str> {
+    container["env"]
+        .as_array()?
+        .iter()
+        .find(|e| e["name"] == json!(name))?
+        .get("value")?
+        .as_str()
+}
+
+fn read(path: &str) -> String {
+    std::fs::read_to_string(repo(path)).expect("the example is readable")
+}
+
+// --- the three outputs ----------------------------------------------------
+
+#[test]
+fn output_pod_is_the_mutated_pod_as_yaml() {
+    let pod = yaml(&allowed(&mut mutate(&["--pod", TRAINING])));
+    assert_eq!(pod["metadata"]["name"], json!("train-resnet"));
+    assert_eq!(pod["metadata"]["namespace"], json!("default"));
+    let main = &pod["spec"]["containers"][0];
+    assert_eq!(
+        env_value(main, "POLYAXON_RUN_OUTPUTS_PATH"),
+        Some("/outputs/1/acme/vision/experiments/42"),
+        "the outputs path comes from polyaxon.com/unique-name"
+    );
+    assert_eq!(
+        env_value(main, "POLYAXON_RUN_DATA_PATHS"),
+        Some(r#"{"data-gcs":"gs://acme-datasets","data1":"/data/1"}"#)
+    );
+    assert_eq!(
+        env_value(main, "GOOGLE_APPLICATION_CREDENTIALS"),
+        Some("/var/run/secrets/polyaxon.com/gcs/gcs-key.json")
+    );
+    let mounts = main["volumeMounts"].as_array().expect("mounts were added");
+    assert!(
+        mounts.contains(&json!({
+            "name": "pw-outputs1",
+            "mountPath": "/outputs/1/acme/vision/experiments/42",
+            "subPath": "acme/vision/experiments/42"
+        })),
+        "{mounts:?}"
+    );
+    let injected = pod["metadata"]["annotations"]["polyaxon.com/persistence-injected"]
+        .as_str()
+        .expect("the injected annotation");
+    assert_eq!(
+        json_out(injected),
+        json!({"data": ["data-gcs", "data1"], "outputs": "outputs1",
+               "outputsPath": "/outputs/1/acme/vision/experiments/42"})
+    );
+    // The manifest's own fields are all still there.
+    assert_eq!(main["command"], json!(["python", "train.py"]));
+}
+
+#[test]
+fn output_patch_is_a_json_patch_that_turns_the_manifest_into_the_pod_output() {
+    let patch = json_out(&allowed(&mut mutate(&[
+        "--pod", TRAINING, "--output", "patch",
+    ])));
+    let ops = patch.as_array().expect("the patch is a JSON array");
+    assert!(!ops.is_empty());
+    assert!(ops.iter().all(|op| op["op"] == json!("add")), "{patch}");
+
+    // Applied to the manifest (with the namespace mutate fills in), the patch
+    // gives exactly what --output pod prints.
+    let mut manifest = yaml(&read(TRAINING));
+    manifest["metadata"]["namespace"] = json!("default");
+    let ops: json_patch::Patch = serde_json::from_value(patch).expect("a JSON Patch");
+    json_patch::patch(&mut manifest, &ops).expect("the patch applies to the manifest");
+    let pod = yaml(&allowed(&mut mutate(&["--pod", TRAINING])));
+    assert_eq!(manifest, pod);
+}
+
+#[test]
+fn output_review_has_a_base64_patch_and_echoes_the_uid() {
+    let uid = "7b1c2d3e-4f50-4a6b-8c7d-9e0f1a2b3c4d";
+    let review = json_out(&allowed(&mut mutate(&[
+        "--pod", TRAINING, "--output", "review", "--uid", uid,
+    ])));
+    assert_eq!(review["apiVersion"], json!("admission.k8s.io/v1"));
+    assert_eq!(review["kind"], json!("AdmissionReview"));
+    let response = &review["response"];
+    assert_eq!(response["uid"], json!(uid));
+    assert_eq!(response["allowed"], json!(true));
+    assert_eq!(response["patchType"], json!("JSONPatch"));
+    let encoded = response["patch"]
+        .as_str()
+        .expect("patch is a base64 string, not an array of bytes (kube-rs/kube#1781)");
+    let decoded = base64::engine::general_purpose::STANDARD
+        .decode(encoded)
+        .expect("standard base64");
+    let patch: Value = serde_json::from_slice(&decoded).expect("the patch is JSON");
+    let printed = json_out(&allowed(&mut mutate(&[
+        "--pod", TRAINING, "--output", "patch",
+    ])));
+    assert_eq!(patch, printed, "--output review and --output patch agree");
+}
+
+#[test]
+fn output_is_deterministic() {
+    for output in ["pod", "patch", "review"] {
+        let run = || {
+            mutate(&["--pod", GENERATE_NAME_GCS, "--output", output])
+                .assert()
+                .success()
+                .get_output()
+                .stdout
+                .clone()
+        };
+        let first = run();
+        assert!(!first.is_empty(), "--output {output} printed nothing");
+        assert_eq!(first, run(), "--output {output} differs between runs");
+    }
+}
+
+// --- inputs ----------------------------------------------------------------
+
+#[test]
+fn pod_from_stdin() {
+    let from_file = allowed(&mut mutate(&["--pod", TRAINING, "--output", "patch"]));
+    let from_stdin =
+        allowed(mutate(&["--pod", "-", "--output", "patch"]).write_stdin(read(TRAINING)));
+    assert_eq!(from_stdin, from_file);
+}
+
+#[test]
+fn pod_as_json() {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let path = dir.path().join("training.json");
+    let manifest = yaml(&read(TRAINING));
+    std::fs::write(
+        &path,
+        serde_json::to_string_pretty(&manifest).expect("JSON"),
+    )
+    .expect("write the JSON pod");
+    let path = path.to_str().expect("a UTF-8 path");
+    let from_json = allowed(&mut mutate(&["--pod", path, "--output", "patch"]));
+    let from_yaml = allowed(&mut mutate(&["--pod", TRAINING, "--output", "patch"]));
+    assert_eq!(from_json, from_yaml);
+}
+
+/// An AdmissionReview captured from kube-apiserver 1.20 (a copy of
+/// ../shared/fixtures/apiserver-1.20/pod-create-generate-name.json): the
+/// answer is the one the golden test records for it.
+#[test]
+fn review_input_from_an_apiserver_capture() {
+    let capture = "tests/fixtures/generate-name/review.json";
+    let golden: Value = json_out(&read("tests/fixtures/generate-name/expected.json"));
+    let run = |output: &str| {
+        let mut cmd = Command::cargo_bin("persistence-webhook").expect("the binary is built");
+        cmd.current_dir(env!("CARGO_MANIFEST_DIR")).args([
+            "mutate",
+            "--config",
+            "tests/fixtures/config.yaml",
+            "--review",
+            capture,
+            "--output",
+            output,
+        ]);
+        json_out(&allowed(&mut cmd))
+    };
+    let review = run("review");
+    assert_eq!(
+        review["response"]["uid"],
+        json!("99195365-b5d8-4d20-af43-592038a6f085"),
+        "the capture's uid"
+    );
+    assert_eq!(review, golden["response"]);
+    assert_eq!(run("patch"), golden["patch"]);
+}
+
+#[test]
+fn review_input_that_is_not_a_pod_create_passes_unchanged() {
+    let mut cmd = Command::cargo_bin("persistence-webhook").expect("the binary is built");
+    cmd.current_dir(env!("CARGO_MANIFEST_DIR")).args([
+        "mutate",
+        "--config",
+        "tests/fixtures/config.yaml",
+        "--review",
+        "tests/fixtures/not-a-pod/review.json",
+        "--output",
+        "patch",
+    ]);
+    assert_eq!(json_out(&allowed(&mut cmd)), json!([]));
+}
+
+#[test]
+fn namespace_flag_for_a_pod_without_one() {
+    let pod = yaml(&allowed(&mut mutate(&[
+        "--pod",
+        INIT_SUBSET,
+        "--namespace",
+        "team-a",
+    ])));
+    assert_eq!(pod["metadata"]["namespace"], json!("team-a"));
+    let init = &pod["spec"]["initContainers"][0];
+    assert_eq!(
+        env_value(init, "POLYAXON_RUN_OUTPUTS_PATH"),
+        Some("/outputs/host/team-a/prep-and-train"),
+        "the sub-path is <namespace>/<pod name>"
+    );
+}
+
+#[test]
+fn namespace_flag_that_contradicts_the_manifest_is_an_error() {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let path = dir.path().join("pod.yaml");
+    std::fs::write(
+        &path,
+        read(TRAINING).replace(
+            "  name: train-resnet\n",
+            "  name: train-resnet\n  namespace: team-a\n",
+        ),
+    )
+    .expect("write the pod");
+    assert!(read(TRAINING).contains("  name: train-resnet\n"));
+    mutate(&["--pod", path.to_str().expect("UTF-8"), "-n", "team-b"])
+        .assert()
+        .code(2)
+        .stdout("")
+        .stderr(predicate::str::contains("\"team-a\"").and(predicate::str::contains("\"team-b\"")));
+}
+
+// --- the new examples -------------------------------------------------------
+
+#[test]
+fn generate_name_pod_writes_to_gcs_under_the_admission_uid() {
+    let uid = "5e0f3c1a-2b4d-4e6f-8a9b-0c1d2e3f4a5b";
+    let pod = yaml(&allowed(&mut mutate(&[
+        "--pod",
+        GENERATE_NAME_GCS,
+        "--uid",
+        uid,
+    ])));
+    let main = &pod["spec"]["containers"][0];
+    let outputs = format!("gs://acme-outputs/default/train-{uid}");
+    assert_eq!(
+        env_value(main, "POLYAXON_RUN_OUTPUTS_PATH"),
+        Some(outputs.as_str())
+    );
+    assert_eq!(
+        env_value(main, "GOOGLE_APPLICATION_CREDENTIALS"),
+        Some("/var/run/secrets/polyaxon.com/gcs/gcs-key.json"),
+        "the outputs store's key"
+    );
+    let keys = json_out(env_value(main, "POLYSTORES_RUN_STORES_ACCESS_KEYS").expect("access keys"));
+    assert_eq!(
+        keys,
+        json!({
+            outputs: {"store": "gcs", "secret_key": "gcs-key.json"},
+            "s3://acme-datasets": {"store": "s3", "secret_key": "s3-key.json"},
+        })
+    );
+    // A bucket gets no pod volume: only the key file's.
+    let volumes: Vec<&Value> = pod["spec"]["volumes"]
+        .as_array()
+        .expect("volumes")
+        .iter()
+        .collect();
+    assert_eq!(volumes.len(), 1, "{volumes:?}");
+    assert_eq!(volumes[0]["secret"]["secretName"], json!("gcs-secret"));
+    // With the default uid the path still ends with it.
+    let default = yaml(&allowed(&mut mutate(&["--pod", GENERATE_NAME_GCS])));
+    assert_eq!(
+        env_value(
+            &default["spec"]["containers"][0],
+            "POLYAXON_RUN_OUTPUTS_PATH"
+        ),
+        Some(format!("gs://acme-outputs/default/train-{DEFAULT_UID}").as_str())
+    );
+}
+
+#[test]
+fn containers_subset_leaves_the_sidecar_alone() {
+    let pod = yaml(&allowed(&mut mutate(&["--pod", INIT_SUBSET])));
+    let manifest = yaml(&read(INIT_SUBSET));
+    let init = &pod["spec"]["initContainers"][0];
+    let main = &pod["spec"]["containers"][0];
+    let sidecar = &pod["spec"]["containers"][1];
+    assert_eq!(sidecar["name"], json!("metrics"));
+    assert_eq!(sidecar, &manifest["spec"]["containers"][1], "untouched");
+    for c in [init, main] {
+        assert_eq!(
+            env_value(c, "POLYAXON_RUN_DATA_PATHS"),
+            Some(r#"{"data2":"/data/2"}"#),
+            "{}",
+            c["name"]
+        );
+        assert!(
+            c["volumeMounts"]
+                .as_array()
+                .is_some_and(|m| m.iter().any(|m| m["mountPath"] == json!("/data/2"))),
+            "{} mounts /data/2",
+            c["name"]
+        );
+    }
+}
+
+// --- exit statuses ----------------------------------------------------------
+
+#[test]
+fn denial_exits_1_with_the_message_on_stderr() {
+    for output in ["pod", "patch"] {
+        mutate(&["--pod", BAD_SELECTION, "--output", output])
+            .assert()
+            .code(1)
+            .stdout("")
+            .stderr(
+                predicate::str::contains("polyaxon.com/persistence")
+                    .and(predicate::str::contains("\"imagenet\""))
+                    .and(predicate::str::contains("data1, data2")),
+            );
+    }
+}
+
+#[test]
+fn denial_with_output_review_prints_the_refusal() {
+    let out = mutate(&["--pod", BAD_SELECTION, "--output", "review"])
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains("polyaxon.com/persistence"))
+        .get_output()
+        .stdout
+        .clone();
+    let review: Value = serde_json::from_slice(&out).expect("the response is printed");
+    assert_eq!(review["response"]["allowed"], json!(false));
+    assert!(review["response"].get("patch").is_none());
+    assert!(review["response"]["status"]["message"]
+        .as_str()
+        .is_some_and(|m| m.contains("\"imagenet\"")));
+}
+
+#[test]
+fn missing_config_file_exits_2_naming_it() {
+    let mut cmd = Command::cargo_bin("persistence-webhook").expect("the binary is built");
+    cmd.current_dir(env!("CARGO_MANIFEST_DIR"))
+        .env_remove("PERSISTENCE_WEBHOOK_CONFIG")
+        .args([
+            "mutate",
+            "--config",
+            "no/such/persistence.yaml",
+            "--pod",
+            TRAINING,
+        ])
+        .assert()
+        .code(2)
+        .stdout("")
+        .stderr(predicate::str::contains("no/such/persistence.yaml"));
+}
+
+#[test]
+fn invalid_config_exits_2_naming_store_and_field() {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let path = dir.path().join("persistence.yaml");
+    std::fs::write(
+        &path,
+        "data:\n  data1: {mountPath: data/1, hostPath: /mnt/data}\n",
+    )
+    .expect("write the config");
+    let mut cmd = Command::cargo_bin("persistence-webhook").expect("the binary is built");
+    cmd.current_dir(env!("CARGO_MANIFEST_DIR"))
+        .args([
+            "mutate",
+            "--config",
+            path.to_str().expect("UTF-8"),
+            "--pod",
+            TRAINING,
+        ])
+        .assert()
+        .code(2)
+        .stdout("")
+        .stderr(
+            predicate::str::contains("data.data1.mountPath")
+                .and(predicate::str::contains("persistence.yaml")),
+        );
+}
+
+#[test]
+fn missing_input_flag_is_a_usage_error() {
+    mutate(&[]).assert().code(2).stdout("").stderr(
+        predicate::str::contains("--pod")
+            .and(predicate::str::contains("--review"))
+            .and(predicate::str::contains("Usage")),
+    );
+}
+
+#[test]
+fn unparseable_pod_file_exits_2_naming_it() {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let path = dir.path().join("broken-pod.yaml");
+    std::fs::write(&path, "metadata: {name: [unclosed\n").expect("write the pod");
+    mutate(&["--pod", path.to_str().expect("UTF-8")])
+        .assert()
+        .code(2)
+        .stdout("")
+        .stderr(predicate::str::contains("broken-pod.yaml"));
+}
+
+#[test]
+fn missing_pod_file_exits_2_naming_it() {
+    mutate(&["--pod", "examples/pods/no-such-pod.yaml"])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("no-such-pod.yaml"));
+}
+
+#[test]
+fn pod_and_review_together_is_a_usage_error() {
+    mutate(&[
+        "--pod",
+        TRAINING,
+        "--review",
+        "tests/fixtures/defaults/review.json",
+    ])
+    .assert()
+    .code(2)
+    .stdout("")
+    .stderr(predicate::str::contains("cannot be used with"));
+}
+
+#[test]
+fn a_pod_given_as_review_exits_2_naming_the_file() {
+    mutate(&["--review", TRAINING])
+        .assert()
+        .code(2)
+        .stdout("")
+        .stderr(
+            predicate::str::contains("training.yaml")
+                .and(predicate::str::contains("AdmissionReview")),
+        );
+}
+
+/// Known bug (reported, not fixed here): a manifest that is YAML but not a
+/// Pod (`containers` is a string) is an input error, exit 2, by SPEC §6 and
+/// the `mutate` help; it is reported as a denial, exit 1, with
+/// "denied: request.object is not a valid Pod".
+#[test]
+#[ignore = "known bug: a malformed pod manifest exits 1 (denied) instead of 2 (input error)"]
+fn malformed_pod_manifest_is_an_input_error() {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let path = dir.path().join("not-a-pod.yaml");
+    std::fs::write(&path, "metadata: {name: p}\nspec: {containers: main}\n")
+        .expect("write the pod");
+    mutate(&["--pod", path.to_str().expect("UTF-8")])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("not-a-pod.yaml"));
+}
