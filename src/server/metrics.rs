@@ -43,6 +43,8 @@ pub struct Metrics {
     pub cert_expiry: Gauge,
     /// Increments each time a new config is taken into use (1 at start).
     pub config_generation: Gauge,
+    /// Reviews being read or computed right now.
+    pub in_flight: Gauge,
 }
 
 impl Default for Metrics {
@@ -91,7 +93,14 @@ impl Metrics {
             "Generation of the persistence config in use: 1 at start, +1 per successful reload",
             config_generation.clone(),
         );
+        let in_flight = Gauge::default();
+        registry.register(
+            "reviews_in_flight",
+            "Reviews being received or computed right now (waiting ones included)",
+            in_flight.clone(),
+        );
         Metrics {
+            in_flight,
             registry,
             reviews,
             latency,

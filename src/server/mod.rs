@@ -6,11 +6,12 @@ pub mod metrics;
 pub mod reload;
 pub mod tls;
 
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
 use arc_swap::ArcSwap;
 use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, Request, State};
@@ -23,7 +24,7 @@ use tokio::sync::Semaphore;
 use tracing::{field, Instrument};
 
 use crate::cli::ServeArgs;
-use crate::config::Config;
+use crate::config::{Config, Role};
 use crate::review::{review, Decision};
 use metrics::Metrics;
 
@@ -157,6 +158,14 @@ async fn guard(State(state): State<Arc<AppState>>, req: Request, next: Next) -> 
         Some(asked) => asked.min(state.limits.request_timeout),
         None => state.limits.request_timeout,
     };
+    struct InFlight<'a>(&'a Metrics);
+    impl Drop for InFlight<'_> {
+        fn drop(&mut self) {
+            self.0.in_flight.dec();
+        }
+    }
+    state.metrics.in_flight.inc();
+    let _counted = InFlight(&state.metrics);
     let work = async {
         let _permit = state.permits.acquire().await;
         next.run(req).await
@@ -255,8 +264,32 @@ async fn mutate(State(state): State<Arc<AppState>>, headers: HeaderMap, body: By
     .await
 }
 
-/// Runs `serve` until SIGTERM or SIGINT, then drains and returns.
-pub async fn run(args: ServeArgs) -> Result<()> {
+/// A started server: where it listens, and how to stop it.
+#[derive(Debug)]
+pub struct Running {
+    /// The HTTPS address actually bound (useful with port 0).
+    pub addr: SocketAddr,
+    /// The plain-HTTP metrics address actually bound.
+    pub metrics_addr: SocketAddr,
+    /// The shared state (config, metrics).
+    pub state: Arc<AppState>,
+    handle: axum_server::Handle<SocketAddr>,
+    drain: Duration,
+    task: tokio::task::JoinHandle<Result<()>>,
+}
+
+impl Running {
+    /// Stops accepting, lets in-flight reviews finish (up to the drain
+    /// timeout), and waits until everything has stopped.
+    pub async fn shutdown(self) -> Result<()> {
+        self.state.set_draining();
+        self.handle.graceful_shutdown(Some(self.drain));
+        self.task.await.context("the server task failed")?
+    }
+}
+
+/// Loads, checks and binds everything, then serves in the background.
+pub async fn start(args: ServeArgs) -> Result<Running> {
     let ServeArgs {
         addr,
         metrics_addr,
@@ -294,9 +327,6 @@ pub async fn run(args: ServeArgs) -> Result<()> {
     let metrics_bound = metrics_listener
         .local_addr()
         .context("reading the bound metrics address")?;
-    if bound.port() == metrics_bound.port() && bound.ip() == metrics_bound.ip() {
-        bail!("--addr and --metrics-addr must differ");
-    }
 
     let handle = axum_server::Handle::new();
     let tls = axum_server::tls_rustls::RustlsConfig::from_config(Arc::new(tls::server_config(
@@ -313,50 +343,59 @@ pub async fn run(args: ServeArgs) -> Result<()> {
         .http1()
         .header_read_timeout(Some(*header_read_timeout));
 
-    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let watcher = loaded.watcher;
+    let (stop, stop_rx) = tokio::sync::watch::channel(false);
     let reload_task = tokio::spawn(reload::watch(
-        watcher,
+        loaded.watcher,
         state.clone(),
         resolver,
         *reload_interval,
         stop_rx.clone(),
     ));
-
-    let mut metrics_stop = stop_rx.clone();
+    let mut metrics_stop = stop_rx;
     let metrics_server = axum::serve(metrics_listener, metrics_router(state.clone()))
         .with_graceful_shutdown(async move {
             let _ = metrics_stop.wait_for(|stop| *stop).await;
         });
+
     let metrics_task = tokio::spawn(async move { metrics_server.await });
+    let app = router(state.clone());
+    // The metrics port (with /readyz answering 503) and the reloader stay up
+    // until the webhook port has drained.
+    let task = tokio::spawn(async move {
+        let served = server.serve(app.into_make_service()).await;
+        let _ = stop.send(true);
+        let metrics = metrics_task.await;
+        let _ = reload_task.await;
+        served.context("serving")?;
+        metrics
+            .context("the metrics task failed")?
+            .context("serving metrics")?;
+        Ok(())
+    });
 
     tracing::info!(
         addr = %bound,
         metrics_addr = %metrics_bound,
-        stores = loaded.config.stores(crate::config::Role::Data).len() + loaded.config.stores(crate::config::Role::Outputs).len(),
+        stores = loaded.config.stores(Role::Data).len() + loaded.config.stores(Role::Outputs).len(),
         demo,
         "Listening"
     );
+    Ok(Running {
+        addr: bound,
+        metrics_addr: metrics_bound,
+        state,
+        handle,
+        drain: *drain_timeout,
+        task,
+    })
+}
 
-    let drain = *drain_timeout;
-    let signal_state = state.clone();
-    let signal_handle = handle.clone();
-    tokio::spawn(async move {
-        let signal = shutdown_signal().await;
-        tracing::info!(signal, drain = ?drain, "Shutting down: finishing in-flight reviews");
-        signal_state.set_draining();
-        signal_handle.graceful_shutdown(Some(drain));
-        let _ = stop_tx.send(true);
-    });
-
-    server
-        .serve(router(state).into_make_service())
-        .await
-        .context("serving")?;
-    let _ = reload_task.await;
-    if let Ok(Err(e)) = metrics_task.await {
-        tracing::warn!(error = %e, "The metrics server stopped with an error");
-    }
+/// Runs `serve` until SIGTERM or SIGINT, then drains and returns.
+pub async fn run(args: ServeArgs) -> Result<()> {
+    let running = start(args).await?;
+    let signal = shutdown_signal().await;
+    tracing::info!(signal, drain = ?running.drain, "Shutting down: finishing in-flight reviews");
+    running.shutdown().await?;
     tracing::info!("Stopped");
     Ok(())
 }
