@@ -64,17 +64,17 @@ pub fn run(args: &MutateArgs) -> Result<Printed> {
         (None, None) => bail!("give the input with --pod FILE or --review FILE"),
     };
 
-    let input = args
-        .pod
-        .as_ref()
-        .or(args.review.as_ref())
-        .map(|p| p.display().to_string());
-    let reviewed =
-        review(&config, &body).map_err(|e| anyhow!("{}: {e}", input.unwrap_or_default()))?;
+    let input = match (&args.pod, &args.review) {
+        (Some(p), _) => format!("--pod {}", p.display()),
+        (None, Some(p)) => format!("--review {}", p.display()),
+        (None, None) => String::new(),
+    };
+    let reviewed = review(&config, &body).map_err(|e| anyhow!("{input}: {e}"))?;
     let (verdict, stderr) = match &reviewed.decision {
-        Decision::Denied(m) | Decision::Invalid(m) => {
-            (Verdict::Denied, Some(format!("denied: {m}")))
-        }
+        Decision::Denied(m) => (Verdict::Denied, Some(format!("denied: {m}"))),
+        // The server would refuse it too, but for a CI run it is broken
+        // input, not a policy decision: exit 2.
+        Decision::Invalid(m) => bail!("{input}: {m}"),
         Decision::Unchanged(_) | Decision::Patched(_) => (Verdict::Allowed, None),
     };
     let patch = match &reviewed.decision {

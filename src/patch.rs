@@ -427,8 +427,8 @@ fn volume_ops(
             .find(|v| v.name == name.as_str())
         {
             Some(v) => {
-                let same =
-                    serde_json::from_str::<Value>(v.raw.get()).is_ok_and(|have| &have == value);
+                let same = serde_json::from_str::<Value>(v.raw.get())
+                    .is_ok_and(|have| covers(&have, value));
                 if !same {
                     return Err(Conflict::Volume {
                         name: name.clone(),
@@ -446,6 +446,22 @@ fn volume_ops(
         ops,
     );
     Ok(())
+}
+
+/// Whether `have` holds everything in `ours`. Extra fields are allowed: the
+/// API server defaults our volumes after the patch (`hostPath.type: ""`,
+/// `secret.defaultMode: 420`), so a re-admitted pod carries more than we
+/// wrote and is still ours.
+fn covers(have: &Value, ours: &Value) -> bool {
+    match (have, ours) {
+        (Value::Object(h), Value::Object(o)) => o
+            .iter()
+            .all(|(k, v)| h.get(k).is_some_and(|hv| covers(hv, v))),
+        (Value::Array(h), Value::Array(o)) => {
+            h.len() == o.len() && h.iter().zip(o).all(|(h, o)| covers(h, o))
+        }
+        _ => have == ours,
+    }
 }
 
 /// Adds `items` to the list at `path`: one `-` append each when the list
@@ -894,6 +910,28 @@ defaultOutputs: outputs1
             ),
             "{err}"
         );
+    }
+
+    #[test]
+    fn volumes_defaulted_by_the_api_server_are_still_ours() {
+        let defaulted = r#"{"metadata":{"name":"pod"},"spec":{"volumes":[{"name":"pw-data1","hostPath":{"path":"/d1","type":""}}],"containers":[{"name":"main"}]}}"#;
+        let (ops, _) = run(defaulted, Some("data: [data1]")).expect("defaults are not a conflict");
+        assert!(
+            ops.iter()
+                .all(|op| !serde_json::to_value(op).expect("op")["path"]
+                    .as_str()
+                    .is_some_and(|p| p.starts_with("/spec/volumes"))),
+            "the volume is not added twice: {ops:?}"
+        );
+        let other = defaulted.replace("/d1", "/elsewhere");
+        let err = run(&other, Some("data: [data1]")).expect_err("another path is a conflict");
+        assert!(matches!(err, Conflict::Volume { .. }), "{err}");
+        assert!(covers(
+            &json!({"a": [1, {"b": 2, "c": 3}]}),
+            &json!({"a": [1, {"b": 2}]})
+        ));
+        assert!(!covers(&json!({"a": [1]}), &json!({"a": [1, 2]})));
+        assert!(!covers(&json!({}), &json!({"a": null})));
     }
 
     #[test]

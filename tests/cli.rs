@@ -490,7 +490,6 @@ fn a_pod_given_as_review_exits_2_naming_the_file() {
 /// the `mutate` help; it is reported as a denial, exit 1, with
 /// "denied: request.object is not a valid Pod".
 #[test]
-#[ignore = "known bug: a malformed pod manifest exits 1 (denied) instead of 2 (input error)"]
 fn malformed_pod_manifest_is_an_input_error() {
     let dir = tempfile::tempdir().expect("a temporary directory");
     let path = dir.path().join("not-a-pod.yaml");

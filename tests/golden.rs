@@ -987,7 +987,6 @@ fn generate_name_sub_path_uses_the_uid_and_is_kept_on_replay() {
 /// denies it as a volume conflict. Run with `cargo test --test golden --
 /// --ignored`.
 #[test]
-#[ignore = "known bug: volumes defaulted by the API server are denied as conflicts (SPEC §5)"]
 fn readmitting_a_pod_defaulted_by_the_api_server_is_unchanged() {
     for name in ["replayed-injected", "data-gcs", "defaults"] {
         let mut case = load_case(name);
