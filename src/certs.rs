@@ -1,10 +1,14 @@
 //! A CA and a serving certificate for the webhook Service, made with rcgen:
 //! ECDSA P-256 keys (a P-256 handshake costs about half an RSA-2048 one, and
 //! the API server never resumes TLS sessions). Used by `certs` and by the
-//! server's demo mode. Takes the clock as an argument; writes no files.
+//! server's demo mode. [`issue`] takes the clock as an argument and writes
+//! nothing; [`run`] is the `certs` command that writes the files.
 
 use std::net::IpAddr;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
+
+use crate::cli::CertsArgs;
 
 use rcgen::{
     BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
@@ -86,6 +90,98 @@ pub fn issue(req: &CertRequest, now: SystemTime) -> Result<Issued, rcgen::Error>
     })
 }
 
+/// The webhook configuration's `caBundle`: the CA certificate PEM, base64.
+pub fn ca_bundle(ca_cert_pem: &str) -> String {
+    use base64::Engine as _;
+    base64::engine::general_purpose::STANDARD.encode(ca_cert_pem)
+}
+
+/// A kustomize patch that sets `caBundle` on every webhook of the
+/// `persistence-webhook` MutatingWebhookConfiguration.
+pub fn ca_bundle_patch(ca_cert_pem: &str) -> String {
+    format!(
+        "# Written by `persistence-webhook certs`: the caBundle of the CA in this directory.\n\
+         - op: add\n  path: /webhooks/0/clientConfig/caBundle\n  value: {}\n",
+        ca_bundle(ca_cert_pem)
+    )
+}
+
+/// What `certs` wrote.
+#[derive(Debug, Clone)]
+pub struct Written {
+    /// The files, in writing order.
+    pub files: Vec<PathBuf>,
+    /// The caBundle.
+    pub ca_bundle: String,
+}
+
+/// The `certs` command: issues and writes `ca.crt`, `ca.key`, `tls.crt`,
+/// `tls.key` (keys mode 0600), `ca-bundle.b64` and `webhook-ca-bundle.yaml`.
+/// Refuses to replace an existing CA unless `force`.
+pub fn run(args: &CertsArgs) -> anyhow::Result<Written> {
+    use anyhow::Context as _;
+    let out = &args.out;
+    for existing in ["ca.crt", "ca.key"].map(|f| out.join(f)) {
+        if existing.exists() && !args.force {
+            anyhow::bail!(
+                "{} already exists: pass --force to replace the CA (then update every caBundle that trusts it), or choose another --out",
+                existing.display()
+            );
+        }
+    }
+    let req = CertRequest {
+        service: args.service.clone(),
+        namespace: args.namespace.clone(),
+        dns: args.dns.clone(),
+        ips: args.ip.clone(),
+        validity: *args.validity,
+    };
+    let issued = issue(&req, SystemTime::now()).context("issuing the certificates")?;
+    std::fs::create_dir_all(out)
+        .with_context(|| format!("cannot create --out {}", out.display()))?;
+    let bundle = ca_bundle(&issued.ca_cert_pem);
+    let files = [
+        ("ca.crt", issued.ca_cert_pem.as_str(), 0o644),
+        ("ca.key", issued.ca_key_pem.as_str(), 0o600),
+        ("tls.crt", issued.cert_pem.as_str(), 0o644),
+        ("tls.key", issued.key_pem.as_str(), 0o600),
+        ("ca-bundle.b64", &format!("{bundle}\n"), 0o644),
+        (
+            "webhook-ca-bundle.yaml",
+            &ca_bundle_patch(&issued.ca_cert_pem),
+            0o644,
+        ),
+    ];
+    let mut written = Vec::new();
+    for (name, content, mode) in files {
+        let path = out.join(name);
+        write_file(&path, content.as_bytes(), mode)
+            .with_context(|| format!("cannot write {}", path.display()))?;
+        written.push(path);
+    }
+    Ok(Written {
+        files: written,
+        ca_bundle: bundle,
+    })
+}
+
+/// Writes through a temporary file and a rename, created with `mode`, so a
+/// reader never sees half a key and a key is never world-readable.
+fn write_file(path: &Path, content: &[u8], mode: u32) -> std::io::Result<()> {
+    use std::io::Write as _;
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let tmp = path.with_extension("tmp");
+    let _ = std::fs::remove_file(&tmp);
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(mode)
+        .open(&tmp)?;
+    f.write_all(content)?;
+    f.sync_all()?;
+    std::fs::rename(&tmp, path)
+}
+
 fn name(common_name: &str) -> DistinguishedName {
     let mut dn = DistinguishedName::new();
     dn.push(DnType::CommonName, common_name);
@@ -122,5 +218,14 @@ mod tests {
             .starts_with("-----BEGIN CERTIFICATE-----"));
         assert!(issued.key_pem.contains("PRIVATE KEY"));
         assert_ne!(issued.ca_key_pem, issued.key_pem);
+        let creds = crate::server::tls::load(issued.cert_pem.as_bytes(), issued.key_pem.as_bytes())
+            .expect("the issued pair loads as serving credentials");
+        assert!(creds.not_after > 0);
+        let patch = ca_bundle_patch(&issued.ca_cert_pem);
+        assert!(
+            patch.contains("path: /webhooks/0/clientConfig/caBundle"),
+            "{patch}"
+        );
+        assert!(patch.contains(&ca_bundle(&issued.ca_cert_pem)));
     }
 }

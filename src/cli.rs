@@ -26,6 +26,43 @@ pub enum Command {
     /// what the webhook would do, with no cluster. Exit 0 allowed, 1 denied,
     /// 2 usage, input or config error.
     Mutate(MutateArgs),
+    /// Make a CA and a serving certificate for the webhook Service (ECDSA
+    /// P-256), and print the caBundle for the webhook configuration.
+    Certs(CertsArgs),
+}
+
+/// Flags of `certs`.
+#[derive(Debug, Args)]
+pub struct CertsArgs {
+    /// The webhook Service's name.
+    #[arg(long, default_value = "persistence-webhook")]
+    pub service: String,
+
+    /// The webhook Service's namespace.
+    #[arg(long, default_value = "persistence-webhook")]
+    pub namespace: String,
+
+    /// Extra DNS names for the serving certificate (repeatable).
+    #[arg(long, value_name = "NAME")]
+    pub dns: Vec<String>,
+
+    /// Extra IP addresses for the serving certificate (repeatable).
+    #[arg(long, value_name = "IP")]
+    pub ip: Vec<std::net::IpAddr>,
+
+    /// How long both certificates are valid.
+    #[arg(long, value_name = "DURATION", default_value = "365days")]
+    pub validity: HumanDuration,
+
+    /// Where to write ca.crt, ca.key, tls.crt, tls.key, ca-bundle.b64 and
+    /// webhook-ca-bundle.yaml (a kustomize patch).
+    #[arg(long, value_name = "DIR", default_value = "certs")]
+    pub out: PathBuf,
+
+    /// Replace an existing CA in --out (every caBundle that trusts the old
+    /// one must then be updated).
+    #[arg(long)]
+    pub force: bool,
 }
 
 /// Flags of `mutate`.

@@ -15,6 +15,19 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Mutate(args) => run_mutate(&args),
         Command::Serve(args) => run_serve(args),
+        Command::Certs(args) => match persistence_webhook::certs::run(&args) {
+            Ok(written) => {
+                for f in &written.files {
+                    eprintln!("wrote {}", f.display());
+                }
+                println!("{}", written.ca_bundle);
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("error: {e:#}");
+                ExitCode::from(2)
+            }
+        },
     }
 }
 
