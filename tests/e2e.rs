@@ -1,0 +1,794 @@
+//! End to end against a real kube-apiserver (v1.20.2 from `kube-local`).
+//!
+//! Ignored by default; `.ci/run` starts the API server and runs them with
+//! `cargo test --test e2e -- --ignored --test-threads=1`. They take the
+//! cluster the way the ecosystem does: `KUBECONFIG`, and `KUBEBUILDER_ASSETS`
+//! for the `kubectl` binary (else `kubectl` from `PATH`). Without a reachable
+//! API server they FAIL, loudly: they never skip.
+
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+
+const BIN: &str = env!("CARGO_BIN_EXE_persistence-webhook");
+
+const CONFIG: &str = r#"
+data:
+  data1: {mountPath: /data/1, hostPath: /mnt/data/1, readOnly: true}
+  data2: {mountPath: /data/2, existingClaim: data-2-pvc}
+  data-gcs: {store: gcs, bucket: "gs://data-bucket", secret: gcs-secret, secretKey: gcs-key.json}
+outputs:
+  outputs1: {mountPath: /outputs/1, hostPath: /mnt/outputs/1}
+  outputs-gcs: {store: gcs, bucket: "gs://outputs-bucket", secret: gcs-out-secret, secretKey: gcs-out.json}
+defaultOutputs: outputs1
+"#;
+
+fn kubectl_path() -> PathBuf {
+    match std::env::var_os("KUBEBUILDER_ASSETS") {
+        Some(dir) if Path::new(&dir).join("kubectl").exists() => Path::new(&dir).join("kubectl"),
+        _ => PathBuf::from("kubectl"),
+    }
+}
+
+/// Runs kubectl; returns (success, stdout, stderr).
+fn kubectl(args: &[&str], stdin: Option<&str>) -> (bool, String, String) {
+    assert!(
+        std::env::var_os("KUBECONFIG").is_some(),
+        "KUBECONFIG is not set: start an API server first (eval \"$(kube-local start)\")"
+    );
+    let mut cmd = Command::new(kubectl_path());
+    cmd.args(args)
+        .stdin(if stdin.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = cmd.spawn().expect("kubectl runs");
+    if let Some(input) = stdin {
+        child
+            .stdin
+            .take()
+            .expect("stdin")
+            .write_all(input.as_bytes())
+            .expect("write stdin");
+    }
+    let out = child.wait_with_output().expect("kubectl finishes");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn kubectl_ok(args: &[&str], stdin: Option<&str>) -> String {
+    let (ok, out, err) = kubectl(args, stdin);
+    assert!(ok, "kubectl {args:?} failed:\n{err}\n{out}");
+    out
+}
+
+fn eventually(what: &str, timeout: Duration, mut check: impl FnMut() -> bool) {
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline {
+        if check() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    panic!("timed out after {timeout:?} waiting for: {what}");
+}
+
+/// The webhook binary serving on 127.0.0.1 with certificates from `certs`.
+struct Webhook {
+    child: Child,
+    port: u16,
+    ca_bundle: String,
+    _dir: tempfile::TempDir,
+}
+
+impl Webhook {
+    fn start() -> Webhook {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let certs = dir.path().join("certs");
+        let out = Command::new(BIN)
+            .args(["certs", "--out"])
+            .arg(&certs)
+            .args(["--ip", "127.0.0.1", "--dns", "localhost"])
+            .output()
+            .expect("certs runs");
+        assert!(
+            out.status.success(),
+            "certs: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let ca_bundle = String::from_utf8(out.stdout)
+            .expect("utf-8")
+            .trim()
+            .to_owned();
+        let config = dir.path().join("persistence.yaml");
+        std::fs::write(&config, CONFIG).expect("config");
+        let mut child = Command::new(BIN)
+            .args([
+                "serve",
+                "--addr",
+                "127.0.0.1:0",
+                "--metrics-addr",
+                "127.0.0.1:0",
+                "--log-format",
+                "json",
+            ])
+            .arg("--config")
+            .arg(&config)
+            .arg("--tls-cert")
+            .arg(certs.join("tls.crt"))
+            .arg("--tls-key")
+            .arg(certs.join("tls.key"))
+            .env("RUST_LOG", "info")
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("serve starts");
+        let stderr = child.stderr.take().expect("stderr");
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if let Ok(v) = serde_json::from_str::<Value>(&line) {
+                    if v["message"] == "Listening" {
+                        let _ = tx.send(v["addr"].as_str().unwrap_or_default().to_owned());
+                    }
+                }
+                eprintln!("webhook: {line}");
+            }
+        });
+        let addr: std::net::SocketAddr = rx
+            .recv_timeout(Duration::from_secs(30))
+            .expect("the webhook logs its address")
+            .parse()
+            .expect("address");
+        Webhook {
+            child,
+            port: addr.port(),
+            ca_bundle,
+            _dir: dir,
+        }
+    }
+}
+
+impl Drop for Webhook {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The registration the manifests use, pointed at a URL instead of a Service.
+fn registration(name: &str, url: &str, ca_bundle: &str) -> String {
+    json!({
+        "apiVersion": "admissionregistration.k8s.io/v1",
+        "kind": "MutatingWebhookConfiguration",
+        "metadata": {"name": name},
+        "webhooks": [{
+            "name": "persistence.polyaxon.com",
+            "admissionReviewVersions": ["v1"],
+            "sideEffects": "None",
+            "timeoutSeconds": 10,
+            "failurePolicy": "Fail",
+            "reinvocationPolicy": "IfNeeded",
+            "namespaceSelector": {"matchExpressions": [
+                {"key": "polyaxon.com/persistence-injection", "operator": "In", "values": ["enabled"]},
+                {"key": "kubernetes.io/metadata.name", "operator": "NotIn", "values": ["kube-system", "persistence-webhook"]}
+            ]},
+            "objectSelector": {"matchExpressions": [
+                {"key": "polyaxon.com/persistence-injection", "operator": "NotIn", "values": ["disabled"]}
+            ]},
+            "rules": [{"operations": ["CREATE"], "apiGroups": [""], "apiVersions": ["v1"], "resources": ["pods"], "scope": "Namespaced"}],
+            "clientConfig": {"url": url, "caBundle": ca_bundle}
+        }]
+    })
+    .to_string()
+}
+
+fn namespace(name: &str, enabled: bool) {
+    let _ = kubectl(
+        &[
+            "delete",
+            "namespace",
+            name,
+            "--ignore-not-found",
+            "--wait=true",
+        ],
+        None,
+    );
+    kubectl_ok(&["create", "namespace", name], None);
+    if enabled {
+        kubectl_ok(
+            &[
+                "label",
+                "namespace",
+                name,
+                "polyaxon.com/persistence-injection=enabled",
+            ],
+            None,
+        );
+    }
+    eventually(
+        "the namespace's default ServiceAccount",
+        Duration::from_secs(30),
+        || kubectl(&["-n", name, "get", "serviceaccount", "default"], None).0,
+    );
+}
+
+fn pod(name: &str, annotations: Value, extra_spec: Value) -> String {
+    let mut spec = json!({"containers": [{"name": "main", "image": "busybox:1.36", "command": ["sleep", "3600"]}]});
+    if let (Some(spec), Some(extra)) = (spec.as_object_mut(), extra_spec.as_object()) {
+        for (k, v) in extra {
+            spec.insert(k.clone(), v.clone());
+        }
+    }
+    let mut meta = json!({"annotations": annotations});
+    if let Some(prefix) = name.strip_suffix('*') {
+        meta["generateName"] = json!(prefix);
+    } else {
+        meta["name"] = json!(name);
+    }
+    json!({"apiVersion": "v1", "kind": "Pod", "metadata": meta, "spec": spec}).to_string()
+}
+
+fn env_of(pod: &Value, list: &str, i: usize) -> Vec<(String, Value)> {
+    pod["spec"][list][i]["env"]
+        .as_array()
+        .map(|env| {
+            env.iter()
+                .map(|e| (e["name"].as_str().unwrap_or_default().to_owned(), e.clone()))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn env_value(pod: &Value, list: &str, i: usize, name: &str) -> Option<String> {
+    env_of(pod, list, i)
+        .into_iter()
+        .find(|(n, _)| n == name)
+        .and_then(|(_, e)| e["value"].as_str().map(str::to_owned))
+}
+
+fn count_env(pod: &Value, list: &str, i: usize, name: &str) -> usize {
+    env_of(pod, list, i)
+        .iter()
+        .filter(|(n, _)| n == name)
+        .count()
+}
+
+fn volume_names(pod: &Value) -> Vec<String> {
+    pod["spec"]["volumes"]
+        .as_array()
+        .map(|v| {
+            v.iter()
+                .filter_map(|v| v["name"].as_str().map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn injected(pod: &Value) -> Option<Value> {
+    pod["metadata"]["annotations"]["polyaxon.com/persistence-injected"]
+        .as_str()
+        .and_then(|s| serde_json::from_str(s).ok())
+}
+
+struct Registered(&'static str);
+
+impl Drop for Registered {
+    fn drop(&mut self) {
+        let _ = kubectl(
+            &[
+                "delete",
+                "mutatingwebhookconfiguration",
+                self.0,
+                "--ignore-not-found",
+            ],
+            None,
+        );
+    }
+}
+
+#[test]
+#[ignore = "needs a real API server: run by .ci/run with kube-local"]
+fn pods_are_mutated_by_a_real_api_server() {
+    let started = Instant::now();
+    let hook = Webhook::start();
+    let url = format!("https://127.0.0.1:{}/mutate", hook.port);
+    kubectl_ok(
+        &["apply", "-f", "-"],
+        Some(&registration(
+            "persistence-webhook-e2e",
+            &url,
+            &hook.ca_bundle,
+        )),
+    );
+    let _registered = Registered("persistence-webhook-e2e");
+    let ns = "pw-e2e";
+    namespace(ns, true);
+
+    // The API server picks the registration up asynchronously.
+    eventually(
+        "the webhook mutates a server dry run",
+        Duration::from_secs(30),
+        || {
+            let (ok, out, _) = kubectl(
+                &[
+                    "-n",
+                    ns,
+                    "create",
+                    "--dry-run=server",
+                    "-o",
+                    "json",
+                    "-f",
+                    "-",
+                ],
+                Some(&pod("probe", json!({}), json!({}))),
+            );
+            ok && out.contains("POLYAXON_RUN_DATA_PATHS")
+        },
+    );
+
+    // 1. A stored pod has our volumes, mounts, env and annotation (SPEC §4).
+    let sel = json!({"polyaxon.com/persistence": "data: [data1, data-gcs]\noutputs: outputs1"});
+    kubectl_ok(
+        &["-n", ns, "create", "-f", "-"],
+        Some(&pod("train", sel, json!({}))),
+    );
+    let stored: Value = serde_json::from_str(&kubectl_ok(
+        &["-n", ns, "get", "pod", "train", "-o", "json"],
+        None,
+    ))
+    .expect("pod JSON");
+    assert_eq!(
+        env_value(&stored, "containers", 0, "POLYAXON_RUN_DATA_PATHS").as_deref(),
+        Some(r#"{"data-gcs":"gs://data-bucket","data1":"/data/1"}"#)
+    );
+    assert_eq!(
+        env_value(&stored, "containers", 0, "POLYAXON_RUN_OUTPUTS_PATH").as_deref(),
+        Some("/outputs/1/pw-e2e/train")
+    );
+    assert_eq!(
+        env_value(
+            &stored,
+            "containers",
+            0,
+            "POLYSTORES_RUN_STORES_ACCESS_KEYS"
+        )
+        .as_deref(),
+        Some(r#"{"gs://data-bucket":{"store":"gcs","secret_key":"gcs-key.json"}}"#)
+    );
+    let key_ref = env_of(&stored, "containers", 0)
+        .into_iter()
+        .find(|(n, _)| n == "gcs-key.json")
+        .map(|(_, e)| e["valueFrom"].clone());
+    assert_eq!(
+        key_ref,
+        Some(json!({"secretKeyRef": {"name": "gcs-secret", "key": "gcs-key.json"}}))
+    );
+    let vols = volume_names(&stored);
+    for v in ["pw-data1", "pw-outputs1", "pw--gcs-credentials"] {
+        assert!(
+            vols.contains(&v.to_owned()),
+            "volume {v} missing from {vols:?}"
+        );
+    }
+    let mounts = &stored["spec"]["containers"][0]["volumeMounts"];
+    assert!(
+        mounts.as_array().is_some_and(|m| {
+            m.iter().any(|m| {
+                m["mountPath"] == "/outputs/1/pw-e2e/train" && m["subPath"] == "pw-e2e/train"
+            })
+        }),
+        "outputs mount with subPath: {mounts}"
+    );
+    assert_eq!(
+        injected(&stored),
+        Some(
+            json!({"data": ["data-gcs", "data1"], "outputs": "outputs1", "outputsPath": "/outputs/1/pw-e2e/train"})
+        )
+    );
+
+    // 2. --dry-run=server returns the mutated pod and stores nothing.
+    let dry: Value = serde_json::from_str(&kubectl_ok(
+        &[
+            "-n",
+            ns,
+            "create",
+            "--dry-run=server",
+            "-o",
+            "json",
+            "-f",
+            "-",
+        ],
+        Some(&pod("dry", json!({}), json!({}))),
+    ))
+    .expect("JSON");
+    assert_eq!(
+        env_value(&dry, "containers", 0, "POLYAXON_RUN_OUTPUTS_PATH").as_deref(),
+        Some("/outputs/1/pw-e2e/dry")
+    );
+    let (exists, _, _) = kubectl(&["-n", ns, "get", "pod", "dry"], None);
+    assert!(!exists, "a dry run must store nothing");
+
+    // 3. generateName: the sub-path ends with the admission uid, and is kept.
+    let created = kubectl_ok(
+        &["-n", ns, "create", "-o", "json", "-f", "-"],
+        Some(&pod("gen-*", json!({}), json!({}))),
+    );
+    let gen: Value = serde_json::from_str(&created).expect("JSON");
+    let path = env_value(&gen, "containers", 0, "POLYAXON_RUN_OUTPUTS_PATH").expect("outputs path");
+    assert!(
+        path.starts_with("/outputs/1/pw-e2e/gen-")
+            && path.len() > "/outputs/1/pw-e2e/gen-".len() + 30,
+        "{path}"
+    );
+    assert_eq!(
+        injected(&gen).and_then(|i| i["outputsPath"].as_str().map(str::to_owned)),
+        Some(path)
+    );
+
+    // 4. Init containers get mounts and env too; GCS outputs bring the credentials file.
+    let sel = json!({"polyaxon.com/persistence": "{\"data\": [], \"outputs\": \"outputs-gcs\"}"});
+    let init = json!({"initContainers": [{"name": "fetch", "image": "busybox:1.36", "command": ["true"]}]});
+    let created = kubectl_ok(
+        &["-n", ns, "create", "-o", "json", "-f", "-"],
+        Some(&pod("gcs-out", sel, init)),
+    );
+    let p: Value = serde_json::from_str(&created).expect("JSON");
+    for list in ["initContainers", "containers"] {
+        assert_eq!(
+            env_value(&p, list, 0, "POLYAXON_RUN_OUTPUTS_PATH").as_deref(),
+            Some("gs://outputs-bucket/pw-e2e/gcs-out"),
+            "{list}"
+        );
+        assert_eq!(
+            env_value(&p, list, 0, "GOOGLE_APPLICATION_CREDENTIALS").as_deref(),
+            Some("/var/run/secrets/polyaxon.com/gcs/gcs-out.json"),
+            "{list}"
+        );
+        assert_eq!(
+            env_value(&p, list, 0, "POLYAXON_RUN_DATA_PATHS").as_deref(),
+            Some("{}"),
+            "{list}"
+        );
+    }
+    let creds = p["spec"]["volumes"]
+        .as_array()
+        .and_then(|v| v.iter().find(|v| v["name"] == "pw--gcs-credentials"))
+        .cloned();
+    assert_eq!(
+        creds.map(|v| v["secret"]["secretName"].clone()),
+        Some(json!("gcs-out-secret"))
+    );
+
+    // 5. A bad selection is refused; kubectl shows the annotation and the valid stores.
+    let (ok, _, err) = kubectl(
+        &["-n", ns, "create", "-f", "-"],
+        Some(&pod(
+            "bad",
+            json!({"polyaxon.com/persistence": "data: [nope]"}),
+            json!({}),
+        )),
+    );
+    assert!(!ok, "a bad selection must be refused");
+    for fragment in [
+        "denied the request",
+        "polyaxon.com/persistence",
+        "\"nope\"",
+        "data: data-gcs, data1, data2; outputs: outputs-gcs, outputs1",
+    ] {
+        assert!(
+            err.contains(fragment),
+            "kubectl's message lacks {fragment:?}: {err}"
+        );
+    }
+
+    // 6. Untouched: a namespace without the label, and an opted-out pod.
+    namespace("pw-e2e-off", false);
+    let plain: Value = serde_json::from_str(&kubectl_ok(
+        &["-n", "pw-e2e-off", "create", "-o", "json", "-f", "-"],
+        Some(&pod("plain", json!({}), json!({}))),
+    ))
+    .expect("JSON");
+    assert!(
+        env_of(&plain, "containers", 0).is_empty(),
+        "not enabled: {plain}"
+    );
+    let mut opted: Value = serde_json::from_str(&pod("opted", json!({}), json!({}))).expect("JSON");
+    opted["metadata"]["labels"] = json!({"polyaxon.com/persistence-injection": "disabled"});
+    let out: Value = serde_json::from_str(&kubectl_ok(
+        &["-n", ns, "create", "-o", "json", "-f", "-"],
+        Some(&opted.to_string()),
+    ))
+    .expect("JSON");
+    assert!(
+        env_of(&out, "containers", 0).is_empty() && injected(&out).is_none(),
+        "opted out: {out}"
+    );
+
+    eprintln!("e2e pods: {:.1}s", started.elapsed().as_secs_f64());
+}
+
+/// A second mutating webhook that adds an env var and a volume to every pod,
+/// registered after ours so the API server reinvokes ours.
+#[test]
+#[ignore = "needs a real API server: run by .ci/run with kube-local"]
+fn reinvocation_keeps_each_injection_exactly_once() {
+    let hook = Webhook::start();
+    let other = other_webhook::start();
+    let ns = "pw-e2e-reinvoke";
+    namespace(ns, true);
+    // Configurations are called in name order: ours ("a-...") first, then the other.
+    let url = format!("https://127.0.0.1:{}/mutate", hook.port);
+    kubectl_ok(
+        &["apply", "-f", "-"],
+        Some(&registration(
+            "a-persistence-webhook-e2e",
+            &url,
+            &hook.ca_bundle,
+        )),
+    );
+    let _ours = Registered("a-persistence-webhook-e2e");
+    let mut second: Value = serde_json::from_str(&registration(
+        "z-other-webhook-e2e",
+        &format!("https://127.0.0.1:{}/mutate", other.port),
+        &other.ca_bundle,
+    ))
+    .expect("JSON");
+    second["webhooks"][0]["name"] = json!("other.example.com");
+    second["webhooks"][0]["reinvocationPolicy"] = json!("Never");
+    kubectl_ok(&["apply", "-f", "-"], Some(&second.to_string()));
+    let _theirs = Registered("z-other-webhook-e2e");
+
+    eventually(
+        "both webhooks mutate a dry run",
+        Duration::from_secs(30),
+        || {
+            let (ok, out, _) = kubectl(
+                &[
+                    "-n",
+                    ns,
+                    "create",
+                    "--dry-run=server",
+                    "-o",
+                    "json",
+                    "-f",
+                    "-",
+                ],
+                Some(&pod("probe", json!({}), json!({}))),
+            );
+            ok && out.contains("POLYAXON_RUN_DATA_PATHS") && out.contains("OTHER_WEBHOOK")
+        },
+    );
+    let created = kubectl_ok(
+        &["-n", ns, "create", "-o", "json", "-f", "-"],
+        Some(&pod(
+            "twice",
+            json!({"polyaxon.com/persistence": "data: [data1, data-gcs]"}),
+            json!({}),
+        )),
+    );
+    let p: Value = serde_json::from_str(&created).expect("JSON");
+    for name in [
+        "POLYAXON_RUN_DATA_PATHS",
+        "POLYAXON_RUN_OUTPUTS_PATH",
+        "POLYSTORES_RUN_STORES_ACCESS_KEYS",
+        "gcs-key.json",
+        "GOOGLE_APPLICATION_CREDENTIALS",
+        "OTHER_WEBHOOK",
+    ] {
+        assert_eq!(count_env(&p, "containers", 0, name), 1, "env {name} in {p}");
+    }
+    let vols = volume_names(&p);
+    for v in [
+        "pw-data1",
+        "pw-outputs1",
+        "pw--gcs-credentials",
+        "other-webhook",
+    ] {
+        assert_eq!(
+            vols.iter().filter(|n| *n == v).count(),
+            1,
+            "volume {v} in {vols:?}"
+        );
+    }
+    assert!(other.calls() >= 1, "the other webhook was called");
+}
+
+/// The manifests render, and the API server accepts them. kube-local is
+/// Kubernetes 1.20: PodDisruptionBudget is served there as policy/v1beta1
+/// only (policy/v1 came in 1.21, and v1beta1 went away in 1.25, so the
+/// manifests carry policy/v1), and cert-manager's CRDs are not installed; the
+/// check adapts exactly those two things and nothing else.
+#[test]
+#[ignore = "needs a real API server: run by .ci/run with kube-local"]
+fn manifests_render_and_the_api_server_accepts_them() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("manifests");
+    let certs = root.join("overlays/self-managed/certs");
+    if !certs.join("tls.crt").exists() {
+        let out = Command::new(BIN)
+            .args(["certs", "--out"])
+            .arg(&certs)
+            .output()
+            .expect("certs");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let _ = kubectl(&["create", "namespace", "persistence-webhook"], None);
+    for overlay in ["base", "overlays/self-managed", "overlays/cert-manager"] {
+        let dir = root.join(overlay);
+        let rendered = kubectl_ok(&["kustomize", dir.to_str().expect("utf-8")], None);
+        let docs: Vec<Value> = rendered
+            .split("\n---\n")
+            .map(|d| serde_yaml::from_str::<Value>(d).expect("rendered YAML"))
+            .collect();
+        let kinds: Vec<&str> = docs.iter().filter_map(|d| d["kind"].as_str()).collect();
+        for kind in [
+            "Namespace",
+            "ServiceAccount",
+            "ConfigMap",
+            "Deployment",
+            "PodDisruptionBudget",
+            "Service",
+            "MutatingWebhookConfiguration",
+        ] {
+            assert!(kinds.contains(&kind), "{overlay}: no {kind} in {kinds:?}");
+        }
+        let hook = docs
+            .iter()
+            .find(|d| d["kind"] == "MutatingWebhookConfiguration")
+            .expect("webhook");
+        match overlay {
+            "overlays/self-managed" => assert!(
+                hook["webhooks"][0]["clientConfig"]["caBundle"]
+                    .as_str()
+                    .is_some_and(|b| b.len() > 100),
+                "{overlay}: caBundle"
+            ),
+            "overlays/cert-manager" => assert_eq!(
+                hook["metadata"]["annotations"]["cert-manager.io/inject-ca-from"],
+                "persistence-webhook/persistence-webhook-tls"
+            ),
+            _ => {}
+        }
+        let adapted: Vec<String> = docs
+            .into_iter()
+            .filter(|d| {
+                !d["apiVersion"]
+                    .as_str()
+                    .is_some_and(|v| v.starts_with("cert-manager.io/"))
+            })
+            .map(|mut d| {
+                if d["kind"] == "PodDisruptionBudget" {
+                    d["apiVersion"] = json!("policy/v1beta1");
+                }
+                d.to_string()
+            })
+            .collect();
+        let out = kubectl_ok(
+            &["apply", "--dry-run=server", "-f", "-"],
+            Some(&adapted.join("\n")),
+        );
+        assert!(
+            out.contains(
+                "mutatingwebhookconfiguration.admissionregistration.k8s.io/persistence-webhook"
+            ),
+            "{overlay}: {out}"
+        );
+        assert!(
+            out.contains("deployment.apps/persistence-webhook"),
+            "{overlay}: {out}"
+        );
+    }
+}
+
+mod other_webhook {
+    //! A minimal second webhook for the reinvocation test.
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+    use std::time::{Duration, SystemTime};
+
+    use axum::routing::post;
+    use axum::Router;
+    use base64::Engine as _;
+    use persistence_webhook::certs::{ca_bundle, issue, CertRequest};
+    use serde_json::{json, Value};
+
+    pub struct Other {
+        pub port: u16,
+        pub ca_bundle: String,
+        calls: Arc<AtomicUsize>,
+        _runtime: tokio::runtime::Runtime,
+    }
+
+    impl Other {
+        pub fn calls(&self) -> usize {
+            self.calls.load(Ordering::SeqCst)
+        }
+    }
+
+    pub fn start() -> Other {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let req = CertRequest {
+            service: "other".into(),
+            namespace: "e2e".into(),
+            dns: vec![],
+            ips: vec!["127.0.0.1".parse().expect("ip")],
+            validity: Duration::from_secs(3600),
+        };
+        let issued = issue(&req, SystemTime::now()).expect("certs");
+        let runtime = tokio::runtime::Runtime::new().expect("runtime");
+        let calls = Arc::new(AtomicUsize::new(0));
+        let counter = calls.clone();
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let port = listener.local_addr().expect("addr").port();
+        let (cert, key) = (
+            issued.cert_pem.clone().into_bytes(),
+            issued.key_pem.clone().into_bytes(),
+        );
+        runtime.spawn(async move {
+            let tls = axum_server::tls_rustls::RustlsConfig::from_pem(cert, key)
+                .await
+                .expect("tls");
+            let app = Router::new().route(
+                "/mutate",
+                post(move |body: axum::body::Bytes| {
+                    counter.fetch_add(1, Ordering::SeqCst);
+                    async move {
+                        (
+                            [(axum::http::header::CONTENT_TYPE, "application/json")],
+                            answer(&body).to_string(),
+                        )
+                    }
+                }),
+            );
+            axum_server::from_tcp_rustls(listener, tls)
+                .expect("listener")
+                .serve(app.into_make_service())
+                .await
+                .expect("serve");
+        });
+        Other {
+            port,
+            ca_bundle: ca_bundle(&issued.ca_cert_pem),
+            calls,
+            _runtime: runtime,
+        }
+    }
+
+    /// Adds env OTHER_WEBHOOK and volume other-webhook, once.
+    fn answer(body: &[u8]) -> Value {
+        let review: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
+        let uid = review["request"]["uid"].clone();
+        let pod = &review["request"]["object"];
+        let mut ops = Vec::new();
+        let has_env = pod["spec"]["containers"][0]["env"].as_array();
+        if !has_env.is_some_and(|e| e.iter().any(|e| e["name"] == "OTHER_WEBHOOK")) {
+            let var = json!({"name": "OTHER_WEBHOOK", "value": "1"});
+            ops.push(match has_env {
+                Some(_) => json!({"op": "add", "path": "/spec/containers/0/env/-", "value": var}),
+                None => json!({"op": "add", "path": "/spec/containers/0/env", "value": [var]}),
+            });
+            ops.push(json!({"op": "add", "path": "/spec/volumes/-", "value": {"name": "other-webhook", "emptyDir": {}}}));
+        }
+        let mut response = json!({"uid": uid, "allowed": true});
+        if !ops.is_empty() {
+            response["patchType"] = json!("JSONPatch");
+            response["patch"] = json!(
+                base64::engine::general_purpose::STANDARD.encode(Value::Array(ops).to_string())
+            );
+        }
+        json!({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "response": response})
+    }
+}
