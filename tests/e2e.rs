@@ -601,6 +601,25 @@ fn reinvocation_keeps_each_injection_exactly_once() {
         );
     }
     assert!(other.calls() >= 1, "the other webhook was called");
+
+    // The API server gives the reinvocation a new admission uid; a
+    // generateName pod's outputs path must not change with it.
+    let created = kubectl_ok(
+        &["-n", ns, "create", "-o", "json", "-f", "-"],
+        Some(&pod("gen-*", json!({}), json!({}))),
+    );
+    let p: Value = serde_json::from_str(&created).expect("JSON");
+    let path = env_value(&p, "containers", 0, "POLYAXON_RUN_OUTPUTS_PATH").expect("outputs path");
+    let mounts: Vec<&Value> = p["spec"]["containers"][0]["volumeMounts"]
+        .as_array()
+        .map(|m| m.iter().filter(|m| m["name"] == "pw-outputs1").collect())
+        .unwrap_or_default();
+    assert_eq!(mounts.len(), 1, "one outputs mount: {mounts:?}");
+    assert_eq!(mounts[0]["mountPath"].as_str(), Some(path.as_str()));
+    assert_eq!(
+        injected(&p).and_then(|i| i["outputsPath"].as_str().map(str::to_owned)),
+        Some(path)
+    );
 }
 
 /// The manifests render, and the API server accepts them. kube-local is

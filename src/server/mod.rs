@@ -203,7 +203,7 @@ async fn mutate(State(state): State<Arc<AppState>>, headers: HeaderMap, body: By
         "review",
         uid = field::Empty,
         namespace = field::Empty,
-        name = field::Empty,
+        pod = field::Empty,
         operation = field::Empty,
         dry_run = field::Empty,
     );
@@ -228,7 +228,7 @@ async fn mutate(State(state): State<Arc<AppState>>, headers: HeaderMap, body: By
                 let s = &reviewed.subject;
                 span.record("uid", s.uid.as_str());
                 span.record("namespace", s.namespace.as_str());
-                span.record("name", s.name.as_str());
+                span.record("pod", s.name.as_str());
                 span.record("operation", s.operation.as_str());
                 span.record("dry_run", s.dry_run);
                 let outcome = reviewed.decision.outcome();
