@@ -1,0 +1,2086 @@
+//! Property tests of `review` over generated configs and pods (STYLE.md,
+//! tests 3).
+//!
+//! Configs are generated as YAML text, with every store kind and some stores
+//! limited to namespaces, and loaded through `Config::from_yaml`. Pods are
+//! generated as raw JSON carrying fields the webhook does not know, wrapped in
+//! an AdmissionReview, and their selection is always a valid one. Every
+//! answer is checked against SPEC.md's invariants (the patch applies, the
+//! result is a Pod, admitting it again changes nothing, nothing else moves)
+//! and against a small model of SPEC §3 and §4 kept here, independent of the
+//! crate's own code.
+
+use std::cell::RefCell;
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+
+use base64::Engine as _;
+use persistence_webhook::k8s::Pod;
+use persistence_webhook::review::{review, Decision, Skip};
+use persistence_webhook::Config;
+use proptest::prelude::*;
+use proptest::sample::Index;
+use proptest::strategy::ValueTree;
+use proptest::test_runner::{Config as ProptestConfig, TestCaseError, TestError, TestRunner};
+use serde_json::{json, Map, Value};
+
+// ---------------------------------------------------------------------------
+// Names from SPEC.md, spelled out here rather than imported, so that the
+// tests pin the contract and not the implementation.
+
+const ANN_PERSISTENCE: &str = "polyaxon.com/persistence";
+const ANN_SUBPATH: &str = "polyaxon.com/outputs-subpath";
+const ANN_UNIQUE_NAME: &str = "polyaxon.com/unique-name";
+const ANN_INJECTED: &str = "polyaxon.com/persistence-injected";
+const LABEL_INJECTION: &str = "polyaxon.com/persistence-injection";
+const ENV_DATA_PATHS: &str = "POLYAXON_RUN_DATA_PATHS";
+const ENV_OUTPUTS_PATH: &str = "POLYAXON_RUN_OUTPUTS_PATH";
+const ENV_ACCESS_KEYS: &str = "POLYSTORES_RUN_STORES_ACCESS_KEYS";
+const ENV_GOOGLE: &str = "GOOGLE_APPLICATION_CREDENTIALS";
+/// Where the GCS key file goes is the crate's choice, not SPEC's.
+const GCS_DIR: &str = persistence_webhook::patch::GCS_CREDENTIALS_DIR;
+
+const NAMESPACES: [&str; 3] = ["default", "team-a", "team-b"];
+const SECRETS: [&str; 4] = ["gcs-secret", "s3-secret", "az-secret", "shared-creds"];
+/// `KEYS[i]` is the key normally used with `SECRETS[i]`.
+const KEYS: [&str; 4] = ["gcs-key.json", "s3-key.json", "az-key.json", "key.json"];
+/// Masks over the available data stores and the pod's containers are this long.
+const MASK: usize = 6;
+
+// ---------------------------------------------------------------------------
+// Running
+
+fn proptest_config() -> ProptestConfig {
+    // Cases default to 256 (PROPTEST_CASES overrides); no regression files
+    // are written into the repository.
+    ProptestConfig {
+        failure_persistence: None,
+        ..ProptestConfig::default()
+    }
+}
+
+fn run<S: Strategy>(strategy: S, test: impl Fn(S::Value) -> Result<(), TestCaseError>) {
+    let mut runner = TestRunner::new(proptest_config());
+    match runner.run(&strategy, test) {
+        Ok(()) => {}
+        Err(TestError::Fail(why, input)) => {
+            panic!("property failed: {why}\nminimal failing input: {input:#?}")
+        }
+        Err(TestError::Abort(why)) => panic!("property aborted: {why}"),
+    }
+}
+
+fn cases() -> u32 {
+    proptest_config().cases
+}
+
+fn fail(what: impl fmt::Display) -> TestCaseError {
+    TestCaseError::fail(what.to_string())
+}
+
+/// Counts how often interesting situations were exercised, so that a
+/// generator that stopped producing them fails the test instead of passing
+/// vacuously.
+#[derive(Default)]
+struct Coverage(RefCell<BTreeMap<&'static str, usize>>);
+
+impl Coverage {
+    fn hit(&self, what: &'static str) {
+        *self.0.borrow_mut().entry(what).or_default() += 1;
+    }
+
+    fn require(&self, whats: &[&'static str]) {
+        if cases() < 64 {
+            return; // too few cases to expect every situation
+        }
+        let seen = self.0.borrow();
+        for what in whats {
+            assert!(
+                seen.get(what).copied().unwrap_or(0) > 0,
+                "the generator never produced {what:?}; seen: {seen:?}"
+            );
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Config generation
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    HostPath,
+    Claim,
+    EmptyDir,
+    Gcs,
+    S3,
+    Azure,
+}
+
+impl Kind {
+    fn provider(self) -> Option<&'static str> {
+        match self {
+            Kind::Gcs => Some("gcs"),
+            Kind::S3 => Some("s3"),
+            Kind::Azure => Some("azure"),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+struct StoreSpec {
+    name: String,
+    outputs: bool,
+    kind: Kind,
+    read_only: Option<bool>,
+    namespaces: Option<Vec<&'static str>>,
+    secret: usize,
+    key: usize,
+    trailing_slash: bool,
+    bucket_suffix: &'static str,
+}
+
+impl StoreSpec {
+    fn mount_path(&self) -> String {
+        let section = if self.outputs { "outputs" } else { "data" };
+        let slash = if self.trailing_slash { "/" } else { "" };
+        format!("/{section}/{}{slash}", self.name)
+    }
+
+    fn bucket(&self) -> String {
+        let (name, suffix) = (&self.name, self.bucket_suffix);
+        match self.kind {
+            Kind::Gcs => format!("gs://{name}-bucket{suffix}"),
+            Kind::S3 => format!("s3://{name}-bucket{suffix}"),
+            _ => format!("wasbs://{name}@acct.blob.core.windows.net{suffix}"),
+        }
+    }
+
+    /// SPEC §4: the mount path (normalised) of a volume store, the bucket
+    /// URL verbatim of a cloud store.
+    fn path(&self) -> String {
+        match self.kind.provider() {
+            Some(_) => self.bucket(),
+            None => self.mount_path().trim_end_matches('/').to_owned(),
+        }
+    }
+
+    fn available_in(&self, ns: &str) -> bool {
+        self.namespaces.as_ref().is_none_or(|l| l.contains(&ns))
+    }
+
+    fn secret(&self) -> &'static str {
+        SECRETS[self.secret]
+    }
+
+    fn secret_key(&self) -> &'static str {
+        KEYS[self.key]
+    }
+
+    fn fields(&self) -> Map<String, Value> {
+        let mut m = Map::new();
+        match self.kind.provider() {
+            None => {
+                m.insert("mountPath".into(), json!(self.mount_path()));
+                match self.kind {
+                    Kind::HostPath => {
+                        m.insert("hostPath".into(), json!(format!("/mnt/{}", self.name)));
+                    }
+                    Kind::Claim => {
+                        m.insert("existingClaim".into(), json!(format!("{}.pvc", self.name)));
+                    }
+                    _ => {}
+                }
+                if let Some(ro) = self.read_only {
+                    m.insert("readOnly".into(), json!(ro));
+                }
+            }
+            Some(provider) => {
+                m.insert("store".into(), json!(provider));
+                m.insert("bucket".into(), json!(self.bucket()));
+                m.insert("secret".into(), json!(self.secret()));
+                m.insert("secretKey".into(), json!(self.secret_key()));
+            }
+        }
+        if let Some(ns) = &self.namespaces {
+            m.insert("namespaces".into(), json!(ns));
+        }
+        m
+    }
+
+    /// What the pod volume added for this store looks like, in short.
+    fn volume_signature(&self) -> Option<String> {
+        let ro = self.read_only.unwrap_or(false);
+        match self.kind {
+            Kind::HostPath => Some(format!("hostPath /mnt/{}", self.name)),
+            Kind::Claim => Some(format!("claim {}.pvc readOnly={ro}", self.name)),
+            Kind::EmptyDir => Some("emptyDir".to_owned()),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+struct ConfigSpec {
+    data: Vec<StoreSpec>,
+    outputs: Vec<StoreSpec>,
+    default_outputs: Option<Index>,
+    /// Under a top-level `persistence:` key, next to other Helm values.
+    wrapped: bool,
+    /// Each store as a flow mapping rather than a block.
+    flow: bool,
+}
+
+/// YAML reads these unquoted as something other than a string.
+fn needs_quotes(s: &str) -> bool {
+    const WORDS: [&str; 11] = [
+        "null", "true", "false", "yes", "no", "on", "off", "y", "n", "nan", "inf",
+    ];
+    !s.starts_with(|c: char| c.is_ascii_lowercase() || c == '/') || WORDS.contains(&s)
+}
+
+fn yaml_str(s: &str) -> String {
+    let plain = !needs_quotes(s)
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "/:@._-".contains(c))
+        && !s.ends_with(':');
+    if plain {
+        s.to_owned()
+    } else {
+        Value::from(s).to_string()
+    }
+}
+
+fn yaml_value(v: &Value) -> String {
+    match v {
+        Value::String(s) => yaml_str(s),
+        other => other.to_string(),
+    }
+}
+
+impl ConfigSpec {
+    fn yaml(&self) -> String {
+        let mut out = String::from("# generated\n");
+        let indent = if self.wrapped {
+            out.push_str("ingress: {enabled: false}\npersistence:\n");
+            "  "
+        } else {
+            ""
+        };
+        for (section, stores) in [("data", &self.data), ("outputs", &self.outputs)] {
+            if stores.is_empty() {
+                out.push_str(&format!("{indent}{section}: {{}}\n"));
+                continue;
+            }
+            out.push_str(&format!("{indent}{section}:\n"));
+            for s in stores {
+                let key = yaml_str(&s.name);
+                let fields = s.fields();
+                if self.flow {
+                    out.push_str(&format!("{indent}  {key}: {}\n", Value::Object(fields)));
+                } else {
+                    out.push_str(&format!("{indent}  {key}:\n"));
+                    for (k, v) in &fields {
+                        out.push_str(&format!("{indent}    {k}: {}\n", yaml_value(v)));
+                    }
+                }
+            }
+        }
+        if let Some(name) = self.default_outputs_name() {
+            out.push_str(&format!("{indent}defaultOutputs: {}\n", yaml_str(name)));
+        }
+        out
+    }
+
+    fn default_outputs_name(&self) -> Option<&str> {
+        let i = self.default_outputs.as_ref()?;
+        (!self.outputs.is_empty()).then(|| self.outputs[i.index(self.outputs.len())].name.as_str())
+    }
+
+    /// Stores of a section available to `ns`, in name order (SPEC §3).
+    fn available(&self, outputs: bool, ns: &str) -> Vec<&StoreSpec> {
+        let list = if outputs { &self.outputs } else { &self.data };
+        let mut v: Vec<&StoreSpec> = list.iter().filter(|s| s.available_in(ns)).collect();
+        v.sort_by(|a, b| a.name.cmp(&b.name));
+        v
+    }
+
+    fn default_outputs(&self, ns: &str) -> Option<&StoreSpec> {
+        let named = self
+            .default_outputs_name()
+            .and_then(|n| self.outputs.iter().find(|s| s.name == n))
+            .filter(|s| s.available_in(ns));
+        named.or_else(|| self.available(true, ns).into_iter().next())
+    }
+
+    fn secret_keys(&self) -> BTreeSet<&'static str> {
+        self.data
+            .iter()
+            .chain(&self.outputs)
+            .filter(|s| s.kind.provider().is_some())
+            .map(StoreSpec::secret_key)
+            .collect()
+    }
+}
+
+fn store_name() -> impl Strategy<Value = String> {
+    prop_oneof![
+        2 => "[a-z]",
+        12 => "[a-z][a-z0-9-]{0,8}[a-z0-9]",
+        // A leading digit: a valid label that YAML may read as a number.
+        2 => "[0-9][a-z0-9]{0,3}",
+        // Long enough that the pod volume name must be shortened.
+        1 => "[a-z]{58,63}",
+    ]
+}
+
+fn kind() -> impl Strategy<Value = Kind> {
+    prop_oneof![
+        Just(Kind::HostPath),
+        Just(Kind::Claim),
+        Just(Kind::EmptyDir),
+        Just(Kind::Gcs),
+        Just(Kind::S3),
+        Just(Kind::Azure),
+    ]
+}
+
+fn store(outputs: bool) -> impl Strategy<Value = StoreSpec> {
+    // readOnly on an outputs store is a config error: produced rarely.
+    let read_only = if outputs {
+        prop_oneof![12 => Just(None), 6 => Just(Some(false)), 1 => Just(Some(true))].boxed()
+    } else {
+        prop_oneof![Just(None), Just(Some(false)), Just(Some(true))].boxed()
+    };
+    (
+        store_name(),
+        kind(),
+        read_only,
+        proptest::option::weighted(
+            0.3,
+            proptest::sample::subsequence(NAMESPACES.to_vec(), 1..=2),
+        ),
+        0..SECRETS.len(),
+        // Another secret's key: a config error when the secrets differ.
+        proptest::option::weighted(0.05, 0..KEYS.len()),
+        any::<bool>(),
+        proptest::sample::select(vec!["", "/", "/prefix", "/runs/"]),
+    )
+        .prop_map(
+            move |(name, kind, read_only, namespaces, secret, key, trailing_slash, suffix)| {
+                StoreSpec {
+                    name,
+                    outputs,
+                    kind,
+                    read_only: read_only.filter(|_| kind.provider().is_none()),
+                    namespaces,
+                    secret,
+                    key: key.unwrap_or(secret),
+                    trailing_slash,
+                    bucket_suffix: suffix,
+                }
+            },
+        )
+}
+
+fn config_spec() -> impl Strategy<Value = ConfigSpec> {
+    (
+        proptest::collection::vec(store(false), 0..=5),
+        proptest::collection::vec(store(true), 0..=3),
+        proptest::option::of(any::<Index>()),
+        any::<bool>(),
+        any::<bool>(),
+    )
+        .prop_map(
+            |(data, outputs, default_outputs, wrapped, flow)| ConfigSpec {
+                data,
+                outputs,
+                default_outputs,
+                wrapped,
+                flow,
+            },
+        )
+}
+
+/// A config the crate accepted, with the spec it was written from.
+#[derive(Clone)]
+struct Fixture {
+    spec: ConfigSpec,
+    config: Config,
+}
+
+impl fmt::Debug for Fixture {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "config YAML:\n{}", self.spec.yaml())
+    }
+}
+
+fn fixture() -> impl Strategy<Value = Fixture> {
+    config_spec().prop_filter_map("config refused by Config::from_yaml", |spec| {
+        let config = Config::from_yaml(&spec.yaml()).ok()?;
+        Some(Fixture { spec, config })
+    })
+}
+
+// ---------------------------------------------------------------------------
+// Pod generation
+
+#[derive(Debug, Clone)]
+enum Naming {
+    Name(String),
+    Generate(String),
+    Neither,
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Format {
+    Json,
+    YamlFlow,
+    YamlBlock,
+}
+
+#[derive(Debug, Clone)]
+struct SelectionPlan {
+    /// `None`: no `data` key; else a mask over the available data stores.
+    data: Option<Vec<bool>>,
+    /// `None`: no `outputs` key; else picks among the available outputs stores.
+    outputs: Option<Index>,
+    /// `None`: no `containers` key; else a mask over the pod's containers.
+    containers: Option<Vec<bool>>,
+    /// Name the data stores in reverse order, and the first one twice.
+    reversed: bool,
+    duplicated: bool,
+    format: Format,
+}
+
+#[derive(Debug, Clone)]
+struct ContainerPlan {
+    /// `None`: no `env`; else a mask over [`unrelated_env`].
+    env: Option<Vec<bool>>,
+    /// `None`: no `volumeMounts`; else how many of the pod's own mounts.
+    mounts: Option<usize>,
+    extra: bool,
+}
+
+#[derive(Debug, Clone)]
+struct PodPlan {
+    namespace: &'static str,
+    namespace_in_metadata: bool,
+    naming: Naming,
+    /// `None`: no annotations map unless one of ours is set.
+    annotations: Option<Vec<(String, String)>>,
+    selection: Option<SelectionPlan>,
+    subpath: Option<String>,
+    unique_name: Option<String>,
+    /// A garbled `persistence-injected` left on the pod; it is replaced.
+    stale_injected: Option<&'static str>,
+    labels: Option<Vec<(String, String)>>,
+    base: String,
+    containers: Vec<ContainerPlan>,
+    init_containers: Vec<ContainerPlan>,
+    volumes: Option<usize>,
+    extras: bool,
+    uid: String,
+    api_version: &'static str,
+    dry_run: Option<bool>,
+}
+
+fn unrelated_env() -> [Value; 4] {
+    [
+        json!({"name": "FOO", "value": "bar"}),
+        json!({"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}}),
+        json!({"name": "EMPTY"}),
+        json!({"name": ENV_GOOGLE, "value": "/own/creds.json"}),
+    ]
+}
+
+fn own_volumes() -> [Value; 3] {
+    [
+        json!({"name": "own-0", "emptyDir": {}}),
+        json!({"name": "own-1", "configMap": {"name": "cfg", "defaultMode": 420}, "x-extra": {"k": [1, 2]}}),
+        json!({"name": "kube-api-access-x7k2p", "projected": {"defaultMode": 420,
+            "sources": [{"serviceAccountToken": {"expirationSeconds": 3607, "path": "token"}}]}}),
+    ]
+}
+
+fn container_plan() -> impl Strategy<Value = ContainerPlan> {
+    (
+        proptest::option::of(proptest::collection::vec(any::<bool>(), 4)),
+        proptest::option::of(0..=2usize),
+        any::<bool>(),
+    )
+        .prop_map(|(env, mounts, extra)| ContainerPlan { env, mounts, extra })
+}
+
+fn selection_plan() -> impl Strategy<Value = SelectionPlan> {
+    (
+        proptest::option::of(proptest::collection::vec(any::<bool>(), MASK)),
+        proptest::option::of(any::<Index>()),
+        proptest::option::weighted(0.3, proptest::collection::vec(any::<bool>(), MASK)),
+        prop_oneof![
+            Just(Format::Json),
+            Just(Format::YamlFlow),
+            Just(Format::YamlBlock)
+        ],
+        any::<bool>(),
+        any::<bool>(),
+    )
+        .prop_map(
+            |(data, outputs, containers, format, reversed, duplicated)| SelectionPlan {
+                data,
+                outputs,
+                containers,
+                reversed,
+                duplicated,
+                format,
+            },
+        )
+}
+
+fn naming() -> impl Strategy<Value = Naming> {
+    prop_oneof![
+        3 => "[a-z][a-z0-9-]{0,12}[a-z0-9]".prop_map(Naming::Name),
+        2 => "[a-z][a-z0-9-]{0,12}-".prop_map(Naming::Generate),
+        1 => Just(Naming::Neither),
+    ]
+}
+
+fn unique_name() -> impl Strategy<Value = String> {
+    prop_oneof![
+        "[a-z]{1,4}\\.[a-z]{1,4}\\.[0-9]{1,3}",
+        "[a-z]{1,4}\\.[a-z]{1,4}\\.[0-9]{1,2}\\.[0-9]{1,3}",
+        "[a-z]{1,4}\\.[a-z]{1,4}\\.(jobs|builds|notebooks|tensorboards)\\.[0-9]{1,3}",
+    ]
+}
+
+/// Keys with `/` and `~`, which a JSON pointer must escape.
+fn unrelated_annotations() -> impl Strategy<Value = Vec<(String, String)>> {
+    proptest::collection::vec(
+        (
+            prop_oneof![
+                "[a-z]{1,5}(/|~|~0|~1|/~|~/)[a-z]{0,5}",
+                Just("example.com/a~b".to_owned()),
+                Just("kubectl.kubernetes.io/last-applied-configuration".to_owned()),
+            ],
+            "[ -~]{0,12}",
+        ),
+        0..4,
+    )
+}
+
+fn labels() -> impl Strategy<Value = Vec<(String, String)>> {
+    proptest::collection::vec(("[a-z]{1,6}(\\.io/[a-z]{1,5})?", "[a-z0-9]{0,6}"), 0..4)
+}
+
+fn pod_plan() -> impl Strategy<Value = PodPlan> {
+    let who = (
+        proptest::sample::select(NAMESPACES.to_vec()),
+        any::<bool>(),
+        naming(),
+        "[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}",
+        prop_oneof![7 => Just("admission.k8s.io/v1"), 1 => Just("admission.k8s.io/v1beta1")],
+        proptest::option::of(any::<bool>()),
+    );
+    let metadata = (
+        proptest::option::of(unrelated_annotations()),
+        proptest::option::weighted(0.8, selection_plan()),
+        proptest::option::weighted(
+            0.25,
+            "[a-z~_][a-z0-9~._-]{0,5}(/[a-z~_][a-z0-9~._-]{0,5}){0,2}",
+        ),
+        proptest::option::weighted(0.25, unique_name()),
+        proptest::option::weighted(
+            0.1,
+            proptest::sample::select(vec![
+                "not json",
+                "null",
+                r#"{"data":[]}"#,
+                r#"{"outputsPath":"/elsewhere/x"}"#,
+            ]),
+        ),
+        proptest::option::of(labels()),
+    );
+    let spec = (
+        "[a-z][a-z0-9]{0,6}",
+        proptest::collection::vec(container_plan(), 1..=3),
+        proptest::collection::vec(container_plan(), 0..=2),
+        proptest::option::of(0..=3usize),
+        any::<bool>(),
+    );
+    (who, metadata, spec).prop_map(
+        |(
+            (namespace, namespace_in_metadata, naming, uid, api_version, dry_run),
+            (annotations, selection, subpath, unique_name, stale_injected, labels),
+            (base, containers, init_containers, volumes, extras),
+        )| PodPlan {
+            namespace,
+            namespace_in_metadata,
+            naming,
+            annotations,
+            selection,
+            subpath,
+            unique_name,
+            stale_injected,
+            labels,
+            base,
+            containers,
+            init_containers,
+            volumes,
+            extras,
+            uid,
+            api_version,
+            dry_run,
+        },
+    )
+}
+
+/// What SPEC §3 says the pod gets, worked out from the plan.
+#[derive(Debug)]
+struct Model {
+    data: Vec<StoreSpec>,
+    /// The store, the sub-path, the full outputs path.
+    outputs: Option<(StoreSpec, String, String)>,
+    targeted: BTreeSet<String>,
+}
+
+impl Model {
+    fn cloud_selected(&self) -> bool {
+        self.selected().any(|s| s.kind.provider().is_some())
+    }
+
+    fn selected(&self) -> impl Iterator<Item = &StoreSpec> {
+        self.data
+            .iter()
+            .chain(self.outputs.iter().map(|(s, _, _)| s))
+    }
+
+    /// SPEC §4: the outputs store's key if it is GCS, else the first GCS data store's.
+    fn gcs(&self) -> Option<&StoreSpec> {
+        self.outputs
+            .iter()
+            .map(|(s, _, _)| s)
+            .find(|s| s.kind == Kind::Gcs)
+            .or_else(|| self.data.iter().find(|s| s.kind == Kind::Gcs))
+    }
+
+    fn data_paths(&self) -> Value {
+        let map: BTreeMap<&str, String> = self
+            .data
+            .iter()
+            .map(|s| (s.name.as_str(), s.path()))
+            .collect();
+        json!(map)
+    }
+
+    fn access_keys(&self) -> Value {
+        let mut map = Map::new();
+        for s in &self.data {
+            if let Some(p) = s.kind.provider() {
+                map.insert(s.path(), json!({"store": p, "secret_key": s.secret_key()}));
+            }
+        }
+        if let Some((s, _, path)) = &self.outputs {
+            if let Some(p) = s.kind.provider() {
+                map.insert(
+                    path.clone(),
+                    json!({"store": p, "secret_key": s.secret_key()}),
+                );
+            }
+        }
+        Value::Object(map)
+    }
+
+    /// (path, subPath, readOnly) of every mount SPEC §4 asks for.
+    fn mounts(&self) -> Vec<(String, Option<String>, bool)> {
+        let mut v = Vec::new();
+        for s in self.data.iter().filter(|s| s.kind.provider().is_none()) {
+            v.push((s.path(), None, s.read_only.unwrap_or(false)));
+        }
+        if let Some((s, sub, path)) = &self.outputs {
+            if s.kind.provider().is_none() {
+                v.push((path.clone(), Some(sub.clone()), false));
+            }
+        }
+        if self.gcs().is_some() {
+            v.push((GCS_DIR.to_owned(), None, true));
+        }
+        v
+    }
+
+    fn volume_signatures(&self) -> Vec<String> {
+        let mut v: Vec<String> = self
+            .selected()
+            .filter_map(StoreSpec::volume_signature)
+            .collect();
+        if let Some(g) = self.gcs() {
+            v.push(format!("secret {} {}", g.secret(), g.secret_key()));
+        }
+        v.sort();
+        v
+    }
+}
+
+fn unique_name_path(unique: &str) -> String {
+    let p: Vec<&str> = unique.split('.').collect();
+    match p.as_slice() {
+        [u, pr, id] => format!("{u}/{pr}/experiments/{id}"),
+        [u, pr, g, id] if g.bytes().all(|b| b.is_ascii_digit()) => {
+            format!("{u}/{pr}/groups/{g}/{id}")
+        }
+        [u, pr, kind, id] => format!("{u}/{pr}/{kind}/{id}"),
+        _ => unreachable!("the generator only makes run names"),
+    }
+}
+
+struct Built {
+    pod: Value,
+    model: Model,
+}
+
+fn container_names(plan: &PodPlan) -> Vec<String> {
+    let init = (0..plan.init_containers.len()).map(|i| format!("{}-init{i}", plan.base));
+    let main = (0..plan.containers.len()).map(|i| format!("{}-{i}", plan.base));
+    init.chain(main).collect()
+}
+
+fn selection_text(
+    sel: &SelectionPlan,
+    data: Option<&[&StoreSpec]>,
+    outputs: Option<&StoreSpec>,
+    containers: Option<&[String]>,
+) -> String {
+    let data: Option<Vec<&str>> = data.map(|d| d.iter().map(|s| s.name.as_str()).collect());
+    let outputs = outputs.map(|s| s.name.as_str());
+    match sel.format {
+        Format::Json => {
+            let mut m = Map::new();
+            if let Some(d) = &data {
+                m.insert("data".into(), json!(d));
+            }
+            if let Some(o) = outputs {
+                m.insert("outputs".into(), json!(o));
+            }
+            if let Some(c) = containers {
+                m.insert("containers".into(), json!(c));
+            }
+            Value::Object(m).to_string()
+        }
+        Format::YamlFlow => {
+            let list = |l: &[&str]| l.iter().map(|s| yaml_str(s)).collect::<Vec<_>>().join(", ");
+            let mut parts = Vec::new();
+            if let Some(d) = &data {
+                parts.push(format!("data: [{}]", list(d)));
+            }
+            if let Some(o) = outputs {
+                parts.push(format!("outputs: {}", yaml_str(o)));
+            }
+            if let Some(c) = containers {
+                let c: Vec<&str> = c.iter().map(String::as_str).collect();
+                parts.push(format!("containers: [{}]", list(&c)));
+            }
+            format!("{{{}}}", parts.join(", "))
+        }
+        Format::YamlBlock => {
+            let mut out = String::new();
+            let block = |out: &mut String, key: &str, l: &[&str]| {
+                if l.is_empty() {
+                    out.push_str(&format!("{key}: []\n"));
+                } else {
+                    out.push_str(&format!("{key}:\n"));
+                    for s in l {
+                        out.push_str(&format!("  - {}\n", yaml_str(s)));
+                    }
+                }
+            };
+            if let Some(d) = &data {
+                block(&mut out, "data", d);
+            }
+            if let Some(o) = outputs {
+                out.push_str(&format!("outputs: {}\n", yaml_str(o)));
+            }
+            if let Some(c) = containers {
+                let c: Vec<&str> = c.iter().map(String::as_str).collect();
+                block(&mut out, "containers", &c);
+            }
+            out
+        }
+    }
+}
+
+fn build(fx: &Fixture, plan: &PodPlan) -> Built {
+    let spec = &fx.spec;
+    let ns = plan.namespace;
+    let names = container_names(plan);
+
+    // The selection, always a valid one (SPEC §3).
+    let avail_data = spec.available(false, ns);
+    let avail_outputs = spec.available(true, ns);
+    let mut annotations = Map::new();
+    let (data, outputs_store, targeted) = match &plan.selection {
+        None => (
+            avail_data.clone(),
+            spec.default_outputs(ns),
+            names.iter().cloned().collect::<BTreeSet<_>>(),
+        ),
+        Some(sel) => {
+            let data: Option<Vec<&StoreSpec>> = sel.data.as_ref().map(|mask| {
+                avail_data
+                    .iter()
+                    .zip(mask.iter().cycle())
+                    .filter(|(_, keep)| **keep)
+                    .map(|(s, _)| *s)
+                    .collect()
+            });
+            let outputs = sel
+                .outputs
+                .as_ref()
+                .filter(|_| !avail_outputs.is_empty())
+                .map(|i| avail_outputs[i.index(avail_outputs.len())]);
+            let containers: Option<Vec<String>> = sel.containers.as_ref().map(|mask| {
+                let picked: Vec<String> = names
+                    .iter()
+                    .zip(mask.iter().cycle())
+                    .filter(|(_, keep)| **keep)
+                    .map(|(n, _)| n.clone())
+                    .collect();
+                if picked.is_empty() {
+                    vec![names[0].clone()]
+                } else {
+                    picked
+                }
+            });
+            // As written by the run: any order, maybe a name twice.
+            let written = data.as_ref().map(|d| {
+                let mut w = d.clone();
+                if sel.reversed {
+                    w.reverse();
+                }
+                if sel.duplicated && !d.is_empty() {
+                    w.push(d[0]);
+                }
+                w
+            });
+            let text = selection_text(sel, written.as_deref(), outputs, containers.as_deref());
+            annotations.insert(ANN_PERSISTENCE.into(), json!(text));
+            (
+                data.unwrap_or_else(|| avail_data.clone()),
+                outputs.or_else(|| spec.default_outputs(ns)),
+                containers
+                    .map(|c| c.into_iter().collect())
+                    .unwrap_or_else(|| names.iter().cloned().collect()),
+            )
+        }
+    };
+
+    // The outputs sub-path, first match wins (SPEC §3).
+    if let Some(p) = &plan.subpath {
+        annotations.insert(ANN_SUBPATH.into(), json!(p));
+    }
+    if let Some(u) = &plan.unique_name {
+        annotations.insert(ANN_UNIQUE_NAME.into(), json!(u));
+    }
+    if let Some(s) = plan.stale_injected {
+        annotations.insert(ANN_INJECTED.into(), json!(s));
+    }
+    let sub_path = match (&plan.subpath, &plan.unique_name, &plan.naming) {
+        (Some(p), _, _) => p.clone(),
+        (None, Some(u), _) => unique_name_path(u),
+        (None, None, Naming::Name(n)) => format!("{ns}/{n}"),
+        (None, None, Naming::Generate(g)) => format!("{ns}/{g}{}", plan.uid),
+        (None, None, Naming::Neither) => format!("{ns}/{}", plan.uid),
+    };
+    let outputs = outputs_store.map(|s| {
+        let path = format!("{}/{sub_path}", s.path().trim_end_matches('/'));
+        (s.clone(), sub_path.clone(), path)
+    });
+
+    let mut metadata = Map::new();
+    match &plan.naming {
+        Naming::Name(n) => {
+            metadata.insert("name".into(), json!(n));
+        }
+        Naming::Generate(g) => {
+            metadata.insert("generateName".into(), json!(g));
+        }
+        Naming::Neither => {}
+    }
+    if plan.namespace_in_metadata {
+        metadata.insert("namespace".into(), json!(ns));
+    }
+    if let Some(list) = &plan.annotations {
+        for (k, v) in list {
+            annotations.insert(k.clone(), json!(v));
+        }
+    }
+    if plan.annotations.is_some() || !annotations.is_empty() {
+        metadata.insert("annotations".into(), Value::Object(annotations));
+    }
+    if let Some(list) = &plan.labels {
+        let mut labels: Map<String, Value> =
+            list.iter().map(|(k, v)| (k.clone(), json!(v))).collect();
+        if list.len() % 2 == 1 {
+            // Opted in explicitly: only `disabled` opts out.
+            labels.insert(LABEL_INJECTION.into(), json!("enabled"));
+        }
+        metadata.insert("labels".into(), Value::Object(labels));
+    }
+    if plan.extras {
+        metadata.insert(
+            "managedFields".into(),
+            json!([{"manager": "kube-controller-manager", "operation": "Update", "apiVersion": "v1",
+                "time": "2024-05-01T10:00:00Z", "fieldsType": "FieldsV1",
+                "fieldsV1": {"f:metadata": {"f:labels": {".": {}}}, "f:spec": {}}}]),
+        );
+        metadata.insert("x-extra".into(), json!({"nested": [1, "two", null]}));
+        metadata.insert("creationTimestamp".into(), Value::Null);
+    }
+
+    let container = |name: &str, c: &ContainerPlan| {
+        let mut m = Map::new();
+        m.insert("name".into(), json!(name));
+        m.insert("image".into(), json!("python:3.11"));
+        if let Some(mask) = &c.env {
+            let env: Vec<Value> = unrelated_env()
+                .into_iter()
+                .zip(mask)
+                .filter(|(_, keep)| **keep)
+                .map(|(e, _)| e)
+                .collect();
+            m.insert("env".into(), Value::Array(env));
+        }
+        if let Some(n) = c.mounts {
+            let mounts: Vec<Value> = (0..n)
+                .map(|i| {
+                    let mut mount =
+                        json!({"name": format!("own-{i}"), "mountPath": format!("/own/{i}")});
+                    if i == 1 {
+                        mount["readOnly"] = json!(true);
+                    }
+                    mount
+                })
+                .collect();
+            m.insert("volumeMounts".into(), Value::Array(mounts));
+        }
+        if c.extra {
+            m.insert("x-extra".into(), json!(true));
+            m.insert(
+                "resources".into(),
+                json!({"limits": {"cpu": "1", "memory": "1Gi"}}),
+            );
+            m.insert(
+                "ports".into(),
+                json!([{"containerPort": 8080, "protocol": "TCP"}]),
+            );
+        }
+        Value::Object(m)
+    };
+    let mut pod_spec = Map::new();
+    if !plan.init_containers.is_empty() {
+        let list: Vec<Value> = plan
+            .init_containers
+            .iter()
+            .zip(&names)
+            .map(|(c, n)| container(n, c))
+            .collect();
+        pod_spec.insert("initContainers".into(), Value::Array(list));
+    }
+    let main_names = &names[plan.init_containers.len()..];
+    let list: Vec<Value> = plan
+        .containers
+        .iter()
+        .zip(main_names)
+        .map(|(c, n)| container(n, c))
+        .collect();
+    pod_spec.insert("containers".into(), Value::Array(list));
+    if let Some(n) = plan.volumes {
+        let vols: Vec<Value> = own_volumes().into_iter().take(n).collect();
+        pod_spec.insert("volumes".into(), Value::Array(vols));
+    }
+    if plan.extras {
+        pod_spec.insert("x-extra".into(), json!({"a": 1}));
+        pod_spec.insert("nodeSelector".into(), json!({"pool": "gpu"}));
+        pod_spec.insert("restartPolicy".into(), json!("Never"));
+    }
+
+    let mut pod = Map::new();
+    pod.insert("apiVersion".into(), json!("v1"));
+    pod.insert("kind".into(), json!("Pod"));
+    if !metadata.is_empty() || !plan.extras {
+        pod.insert("metadata".into(), Value::Object(metadata));
+    }
+    pod.insert("spec".into(), Value::Object(pod_spec));
+    if plan.extras {
+        pod.insert("status".into(), json!({}));
+        pod.insert("x-extra".into(), json!([{"k": "v"}]));
+    }
+
+    Built {
+        pod: Value::Object(pod),
+        model: Model {
+            data: data.into_iter().cloned().collect(),
+            outputs,
+            targeted,
+        },
+    }
+}
+
+/// The AdmissionReview the API server would send for `pod`.
+fn review_body(plan: &PodPlan, pod: &Value, uid: &str, dry_run: Option<bool>) -> Value {
+    let mut request = json!({
+        "uid": uid,
+        "kind": {"group": "", "version": "v1", "kind": "Pod"},
+        "resource": {"group": "", "version": "v1", "resource": "pods"},
+        "requestKind": {"group": "", "version": "v1", "kind": "Pod"},
+        "namespace": plan.namespace,
+        "operation": "CREATE",
+        "userInfo": {"username": "system:serviceaccount:kube-system:job-controller",
+            "groups": ["system:serviceaccounts", "system:authenticated"]},
+        "object": pod,
+        "oldObject": null,
+        "options": {"kind": "CreateOptions", "apiVersion": "meta.k8s.io/v1"},
+    });
+    if let Naming::Name(n) = &plan.naming {
+        request["name"] = json!(n);
+    }
+    if let Some(d) = dry_run {
+        request["dryRun"] = json!(d);
+    }
+    json!({"kind": "AdmissionReview", "apiVersion": plan.api_version, "request": request})
+}
+
+fn bytes(v: &Value) -> Vec<u8> {
+    serde_json::to_vec(v).expect("a JSON value always serialises")
+}
+
+// ---------------------------------------------------------------------------
+// Checks
+
+/// The response is an AdmissionReview that echoes the request's uid and
+/// apiVersion (SPEC §5); returns it parsed.
+fn check_echo(response: &[u8], api_version: &str, uid: &str) -> Result<Value, TestCaseError> {
+    let resp: Value = serde_json::from_slice(response)
+        .map_err(|e| fail(format!("the response is not JSON: {e}")))?;
+    prop_assert_eq!(
+        &resp["apiVersion"],
+        &json!(api_version),
+        "apiVersion echoed"
+    );
+    prop_assert_eq!(&resp["kind"], &json!("AdmissionReview"));
+    prop_assert_eq!(&resp["response"]["uid"], &json!(uid), "uid echoed");
+    Ok(resp)
+}
+
+/// An allowed answer without a patch.
+fn check_unchanged_wire(resp: &Value) -> Result<(), TestCaseError> {
+    prop_assert_eq!(&resp["response"]["allowed"], &json!(true));
+    let r = resp["response"]
+        .as_object()
+        .ok_or_else(|| fail("no response"))?;
+    prop_assert!(
+        !r.contains_key("patch") && !r.contains_key("patchType"),
+        "{resp}"
+    );
+    Ok(())
+}
+
+/// The base64 JSON Patch of an allowed, patched answer (SPEC §5).
+fn wire_patch(resp: &Value) -> Result<json_patch::Patch, TestCaseError> {
+    prop_assert_eq!(&resp["response"]["allowed"], &json!(true));
+    prop_assert_eq!(&resp["response"]["patchType"], &json!("JSONPatch"));
+    let b64 = resp["response"]["patch"]
+        .as_str()
+        .ok_or_else(|| fail(format!("patch is not a string: {resp}")))?;
+    let raw = base64::engine::general_purpose::STANDARD
+        .decode(b64)
+        .map_err(|e| fail(format!("patch is not base64: {e}")))?;
+    serde_json::from_slice(&raw).map_err(|e| fail(format!("patch is not a JSON Patch: {e}")))
+}
+
+fn names_of<'v>(list: &'v [Value], key: &str) -> Vec<&'v str> {
+    list.iter().filter_map(|v| v[key].as_str()).collect()
+}
+
+fn assert_unique(what: &str, items: &[&str]) -> Result<(), TestCaseError> {
+    let set: BTreeSet<&&str> = items.iter().collect();
+    prop_assert_eq!(
+        set.len(),
+        items.len(),
+        "{} are not unique: {:?}",
+        what,
+        items
+    );
+    Ok(())
+}
+
+fn array<'v>(v: &'v Value, key: &str) -> &'v [Value] {
+    v.get(key)
+        .and_then(Value::as_array)
+        .map_or(&[], Vec::as_slice)
+}
+
+/// Removes from `patched[key]` what was appended to `original[key]`, after
+/// checking that the original list is untouched at its head, and returns
+/// the appended items.
+fn strip_appended(
+    original: &Value,
+    patched: &mut Value,
+    key: &str,
+) -> Result<Vec<Value>, TestCaseError> {
+    let Some(obj) = patched.as_object_mut() else {
+        return Err(fail(format!("{key}: parent is not an object")));
+    };
+    match original.get(key) {
+        Some(orig) => {
+            let orig = orig
+                .as_array()
+                .ok_or_else(|| fail("generator: not a list"))?;
+            let list = obj
+                .get_mut(key)
+                .and_then(Value::as_array_mut)
+                .ok_or_else(|| fail(format!("{key} is no longer a list")))?;
+            prop_assert!(list.len() >= orig.len(), "{} lost items", key);
+            prop_assert_eq!(
+                &list[..orig.len()],
+                orig.as_slice(),
+                "{} changed in place",
+                key
+            );
+            Ok(list.split_off(orig.len()))
+        }
+        None => match obj.remove(key) {
+            None => Ok(Vec::new()),
+            Some(Value::Array(added)) => {
+                prop_assert!(!added.is_empty(), "{} added empty", key);
+                Ok(added)
+            }
+            Some(other) => Err(fail(format!("{key} added as {other}"))),
+        },
+    }
+}
+
+fn remove_injected(pod: &mut Value) {
+    if let Some(a) = pod
+        .pointer_mut("/metadata/annotations")
+        .and_then(Value::as_object_mut)
+    {
+        a.remove(ANN_INJECTED);
+    }
+}
+
+fn env_named<'v>(env: &'v [Value], name: &str) -> Vec<&'v Value> {
+    env.iter().filter(|e| e["name"] == name).collect()
+}
+
+/// Every SPEC property of one allowed, patched answer.
+fn check_patched_pod(
+    fx: &Fixture,
+    built: &Built,
+    patched: &Value,
+    cov: &Coverage,
+) -> Result<(), TestCaseError> {
+    let original = &built.pod;
+    let model = &built.model;
+
+    // The injected annotation records the selection (SPEC §4).
+    let injected = patched
+        .pointer("/metadata/annotations")
+        .and_then(|a| a.get(ANN_INJECTED))
+        .and_then(Value::as_str)
+        .ok_or_else(|| fail("no persistence-injected annotation"))?;
+    let mut injected: Value = serde_json::from_str(injected)
+        .map_err(|e| fail(format!("persistence-injected is not JSON: {e}")))?;
+    // SPEC fixes the names, not their order: compare them sorted.
+    if let Some(names) = injected["data"].as_array_mut() {
+        let before = names.len();
+        names.sort_by(|a, b| a.as_str().cmp(&b.as_str()));
+        names.dedup();
+        prop_assert_eq!(
+            names.len(),
+            before,
+            "persistence-injected names a store twice"
+        );
+    }
+    let data_names: Vec<&str> = model.data.iter().map(|s| s.name.as_str()).collect();
+    prop_assert_eq!(
+        &injected,
+        &json!({
+            "data": data_names,
+            "outputs": model.outputs.as_ref().map(|(s, _, _)| &s.name),
+            "outputsPath": model.outputs.as_ref().map(|(_, _, p)| p),
+        }),
+        "persistence-injected"
+    );
+
+    // Pod volumes: unique names, exactly the stores' volumes added.
+    let spec = patched.get("spec").ok_or_else(|| fail("no spec"))?;
+    let volumes = array(spec, "volumes");
+    assert_unique("volume names", &names_of(volumes, "name"))?;
+
+    let secret_keys = fx.spec.secret_keys();
+    let ours: BTreeSet<&str> = [
+        ENV_DATA_PATHS,
+        ENV_OUTPUTS_PATH,
+        ENV_ACCESS_KEYS,
+        ENV_GOOGLE,
+    ]
+    .into_iter()
+    .chain(secret_keys.iter().copied())
+    .collect();
+
+    let mut stripped = patched.clone();
+    let mut orig = original.clone();
+    remove_injected(&mut stripped);
+    remove_injected(&mut orig);
+    if orig.pointer("/metadata/annotations").is_none() {
+        let meta = stripped
+            .get_mut("metadata")
+            .and_then(Value::as_object_mut)
+            .ok_or_else(|| fail("no metadata"))?;
+        prop_assert_eq!(
+            meta.remove("annotations"),
+            Some(json!({})),
+            "annotations added"
+        );
+    }
+    if orig.get("metadata").is_none() {
+        let pod = stripped
+            .as_object_mut()
+            .ok_or_else(|| fail("pod not an object"))?;
+        prop_assert_eq!(pod.remove("metadata"), Some(json!({})), "metadata added");
+    }
+
+    let added_volumes = strip_appended(&orig["spec"], &mut stripped["spec"], "volumes")?;
+    let mut signatures = Vec::new();
+    for v in &added_volumes {
+        let name = v["name"].as_str().unwrap_or_default();
+        prop_assert!(
+            name.starts_with("pw-"),
+            "added volume {} is not the webhook's",
+            v
+        );
+        prop_assert!(name.len() <= 63, "volume name {} is too long", name);
+        signatures.push(if let Some(h) = v.get("hostPath") {
+            format!("hostPath {}", h["path"].as_str().unwrap_or_default())
+        } else if let Some(c) = v.get("persistentVolumeClaim") {
+            format!(
+                "claim {} readOnly={}",
+                c["claimName"].as_str().unwrap_or_default(),
+                c["readOnly"].as_bool().unwrap_or(false)
+            )
+        } else if v.get("emptyDir").is_some() {
+            "emptyDir".to_owned()
+        } else if let Some(s) = v.get("secret") {
+            format!(
+                "secret {} {}",
+                s["secretName"].as_str().unwrap_or_default(),
+                s.pointer("/items/0/key")
+                    .and_then(Value::as_str)
+                    .unwrap_or_default()
+            )
+        } else {
+            format!("unexpected {v}")
+        });
+    }
+    signatures.sort();
+    prop_assert_eq!(signatures, model.volume_signatures(), "volumes added");
+
+    for list in ["initContainers", "containers"] {
+        let patched_list = array(spec, list);
+        let orig_list = array(&orig["spec"], list);
+        prop_assert_eq!(patched_list.len(), orig_list.len(), "{} count", list);
+        for (i, (c, before)) in patched_list.iter().zip(orig_list).enumerate() {
+            let name = c["name"].as_str().unwrap_or_default();
+            let env = array(c, "env");
+            let mounts = array(c, "volumeMounts");
+            assert_unique(
+                &format!("mount paths of {name}"),
+                &names_of(mounts, "mountPath"),
+            )?;
+            assert_unique(&format!("env names of {name}"), &names_of(env, "name"))?;
+            if !model.targeted.contains(name) {
+                prop_assert_eq!(c, before, "untargeted container {} changed", name);
+                cov.hit("untargeted container");
+                continue;
+            }
+            let one = |var: &str| -> Result<&Value, TestCaseError> {
+                let found = env_named(env, var);
+                prop_assert_eq!(
+                    found.len(),
+                    1,
+                    "{}: {} set {} times",
+                    name,
+                    var,
+                    found.len()
+                );
+                Ok(found[0])
+            };
+            let data = one(ENV_DATA_PATHS)?;
+            let data: Value = serde_json::from_str(data["value"].as_str().unwrap_or_default())
+                .map_err(|e| fail(format!("{name}: {ENV_DATA_PATHS} is not JSON: {e}")))?;
+            prop_assert_eq!(data, model.data_paths(), "{}: {}", name, ENV_DATA_PATHS);
+            match &model.outputs {
+                Some((_, _, path)) => {
+                    prop_assert_eq!(&one(ENV_OUTPUTS_PATH)?["value"], &json!(path));
+                }
+                None => prop_assert!(env_named(env, ENV_OUTPUTS_PATH).is_empty()),
+            }
+            if model.cloud_selected() {
+                let keys = one(ENV_ACCESS_KEYS)?["value"].as_str().unwrap_or_default();
+                let keys: Value = serde_json::from_str(keys)
+                    .map_err(|e| fail(format!("{name}: {ENV_ACCESS_KEYS} is not JSON: {e}")))?;
+                prop_assert_eq!(keys, model.access_keys(), "{}: {}", name, ENV_ACCESS_KEYS);
+                for s in model.selected().filter(|s| s.kind.provider().is_some()) {
+                    let var = one(s.secret_key())?;
+                    prop_assert_eq!(
+                        &var["valueFrom"]["secretKeyRef"],
+                        &json!({"name": s.secret(), "key": s.secret_key()}),
+                        "{}: credentials of {}",
+                        name,
+                        s.name
+                    );
+                }
+            } else {
+                prop_assert!(env_named(env, ENV_ACCESS_KEYS).is_empty());
+            }
+            let own_google = env_named(array(before, "env"), ENV_GOOGLE).first().cloned();
+            match (model.gcs(), own_google) {
+                (_, Some(own)) => {
+                    prop_assert_eq!(one(ENV_GOOGLE)?, own, "{}: own credentials kept", name);
+                    cov.hit("own google credentials kept");
+                }
+                (Some(g), None) => {
+                    let want = format!("{GCS_DIR}/{}", g.secret_key());
+                    prop_assert_eq!(&one(ENV_GOOGLE)?["value"], &json!(want));
+                    cov.hit("google credentials set");
+                }
+                (None, None) => prop_assert!(env_named(env, ENV_GOOGLE).is_empty()),
+            }
+            for (path, sub_path, read_only) in model.mounts() {
+                let found: Vec<&Value> = mounts.iter().filter(|m| m["mountPath"] == path).collect();
+                prop_assert_eq!(found.len(), 1, "{}: mounts at {}", name, path);
+                prop_assert_eq!(
+                    &found[0]["subPath"].as_str(),
+                    &sub_path.as_deref(),
+                    "{}: subPath at {}",
+                    name,
+                    path
+                );
+                prop_assert_eq!(
+                    found[0]["readOnly"].as_bool().unwrap_or(false),
+                    read_only,
+                    "{}: readOnly at {}",
+                    name,
+                    path
+                );
+            }
+
+            let c_stripped = &mut stripped["spec"][list][i];
+            for added in strip_appended(before, c_stripped, "env")? {
+                let var = added["name"].as_str().unwrap_or_default();
+                prop_assert!(
+                    ours.contains(var),
+                    "{}: added env {} is not the webhook's",
+                    name,
+                    added
+                );
+            }
+            strip_appended(before, c_stripped, "volumeMounts")?;
+            cov.hit("targeted container");
+        }
+    }
+
+    // Nothing outside our fields moved (SPEC §5: patch the raw object).
+    prop_assert_eq!(
+        &stripped,
+        &orig,
+        "the pod changed outside the webhook's fields"
+    );
+    Ok(())
+}
+
+fn count_coverage(built: &Built, plan: &PodPlan, cov: &Coverage) {
+    let m = &built.model;
+    cov.hit("patched");
+    if m.selected().any(|s| s.kind == Kind::Gcs) {
+        cov.hit("gcs selected");
+    }
+    if m.selected().any(|s| s.kind == Kind::S3) {
+        cov.hit("s3 selected");
+    }
+    if m.selected().any(|s| s.kind == Kind::Azure) {
+        cov.hit("azure selected");
+    }
+    if m.selected().any(|s| s.kind == Kind::EmptyDir) {
+        cov.hit("emptyDir selected");
+    }
+    if m.selected().any(|s| s.namespaces.is_some()) {
+        cov.hit("namespaced store selected");
+    }
+    if m.selected().any(|s| s.name.len() > 60) {
+        cov.hit("long store name selected");
+    }
+    match &m.outputs {
+        Some((s, _, _)) if s.kind.provider().is_some() => cov.hit("cloud outputs"),
+        Some(_) => cov.hit("volume outputs"),
+        None => cov.hit("no outputs"),
+    }
+    if m.data.is_empty() {
+        cov.hit("no data");
+    }
+    if plan
+        .selection
+        .as_ref()
+        .is_some_and(|s| s.containers.is_some())
+    {
+        cov.hit("containers subset");
+    }
+    match &plan.naming {
+        Naming::Name(_) => cov.hit("named pod"),
+        Naming::Generate(_) => cov.hit("generateName pod"),
+        Naming::Neither => cov.hit("unnamed pod"),
+    }
+    if plan.subpath.is_some() {
+        cov.hit("explicit sub-path");
+    }
+    if plan.stale_injected.is_some() {
+        cov.hit("stale injected annotation");
+    }
+    if plan.annotations.is_none()
+        && plan.selection.is_none()
+        && plan.subpath.is_none()
+        && plan.unique_name.is_none()
+        && plan.stale_injected.is_none()
+    {
+        cov.hit("no annotations map");
+    }
+    if !plan.init_containers.is_empty() {
+        cov.hit("init containers");
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Properties
+
+#[test]
+fn config_generator_is_mostly_valid_and_covers_every_store_kind() {
+    let mut runner = TestRunner::deterministic();
+    let strategy = config_spec();
+    let (mut valid, total) = (0, 400);
+    let mut seen = BTreeSet::new();
+    for _ in 0..total {
+        let spec = strategy
+            .new_tree(&mut runner)
+            .expect("the config strategy never rejects")
+            .current();
+        if Config::from_yaml(&spec.yaml()).is_ok() {
+            valid += 1;
+            for s in spec.data.iter().chain(&spec.outputs) {
+                seen.insert(format!("{:?}", s.kind));
+                if s.namespaces.is_some() {
+                    seen.insert("namespaces".into());
+                }
+            }
+            seen.insert(format!("wrapped={} flow={}", spec.wrapped, spec.flow));
+        }
+    }
+    assert!(
+        valid * 100 >= total * 75,
+        "only {valid} of {total} generated configs are valid"
+    );
+    for want in [
+        "HostPath",
+        "Claim",
+        "EmptyDir",
+        "Gcs",
+        "S3",
+        "Azure",
+        "namespaces",
+        "wrapped=true flow=true",
+        "wrapped=false flow=false",
+    ] {
+        assert!(seen.contains(want), "no valid config with {want}: {seen:?}");
+    }
+}
+
+#[test]
+fn valid_selections_are_patched_correctly_and_idempotently() {
+    let cov = Coverage::default();
+    run((fixture(), pod_plan()), |(fx, plan)| {
+        let built = build(&fx, &plan);
+        prop_assert!(
+            serde_json::from_value::<Pod>(built.pod.clone()).is_ok(),
+            "generator: the original pod must be a Pod"
+        );
+        let body = bytes(&review_body(&plan, &built.pod, &plan.uid, plan.dry_run));
+        let reviewed = review(&fx.config, &body)
+            .map_err(|e| fail(format!("a well-formed review was refused: {e}")))?;
+        let resp = check_echo(&reviewed.response, plan.api_version, &plan.uid)?;
+        let patch = match &reviewed.decision {
+            Decision::Patched(p) => p,
+            other => {
+                return Err(fail(format!(
+                    "a valid selection must be patched, got {other:?}"
+                )))
+            }
+        };
+        let wire = wire_patch(&resp)?;
+        prop_assert_eq!(&wire, patch, "the wire patch is the decided patch");
+
+        let mut patched = built.pod.clone();
+        json_patch::patch(&mut patched, &wire)
+            .map_err(|e| fail(format!("the patch does not apply: {e}")))?;
+        serde_json::from_value::<Pod>(patched.clone())
+            .map_err(|e| fail(format!("the patched pod is not a Pod: {e}")))?;
+        check_patched_pod(&fx, &built, &patched, &cov)?;
+
+        // dryRun gets exactly the same answer (SPEC §5).
+        let flipped = Some(!plan.dry_run.unwrap_or(false));
+        let dry = review(
+            &fx.config,
+            &bytes(&review_body(&plan, &built.pod, &plan.uid, flipped)),
+        )
+        .map_err(|e| fail(format!("dry run refused: {e}")))?;
+        prop_assert_eq!(
+            &dry.decision,
+            &reviewed.decision,
+            "dryRun changed the decision"
+        );
+        prop_assert_eq!(
+            &dry.response,
+            &reviewed.response,
+            "dryRun changed the response"
+        );
+
+        // Admitting the patched pod again, as a reinvocation (same uid) or a
+        // replay (new uid), changes nothing (SPEC §4, §5).
+        for uid in [plan.uid.clone(), format!("{}-replay", plan.uid)] {
+            let again = review(
+                &fx.config,
+                &bytes(&review_body(&plan, &patched, &uid, plan.dry_run)),
+            )
+            .map_err(|e| fail(format!("re-review refused: {e}")))?;
+            prop_assert_eq!(
+                &again.decision,
+                &Decision::Unchanged(Skip::AlreadyInjected),
+                "admitting the patched pod again with uid {}",
+                uid
+            );
+            let resp = check_echo(&again.response, plan.api_version, &uid)?;
+            check_unchanged_wire(&resp)?;
+        }
+        count_coverage(&built, &plan, &cov);
+        Ok(())
+    });
+    cov.require(&[
+        "patched",
+        "gcs selected",
+        "s3 selected",
+        "azure selected",
+        "emptyDir selected",
+        "namespaced store selected",
+        "long store name selected",
+        "cloud outputs",
+        "volume outputs",
+        "no outputs",
+        "no data",
+        "containers subset",
+        "named pod",
+        "generateName pod",
+        "unnamed pod",
+        "explicit sub-path",
+        "stale injected annotation",
+        "no annotations map",
+        "init containers",
+        "targeted container",
+        "untargeted container",
+        "google credentials set",
+        "own google credentials kept",
+    ]);
+}
+
+#[derive(Debug, Clone)]
+enum NotMutated {
+    Kind(Value),
+    SubResource(&'static str),
+    Operation(&'static str),
+}
+
+#[test]
+fn other_kinds_and_operations_are_unchanged() {
+    let variant = prop_oneof![
+        Just(NotMutated::Kind(
+            json!({"group": "apps", "version": "v1", "kind": "Deployment"})
+        )),
+        Just(NotMutated::Kind(
+            json!({"group": "", "version": "v1", "kind": "ConfigMap"})
+        )),
+        Just(NotMutated::Kind(
+            json!({"group": "example.com", "version": "v1", "kind": "Pod"})
+        )),
+        Just(NotMutated::SubResource("status")),
+        Just(NotMutated::SubResource("ephemeralcontainers")),
+        Just(NotMutated::Operation("UPDATE")),
+        Just(NotMutated::Operation("DELETE")),
+        Just(NotMutated::Operation("CONNECT")),
+    ];
+    run((fixture(), pod_plan(), variant), |(fx, plan, variant)| {
+        let built = build(&fx, &plan);
+        let mut body = review_body(&plan, &built.pod, &plan.uid, plan.dry_run);
+        let want = match &variant {
+            NotMutated::Kind(k) => {
+                body["request"]["kind"] = k.clone();
+                Skip::NotPod
+            }
+            NotMutated::SubResource(s) => {
+                body["request"]["subResource"] = json!(s);
+                Skip::NotPod
+            }
+            NotMutated::Operation(op) => {
+                body["request"]["operation"] = json!(op);
+                body["request"]["oldObject"] = built.pod.clone();
+                Skip::NotCreate
+            }
+        };
+        let reviewed =
+            review(&fx.config, &bytes(&body)).map_err(|e| fail(format!("refused: {e}")))?;
+        prop_assert_eq!(&reviewed.decision, &Decision::Unchanged(want));
+        let resp = check_echo(&reviewed.response, plan.api_version, &plan.uid)?;
+        check_unchanged_wire(&resp)
+    });
+}
+
+#[test]
+fn opted_out_pods_are_unchanged_whatever_they_select() {
+    let garbage = proptest::option::of(proptest::sample::select(vec![
+        "data: [",
+        "outputs: [a, b]",
+        "nope: 1",
+        "data: [no-such-store]",
+    ]));
+    run((fixture(), pod_plan(), garbage), |(fx, plan, garbage)| {
+        let built = build(&fx, &plan);
+        let mut pod = built.pod;
+        let meta = pod
+            .as_object_mut()
+            .expect("a pod is an object")
+            .entry("metadata")
+            .or_insert_with(|| json!({}));
+        let labels = meta
+            .as_object_mut()
+            .expect("metadata is an object")
+            .entry("labels")
+            .or_insert_with(|| json!({}));
+        labels[LABEL_INJECTION] = json!("disabled");
+        if let Some(g) = garbage {
+            meta.as_object_mut()
+                .expect("metadata is an object")
+                .entry("annotations")
+                .or_insert_with(|| json!({}))[ANN_PERSISTENCE] = json!(g);
+        }
+        let reviewed = review(
+            &fx.config,
+            &bytes(&review_body(&plan, &pod, &plan.uid, plan.dry_run)),
+        )
+        .map_err(|e| fail(format!("refused: {e}")))?;
+        prop_assert_eq!(&reviewed.decision, &Decision::Unchanged(Skip::OptedOut));
+        let resp = check_echo(&reviewed.response, plan.api_version, &plan.uid)?;
+        check_unchanged_wire(&resp)
+    });
+}
+
+/// Whatever `review` returns for a body, the answer is consistent: an
+/// AdmissionReview echoing the uid it reports, with a patch only when
+/// allowed and patched.
+fn check_any_answer(config: &Config, body: &[u8]) -> Result<Option<Decision>, TestCaseError> {
+    match review(config, body) {
+        Err(e) => {
+            prop_assert!(!e.to_string().is_empty(), "an error names its problem");
+            Ok(None)
+        }
+        Ok(reviewed) => {
+            let resp: Value = serde_json::from_slice(&reviewed.response)
+                .map_err(|e| fail(format!("the response is not JSON: {e}")))?;
+            prop_assert_eq!(&resp["kind"], &json!("AdmissionReview"));
+            prop_assert_eq!(&resp["response"]["uid"], &json!(reviewed.subject.uid));
+            let allowed = matches!(
+                reviewed.decision,
+                Decision::Unchanged(_) | Decision::Patched(_)
+            );
+            prop_assert_eq!(&resp["response"]["allowed"], &json!(allowed));
+            prop_assert_eq!(
+                resp["response"].get("patch").is_some(),
+                matches!(reviewed.decision, Decision::Patched(_))
+            );
+            if !allowed {
+                let message = resp["response"]["status"]["message"]
+                    .as_str()
+                    .unwrap_or_default();
+                prop_assert!(!message.is_empty(), "a refusal says why: {}", resp);
+            }
+            Ok(Some(reviewed.decision))
+        }
+    }
+}
+
+#[test]
+fn arbitrary_bytes_never_panic() {
+    let config = Config::example();
+    let body = prop_oneof![
+        proptest::collection::vec(any::<u8>(), 0..256),
+        // JSON-looking text reaches past the syntax check more often.
+        "[{}\\[\\]\":,a-z0-9 ]{0,64}".prop_map(String::into_bytes),
+        "\\{\"apiVersion\":\"admission.k8s.io/v1\",\"request\":\\{\"uid\":\"u\"[{}\\[\\]\":,a-z0-9 ]{0,48}"
+            .prop_map(String::into_bytes),
+    ];
+    run(body, |body| check_any_answer(&config, &body).map(drop));
+}
+
+#[derive(Debug, Clone)]
+enum ByteEdit {
+    Flip(Index, u8),
+    Delete(Index),
+    Insert(Index, u8),
+    Truncate(Index),
+}
+
+#[test]
+fn mutated_bodies_never_panic() {
+    let edit = prop_oneof![
+        (any::<Index>(), 0..8u8).prop_map(|(i, b)| ByteEdit::Flip(i, b)),
+        any::<Index>().prop_map(ByteEdit::Delete),
+        (any::<Index>(), any::<u8>()).prop_map(|(i, b)| ByteEdit::Insert(i, b)),
+        any::<Index>().prop_map(ByteEdit::Truncate),
+    ];
+    let edits = proptest::collection::vec(edit, 1..4);
+    run((fixture(), pod_plan(), edits), |(fx, plan, edits)| {
+        let built = build(&fx, &plan);
+        let mut body = bytes(&review_body(&plan, &built.pod, &plan.uid, plan.dry_run));
+        for e in &edits {
+            if body.is_empty() {
+                break;
+            }
+            match e {
+                ByteEdit::Flip(i, bit) => {
+                    let i = i.index(body.len());
+                    body[i] ^= 1 << bit;
+                }
+                ByteEdit::Delete(i) => {
+                    body.remove(i.index(body.len()));
+                }
+                ByteEdit::Insert(i, b) => body.insert(i.index(body.len()), *b),
+                ByteEdit::Truncate(i) => body.truncate(i.index(body.len())),
+            }
+        }
+        check_any_answer(&fx.config, &body).map(drop)
+    });
+}
+
+/// Every node of a JSON document, as a path of tokens.
+fn paths(v: &Value, prefix: &mut Vec<String>, out: &mut Vec<Vec<String>>) {
+    match v {
+        Value::Object(m) => {
+            for (k, child) in m {
+                prefix.push(k.clone());
+                out.push(prefix.clone());
+                paths(child, prefix, out);
+                prefix.pop();
+            }
+        }
+        Value::Array(a) => {
+            for (i, child) in a.iter().enumerate() {
+                prefix.push(i.to_string());
+                out.push(prefix.clone());
+                paths(child, prefix, out);
+                prefix.pop();
+            }
+        }
+        _ => {}
+    }
+}
+
+fn node_mut<'v>(v: &'v mut Value, path: &[String]) -> Option<&'v mut Value> {
+    path.iter().try_fold(v, |node, token| match node {
+        Value::Object(m) => m.get_mut(token),
+        Value::Array(a) => a.get_mut(token.parse::<usize>().ok()?),
+        _ => None,
+    })
+}
+
+#[test]
+fn structurally_mutated_reviews_are_answered_consistently() {
+    // Replace (or, for `None`, delete) one node anywhere in a valid review:
+    // wrong types, nulls, empty strings, missing fields.
+    let replacement = proptest::option::weighted(
+        0.85,
+        proptest::sample::select(vec![
+            Value::Null,
+            json!(true),
+            json!(0),
+            json!(-1.5),
+            json!(""),
+            json!("x"),
+            json!("/"),
+            json!([]),
+            json!({}),
+            json!([null]),
+            json!({"name": 1}),
+            json!({"name": "n", "mountPath": "/data"}),
+            json!("data: []"),
+        ]),
+    );
+    let cov = Coverage::default();
+    run(
+        (fixture(), pod_plan(), any::<Index>(), replacement),
+        |(fx, plan, at, replacement)| {
+            let built = build(&fx, &plan);
+            let mut body = review_body(&plan, &built.pod, &plan.uid, plan.dry_run);
+            let mut all = Vec::new();
+            paths(&body, &mut Vec::new(), &mut all);
+            let path = &all[at.index(all.len())];
+            let (last, parent) = path.split_last().expect("paths are never empty");
+            match (node_mut(&mut body, parent), replacement) {
+                (Some(Value::Object(m)), None) => {
+                    m.remove(last);
+                }
+                (Some(Value::Array(a)), None) => {
+                    a.remove(last.parse::<usize>().expect("an array index"));
+                }
+                (Some(p), Some(r)) => {
+                    let node = node_mut(p, std::slice::from_ref(last)).expect("the node exists");
+                    // A map sent as a list is the known bug pinned by
+                    // `maps_sent_as_lists_are_not_patched`; keep this
+                    // property about everything else.
+                    *node = if node.is_object() && r.is_array() {
+                        Value::Null
+                    } else {
+                        r
+                    };
+                }
+                (_, None) => return Err(fail("generator: no parent")),
+                (None, _) => return Err(fail("generator: no parent")),
+            }
+            let raw = bytes(&body);
+            let Some(decision) = check_any_answer(&fx.config, &raw)? else {
+                return Ok(());
+            };
+            let Decision::Patched(patch) = decision else {
+                cov.hit("not patched");
+                return Ok(());
+            };
+            // Whatever the pod looked like, an allowed patch applies to it
+            // and admitting the result again changes nothing.
+            cov.hit("patched");
+            let mut pod = body["request"]["object"].clone();
+            json_patch::patch(&mut pod, &patch)
+                .map_err(|e| fail(format!("the patch does not apply to the mutated pod: {e}")))?;
+            body["request"]["object"] = pod;
+            let again = review(&fx.config, &bytes(&body))
+                .map_err(|e| fail(format!("re-review refused: {e}")))?;
+            prop_assert!(
+                matches!(again.decision, Decision::Unchanged(_)),
+                "admitting the patched, mutated pod again: {:?}",
+                again.decision
+            );
+            Ok(())
+        },
+    );
+    cov.require(&["patched", "not patched"]);
+}
+
+/// BUG (reported, not fixed here): serde's derived `Deserialize` for a
+/// struct also accepts a JSON *array* (fields by position), so a pod, its
+/// `metadata`, its `spec` or a container sent as a list is read as an empty
+/// struct and answered `Patched` with a patch that cannot apply to the list.
+/// SPEC §5 (patch against the raw JSON) and STYLE.md (the patch always
+/// applies): such a request should be refused as not a Pod. Found by
+/// `structurally_mutated_reviews_are_answered_consistently`.
+#[test]
+#[ignore = "known bug: a map sent as a JSON list is patched (see the doc comment)"]
+fn maps_sent_as_lists_are_not_patched() {
+    let config = Config::from_yaml("data: {}\noutputs: {}").expect("valid config");
+    for object in [
+        json!([]),
+        json!({"metadata": [], "spec": {"containers": [{"name": "c"}]}}),
+        json!({"metadata": {"name": "p"}, "spec": []}),
+        json!({"metadata": {"name": "p"}, "spec": {"containers": [[]]}}),
+    ] {
+        let body = json!({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview",
+            "request": {"uid": "u1", "kind": {"group": "", "version": "v1", "kind": "Pod"},
+                "namespace": "default", "operation": "CREATE", "object": object}});
+        let reviewed = review(&config, &bytes(&body)).expect("answered");
+        if let Decision::Patched(patch) = &reviewed.decision {
+            let mut pod = object.clone();
+            assert!(
+                json_patch::patch(&mut pod, patch).is_ok(),
+                "object {object}: patched with a patch that does not apply: {patch:?}"
+            );
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+enum BadSelection {
+    UnknownData,
+    UnknownOutputs,
+    OutputsList,
+    UnknownKey,
+    Unparseable,
+    NotAvailable,
+    UnknownContainer,
+}
+
+#[test]
+fn invalid_selections_are_denied_naming_the_annotation_and_the_stores() {
+    let bad = prop_oneof![
+        Just(BadSelection::UnknownData),
+        Just(BadSelection::UnknownOutputs),
+        Just(BadSelection::OutputsList),
+        Just(BadSelection::UnknownKey),
+        Just(BadSelection::Unparseable),
+        Just(BadSelection::NotAvailable),
+        Just(BadSelection::UnknownContainer),
+    ];
+    run((fixture(), pod_plan(), bad), |(fx, plan, bad)| {
+        let ns = plan.namespace;
+        let elsewhere = fx
+            .spec
+            .data
+            .iter()
+            .chain(&fx.spec.outputs)
+            .find(|s| !s.available_in(ns));
+        let text = match (&bad, elsewhere) {
+            (BadSelection::UnknownData, _) => "data: [no-such-store-zz]".to_owned(),
+            (BadSelection::UnknownOutputs, _) => "outputs: no-such-store-zz".to_owned(),
+            (BadSelection::OutputsList, _) => "outputs: [a, b]".to_owned(),
+            (BadSelection::UnknownKey, _) => "output: a".to_owned(),
+            (BadSelection::Unparseable, _) => "data: [a".to_owned(),
+            (BadSelection::NotAvailable, Some(s)) => {
+                let key = if s.outputs { "outputs" } else { "data" };
+                let name = Value::from(s.name.as_str());
+                if s.outputs {
+                    format!("{{\"{key}\": {name}}}")
+                } else {
+                    format!("{{\"{key}\": [{name}]}}")
+                }
+            }
+            (BadSelection::NotAvailable, None) => "data: [no-such-store-zz]".to_owned(),
+            (BadSelection::UnknownContainer, _) => "containers: [no-such-container]".to_owned(),
+        };
+        let mut pod = build(&fx, &plan).pod;
+        let meta = pod
+            .as_object_mut()
+            .expect("a pod is an object")
+            .entry("metadata")
+            .or_insert_with(|| json!({}));
+        meta.as_object_mut()
+            .expect("metadata is an object")
+            .entry("annotations")
+            .or_insert_with(|| json!({}))[ANN_PERSISTENCE] = json!(text);
+        let body = bytes(&review_body(&plan, &pod, &plan.uid, plan.dry_run));
+        let reviewed = review(&fx.config, &body).map_err(|e| fail(format!("refused: {e}")))?;
+        let Decision::Denied(message) = &reviewed.decision else {
+            return Err(fail(format!(
+                "{text:?} must be denied, got {:?}",
+                reviewed.decision
+            )));
+        };
+        prop_assert!(message.contains(ANN_PERSISTENCE), "{}", message);
+        if !matches!(bad, BadSelection::UnknownContainer) {
+            // SPEC §3: the message lists the stores the namespace may use.
+            for s in fx
+                .spec
+                .available(false, ns)
+                .into_iter()
+                .chain(fx.spec.available(true, ns))
+            {
+                prop_assert!(
+                    message.contains(&s.name),
+                    "{:?} not listed in {}",
+                    s.name,
+                    message
+                );
+            }
+        }
+        let resp = check_echo(&reviewed.response, plan.api_version, &plan.uid)?;
+        prop_assert_eq!(&resp["response"]["allowed"], &json!(false));
+        prop_assert_eq!(&resp["response"]["status"]["message"], &json!(message));
+        Ok(())
+    });
+}
+
+#[test]
+fn a_conflicting_mount_or_env_var_is_denied_naming_the_container() {
+    run(
+        (
+            fixture(),
+            pod_plan(),
+            any::<Index>(),
+            any::<bool>(),
+            any::<bool>(),
+        ),
+        |(fx, plan, which, prefer_mount, trailing_slash)| {
+            let built = build(&fx, &plan);
+            let mut pod = built.pod;
+            let targeted: Vec<(String, usize, String)> = ["initContainers", "containers"]
+                .into_iter()
+                .flat_map(|list| {
+                    array(&pod["spec"], list)
+                        .iter()
+                        .enumerate()
+                        .map(move |(i, c)| {
+                            (
+                                list.to_owned(),
+                                i,
+                                c["name"].as_str().unwrap_or_default().to_owned(),
+                            )
+                        })
+                        .collect::<Vec<_>>()
+                })
+                .filter(|(_, _, name)| built.model.targeted.contains(name))
+                .collect();
+            let (list, i, name) = &targeted[which.index(targeted.len())];
+            let mounts = built.model.mounts();
+            let container = pod["spec"][list.as_str()][*i]
+                .as_object_mut()
+                .expect("a container is an object");
+            let conflict = if prefer_mount && !mounts.is_empty() {
+                let mut path = mounts[which.index(mounts.len())].0.clone();
+                if trailing_slash {
+                    path.push('/');
+                }
+                let list = container.entry("volumeMounts").or_insert_with(|| json!([]));
+                list.as_array_mut()
+                    .expect("volumeMounts is a list")
+                    .push(json!({"name": "own-0", "mountPath": path}));
+                path.trim_end_matches('/').to_owned()
+            } else {
+                let list = container.entry("env").or_insert_with(|| json!([]));
+                list.as_array_mut()
+                    .expect("env is a list")
+                    .push(json!({"name": ENV_DATA_PATHS, "value": "{\"elsewhere\":\"/x\"}"}));
+                ENV_DATA_PATHS.to_owned()
+            };
+            let body = bytes(&review_body(&plan, &pod, &plan.uid, plan.dry_run));
+            let reviewed = review(&fx.config, &body).map_err(|e| fail(format!("refused: {e}")))?;
+            let Decision::Denied(message) = &reviewed.decision else {
+                return Err(fail(format!(
+                    "a conflict at {conflict} in {name} must be denied, got {:?}",
+                    reviewed.decision
+                )));
+            };
+            prop_assert!(
+                message.contains(name.as_str()),
+                "container not named: {}",
+                message
+            );
+            prop_assert!(
+                message.contains(&conflict),
+                "conflict not named: {}",
+                message
+            );
+            let resp = check_echo(&reviewed.response, plan.api_version, &plan.uid)?;
+            prop_assert_eq!(&resp["response"]["allowed"], &json!(false));
+            Ok(())
+        },
+    );
+}
