@@ -29,10 +29,10 @@ pub const LABEL_INJECTION: &str = "polyaxon.com/persistence-injection";
 #[derive(Debug, Default, Deserialize)]
 pub struct PodView<'a> {
     /// `metadata`; `None` when the object has none.
-    #[serde(borrow, default)]
+    #[serde(borrow, default, deserialize_with = "object_or_null")]
     pub metadata: Option<Metadata<'a>>,
     /// `spec`; `None` when the object has none.
-    #[serde(borrow, default)]
+    #[serde(borrow, default, deserialize_with = "object_or_null")]
     pub spec: Option<Spec<'a>>,
 }
 
@@ -144,10 +144,10 @@ pub struct Spec<'a> {
     #[serde(borrow, default)]
     pub volumes: Option<Vec<VolumeView<'a>>>,
     /// `spec.containers`.
-    #[serde(borrow, default)]
+    #[serde(borrow, default, deserialize_with = "objects_or_null")]
     pub containers: Option<Vec<Container<'a>>>,
     /// `spec.initContainers`.
-    #[serde(borrow, default)]
+    #[serde(borrow, default, deserialize_with = "objects_or_null")]
     pub init_containers: Option<Vec<Container<'a>>>,
 }
 
@@ -169,6 +169,9 @@ impl<'de: 'a, 'a> Deserialize<'de> for VolumeView<'a> {
             name: Cow<'a, str>,
         }
         let raw = <&'a RawValue>::deserialize(d)?;
+        if !raw.get().starts_with('{') {
+            return Err(de::Error::custom("a volume must be a JSON object"));
+        }
         let Name { name } = serde_json::from_str(raw.get()).map_err(de::Error::custom)?;
         Ok(VolumeView { name, raw })
     }
@@ -182,10 +185,10 @@ pub struct Container<'a> {
     #[serde(borrow, default)]
     pub name: Cow<'a, str>,
     /// `env`; `None` when absent.
-    #[serde(borrow, default)]
+    #[serde(borrow, default, deserialize_with = "objects_or_null")]
     pub env: Option<Vec<Env<'a>>>,
     /// `volumeMounts`; `None` when absent.
-    #[serde(borrow, default)]
+    #[serde(borrow, default, deserialize_with = "objects_or_null")]
     pub volume_mounts: Option<Vec<Mount<'a>>>,
 }
 
@@ -200,7 +203,7 @@ pub struct Env<'a> {
     #[serde(borrow, default)]
     pub value: Option<Cow<'a, str>>,
     /// `valueFrom`.
-    #[serde(borrow, default)]
+    #[serde(borrow, default, deserialize_with = "object_or_null")]
     pub value_from: Option<ValueFrom<'a>>,
 }
 
@@ -209,7 +212,7 @@ pub struct Env<'a> {
 #[serde(rename_all = "camelCase")]
 pub struct ValueFrom<'a> {
     /// `secretKeyRef`.
-    #[serde(borrow, default)]
+    #[serde(borrow, default, deserialize_with = "object_or_null")]
     pub secret_key_ref: Option<KeyRef<'a>>,
 }
 
@@ -240,6 +243,70 @@ pub struct Mount<'a> {
     /// `readOnly`.
     #[serde(default)]
     pub read_only: Option<bool>,
+}
+
+/// serde's derived structs also accept a JSON *list* of field values; a pod
+/// written that way would get a patch that cannot apply to it. These read a
+/// derived struct from a JSON object only (or null, for an optional field).
+pub(crate) fn object_or_null<'de, D, T>(d: D) -> Result<Option<T>, D::Error>
+where
+    D: Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    d.deserialize_any(ObjectVisitor(std::marker::PhantomData))
+}
+
+/// A list of JSON objects (or null) into `Option<Vec<T>>`; see [`object_or_null`].
+pub(crate) fn objects_or_null<'de, D, T>(d: D) -> Result<Option<Vec<T>>, D::Error>
+where
+    D: Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    struct ListVisitor<T>(std::marker::PhantomData<T>);
+    impl<'de, T: Deserialize<'de>> Visitor<'de> for ListVisitor<T> {
+        type Value = Option<Vec<T>>;
+        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+            f.write_str("a list of JSON objects")
+        }
+        fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+        fn visit_seq<S: de::SeqAccess<'de>>(self, mut seq: S) -> Result<Self::Value, S::Error> {
+            let mut out = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(64));
+            while let Some(item) = seq.next_element_seed(ObjectSeed(std::marker::PhantomData))? {
+                out.push(item);
+            }
+            Ok(Some(out))
+        }
+    }
+    d.deserialize_any(ListVisitor(std::marker::PhantomData))
+}
+
+struct ObjectSeed<T>(std::marker::PhantomData<T>);
+
+impl<'de, T: Deserialize<'de>> de::DeserializeSeed<'de> for ObjectSeed<T> {
+    type Value = T;
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<T, D::Error> {
+        d.deserialize_any(ObjectVisitor(std::marker::PhantomData))
+            .and_then(|v: Option<T>| {
+                v.ok_or_else(|| de::Error::custom("expected a JSON object, found null"))
+            })
+    }
+}
+
+struct ObjectVisitor<T>(std::marker::PhantomData<T>);
+
+impl<'de, T: Deserialize<'de>> Visitor<'de> for ObjectVisitor<T> {
+    type Value = Option<T>;
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a JSON object")
+    }
+    fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+    fn visit_map<M: MapAccess<'de>>(self, map: M) -> Result<Self::Value, M::Error> {
+        T::deserialize(de::value::MapAccessDeserializer::new(map)).map(Some)
+    }
 }
 
 impl PodView<'_> {
@@ -323,6 +390,13 @@ mod tests {
             r#"{"metadata":{"annotations":{"polyaxon.com/persistence":1}}}"#,
             r#"{"spec":{"containers":"main"}}"#,
             r#"{"spec":{"volumes":[{"emptyDir":{}}]}}"#,
+            r#"{"metadata":[]}"#,
+            r#"{"spec":[]}"#,
+            r#"{"spec":{"containers":[["main"]]}}"#,
+            r#"{"spec":{"containers":[null]}}"#,
+            r#"{"spec":{"volumes":[["v"]]}}"#,
+            r#"{"spec":{"containers":[{"name":"c","env":[["A","1"]]}]}}"#,
+            r#"{"spec":{"containers":[{"name":"c","volumeMounts":[["v","/v"]]}]}}"#,
         ] {
             assert!(serde_json::from_str::<PodView>(json).is_err(), "{json}");
         }

@@ -286,6 +286,12 @@ fn decide(config: &Config, req: &RequestIn<'_>) -> (Subject, Decision) {
             Decision::Invalid("request.object is missing".into()),
         );
     };
+    if !object.get().starts_with('{') {
+        return (
+            subject,
+            Decision::Invalid("request.object is not a JSON object".into()),
+        );
+    }
     let pod: PodView = match serde_json::from_str(object.get()) {
         Ok(pod) => pod,
         Err(e) => {

@@ -141,11 +141,43 @@ struct RawSelection {
     containers: Option<Vec<String>>,
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(untagged)]
+/// `outputs:` is one store name; a list is a distinct, explained denial.
+/// (Written by hand: an untagged enum's error names neither the field nor
+/// what was expected.)
+#[derive(Debug)]
 enum OneOrMany {
     One(String),
-    Many(#[allow(dead_code)] Vec<serde::de::IgnoredAny>),
+    Many,
+}
+
+impl<'de> Deserialize<'de> for OneOrMany {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = OneOrMany;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("an outputs store name")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<OneOrMany, E> {
+                Ok(OneOrMany::One(v.to_owned()))
+            }
+            // YAML reads `outputs: 456` as a number; store names may be all digits.
+            fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<OneOrMany, E> {
+                Ok(OneOrMany::One(v.to_string()))
+            }
+            fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<OneOrMany, E> {
+                Ok(OneOrMany::One(v.to_string()))
+            }
+            fn visit_seq<S: serde::de::SeqAccess<'de>>(
+                self,
+                mut seq: S,
+            ) -> Result<OneOrMany, S::Error> {
+                while seq.next_element::<serde::de::IgnoredAny>()?.is_some() {}
+                Ok(OneOrMany::Many)
+            }
+        }
+        d.deserialize_any(V)
+    }
 }
 
 /// Resolves the pod's selection against the config.
@@ -189,7 +221,7 @@ pub fn resolve<'c>(
     let outputs_store = match raw.outputs {
         None => config.default_outputs(ns),
         Some(OneOrMany::One(name)) => Some(lookup(config, Role::Outputs, &name, ns, &available)?),
-        Some(OneOrMany::Many(_)) => {
+        Some(OneOrMany::Many) => {
             return Err(SelectionError::OutputsList {
                 available: available(),
             })

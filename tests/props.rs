@@ -1847,14 +1847,7 @@ fn structurally_mutated_reviews_are_answered_consistently() {
                 }
                 (Some(p), Some(r)) => {
                     let node = node_mut(p, std::slice::from_ref(last)).expect("the node exists");
-                    // A map sent as a list is the known bug pinned by
-                    // `maps_sent_as_lists_are_not_patched`; keep this
-                    // property about everything else.
-                    *node = if node.is_object() && r.is_array() {
-                        Value::Null
-                    } else {
-                        r
-                    };
+                    *node = r;
                 }
                 (_, None) => return Err(fail("generator: no parent")),
                 (None, _) => return Err(fail("generator: no parent")),
@@ -1887,15 +1880,13 @@ fn structurally_mutated_reviews_are_answered_consistently() {
     cov.require(&["patched", "not patched"]);
 }
 
-/// BUG (reported, not fixed here): serde's derived `Deserialize` for a
-/// struct also accepts a JSON *array* (fields by position), so a pod, its
-/// `metadata`, its `spec` or a container sent as a list is read as an empty
-/// struct and answered `Patched` with a patch that cannot apply to the list.
-/// SPEC §5 (patch against the raw JSON) and STYLE.md (the patch always
-/// applies): such a request should be refused as not a Pod. Found by
-/// `structurally_mutated_reviews_are_answered_consistently`.
+/// Regression: serde's derived `Deserialize` for a struct also accepts a JSON
+/// *array* (fields by position), so a pod, its `metadata`, its `spec` or a
+/// container sent as a list was read as an empty struct and answered
+/// `Patched` with a patch that cannot apply. Found by
+/// `structurally_mutated_reviews_are_answered_consistently`; such a request
+/// is now `Invalid`.
 #[test]
-#[ignore = "known bug: a map sent as a JSON list is patched (see the doc comment)"]
 fn maps_sent_as_lists_are_not_patched() {
     let config = Config::from_yaml("data: {}\noutputs: {}").expect("valid config");
     for object in [
@@ -1908,13 +1899,11 @@ fn maps_sent_as_lists_are_not_patched() {
             "request": {"uid": "u1", "kind": {"group": "", "version": "v1", "kind": "Pod"},
                 "namespace": "default", "operation": "CREATE", "object": object}});
         let reviewed = review(&config, &bytes(&body)).expect("answered");
-        if let Decision::Patched(patch) = &reviewed.decision {
-            let mut pod = object.clone();
-            assert!(
-                json_patch::patch(&mut pod, patch).is_ok(),
-                "object {object}: patched with a patch that does not apply: {patch:?}"
-            );
-        }
+        assert!(
+            matches!(reviewed.decision, Decision::Invalid(_)),
+            "object {object}: {:?}",
+            reviewed.decision
+        );
     }
 }
 
