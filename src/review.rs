@@ -127,9 +127,145 @@ struct ReviewIn<'a> {
     request: Option<RequestIn<'a>>,
 }
 
+/// The request, read in one pass. The API server sends `kind`, `subResource`
+/// and `operation` before `object`, so a Pod CREATE's object is read straight
+/// into a [`PodView`] and anything else is skipped unread. When `object`
+/// comes first it is kept raw and read once the rest is known.
+struct RequestIn<'a> {
+    uid: Cow<'a, str>,
+    kind: Option<Gvk<'a>>,
+    sub_resource: Option<Cow<'a, str>>,
+    operation: Option<Cow<'a, str>>,
+    namespace: Option<Cow<'a, str>>,
+    name: Option<Cow<'a, str>>,
+    dry_run: Option<bool>,
+    object: ObjectIn<'a>,
+}
+
+enum ObjectIn<'a> {
+    /// Absent or null.
+    Absent,
+    /// A Pod CREATE's object, already read.
+    Pod(PodView<'a>),
+    /// Read before the fields that say what it is.
+    Raw(&'a RawValue),
+    /// Not a Pod CREATE: never read.
+    Skipped,
+}
+
+impl RequestIn<'_> {
+    /// Whether this is a CREATE of a Pod (not of a subresource). `None`
+    /// while a deciding field has not been read yet.
+    fn is_pod_create(&self) -> Option<bool> {
+        let kind = self.kind.as_ref()?;
+        let operation = self.operation.as_deref()?;
+        let pod = kind.group.is_empty()
+            && kind.kind == "Pod"
+            && self.sub_resource.as_deref().unwrap_or_default().is_empty();
+        Some(pod && operation == "CREATE")
+    }
+}
+
+impl<'de: 'a, 'a> Deserialize<'de> for RequestIn<'a> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V<'a>(std::marker::PhantomData<&'a ()>);
+        impl<'de: 'a, 'a> serde::de::Visitor<'de> for V<'a> {
+            type Value = RequestIn<'a>;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("an AdmissionRequest object")
+            }
+            fn visit_map<M: serde::de::MapAccess<'de>>(
+                self,
+                mut map: M,
+            ) -> Result<Self::Value, M::Error> {
+                use serde::de::Error as _;
+                fn once<T, E: serde::de::Error>(
+                    slot: &mut Option<T>,
+                    key: &'static str,
+                    value: T,
+                ) -> Result<(), E> {
+                    if slot.replace(value).is_some() {
+                        return Err(E::duplicate_field(key));
+                    }
+                    Ok(())
+                }
+                let mut uid = None;
+                let mut req = RequestIn {
+                    uid: Cow::Borrowed(""),
+                    kind: None,
+                    sub_resource: None,
+                    operation: None,
+                    namespace: None,
+                    name: None,
+                    dry_run: None,
+                    object: ObjectIn::Absent,
+                };
+                let mut seen_object = false;
+                while let Some(key) = map.next_key::<Cow<'de, str>>()? {
+                    match key.as_ref() {
+                        "uid" => once(&mut uid, "uid", map.next_value::<Cow<'de, str>>()?)?,
+                        "kind" => once(&mut req.kind, "kind", map.next_value()?)?,
+                        "subResource" => {
+                            once(&mut req.sub_resource, "subResource", map.next_value()?)?
+                        }
+                        "operation" => once(&mut req.operation, "operation", map.next_value()?)?,
+                        "namespace" => once(&mut req.namespace, "namespace", map.next_value()?)?,
+                        "name" => once(&mut req.name, "name", map.next_value()?)?,
+                        "dryRun" => once(&mut req.dry_run, "dryRun", map.next_value()?)?,
+                        "object" => {
+                            if std::mem::replace(&mut seen_object, true) {
+                                return Err(M::Error::duplicate_field("object"));
+                            }
+                            req.object = match req.is_pod_create() {
+                                Some(true) => map
+                                    .next_value_seed(PodSeed)?
+                                    .map_or(ObjectIn::Absent, ObjectIn::Pod),
+                                Some(false) => {
+                                    map.next_value::<IgnoredAny>()?;
+                                    ObjectIn::Skipped
+                                }
+                                None => map
+                                    .next_value::<Option<&'de RawValue>>()?
+                                    .map_or(ObjectIn::Absent, ObjectIn::Raw),
+                            };
+                        }
+                        _ => {
+                            map.next_value::<IgnoredAny>()?;
+                        }
+                    }
+                }
+                req.uid = uid.ok_or_else(|| M::Error::missing_field("uid"))?;
+                Ok(req)
+            }
+        }
+        d.deserialize_map(V(std::marker::PhantomData))
+    }
+}
+
+/// Reads a Pod object (or null) in place.
+struct PodSeed;
+
+impl<'de> serde::de::DeserializeSeed<'de> for PodSeed {
+    type Value = Option<PodView<'de>>;
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        crate::pod::object_or_null(d)
+    }
+}
+
+/// The same request with the object kept raw: the slow path that turns a
+/// pod the fast path could not read into a precise message.
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
-struct RequestIn<'a> {
+struct ReviewRaw<'a> {
+    #[serde(borrow, default)]
+    api_version: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    request: RequestRaw<'a>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct RequestRaw<'a> {
     #[serde(borrow)]
     uid: Cow<'a, str>,
     #[serde(borrow, default)]
@@ -146,6 +282,21 @@ struct RequestIn<'a> {
     dry_run: Option<bool>,
     #[serde(borrow, default)]
     object: Option<&'a RawValue>,
+}
+
+impl<'a> From<RequestRaw<'a>> for RequestIn<'a> {
+    fn from(r: RequestRaw<'a>) -> Self {
+        RequestIn {
+            uid: r.uid,
+            kind: r.kind,
+            sub_resource: r.sub_resource,
+            operation: r.operation,
+            namespace: r.namespace,
+            name: r.name,
+            dry_run: r.dry_run,
+            object: r.object.map_or(ObjectIn::Absent, ObjectIn::Raw),
+        }
+    }
 }
 
 #[derive(Deserialize)]
@@ -189,10 +340,6 @@ struct ResponseOut<'a> {
     uid: &'a str,
     allowed: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
-    patch_type: Option<&'static str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    patch: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     status: Option<StatusOut<'a>>,
 }
 
@@ -208,7 +355,7 @@ struct StatusOut<'a> {
 pub fn review(config: &Config, body: &[u8]) -> Result<Reviewed, ReviewError> {
     let parsed: ReviewIn = match serde_json::from_slice(body) {
         Ok(parsed) => parsed,
-        Err(e) => return malformed(body, e),
+        Err(e) => return malformed(config, body, e),
     };
     let api_version = check_version(parsed.api_version.as_deref())?;
     if let Some(kind) = parsed.kind.as_deref() {
@@ -241,9 +388,23 @@ fn check_version(v: Option<&str>) -> Result<&'static str, ReviewError> {
 
 /// The full view failed: answer with an `Invalid` decision if a uid can be
 /// found, else refuse the body.
-fn malformed(body: &[u8], error: serde_json::Error) -> Result<Reviewed, ReviewError> {
+fn malformed(
+    config: &Config,
+    body: &[u8],
+    error: serde_json::Error,
+) -> Result<Reviewed, ReviewError> {
     if error.is_syntax() || error.is_eof() {
         return Err(ReviewError::NotJson(error.to_string()));
+    }
+    if let Ok(raw) = serde_json::from_slice::<ReviewRaw>(body) {
+        let api_version = check_version(raw.api_version.as_deref())?;
+        let (subject, decision) = decide(config, &raw.request.into());
+        let response = respond(api_version, &subject.uid, &decision);
+        return Ok(Reviewed {
+            subject,
+            decision,
+            response,
+        });
     }
     let Ok(min) = serde_json::from_slice::<UidOnly>(body) else {
         return Err(ReviewError::NotReview(error.to_string()));
@@ -269,36 +430,50 @@ fn decide(config: &Config, req: &RequestIn<'_>) -> (Subject, Decision) {
         operation: req.operation.as_deref().unwrap_or_default().to_owned(),
         dry_run: req.dry_run.unwrap_or(false),
     };
-    let is_pod = req
-        .kind
-        .as_ref()
-        .is_some_and(|k| k.group.is_empty() && k.kind == "Pod")
-        && req.sub_resource.as_deref().unwrap_or_default().is_empty();
-    if !is_pod {
-        return (subject, Decision::Unchanged(Skip::NotPod));
+    match req.is_pod_create() {
+        Some(true) => {}
+        _ if !req
+            .kind
+            .as_ref()
+            .is_some_and(|k| k.group.is_empty() && k.kind == "Pod")
+            || !req.sub_resource.as_deref().unwrap_or_default().is_empty() =>
+        {
+            return (subject, Decision::Unchanged(Skip::NotPod))
+        }
+        _ => return (subject, Decision::Unchanged(Skip::NotCreate)),
     }
-    if req.operation.as_deref() != Some("CREATE") {
-        return (subject, Decision::Unchanged(Skip::NotCreate));
-    }
-    let Some(object) = req.object else {
-        return (
-            subject,
-            Decision::Invalid("request.object is missing".into()),
-        );
-    };
-    if !object.get().starts_with('{') {
-        return (
-            subject,
-            Decision::Invalid("request.object is not a JSON object".into()),
-        );
-    }
-    let pod: PodView = match serde_json::from_str(object.get()) {
-        Ok(pod) => pod,
-        Err(e) => {
+    let parsed;
+    let pod: &PodView = match &req.object {
+        ObjectIn::Pod(pod) => pod,
+        ObjectIn::Absent => {
             return (
                 subject,
-                Decision::Invalid(format!("request.object is not a valid Pod: {e}")),
+                Decision::Invalid("request.object is missing".into()),
             )
+        }
+        ObjectIn::Raw(raw) => {
+            let text = raw.get();
+            let result = if text.starts_with('{') {
+                serde_json::from_str::<PodView>(text).map_err(|e| e.to_string())
+            } else {
+                Err("it is not a JSON object".to_owned())
+            };
+            match result {
+                Ok(pod) => {
+                    parsed = pod;
+                    &parsed
+                }
+                Err(e) => {
+                    return (
+                        subject,
+                        Decision::Invalid(format!("request.object is not a valid Pod: {e}")),
+                    )
+                }
+            }
+        }
+        ObjectIn::Skipped => {
+            // Only skipped once known not to be a Pod CREATE, which returned above.
+            return (subject, Decision::Unchanged(Skip::NotPod));
         }
     };
     let meta = pod.metadata.as_ref();
@@ -358,17 +533,11 @@ fn respond(api_version: &str, uid: &str, decision: &Decision) -> Vec<u8> {
     let mut response = ResponseOut {
         uid,
         allowed: true,
-        patch_type: None,
-        patch: None,
         status: None,
     };
     match decision {
         Decision::Unchanged(_) => {}
-        Decision::Patched(p) => {
-            let json = serde_json::to_vec(p).expect("a JSON Patch always serialises");
-            response.patch_type = Some("JSONPatch");
-            response.patch = Some(base64::engine::general_purpose::STANDARD.encode(json));
-        }
+        Decision::Patched(p) => return patched_response(api_version, uid, p),
         Decision::Denied(message) | Decision::Invalid(message) => {
             response.allowed = false;
             response.status = Some(StatusOut {
@@ -385,6 +554,29 @@ fn respond(api_version: &str, uid: &str, decision: &Decision) -> Vec<u8> {
         response,
     })
     .expect("a response of strings always serialises")
+}
+
+/// The allowed-with-patch answer, written directly: the base64 is encoded
+/// into the output buffer, not built as a `String` and then scanned again by
+/// the JSON string escaper (it never needs escaping).
+fn patched_response(api_version: &str, uid: &str, patch: &Patch) -> Vec<u8> {
+    use base64::engine::general_purpose::STANDARD;
+    let json = serde_json::to_vec(patch).expect("a JSON Patch always serialises");
+    let b64_len = base64::encoded_len(json.len(), true).expect("a patch is far below usize::MAX");
+    let mut out = Vec::with_capacity(b64_len + uid.len() + 128);
+    out.extend_from_slice(b"{\"apiVersion\":");
+    serde_json::to_writer(&mut out, api_version).expect("writing to a Vec cannot fail");
+    out.extend_from_slice(b",\"kind\":\"AdmissionReview\",\"response\":{\"uid\":");
+    serde_json::to_writer(&mut out, uid).expect("writing to a Vec cannot fail");
+    out.extend_from_slice(b",\"allowed\":true,\"patchType\":\"JSONPatch\",\"patch\":\"");
+    let start = out.len();
+    out.resize(start + b64_len, 0);
+    let written = STANDARD
+        .encode_slice(&json, &mut out[start..])
+        .expect("the buffer was sized by encoded_len");
+    out.truncate(start + written);
+    out.extend_from_slice(b"\"}}");
+    out
 }
 
 #[cfg(test)]
