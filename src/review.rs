@@ -142,6 +142,8 @@ struct RequestIn<'a> {
     object: ObjectIn<'a>,
 }
 
+// One per request, on the stack: boxing the large variant would only add an allocation.
+#[allow(clippy::large_enum_variant)]
 enum ObjectIn<'a> {
     /// Absent or null.
     Absent,
@@ -521,7 +523,7 @@ fn decide(config: &Config, req: &RequestIn<'_>) -> (Subject, Decision) {
         Ok(s) => s,
         Err(e) => return (subject, Decision::Denied(e.to_string())),
     };
-    let decision = match patch::build(&pod, &selection) {
+    let decision = match patch::build(pod, &selection) {
         Ok(Some(p)) => Decision::Patched(p),
         Ok(None) => Decision::Unchanged(Skip::AlreadyInjected),
         Err(conflict) => Decision::Denied(conflict.to_string()),
