@@ -207,7 +207,7 @@ pub struct ServeArgs {
         long,
         value_name = "N",
         env = "PERSISTENCE_WEBHOOK_MAX_IN_FLIGHT",
-        default_value_t = 64
+        default_value_t = 32
     )]
     pub max_in_flight: usize,
 
