@@ -355,7 +355,11 @@ struct StatusOut<'a> {
 
 /// Reviews one AdmissionReview body against `config`.
 pub fn review(config: &Config, body: &[u8]) -> Result<Reviewed, ReviewError> {
-    let parsed: ReviewIn = match serde_json::from_slice(body) {
+    // JSON is UTF-8 throughout, including strings the typed view skips
+    // unread; checking once up front also lets the parser skip re-checking.
+    let body = std::str::from_utf8(body)
+        .map_err(|e| ReviewError::NotJson(format!("invalid UTF-8 at byte {}", e.valid_up_to())))?;
+    let parsed: ReviewIn = match serde_json::from_str(body) {
         Ok(parsed) => parsed,
         Err(e) => return malformed(config, body, e),
     };
@@ -392,13 +396,13 @@ fn check_version(v: Option<&str>) -> Result<&'static str, ReviewError> {
 /// found, else refuse the body.
 fn malformed(
     config: &Config,
-    body: &[u8],
+    body: &str,
     error: serde_json::Error,
 ) -> Result<Reviewed, ReviewError> {
     if error.is_syntax() || error.is_eof() {
         return Err(ReviewError::NotJson(error.to_string()));
     }
-    if let Ok(raw) = serde_json::from_slice::<ReviewRaw>(body) {
+    if let Ok(raw) = serde_json::from_str::<ReviewRaw>(body) {
         let api_version = check_version(raw.api_version.as_deref())?;
         let (subject, decision) = decide(config, &raw.request.into());
         let response = respond(api_version, &subject.uid, &decision);
@@ -408,7 +412,7 @@ fn malformed(
             response,
         });
     }
-    let Ok(min) = serde_json::from_slice::<UidOnly>(body) else {
+    let Ok(min) = serde_json::from_str::<UidOnly>(body) else {
         return Err(ReviewError::NotReview(error.to_string()));
     };
     let api_version = check_version(min.api_version.as_deref())?;

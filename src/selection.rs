@@ -111,10 +111,10 @@ pub enum SelectionError {
     #[error("annotation {ANNOTATION_PERSISTENCE}: containers is empty; name at least one container, or opt the pod out with the label polyaxon.com/persistence-injection: disabled")]
     NoContainers,
     /// A sub-path annotation, or the path it maps to, is not a safe relative path.
-    #[error("annotation {annotation}: sub-path {path:?} {why}")]
+    #[error("{annotation}: sub-path {path:?} {why}")]
     SubPath {
-        /// Which annotation it came from.
-        annotation: &'static str,
+        /// Where it came from.
+        annotation: SubPathSource,
         /// The offending path.
         path: String,
         /// What is wrong with it.
@@ -126,6 +126,26 @@ pub enum SelectionError {
         /// The annotation's value.
         value: String,
     },
+}
+
+/// Where an outputs sub-path came from, for messages.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SubPathSource {
+    /// One of the sub-path annotations.
+    Annotation(&'static str),
+    /// `<namespace>/<pod name>`, derived when no annotation gives one.
+    PodName,
+}
+
+impl std::fmt::Display for SubPathSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SubPathSource::Annotation(name) => write!(f, "annotation {name}"),
+            SubPathSource::PodName => {
+                f.write_str("the pod's <namespace>/<name> (no sub-path annotation given)")
+            }
+        }
+    }
 }
 
 /// The annotation as written by the run. Unknown keys are refused so that a
@@ -251,7 +271,7 @@ pub fn resolve<'c>(
             for name in &list {
                 if !container_names.contains(&name.as_str()) {
                     return Err(SelectionError::UnknownContainer {
-                        name: name.clone(),
+                        name: clip(name),
                         known: container_names.join(", "),
                     });
                 }
@@ -296,7 +316,7 @@ fn lookup<'c>(
         Some(store) if store.available_in(namespace) => Ok(store),
         Some(_) => Err(SelectionError::NotAvailable {
             role,
-            name: name.to_owned(),
+            name: clip(name),
             namespace: namespace.to_owned(),
             available: available(),
         }),
@@ -307,11 +327,21 @@ fn lookup<'c>(
             };
             Err(SelectionError::UnknownStore {
                 role,
-                name: name.to_owned(),
+                name: clip(name),
                 hint,
                 available: available(),
             })
         }
+    }
+}
+
+/// A user-supplied name or path as quoted in a message: long ones are cut,
+/// so a 256 KiB annotation does not come back as a 256 KiB error.
+fn clip(s: &str) -> String {
+    const MAX: usize = 100;
+    match s.char_indices().nth(MAX) {
+        None => s.to_owned(),
+        Some((cut, _)) => format!("{}... ({} bytes)", &s[..cut], s.len()),
     }
 }
 
@@ -349,23 +379,29 @@ fn kept_sub_path<'p>(store: &Store, injected_path: Option<&'p str>) -> Option<&'
 
 /// SPEC §3's sub-path rules, first match wins.
 fn sub_path(pod: PodIdentity<'_>, annotations: &Annotations<'_>) -> Result<String, SelectionError> {
-    let checked = |annotation: &'static str, path: Cow<'_, str>| {
+    let checked = |annotation: SubPathSource, path: Cow<'_, str>| {
         names::check_sub_path(&path)
             .map(|()| path.to_string())
             .map_err(|why| SelectionError::SubPath {
                 annotation,
-                path: path.to_string(),
+                path: clip(&path),
                 why,
             })
     };
     if let Some(explicit) = &annotations.outputs_subpath {
-        return checked(ANNOTATION_OUTPUTS_SUBPATH, Cow::Borrowed(explicit));
+        return checked(
+            SubPathSource::Annotation(ANNOTATION_OUTPUTS_SUBPATH),
+            Cow::Borrowed(explicit),
+        );
     }
     if let Some(unique) = &annotations.unique_name {
         let mapped = unique_name_path(unique).ok_or_else(|| SelectionError::UniqueName {
-            value: unique.to_string(),
+            value: clip(unique),
         })?;
-        return checked(ANNOTATION_UNIQUE_NAME, Cow::Owned(mapped));
+        return checked(
+            SubPathSource::Annotation(ANNOTATION_UNIQUE_NAME),
+            Cow::Owned(mapped),
+        );
     }
     let ns = pod.namespace;
     let path = match (pod.name, pod.generate_name) {
@@ -373,7 +409,7 @@ fn sub_path(pod: PodIdentity<'_>, annotations: &Annotations<'_>) -> Result<Strin
         (_, Some(prefix)) => format!("{ns}/{prefix}{}", pod.uid),
         _ => format!("{ns}/{}", pod.uid),
     };
-    checked("metadata.name", Cow::Owned(path))
+    checked(SubPathSource::PodName, Cow::Owned(path))
 }
 
 /// Polyaxon 0.x's mapping of a dotted run name to its outputs directory.
@@ -817,6 +853,22 @@ defaultOutputs: outputs1
                 "{bad}: {err}"
             );
         }
+    }
+
+    #[test]
+    fn long_names_are_clipped_in_messages() {
+        let long = "x".repeat(300_000);
+        let err = resolve(
+            &config(),
+            POD,
+            &ann(Some(&format!("data: [{long}]"))),
+            None,
+            &["main"],
+        )
+        .expect_err("unknown")
+        .to_string();
+        assert!(err.len() < 1000, "{} bytes", err.len());
+        assert!(err.contains("... (300000 bytes)"), "{err}");
     }
 
     #[test]

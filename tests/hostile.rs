@@ -298,7 +298,7 @@ async fn invalid_utf8_is_400_not_json() {
         (
             "a body of invalid bytes",
             b"\xff\xfe\xfd{}".to_vec(),
-            "the body is not JSON: expected value at line 1 column 1\n",
+            "the body is not JSON: invalid UTF-8 at byte 0\n",
         ),
         (
             "request.name",
@@ -306,7 +306,7 @@ async fn invalid_utf8_is_400_not_json() {
                 r#""name":"webhook-pod","namespace":"default","operation""#,
                 b"\"name\":\"webhook-\xffpod\",\"namespace\":\"default\",\"operation\"",
             ),
-            "the body is not JSON: invalid unicode code point at line 1 column 358\n",
+            "the body is not JSON: invalid UTF-8 at byte 357\n",
         ),
     ];
     for (what, body, want) in cases {
@@ -320,7 +320,6 @@ async fn invalid_utf8_is_400_not_json() {
 /// A body with invalid UTF-8 anywhere is not JSON (RFC 8259 section 8.1),
 /// even in a string the webhook does not read.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "bug: invalid UTF-8 in a string the webhook skips (the pod's image, request.userInfo) is answered 200 with a patch instead of 400"]
 async fn invalid_utf8_in_skipped_strings_is_400_not_json() {
     let s = Server::start().await;
     let cases = [
@@ -343,7 +342,7 @@ async fn invalid_utf8_in_skipped_strings_is_400_not_json() {
         let (status, text) = s.post(body).await;
         assert_eq!(status, 400, "{what}: {text}");
         assert!(
-            text.starts_with("the body is not JSON: invalid unicode code point at line 1 column"),
+            text.starts_with("the body is not JSON: invalid UTF-8 at byte"),
             "{what}: {text}"
         );
         s.assert_responsive(what).await;
@@ -446,7 +445,7 @@ async fn bodies_over_the_limit_are_413() {
     assert_eq!(status, 413, "{text}");
     assert_eq!(
         text,
-        "Failed to buffer the request body: length limit exceeded"
+        "the body is larger than the limit of 4194304 bytes (--max-body-bytes)\n"
     );
     s.assert_responsive("the limit plus one byte").await;
 
@@ -455,7 +454,7 @@ async fn bodies_over_the_limit_are_413() {
     assert_eq!(status, 413, "{text}");
     assert_eq!(
         text,
-        "Failed to buffer the request body: length limit exceeded"
+        "the body is larger than the limit of 4194304 bytes (--max-body-bytes)\n"
     );
     s.assert_responsive("10 MiB with a Content-Length").await;
 
@@ -915,7 +914,7 @@ async fn annotations_of_256_kib() {
     let main = &pod["spec"]["containers"][0];
     assert_eq!(env_value(main, ENV_DATA), Some(r#"{"data1":"/data/1"}"#));
 
-    // A 256 KiB store name: denied, the name quoted in full.
+    // A 256 KiB store name: denied, the name quoted clipped.
     let name = "n".repeat(SIZE);
     let mut review = base();
     annotate(
@@ -927,10 +926,10 @@ async fn annotations_of_256_kib() {
         &answer,
         &[
             "annotation polyaxon.com/persistence: data store \"nnnn",
-            "\" does not exist. Stores available in namespace \"default\": data: 123, data1, data2; outputs: 2024, outputs1",
+            "... (262144 bytes)\" does not exist. Stores available in namespace \"default\": data: 123, data1, data2; outputs: 2024, outputs1",
         ],
     );
-    assert!(message.len() > SIZE, "{} bytes", message.len());
+    assert!(message.len() < 1024, "{} bytes", message.len());
     s.assert_responsive("256 KiB annotations").await;
     s.stop().await;
 }
@@ -1317,7 +1316,6 @@ async fn malformed_http_framing_is_refused() {
 /// read: at once, with 413, and without inviting the body with
 /// `100 Continue`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "bug: a Content-Length over --max-body-bytes with no body sent waits for the body and gets 503 at the request timeout (after `100 Continue` when asked) instead of 413 at once"]
 async fn an_announced_length_over_the_limit_is_413_at_once() {
     let s = Server::start().await;
     let post = "POST /mutate HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: 10485760\r\n";
@@ -1334,7 +1332,7 @@ async fn an_announced_length_over_the_limit_is_413_at_once() {
             "{what}: {answer:?}"
         );
         assert!(
-            answer.ends_with("\r\n\r\nFailed to buffer the request body: length limit exceeded"),
+            answer.contains("\r\n\r\nthe body is larger than the limit of"),
             "{what}: {answer:?}"
         );
         assert!(took < Duration::from_secs(1), "{what}: {took:?}");

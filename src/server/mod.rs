@@ -154,6 +154,23 @@ fn query_timeout(uri: &Uri) -> Option<Duration> {
 
 /// Bounds the time (body read included) and the number of reviews in flight.
 async fn guard(State(state): State<Arc<AppState>>, req: Request, next: Next) -> Response {
+    // A body announced too large is refused before it is read (and before
+    // hyper answers `Expect: 100-continue`), without taking a review slot.
+    let announced = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if announced.is_some_and(|n| n > state.limits.max_body_bytes as u64) {
+        return (
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!(
+                "the body is larger than the limit of {} bytes (--max-body-bytes)\n",
+                state.limits.max_body_bytes
+            ),
+        )
+            .into_response();
+    }
     let limit = match query_timeout(req.uri()) {
         Some(asked) => asked.min(state.limits.request_timeout),
         None => state.limits.request_timeout,
