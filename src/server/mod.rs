@@ -412,12 +412,20 @@ pub async fn start(args: ServeArgs) -> Result<Running> {
     })
 }
 
-/// Runs `serve` until SIGTERM or SIGINT, then drains and returns.
+/// Runs `serve` until SIGTERM or SIGINT, then drains and returns. If the
+/// server stops on its own first (an I/O error), that error is returned.
 pub async fn run(args: ServeArgs) -> Result<()> {
-    let running = start(args).await?;
-    let signal = shutdown_signal().await;
-    tracing::info!(signal, drain = ?running.drain, "Shutting down: finishing in-flight reviews");
-    running.shutdown().await?;
+    let mut running = start(args).await?;
+    tokio::select! {
+        signal = shutdown_signal() => {
+            tracing::info!(signal, drain = ?running.drain, "Shutting down: finishing in-flight reviews");
+            running.shutdown().await?;
+        }
+        ended = &mut running.task => {
+            ended.context("the server task failed")??;
+            anyhow::bail!("the server stopped without being asked to");
+        }
+    }
     tracing::info!("Stopped");
     Ok(())
 }
