@@ -98,8 +98,41 @@ pub fn volume_name(store: &str) -> String {
     let hash = store.bytes().fold(0x811c_9dc5_u32, |h, b| {
         (h ^ u32::from(b)).wrapping_mul(0x0100_0193)
     });
-    let head = full[..54].trim_end_matches('-');
+    // Store names are ASCII once validated; cut on a char boundary anyway,
+    // so that no input can make this panic.
+    let mut cut = 54;
+    while !full.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    let head = full[..cut].trim_end_matches('-');
     format!("{head}-{hash:08x}")
+}
+
+/// A mount path as the kubelet resolves it (Go's `filepath.Clean` on an
+/// absolute path): repeated `/` collapsed, `.` dropped, `..` applied, no
+/// trailing `/`. Borrowed when already clean, which is the common case.
+pub fn clean_path(path: &str) -> std::borrow::Cow<'_, str> {
+    let dirty = path.contains("//")
+        || path.contains("/./")
+        || path.contains("/../")
+        || path.ends_with("/.")
+        || path.ends_with("/..")
+        || (path.len() > 1 && path.ends_with('/'));
+    if !dirty {
+        return std::borrow::Cow::Borrowed(path);
+    }
+    let mut parts: Vec<&str> = Vec::new();
+    for segment in path.split('/') {
+        match segment {
+            "" | "." => {}
+            ".." => {
+                parts.pop();
+            }
+            s => parts.push(s),
+        }
+    }
+    let prefix = if path.starts_with('/') { "/" } else { "" };
+    std::borrow::Cow::Owned(format!("{prefix}{}", parts.join("/")))
 }
 
 #[cfg(test)]
@@ -146,6 +179,28 @@ mod tests {
         for bad in ["", "/abs", "a//b", "a/", "../x", "a/./b", "a\u{7}b", "a\tb"] {
             assert!(check_sub_path(bad).is_err(), "{bad:?}");
         }
+    }
+
+    #[test]
+    fn clean_paths() {
+        for (dirty, clean) in [
+            ("/scratch", "/scratch"),
+            ("/scratch/", "/scratch"),
+            ("/scratch//", "/scratch"),
+            ("//scratch/./a/", "/scratch/a"),
+            ("/a/b/../c", "/a/c"),
+            ("/a/..", "/"),
+            ("/", "/"),
+        ] {
+            assert_eq!(clean_path(dirty), clean, "{dirty}");
+        }
+    }
+
+    #[test]
+    fn volume_names_never_split_a_character() {
+        // Regression (fuzz: config_yaml-non-ascii-long-store-name).
+        let name = volume_name(&format!("a{}", "€".repeat(20)));
+        assert!(name.len() <= 63, "{name}");
     }
 
     #[test]

@@ -16,7 +16,7 @@ use serde_json::{json, Value};
 
 use crate::config::{Backend, Provider, Store};
 use crate::k8s;
-use crate::names::GCS_CREDENTIALS_VOLUME;
+use crate::names::{self, GCS_CREDENTIALS_VOLUME};
 use crate::pod::{Container, Env, PodView, ANNOTATION_INJECTED};
 use crate::selection::Selection;
 
@@ -497,7 +497,7 @@ fn container_ops(
     for m in &wanted.mounts {
         let found = have_mounts
             .iter()
-            .find(|h| trim_slash(&h.mount_path) == m.path);
+            .find(|h| names::clean_path(&h.mount_path) == m.path);
         match found {
             None => mounts.push(m.json.clone()),
             Some(h)
@@ -544,13 +544,6 @@ fn container_ops(
     }
     append(&["spec", list, &index, "env"], c.env.is_some(), env, ops);
     Ok(())
-}
-
-fn trim_slash(path: &str) -> &str {
-    match path.strip_suffix('/') {
-        Some(t) if !t.is_empty() => t,
-        _ => path,
-    }
 }
 
 fn same_env(have: &Env<'_>, ours: &EnvValue) -> bool {
@@ -854,6 +847,12 @@ defaultOutputs: outputs1
                 r#"{"metadata":{"name":"pod"},"spec":{"containers":[{"name":"main","volumeMounts":[{"name":"mine","mountPath":"/data/1/"}]}]}}"#,
                 "data: [data1]",
                 "container \"main\": volumeMounts already has \"/data/1\" (volume \"mine\"), where data store \"data1\" must be mounted",
+            ),
+            (
+                // Regression (fuzz: review_structured-double-slash-mount).
+                r#"{"metadata":{"name":"pod"},"spec":{"containers":[{"name":"main","volumeMounts":[{"name":"mine","mountPath":"/data//1/./"}]}]}}"#,
+                "data: [data1]",
+                "volumeMounts already has \"/data/1\" (volume \"mine\")",
             ),
             (
                 r#"{"metadata":{"name":"pod"},"spec":{"containers":[{"name":"main","env":[{"name":"POLYAXON_RUN_OUTPUTS_PATH","value":"/elsewhere"}]}]}}"#,

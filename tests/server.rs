@@ -2,31 +2,24 @@
 //! real TLS on 127.0.0.1:0, hot reload the way Secret/ConfigMap volumes
 //! publish files, and graceful shutdown of the real binary on SIGTERM.
 
-use std::path::{Path, PathBuf};
+mod common;
+
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
 use axum::body::{to_bytes, Body};
 use axum::http::{Method, Request, StatusCode};
-use persistence_webhook::certs::{issue, CertRequest, Issued};
-use persistence_webhook::cli::{Cli, Command, ServeArgs};
+use common::{client, metric_at, outputs_store, pki, serve_args, Spawned, Volume, REVIEW};
 use persistence_webhook::server::{self, AppState, Limits};
 use persistence_webhook::Config;
 use serde_json::Value;
 use tower::ServiceExt;
 
-/// A real kube-apiserver capture (pod-create, no annotation).
-const REVIEW: &[u8] = include_bytes!("fixtures/defaults/review.json");
-
 const CONFIG_A: &str =
     "data: {data1: {mountPath: /data/1}}\noutputs: {out-a: {mountPath: /outputs/a}}\n";
 const CONFIG_B: &str =
     "data: {data1: {mountPath: /data/1}}\noutputs: {out-b: {mountPath: /outputs/b}}\n";
-
-fn install_crypto() {
-    let _ = rustls::crypto::ring::default_provider().install_default();
-}
 
 fn state(max_body_bytes: usize) -> Arc<AppState> {
     let config = Config::from_yaml(CONFIG_A).expect("valid config");
@@ -189,97 +182,6 @@ async fn metrics_port_serves_metrics_and_probes() {
     }
 }
 
-/// A certificate pair, written as files.
-struct Pki {
-    issued: Issued,
-}
-
-impl Pki {
-    fn new() -> Pki {
-        let req = CertRequest {
-            service: "persistence-webhook".into(),
-            namespace: "test".into(),
-            dns: vec!["localhost".into()],
-            ips: vec!["127.0.0.1".parse().expect("ip")],
-            validity: Duration::from_secs(3600),
-        };
-        Pki {
-            issued: issue(&req, SystemTime::now()).expect("issued"),
-        }
-    }
-
-    fn ca(&self) -> reqwest::Certificate {
-        reqwest::Certificate::from_pem(self.issued.ca_cert_pem.as_bytes()).expect("CA")
-    }
-}
-
-fn client(cas: &[&Pki]) -> reqwest::Client {
-    install_crypto();
-    let mut b = reqwest::Client::builder()
-        .tls_built_in_root_certs(false)
-        .timeout(Duration::from_secs(10));
-    for ca in cas {
-        b = b.add_root_certificate(ca.ca());
-    }
-    b.build().expect("client")
-}
-
-fn serve_args(args: &[&str]) -> ServeArgs {
-    let mut argv = vec![
-        "persistence-webhook",
-        "serve",
-        "--addr",
-        "127.0.0.1:0",
-        "--metrics-addr",
-        "127.0.0.1:0",
-    ];
-    argv.extend_from_slice(args);
-    match clap::Parser::try_parse_from(argv).expect("valid flags") {
-        Cli {
-            command: Command::Serve(a),
-        } => a,
-        other => panic!("not serve: {other:?}"),
-    }
-}
-
-/// Files laid out like a mounted Secret/ConfigMap volume: `..data` is a
-/// symlink to a versioned directory, and each file a symlink through it.
-struct Volume {
-    dir: tempfile::TempDir,
-    version: usize,
-}
-
-impl Volume {
-    fn new(files: &[(&str, &str)]) -> Volume {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let mut v = Volume { dir, version: 0 };
-        v.publish(files);
-        for (name, _) in files {
-            std::os::unix::fs::symlink(Path::new("..data").join(name), v.path(name))
-                .expect("file link");
-        }
-        v
-    }
-
-    fn path(&self, name: &str) -> PathBuf {
-        self.dir.path().join(name)
-    }
-
-    /// Publishes a new version atomically, as the kubelet does.
-    fn publish(&mut self, files: &[(&str, &str)]) {
-        self.version += 1;
-        let versioned = format!("..2026_11_23_v{}", self.version);
-        let vdir = self.dir.path().join(&versioned);
-        std::fs::create_dir(&vdir).expect("version dir");
-        for (name, content) in files {
-            std::fs::write(vdir.join(name), content).expect("write");
-        }
-        let tmp = self.dir.path().join("..data_tmp");
-        std::os::unix::fs::symlink(&versioned, &tmp).expect("tmp link");
-        std::fs::rename(&tmp, self.dir.path().join("..data")).expect("swap");
-    }
-}
-
 async fn post_review(
     client: &reqwest::Client,
     addr: std::net::SocketAddr,
@@ -296,44 +198,6 @@ async fn post_review(
     let status = StatusCode::from_u16(resp.status().as_u16()).expect("status");
     let body: Value = resp.json().await?;
     Ok((status, body))
-}
-
-fn outputs_store_in(answer: &Value) -> Option<String> {
-    use base64::Engine as _;
-    let b64 = answer["response"]["patch"].as_str()?;
-    let raw = base64::engine::general_purpose::STANDARD.decode(b64).ok()?;
-    let ops: Value = serde_json::from_slice(&raw).ok()?;
-    let ann = ops.as_array()?.iter().find(|op| {
-        op["path"]
-            .as_str()
-            .is_some_and(|p| p.starts_with("/metadata/annotations"))
-    })?;
-    let text = ann["value"].as_str().map(str::to_owned).or_else(|| {
-        ann["value"]["polyaxon.com/persistence-injected"]
-            .as_str()
-            .map(str::to_owned)
-    })?;
-    let injected: Value = serde_json::from_str(&text).ok()?;
-    injected["outputs"].as_str().map(str::to_owned)
-}
-
-async fn metric(
-    client: &reqwest::Client,
-    addr: std::net::SocketAddr,
-    line_prefix: &str,
-) -> Option<f64> {
-    let text = client
-        .get(format!("http://{addr}/metrics"))
-        .send()
-        .await
-        .ok()?
-        .text()
-        .await
-        .ok()?;
-    text.lines()
-        .find(|l| l.starts_with(line_prefix))
-        .and_then(|l| l.rsplit(' ').next())
-        .and_then(|v| v.parse().ok())
 }
 
 async fn eventually<F, Fut>(what: &str, mut check: F)
@@ -353,11 +217,11 @@ where
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tls_round_trip_http2_and_plain_http_refused() {
-    let pki = Pki::new();
+    let pki = pki();
     let vol = Volume::new(&[
         ("config.yaml", CONFIG_A),
-        ("tls.crt", &pki.issued.cert_pem),
-        ("tls.key", &pki.issued.key_pem),
+        ("tls.crt", &pki.cert_pem),
+        ("tls.key", &pki.key_pem),
     ]);
     let args = serve_args(&[
         "--config",
@@ -374,7 +238,7 @@ async fn tls_round_trip_http2_and_plain_http_refused() {
     let (status, answer) = post_review(&trusted, addr).await.expect("review over TLS");
     assert_eq!(status, StatusCode::OK);
     assert_eq!(answer["response"]["allowed"], true);
-    assert_eq!(outputs_store_in(&answer).as_deref(), Some("out-a"));
+    assert_eq!(outputs_store(&answer).as_deref(), Some("out-a"));
 
     // HTTP/2 by ALPN.
     let resp = trusted
@@ -385,7 +249,7 @@ async fn tls_round_trip_http2_and_plain_http_refused() {
     assert_eq!(resp.version(), reqwest::Version::HTTP_2);
 
     // A client that does not trust our CA cannot connect.
-    let stranger = client(&[&Pki::new()]);
+    let stranger = client(&[&common::pki()]);
     let err = post_review(&stranger, addr)
         .await
         .expect_err("untrusted CA must fail");
@@ -412,11 +276,11 @@ async fn tls_round_trip_http2_and_plain_http_refused() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reload_swaps_config_and_cert_under_load_and_refuses_broken_ones() {
-    let (pki_a, pki_b) = (Pki::new(), Pki::new());
+    let (pki_a, pki_b) = (pki(), pki());
     let mut vol = Volume::new(&[
         ("config.yaml", CONFIG_A),
-        ("tls.crt", &pki_a.issued.cert_pem),
-        ("tls.key", &pki_a.issued.key_pem),
+        ("tls.crt", &pki_a.cert_pem),
+        ("tls.key", &pki_a.key_pem),
     ]);
     let args = serve_args(&[
         "--config",
@@ -455,12 +319,12 @@ async fn reload_swaps_config_and_cert_under_load_and_refuses_broken_ones() {
     // New config and new certificate, published like a volume update.
     vol.publish(&[
         ("config.yaml", CONFIG_B),
-        ("tls.crt", &pki_b.issued.cert_pem),
-        ("tls.key", &pki_b.issued.key_pem),
+        ("tls.crt", &pki_b.cert_pem),
+        ("tls.key", &pki_b.key_pem),
     ]);
     let only_b = client(&[&pki_b]);
     eventually("the new config is used", || async {
-        matches!(post_review(&both, addr).await, Ok((_, a)) if outputs_store_in(&a).as_deref() == Some("out-b"))
+        matches!(post_review(&both, addr).await, Ok((_, a)) if outputs_store(&a).as_deref() == Some("out-b"))
     })
     .await;
     eventually("the new certificate is served", || async {
@@ -468,7 +332,7 @@ async fn reload_swaps_config_and_cert_under_load_and_refuses_broken_ones() {
     })
     .await;
     assert_eq!(
-        metric(&both, maddr, "persistence_webhook_config_generation").await,
+        metric_at(maddr, "persistence_webhook_config_generation").await,
         Some(2.0)
     );
 
@@ -476,11 +340,10 @@ async fn reload_swaps_config_and_cert_under_load_and_refuses_broken_ones() {
     vol.publish(&[
         ("config.yaml", "data: {bad: {mountPath: relative}}\n"),
         ("tls.crt", "not a certificate"),
-        ("tls.key", &pki_b.issued.key_pem),
+        ("tls.key", &pki_b.key_pem),
     ]);
     eventually("the broken config is counted", || async {
-        metric(
-            &both,
+        metric_at(
             maddr,
             "persistence_webhook_reloads_total{kind=\"config\",result=\"failure\"}",
         )
@@ -489,8 +352,7 @@ async fn reload_swaps_config_and_cert_under_load_and_refuses_broken_ones() {
     })
     .await;
     eventually("the broken certificate is counted", || async {
-        metric(
-            &both,
+        metric_at(
             maddr,
             "persistence_webhook_reloads_total{kind=\"certificate\",result=\"failure\"}",
         )
@@ -499,14 +361,14 @@ async fn reload_swaps_config_and_cert_under_load_and_refuses_broken_ones() {
     })
     .await;
     assert_eq!(
-        metric(&both, maddr, "persistence_webhook_config_generation").await,
+        metric_at(maddr, "persistence_webhook_config_generation").await,
         Some(2.0)
     );
     let (_, answer) = post_review(&only_b, addr)
         .await
         .expect("old cert still served");
     assert_eq!(
-        outputs_store_in(&answer).as_deref(),
+        outputs_store(&answer).as_deref(),
         Some("out-b"),
         "old config still used"
     );
@@ -522,8 +384,7 @@ async fn reload_swaps_config_and_cert_under_load_and_refuses_broken_ones() {
         "{failed} of {sent} reviews failed during reloads"
     );
     assert_eq!(
-        metric(
-            &both,
+        metric_at(
             maddr,
             "persistence_webhook_reloads_total{kind=\"config\",result=\"success\"}"
         )
@@ -535,13 +396,13 @@ async fn reload_swaps_config_and_cert_under_load_and_refuses_broken_ones() {
 
 #[test]
 fn start_refuses_bad_files_naming_the_flag() {
-    let pki = Pki::new();
+    let pki = pki();
     let vol = Volume::new(&[
         ("config.yaml", "data: {x: {mountPath: rel}}\n"),
         ("good.yaml", CONFIG_A),
-        ("tls.crt", &pki.issued.cert_pem),
-        ("tls.key", &pki.issued.key_pem),
-        ("other.key", &Pki::new().issued.key_pem),
+        ("tls.crt", &pki.cert_pem),
+        ("tls.key", &pki.key_pem),
+        ("other.key", &common::pki().key_pem),
     ]);
     let p = |n: &str| vol.path(n).to_str().expect("utf-8").to_owned();
     let (bad, missing, good, crt, key, other) = (
@@ -584,52 +445,22 @@ fn start_refuses_bad_files_naming_the_flag() {
 /// arriving; every one is answered and the process exits 0.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_drains_in_flight_reviews_and_exits_zero() {
-    use std::io::BufRead;
-    let pki = Pki::new();
+    let pki = pki();
     let vol = Volume::new(&[
         ("config.yaml", CONFIG_A),
-        ("tls.crt", &pki.issued.cert_pem),
-        ("tls.key", &pki.issued.key_pem),
+        ("tls.crt", &pki.cert_pem),
+        ("tls.key", &pki.key_pem),
     ]);
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_persistence-webhook"))
-        .args([
-            "serve",
-            "--addr",
-            "127.0.0.1:0",
-            "--metrics-addr",
-            "127.0.0.1:0",
-            "--log-format",
-            "json",
-        ])
-        .args(["--config", vol.path("config.yaml").to_str().expect("utf-8")])
-        .args(["--tls-cert", vol.path("tls.crt").to_str().expect("utf-8")])
-        .args(["--tls-key", vol.path("tls.key").to_str().expect("utf-8")])
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("spawn the server");
-    let stderr = child.stderr.take().expect("stderr");
-    let (addr_tx, addr_rx) = std::sync::mpsc::channel();
-    let logs = std::thread::spawn(move || {
-        let mut lines = Vec::new();
-        for line in std::io::BufReader::new(stderr)
-            .lines()
-            .map_while(Result::ok)
-        {
-            if let Ok(v) = serde_json::from_str::<Value>(&line) {
-                if v["message"] == "Listening" {
-                    let field = |k: &str| v[k].as_str().unwrap_or_default().to_owned();
-                    let _ = addr_tx.send((field("addr"), field("metrics_addr")));
-                }
-            }
-            lines.push(line);
-        }
-        lines
-    });
-    let (addr, metrics_addr) = addr_rx
-        .recv_timeout(Duration::from_secs(30))
-        .expect("the server logs its addresses");
-    let addr: std::net::SocketAddr = addr.parse().expect("an address");
-    let metrics_addr: std::net::SocketAddr = metrics_addr.parse().expect("an address");
+    let (cfg, crt, key) = (
+        vol.arg("config.yaml"),
+        vol.arg("tls.crt"),
+        vol.arg("tls.key"),
+    );
+    let server = Spawned::start(
+        &["--config", &cfg, "--tls-cert", &crt, "--tls-key", &key],
+        "info",
+    );
+    let (addr, metrics_addr) = (server.addr, server.metrics);
 
     let c = client(&[&pki]);
     let mut senders = Vec::new();
@@ -661,25 +492,12 @@ async fn sigterm_drains_in_flight_reviews_and_exits_zero() {
     let plain = reqwest::Client::new();
     eventually(
         "eight reviews are in flight, their bodies half sent",
-        || {
-            let plain = plain.clone();
-            async move {
-                metric(
-                    &plain,
-                    metrics_addr,
-                    "persistence_webhook_reviews_in_flight",
-                )
-                .await
-                    == Some(8.0)
-            }
+        || async move {
+            metric_at(metrics_addr, "persistence_webhook_reviews_in_flight").await == Some(8.0)
         },
     )
     .await;
-    let killed = std::process::Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .expect("kill");
-    assert!(killed.success());
+    server.terminate();
     eventually("the server reports it is draining", || {
         let plain = plain.clone();
         async move {
@@ -696,12 +514,14 @@ async fn sigterm_drains_in_flight_reviews_and_exits_zero() {
         assert_eq!(status, reqwest::StatusCode::OK);
         assert_eq!(body["response"]["allowed"], true);
     }
-    let exit = tokio::task::spawn_blocking(move || child.wait())
-        .await
-        .expect("join")
-        .expect("wait");
+    let (exit, server) = tokio::task::spawn_blocking(move || {
+        let mut server = server;
+        (server.child.wait().expect("wait"), server)
+    })
+    .await
+    .expect("join");
     assert!(exit.success(), "exit status {exit:?}");
-    let lines = logs.join().expect("log reader");
+    let lines: Vec<String> = server.logs.try_iter().collect();
     assert!(
         lines.iter().any(|l| l.contains("Shutting down")),
         "{lines:#?}"

@@ -11,17 +11,15 @@
 //!
 //! Both print a `soak:`/`ceiling:` line with the figures.
 
-use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+mod common;
+
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
-use persistence_webhook::certs::{issue, CertRequest, Issued};
+use common::{client_h1, metric, metrics_page, outputs_store, pki, Spawned, Volume, REVIEW};
+use persistence_webhook::certs::Issued;
 use serde_json::{json, Value};
-
-const REVIEW: &[u8] = include_bytes!("fixtures/defaults/review.json");
 
 fn config(outputs: &str) -> String {
     format!("data: {{data1: {{mountPath: /data/1}}}}\noutputs: {{{outputs}: {{mountPath: /outputs/x}}}}\n")
@@ -32,184 +30,13 @@ fn config(outputs: &str) -> String {
 const INVALID: &str =
     "data: {data1: {mountPath: relative}}\noutputs: {refused: {mountPath: /outputs/r}}\n";
 
-fn pair() -> Issued {
-    let req = CertRequest {
-        service: "pw".into(),
-        namespace: "soak".into(),
-        dns: vec!["localhost".into()],
-        ips: vec!["127.0.0.1".parse().expect("ip")],
-        validity: Duration::from_secs(3600),
-    };
-    issue(&req, SystemTime::now()).expect("issued")
-}
-
-/// A directory laid out like a Secret/ConfigMap volume (`..data` symlink swap).
-struct Volume {
-    dir: tempfile::TempDir,
-    version: usize,
-}
-
-impl Volume {
-    fn new(files: &[(&str, &str)]) -> Volume {
-        let mut v = Volume {
-            dir: tempfile::tempdir().expect("tempdir"),
-            version: 0,
-        };
-        v.publish(files);
-        for (name, _) in files {
-            std::os::unix::fs::symlink(Path::new("..data").join(name), v.path(name)).expect("link");
-        }
-        v
-    }
-
-    fn path(&self, name: &str) -> PathBuf {
-        self.dir.path().join(name)
-    }
-
-    fn publish(&mut self, files: &[(&str, &str)]) {
-        self.version += 1;
-        let versioned = format!("..v{}", self.version);
-        let vdir = self.dir.path().join(&versioned);
-        std::fs::create_dir(&vdir).expect("dir");
-        for (name, content) in files {
-            std::fs::write(vdir.join(name), content).expect("write");
-        }
-        let tmp = self.dir.path().join("..data_tmp");
-        std::os::unix::fs::symlink(&versioned, &tmp).expect("tmp link");
-        std::fs::rename(&tmp, self.dir.path().join("..data")).expect("swap");
-        // The kubelet removes the previous version after the swap.
-        if self.version > 2 {
-            let _ =
-                std::fs::remove_dir_all(self.dir.path().join(format!("..v{}", self.version - 2)));
-        }
-    }
-}
-
-struct Server {
-    child: Child,
-    addr: std::net::SocketAddr,
-    metrics: std::net::SocketAddr,
-}
-
-impl Server {
-    fn start(extra: &[&str]) -> Server {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_persistence-webhook"))
-            .args([
-                "serve",
-                "--addr",
-                "127.0.0.1:0",
-                "--metrics-addr",
-                "127.0.0.1:0",
-                "--log-format",
-                "json",
-            ])
-            .args(extra)
-            .env("RUST_LOG", "warn,persistence_webhook::server=info")
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn");
-        let stderr = child.stderr.take().expect("stderr");
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                if let Ok(v) = serde_json::from_str::<Value>(&line) {
-                    if v["message"] == "Listening" {
-                        let f = |k: &str| v[k].as_str().unwrap_or_default().to_owned();
-                        let _ = tx.send((f("addr"), f("metrics_addr")));
-                    }
-                }
-            }
-        });
-        let (addr, metrics) = rx.recv_timeout(Duration::from_secs(30)).expect("listening");
-        Server {
-            child,
-            addr: addr.parse().expect("addr"),
-            metrics: metrics.parse().expect("addr"),
-        }
-    }
-
-    /// (current RSS, peak RSS) in KiB, from /proc.
-    fn rss_kib(&self) -> (u64, u64) {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
-            .unwrap_or_default();
-        let field = |name: &str| {
-            status
-                .lines()
-                .find(|l| l.starts_with(name))
-                .and_then(|l| l.split_whitespace().nth(1))
-                .and_then(|v| v.parse().ok())
-                .unwrap_or(0)
-        };
-        (field("VmRSS:"), field("VmHWM:"))
-    }
-
-    fn stop(mut self) -> std::process::ExitStatus {
-        let _ = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status();
-        self.child.wait().expect("wait")
-    }
-}
-
-fn client(cas: &[&Issued]) -> reqwest::Client {
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    let mut b = reqwest::Client::builder()
-        .tls_built_in_root_certs(false)
-        .timeout(Duration::from_secs(20))
-        .http1_only();
-    for ca in cas {
-        b = b.add_root_certificate(
-            reqwest::Certificate::from_pem(ca.ca_cert_pem.as_bytes()).expect("CA"),
-        );
-    }
-    b.build().expect("client")
-}
-
-fn outputs_store(answer: &Value) -> Option<String> {
-    use base64::Engine as _;
-    let raw = base64::engine::general_purpose::STANDARD
-        .decode(answer["response"]["patch"].as_str()?)
-        .ok()?;
-    let ops: Value = serde_json::from_slice(&raw).ok()?;
-    let op = ops.as_array()?.iter().find(|op| {
-        op["path"]
-            .as_str()
-            .is_some_and(|p| p.starts_with("/metadata/annotations"))
-    })?;
-    let text = op["value"].as_str().map(str::to_owned).or_else(|| {
-        op["value"]["polyaxon.com/persistence-injected"]
-            .as_str()
-            .map(str::to_owned)
-    })?;
-    serde_json::from_str::<Value>(&text).ok()?["outputs"]
-        .as_str()
-        .map(str::to_owned)
-}
-
-async fn metrics(addr: std::net::SocketAddr) -> String {
-    reqwest::get(format!("http://{addr}/metrics"))
-        .await
-        .expect("metrics")
-        .text()
-        .await
-        .expect("text")
-}
-
-fn metric(text: &str, prefix: &str) -> f64 {
-    text.lines()
-        .find(|l| l.starts_with(prefix))
-        .and_then(|l| l.rsplit(' ').next())
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(-1.0)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn soak_under_config_and_certificate_churn() {
     let seconds: u64 = std::env::var("SOAK_SECONDS")
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(6);
-    let pairs: Vec<Issued> = (0..(seconds / 3 + 2)).map(|_| pair()).collect();
+    let pairs: Vec<Issued> = (0..(seconds / 3 + 2)).map(|_| pki()).collect();
     let mut vol = Volume::new(&[
         ("config.yaml", &config("out-0")),
         ("tls.crt", &pairs[0].cert_pem),
@@ -217,18 +44,21 @@ async fn soak_under_config_and_certificate_churn() {
     ]);
     let p = |n: &str| vol.path(n).to_str().expect("utf-8").to_owned();
     let (cfg, crt, key) = (p("config.yaml"), p("tls.crt"), p("tls.key"));
-    let server = Server::start(&[
-        "--config",
-        &cfg,
-        "--tls-cert",
-        &crt,
-        "--tls-key",
-        &key,
-        "--reload-interval",
-        "100ms",
-    ]);
+    let server = Spawned::start(
+        &[
+            "--config",
+            &cfg,
+            "--tls-cert",
+            &crt,
+            "--tls-key",
+            &key,
+            "--reload-interval",
+            "100ms",
+        ],
+        "warn,persistence_webhook::server=info",
+    );
     let cas: Vec<&Issued> = pairs.iter().collect();
-    let c = client(&cas);
+    let c = client_h1(&cas);
 
     let stop = Arc::new(AtomicBool::new(false));
     let (sent, bad_status, refused_used) = (
@@ -313,7 +143,7 @@ async fn soak_under_config_and_certificate_churn() {
     }
     // Let the last publish be polled before reading the counters.
     tokio::time::sleep(Duration::from_millis(300)).await;
-    let text = metrics(server.metrics).await;
+    let text = metrics_page(server.metrics).await.expect("metrics");
     let (rss_now, rss_peak) = server.rss_kib();
     let third = samples.len() / 3;
     let avg = |s: &[u64]| s.iter().sum::<u64>() / s.len().max(1) as u64;
@@ -329,6 +159,7 @@ async fn soak_under_config_and_certificate_churn() {
             &text,
             &format!("persistence_webhook_reloads_total{{kind=\"{kind}\",result=\"{result}\"}}"),
         )
+        .unwrap_or(-1.0)
     };
     eprintln!(
         "soak: seconds={seconds} requests={sent} non_200={bad} refused_config_answers={refused} \
@@ -342,7 +173,7 @@ async fn soak_under_config_and_certificate_churn() {
         reloads("config", "failure"),
         reloads("certificate", "success"),
         reloads("certificate", "failure"),
-        metric(&text, "persistence_webhook_config_generation"),
+        metric(&text, "persistence_webhook_config_generation").unwrap_or(-1.0),
     );
     assert!(sent > 100, "the load sent only {sent} requests");
     assert_eq!(bad, 0, "{bad} of {sent} requests were not answered 200");
@@ -379,7 +210,7 @@ fn large_review(bytes: usize, uid: usize) -> Vec<u8> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn many_concurrent_large_reviews_stay_under_the_memory_ceiling() {
-    let pki = pair();
+    let pki = pki();
     let vol = Volume::new(&[
         ("config.yaml", &config("out")),
         ("tls.crt", &pki.cert_pem),
@@ -387,17 +218,20 @@ async fn many_concurrent_large_reviews_stay_under_the_memory_ceiling() {
     ]);
     let p = |n: &str| vol.path(n).to_str().expect("utf-8").to_owned();
     let (cfg, crt, key) = (p("config.yaml"), p("tls.crt"), p("tls.key"));
-    let server = Server::start(&[
-        "--config",
-        &cfg,
-        "--tls-cert",
-        &crt,
-        "--tls-key",
-        &key,
-        "--request-timeout",
-        "30s",
-    ]);
-    let c = client(&[&pki]);
+    let server = Spawned::start(
+        &[
+            "--config",
+            &cfg,
+            "--tls-cert",
+            &crt,
+            "--tls-key",
+            &key,
+            "--request-timeout",
+            "30s",
+        ],
+        "warn,persistence_webhook::server=info",
+    );
+    let c = client_h1(&[&pki]);
     let url = format!("https://localhost:{}/mutate", server.addr.port());
     let bodies: Vec<Vec<u8>> = (0..256).map(|i| large_review(1 << 20, i)).collect();
     let size = bodies[0].len();
@@ -442,4 +276,64 @@ async fn many_concurrent_large_reviews_stay_under_the_memory_ceiling() {
     // far below the manifests' 256 MiB limit.
     assert!(rss_peak < 200 * 1024, "peak RSS {rss_peak} KiB");
     assert!(server.stop().success(), "clean exit");
+}
+
+/// Over one HTTP/2 connection, streams waiting for a review slot do not read
+/// their bodies; they must not use up the connection's flow-control window
+/// and starve the streams that hold a slot.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http2_streams_waiting_for_a_slot_do_not_starve_the_others() {
+    let pki = pki();
+    let vol = Volume::new(&[
+        ("config.yaml", &config("out")),
+        ("tls.crt", &pki.cert_pem),
+        ("tls.key", &pki.key_pem),
+    ]);
+    let (cfg, crt, key) = (
+        vol.arg("config.yaml"),
+        vol.arg("tls.crt"),
+        vol.arg("tls.key"),
+    );
+    let server = Spawned::start(
+        &[
+            "--config",
+            &cfg,
+            "--tls-cert",
+            &crt,
+            "--tls-key",
+            &key,
+            "--max-in-flight",
+            "4",
+            "--request-timeout",
+            "20s",
+        ],
+        "warn,persistence_webhook::server=info",
+    );
+    let c = common::client(&[&pki]);
+    let url = format!("https://localhost:{}/mutate", server.addr.port());
+    let start = Instant::now();
+    let tasks: Vec<_> = (0..64)
+        .map(|i| {
+            let (c, url, body) = (c.clone(), url.clone(), large_review(256 * 1024, i));
+            tokio::spawn(async move {
+                let r = c
+                    .post(&url)
+                    .header("content-type", "application/json")
+                    .body(body)
+                    .send()
+                    .await?;
+                Ok::<_, reqwest::Error>((r.version(), r.status()))
+            })
+        })
+        .collect();
+    for t in tasks {
+        let (version, status) = t.await.expect("task").expect("answered");
+        assert_eq!(version, reqwest::Version::HTTP_2);
+        assert_eq!(status, reqwest::StatusCode::OK);
+    }
+    eprintln!(
+        "http2: 64 streams of 256 KiB over one connection, 4 slots: {:.1}s",
+        start.elapsed().as_secs_f64()
+    );
+    assert!(server.stop().success());
 }

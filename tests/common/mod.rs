@@ -1,0 +1,271 @@
+//! Helpers shared by the server-level test files (`server`, `hostile`,
+//! `soak`, `e2e`): certificates, a client that trusts only given CAs, files
+//! published like a Kubernetes volume, the real binary started and its
+//! addresses read from its log, and readers of answers and metrics.
+//!
+//! Each test file uses a subset, hence the `dead_code` allowance.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, SystemTime};
+
+use persistence_webhook::certs::{issue, CertRequest, Issued};
+use persistence_webhook::cli::{Cli, Command as Sub, ServeArgs};
+use serde_json::Value;
+
+/// A real kube-apiserver capture: `kubectl create` of a pod, no annotation.
+pub const REVIEW: &[u8] = include_bytes!("../fixtures/defaults/review.json");
+
+/// A CA and a serving certificate for localhost / 127.0.0.1.
+pub fn pki() -> Issued {
+    let req = CertRequest {
+        service: "persistence-webhook".into(),
+        namespace: "test".into(),
+        dns: vec!["localhost".into()],
+        ips: vec!["127.0.0.1".parse().expect("ip")],
+        validity: Duration::from_secs(3600),
+    };
+    issue(&req, SystemTime::now()).expect("issued")
+}
+
+/// A client that trusts only `cas` (HTTP/2 by ALPN when offered).
+pub fn client(cas: &[&Issued]) -> reqwest::Client {
+    builder(cas).build().expect("client")
+}
+
+/// The same, HTTP/1.1 only, one connection per concurrent request: what the
+/// kube-apiserver does.
+pub fn client_h1(cas: &[&Issued]) -> reqwest::Client {
+    builder(cas).http1_only().build().expect("client")
+}
+
+fn builder(cas: &[&Issued]) -> reqwest::ClientBuilder {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let mut b = reqwest::Client::builder()
+        .tls_built_in_root_certs(false)
+        .timeout(Duration::from_secs(20));
+    for ca in cas {
+        let cert = reqwest::Certificate::from_pem(ca.ca_cert_pem.as_bytes()).expect("CA");
+        b = b.add_root_certificate(cert);
+    }
+    b
+}
+
+/// `serve` flags as the CLI parses them, on 127.0.0.1 with free ports.
+pub fn serve_args(args: &[&str]) -> ServeArgs {
+    let mut argv = vec![
+        "persistence-webhook",
+        "serve",
+        "--addr",
+        "127.0.0.1:0",
+        "--metrics-addr",
+        "127.0.0.1:0",
+    ];
+    argv.extend_from_slice(args);
+    match clap::Parser::try_parse_from(argv).expect("valid flags") {
+        Cli {
+            command: Sub::Serve(a),
+        } => a,
+        other => panic!("not serve: {other:?}"),
+    }
+}
+
+/// Files laid out like a mounted Secret/ConfigMap volume: `..data` is a
+/// symlink to a versioned directory, and each file a symlink through it.
+pub struct Volume {
+    dir: tempfile::TempDir,
+    version: usize,
+}
+
+impl Volume {
+    /// A volume holding `files` (name, content).
+    pub fn new(files: &[(&str, &str)]) -> Volume {
+        let mut v = Volume {
+            dir: tempfile::tempdir().expect("tempdir"),
+            version: 0,
+        };
+        v.publish(files);
+        for (name, _) in files {
+            std::os::unix::fs::symlink(Path::new("..data").join(name), v.path(name))
+                .expect("file link");
+        }
+        v
+    }
+
+    /// The path a pod would read `name` at.
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    /// The same, as a flag value.
+    pub fn arg(&self, name: &str) -> String {
+        self.path(name).to_str().expect("utf-8 path").to_owned()
+    }
+
+    /// Publishes a new version atomically, as the kubelet does, and removes
+    /// the version before the previous one.
+    pub fn publish(&mut self, files: &[(&str, &str)]) {
+        self.version += 1;
+        let versioned = format!("..2026_11_23_v{}", self.version);
+        let vdir = self.dir.path().join(&versioned);
+        std::fs::create_dir(&vdir).expect("version dir");
+        for (name, content) in files {
+            std::fs::write(vdir.join(name), content).expect("write");
+        }
+        let tmp = self.dir.path().join("..data_tmp");
+        std::os::unix::fs::symlink(&versioned, &tmp).expect("tmp link");
+        std::fs::rename(&tmp, self.dir.path().join("..data")).expect("swap");
+        if self.version > 2 {
+            let old = format!("..2026_11_23_v{}", self.version - 2);
+            let _ = std::fs::remove_dir_all(self.dir.path().join(old));
+        }
+    }
+}
+
+/// The real binary running `serve` with JSON logs.
+pub struct Spawned {
+    /// The process.
+    pub child: Child,
+    /// The HTTPS address it bound.
+    pub addr: SocketAddr,
+    /// The metrics address it bound.
+    pub metrics: SocketAddr,
+    /// Every log line, as it arrives.
+    pub logs: std::sync::mpsc::Receiver<String>,
+}
+
+impl Spawned {
+    /// Starts `persistence-webhook serve <args>` on free ports and waits for
+    /// its "Listening" line (so `rust_log` must keep `persistence_webhook::server` at info).
+    pub fn start(args: &[&str], rust_log: &str) -> Spawned {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_persistence-webhook"))
+            .args([
+                "serve",
+                "--addr",
+                "127.0.0.1:0",
+                "--metrics-addr",
+                "127.0.0.1:0",
+            ])
+            .args(["--log-format", "json"])
+            .args(args)
+            .env("RUST_LOG", rust_log)
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn the server");
+        let stderr = child.stderr.take().expect("stderr");
+        let (addr_tx, addr_rx) = std::sync::mpsc::channel();
+        let (log_tx, logs) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if let Ok(v) = serde_json::from_str::<Value>(&line) {
+                    if v["message"] == "Listening" {
+                        let field = |k: &str| v[k].as_str().unwrap_or_default().to_owned();
+                        let _ = addr_tx.send((field("addr"), field("metrics_addr")));
+                    }
+                }
+                let _ = log_tx.send(line);
+            }
+        });
+        let (addr, metrics) = addr_rx
+            .recv_timeout(Duration::from_secs(30))
+            .expect("the server logs its addresses");
+        Spawned {
+            child,
+            addr: addr.parse().expect("an address"),
+            metrics: metrics.parse().expect("an address"),
+            logs,
+        }
+    }
+
+    /// (current RSS, peak RSS) in KiB, from /proc.
+    pub fn rss_kib(&self) -> (u64, u64) {
+        let path = format!("/proc/{}/status", self.child.id());
+        let status = std::fs::read_to_string(path).unwrap_or_default();
+        let field = |name: &str| {
+            status
+                .lines()
+                .find(|l| l.starts_with(name))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(0)
+        };
+        (field("VmRSS:"), field("VmHWM:"))
+    }
+
+    /// Sends SIGTERM.
+    pub fn terminate(&self) {
+        let status = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .expect("kill");
+        assert!(status.success(), "kill -TERM failed");
+    }
+
+    /// SIGTERM, then the exit status.
+    pub fn stop(mut self) -> std::process::ExitStatus {
+        self.terminate();
+        self.child.wait().expect("wait")
+    }
+}
+
+impl Drop for Spawned {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The JSON Patch in an AdmissionReview answer, decoded.
+pub fn patch_of(answer: &Value) -> Option<Vec<Value>> {
+    use base64::Engine as _;
+    let b64 = answer["response"]["patch"].as_str()?;
+    let raw = base64::engine::general_purpose::STANDARD.decode(b64).ok()?;
+    serde_json::from_slice::<Value>(&raw)
+        .ok()?
+        .as_array()
+        .cloned()
+}
+
+/// The outputs store recorded in the injected annotation the patch adds.
+pub fn outputs_store(answer: &Value) -> Option<String> {
+    let ops = patch_of(answer)?;
+    let op = ops.iter().find(|op| {
+        op["path"]
+            .as_str()
+            .is_some_and(|p| p.starts_with("/metadata/annotations"))
+    })?;
+    let text = op["value"].as_str().map(str::to_owned).or_else(|| {
+        op["value"]["polyaxon.com/persistence-injected"]
+            .as_str()
+            .map(str::to_owned)
+    })?;
+    serde_json::from_str::<Value>(&text).ok()?["outputs"]
+        .as_str()
+        .map(str::to_owned)
+}
+
+/// One sample's value from a Prometheus text page (the line starting with `prefix`).
+pub fn metric(text: &str, prefix: &str) -> Option<f64> {
+    text.lines()
+        .find(|l| l.starts_with(prefix))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+}
+
+/// `GET /metrics` on the plain port.
+pub async fn metrics_page(addr: SocketAddr) -> Option<String> {
+    reqwest::get(format!("http://{addr}/metrics"))
+        .await
+        .ok()?
+        .text()
+        .await
+        .ok()
+}
+
+/// One metric's value read from a server's metrics port.
+pub async fn metric_at(addr: SocketAddr, prefix: &str) -> Option<f64> {
+    metric(&metrics_page(addr).await?, prefix)
+}
