@@ -61,33 +61,65 @@ pub struct Issued {
 
 /// Issues a new CA and serving certificate valid from `now`.
 pub fn issue(req: &CertRequest, now: SystemTime) -> Result<Issued, rcgen::Error> {
-    let not_before = time::OffsetDateTime::from(now - Duration::from_secs(300));
-    let not_after = time::OffsetDateTime::from(now + req.validity);
-
     let ca_key = KeyPair::generate()?;
     let mut ca = CertificateParams::new(Vec::<String>::new())?;
     ca.distinguished_name = name(&format!("persistence-webhook CA ({})", req.namespace));
     ca.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
     ca.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
-    ca.not_before = not_before;
-    ca.not_after = not_after;
+    (ca.not_before, ca.not_after) = validity(req, now);
     let ca_cert = ca.self_signed(&ca_key)?;
+    let (cert_pem, key_pem) = serving(req, now, &ca_cert, &ca_key)?;
+    Ok(Issued {
+        ca_cert_pem: ca_cert.pem(),
+        ca_key_pem: ca_key.serialize_pem(),
+        cert_pem,
+        key_pem,
+    })
+}
 
+/// Issues a new serving certificate from an existing CA (PEM certificate and
+/// key), so the caBundle that trusts it stays valid.
+pub fn renew(
+    req: &CertRequest,
+    now: SystemTime,
+    ca_cert_pem: &str,
+    ca_key_pem: &str,
+) -> Result<Issued, rcgen::Error> {
+    let ca_key = KeyPair::from_pem(ca_key_pem)?;
+    // Rebuilt from the CA's own fields and key: the issuer name and key
+    // identifier in the new certificate are those of the CA on disk.
+    let ca_cert = CertificateParams::from_ca_cert_pem(ca_cert_pem)?.self_signed(&ca_key)?;
+    let (cert_pem, key_pem) = serving(req, now, &ca_cert, &ca_key)?;
+    Ok(Issued {
+        ca_cert_pem: ca_cert_pem.to_owned(),
+        ca_key_pem: ca_key_pem.to_owned(),
+        cert_pem,
+        key_pem,
+    })
+}
+
+fn validity(req: &CertRequest, now: SystemTime) -> (time::OffsetDateTime, time::OffsetDateTime) {
+    (
+        time::OffsetDateTime::from(now - Duration::from_secs(300)),
+        time::OffsetDateTime::from(now + req.validity),
+    )
+}
+
+/// The serving certificate and key, signed by the CA.
+fn serving(
+    req: &CertRequest,
+    now: SystemTime,
+    ca_cert: &rcgen::Certificate,
+    ca_key: &KeyPair,
+) -> Result<(String, String), rcgen::Error> {
     let key = KeyPair::generate()?;
     let mut leaf = CertificateParams::new(req.subject_alt_names())?;
     leaf.distinguished_name = name(&format!("{}.{}.svc", req.service, req.namespace));
     leaf.key_usages = vec![KeyUsagePurpose::DigitalSignature];
     leaf.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
-    leaf.not_before = not_before;
-    leaf.not_after = not_after;
-    let cert = leaf.signed_by(&key, &ca_cert, &ca_key)?;
-
-    Ok(Issued {
-        ca_cert_pem: ca_cert.pem(),
-        ca_key_pem: ca_key.serialize_pem(),
-        cert_pem: cert.pem(),
-        key_pem: key.serialize_pem(),
-    })
+    (leaf.not_before, leaf.not_after) = validity(req, now);
+    let cert = leaf.signed_by(&key, ca_cert, ca_key)?;
+    Ok((cert.pem(), key.serialize_pem()))
 }
 
 /// The webhook configuration's `caBundle`: the CA certificate PEM, base64.
@@ -117,18 +149,11 @@ pub struct Written {
 
 /// The `certs` command: issues and writes `ca.crt`, `ca.key`, `tls.crt`,
 /// `tls.key` (keys mode 0600), `ca-bundle.b64` and `webhook-ca-bundle.yaml`.
-/// Refuses to replace an existing CA unless `force`.
+/// Refuses to replace an existing CA unless `force`; with `renew`, keeps the
+/// CA and writes a new serving certificate signed by it.
 pub fn run(args: &CertsArgs) -> anyhow::Result<Written> {
     use anyhow::Context as _;
     let out = &args.out;
-    for existing in ["ca.crt", "ca.key"].map(|f| out.join(f)) {
-        if existing.exists() && !args.force {
-            anyhow::bail!(
-                "{} already exists: pass --force to replace the CA (then update every caBundle that trusts it), or choose another --out",
-                existing.display()
-            );
-        }
-    }
     let req = CertRequest {
         service: args.service.clone(),
         namespace: args.namespace.clone(),
@@ -136,13 +161,48 @@ pub fn run(args: &CertsArgs) -> anyhow::Result<Written> {
         ips: args.ip.clone(),
         validity: *args.validity,
     };
-    let issued = issue(&req, SystemTime::now()).context("issuing the certificates")?;
+    let (ca_crt, ca_key) = (out.join("ca.crt"), out.join("ca.key"));
+    let issued = if args.renew {
+        let read = |p: &Path| {
+            std::fs::read_to_string(p).with_context(|| {
+                format!(
+                    "--renew needs the CA in --out, but cannot read {}",
+                    p.display()
+                )
+            })
+        };
+        let (cert, key) = (read(&ca_crt)?, read(&ca_key)?);
+        renew(&req, SystemTime::now(), &cert, &key).with_context(|| {
+            format!(
+                "{} / {}: not a usable CA",
+                ca_crt.display(),
+                ca_key.display()
+            )
+        })?
+    } else {
+        for existing in [&ca_crt, &ca_key] {
+            if existing.exists() && !args.force {
+                anyhow::bail!(
+                    "{} already exists: pass --renew to issue a new serving certificate from that CA (the caBundle stays the same), --force to replace the CA (then update every caBundle that trusts it), or choose another --out",
+                    existing.display()
+                );
+            }
+        }
+        issue(&req, SystemTime::now()).context("issuing the certificates")?
+    };
     std::fs::create_dir_all(out)
         .with_context(|| format!("cannot create --out {}", out.display()))?;
     let bundle = ca_bundle(&issued.ca_cert_pem);
-    let files = [
+    let ca_files = [
         ("ca.crt", issued.ca_cert_pem.as_str(), 0o644),
         ("ca.key", issued.ca_key_pem.as_str(), 0o600),
+    ];
+    let ca_files = if args.renew {
+        &ca_files[..0]
+    } else {
+        &ca_files[..]
+    };
+    let files = [
         ("tls.crt", issued.cert_pem.as_str(), 0o644),
         ("tls.key", issued.key_pem.as_str(), 0o600),
         ("ca-bundle.b64", &format!("{bundle}\n"), 0o644),
@@ -153,7 +213,7 @@ pub fn run(args: &CertsArgs) -> anyhow::Result<Written> {
         ),
     ];
     let mut written = Vec::new();
-    for (name, content, mode) in files {
+    for &(name, content, mode) in ca_files.iter().chain(files.iter()) {
         let path = out.join(name);
         write_file(&path, content.as_bytes(), mode)
             .with_context(|| format!("cannot write {}", path.display()))?;
@@ -191,6 +251,57 @@ fn name(common_name: &str) -> DistinguishedName {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn renew_keeps_the_ca_and_signs_with_it() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let args = |renew: bool, force: bool| CertsArgs {
+            service: "pw".into(),
+            namespace: "sys".into(),
+            dns: vec![],
+            ip: vec![],
+            validity: crate::server::HumanDuration(Duration::from_secs(86400)),
+            out: dir.path().to_owned(),
+            force,
+            renew,
+        };
+        run(&args(false, false)).expect("first issue");
+        let read = |f: &str| std::fs::read_to_string(dir.path().join(f)).expect("file");
+        let (ca1, tls1, bundle1) = (read("ca.crt"), read("tls.crt"), read("ca-bundle.b64"));
+        let err = run(&args(false, false)).expect_err("an existing CA is not replaced");
+        assert!(err.to_string().contains("--renew"), "{err}");
+        run(&args(true, false)).expect("renew");
+        assert_eq!(read("ca.crt"), ca1, "the CA is kept");
+        assert_eq!(read("ca-bundle.b64"), bundle1, "the caBundle is unchanged");
+        let tls2 = read("tls.crt");
+        assert_ne!(tls2, tls1, "a new serving certificate");
+        // The new certificate verifies against the CA on disk.
+        let der = |pem: &str| {
+            use rustls::pki_types::pem::PemObject as _;
+            rustls::pki_types::CertificateDer::pem_slice_iter(pem.as_bytes())
+                .next()
+                .expect("a cert")
+                .expect("PEM")
+        };
+        let (ca_der, leaf_der) = (der(&ca1), der(&tls2));
+        let (_, ca) = x509_parser::parse_x509_certificate(&ca_der).expect("CA");
+        let (_, leaf) = x509_parser::parse_x509_certificate(&leaf_der).expect("leaf");
+        leaf.verify_signature(Some(ca.public_key()))
+            .expect("signed by the kept CA");
+        assert_eq!(leaf.issuer(), ca.subject());
+        let mode = |f: &str| {
+            use std::os::unix::fs::PermissionsExt as _;
+            std::fs::metadata(dir.path().join(f))
+                .expect("meta")
+                .permissions()
+                .mode()
+                & 0o777
+        };
+        assert_eq!((mode("tls.key"), mode("ca.key")), (0o600, 0o600));
+        std::fs::remove_file(dir.path().join("ca.key")).expect("rm");
+        let err = run(&args(true, false)).expect_err("renew needs the CA key");
+        assert!(format!("{err:#}").contains("ca.key"), "{err:#}");
+    }
 
     #[test]
     fn sans_cover_the_service_names_and_extras() {

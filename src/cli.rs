@@ -61,8 +61,13 @@ pub struct CertsArgs {
 
     /// Replace an existing CA in --out (every caBundle that trusts the old
     /// one must then be updated).
-    #[arg(long)]
+    #[arg(long, conflicts_with = "renew")]
     pub force: bool,
+
+    /// Keep the CA in --out and issue a new serving certificate from it: the
+    /// caBundle does not change, so rotation needs no webhook update.
+    #[arg(long)]
+    pub renew: bool,
 }
 
 /// Flags of `mutate`.
