@@ -6,11 +6,14 @@
 //! for the `kubectl` binary (else `kubectl` from `PATH`). Without a reachable
 //! API server they FAIL, loudly: they never skip.
 
-use std::io::{BufRead, BufReader, Write};
+mod common;
+
+use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
+
+use common::Spawned;
 
 use serde_json::{json, Value};
 
@@ -85,7 +88,7 @@ fn eventually(what: &str, timeout: Duration, mut check: impl FnMut() -> bool) {
 
 /// The webhook binary serving on 127.0.0.1 with certificates from `certs`.
 struct Webhook {
-    child: Child,
+    server: Spawned,
     port: u16,
     ca_bundle: String,
     _dir: tempfile::TempDir,
@@ -112,46 +115,19 @@ impl Webhook {
             .to_owned();
         let config = dir.path().join("persistence.yaml");
         std::fs::write(&config, CONFIG).expect("config");
-        let mut child = Command::new(BIN)
-            .args([
-                "serve",
-                "--addr",
-                "127.0.0.1:0",
-                "--metrics-addr",
-                "127.0.0.1:0",
-                "--log-format",
-                "json",
-            ])
-            .arg("--config")
-            .arg(&config)
-            .arg("--tls-cert")
-            .arg(certs.join("tls.crt"))
-            .arg("--tls-key")
-            .arg(certs.join("tls.key"))
-            .env("RUST_LOG", "info")
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("serve starts");
-        let stderr = child.stderr.take().expect("stderr");
-        let (tx, rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                if let Ok(v) = serde_json::from_str::<Value>(&line) {
-                    if v["message"] == "Listening" {
-                        let _ = tx.send(v["addr"].as_str().unwrap_or_default().to_owned());
-                    }
-                }
-                eprintln!("webhook: {line}");
-            }
-        });
-        let addr: std::net::SocketAddr = rx
-            .recv_timeout(Duration::from_secs(30))
-            .expect("the webhook logs its address")
-            .parse()
-            .expect("address");
+        let path = |p: PathBuf| p.to_str().expect("utf-8").to_owned();
+        let (config, cert, key) = (
+            path(config),
+            path(certs.join("tls.crt")),
+            path(certs.join("tls.key")),
+        );
+        let server = Spawned::start(
+            &["--config", &config, "--tls-cert", &cert, "--tls-key", &key],
+            "info",
+        );
         Webhook {
-            child,
-            port: addr.port(),
+            port: server.addr.port(),
+            server,
             ca_bundle,
             _dir: dir,
         }
@@ -160,8 +136,12 @@ impl Webhook {
 
 impl Drop for Webhook {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        // The webhook's own account of a failed test.
+        if std::thread::panicking() {
+            for line in self.server.logs.try_iter() {
+                eprintln!("webhook: {line}");
+            }
+        }
     }
 }
 

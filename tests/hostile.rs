@@ -11,12 +11,13 @@
 //! spliced as text where JSON values cannot express the input (duplicate
 //! keys, invalid UTF-8, 10,000 levels of nesting).
 
+mod common;
+
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
 use base64::Engine as _;
-use persistence_webhook::certs::{issue, CertRequest};
-use persistence_webhook::cli::{Cli, Command, ServeArgs};
+use common::{serve_args, Volume};
 use persistence_webhook::server::{self, Running};
 use serde_json::{json, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -24,7 +25,7 @@ use tokio::net::TcpStream;
 
 /// A real kube-apiserver capture: pod `webhook-pod` in `default`, one
 /// container `main`, no annotation.
-const REVIEW: &[u8] = include_bytes!("fixtures/defaults/review.json");
+use common::REVIEW;
 const UID: &str = "ecb6a916-9f88-4324-86e2-32ca92226e38";
 
 /// Store names that YAML reads as numbers are legal DNS labels: `123` and
@@ -45,31 +46,13 @@ const ENV_OUTPUTS: &str = "POLYAXON_RUN_OUTPUTS_PATH";
 const ALL_DATA: &str = r#"{"123":"/data/123","data1":"/data/1","data2":"/data/2"}"#;
 const INJECTED_POINTER: &str = "/metadata/annotations/polyaxon.com~1persistence-injected";
 
-fn serve_args(args: &[&str]) -> ServeArgs {
-    let mut argv = vec![
-        "persistence-webhook",
-        "serve",
-        "--addr",
-        "127.0.0.1:0",
-        "--metrics-addr",
-        "127.0.0.1:0",
-    ];
-    argv.extend_from_slice(args);
-    match clap::Parser::try_parse_from(argv).expect("valid flags") {
-        Cli {
-            command: Command::Serve(a),
-        } => a,
-        other => panic!("not serve: {other:?}"),
-    }
-}
-
 /// The real server, a client that trusts only its CA, and a raw TLS
 /// connector for the cases reqwest cannot express.
 struct Server {
     running: Running,
     client: reqwest::Client,
     raw: tokio_rustls::TlsConnector,
-    _files: tempfile::TempDir,
+    _files: Volume,
 }
 
 impl Server {
@@ -78,23 +61,13 @@ impl Server {
     }
 
     async fn start_with(request_timeout: &str) -> Server {
-        let _ = rustls::crypto::ring::default_provider().install_default();
-        let issued = issue(
-            &CertRequest {
-                service: "persistence-webhook".into(),
-                namespace: "test".into(),
-                dns: vec!["localhost".into()],
-                ips: vec!["127.0.0.1".parse().expect("ip")],
-                validity: Duration::from_secs(3600),
-            },
-            SystemTime::now(),
-        )
-        .expect("certificates");
-        let files = tempfile::tempdir().expect("tempdir");
-        let path = |name: &str| files.path().join(name).to_str().expect("utf-8").to_owned();
-        std::fs::write(path("config.yaml"), CONFIG).expect("write config");
-        std::fs::write(path("tls.crt"), &issued.cert_pem).expect("write cert");
-        std::fs::write(path("tls.key"), &issued.key_pem).expect("write key");
+        let issued = common::pki();
+        let files = Volume::new(&[
+            ("config.yaml", CONFIG),
+            ("tls.crt", &issued.cert_pem),
+            ("tls.key", &issued.key_pem),
+        ]);
+        let path = |name: &str| files.arg(name);
         let args = serve_args(&[
             "--config",
             &path("config.yaml"),
@@ -109,13 +82,7 @@ impl Server {
         ]);
         let running = server::start(args).await.expect("the server starts");
 
-        let ca = reqwest::Certificate::from_pem(issued.ca_cert_pem.as_bytes()).expect("CA");
-        let client = reqwest::Client::builder()
-            .tls_built_in_root_certs(false)
-            .add_root_certificate(ca)
-            .timeout(Duration::from_secs(10))
-            .build()
-            .expect("client");
+        let client = common::client(&[&issued]);
 
         use rustls::pki_types::pem::PemObject as _;
         let mut roots = rustls::RootCertStore::empty();
