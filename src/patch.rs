@@ -786,24 +786,7 @@ defaultOutputs: outputs1
 
     #[test]
     fn no_stores_still_sets_empty_data_paths() {
-        let config = Config::from_yaml("data:\noutputs:\n").expect("valid");
-        let view: PodView = serde_json::from_str(BARE).expect("view");
-        let sel = resolve(
-            &config,
-            PodIdentity {
-                namespace: "ns",
-                name: Some("pod"),
-                generate_name: None,
-                uid: "u",
-            },
-            &view.annotations(),
-            None,
-            &["main"],
-        )
-        .expect("ok");
-        let patch = build(&view, &sel).expect("ok").expect("patched");
-        let mut doc: Value = serde_json::from_str(BARE).expect("json");
-        json_patch::patch(&mut doc, &patch.0).expect("applies");
+        let (_, doc) = run_with("data:\noutputs:\n", BARE, None).expect("patched");
         assert_eq!(
             doc["spec"]["containers"][0]["env"],
             json!([{"name": ENV_DATA_PATHS, "value": "{}"}])
@@ -885,24 +868,10 @@ defaultOutputs: outputs1
 
     #[test]
     fn own_mounts_colliding_are_denied() {
-        let config =
-            Config::from_yaml("data: {d: {mountPath: /o/ns/pod}}\noutputs: {o: {mountPath: /o}}")
-                .expect("valid");
-        let view: PodView = serde_json::from_str(BARE).expect("view");
-        let sel = resolve(
-            &config,
-            PodIdentity {
-                namespace: "ns",
-                name: Some("pod"),
-                generate_name: None,
-                uid: "u",
-            },
-            &view.annotations(),
-            None,
-            &["main"],
-        )
-        .expect("ok");
-        let err = build(&view, &sel).expect_err("collision").to_string();
+        let config = "data: {d: {mountPath: /o/ns/pod}}\noutputs: {o: {mountPath: /o}}";
+        let err = run_with(config, BARE, None)
+            .expect_err("collision")
+            .to_string();
         assert!(
             err.contains(
                 "data store \"d\" and outputs store \"o\" would both be mounted at \"/o/ns/pod\""
