@@ -156,15 +156,24 @@ enum ObjectIn<'a> {
 }
 
 impl RequestIn<'_> {
-    /// Whether this is a CREATE of a Pod (not of a subresource). `None`
-    /// while a deciding field has not been read yet.
-    fn is_pod_create(&self) -> Option<bool> {
+    /// Whether this is about a Pod itself (not a subresource); `None` until
+    /// `kind` has been read.
+    fn is_pod(&self) -> Option<bool> {
         let kind = self.kind.as_ref()?;
-        let operation = self.operation.as_deref()?;
-        let pod = kind.group.is_empty()
-            && kind.kind == "Pod"
-            && self.sub_resource.as_deref().unwrap_or_default().is_empty();
-        Some(pod && operation == "CREATE")
+        Some(
+            kind.group.is_empty()
+                && kind.kind == "Pod"
+                && self.sub_resource.as_deref().unwrap_or_default().is_empty(),
+        )
+    }
+
+    /// Whether this is a CREATE of a Pod. `None` while a deciding field has
+    /// not been read yet.
+    fn is_pod_create(&self) -> Option<bool> {
+        if !self.is_pod()? {
+            return Some(false);
+        }
+        Some(self.operation.as_deref()? == "CREATE")
     }
 }
 
@@ -436,17 +445,11 @@ fn decide(config: &Config, req: &RequestIn<'_>) -> (Subject, Decision) {
         operation: req.operation.as_deref().unwrap_or_default().to_owned(),
         dry_run: req.dry_run.unwrap_or(false),
     };
-    match req.is_pod_create() {
-        Some(true) => {}
-        _ if !req
-            .kind
-            .as_ref()
-            .is_some_and(|k| k.group.is_empty() && k.kind == "Pod")
-            || !req.sub_resource.as_deref().unwrap_or_default().is_empty() =>
-        {
-            return (subject, Decision::Unchanged(Skip::NotPod))
-        }
-        _ => return (subject, Decision::Unchanged(Skip::NotCreate)),
+    if req.is_pod() != Some(true) {
+        return (subject, Decision::Unchanged(Skip::NotPod));
+    }
+    if req.operation.as_deref() != Some("CREATE") {
+        return (subject, Decision::Unchanged(Skip::NotCreate));
     }
     let parsed;
     let pod: &PodView = match &req.object {
