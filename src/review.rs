@@ -649,6 +649,43 @@ mod tests {
     }
 
     #[test]
+    fn object_before_kind_gets_the_same_answer() {
+        // The API server sends kind and operation first; any order must work.
+        let object = pod().to_string();
+        let head = r#""uid":"u","kind":{"group":"","version":"v1","kind":"Pod"},"namespace":"ns","operation":"CREATE""#;
+        let first = format!(
+            r#"{{"apiVersion":"{API_V1}","kind":"AdmissionReview","request":{{{head},"object":{object}}}}}"#
+        );
+        let last = format!(
+            r#"{{"apiVersion":"{API_V1}","kind":"AdmissionReview","request":{{"object":{object},{head}}}}}"#
+        );
+        let a = review(&config(), first.as_bytes()).expect("answered");
+        let b = review(&config(), last.as_bytes()).expect("answered");
+        assert!(
+            matches!(a.decision, Decision::Patched(_)),
+            "{:?}",
+            a.decision
+        );
+        assert_eq!(a.decision, b.decision);
+        assert_eq!(a.response, b.response);
+        // A non-Pod object after its kind is never read: garbage there is fine.
+        let skipped = first
+            .replace(r#""kind":"Pod""#, r#""kind":"Secret""#)
+            .replace(&object, r#"{"spec":{"containers":"not a list"}}"#);
+        let r = review(&config(), skipped.as_bytes()).expect("answered");
+        assert_eq!(r.decision, Decision::Unchanged(Skip::NotPod));
+        // A malformed Pod read in the first pass still gets the precise message.
+        let broken = first.replace(&object, r#"{"spec":{"containers":"not a list"}}"#);
+        let r = review(&config(), broken.as_bytes()).expect("answered");
+        match r.decision {
+            Decision::Invalid(m) => {
+                assert!(m.starts_with("request.object is not a valid Pod"), "{m}")
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
     fn v1beta1_is_answered_in_kind() {
         let r = review(&config(), &body(API_V1BETA1, "Pod", "CREATE", pod())).expect("answered");
         assert_eq!(response(&r)["apiVersion"], API_V1BETA1);
