@@ -303,6 +303,8 @@ struct Validator {
     data_buckets: BTreeMap<String, String>,
     /// volume name -> store
     volume_names: BTreeMap<String, String>,
+    /// every store name seen, valid or not
+    names: BTreeSet<String>,
 }
 
 const TOP_KEYS: &str = "data, outputs, defaultOutputs";
@@ -422,7 +424,7 @@ impl Validator {
                     "{at}: the store name must be a DNS-1123 label (lowercase letters, digits and '-', starting and ending with a letter or digit, at most 63 characters)"
                 ));
             }
-            if self.data.contains_key(&name) || self.outputs.contains_key(&name) {
+            if !self.names.insert(name.clone()) {
                 self.problems.push(format!(
                     "{at}: the name is already used by another store (names are unique across data and outputs)"
                 ));
@@ -899,6 +901,17 @@ mod tests {
                 );
             }
         }
+    }
+
+    #[test]
+    fn a_duplicate_of_an_invalid_store_is_reported_too() {
+        let got = problems("data: {a: {mountPath: rel}}\noutputs: {a: {mountPath: /o}}");
+        assert_eq!(got.len(), 2, "{got:#?}");
+        assert!(
+            got.iter()
+                .any(|p| p.starts_with("outputs.a: the name is already used")),
+            "{got:#?}"
+        );
     }
 
     #[test]

@@ -124,16 +124,21 @@ fn read(path: &Path) -> std::io::Result<String> {
 /// One YAML or JSON document from a file (or stdin).
 fn parse_document(path: &Path, flag: &str) -> Result<Value> {
     let text = read(path).with_context(|| format!("cannot read {flag} {}", path.display()))?;
-    let value: Value = if text.trim_start().starts_with('{') {
-        serde_json::from_str(&text)
-            .with_context(|| format!("{flag} {}: not valid JSON", path.display()))?
-    } else {
-        serde_yaml::from_str(&text).with_context(|| {
+    // JSON first when it looks like JSON; YAML otherwise, or when that
+    // fails (flow-style YAML also starts with `{`).
+    let json = text
+        .trim_start()
+        .starts_with('{')
+        .then(|| serde_json::from_str::<Value>(&text).ok())
+        .flatten();
+    let value: Value = match json {
+        Some(v) => v,
+        None => serde_yaml::from_str(&text).with_context(|| {
             format!(
-                "{flag} {}: not valid YAML (one document expected)",
+                "{flag} {}: not valid YAML or JSON (one document expected)",
                 path.display()
             )
-        })?
+        })?,
     };
     if !value.is_object() {
         bail!(

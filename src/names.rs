@@ -29,6 +29,10 @@ pub fn is_dns1123_subdomain(s: &str) -> bool {
 
 /// A name Kubernetes accepts for a container env var.
 pub fn is_env_name(s: &str) -> bool {
+    // As Kubernetes' IsEnvVarName: also never ".", "..", or "..name".
+    if s == "." || s.starts_with("..") {
+        return false;
+    }
     let mut bytes = s.bytes();
     match bytes.next() {
         Some(c) if c.is_ascii_digit() => false,
@@ -157,7 +161,7 @@ mod tests {
         for good in ["gcs-key.json", "_X", "A1", "a.b-c_d"] {
             assert!(is_env_name(good), "{good}");
         }
-        for bad in ["", "1a", "a b", "a=b", "é"] {
+        for bad in ["", "1a", "a b", "a=b", "é", ".", "..", "..key"] {
             assert!(!is_env_name(bad), "{bad}");
         }
     }

@@ -301,7 +301,7 @@ fn parse(text: &str) -> Result<RawSelection, String> {
     }
     match serde_yaml::from_str::<Option<RawSelection>>(text) {
         Ok(raw) => Ok(raw.unwrap_or_default()),
-        Err(e) => Err(e.to_string()),
+        Err(e) => Err(clip(&e.to_string())),
     }
 }
 
@@ -338,7 +338,7 @@ fn lookup<'c>(
 /// A user-supplied name or path as quoted in a message: long ones are cut,
 /// so a 256 KiB annotation does not come back as a 256 KiB error.
 fn clip(s: &str) -> String {
-    const MAX: usize = 100;
+    const MAX: usize = 300;
     match s.char_indices().nth(MAX) {
         None => s.to_owned(),
         Some((cut, _)) => format!("{}... ({} bytes)", &s[..cut], s.len()),
