@@ -95,7 +95,7 @@ pub fn run(args: &MutateArgs) -> Result<Printed> {
             json_patch::patch(&mut pod, &patch).context(
                 "applying the patch to the pod (a bug: please report it with this input)",
             )?;
-            serde_yaml::to_string(&pod).context("printing the pod as YAML")?
+            yaml(&pod)
         }
     };
     Ok(Printed {
@@ -103,6 +103,95 @@ pub fn run(args: &MutateArgs) -> Result<Printed> {
         stdout,
         stderr,
     })
+}
+
+/// The pod as YAML that every reader takes back the same way. Strings are
+/// always double-quoted (JSON string syntax is valid YAML): a YAML 1.1 reader
+/// such as kubectl's would otherwise turn a plain `yes`, `off` or `1_000`
+/// into a boolean or a number.
+fn yaml(value: &Value) -> String {
+    let mut out = String::new();
+    match value {
+        Value::Object(map) if !map.is_empty() => yaml_map(map, 0, &mut out),
+        Value::Array(items) if !items.is_empty() => yaml_list(items, 0, &mut out),
+        scalar => {
+            out.push_str(&yaml_scalar(scalar));
+            out.push('\n');
+        }
+    }
+    out
+}
+
+fn yaml_map(map: &serde_json::Map<String, Value>, indent: usize, out: &mut String) {
+    for (key, value) in map {
+        out.push_str(&" ".repeat(indent));
+        out.push_str(&yaml_key(key));
+        out.push(':');
+        yaml_value(value, indent + 2, out);
+    }
+}
+
+fn yaml_list(items: &[Value], indent: usize, out: &mut String) {
+    for item in items {
+        out.push_str(&" ".repeat(indent));
+        out.push('-');
+        match item {
+            // A map's first key goes on the dash's line, the rest under it.
+            Value::Object(map) if !map.is_empty() => {
+                let mut nested = String::new();
+                yaml_map(map, indent + 2, &mut nested);
+                out.push(' ');
+                out.push_str(&nested[indent + 2..]);
+            }
+            other => yaml_value(other, indent + 2, out),
+        }
+    }
+}
+
+/// Writes `value` after a `key:` or `-` already on the line.
+fn yaml_value(value: &Value, indent: usize, out: &mut String) {
+    match value {
+        Value::Object(map) if !map.is_empty() => {
+            out.push('\n');
+            yaml_map(map, indent, out);
+        }
+        Value::Array(items) if !items.is_empty() => {
+            out.push('\n');
+            yaml_list(items, indent, out);
+        }
+        scalar => {
+            out.push(' ');
+            out.push_str(&yaml_scalar(scalar));
+            out.push('\n');
+        }
+    }
+}
+
+fn yaml_scalar(value: &Value) -> String {
+    match value {
+        Value::Object(_) => "{}".to_owned(),
+        Value::Array(_) => "[]".to_owned(),
+        other => other.to_string(),
+    }
+}
+
+/// Keys made only of letters, digits and `-._/` are written plain unless a
+/// YAML 1.1 reader could take them for something else; the rest are quoted.
+fn yaml_key(key: &str) -> String {
+    let plain = !key.is_empty()
+        && key
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-._/".contains(&b))
+        && key.bytes().next().is_some_and(|b| b.is_ascii_alphabetic())
+        && !matches!(
+            key.to_ascii_lowercase().as_str(),
+            "y" | "n" | "yes" | "no" | "on" | "off" | "true" | "false" | "null"
+        );
+    if plain {
+        key.to_owned()
+    } else {
+        Value::String(key.to_owned()).to_string()
+    }
 }
 
 fn pretty<T: serde::Serialize>(v: &T) -> Result<String> {
@@ -205,6 +294,40 @@ fn review_for_pod(mut pod: Value, args: &MutateArgs) -> Result<(Value, Value)> {
     }
     let review = json!({"apiVersion": API_V1, "kind": "AdmissionReview", "request": request});
     Ok((review, pod_of(&request)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn yaml_round_trips_and_quotes_every_string() {
+        let pod = json!({
+            "apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": "p", "labels": {"a": "yes", "on": "off", "n": "1_000"},
+                "annotations": {"polyaxon.com/persistence": "data: [d]\noutputs: o\n"}},
+            "spec": {"containers": [{"name": "main", "command": ["sleep", "3600"],
+                "env": [{"name": "X", "value": "off"}, {"name": "E", "value": ""}],
+                "resources": {}, "ports": [{"containerPort": 80}]}],
+                "volumes": [], "priority": 0, "enableServiceLinks": true, "nodeName": null}
+        });
+        let text = yaml(&pod);
+        for quoted in [
+            r#"a: "yes""#,
+            r#""on": "off""#,
+            r#""n": "1_000""#,
+            r#"value: "off""#,
+            r#"- "sleep""#,
+        ] {
+            assert!(text.contains(quoted), "{quoted} in\n{text}");
+        }
+        assert!(
+            text.contains("resources: {}") && text.contains("volumes: []"),
+            "{text}"
+        );
+        let back: Value = serde_yaml::from_str(&text).expect("valid YAML");
+        assert_eq!(back, pod, "\n{text}");
+    }
 }
 
 fn pod_of(request: &Value) -> Value {
