@@ -296,6 +296,10 @@ fn review_for_pod(mut pod: Value, args: &MutateArgs) -> Result<(Value, Value)> {
     Ok((review, pod_of(&request)))
 }
 
+fn pod_of(request: &Value) -> Value {
+    request.get("object").cloned().unwrap_or(Value::Null)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -328,8 +332,4 @@ mod tests {
         let back: Value = serde_yaml::from_str(&text).expect("valid YAML");
         assert_eq!(back, pod, "\n{text}");
     }
-}
-
-fn pod_of(request: &Value) -> Value {
-    request.get("object").cloned().unwrap_or(Value::Null)
 }
