@@ -216,6 +216,16 @@ pub struct ServeArgs {
     )]
     pub max_in_flight: usize,
 
+    /// On SIGTERM/SIGINT, how long to keep serving (with /readyz at 503)
+    /// before closing the port, so the Service stops sending traffic first.
+    #[arg(
+        long,
+        value_name = "DURATION",
+        env = "PERSISTENCE_WEBHOOK_SHUTDOWN_DELAY",
+        default_value = "5s"
+    )]
+    pub shutdown_delay: HumanDuration,
+
     /// On SIGTERM/SIGINT, how long in-flight reviews may take to finish.
     #[arg(
         long,

@@ -527,3 +527,52 @@ async fn sigterm_drains_in_flight_reviews_and_exits_zero() {
         "{lines:#?}"
     );
 }
+
+/// After SIGTERM and before the port closes, the server is not ready but
+/// still answers reviews on new connections, then exits 0.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_keeps_serving_through_the_shutdown_delay() {
+    let pki = pki();
+    let vol = Volume::new(&[
+        ("config.yaml", CONFIG_A),
+        ("tls.crt", &pki.cert_pem),
+        ("tls.key", &pki.key_pem),
+    ]);
+    let (cfg, crt, key) = (
+        vol.arg("config.yaml"),
+        vol.arg("tls.crt"),
+        vol.arg("tls.key"),
+    );
+    let args = [
+        "--config",
+        &cfg,
+        "--tls-cert",
+        &crt,
+        "--tls-key",
+        &key,
+        "--shutdown-delay",
+        "3s",
+    ];
+    let server = Spawned::start(&args, "info");
+    let (addr, metrics_addr) = (server.addr, server.metrics);
+    server.terminate();
+    let plain = reqwest::Client::new();
+    eventually("/readyz answers 503", || {
+        let plain = plain.clone();
+        async move {
+            matches!(plain.get(format!("http://{metrics_addr}/readyz")).send().await,
+                Ok(r) if r.status() == reqwest::StatusCode::SERVICE_UNAVAILABLE)
+        }
+    })
+    .await;
+    // A fresh client: a new connection, made after SIGTERM.
+    let (status, answer) = post_review(&client(&[&pki]), addr)
+        .await
+        .expect("still serving");
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(answer["response"]["allowed"], true);
+    let exit = tokio::task::spawn_blocking(move || server.stop_waiting())
+        .await
+        .expect("join");
+    assert!(exit.success(), "{exit:?}");
+}

@@ -292,6 +292,7 @@ pub struct Running {
     pub state: Arc<AppState>,
     handle: axum_server::Handle<SocketAddr>,
     drain: Duration,
+    delay: Duration,
     task: tokio::task::JoinHandle<Result<()>>,
 }
 
@@ -321,6 +322,7 @@ pub async fn start(args: ServeArgs) -> Result<Running> {
         header_read_timeout,
         max_in_flight,
         drain_timeout,
+        shutdown_delay,
         log_format: _,
     } = args;
 
@@ -408,6 +410,7 @@ pub async fn start(args: ServeArgs) -> Result<Running> {
         state,
         handle,
         drain: *drain_timeout,
+        delay: *shutdown_delay,
         task,
     })
 }
@@ -418,7 +421,11 @@ pub async fn run(args: ServeArgs) -> Result<()> {
     let mut running = start(args).await?;
     tokio::select! {
         signal = shutdown_signal() => {
-            tracing::info!(signal, drain = ?running.drain, "Shutting down: finishing in-flight reviews");
+            // Not ready at once, but still serving: the API server keeps
+            // calling this pod until its endpoint removal has propagated.
+            running.state.set_draining();
+            tracing::info!(signal, delay = ?running.delay, drain = ?running.drain, "Shutting down: not ready, still serving until the delay ends, then finishing in-flight reviews");
+            tokio::time::sleep(running.delay).await;
             running.shutdown().await?;
         }
         ended = &mut running.task => {

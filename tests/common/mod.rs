@@ -141,6 +141,12 @@ impl Spawned {
     /// Starts `persistence-webhook serve <args>` on free ports and waits for
     /// its "Listening" line (so `rust_log` must keep `persistence_webhook::server` at info).
     pub fn start(args: &[&str], rust_log: &str) -> Spawned {
+        // No shutdown delay unless the test asks for one: tests stop servers often.
+        let delay: &[&str] = if args.contains(&"--shutdown-delay") {
+            &[]
+        } else {
+            &["--shutdown-delay", "0s"]
+        };
         let mut child = Command::new(env!("CARGO_BIN_EXE_persistence-webhook"))
             .args([
                 "serve",
@@ -150,6 +156,7 @@ impl Spawned {
                 "127.0.0.1:0",
             ])
             .args(["--log-format", "json"])
+            .args(delay)
             .args(args)
             .env("RUST_LOG", rust_log)
             .stderr(Stdio::piped())
@@ -169,9 +176,10 @@ impl Spawned {
                 let _ = log_tx.send(line);
             }
         });
-        let (addr, metrics) = addr_rx
-            .recv_timeout(Duration::from_secs(30))
-            .expect("the server logs its addresses");
+        let Ok((addr, metrics)) = addr_rx.recv_timeout(Duration::from_secs(30)) else {
+            let said: Vec<String> = logs.try_iter().collect();
+            panic!("the server did not start; it said: {said:#?}");
+        };
         Spawned {
             child,
             addr: addr.parse().expect("an address"),
@@ -202,6 +210,11 @@ impl Spawned {
             .status()
             .expect("kill");
         assert!(status.success(), "kill -TERM failed");
+    }
+
+    /// The exit status, once the process ends by itself (after `terminate`).
+    pub fn stop_waiting(mut self) -> std::process::ExitStatus {
+        self.child.wait().expect("wait")
     }
 
     /// SIGTERM, then the exit status.
