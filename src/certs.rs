@@ -88,8 +88,19 @@ pub fn renew(
     let ca_key = KeyPair::from_pem(ca_key_pem)?;
     // Rebuilt from the CA's own fields and key: the issuer name and key
     // identifier in the new certificate are those of the CA on disk.
-    let ca_cert = CertificateParams::from_ca_cert_pem(ca_cert_pem)?.self_signed(&ca_key)?;
-    let (cert_pem, key_pem) = serving(req, now, &ca_cert, &ca_key)?;
+    let ca_params = CertificateParams::from_ca_cert_pem(ca_cert_pem)?;
+    // A serving certificate must not outlive the CA that vouches for it.
+    let ca_not_after = ca_params.not_after;
+    let ca_cert = ca_params.self_signed(&ca_key)?;
+    let mut capped = req.clone();
+    let wanted = time::OffsetDateTime::from(now + req.validity);
+    if wanted > ca_not_after {
+        let left = (ca_not_after - time::OffsetDateTime::from(now))
+            .whole_seconds()
+            .max(0);
+        capped.validity = Duration::from_secs(u64::try_from(left).unwrap_or(0));
+    }
+    let (cert_pem, key_pem) = serving(&capped, now, &ca_cert, &ca_key)?;
     Ok(Issued {
         ca_cert_pem: ca_cert_pem.to_owned(),
         ca_key_pem: ca_key_pem.to_owned(),
@@ -298,6 +309,19 @@ mod tests {
                 & 0o777
         };
         assert_eq!((mode("tls.key"), mode("ca.key")), (0o600, 0o600));
+        // A renewal never outlives the CA.
+        let long = CertsArgs {
+            validity: crate::server::HumanDuration(Duration::from_secs(10 * 86400)),
+            ..args(true, false)
+        };
+        run(&long).expect("renew for longer than the CA");
+        let tls3 = read("tls.crt");
+        let leaf_der = der(&tls3);
+        let (_, leaf) = x509_parser::parse_x509_certificate(&leaf_der).expect("leaf");
+        assert!(
+            leaf.validity().not_after.timestamp() <= ca.validity().not_after.timestamp(),
+            "the serving certificate outlives its CA"
+        );
         std::fs::remove_file(dir.path().join("ca.key")).expect("rm");
         let err = run(&args(true, false)).expect_err("renew needs the CA key");
         assert!(format!("{err:#}").contains("ca.key"), "{err:#}");
