@@ -75,6 +75,29 @@ fn kubectl_ok(args: &[&str], stdin: Option<&str>) -> String {
     out
 }
 
+/// Whether `kubectl create` only asks the API server (`--dry-run=server`).
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum DryRun {
+    Yes,
+    No,
+}
+
+/// `kubectl -n NS create -o json -f -` of `manifest`: (success, stdout, stderr).
+fn create(ns: &str, manifest: &str, dry_run: DryRun) -> (bool, String, String) {
+    let mut args = vec!["-n", ns, "create", "-o", "json", "-f", "-"];
+    if dry_run == DryRun::Yes {
+        args.push("--dry-run=server");
+    }
+    kubectl(&args, Some(manifest))
+}
+
+/// The same, which must succeed: the pod as the API server returned it.
+fn created(ns: &str, manifest: &str, dry_run: DryRun) -> Value {
+    let (ok, out, err) = create(ns, manifest, dry_run);
+    assert!(ok, "kubectl create failed:\n{err}\n{out}");
+    serde_json::from_str(&out).expect("kubectl -o json prints JSON")
+}
+
 fn eventually(what: &str, timeout: Duration, mut check: impl FnMut() -> bool) {
     let deadline = Instant::now() + timeout;
     while Instant::now() < deadline {
@@ -299,29 +322,14 @@ fn pods_are_mutated_by_a_real_api_server() {
         "the webhook mutates a server dry run",
         Duration::from_secs(30),
         || {
-            let (ok, out, _) = kubectl(
-                &[
-                    "-n",
-                    ns,
-                    "create",
-                    "--dry-run=server",
-                    "-o",
-                    "json",
-                    "-f",
-                    "-",
-                ],
-                Some(&pod("probe", json!({}), json!({}))),
-            );
+            let (ok, out, _) = create(ns, &pod("probe", json!({}), json!({})), DryRun::Yes);
             ok && out.contains("POLYAXON_RUN_DATA_PATHS")
         },
     );
 
     // 1. A stored pod has our volumes, mounts, env and annotation (SPEC §4).
     let sel = json!({"polyaxon.com/persistence": "data: [data1, data-gcs]\noutputs: outputs1"});
-    kubectl_ok(
-        &["-n", ns, "create", "-f", "-"],
-        Some(&pod("train", sel, json!({}))),
-    );
+    created(ns, &pod("train", sel, json!({})), DryRun::No);
     let stored: Value = serde_json::from_str(&kubectl_ok(
         &["-n", ns, "get", "pod", "train", "-o", "json"],
         None,
@@ -377,20 +385,7 @@ fn pods_are_mutated_by_a_real_api_server() {
     );
 
     // 2. --dry-run=server returns the mutated pod and stores nothing.
-    let dry: Value = serde_json::from_str(&kubectl_ok(
-        &[
-            "-n",
-            ns,
-            "create",
-            "--dry-run=server",
-            "-o",
-            "json",
-            "-f",
-            "-",
-        ],
-        Some(&pod("dry", json!({}), json!({}))),
-    ))
-    .expect("JSON");
+    let dry = created(ns, &pod("dry", json!({}), json!({})), DryRun::Yes);
     assert_eq!(
         env_value(&dry, "containers", 0, "POLYAXON_RUN_OUTPUTS_PATH").as_deref(),
         Some("/outputs/1/pw-e2e/dry")
@@ -399,11 +394,7 @@ fn pods_are_mutated_by_a_real_api_server() {
     assert!(!exists, "a dry run must store nothing");
 
     // 3. generateName: the sub-path ends with the admission uid, and is kept.
-    let created = kubectl_ok(
-        &["-n", ns, "create", "-o", "json", "-f", "-"],
-        Some(&pod("gen-*", json!({}), json!({}))),
-    );
-    let gen: Value = serde_json::from_str(&created).expect("JSON");
+    let gen = created(ns, &pod("gen-*", json!({}), json!({})), DryRun::No);
     let path = env_value(&gen, "containers", 0, "POLYAXON_RUN_OUTPUTS_PATH").expect("outputs path");
     assert!(
         path.starts_with("/outputs/1/pw-e2e/gen-")
@@ -418,11 +409,7 @@ fn pods_are_mutated_by_a_real_api_server() {
     // 4. Init containers get mounts and env too; GCS outputs bring the credentials file.
     let sel = json!({"polyaxon.com/persistence": "{\"data\": [], \"outputs\": \"outputs-gcs\"}"});
     let init = json!({"initContainers": [{"name": "fetch", "image": "busybox:1.36", "command": ["true"]}]});
-    let created = kubectl_ok(
-        &["-n", ns, "create", "-o", "json", "-f", "-"],
-        Some(&pod("gcs-out", sel, init)),
-    );
-    let p: Value = serde_json::from_str(&created).expect("JSON");
+    let p = created(ns, &pod("gcs-out", sel, init), DryRun::No);
     for list in ["initContainers", "containers"] {
         assert_eq!(
             env_value(&p, list, 0, "POLYAXON_RUN_OUTPUTS_PATH").as_deref(),
@@ -450,13 +437,14 @@ fn pods_are_mutated_by_a_real_api_server() {
     );
 
     // 5. A bad selection is refused; kubectl shows the annotation and the valid stores.
-    let (ok, _, err) = kubectl(
-        &["-n", ns, "create", "-f", "-"],
-        Some(&pod(
+    let (ok, _, err) = create(
+        ns,
+        &pod(
             "bad",
             json!({"polyaxon.com/persistence": "data: [nope]"}),
             json!({}),
-        )),
+        ),
+        DryRun::No,
     );
     assert!(!ok, "a bad selection must be refused");
     for fragment in [
@@ -473,22 +461,18 @@ fn pods_are_mutated_by_a_real_api_server() {
 
     // 6. Untouched: a namespace without the label, and an opted-out pod.
     namespace("pw-e2e-off", false);
-    let plain: Value = serde_json::from_str(&kubectl_ok(
-        &["-n", "pw-e2e-off", "create", "-o", "json", "-f", "-"],
-        Some(&pod("plain", json!({}), json!({}))),
-    ))
-    .expect("JSON");
+    let plain = created(
+        "pw-e2e-off",
+        &pod("plain", json!({}), json!({})),
+        DryRun::No,
+    );
     assert!(
         env_of(&plain, "containers", 0).is_empty(),
         "not enabled: {plain}"
     );
     let mut opted: Value = serde_json::from_str(&pod("opted", json!({}), json!({}))).expect("JSON");
     opted["metadata"]["labels"] = json!({"polyaxon.com/persistence-injection": "disabled"});
-    let out: Value = serde_json::from_str(&kubectl_ok(
-        &["-n", ns, "create", "-o", "json", "-f", "-"],
-        Some(&opted.to_string()),
-    ))
-    .expect("JSON");
+    let out = created(ns, &opted.to_string(), DryRun::No);
     assert!(
         env_of(&out, "containers", 0).is_empty() && injected(&out).is_none(),
         "opted out: {out}"
@@ -532,31 +516,19 @@ fn reinvocation_keeps_each_injection_exactly_once() {
         "both webhooks mutate a dry run",
         Duration::from_secs(30),
         || {
-            let (ok, out, _) = kubectl(
-                &[
-                    "-n",
-                    ns,
-                    "create",
-                    "--dry-run=server",
-                    "-o",
-                    "json",
-                    "-f",
-                    "-",
-                ],
-                Some(&pod("probe", json!({}), json!({}))),
-            );
+            let (ok, out, _) = create(ns, &pod("probe", json!({}), json!({})), DryRun::Yes);
             ok && out.contains("POLYAXON_RUN_DATA_PATHS") && out.contains("OTHER_WEBHOOK")
         },
     );
-    let created = kubectl_ok(
-        &["-n", ns, "create", "-o", "json", "-f", "-"],
-        Some(&pod(
+    let p = created(
+        ns,
+        &pod(
             "twice",
             json!({"polyaxon.com/persistence": "data: [data1, data-gcs]"}),
             json!({}),
-        )),
+        ),
+        DryRun::No,
     );
-    let p: Value = serde_json::from_str(&created).expect("JSON");
     for name in [
         "POLYAXON_RUN_DATA_PATHS",
         "POLYAXON_RUN_OUTPUTS_PATH",
@@ -584,11 +556,7 @@ fn reinvocation_keeps_each_injection_exactly_once() {
 
     // The API server gives the reinvocation a new admission uid; a
     // generateName pod's outputs path must not change with it.
-    let created = kubectl_ok(
-        &["-n", ns, "create", "-o", "json", "-f", "-"],
-        Some(&pod("gen-*", json!({}), json!({}))),
-    );
-    let p: Value = serde_json::from_str(&created).expect("JSON");
+    let p = created(ns, &pod("gen-*", json!({}), json!({})), DryRun::No);
     let path = env_value(&p, "containers", 0, "POLYAXON_RUN_OUTPUTS_PATH").expect("outputs path");
     let mounts: Vec<&Value> = p["spec"]["containers"][0]["volumeMounts"]
         .as_array()

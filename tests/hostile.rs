@@ -17,7 +17,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use base64::Engine as _;
-use common::{serve_args, Volume};
+use common::{serve_args_for, Volume};
 use persistence_webhook::server::{self, Running};
 use serde_json::{json, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -62,24 +62,16 @@ impl Server {
 
     async fn start_with(request_timeout: &str) -> Server {
         let issued = common::pki();
-        let files = Volume::new(&[
-            ("config.yaml", CONFIG),
-            ("tls.crt", &issued.cert_pem),
-            ("tls.key", &issued.key_pem),
-        ]);
-        let path = |name: &str| files.arg(name);
-        let args = serve_args(&[
-            "--config",
-            &path("config.yaml"),
-            "--tls-cert",
-            &path("tls.crt"),
-            "--tls-key",
-            &path("tls.key"),
-            "--request-timeout",
-            request_timeout,
-            "--header-read-timeout",
-            "1s",
-        ]);
+        let files = Volume::serving(CONFIG, &issued);
+        let args = serve_args_for(
+            &files,
+            &[
+                "--request-timeout",
+                request_timeout,
+                "--header-read-timeout",
+                "1s",
+            ],
+        );
         let running = server::start(args).await.expect("the server starts");
 
         let client = common::client(&[&issued]);

@@ -10,7 +10,9 @@ use std::time::{Duration, Instant};
 
 use axum::body::{to_bytes, Body};
 use axum::http::{Method, Request, StatusCode};
-use common::{client, metric_at, outputs_store, pki, serve_args, Spawned, Volume, REVIEW};
+use common::{
+    client, metric_at, outputs_store, pki, serve_args, serve_args_for, Spawned, Volume, REVIEW,
+};
 use persistence_webhook::server::{self, AppState, Limits};
 use persistence_webhook::Config;
 use serde_json::Value;
@@ -218,19 +220,8 @@ where
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tls_round_trip_http2_and_plain_http_refused() {
     let pki = pki();
-    let vol = Volume::new(&[
-        ("config.yaml", CONFIG_A),
-        ("tls.crt", &pki.cert_pem),
-        ("tls.key", &pki.key_pem),
-    ]);
-    let args = serve_args(&[
-        "--config",
-        vol.path("config.yaml").to_str().expect("utf-8"),
-        "--tls-cert",
-        vol.path("tls.crt").to_str().expect("utf-8"),
-        "--tls-key",
-        vol.path("tls.key").to_str().expect("utf-8"),
-    ]);
+    let vol = Volume::serving(CONFIG_A, &pki);
+    let args = serve_args_for(&vol, &[]);
     let running = server::start(args).await.expect("starts");
     let addr = running.addr;
 
@@ -277,21 +268,8 @@ async fn tls_round_trip_http2_and_plain_http_refused() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reload_swaps_config_and_cert_under_load_and_refuses_broken_ones() {
     let (pki_a, pki_b) = (pki(), pki());
-    let mut vol = Volume::new(&[
-        ("config.yaml", CONFIG_A),
-        ("tls.crt", &pki_a.cert_pem),
-        ("tls.key", &pki_a.key_pem),
-    ]);
-    let args = serve_args(&[
-        "--config",
-        vol.path("config.yaml").to_str().expect("utf-8"),
-        "--tls-cert",
-        vol.path("tls.crt").to_str().expect("utf-8"),
-        "--tls-key",
-        vol.path("tls.key").to_str().expect("utf-8"),
-        "--reload-interval",
-        "50ms",
-    ]);
+    let mut vol = Volume::serving(CONFIG_A, &pki_a);
+    let args = serve_args_for(&vol, &["--reload-interval", "50ms"]);
     let running = server::start(args).await.expect("starts");
     let (addr, maddr) = (running.addr, running.metrics_addr);
     let both = client(&[&pki_a, &pki_b]);
@@ -446,20 +424,8 @@ fn start_refuses_bad_files_naming_the_flag() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_drains_in_flight_reviews_and_exits_zero() {
     let pki = pki();
-    let vol = Volume::new(&[
-        ("config.yaml", CONFIG_A),
-        ("tls.crt", &pki.cert_pem),
-        ("tls.key", &pki.key_pem),
-    ]);
-    let (cfg, crt, key) = (
-        vol.arg("config.yaml"),
-        vol.arg("tls.crt"),
-        vol.arg("tls.key"),
-    );
-    let server = Spawned::start(
-        &["--config", &cfg, "--tls-cert", &crt, "--tls-key", &key],
-        "info",
-    );
+    let vol = Volume::serving(CONFIG_A, &pki);
+    let server = Spawned::serving(&vol, &[], "info");
     let (addr, metrics_addr) = (server.addr, server.metrics);
 
     let c = client(&[&pki]);
@@ -533,27 +499,8 @@ async fn sigterm_drains_in_flight_reviews_and_exits_zero() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_keeps_serving_through_the_shutdown_delay() {
     let pki = pki();
-    let vol = Volume::new(&[
-        ("config.yaml", CONFIG_A),
-        ("tls.crt", &pki.cert_pem),
-        ("tls.key", &pki.key_pem),
-    ]);
-    let (cfg, crt, key) = (
-        vol.arg("config.yaml"),
-        vol.arg("tls.crt"),
-        vol.arg("tls.key"),
-    );
-    let args = [
-        "--config",
-        &cfg,
-        "--tls-cert",
-        &crt,
-        "--tls-key",
-        &key,
-        "--shutdown-delay",
-        "3s",
-    ];
-    let server = Spawned::start(&args, "info");
+    let vol = Volume::serving(CONFIG_A, &pki);
+    let server = Spawned::serving(&vol, &["--shutdown-delay", "3s"], "info");
     let (addr, metrics_addr) = (server.addr, server.metrics);
     server.terminate();
     let plain = reqwest::Client::new();

@@ -37,24 +37,10 @@ async fn soak_under_config_and_certificate_churn() {
         .and_then(|s| s.parse().ok())
         .unwrap_or(6);
     let pairs: Vec<Issued> = (0..(seconds / 3 + 2)).map(|_| pki()).collect();
-    let mut vol = Volume::new(&[
-        ("config.yaml", &config("out-0")),
-        ("tls.crt", &pairs[0].cert_pem),
-        ("tls.key", &pairs[0].key_pem),
-    ]);
-    let p = |n: &str| vol.path(n).to_str().expect("utf-8").to_owned();
-    let (cfg, crt, key) = (p("config.yaml"), p("tls.crt"), p("tls.key"));
-    let server = Spawned::start(
-        &[
-            "--config",
-            &cfg,
-            "--tls-cert",
-            &crt,
-            "--tls-key",
-            &key,
-            "--reload-interval",
-            "100ms",
-        ],
+    let mut vol = Volume::serving(&config("out-0"), &pairs[0]);
+    let server = Spawned::serving(
+        &vol,
+        &["--reload-interval", "100ms"],
         "warn,persistence_webhook::server=info",
     );
     let cas: Vec<&Issued> = pairs.iter().collect();
@@ -211,24 +197,10 @@ fn large_review(bytes: usize, uid: usize) -> Vec<u8> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn many_concurrent_large_reviews_stay_under_the_memory_ceiling() {
     let pki = pki();
-    let vol = Volume::new(&[
-        ("config.yaml", &config("out")),
-        ("tls.crt", &pki.cert_pem),
-        ("tls.key", &pki.key_pem),
-    ]);
-    let p = |n: &str| vol.path(n).to_str().expect("utf-8").to_owned();
-    let (cfg, crt, key) = (p("config.yaml"), p("tls.crt"), p("tls.key"));
-    let server = Spawned::start(
-        &[
-            "--config",
-            &cfg,
-            "--tls-cert",
-            &crt,
-            "--tls-key",
-            &key,
-            "--request-timeout",
-            "30s",
-        ],
+    let vol = Volume::serving(&config("out"), &pki);
+    let server = Spawned::serving(
+        &vol,
+        &["--request-timeout", "30s"],
         "warn,persistence_webhook::server=info",
     );
     let c = client_h1(&[&pki]);
@@ -284,29 +256,10 @@ async fn many_concurrent_large_reviews_stay_under_the_memory_ceiling() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn http2_streams_waiting_for_a_slot_do_not_starve_the_others() {
     let pki = pki();
-    let vol = Volume::new(&[
-        ("config.yaml", &config("out")),
-        ("tls.crt", &pki.cert_pem),
-        ("tls.key", &pki.key_pem),
-    ]);
-    let (cfg, crt, key) = (
-        vol.arg("config.yaml"),
-        vol.arg("tls.crt"),
-        vol.arg("tls.key"),
-    );
-    let server = Spawned::start(
-        &[
-            "--config",
-            &cfg,
-            "--tls-cert",
-            &crt,
-            "--tls-key",
-            &key,
-            "--max-in-flight",
-            "4",
-            "--request-timeout",
-            "20s",
-        ],
+    let vol = Volume::serving(&config("out"), &pki);
+    let server = Spawned::serving(
+        &vol,
+        &["--max-in-flight", "4", "--request-timeout", "20s"],
         "warn,persistence_webhook::server=info",
     );
     let c = common::client(&[&pki]);

@@ -54,6 +54,12 @@ fn builder(cas: &[&Issued]) -> reqwest::ClientBuilder {
     b
 }
 
+/// `serve` flags for the files in `vol`, then `extra`, as the CLI parses them.
+pub fn serve_args_for(vol: &Volume, extra: &[&str]) -> ServeArgs {
+    let flags = vol.serve_flags(extra);
+    serve_args(&flags.iter().map(String::as_str).collect::<Vec<_>>())
+}
+
 /// `serve` flags as the CLI parses them, on 127.0.0.1 with free ports.
 pub fn serve_args(args: &[&str]) -> ServeArgs {
     let mut argv = vec![
@@ -93,6 +99,29 @@ impl Volume {
                 .expect("file link");
         }
         v
+    }
+
+    /// A volume with `config.yaml`, `tls.crt` and `tls.key`: what `serve` reads.
+    pub fn serving(config: &str, pki: &Issued) -> Volume {
+        Volume::new(&[
+            ("config.yaml", config),
+            ("tls.crt", &pki.cert_pem),
+            ("tls.key", &pki.key_pem),
+        ])
+    }
+
+    /// `--config`, `--tls-cert` and `--tls-key` into this volume, then `extra`.
+    pub fn serve_flags(&self, extra: &[&str]) -> Vec<String> {
+        let mut flags = vec![
+            "--config".to_owned(),
+            self.arg("config.yaml"),
+            "--tls-cert".to_owned(),
+            self.arg("tls.crt"),
+            "--tls-key".to_owned(),
+            self.arg("tls.key"),
+        ];
+        flags.extend(extra.iter().map(|s| (*s).to_owned()));
+        flags
     }
 
     /// The path a pod would read `name` at.
@@ -210,6 +239,15 @@ impl Spawned {
             .status()
             .expect("kill");
         assert!(status.success(), "kill -TERM failed");
+    }
+
+    /// The binary serving the files in `vol`, with `extra` flags.
+    pub fn serving(vol: &Volume, extra: &[&str], rust_log: &str) -> Spawned {
+        let flags = vol.serve_flags(extra);
+        Spawned::start(
+            &flags.iter().map(String::as_str).collect::<Vec<_>>(),
+            rust_log,
+        )
     }
 
     /// The exit status, once the process ends by itself (after `terminate`).
