@@ -410,10 +410,17 @@ impl Validator {
                     Ok(raw) => raw,
                     Err(e) => {
                         let path = e.path().to_string();
-                        let sep = if path == "." { ": " } else { "." };
-                        let path = if path == "." { "" } else { &path };
-                        self.problems
-                            .push(format!("{at}{sep}{path}{}", prefixed(e.inner())));
+                        let at = if path == "." {
+                            at
+                        } else {
+                            format!("{at}.{path}")
+                        };
+                        // serde names the Rust type; say what the file needs.
+                        let why = e.inner().to_string().replace(
+                            "struct RawStore",
+                            "a mapping of store fields (mountPath, or store, bucket, secret and secretKey)",
+                        );
+                        self.problems.push(format!("{at}: {why}"));
                         continue;
                     }
                 },
@@ -715,12 +722,6 @@ fn volume_json(volume_name: &str, source: &Source, read_only: bool) -> Value {
     serde_json::to_value(volume).expect("a k8s Volume always serialises")
 }
 
-/// serde's messages for a whole-store error start with the problem; keep
-/// them readable after the `data.name:` prefix.
-fn prefixed(inner: &serde_yaml::Error) -> String {
-    format!(": {inner}")
-}
-
 fn yaml_kind(v: &serde_yaml::Value) -> &'static str {
     match v {
         serde_yaml::Value::Null => "nothing",
@@ -858,7 +859,8 @@ mod tests {
             ("top is a list", "- a", &["must be a mapping"]),
             ("unknown top key", "dta: {}", &["dta: unknown key"]),
             ("unknown store field", "data: {d: {mountPath: /d, hostpath: /x}}", &["data.d", "unknown field `hostpath`"]),
-            ("wrong type", "data: {d: {mountPath: /d, readOnly: yes please}}", &["data.d.readOnly", "invalid type"]),
+            ("wrong type", "data: {d: {mountPath: /d, readOnly: yes please}}", &["data.d.readOnly: invalid type"]),
+            ("store is a list", "data: {d: [1]}", &["data.d: invalid type: sequence, expected a mapping of store fields"]),
             ("relative mount path", "data: {d: {mountPath: data}}", &["data.d.mountPath", "absolute"]),
             ("dotdot mount path", "data: {d: {mountPath: /a/../b}}", &["data.d.mountPath", "'..'"]),
             ("root mount path", "data: {d: {mountPath: /}}", &["data.d.mountPath"]),

@@ -333,6 +333,9 @@ struct UidOnly<'a> {
 struct UidOnlyRequest<'a> {
     #[serde(borrow)]
     uid: Cow<'a, str>,
+    // Declared (and skipped) so that a body with two `object`s is refused
+    // outright rather than answered: serde only reports duplicates of
+    // fields it knows.
     #[serde(default, rename = "object")]
     _object: Option<IgnoredAny>,
 }

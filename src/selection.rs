@@ -301,7 +301,11 @@ fn parse(text: &str) -> Result<RawSelection, String> {
     }
     match serde_yaml::from_str::<Option<RawSelection>>(text) {
         Ok(raw) => Ok(raw.unwrap_or_default()),
-        Err(e) => Err(clip(&e.to_string())),
+        // serde names the Rust type; say what the annotation needs.
+        Err(e) => Err(clip(&e.to_string().replace(
+            "struct RawSelection",
+            "a mapping with data, outputs and containers",
+        ))),
     }
 }
 
@@ -791,7 +795,7 @@ defaultOutputs: outputs1
                 "annotation is a list",
                 POD,
                 ann(Some("- data1")),
-                &["is not a valid selection"],
+                &["is not a valid selection: invalid type: sequence, expected a mapping with data, outputs and containers"],
             ),
             (
                 "unknown container",

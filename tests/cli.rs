@@ -485,10 +485,9 @@ fn a_pod_given_as_review_exits_2_naming_the_file() {
         );
 }
 
-/// Known bug (reported, not fixed here): a manifest that is YAML but not a
-/// Pod (`containers` is a string) is an input error, exit 2, by SPEC §6 and
-/// the `mutate` help; it is reported as a denial, exit 1, with
-/// "denied: request.object is not a valid Pod".
+/// Regression: a manifest that is YAML but not a Pod (`containers` is a
+/// string) is an input error, exit 2, by SPEC §6 and the `mutate` help; it
+/// used to be reported as a denial, exit 1.
 #[test]
 fn malformed_pod_manifest_is_an_input_error() {
     let dir = tempfile::tempdir().expect("a temporary directory");

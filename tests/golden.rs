@@ -978,14 +978,12 @@ fn generate_name_sub_path_uses_the_uid_and_is_kept_on_replay() {
     );
 }
 
-/// Known bug, kept here so it is not forgotten: the API server *defaults*
-/// a pod after every webhook patch (kube-apiserver's mutating dispatcher
-/// calls the object defaulter after applying a patch) and when it reads one
-/// back, so on reinvocation, replay or restore our hostPath volumes come back
-/// with `type: ""` and our Secret volume with `defaultMode: 420`. SPEC §5
-/// says admitting such a pod again produces no patch; the webhook instead
-/// denies it as a volume conflict. Run with `cargo test --test golden --
-/// --ignored`.
+/// Regression: the API server *defaults* a pod after every webhook patch
+/// (kube-apiserver's mutating dispatcher calls the object defaulter after
+/// applying a patch) and when it reads one back, so on reinvocation, replay
+/// or restore our hostPath volumes come back with `type: ""` and our Secret
+/// volume with `defaultMode: 420`. SPEC §5 says admitting such a pod again
+/// produces no patch; the webhook used to deny it as a volume conflict.
 #[test]
 fn readmitting_a_pod_defaulted_by_the_api_server_is_unchanged() {
     for name in ["replayed-injected", "data-gcs", "defaults"] {
