@@ -271,7 +271,7 @@ mod tests {
             namespace: "sys".into(),
             dns: vec![],
             ip: vec![],
-            validity: crate::server::HumanDuration(Duration::from_secs(86400)),
+            validity: crate::cli::HumanDuration(Duration::from_secs(86400)),
             out: dir.path().to_owned(),
             force,
             renew,
@@ -311,7 +311,7 @@ mod tests {
         assert_eq!((mode("tls.key"), mode("ca.key")), (0o600, 0o600));
         // A renewal never outlives the CA.
         let long = CertsArgs {
-            validity: crate::server::HumanDuration(Duration::from_secs(10 * 86400)),
+            validity: crate::cli::HumanDuration(Duration::from_secs(10 * 86400)),
             ..args(true, false)
         };
         run(&long).expect("renew for longer than the CA");
