@@ -181,13 +181,21 @@ pub struct ServeArgs {
         long,
         value_name = "DURATION",
         env = "PERSISTENCE_WEBHOOK_RELOAD_INTERVAL",
-        default_value = "2s"
+        default_value = "2s",
+        value_parser = duration_in::<10, 3_600_000>
     )]
     pub reload_interval: HumanDuration,
 
     /// Largest request body accepted; larger ones get 413.
-    #[arg(long, value_name = "BYTES", env = "PERSISTENCE_WEBHOOK_MAX_BODY_BYTES", default_value_t = 4 * 1024 * 1024)]
+    #[arg(long, value_name = "BYTES", env = "PERSISTENCE_WEBHOOK_MAX_BODY_BYTES", default_value_t = 4 * 1024 * 1024,
+          value_parser = bytes_in::<1024, { 64 * 1024 * 1024 }>)]
     pub max_body_bytes: usize,
+
+    /// Bytes all request bodies together may hold, received or under review
+    /// (at least --max-body-bytes). When it is spent, uploads wait.
+    #[arg(long, value_name = "BYTES", env = "PERSISTENCE_WEBHOOK_MAX_BODY_BUFFER_BYTES", default_value_t = 32 * 1024 * 1024,
+          value_parser = bytes_in::<1024, { 4 * 1024 * 1024 * 1024 }>)]
+    pub max_body_buffer_bytes: usize,
 
     /// Deadline of one review, body read included; keep it below the webhook's
     /// timeoutSeconds. A shorter `?timeout=` from the API server wins.
@@ -195,27 +203,64 @@ pub struct ServeArgs {
         long,
         value_name = "DURATION",
         env = "PERSISTENCE_WEBHOOK_REQUEST_TIMEOUT",
-        default_value = "8s"
+        default_value = "8s",
+        value_parser = duration_in::<100, 60_000>
     )]
     pub request_timeout: HumanDuration,
 
-    /// Deadline for a client to finish the TLS handshake and send the request headers.
+    /// Deadline, from a connection's accept, for the TLS handshake and the
+    /// first request's headers (and for the headers of every later request).
     #[arg(
         long,
         value_name = "DURATION",
         env = "PERSISTENCE_WEBHOOK_HEADER_READ_TIMEOUT",
-        default_value = "5s"
+        default_value = "5s",
+        value_parser = duration_in::<100, 300_000>
     )]
     pub header_read_timeout: HumanDuration,
 
-    /// Reviews processed at once (bounds memory: each holds its body); more wait.
+    /// A connection with no request in progress for this long is closed
+    /// (HTTP/1.1 keep-alive and HTTP/2 alike).
+    #[arg(
+        long,
+        value_name = "DURATION",
+        env = "PERSISTENCE_WEBHOOK_IDLE_TIMEOUT",
+        default_value = "60s",
+        value_parser = duration_in::<100, 3_600_000>
+    )]
+    pub idle_timeout: HumanDuration,
+
+    /// Reviews computed at once (each holds its body, its patch and its
+    /// answer); complete requests wait for a slot within their deadline.
     #[arg(
         long,
         value_name = "N",
         env = "PERSISTENCE_WEBHOOK_MAX_IN_FLIGHT",
-        default_value_t = 32
+        default_value_t = 8,
+        value_parser = count_in::<1, 4096>
     )]
     pub max_in_flight: usize,
+
+    /// Open connections on the webhook port; past it, new ones wait in the
+    /// kernel's backlog until one closes.
+    #[arg(
+        long,
+        value_name = "N",
+        env = "PERSISTENCE_WEBHOOK_MAX_CONNECTIONS",
+        default_value_t = 256,
+        value_parser = count_in::<1, 1_000_000>
+    )]
+    pub max_connections: usize,
+
+    /// Open connections on the metrics port.
+    #[arg(
+        long,
+        value_name = "N",
+        env = "PERSISTENCE_WEBHOOK_MAX_METRICS_CONNECTIONS",
+        default_value_t = 32,
+        value_parser = count_in::<1, 65_536>
+    )]
+    pub max_metrics_connections: usize,
 
     /// On SIGTERM/SIGINT, how long to keep serving (with /readyz at 503)
     /// before closing the port, so the Service stops sending traffic first.
@@ -223,7 +268,8 @@ pub struct ServeArgs {
         long,
         value_name = "DURATION",
         env = "PERSISTENCE_WEBHOOK_SHUTDOWN_DELAY",
-        default_value = "5s"
+        default_value = "5s",
+        value_parser = duration_in::<0, 600_000>
     )]
     pub shutdown_delay: HumanDuration,
 
@@ -232,7 +278,8 @@ pub struct ServeArgs {
         long,
         value_name = "DURATION",
         env = "PERSISTENCE_WEBHOOK_DRAIN_TIMEOUT",
-        default_value = "15s"
+        default_value = "15s",
+        value_parser = duration_in::<100, 600_000>
     )]
     pub drain_timeout: HumanDuration,
 
@@ -267,5 +314,121 @@ impl std::str::FromStr for HumanDuration {
         humantime::parse_duration(s)
             .map(HumanDuration)
             .map_err(|e| format!("{e} (examples: 500ms, 10s, 2m)"))
+    }
+}
+
+/// A duration flag between `MIN_MS` and `MAX_MS` milliseconds: a zero or
+/// absurd limit would disable the server rather than bound it.
+fn duration_in<const MIN_MS: u64, const MAX_MS: u64>(s: &str) -> Result<HumanDuration, String> {
+    let d: HumanDuration = s.parse()?;
+    let (min, max) = (Duration::from_millis(MIN_MS), Duration::from_millis(MAX_MS));
+    if *d < min || *d > max {
+        return Err(format!(
+            "must be between {} and {}",
+            humantime::format_duration(min),
+            humantime::format_duration(max)
+        ));
+    }
+    Ok(d)
+}
+
+/// A byte-size flag between `MIN` and `MAX`.
+fn bytes_in<const MIN: usize, const MAX: usize>(s: &str) -> Result<usize, String> {
+    let n: usize = s
+        .parse()
+        .map_err(|e| format!("{e} (a number of bytes, e.g. 4194304)"))?;
+    if !(MIN..=MAX).contains(&n) {
+        return Err(format!("must be between {MIN} and {MAX} bytes"));
+    }
+    Ok(n)
+}
+
+/// A count flag between `MIN` and `MAX`.
+fn count_in<const MIN: usize, const MAX: usize>(s: &str) -> Result<usize, String> {
+    let n: usize = s.parse().map_err(|e| format!("{e}"))?;
+    if !(MIN..=MAX).contains(&n) {
+        return Err(format!("must be between {MIN} and {MAX}"));
+    }
+    Ok(n)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    fn serve(flags: &[&str]) -> Result<ServeArgs, String> {
+        let mut argv = vec!["persistence-webhook", "serve", "--demo"];
+        argv.extend_from_slice(flags);
+        match Cli::try_parse_from(argv) {
+            Ok(Cli {
+                command: Command::Serve(a),
+            }) => Ok(a),
+            Ok(other) => Err(format!("not serve: {other:?}")),
+            Err(e) => Err(e.to_string()),
+        }
+    }
+
+    #[test]
+    fn limits_that_would_disable_the_server_are_refused() {
+        let cases = [
+            (
+                "--header-read-timeout",
+                "0s",
+                "must be between 100ms and 5m",
+            ),
+            ("--request-timeout", "0s", "must be between 100ms and 1m"),
+            ("--request-timeout", "1h", "must be between 100ms and 1m"),
+            ("--idle-timeout", "0s", "must be between 100ms and 1h"),
+            ("--drain-timeout", "0s", "must be between 100ms and 10m"),
+            ("--reload-interval", "0s", "must be between 10ms and 1h"),
+            (
+                "--max-body-bytes",
+                "0",
+                "must be between 1024 and 67108864 bytes",
+            ),
+            ("--max-body-buffer-bytes", "10", "must be between 1024 and"),
+            ("--max-in-flight", "0", "must be between 1 and 4096"),
+            ("--max-connections", "0", "must be between 1 and 1000000"),
+            (
+                "--max-metrics-connections",
+                "0",
+                "must be between 1 and 65536",
+            ),
+            ("--max-in-flight", "many", "invalid digit"),
+        ];
+        for (flag, value, want) in cases {
+            let err = serve(&[flag, value]).expect_err(flag);
+            assert!(err.contains(flag), "{flag} {value}: {err}");
+            assert!(err.contains(want), "{flag} {value}: {err}");
+        }
+    }
+
+    #[test]
+    fn sensible_limits_are_taken() {
+        let a = serve(&[
+            "--request-timeout",
+            "500ms",
+            "--max-in-flight",
+            "1",
+            "--max-connections",
+            "10",
+            "--shutdown-delay",
+            "0s",
+        ])
+        .expect("valid");
+        assert_eq!(*a.request_timeout, Duration::from_millis(500));
+        assert_eq!((a.max_in_flight, a.max_connections), (1, 10));
+        assert_eq!(*a.shutdown_delay, Duration::ZERO);
+        let d = serve(&[]).expect("defaults");
+        assert_eq!(
+            (
+                d.max_in_flight,
+                d.max_connections,
+                d.max_metrics_connections
+            ),
+            (8, 256, 32)
+        );
+        assert_eq!(d.max_body_buffer_bytes, 32 * 1024 * 1024);
     }
 }

@@ -9,6 +9,7 @@ pub mod certs;
 pub mod cli;
 pub mod config;
 pub mod k8s;
+pub mod logs;
 pub mod mutate;
 pub mod names;
 pub mod patch;

@@ -32,6 +32,79 @@ impl Reloaded {
     }
 }
 
+/// The two listening ports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Port {
+    /// The HTTPS webhook port (`--addr`).
+    Webhook,
+    /// The plain-HTTP metrics and probes port (`--metrics-addr`).
+    Metrics,
+}
+
+impl Port {
+    /// The `port` label.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Port::Webhook => "webhook",
+            Port::Metrics => "metrics",
+        }
+    }
+}
+
+/// Why the server closed a connection itself.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Closed {
+    /// No complete handshake and request headers within `--header-read-timeout`.
+    HeaderTimeout,
+    /// No request in progress for `--idle-timeout`.
+    Idle,
+    /// The TLS handshake failed.
+    Handshake,
+}
+
+impl Closed {
+    /// The `reason` label.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Closed::HeaderTimeout => "header-timeout",
+            Closed::Idle => "idle",
+            Closed::Handshake => "handshake-failed",
+        }
+    }
+}
+
+/// Where a review ran out of time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TimedOut {
+    /// Receiving the body.
+    Body,
+    /// Waiting for a review slot (`--max-in-flight`).
+    Slot,
+    /// Computing the answer.
+    Review,
+}
+
+impl TimedOut {
+    /// The `phase` label.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TimedOut::Body => "body",
+            TimedOut::Slot => "slot",
+            TimedOut::Review => "review",
+        }
+    }
+}
+
+/// Decrements the open-connections gauge when the connection ends.
+#[derive(Debug)]
+pub struct OpenConnection(Gauge);
+
+impl Drop for OpenConnection {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
+}
+
 /// The process's metrics.
 #[derive(Debug)]
 pub struct Metrics {
@@ -45,6 +118,15 @@ pub struct Metrics {
     pub config_generation: Gauge,
     /// Reviews being read or computed right now.
     pub in_flight: Gauge,
+    /// Review slots taken (at most `--max-in-flight`).
+    pub slots_in_use: Gauge,
+    /// Request body bytes held right now (at most `--max-body-buffer-bytes`).
+    pub body_buffer_bytes: Gauge,
+    connections_open: Family<Labels, Gauge>,
+    connections_limited: Family<Labels, Counter>,
+    connections_closed: Family<Labels2, Counter>,
+    accept_errors: Family<Labels2, Counter>,
+    timeouts: Family<Labels, Counter>,
 }
 
 impl Default for Metrics {
@@ -99,8 +181,71 @@ impl Metrics {
             "Reviews being received or computed right now (waiting ones included)",
             in_flight.clone(),
         );
+        let slots_in_use = Gauge::default();
+        registry.register(
+            "review_slots_in_use",
+            "Review slots taken; at --max-in-flight, complete requests wait for one",
+            slots_in_use.clone(),
+        );
+        let body_buffer_bytes = Gauge::default();
+        registry.register(
+            "body_buffer_bytes",
+            "Request body bytes held right now, received or being reviewed (at most --max-body-buffer-bytes)",
+            body_buffer_bytes.clone(),
+        );
+        let connections_open = Family::<Labels, Gauge>::default();
+        let connections_limited = Family::<Labels, Counter>::default();
+        let connections_closed = Family::<Labels2, Counter>::default();
+        let accept_errors = Family::<Labels2, Counter>::default();
+        for port in [Port::Webhook, Port::Metrics] {
+            let p = port.as_str();
+            let _ = connections_open.get_or_create(&[("port", p)]);
+            let _ = connections_limited.get_or_create(&[("port", p)]);
+            for why in [Closed::HeaderTimeout, Closed::Idle, Closed::Handshake] {
+                let _ = connections_closed.get_or_create(&[("port", p), ("reason", why.as_str())]);
+            }
+            for kind in ["descriptors", "other"] {
+                let _ = accept_errors.get_or_create(&[("port", p), ("kind", kind)]);
+            }
+        }
+        registry.register(
+            "connections_open",
+            "Open connections, by port",
+            connections_open.clone(),
+        );
+        registry.register(
+            "connections_limited",
+            "Times the accept loop found --max-connections open and made new connections wait, by port",
+            connections_limited.clone(),
+        );
+        registry.register(
+            "connections_closed",
+            "Connections the server closed itself, by port and reason (header-timeout, idle, handshake-failed)",
+            connections_closed.clone(),
+        );
+        registry.register(
+            "accept_errors",
+            "Failed accepts, by port and kind (descriptors: out of file descriptors)",
+            accept_errors.clone(),
+        );
+        let timeouts = Family::<Labels, Counter>::default();
+        for phase in [TimedOut::Body, TimedOut::Slot, TimedOut::Review] {
+            let _ = timeouts.get_or_create(&[("phase", phase.as_str())]);
+        }
+        registry.register(
+            "review_timeouts",
+            "Reviews answered 503 at their deadline, by phase (body, slot, review)",
+            timeouts.clone(),
+        );
         Metrics {
             in_flight,
+            slots_in_use,
+            body_buffer_bytes,
+            connections_open,
+            connections_limited,
+            connections_closed,
+            accept_errors,
+            timeouts,
             registry,
             reviews,
             latency,
@@ -126,6 +271,45 @@ impl Metrics {
             .inc();
     }
 
+    /// Counts an open connection until the guard is dropped.
+    pub fn connection_opened(&self, port: Port) -> OpenConnection {
+        let gauge = self
+            .connections_open
+            .get_or_create(&[("port", port.as_str())])
+            .clone();
+        gauge.inc();
+        OpenConnection(gauge)
+    }
+
+    /// Counts one time the connection limit made the accept loop wait.
+    pub fn connection_limited(&self, port: Port) {
+        self.connections_limited
+            .get_or_create(&[("port", port.as_str())])
+            .inc();
+    }
+
+    /// Counts a connection the server closed itself.
+    pub fn connection_closed(&self, port: Port, why: Closed) {
+        self.connections_closed
+            .get_or_create(&[("port", port.as_str()), ("reason", why.as_str())])
+            .inc();
+    }
+
+    /// Counts a failed accept; `descriptors` when out of file descriptors.
+    pub fn accept_error(&self, port: Port, descriptors: bool) {
+        let kind = if descriptors { "descriptors" } else { "other" };
+        self.accept_errors
+            .get_or_create(&[("port", port.as_str()), ("kind", kind)])
+            .inc();
+    }
+
+    /// Counts a review answered 503 at its deadline.
+    pub fn timed_out(&self, phase: TimedOut) {
+        self.timeouts
+            .get_or_create(&[("phase", phase.as_str())])
+            .inc();
+    }
+
     /// The text exposition format.
     pub fn render(&self) -> String {
         let mut out = String::new();
@@ -146,7 +330,15 @@ mod tests {
         m.reload(Reloaded::Config, false);
         m.cert_expiry.set(1_900_000_000);
         m.config_generation.set(3);
+        let open = m.connection_opened(Port::Webhook);
+        m.connection_closed(Port::Metrics, Closed::Idle);
+        m.accept_error(Port::Webhook, true);
+        m.timed_out(TimedOut::Slot);
         let text = m.render();
+        drop(open);
+        assert!(m
+            .render()
+            .contains("persistence_webhook_connections_open{port=\"webhook\"} 0"));
         for line in [
             "persistence_webhook_reviews_total{outcome=\"patched\"} 1",
             "persistence_webhook_reviews_total{outcome=\"denied\"} 1",
@@ -156,6 +348,13 @@ mod tests {
             "persistence_webhook_reloads_total{kind=\"certificate\",result=\"success\"} 0",
             "persistence_webhook_certificate_expiry_timestamp_seconds 1900000000",
             "persistence_webhook_config_generation 3",
+            "persistence_webhook_connections_open{port=\"webhook\"} 1",
+            "persistence_webhook_connections_closed_total{port=\"metrics\",reason=\"idle\"} 1",
+            "persistence_webhook_accept_errors_total{port=\"webhook\",kind=\"descriptors\"} 1",
+            "persistence_webhook_connections_limited_total{port=\"metrics\"} 0",
+            "persistence_webhook_review_timeouts_total{phase=\"slot\"} 1",
+            "persistence_webhook_body_buffer_bytes 0",
+            "persistence_webhook_review_slots_in_use 0",
         ] {
             assert!(text.contains(line), "missing {line:?} in\n{text}");
         }

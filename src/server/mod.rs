@@ -2,35 +2,44 @@
 //! [`crate::review::review`] and adds nothing to the decision: TLS, limits,
 //! hot reload of config and certificate, probes, metrics, logs, shutdown.
 
+pub mod intake;
+pub mod listener;
 pub mod metrics;
 pub mod reload;
 pub mod tls;
 
+use std::borrow::Cow;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::{Context, Result};
 use arc_swap::ArcSwap;
-use axum::body::Bytes;
-use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::extract::{Request, State};
 use axum::http::{header, HeaderMap, StatusCode, Uri};
-use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
 use tokio::sync::Semaphore;
+use tokio::time::{timeout_at, Instant};
 use tracing::{field, Instrument};
 
 use crate::cli::ServeArgs;
 use crate::config::{Config, Role};
-use crate::review::{review, Decision};
-use metrics::Metrics;
+use crate::review::{review, Decision, Reviewed};
+use intake::{BodyBudget, IntakeError, Received};
+use listener::{ConnLimits, Listener};
+use metrics::{Metrics, Port, TimedOut};
 
-/// Bodies larger than this are reviewed on the blocking pool, so one huge pod
-/// does not stall the other connections served by the same worker.
-const INLINE_REVIEW_BYTES: usize = 256 * 1024;
+/// Bodies larger than this are reviewed on the blocking pool, so one large
+/// pod does not stall the other connections served by the same worker (and
+/// the probes). A review's work is linear in its body and its patch is
+/// capped, so below this size it takes well under a millisecond.
+const INLINE_REVIEW_BYTES: usize = 64 * 1024;
+
+/// Longest user-supplied string (uid, name, namespace) put in a log line.
+const LOG_FIELD_CHARS: usize = 128;
 
 /// Request limits.
 #[derive(Debug, Clone, Copy)]
@@ -40,8 +49,11 @@ pub struct Limits {
     /// Longest a review may take, body read included, unless the API
     /// server's `?timeout=` asks for less.
     pub request_timeout: Duration,
-    /// Reviews processed at once; the rest wait (within their timeout).
+    /// Reviews computed at once; complete requests wait for a slot (within
+    /// their timeout).
     pub max_in_flight: usize,
+    /// Bytes all request bodies together may hold.
+    pub max_body_buffer_bytes: usize,
 }
 
 /// Everything the handlers share.
@@ -49,22 +61,27 @@ pub struct Limits {
 pub struct AppState {
     config: ArcSwap<Config>,
     /// The metrics registry.
-    pub metrics: Metrics,
+    pub metrics: Arc<Metrics>,
     ready: AtomicBool,
     limits: Limits,
-    permits: Semaphore,
+    slots: Semaphore,
+    bodies: BodyBudget,
 }
 
 impl AppState {
     /// State serving `config`, ready, generation 1.
     pub fn new(config: Config, limits: Limits) -> AppState {
-        let metrics = Metrics::new();
+        let metrics = Arc::new(Metrics::new());
         metrics.config_generation.set(1);
         AppState {
             config: ArcSwap::from_pointee(config),
+            bodies: BodyBudget::new(
+                limits.max_body_buffer_bytes,
+                metrics.body_buffer_bytes.clone(),
+            ),
             metrics,
             ready: AtomicBool::new(true),
-            permits: Semaphore::new(limits.max_in_flight.max(1)),
+            slots: Semaphore::new(limits.max_in_flight.max(1)),
             limits,
         }
     }
@@ -88,11 +105,8 @@ impl AppState {
 
 /// The TLS port's routes: `POST /mutate`, and the probes.
 pub fn router(state: Arc<AppState>) -> Router {
-    let mutate = post(mutate)
-        .layer(DefaultBodyLimit::max(state.limits.max_body_bytes))
-        .layer(middleware::from_fn_with_state(state.clone(), guard));
     Router::new()
-        .route("/mutate", mutate)
+        .route("/mutate", post(mutate))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .fallback(not_found)
@@ -137,7 +151,7 @@ async fn not_found(uri: Uri) -> Response {
         StatusCode::NOT_FOUND,
         format!(
             "no route for {}: the webhook answers POST /mutate; probes are /healthz and /readyz\n",
-            uri.path()
+            clip(uri.path())
         ),
     )
         .into_response()
@@ -152,54 +166,6 @@ fn query_timeout(uri: &Uri) -> Option<Duration> {
     humantime::parse_duration(value).ok()
 }
 
-/// Bounds the time (body read included) and the number of reviews in flight.
-async fn guard(State(state): State<Arc<AppState>>, req: Request, next: Next) -> Response {
-    // A body announced too large is refused before it is read (and before
-    // hyper answers `Expect: 100-continue`), without taking a review slot.
-    let announced = req
-        .headers()
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
-    if announced.is_some_and(|n| n > state.limits.max_body_bytes as u64) {
-        return (
-            StatusCode::PAYLOAD_TOO_LARGE,
-            format!(
-                "the body is larger than the limit of {} bytes (--max-body-bytes)\n",
-                state.limits.max_body_bytes
-            ),
-        )
-            .into_response();
-    }
-    let limit = match query_timeout(req.uri()) {
-        Some(asked) => asked.min(state.limits.request_timeout),
-        None => state.limits.request_timeout,
-    };
-    struct InFlight<'a>(&'a Metrics);
-    impl Drop for InFlight<'_> {
-        fn drop(&mut self) {
-            self.0.in_flight.dec();
-        }
-    }
-    state.metrics.in_flight.inc();
-    let _counted = InFlight(&state.metrics);
-    let work = async {
-        let _permit = state.permits.acquire().await;
-        next.run(req).await
-    };
-    match tokio::time::timeout(limit, work).await {
-        Ok(response) => response,
-        Err(_) => {
-            tracing::warn!(timeout = ?limit, "Review timed out");
-            (
-                StatusCode::SERVICE_UNAVAILABLE,
-                format!("the review did not finish within {limit:?}\n"),
-            )
-                .into_response()
-        }
-    }
-}
-
 fn is_json(headers: &HeaderMap) -> bool {
     headers
         .get(header::CONTENT_TYPE)
@@ -208,14 +174,63 @@ fn is_json(headers: &HeaderMap) -> bool {
         .is_some_and(|v| v.trim().eq_ignore_ascii_case("application/json"))
 }
 
-async fn mutate(State(state): State<Arc<AppState>>, headers: HeaderMap, body: Bytes) -> Response {
-    if !is_json(&headers) {
-        return (
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "expected Content-Type: application/json (an AdmissionReview)\n",
-        )
-            .into_response();
+/// A user-supplied string as put in a log line: at most
+/// [`LOG_FIELD_CHARS`] characters. (Control characters are escaped by the
+/// log writer, for every field.)
+fn clip(s: &str) -> Cow<'_, str> {
+    match s.char_indices().nth(LOG_FIELD_CHARS) {
+        None => Cow::Borrowed(s),
+        Some((cut, _)) => Cow::Owned(format!("{}... ({} bytes)", &s[..cut], s.len())),
     }
+}
+
+fn plain(status: StatusCode, message: String) -> Response {
+    (status, message).into_response()
+}
+
+/// Counts a request as in flight from arrival to answer.
+struct InFlight<'a>(&'a Metrics);
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.in_flight.dec();
+    }
+}
+
+/// `POST /mutate`: the body within its limits, then a slot, then the review.
+async fn mutate(State(state): State<Arc<AppState>>, req: Request) -> Response {
+    if !is_json(req.headers()) {
+        return plain(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "expected Content-Type: application/json (an AdmissionReview)\n".into(),
+        );
+    }
+    let limits = state.limits;
+    // A body announced too large is refused before it is read (and before
+    // hyper answers `Expect: 100-continue`).
+    let announced = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if announced.is_some_and(|n| n > limits.max_body_bytes as u64) {
+        return plain(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!(
+                "{}\n",
+                IntakeError::TooLarge {
+                    limit: limits.max_body_bytes
+                }
+            ),
+        );
+    }
+    let timeout = match query_timeout(req.uri()) {
+        Some(asked) => asked.min(limits.request_timeout),
+        None => limits.request_timeout,
+    };
+    let deadline = Instant::now() + timeout;
+    state.metrics.in_flight.inc();
+    let _counted = InFlight(&state.metrics);
     let span = tracing::info_span!(
         "review",
         uid = field::Empty,
@@ -224,61 +239,166 @@ async fn mutate(State(state): State<Arc<AppState>>, headers: HeaderMap, body: By
         operation = field::Empty,
         dry_run = field::Empty,
     );
-    async move {
-        let start = Instant::now();
-        let config = state.config();
-        let result = if body.len() > INLINE_REVIEW_BYTES {
-            match tokio::task::spawn_blocking(move || review(&config, &body)).await {
-                Ok(result) => result,
-                Err(e) => {
-                    tracing::error!(error = %e, "Review task failed");
-                    return (StatusCode::INTERNAL_SERVER_ERROR, "internal error\n").into_response();
-                }
+    async {
+        let body = match intake::read(
+            req.into_body(),
+            &state.bodies,
+            limits.max_body_bytes,
+            deadline,
+        )
+        .await
+        {
+            Ok(body) => body,
+            Err(e @ IntakeError::TooLarge { .. }) => {
+                return plain(StatusCode::PAYLOAD_TOO_LARGE, format!("{e}\n"))
             }
-        } else {
-            review(&config, &body)
+            Err(e @ IntakeError::TimedOut { .. }) => {
+                state.metrics.timed_out(TimedOut::Body);
+                tracing::warn!(timeout = ?timeout, error = %e, "Review timed out receiving the body");
+                return plain(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    format!("the review did not finish within {timeout:?}: {e}\n"),
+                );
+            }
+            Err(e @ IntakeError::Broken(_)) => {
+                return plain(StatusCode::BAD_REQUEST, format!("{e}\n"));
+            }
         };
-        let seconds = start.elapsed().as_secs_f64();
-        match result {
-            Ok(reviewed) => {
-                let span = tracing::Span::current();
-                let s = &reviewed.subject;
-                span.record("uid", s.uid.as_str());
-                span.record("namespace", s.namespace.as_str());
-                span.record("pod", s.name.as_str());
-                span.record("operation", s.operation.as_str());
-                span.record("dry_run", s.dry_run);
-                let outcome = reviewed.decision.outcome();
-                state.metrics.review(outcome, seconds);
-                match &reviewed.decision {
-                    Decision::Denied(message) => {
-                        tracing::info!(outcome, allowed = false, %message, "Denied")
-                    }
-                    Decision::Invalid(message) => {
-                        tracing::warn!(outcome, allowed = false, %message, "Refused a malformed request")
-                    }
-                    Decision::Patched(p) => {
-                        tracing::debug!(outcome, allowed = true, patched = true, operations = p.0.len(), "Reviewed")
-                    }
-                    Decision::Unchanged(skip) => {
-                        tracing::debug!(outcome, allowed = true, patched = false, reason = skip.as_str(), "Reviewed")
-                    }
-                }
-                (
-                    [(header::CONTENT_TYPE, "application/json")],
-                    reviewed.response,
-                )
-                    .into_response()
-            }
-            Err(e) => {
-                state.metrics.review("invalid", seconds);
-                tracing::warn!(error = %e, "Refused a body that is not an AdmissionReview");
-                (StatusCode::BAD_REQUEST, format!("{e}\n")).into_response()
-            }
-        }
+        let Ok(slot) = timeout_at(deadline, state.slots.acquire()).await else {
+            return timed_out(&state, TimedOut::Slot, timeout, &body);
+        };
+        state.metrics.slots_in_use.inc();
+        let answer = answer(&state, body, deadline, timeout).await;
+        state.metrics.slots_in_use.dec();
+        drop(slot);
+        answer
     }
     .instrument(span)
     .await
+}
+
+/// Reviews a complete body (inline when small, else on the blocking pool)
+/// and turns the result into the HTTP answer.
+async fn answer(
+    state: &AppState,
+    body: Received,
+    deadline: Instant,
+    timeout: Duration,
+) -> Response {
+    let start = std::time::Instant::now();
+    let config = state.config();
+    let result = if body.bytes().len() <= INLINE_REVIEW_BYTES {
+        review(&config, body.bytes())
+    } else {
+        // A review is not interrupted once started (its work is bounded:
+        // linear in the body, with a capped patch); one whose deadline has
+        // passed before a blocking thread picks it up never starts.
+        let cancelled = Arc::new(AtomicBool::new(false));
+        let job = {
+            let cancelled = cancelled.clone();
+            tokio::task::spawn_blocking(move || {
+                if cancelled.load(Ordering::Relaxed) {
+                    return (None, body);
+                }
+                let result = review(&config, body.bytes());
+                (Some(result), body)
+            })
+        };
+        match timeout_at(deadline, job).await {
+            Ok(Ok((Some(result), _body))) => result,
+            Ok(Ok((None, body))) => return timed_out(state, TimedOut::Review, timeout, &body),
+            Ok(Err(e)) => {
+                tracing::error!(error = %e, "Review task failed");
+                return plain(StatusCode::INTERNAL_SERVER_ERROR, "internal error\n".into());
+            }
+            Err(_) => {
+                cancelled.store(true, Ordering::Relaxed);
+                state.metrics.timed_out(TimedOut::Review);
+                tracing::warn!(timeout = ?timeout, "Review timed out computing the answer");
+                return plain(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    format!("the review did not finish within {timeout:?}\n"),
+                );
+            }
+        }
+    };
+    let seconds = start.elapsed().as_secs_f64();
+    match result {
+        Ok(reviewed) => respond(state, reviewed, seconds),
+        Err(e) => {
+            state.metrics.review("invalid", seconds);
+            tracing::warn!(error = %e, "Refused a body that is not an AdmissionReview");
+            plain(StatusCode::BAD_REQUEST, format!("{e}\n"))
+        }
+    }
+}
+
+fn respond(state: &AppState, reviewed: Reviewed, seconds: f64) -> Response {
+    let span = tracing::Span::current();
+    let s = &reviewed.subject;
+    span.record("uid", &*clip(&s.uid));
+    span.record("namespace", &*clip(&s.namespace));
+    span.record("pod", &*clip(&s.name));
+    span.record("operation", &*clip(&s.operation));
+    span.record("dry_run", s.dry_run);
+    let outcome = reviewed.decision.outcome();
+    state.metrics.review(outcome, seconds);
+    match &reviewed.decision {
+        Decision::Denied(message) => {
+            tracing::info!(outcome, allowed = false, %message, "Denied")
+        }
+        Decision::Invalid(message) => {
+            tracing::warn!(outcome, allowed = false, %message, "Refused a malformed request")
+        }
+        Decision::Patched(p) => {
+            tracing::debug!(
+                outcome,
+                allowed = true,
+                patched = true,
+                operations = p.0.len(),
+                "Reviewed"
+            )
+        }
+        Decision::Unchanged(skip) => {
+            tracing::debug!(
+                outcome,
+                allowed = true,
+                patched = false,
+                reason = skip.as_str(),
+                "Reviewed"
+            )
+        }
+    }
+    (
+        [(header::CONTENT_TYPE, "application/json")],
+        reviewed.response,
+    )
+        .into_response()
+}
+
+/// The 503 for a review whose deadline passed after its body arrived; the
+/// log line names the review's uid (read from the body only on this path).
+fn timed_out(state: &AppState, phase: TimedOut, timeout: Duration, body: &Received) -> Response {
+    #[derive(serde::Deserialize)]
+    struct Uid<'a> {
+        #[serde(borrow)]
+        request: Option<Req<'a>>,
+    }
+    #[derive(serde::Deserialize)]
+    struct Req<'a> {
+        #[serde(borrow)]
+        uid: Option<Cow<'a, str>>,
+    }
+    let uid = serde_json::from_slice::<Uid>(body.bytes())
+        .ok()
+        .and_then(|u| u.request?.uid)
+        .unwrap_or_default();
+    state.metrics.timed_out(phase);
+    tracing::warn!(uid = %clip(&uid), timeout = ?timeout, phase = phase.as_str(), "Review timed out");
+    plain(
+        StatusCode::SERVICE_UNAVAILABLE,
+        format!("the review did not finish within {timeout:?}\n"),
+    )
 }
 
 /// A started server: where it listens, and how to stop it.
@@ -290,7 +410,7 @@ pub struct Running {
     pub metrics_addr: SocketAddr,
     /// The shared state (config, metrics).
     pub state: Arc<AppState>,
-    handle: axum_server::Handle<SocketAddr>,
+    stop: tokio::sync::watch::Sender<bool>,
     drain: Duration,
     delay: Duration,
     task: tokio::task::JoinHandle<Result<()>>,
@@ -301,7 +421,7 @@ impl Running {
     /// timeout), and waits until everything has stopped.
     pub async fn shutdown(self) -> Result<()> {
         self.state.set_draining();
-        self.handle.graceful_shutdown(Some(self.drain));
+        let _ = self.stop.send(true);
         self.task.await.context("the server task failed")?
     }
 }
@@ -318,13 +438,22 @@ pub async fn start(args: ServeArgs) -> Result<Running> {
         demo_dir,
         reload_interval,
         max_body_bytes,
+        max_body_buffer_bytes,
         request_timeout,
         header_read_timeout,
+        idle_timeout,
         max_in_flight,
+        max_connections,
+        max_metrics_connections,
         drain_timeout,
         shutdown_delay,
         log_format: _,
     } = args;
+    if max_body_buffer_bytes < max_body_bytes {
+        anyhow::bail!(
+            "--max-body-buffer-bytes ({max_body_buffer_bytes}) must be at least --max-body-bytes ({max_body_bytes}), or no body of the largest size could ever be received"
+        );
+    }
 
     // Everything is loaded and checked before a socket is bound.
     let loaded = reload::load(config, tls_cert, tls_key, demo.then_some(demo_dir))?;
@@ -332,68 +461,83 @@ pub async fn start(args: ServeArgs) -> Result<Running> {
         max_body_bytes,
         request_timeout: *request_timeout,
         max_in_flight,
+        max_body_buffer_bytes,
     };
+    let open_files = listener::raise_open_files_limit();
+    let wanted_files = (max_connections + max_metrics_connections) as u64 + 64;
+    if let Some(have) = open_files.filter(|have| *have < wanted_files) {
+        tracing::warn!(
+            open_files = have,
+            needed = wanted_files,
+            "The open-files limit is below --max-connections + --max-metrics-connections + 64: connections may be refused for want of descriptors before the limit is reached"
+        );
+    }
     let state = Arc::new(AppState::new(loaded.config.clone(), limits));
     state.metrics.cert_expiry.set(loaded.credentials.not_after);
     let resolver = Arc::new(tls::Resolver::new(loaded.credentials.key.clone()));
 
-    let listener = std::net::TcpListener::bind(addr)
-        .with_context(|| format!("cannot listen on --addr {addr}"))?;
-    let bound = listener.local_addr().context("reading the bound address")?;
-    let metrics_listener = tokio::net::TcpListener::bind(metrics_addr)
-        .await
-        .with_context(|| format!("cannot listen on --metrics-addr {metrics_addr}"))?;
-    let metrics_bound = metrics_listener
+    let bind = |addr: SocketAddr, flag: &str| -> Result<tokio::net::TcpListener> {
+        let socket = std::net::TcpListener::bind(addr)
+            .with_context(|| format!("cannot listen on {flag} {addr}"))?;
+        socket
+            .set_nonblocking(true)
+            .with_context(|| format!("preparing {flag} {addr}"))?;
+        tokio::net::TcpListener::from_std(socket)
+            .with_context(|| format!("preparing {flag} {addr}"))
+    };
+    let webhook_socket = bind(addr, "--addr")?;
+    let metrics_socket = bind(metrics_addr, "--metrics-addr")?;
+    let bound = webhook_socket
+        .local_addr()
+        .context("reading the bound address")?;
+    let metrics_bound = metrics_socket
         .local_addr()
         .context("reading the bound metrics address")?;
 
-    let handle = axum_server::Handle::new();
-    let tls = axum_server::tls_rustls::RustlsConfig::from_config(Arc::new(tls::server_config(
-        resolver.clone(),
-    )));
-    let acceptor =
-        axum_server::tls_rustls::RustlsAcceptor::new(tls).handshake_timeout(*header_read_timeout);
-    let mut server = axum_server::from_tcp(listener)
-        .context("preparing the listener")?
-        .acceptor(acceptor)
-        .handle(handle.clone());
-    server
-        .http_builder()
-        .http1()
-        .header_read_timeout(Some(*header_read_timeout))
-        // hyper reads ahead up to ~400 KiB per connection by default; with
-        // hundreds of connections sending large pods that, not the reviews
-        // in flight, was most of the memory (measured: 140 -> 90 MiB peak
-        // for 256 concurrent 1 MiB reviews, tests/soak.rs).
-        .max_buf_size(64 * 1024);
+    let tls = tokio_rustls::TlsAcceptor::from(Arc::new(tls::server_config(resolver.clone())));
+    let conn_limits = |max_connections| ConnLimits {
+        max_connections,
+        header_read_timeout: *header_read_timeout,
+        idle_timeout: *idle_timeout,
+    };
+    let webhook = Listener {
+        socket: webhook_socket,
+        tls: Some(tls),
+        app: router(state.clone()),
+        limits: conn_limits(max_connections),
+        port: Port::Webhook,
+    };
+    let metrics = Listener {
+        socket: metrics_socket,
+        tls: None,
+        app: metrics_router(state.clone()),
+        limits: conn_limits(max_metrics_connections),
+        port: Port::Metrics,
+    };
 
     let (stop, stop_rx) = tokio::sync::watch::channel(false);
+    let (metrics_stop, metrics_stop_rx) = tokio::sync::watch::channel(false);
     let reload_task = tokio::spawn(reload::watch(
         loaded.watcher,
         state.clone(),
         resolver,
         *reload_interval,
-        stop_rx.clone(),
+        metrics_stop_rx.clone(),
     ));
-    let mut metrics_stop = stop_rx;
-    let metrics_server = axum::serve(metrics_listener, metrics_router(state.clone()))
-        .with_graceful_shutdown(async move {
-            let _ = metrics_stop.wait_for(|stop| *stop).await;
-        });
-
-    let metrics_task = tokio::spawn(async move { metrics_server.await });
-    let app = router(state.clone());
+    let metrics_task = tokio::spawn(listener::serve(
+        metrics,
+        state.metrics.clone(),
+        metrics_stop_rx,
+        Duration::from_secs(1),
+    ));
+    let webhook_task = listener::serve(webhook, state.metrics.clone(), stop_rx, *drain_timeout);
     // The metrics port (with /readyz answering 503) and the reloader stay up
     // until the webhook port has drained.
     let task = tokio::spawn(async move {
-        let served = server.serve(app.into_make_service()).await;
-        let _ = stop.send(true);
-        let metrics = metrics_task.await;
+        webhook_task.await;
+        let _ = metrics_stop.send(true);
+        metrics_task.await.context("the metrics task failed")?;
         let _ = reload_task.await;
-        served.context("serving")?;
-        metrics
-            .context("the metrics task failed")?
-            .context("serving metrics")?;
         Ok(())
     });
 
@@ -401,6 +545,9 @@ pub async fn start(args: ServeArgs) -> Result<Running> {
         addr = %bound,
         metrics_addr = %metrics_bound,
         stores = loaded.config.stores(Role::Data).len() + loaded.config.stores(Role::Outputs).len(),
+        max_connections,
+        max_in_flight,
+        open_files,
         demo,
         "Listening"
     );
@@ -408,7 +555,7 @@ pub async fn start(args: ServeArgs) -> Result<Running> {
         addr: bound,
         metrics_addr: metrics_bound,
         state,
-        handle,
+        stop,
         drain: *drain_timeout,
         delay: *shutdown_delay,
         task,

@@ -1,0 +1,386 @@
+//! Accepting and serving connections on the webhook's two ports, bounded so
+//! that no client can hold the server's memory, descriptors or attention:
+//!
+//! - at most `max_connections` open per port; past it the accept loop waits
+//!   (new clients queue in the kernel backlog), logs once per burst and
+//!   counts each wait;
+//! - the TLS handshake *and* the first request's headers must arrive within
+//!   `header_read_timeout` of the connection being accepted;
+//! - a connection with no request in progress for `idle_timeout` is closed,
+//!   HTTP/1.1 keep-alive and HTTP/2 alike (an HTTP/2 client that sends only
+//!   its preface is closed at the header-read deadline);
+//! - HTTP/2 flow-control windows, streams, headers and send buffers are
+//!   small and fixed, so a connection buffers a bounded amount whatever the
+//!   client does; HTTP/1 read-ahead is capped the same way;
+//! - running out of descriptors on `accept` is logged once per burst,
+//!   counted, and retried after a pause instead of spinning.
+//!
+//! Request bodies are read by the handler against a byte budget shared by
+//! every connection (see `intake`), not here.
+
+use std::net::SocketAddr;
+use std::pin::pin;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::Router;
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
+use tokio::task::JoinSet;
+use tokio::time::{sleep, sleep_until, timeout_at, Instant};
+use tokio_rustls::TlsAcceptor;
+use tower::ServiceExt;
+
+use super::metrics::{Closed, Metrics, Port};
+
+/// HTTP/1 read buffer and HTTP/2 stream window: one frame of a large body
+/// at a time. hyper's default read-ahead (~400 KiB) was most of the memory
+/// with hundreds of connections (measured in tests/soak.rs).
+pub const READ_BUFFER_BYTES: usize = 64 * 1024;
+/// HTTP/2 connection window: what one connection may have received and not
+/// yet handed to a handler, all streams together.
+pub const H2_CONNECTION_WINDOW_BYTES: u32 = 128 * 1024;
+/// Streams one HTTP/2 connection may have open at once (the API server
+/// multiplexes its webhook calls over few connections).
+pub const H2_MAX_STREAMS: u32 = 64;
+/// Largest header block accepted, either protocol (an AdmissionReview POST
+/// has a handful of short headers).
+pub const MAX_HEADER_BYTES: u32 = 32 * 1024;
+/// How long a closing connection may take to say goodbye (GOAWAY, TLS
+/// close_notify) before it is dropped.
+const CLOSE_GRACE: Duration = Duration::from_secs(1);
+/// Pause after `accept` fails (out of descriptors): long enough not to spin,
+/// short enough that a freed descriptor is soon used.
+const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
+
+/// The bounds of one port.
+#[derive(Debug, Clone, Copy)]
+pub struct ConnLimits {
+    /// Open connections at most.
+    pub max_connections: usize,
+    /// Deadline, from accept, for the TLS handshake and the first request's headers.
+    pub header_read_timeout: Duration,
+    /// A connection with no request in progress for this long is closed.
+    pub idle_timeout: Duration,
+}
+
+/// One listening port and how to serve it.
+pub struct Listener {
+    /// The bound socket.
+    pub socket: TcpListener,
+    /// TLS for the webhook port; `None` for the plain metrics port.
+    pub tls: Option<TlsAcceptor>,
+    /// The routes.
+    pub app: Router,
+    /// Its bounds.
+    pub limits: ConnLimits,
+    /// Which port, for metrics and logs.
+    pub port: Port,
+}
+
+/// Serves `listener` until `stop` turns true, then closes every connection
+/// gracefully, waiting at most `drain` for requests in progress.
+pub async fn serve(
+    listener: Listener,
+    metrics: Arc<Metrics>,
+    mut stop: watch::Receiver<bool>,
+    drain: Duration,
+) {
+    let Listener {
+        socket,
+        tls,
+        app,
+        limits,
+        port,
+    } = listener;
+    let builder = Arc::new(http_builder(&limits));
+    let slots = Arc::new(Semaphore::new(limits.max_connections));
+    let mut tasks = JoinSet::new();
+    let mut at_limit = false;
+    let mut accept_failing = false;
+    loop {
+        while tasks.try_join_next().is_some() {}
+        let slot = match slots.clone().try_acquire_owned() {
+            Ok(slot) => slot,
+            Err(_) => {
+                metrics.connection_limited(port);
+                if !at_limit {
+                    tracing::warn!(
+                        port = port.as_str(),
+                        max = limits.max_connections,
+                        "Connection limit reached: new connections wait in the backlog until one closes (--max-connections)"
+                    );
+                    at_limit = true;
+                }
+                tokio::select! {
+                    slot = slots.clone().acquire_owned() => match slot {
+                        Ok(slot) => slot,
+                        Err(_) => break,
+                    },
+                    _ = stop.wait_for(|s| *s) => break,
+                }
+            }
+        };
+        // A burst is over once a quarter of the slots are free again.
+        if at_limit && slots.available_permits() >= limits.max_connections / 4 {
+            at_limit = false;
+        }
+        let accepted = tokio::select! {
+            accepted = socket.accept() => accepted,
+            _ = stop.wait_for(|s| *s) => break,
+        };
+        let (tcp, peer) = match accepted {
+            Ok(pair) => {
+                accept_failing = false;
+                pair
+            }
+            Err(e) => {
+                let exhausted = matches!(e.raw_os_error(), Some(libc::EMFILE | libc::ENFILE));
+                metrics.accept_error(port, exhausted);
+                if !accept_failing {
+                    if exhausted {
+                        tracing::error!(port = port.as_str(), error = %e, "Out of file descriptors: cannot accept connections until some close (raise the open-files limit or lower --max-connections)");
+                    } else {
+                        tracing::warn!(port = port.as_str(), error = %e, "Accepting a connection failed");
+                    }
+                    accept_failing = true;
+                }
+                drop(slot);
+                tokio::select! {
+                    _ = sleep(ACCEPT_BACKOFF) => continue,
+                    _ = stop.wait_for(|s| *s) => break,
+                }
+            }
+        };
+        let _ = tcp.set_nodelay(true);
+        let conn = Conn {
+            tcp,
+            peer,
+            tls: tls.clone(),
+            app: app.clone(),
+            builder: builder.clone(),
+            limits,
+            port,
+            metrics: metrics.clone(),
+            stop: stop.clone(),
+            _slot: slot,
+        };
+        tasks.spawn(conn.run());
+    }
+    drop(socket);
+    // Every connection has seen `stop` and is closing gracefully; the ones
+    // still busy after `drain` are dropped.
+    let drained = tokio::time::timeout(drain, async { while tasks.join_next().await.is_some() {} });
+    if drained.await.is_err() {
+        tracing::warn!(
+            port = port.as_str(),
+            open = tasks.len(),
+            ?drain,
+            "Drain timeout: closing the connections still open"
+        );
+        tasks.abort_all();
+    }
+}
+
+fn http_builder(limits: &ConnLimits) -> auto::Builder<TokioExecutor> {
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(Some(limits.header_read_timeout))
+        .max_buf_size(READ_BUFFER_BYTES);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .initial_stream_window_size(READ_BUFFER_BYTES as u32)
+        .initial_connection_window_size(H2_CONNECTION_WINDOW_BYTES)
+        .adaptive_window(false)
+        .max_concurrent_streams(H2_MAX_STREAMS)
+        .max_header_list_size(MAX_HEADER_BYTES)
+        .max_send_buf_size(READ_BUFFER_BYTES)
+        .max_pending_accept_reset_streams(Some(H2_MAX_STREAMS as usize))
+        .max_local_error_reset_streams(Some(1024));
+    builder
+}
+
+/// One accepted connection.
+struct Conn {
+    tcp: TcpStream,
+    peer: SocketAddr,
+    tls: Option<TlsAcceptor>,
+    app: Router,
+    builder: Arc<auto::Builder<TokioExecutor>>,
+    limits: ConnLimits,
+    port: Port,
+    metrics: Arc<Metrics>,
+    stop: watch::Receiver<bool>,
+    _slot: OwnedSemaphorePermit,
+}
+
+impl Conn {
+    async fn run(self) {
+        let Conn {
+            tcp,
+            peer,
+            tls,
+            app,
+            builder,
+            limits,
+            port,
+            metrics,
+            stop,
+            _slot,
+        } = self;
+        let _open = metrics.connection_opened(port);
+        let first_deadline = Instant::now() + limits.header_read_timeout;
+        let activity = Arc::new(Activity::new());
+        let service = {
+            let activity = activity.clone();
+            hyper::service::service_fn(move |req: hyper::Request<Incoming>| {
+                let busy = activity.begin();
+                let app = app.clone();
+                async move {
+                    let response = app.oneshot(req).await;
+                    drop(busy);
+                    response
+                }
+            })
+        };
+        let io: Box<dyn Io> = match tls {
+            None => Box::new(tcp),
+            Some(acceptor) => match timeout_at(first_deadline, acceptor.accept(tcp)).await {
+                Ok(Ok(stream)) => Box::new(stream),
+                Ok(Err(e)) => {
+                    metrics.connection_closed(port, Closed::Handshake);
+                    tracing::debug!(%peer, error = %e, "TLS handshake failed");
+                    return;
+                }
+                Err(_) => {
+                    metrics.connection_closed(port, Closed::HeaderTimeout);
+                    tracing::debug!(%peer, "TLS handshake not finished within --header-read-timeout");
+                    return;
+                }
+            },
+        };
+        let mut conn = pin!(builder.serve_connection(TokioIo::new(io), service));
+        let mut stop = stop;
+        // Serve until the connection ends, idles past its deadline, or the
+        // server stops; the last two close it gracefully, then drop it.
+        let mut closing: Option<Instant> = None;
+        loop {
+            let hard_stop = closing.unwrap_or_else(|| Instant::now() + Duration::from_secs(3600));
+            tokio::select! {
+                ended = conn.as_mut() => {
+                    if let Err(e) = ended {
+                        tracing::debug!(%peer, error = %e, "Connection ended with an error");
+                    }
+                    return;
+                }
+                why = activity.expired(first_deadline, limits.idle_timeout), if closing.is_none() => {
+                    metrics.connection_closed(port, why);
+                    tracing::debug!(%peer, reason = why.as_str(), "Closing an idle connection");
+                    conn.as_mut().graceful_shutdown();
+                    closing = Some(Instant::now() + CLOSE_GRACE);
+                }
+                _ = stop.wait_for(|s| *s), if closing.is_none() => {
+                    conn.as_mut().graceful_shutdown();
+                    // The drain deadline of `serve` bounds this one.
+                    closing = Some(Instant::now() + Duration::from_secs(3600));
+                }
+                _ = sleep_until(hard_stop), if closing.is_some() => return,
+            }
+        }
+    }
+}
+
+/// The byte stream under a connection: TCP, or TLS over TCP.
+trait Io: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin {}
+impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin> Io for T {}
+
+/// Whether a connection has a request in progress, and since when it has
+/// had none.
+struct Activity {
+    state: Mutex<ActivityState>,
+}
+
+struct ActivityState {
+    in_progress: usize,
+    served: bool,
+    idle_since: Instant,
+}
+
+impl Activity {
+    fn new() -> Activity {
+        Activity {
+            state: Mutex::new(ActivityState {
+                in_progress: 0,
+                served: false,
+                idle_since: Instant::now(),
+            }),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, ActivityState> {
+        // The state is a counter and an instant: a panic elsewhere cannot
+        // leave it half-written, so a poisoned lock is still good.
+        self.state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn begin(self: &Arc<Self>) -> BusyOwned {
+        self.lock().in_progress += 1;
+        BusyOwned(self.clone())
+    }
+
+    /// Resolves once the connection has had no request in progress past
+    /// its deadline: `first_deadline` before any request, then
+    /// `idle` after the last one ended.
+    async fn expired(&self, first_deadline: Instant, idle: Duration) -> Closed {
+        loop {
+            let (deadline, why) = {
+                let s = self.lock();
+                if s.in_progress > 0 {
+                    (Instant::now() + idle, None)
+                } else if !s.served {
+                    (first_deadline, Some(Closed::HeaderTimeout))
+                } else {
+                    (s.idle_since + idle, Some(Closed::Idle))
+                }
+            };
+            match why {
+                Some(why) if Instant::now() >= deadline => return why,
+                _ => sleep_until(deadline).await,
+            }
+        }
+    }
+}
+
+/// Marks a request in progress until dropped.
+struct BusyOwned(Arc<Activity>);
+
+impl Drop for BusyOwned {
+    fn drop(&mut self) {
+        let mut s = self.0.lock();
+        s.in_progress = s.in_progress.saturating_sub(1);
+        s.served = true;
+        s.idle_since = Instant::now();
+    }
+}
+
+/// Raises the soft open-files limit to the hard one (containers often start
+/// with 1,024), and returns the limit now in force.
+pub fn raise_open_files_limit() -> Option<u64> {
+    match rlimit::increase_nofile_limit(u64::MAX) {
+        Ok(limit) => Some(limit),
+        Err(e) => {
+            tracing::warn!(error = %e, "Cannot raise the open-files limit");
+            rlimit::getrlimit(rlimit::Resource::NOFILE)
+                .ok()
+                .map(|(soft, _)| soft)
+        }
+    }
+}
