@@ -56,6 +56,9 @@ const CLOSE_GRACE: Duration = Duration::from_secs(1);
 /// short enough that a freed descriptor is soon used.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 
+/// At most one log line per this long about failing accepts.
+const ACCEPT_ERROR_LOG_EVERY: Duration = Duration::from_secs(30);
+
 /// The bounds of one port.
 #[derive(Debug, Clone, Copy)]
 pub struct ConnLimits {
@@ -100,7 +103,7 @@ pub async fn serve(
     let slots = Arc::new(Semaphore::new(limits.max_connections));
     let mut tasks = JoinSet::new();
     let mut at_limit = false;
-    let mut accept_failing = false;
+    let mut accept_failed_logged: Option<Instant> = None;
     loop {
         while tasks.try_join_next().is_some() {}
         let slot = match slots.clone().try_acquire_owned() {
@@ -124,8 +127,8 @@ pub async fn serve(
                 }
             }
         };
-        // A burst is over once a quarter of the slots are free again.
-        if at_limit && slots.available_permits() >= limits.max_connections / 4 {
+        // A burst is over once more than a quarter of the slots are free.
+        if at_limit && slots.available_permits() > limits.max_connections / 4 {
             at_limit = false;
         }
         let accepted = tokio::select! {
@@ -133,20 +136,19 @@ pub async fn serve(
             _ = stop.wait_for(|s| *s) => break,
         };
         let (tcp, peer) = match accepted {
-            Ok(pair) => {
-                accept_failing = false;
-                pair
-            }
+            Ok(pair) => pair,
             Err(e) => {
                 let exhausted = matches!(e.raw_os_error(), Some(libc::EMFILE | libc::ENFILE));
                 metrics.accept_error(port, exhausted);
-                if !accept_failing {
+                // Failures come in bursts (a descriptor freed, taken
+                // again): one line per burst, the counter has them all.
+                if accept_failed_logged.is_none_or(|at| at.elapsed() >= ACCEPT_ERROR_LOG_EVERY) {
                     if exhausted {
                         tracing::error!(port = port.as_str(), error = %e, "Out of file descriptors: cannot accept connections until some close (raise the open-files limit or lower --max-connections)");
                     } else {
                         tracing::warn!(port = port.as_str(), error = %e, "Accepting a connection failed");
                     }
-                    accept_failing = true;
+                    accept_failed_logged = Some(Instant::now());
                 }
                 drop(slot);
                 tokio::select! {

@@ -170,13 +170,42 @@ impl Spawned {
     /// Starts `persistence-webhook serve <args>` on free ports and waits for
     /// its "Listening" line (so `rust_log` must keep `persistence_webhook::server` at info).
     pub fn start(args: &[&str], rust_log: &str) -> Spawned {
+        Spawned::start_with_open_files(args, rust_log, None)
+    }
+
+    /// [`Spawned::start`], with the open-files limit (soft and hard) set to
+    /// `open_files` before the binary runs, when given.
+    pub fn start_with_open_files(
+        args: &[&str],
+        rust_log: &str,
+        open_files: Option<u64>,
+    ) -> Spawned {
         // No shutdown delay unless the test asks for one: tests stop servers often.
         let delay: &[&str] = if args.contains(&"--shutdown-delay") {
             &[]
         } else {
             &["--shutdown-delay", "0s"]
         };
-        let mut child = Command::new(env!("CARGO_BIN_EXE_persistence-webhook"))
+        let mut command = Command::new(env!("CARGO_BIN_EXE_persistence-webhook"));
+        if let Some(n) = open_files {
+            use std::os::unix::process::CommandExt as _;
+            // SAFETY: setrlimit is async-signal-safe and touches no memory
+            // of the parent; this closure runs in the child before exec.
+            unsafe {
+                command.pre_exec(move || {
+                    let limit = libc::rlimit {
+                        rlim_cur: n as libc::rlim_t,
+                        rlim_max: n as libc::rlim_t,
+                    };
+                    if libc::setrlimit(libc::RLIMIT_NOFILE, &limit) == 0 {
+                        Ok(())
+                    } else {
+                        Err(std::io::Error::last_os_error())
+                    }
+                });
+            }
+        }
+        let mut child = command
             .args([
                 "serve",
                 "--addr",
@@ -267,6 +296,25 @@ impl Drop for Spawned {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// A raw TLS connector that trusts `ca` and offers `alpn` (`h2`,
+/// `http/1.1`), for cases an HTTP client library cannot express.
+pub fn tls_connector(ca: &Issued, alpn: &[&[u8]]) -> tokio_rustls::TlsConnector {
+    use rustls::pki_types::pem::PemObject as _;
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let mut roots = rustls::RootCertStore::empty();
+    roots
+        .add(
+            rustls::pki_types::CertificateDer::from_pem_slice(ca.ca_cert_pem.as_bytes())
+                .expect("CA PEM"),
+        )
+        .expect("CA root");
+    let mut tls = rustls::ClientConfig::builder()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    tls.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+    tokio_rustls::TlsConnector::from(std::sync::Arc::new(tls))
 }
 
 /// The JSON Patch in an AdmissionReview answer, decoded.
