@@ -208,6 +208,18 @@ pub struct ServeArgs {
     )]
     pub request_timeout: HumanDuration,
 
+    /// Deadline for a request's body to arrive whole (within
+    /// --request-timeout). The API server sends the body at once; a body
+    /// still arriving after this is cut (408) and its buffer freed.
+    #[arg(
+        long,
+        value_name = "DURATION",
+        env = "PERSISTENCE_WEBHOOK_BODY_READ_TIMEOUT",
+        default_value = "2s",
+        value_parser = duration_in::<100, 60_000>
+    )]
+    pub body_read_timeout: HumanDuration,
+
     /// Deadline, from a connection's accept, for the TLS handshake and the
     /// first request's headers (and for the headers of every later request).
     #[arg(
@@ -380,6 +392,7 @@ mod tests {
             ("--request-timeout", "0s", "must be between 100ms and 1m"),
             ("--request-timeout", "1h", "must be between 100ms and 1m"),
             ("--idle-timeout", "0s", "must be between 100ms and 1h"),
+            ("--body-read-timeout", "0s", "must be between 100ms and 1m"),
             ("--drain-timeout", "0s", "must be between 100ms and 10m"),
             ("--reload-interval", "0s", "must be between 10ms and 1h"),
             (

@@ -32,6 +32,7 @@ fn state(max_body_bytes: usize) -> Arc<AppState> {
             request_timeout: Duration::from_secs(5),
             max_in_flight: 8,
             max_body_buffer_bytes: 64 * 1024 * 1024,
+            body_read_timeout: Duration::from_secs(5),
         },
     ))
 }

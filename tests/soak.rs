@@ -290,3 +290,224 @@ async fn http2_streams_waiting_for_a_slot_do_not_starve_the_others() {
     );
     assert!(server.stop().success());
 }
+
+/// Every class of hostile input from docs/hardening.md at once, against the
+/// binary with the manifests' flags: stalled HTTP/2 uploads, silent TLS and
+/// HTTP/2 connections, slow uploaders, bodies of the largest size, pods whose
+/// patch is as large as the bounds allow, pods that would amplify past them,
+/// and `containers:` lists as long as the pod. Peak RSS is reported against
+/// the written bound (docs/hardening.md, "Memory bound") and must stay under
+/// it and under the manifests' 256 MiB limit.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn worst_inputs_of_every_class_at_once_stay_under_the_written_bound() {
+    use axum::body::Bytes;
+    use rustls::pki_types::ServerName;
+    use tokio::io::AsyncWriteExt;
+    use tokio::net::TcpStream;
+
+    let seconds: u64 = std::env::var("CEILING_SECONDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(6);
+    let pki = pki();
+    let vol = Volume::serving(&config("out"), &pki);
+    // The manifests' flags (manifests/base/deployment.yaml), defaults otherwise.
+    let server = Spawned::serving(
+        &vol,
+        &["--request-timeout", "8s", "--shutdown-delay", "0s"],
+        "warn,persistence_webhook::server=info",
+    );
+    let (_, idle_peak) = server.rss_kib();
+    let addr = server.addr;
+    let url = format!("https://localhost:{}/mutate", addr.port());
+    let h2 = common::tls_connector(&pki, &[b"h2"]);
+    let h1 = common::tls_connector(&pki, &[b"http/1.1"]);
+    let name = ServerName::try_from("localhost").expect("name");
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut held = Vec::new();
+    let mut tasks = Vec::new();
+
+    // 120 HTTP/2 connections, each uploading 1 MiB of an announced 4 MiB and
+    // then stalling.
+    for _ in 0..120 {
+        let tcp = TcpStream::connect(addr).await.expect("connect");
+        let tls = h2.connect(name.clone(), tcp).await.expect("TLS");
+        let (client, connection) = h2::client::handshake(tls).await.expect("h2");
+        tasks.push(tokio::spawn(async move {
+            let _ = connection.await;
+        }));
+        let mut client = client.ready().await.expect("ready");
+        let request = axum::http::Request::post(&url)
+            .header("content-type", "application/json")
+            .header("content-length", 4 * 1024 * 1024)
+            .body(())
+            .expect("request");
+        let (response, mut body) = client.send_request(request, false).expect("send");
+        body.reserve_capacity(1 << 20);
+        body.send_data(Bytes::from(vec![b' '; 1 << 20]), false)
+            .expect("data");
+        held.push(Box::new((client, response, body)) as Box<dyn std::any::Any + Send>);
+    }
+    // 30 silent TLS connections and 30 HTTP/2 connections that send only
+    // their preface.
+    for i in 0..60 {
+        let tcp = TcpStream::connect(addr).await.expect("connect");
+        let connector = if i % 2 == 0 { &h1 } else { &h2 };
+        let mut tls = connector.connect(name.clone(), tcp).await.expect("TLS");
+        if i % 2 == 1 {
+            tls.write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\x00\x00\x00\x04\x00\x00\x00\x00\x00")
+                .await
+                .expect("preface");
+        }
+        held.push(Box::new(tls));
+    }
+    // 16 slow uploaders: one byte of body every 100 ms.
+    for _ in 0..16 {
+        let tcp = TcpStream::connect(addr).await.expect("connect");
+        let mut tls = h1.connect(name.clone(), tcp).await.expect("TLS");
+        let stop = stop.clone();
+        tasks.push(tokio::spawn(async move {
+            let head = format!("POST /mutate HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n", REVIEW.len());
+            if tls.write_all(head.as_bytes()).await.is_err() {
+                return;
+            }
+            for b in REVIEW {
+                if stop.load(Ordering::Relaxed) || tls.write_all(&[*b]).await.is_err() {
+                    return;
+                }
+                let _ = tls.flush().await;
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }));
+    }
+    // Reviews that do work, 6 clients each, in a loop until the end.
+    let kinds: Vec<(&str, Vec<u8>)> = vec![
+        ("largest-body", large_review(4 * 1024 * 1024 - 64 * 1024, 0)),
+        ("largest-patch", bare_containers(1_200, None)),
+        ("amplified", bare_containers(5_000, None)),
+        ("long-containers-list", bare_containers(5_000, Some(5_000))),
+    ];
+    let answered = Arc::new(std::sync::Mutex::new(std::collections::BTreeMap::<
+        String,
+        usize,
+    >::new()));
+    for (kind, body) in kinds {
+        let body = Bytes::from(body);
+        for _ in 0..6 {
+            let c = client_h1(&[&pki]);
+            let (url, body, stop, answered) =
+                (url.clone(), body.clone(), stop.clone(), answered.clone());
+            tasks.push(tokio::spawn(async move {
+                while !stop.load(Ordering::Relaxed) {
+                    let Ok(r) = c
+                        .post(&url)
+                        .header("content-type", "application/json")
+                        .body(body.clone())
+                        .send()
+                        .await
+                    else {
+                        continue;
+                    };
+                    let status = r.status().as_u16();
+                    let outcome = match r.json::<Value>().await {
+                        Ok(v) if v["response"]["patchType"] == "JSONPatch" => "patched",
+                        Ok(v) if v["response"]["allowed"] == false => "denied",
+                        Ok(_) => "allowed",
+                        Err(_) => "not-json",
+                    };
+                    let key = format!("{kind}/{status}/{outcome}");
+                    *answered.lock().expect("lock").entry(key).or_default() += 1;
+                }
+            }));
+        }
+    }
+    let start = Instant::now();
+    let mut peak_buffer = 0.0f64;
+    let mut peak_conns = 0.0f64;
+    while start.elapsed() < Duration::from_secs(seconds) {
+        if let Some(page) = metrics_page(server.metrics).await {
+            peak_buffer = peak_buffer
+                .max(metric(&page, "persistence_webhook_body_buffer_bytes").unwrap_or(0.0));
+            peak_conns = peak_conns.max(
+                metric(
+                    &page,
+                    "persistence_webhook_connections_open{port=\"webhook\"}",
+                )
+                .unwrap_or(0.0),
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    stop.store(true, Ordering::Relaxed);
+    let (_, peak) = server.rss_kib();
+    drop(held);
+    for t in tasks {
+        t.abort();
+    }
+    let answered = answered.lock().expect("lock").clone();
+    let bound = documented_bound_kib(idle_peak);
+    eprintln!(
+        "ceiling-all-classes: seconds={seconds} rss_idle_mib={:.1} rss_peak_mib={:.1} bound_mib={:.1} limit_mib=256 body_buffer_peak_mib={:.1} webhook_connections_peak={peak_conns} answers={answered:?}",
+        idle_peak as f64 / 1024.0,
+        peak as f64 / 1024.0,
+        bound as f64 / 1024.0,
+        peak_buffer / 1048576.0,
+    );
+    for kind in [
+        "largest-body",
+        "largest-patch",
+        "amplified",
+        "long-containers-list",
+    ] {
+        assert!(
+            answered
+                .keys()
+                .any(|k| k.starts_with(kind) && k.contains("/200/")),
+            "{kind} was answered: {answered:?}"
+        );
+    }
+    assert!(
+        answered
+            .keys()
+            .any(|k| k.starts_with("amplified/200/denied")),
+        "amplification is denied: {answered:?}"
+    );
+    assert!(peak_buffer <= 32.0 * 1048576.0, "body buffer {peak_buffer}");
+    assert!(
+        peak < bound,
+        "peak RSS {peak} KiB over the written bound {bound} KiB"
+    );
+    assert!(
+        peak < 256 * 1024,
+        "peak RSS {peak} KiB over the manifests' limit"
+    );
+    assert!(server.stop().success(), "clean exit");
+}
+
+/// The written memory bound (docs/hardening.md, "Memory bound") for the
+/// default flags, in KiB, over the measured `base`.
+fn documented_bound_kib(base: u64) -> u64 {
+    const KIB: u64 = 1024;
+    let connections = (256 + 32) * 192; // --max-connections + --max-metrics-connections, 192 KiB each
+    let bodies = 32 * KIB; // --max-body-buffer-bytes
+    let parsing = 4 * KIB * 6; // one heavy review: its body parsed, 6 x 4 MiB
+    let patches = 8 * 6 * KIB; // --max-in-flight x 6 x --max-patch-bytes (1 MiB)
+    base + connections + bodies * KIB / KIB + parsing + patches
+}
+
+/// A pod of `n` bare containers; with `containers: Some(k)`, a selection
+/// naming the first `k` of them.
+fn bare_containers(n: usize, listed: Option<usize>) -> Vec<u8> {
+    let mut review: Value = serde_json::from_slice(REVIEW).expect("fixture");
+    let containers: Vec<Value> = (0..n)
+        .map(|i| json!({"name": format!("c{i}"), "image": "i"}))
+        .collect();
+    review["request"]["object"]["spec"]["containers"] = Value::Array(containers);
+    if let Some(k) = listed {
+        let names: Vec<String> = (0..k).map(|i| format!("c{i}")).collect();
+        let selection = json!({ "containers": names }).to_string();
+        review["request"]["object"]["metadata"]["annotations"] =
+            json!({ "polyaxon.com/persistence": selection });
+    }
+    serde_json::to_vec(&review).expect("JSON")
+}

@@ -261,7 +261,7 @@ async fn slow_uploaders_do_not_hold_review_slots() {
     for tls in slow {
         let answer = String::from_utf8_lossy(&closed_by_server(tls, Duration::from_secs(10)).await)
             .into_owned();
-        assert!(answer.starts_with("HTTP/1.1 503"), "{answer}");
+        assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
         assert!(
             answer.contains("the body did not arrive in time"),
             "{answer}"

@@ -71,9 +71,15 @@ pub enum IntakeError {
         /// The limit.
         limit: usize,
     },
-    /// The deadline passed first.
+    /// The client did not send the whole body before the deadline.
     #[error("the body did not arrive in time ({received} bytes received)")]
     TimedOut {
+        /// Bytes received by then.
+        received: usize,
+    },
+    /// The budget had no room for the body before the deadline.
+    #[error("the server is busy: no room to receive the body in time ({received} bytes received; --max-body-buffer-bytes)")]
+    Busy {
         /// Bytes received by then.
         received: usize,
     },
@@ -140,7 +146,7 @@ async fn grow(
         let n = u32::try_from(extra).unwrap_or(u32::MAX);
         let permit = timeout_at(deadline, budget.bytes.clone().acquire_many_owned(n))
             .await
-            .map_err(|_| IntakeError::TimedOut {
+            .map_err(|_| IntakeError::Busy {
                 received: received.bytes.len(),
             })?
             .map_err(|_| IntakeError::Broken("the server is shutting down".into()))?;
@@ -209,7 +215,7 @@ mod tests {
         let err = read(Body::from(vec![2u8; 60_000]), &b, 1 << 20, deadline)
             .await
             .expect_err("no budget left");
-        assert!(matches!(err, IntakeError::TimedOut { .. }), "{err}");
+        assert!(matches!(err, IntakeError::Busy { .. }), "{err}");
         drop(first);
         let second = read(Body::from(vec![2u8; 60_000]), &b, 1 << 20, later())
             .await

@@ -38,6 +38,12 @@ use metrics::{Metrics, Port, TimedOut};
 /// capped, so below this size it takes well under a millisecond.
 const INLINE_REVIEW_BYTES: usize = 64 * 1024;
 
+/// Reviews of bodies over [`INLINE_REVIEW_BYTES`] computed at once. They
+/// are CPU work whose memory grows with the body: one at a time keeps a
+/// core free for everything else (probes, small reviews) and keeps their
+/// share of the memory bound to one body's worth.
+const HEAVY_REVIEWS: usize = 1;
+
 /// Longest user-supplied string (uid, name, namespace) put in a log line.
 const LOG_FIELD_CHARS: usize = 128;
 
@@ -54,6 +60,8 @@ pub struct Limits {
     pub max_in_flight: usize,
     /// Bytes all request bodies together may hold.
     pub max_body_buffer_bytes: usize,
+    /// Longest a body may take to arrive (within the review's deadline).
+    pub body_read_timeout: Duration,
 }
 
 /// Everything the handlers share.
@@ -65,6 +73,7 @@ pub struct AppState {
     ready: AtomicBool,
     limits: Limits,
     slots: Semaphore,
+    heavy: Semaphore,
     bodies: BodyBudget,
 }
 
@@ -82,6 +91,7 @@ impl AppState {
             metrics,
             ready: AtomicBool::new(true),
             slots: Semaphore::new(limits.max_in_flight.max(1)),
+            heavy: Semaphore::new(HEAVY_REVIEWS),
             limits,
         }
     }
@@ -239,12 +249,17 @@ async fn mutate(State(state): State<Arc<AppState>>, req: Request) -> Response {
         operation = field::Empty,
         dry_run = field::Empty,
     );
+    // The body has its own, shorter, deadline: the API server sends it at
+    // once, so a body still arriving after it is a stalled or hostile
+    // upload, and its share of the body budget is better given back.
+    let body_timeout = limits.body_read_timeout.min(timeout);
+    let body_deadline = Instant::now() + body_timeout;
     async {
         let body = match intake::read(
             req.into_body(),
             &state.bodies,
             limits.max_body_bytes,
-            deadline,
+            body_deadline,
         )
         .await
         {
@@ -252,12 +267,16 @@ async fn mutate(State(state): State<Arc<AppState>>, req: Request) -> Response {
             Err(e @ IntakeError::TooLarge { .. }) => {
                 return plain(StatusCode::PAYLOAD_TOO_LARGE, format!("{e}\n"))
             }
-            Err(e @ IntakeError::TimedOut { .. }) => {
+            Err(e @ (IntakeError::TimedOut { .. } | IntakeError::Busy { .. })) => {
                 state.metrics.timed_out(TimedOut::Body);
-                tracing::warn!(timeout = ?timeout, error = %e, "Review timed out receiving the body");
+                tracing::warn!(timeout = ?body_timeout, error = %e, "Review timed out receiving the body");
+                let status = match e {
+                    IntakeError::Busy { .. } => StatusCode::SERVICE_UNAVAILABLE,
+                    _ => StatusCode::REQUEST_TIMEOUT,
+                };
                 return plain(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    format!("the review did not finish within {timeout:?}: {e}\n"),
+                    status,
+                    format!("the review did not finish within {body_timeout:?} (--body-read-timeout): {e}\n"),
                 );
             }
             Err(e @ IntakeError::Broken(_)) => {
@@ -290,6 +309,9 @@ async fn answer(
     let result = if body.bytes().len() <= INLINE_REVIEW_BYTES {
         review(&config, body.bytes())
     } else {
+        let Ok(_heavy) = timeout_at(deadline, state.heavy.acquire()).await else {
+            return timed_out(state, TimedOut::Slot, timeout, &body);
+        };
         // A review is not interrupted once started (its work is bounded:
         // linear in the body, with a capped patch); one whose deadline has
         // passed before a blocking thread picks it up never starts.
@@ -440,6 +462,7 @@ pub async fn start(args: ServeArgs) -> Result<Running> {
         max_body_bytes,
         max_body_buffer_bytes,
         request_timeout,
+        body_read_timeout,
         header_read_timeout,
         idle_timeout,
         max_in_flight,
@@ -462,6 +485,7 @@ pub async fn start(args: ServeArgs) -> Result<Running> {
         request_timeout: *request_timeout,
         max_in_flight,
         max_body_buffer_bytes,
+        body_read_timeout: *body_read_timeout,
     };
     let open_files = listener::raise_open_files_limit();
     let wanted_files = (max_connections + max_metrics_connections) as u64 + 64;
