@@ -5,6 +5,7 @@
 //! and [`review`]; [`review::review`] is the one entry point, called by both
 //! the HTTPS server and the offline `mutate` command.
 
+pub mod bounds;
 pub mod certs;
 pub mod cli;
 pub mod config;
@@ -17,5 +18,6 @@ pub mod review;
 pub mod selection;
 pub mod server;
 
+pub use bounds::Bounds;
 pub use config::{Config, ConfigError};
-pub use review::{review, Decision, ReviewError, Reviewed};
+pub use review::{review, review_with, Decision, ReviewError, Reviewed};

@@ -15,7 +15,9 @@ use serde::de::IgnoredAny;
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
+use crate::bounds::Bounds;
 use crate::config::Config;
+use crate::names;
 use crate::patch;
 use crate::pod::PodView;
 use crate::selection::{self, PodIdentity};
@@ -365,15 +367,22 @@ struct StatusOut<'a> {
     message: &'a str,
 }
 
-/// Reviews one AdmissionReview body against `config`.
+/// Reviews one AdmissionReview body against `config`, with the default
+/// [`Bounds`]; the shorthand the fuzz targets, benches and tests use.
 pub fn review(config: &Config, body: &[u8]) -> Result<Reviewed, ReviewError> {
+    review_with(config, &Bounds::default(), body)
+}
+
+/// Reviews one AdmissionReview body against `config`: a pod whose patch
+/// would pass `bounds` is denied before the patch is built.
+pub fn review_with(config: &Config, bounds: &Bounds, body: &[u8]) -> Result<Reviewed, ReviewError> {
     // JSON is UTF-8 throughout, including strings the typed view skips
     // unread; checking once up front also lets the parser skip re-checking.
     let body = std::str::from_utf8(body)
         .map_err(|e| ReviewError::NotJson(format!("invalid UTF-8 at byte {}", e.valid_up_to())))?;
     let parsed: ReviewIn = match serde_json::from_str(body) {
         Ok(parsed) => parsed,
-        Err(e) => return malformed(config, body, e),
+        Err(e) => return malformed(config, bounds, body, e),
     };
     let api_version = check_version(parsed.api_version.as_deref())?;
     if let Some(kind) = parsed.kind.as_deref() {
@@ -386,7 +395,7 @@ pub fn review(config: &Config, body: &[u8]) -> Result<Reviewed, ReviewError> {
     let Some(request) = parsed.request else {
         return Err(ReviewError::NotReview("it has no request".into()));
     };
-    let (subject, decision) = decide(config, &request);
+    let (subject, decision) = decide(config, bounds, &request);
     let response = respond(api_version, &subject.uid, &decision);
     Ok(Reviewed {
         subject,
@@ -395,11 +404,26 @@ pub fn review(config: &Config, body: &[u8]) -> Result<Reviewed, ReviewError> {
     })
 }
 
+/// A parser's message, which may quote the input (serde_json quotes a
+/// string it did not expect), cut to a size fit for a response and a log
+/// line.
+fn clip_message(message: String) -> String {
+    const MAX: usize = 1024;
+    if message.len() <= MAX {
+        return message;
+    }
+    let mut cut = MAX;
+    while !message.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    format!("{}... ({} bytes)", &message[..cut], message.len())
+}
+
 fn check_version(v: Option<&str>) -> Result<&'static str, ReviewError> {
     match v {
         Some(API_V1) => Ok(API_V1),
         Some(API_V1BETA1) => Ok(API_V1BETA1),
-        Some(other) => Err(ReviewError::Version(other.to_owned())),
+        Some(other) => Err(ReviewError::Version(names::clip(other))),
         None => Err(ReviewError::NotReview("apiVersion is missing".into())),
     }
 }
@@ -408,15 +432,16 @@ fn check_version(v: Option<&str>) -> Result<&'static str, ReviewError> {
 /// found, else refuse the body.
 fn malformed(
     config: &Config,
+    bounds: &Bounds,
     body: &str,
     error: serde_json::Error,
 ) -> Result<Reviewed, ReviewError> {
     if error.is_syntax() || error.is_eof() {
-        return Err(ReviewError::NotJson(error.to_string()));
+        return Err(ReviewError::NotJson(clip_message(error.to_string())));
     }
     if let Ok(raw) = serde_json::from_str::<ReviewRaw>(body) {
         let api_version = check_version(raw.api_version.as_deref())?;
-        let (subject, decision) = decide(config, &raw.request.into());
+        let (subject, decision) = decide(config, bounds, &raw.request.into());
         let response = respond(api_version, &subject.uid, &decision);
         return Ok(Reviewed {
             subject,
@@ -425,10 +450,10 @@ fn malformed(
         });
     }
     let Ok(min) = serde_json::from_str::<UidOnly>(body) else {
-        return Err(ReviewError::NotReview(error.to_string()));
+        return Err(ReviewError::NotReview(clip_message(error.to_string())));
     };
     let api_version = check_version(min.api_version.as_deref())?;
-    let decision = Decision::Invalid(format!("malformed AdmissionReview: {error}"));
+    let decision = Decision::Invalid(clip_message(format!("malformed AdmissionReview: {error}")));
     let response = respond(api_version, &min.request.uid, &decision);
     Ok(Reviewed {
         subject: Subject {
@@ -440,7 +465,7 @@ fn malformed(
     })
 }
 
-fn decide(config: &Config, req: &RequestIn<'_>) -> (Subject, Decision) {
+fn decide(config: &Config, bounds: &Bounds, req: &RequestIn<'_>) -> (Subject, Decision) {
     let mut subject = Subject {
         uid: req.uid.to_string(),
         namespace: req.namespace.as_deref().unwrap_or_default().to_owned(),
@@ -478,7 +503,9 @@ fn decide(config: &Config, req: &RequestIn<'_>) -> (Subject, Decision) {
                 Err(e) => {
                     return (
                         subject,
-                        Decision::Invalid(format!("request.object is not a valid Pod: {e}")),
+                        Decision::Invalid(clip_message(format!(
+                            "request.object is not a valid Pod: {e}"
+                        ))),
                     )
                 }
             }
@@ -533,8 +560,24 @@ fn decide(config: &Config, req: &RequestIn<'_>) -> (Subject, Decision) {
         Ok(s) => s,
         Err(e) => return (subject, Decision::Denied(e.to_string())),
     };
-    let decision = match patch::build(pod, &selection) {
-        Ok(Some(p)) => Decision::Patched(p),
+    let wanted = match patch::wanted(&selection) {
+        Ok(w) => w,
+        Err(conflict) => return (subject, Decision::Denied(conflict.to_string())),
+    };
+    // The bound is checked on an estimate, before any per-container work.
+    let (containers, max_index) = patch::targeted(pod, &selection);
+    let estimate = wanted.estimate(containers, max_index);
+    if let Err(over) = bounds.check(&estimate) {
+        return (subject, Decision::Denied(over.to_string()));
+    }
+    let decision = match patch::build(pod, &selection, &wanted) {
+        Ok(Some(p)) => {
+            debug_assert!(
+                serde_json::to_vec(&p).map_or(0, |v| v.len() as u64) <= estimate.bytes,
+                "the estimate is an upper bound"
+            );
+            Decision::Patched(p)
+        }
         Ok(None) => Decision::Unchanged(Skip::AlreadyInjected),
         Err(conflict) => Decision::Denied(conflict.to_string()),
     };

@@ -3,14 +3,15 @@
 //! stores, containers and sub-path this pod gets. Pure.
 
 use std::borrow::Cow;
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashSet};
 
 use serde::Deserialize;
 
 use crate::config::{Config, Role, Store};
-use crate::names;
+use crate::names::{self, clip, SubPathError};
 use crate::pod::{
-    Annotations, ANNOTATION_OUTPUTS_SUBPATH, ANNOTATION_PERSISTENCE, ANNOTATION_UNIQUE_NAME,
+    Annotations, ANNOTATION_INJECTED, ANNOTATION_OUTPUTS_SUBPATH, ANNOTATION_PERSISTENCE,
+    ANNOTATION_UNIQUE_NAME,
 };
 
 /// Who the pod is, as far as the selection needs to know.
@@ -110,15 +111,17 @@ pub enum SelectionError {
     /// `containers: []`.
     #[error("annotation {ANNOTATION_PERSISTENCE}: containers is empty; name at least one container, or opt the pod out with the label polyaxon.com/persistence-injection: disabled")]
     NoContainers,
-    /// A sub-path annotation, or the path it maps to, is not a safe relative path.
+    /// A sub-path, from whichever rule, is not a safe relative path the
+    /// kubelet can create.
     #[error("{annotation}: sub-path {path:?} {why}")]
     SubPath {
         /// Where it came from.
         annotation: SubPathSource,
-        /// The offending path.
+        /// The offending path, clipped.
         path: String,
         /// What is wrong with it.
-        why: &'static str,
+        #[source]
+        why: SubPathError,
     },
     /// A unique name that is not one of Polyaxon's run name forms.
     #[error("annotation {ANNOTATION_UNIQUE_NAME}: {value:?} is not a Polyaxon run name (expected user.project.<id>, user.project.<group>.<id>, or user.project.<jobs|builds|notebooks|tensorboards>.<id>)")]
@@ -128,13 +131,17 @@ pub enum SelectionError {
     },
 }
 
-/// Where an outputs sub-path came from, for messages.
+/// Where an outputs sub-path came from (SPEC §3's rules), for messages.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SubPathSource {
     /// One of the sub-path annotations.
     Annotation(&'static str),
     /// `<namespace>/<pod name>`, derived when no annotation gives one.
     PodName,
+    /// `<namespace>/<generateName><uid>`, for a pod without a name yet.
+    GenerateName,
+    /// The `outputsPath` an earlier admission recorded, kept.
+    Recorded,
 }
 
 impl std::fmt::Display for SubPathSource {
@@ -144,6 +151,13 @@ impl std::fmt::Display for SubPathSource {
             SubPathSource::PodName => {
                 f.write_str("the pod's <namespace>/<name> (no sub-path annotation given)")
             }
+            SubPathSource::GenerateName => f.write_str(
+                "the pod's <namespace>/<generateName><uid> (no name and no sub-path annotation given)",
+            ),
+            SubPathSource::Recorded => write!(
+                f,
+                "the outputsPath recorded in annotation {ANNOTATION_INJECTED} (kept from an earlier admission)"
+            ),
         }
     }
 }
@@ -226,14 +240,16 @@ pub fn resolve<'c>(
     let data = match raw.data {
         None => config.available(Role::Data, ns).collect(),
         Some(names) => {
+            // Hashed: a list of n names costs n lookups, not n² comparisons.
+            let mut seen: HashSet<&str> = HashSet::with_capacity(names.len());
             let mut picked: Vec<&Store> = Vec::with_capacity(names.len());
-            for name in names {
-                let store = lookup(config, Role::Data, &name, ns, &available)?;
-                if !picked.iter().any(|s| s.name() == store.name()) {
-                    picked.push(store);
+            for name in &names {
+                if !seen.insert(name.as_str()) {
+                    continue;
                 }
+                picked.push(lookup(config, Role::Data, name, ns, &available)?);
             }
-            picked.sort_by(|a, b| a.name().cmp(b.name()));
+            picked.sort_unstable_by(|a, b| a.name().cmp(b.name()));
             picked
         }
     };
@@ -250,9 +266,9 @@ pub fn resolve<'c>(
     let outputs = match outputs_store {
         None => None,
         Some(store) => {
-            let sub_path = match kept_sub_path(store, injected_path) {
-                Some(kept) => kept.to_owned(),
-                None => sub_path(pod, annotations)?,
+            let sub_path = match kept_sub_path(store, ns, injected_path) {
+                Some(kept) => checked(SubPathSource::Recorded, store, Cow::Borrowed(kept))?,
+                None => sub_path(pod, store, annotations)?,
             };
             let base = store.path().trim_end_matches('/');
             let path = format!("{base}/{sub_path}");
@@ -268,13 +284,14 @@ pub fn resolve<'c>(
         None => None,
         Some(list) if list.is_empty() => return Err(SelectionError::NoContainers),
         Some(list) => {
-            for name in &list {
-                if !container_names.contains(&name.as_str()) {
-                    return Err(SelectionError::UnknownContainer {
-                        name: clip(name),
-                        known: container_names.join(", "),
-                    });
-                }
+            // Hashed: a pod of n containers naming n of them costs O(n),
+            // not the n² of a scan per name.
+            let known: HashSet<&str> = container_names.iter().copied().collect();
+            if let Some(name) = list.iter().find(|n| !known.contains(n.as_str())) {
+                return Err(SelectionError::UnknownContainer {
+                    name: clip(name),
+                    known: names::clip_list(container_names.iter().copied(), container_names.len()),
+                });
             }
             Some(list.into_iter().collect())
         }
@@ -321,7 +338,7 @@ fn lookup<'c>(
         Some(_) => Err(SelectionError::NotAvailable {
             role,
             name: clip(name),
-            namespace: namespace.to_owned(),
+            namespace: clip(namespace),
             available: available(),
         }),
         None => {
@@ -339,16 +356,6 @@ fn lookup<'c>(
     }
 }
 
-/// A user-supplied name or path as quoted in a message: long ones are cut,
-/// so a 256 KiB annotation does not come back as a 256 KiB error.
-fn clip(s: &str) -> String {
-    const MAX: usize = 300;
-    match s.char_indices().nth(MAX) {
-        None => s.to_owned(),
-        Some((cut, _)) => format!("{}... ({} bytes)", &s[..cut], s.len()),
-    }
-}
-
 fn article(role: Role) -> &'static str {
     match role {
         Role::Data => "a data",
@@ -356,47 +363,94 @@ fn article(role: Role) -> &'static str {
     }
 }
 
-/// "Stores available in namespace "x": data: a, b; outputs: c".
+/// "Stores available in namespace "x": data: a, b; outputs: c", each list
+/// clipped: under a config of thousands of stores a denial stays short, and
+/// only the names shown are walked.
 fn available_stores(config: &Config, namespace: &str) -> String {
     let list = |role| {
-        let names: Vec<&str> = config.available(role, namespace).map(Store::name).collect();
-        if names.is_empty() {
-            "none".to_owned()
-        } else {
-            names.join(", ")
-        }
+        names::clip_list(
+            config.available(role, namespace).map(Store::name),
+            config.available_count(role, namespace),
+        )
     };
     format!(
-        "Stores available in namespace {namespace:?}: data: {}; outputs: {}",
+        "Stores available in namespace {:?}: data: {}; outputs: {}",
+        clip(namespace),
         list(Role::Data),
         list(Role::Outputs)
     )
 }
 
-/// The sub-path recorded by an earlier admission, when it still lies under
-/// the selected store.
-fn kept_sub_path<'p>(store: &Store, injected_path: Option<&'p str>) -> Option<&'p str> {
+/// The sub-path recorded by an earlier admission, when it lies under the
+/// selected store as a clean relative path (and, for a store that isolates
+/// namespaces, under `<namespace>/`). Anything else was not ours to keep
+/// and the sub-path is derived again. A kept path still goes through every
+/// check of [`checked`].
+fn kept_sub_path<'p>(
+    store: &Store,
+    namespace: &str,
+    injected_path: Option<&'p str>,
+) -> Option<&'p str> {
     let base = store.path().trim_end_matches('/');
     let rest = injected_path?.strip_prefix(base)?.strip_prefix('/')?;
-    names::check_sub_path(rest).ok().map(|()| rest)
+    let structural = !rest.is_empty()
+        && !rest.starts_with('/')
+        && rest.split('/').all(|s| !matches!(s, "" | "." | ".."));
+    if !structural {
+        return None;
+    }
+    if store.isolates_namespaces() && !in_namespace_dir(rest, namespace) {
+        return None;
+    }
+    Some(rest)
 }
 
-/// SPEC §3's sub-path rules, first match wins.
-fn sub_path(pod: PodIdentity<'_>, annotations: &Annotations<'_>) -> Result<String, SelectionError> {
-    let checked = |annotation: SubPathSource, path: Cow<'_, str>| {
-        names::check_sub_path(&path)
-            .map(|()| path.to_string())
-            .map_err(|why| SelectionError::SubPath {
-                annotation,
-                path: clip(&path),
-                why,
-            })
+/// Whether `sub_path` lies strictly inside `<namespace>/`.
+fn in_namespace_dir(sub_path: &str, namespace: &str) -> bool {
+    sub_path
+        .strip_prefix(namespace)
+        .and_then(|rest| rest.strip_prefix('/'))
+        .is_some_and(|rest| !rest.is_empty())
+}
+
+/// A sub-path from `source`, checked against the store it will be joined
+/// to: every rule's result must be one the kubelet can create (SPEC §3).
+fn checked(
+    source: SubPathSource,
+    store: &Store,
+    path: Cow<'_, str>,
+) -> Result<String, SelectionError> {
+    match names::check_sub_path(&path, store.path()) {
+        Ok(()) => Ok(path.into_owned()),
+        Err(why) => Err(SelectionError::SubPath {
+            annotation: source,
+            path: clip(&path),
+            why,
+        }),
+    }
+}
+
+/// SPEC §3's sub-path rules, first match wins. A store with
+/// `isolateNamespaces` puts the explicit and unique-name forms under
+/// `<namespace>/`; the derived form already starts there.
+fn sub_path(
+    pod: PodIdentity<'_>,
+    store: &Store,
+    annotations: &Annotations<'_>,
+) -> Result<String, SelectionError> {
+    let ns = pod.namespace;
+    let isolated = |path: &str| -> Cow<'static, str> {
+        if store.isolates_namespaces() {
+            Cow::Owned(format!("{ns}/{path}"))
+        } else {
+            Cow::Owned(path.to_owned())
+        }
     };
     if let Some(explicit) = &annotations.outputs_subpath {
-        return checked(
-            SubPathSource::Annotation(ANNOTATION_OUTPUTS_SUBPATH),
-            Cow::Borrowed(explicit),
-        );
+        let source = SubPathSource::Annotation(ANNOTATION_OUTPUTS_SUBPATH);
+        // Checked as written first, so the message quotes what the user wrote.
+        let own = checked(source, store, Cow::Borrowed(explicit))?;
+        return checked(source, store, isolated(&own));
     }
     if let Some(unique) = &annotations.unique_name {
         let mapped = unique_name_path(unique).ok_or_else(|| SelectionError::UniqueName {
@@ -404,16 +458,19 @@ fn sub_path(pod: PodIdentity<'_>, annotations: &Annotations<'_>) -> Result<Strin
         })?;
         return checked(
             SubPathSource::Annotation(ANNOTATION_UNIQUE_NAME),
-            Cow::Owned(mapped),
+            store,
+            isolated(&mapped),
         );
     }
-    let ns = pod.namespace;
-    let path = match (pod.name, pod.generate_name) {
-        (Some(name), _) if !name.is_empty() => format!("{ns}/{name}"),
-        (_, Some(prefix)) => format!("{ns}/{prefix}{}", pod.uid),
-        _ => format!("{ns}/{}", pod.uid),
+    let (source, path) = match (pod.name, pod.generate_name) {
+        (Some(name), _) if !name.is_empty() => (SubPathSource::PodName, format!("{ns}/{name}")),
+        (_, Some(prefix)) => (
+            SubPathSource::GenerateName,
+            format!("{ns}/{prefix}{}", pod.uid),
+        ),
+        _ => (SubPathSource::PodName, format!("{ns}/{}", pod.uid)),
     };
-    checked(SubPathSource::PodName, Cow::Owned(path))
+    checked(source, store, Cow::Owned(path))
 }
 
 /// Polyaxon 0.x's mapping of a dotted run name to its outputs directory.

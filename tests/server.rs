@@ -31,6 +31,7 @@ fn state(max_body_bytes: usize) -> Arc<AppState> {
             max_body_bytes,
             request_timeout: Duration::from_secs(5),
             max_in_flight: 8,
+            bounds: persistence_webhook::Bounds::default(),
         },
     ))
 }

@@ -23,9 +23,10 @@ use axum::Router;
 use tokio::sync::Semaphore;
 use tracing::{field, Instrument};
 
+use crate::bounds::Bounds;
 use crate::cli::ServeArgs;
 use crate::config::{Config, Role};
-use crate::review::{review, Decision};
+use crate::review::{review_with, Decision};
 use metrics::Metrics;
 
 /// Bodies larger than this are reviewed on the blocking pool, so one huge pod
@@ -42,6 +43,8 @@ pub struct Limits {
     pub request_timeout: Duration,
     /// Reviews processed at once; the rest wait (within their timeout).
     pub max_in_flight: usize,
+    /// The bounds on each review's patch.
+    pub bounds: Bounds,
 }
 
 /// Everything the handlers share.
@@ -227,8 +230,9 @@ async fn mutate(State(state): State<Arc<AppState>>, headers: HeaderMap, body: By
     async move {
         let start = Instant::now();
         let config = state.config();
+        let bounds = state.limits.bounds;
         let result = if body.len() > INLINE_REVIEW_BYTES {
-            match tokio::task::spawn_blocking(move || review(&config, &body)).await {
+            match tokio::task::spawn_blocking(move || review_with(&config, &bounds, &body)).await {
                 Ok(result) => result,
                 Err(e) => {
                     tracing::error!(error = %e, "Review task failed");
@@ -236,7 +240,7 @@ async fn mutate(State(state): State<Arc<AppState>>, headers: HeaderMap, body: By
                 }
             }
         } else {
-            review(&config, &body)
+            review_with(&config, &bounds, &body)
         };
         let seconds = start.elapsed().as_secs_f64();
         match result {
@@ -324,6 +328,7 @@ pub async fn start(args: ServeArgs) -> Result<Running> {
         drain_timeout,
         shutdown_delay,
         log_format: _,
+        bounds,
     } = args;
 
     // Everything is loaded and checked before a socket is bound.
@@ -332,6 +337,7 @@ pub async fn start(args: ServeArgs) -> Result<Running> {
         max_body_bytes,
         request_timeout: *request_timeout,
         max_in_flight,
+        bounds: bounds.into(),
     };
     let state = Arc::new(AppState::new(loaded.config.clone(), limits));
     state.metrics.cert_expiry.set(loaded.credentials.not_after);
