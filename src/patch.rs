@@ -1082,6 +1082,190 @@ defaultOutputs: outputs1
         }
     }
 
+    /// A pod with one container `main` (targeted) and `side`, with `main`'s
+    /// and `side`'s mounts as given.
+    fn two_containers(main_mounts: Value, side_mounts: Value) -> String {
+        json!({"metadata": {"name": "pod"}, "spec": {"containers": [
+            {"name": "main", "volumeMounts": main_mounts},
+            {"name": "side", "volumeMounts": side_mounts},
+        ]}})
+        .to_string()
+    }
+
+    #[test]
+    fn the_webhooks_volumes_are_mounted_only_as_the_webhook_mounts_them() {
+        let cases: Vec<(&str, String, &str, &[&str])> = vec![
+            (
+                "whole outputs store, no subPath",
+                two_containers(json!([{"name": "pw-outputs1", "mountPath": "/all-outputs"}]), json!([])),
+                "data: []",
+                &[
+                    "container \"main\": volumeMounts mounts the webhook's volume \"pw-outputs1\" (outputs store \"outputs1\") at \"/all-outputs\";",
+                    "only the webhook mounts it, at \"/outputs/1/ns/pod\" with subPath \"ns/pod\"",
+                ],
+            ),
+            (
+                "another run's subPath",
+                two_containers(json!([{"name": "pw-outputs1", "mountPath": "/theirs", "subPath": "ns/other-run"}]), json!([])),
+                "data: []",
+                &["mounts the webhook's volume \"pw-outputs1\" (outputs store \"outputs1\") at \"/theirs\" with subPath \"ns/other-run\""],
+            ),
+            (
+                "another run's subPath at our own path",
+                two_containers(json!([{"name": "pw-outputs1", "mountPath": "/outputs/1/ns/pod", "subPath": "ns/other-run"}]), json!([])),
+                "data: []",
+                &["at \"/outputs/1/ns/pod\" with subPath \"ns/other-run\""],
+            ),
+            (
+                "read-only data store mounted read-write",
+                two_containers(json!([{"name": "pw-data1", "mountPath": "/data/1"}]), json!([])),
+                "data: [data1]",
+                &[
+                    "mounts the webhook's volume \"pw-data1\" (data store \"data1\") at \"/data/1\" read-write",
+                    "only the webhook mounts it, at \"/data/1\" read-only",
+                ],
+            ),
+            (
+                "sidecar excluded by containers:",
+                two_containers(json!([]), json!([{"name": "pw-outputs1", "mountPath": "/outputs/1/ns/pod", "subPath": "ns/pod"}])),
+                "data: []\ncontainers: [main]",
+                &[
+                    "container \"side\": volumeMounts mounts the webhook's volume \"pw-outputs1\"",
+                    "only in the containers that annotation polyaxon.com/persistence targets (containers:), which this one is not",
+                ],
+            ),
+            (
+                "the GCS credentials volume elsewhere",
+                two_containers(json!([{"name": "pw--gcs-credentials", "mountPath": "/keys"}]), json!([])),
+                "data: [data-gcs]",
+                &["the webhook's volume \"pw--gcs-credentials\" (the GCS credentials) at \"/keys\""],
+            ),
+            (
+                "init container too",
+                json!({"metadata": {"name": "pod"}, "spec": {
+                    "initContainers": [{"name": "init", "volumeMounts": [{"name": "pw-data2", "mountPath": "/d2", "readOnly": true}]}],
+                    "containers": [{"name": "main"}]}}).to_string(),
+                "data: [data2]",
+                &["container \"init\": volumeMounts mounts the webhook's volume \"pw-data2\" (data store \"data2\") at \"/d2\""],
+            ),
+        ];
+        for (what, pod, sel, fragments) in cases {
+            let err = run(&pod, Some(sel)).expect_err(what);
+            assert!(
+                matches!(err, Conflict::ForeignMount { .. }),
+                "{what}: {err}"
+            );
+            let err = err.to_string();
+            for f in fragments {
+                assert!(err.contains(f), "{what}: {f:?} not in {err}");
+            }
+        }
+        // A volume of a store this review does not select is the pod's own.
+        let own = two_containers(
+            json!([]),
+            json!([{"name": "pw-data1", "mountPath": "/mine"}]),
+        );
+        let own = own.replace(
+            r#""spec":{"#,
+            r#""spec":{"volumes":[{"name":"pw-data1","emptyDir":{}}],"#,
+        );
+        assert!(
+            run(&own, Some("data: [data2]")).is_ok(),
+            "not ours in this review"
+        );
+        // Reinvocation: the pod already carries exactly our mounts.
+        let sel = "data: [data1, data-gcs]\ncontainers: [main]";
+        let (_, once) = run(&two_containers(json!([]), json!([])), Some(sel)).expect("patched");
+        let (ops, _) = run(&once.to_string(), None).expect("re-admitted");
+        assert!(ops.is_empty(), "{ops:?}");
+    }
+
+    #[test]
+    fn every_occurrence_of_an_env_var_of_ours_must_match() {
+        let (_, once) = run(BARE, Some("data: [data1]")).expect("patched");
+        let ours = once["spec"]["containers"][0]["env"][1].clone();
+        assert_eq!(ours["name"], ENV_OUTPUTS_PATH);
+        let with_env = |env: Value| {
+            let mut pod = once.clone();
+            pod["spec"]["containers"][0]["env"] = env;
+            pod.to_string()
+        };
+        let data = once["spec"]["containers"][0]["env"][0].clone();
+        let other = json!({"name": ENV_OUTPUTS_PATH, "value": "/elsewhere"});
+        let cases = [
+            (
+                "ours then another: the runtime uses the last",
+                json!([data, ours, other]),
+                false,
+            ),
+            ("another then ours", json!([data, other, ours]), false),
+            ("ours twice, same value", json!([data, ours, ours]), true),
+        ];
+        for (what, env, allowed) in cases {
+            let result = run(&with_env(env), None);
+            match (result, allowed) {
+                (Ok((ops, _)), true) => assert!(ops.is_empty(), "{what}: {ops:?}"),
+                (Err(e), false) => assert!(
+                    e.to_string().contains("container \"main\": env POLYAXON_RUN_OUTPUTS_PATH is already set to a different value"),
+                    "{what}: {e}"
+                ),
+                (got, _) => panic!("{what}: {got:?}"),
+            }
+        }
+        // GOOGLE_APPLICATION_CREDENTIALS twice, any values: the container's own.
+        let pod = r#"{"metadata":{"name":"pod"},"spec":{"containers":[{"name":"main","env":[{"name":"GOOGLE_APPLICATION_CREDENTIALS","value":"/a"},{"name":"GOOGLE_APPLICATION_CREDENTIALS","value":"/b"}]}]}}"#;
+        assert!(run(pod, Some("data: [data-gcs]")).is_ok());
+    }
+
+    #[test]
+    fn conflict_messages_are_clipped() {
+        let long = "c".repeat(100_000);
+        let pod = json!({"metadata": {"name": "pod"}, "spec": {"containers": [
+            {"name": long, "volumeMounts": [{"name": "v".repeat(100_000), "mountPath": "/data/1"}]}]}});
+        let err = run(&pod.to_string(), Some("data: [data1]"))
+            .expect_err("conflict")
+            .to_string();
+        assert!(err.contains("(100000 bytes)"), "{err}");
+        assert!(err.len() < 1024, "{} bytes", err.len());
+    }
+
+    #[test]
+    fn diffing_is_linear_in_the_pod() {
+        // Not a timing: a container with 20,000 mounts and 20,000 env vars
+        // against every wanted item would be a scan per item before; now one
+        // lookup per mount and env var.
+        let mounts: Vec<Value> = (0..20_000)
+            .map(|i| json!({"name": format!("v{i}"), "mountPath": format!("/m/{i}")}))
+            .collect();
+        let env: Vec<Value> = (0..20_000)
+            .map(|i| json!({"name": format!("E{i}"), "value": "x"}))
+            .collect();
+        let pod = json!({"metadata": {"name": "pod"}, "spec": {"containers": [
+            {"name": "main", "volumeMounts": mounts, "env": env}]}});
+        let (ops, out) = run(
+            &pod.to_string(),
+            Some("data: [data1, data2, data-gcs, data-s3]"),
+        )
+        .expect("patched");
+        assert!(!ops.is_empty());
+        assert_eq!(mount_paths(&out, "containers", 0).len(), 20_000 + 4);
+    }
+
+    #[test]
+    fn the_estimate_bounds_the_patch() {
+        for sel in [
+            "data: [data1, data2, data-gcs, data-gcs2, data-s3]\noutputs: outputs-gcs",
+            "data: []",
+            "outputs: outputs1",
+        ] {
+            // `run_with` asserts the patch is within the estimate.
+            let many: Vec<Value> = (0..120).map(|i| json!({"name": format!("c{i}")})).collect();
+            let pod = json!({"metadata": {"name": "pod"}, "spec": {"initContainers": many.clone(), "containers": many}});
+            let (ops, _) = run(&pod.to_string(), Some(sel)).expect("patched");
+            assert!(ops.len() > 240, "{sel}");
+        }
+    }
+
     #[test]
     fn own_mounts_colliding_are_denied() {
         let config = "data: {d: {mountPath: /o/ns/pod}}\noutputs: {o: {mountPath: /o}}";
