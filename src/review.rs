@@ -789,6 +789,129 @@ mod tests {
         assert!(out["response"].get("patch").is_none());
     }
 
+    fn pod_with(containers: usize) -> Value {
+        let list: Vec<Value> = (0..containers)
+            .map(|i| json!({"name": format!("c-{i}")}))
+            .collect();
+        json!({"metadata": {"name": "p", "namespace": "ns"}, "spec": {"containers": list}})
+    }
+
+    fn denial(r: &Reviewed) -> String {
+        let out = response(r);
+        assert_eq!(out["response"]["allowed"], false, "{out}");
+        assert_eq!(out["response"]["status"]["code"], 400, "{out}");
+        assert!(out["response"].get("patch").is_none());
+        out["response"]["status"]["message"]
+            .as_str()
+            .expect("message")
+            .to_owned()
+    }
+
+    #[test]
+    fn bounds_are_checked_before_the_patch_is_built() {
+        // This config gives each container 2 mounts and 2 env vars.
+        let items = Bounds {
+            max_patch_bytes: u64::MAX,
+            max_injected_items: 10_000,
+        };
+        let under = review_with(
+            &config(),
+            &items,
+            &body(API_V1, "Pod", "CREATE", pod_with(2_500)),
+        )
+        .expect("answered");
+        match &under.decision {
+            Decision::Patched(p) => assert_eq!(p.0.len(), 1 + 1 + 2 * 2_500),
+            other => panic!("2,500 × 4 = 10,000 items is within the bound: {other:?}"),
+        }
+        let over = review_with(
+            &config(),
+            &items,
+            &body(API_V1, "Pod", "CREATE", pod_with(2_501)),
+        )
+        .expect("answered");
+        let msg = denial(&over);
+        assert!(
+            msg.starts_with("the patch would add 10,004 items (2,501 containers × 4) / about "),
+            "{msg}"
+        );
+        assert!(
+            msg.contains(
+                "over the limit of 10,000 items (--max-injected-items); target fewer containers"
+            ),
+            "{msg}"
+        );
+
+        // Bytes: the default 1 MiB is reached before 10,000 items here.
+        let big =
+            review(&config(), &body(API_V1, "Pod", "CREATE", pod_with(5_000))).expect("answered");
+        let msg = denial(&big);
+        assert!(
+            msg.starts_with("the patch would add 20,000 items (5,000 containers × 4) / about "),
+            "{msg}"
+        );
+        assert!(msg.contains("over the limit of 10,000 items (--max-injected-items) and the limit of 1.0 MiB (1,048,576 bytes, --max-patch-bytes)"), "{msg}");
+        assert!(matches!(big.decision, Decision::Denied(_)));
+
+        // containers: narrows what is counted.
+        let mut narrowed = pod_with(5_000);
+        narrowed["metadata"]["annotations"] =
+            json!({"polyaxon.com/persistence": "containers: [c-4999]"});
+        let r = review(&config(), &body(API_V1, "Pod", "CREATE", narrowed)).expect("answered");
+        assert!(
+            matches!(r.decision, Decision::Patched(_)),
+            "{:?}",
+            r.decision
+        );
+    }
+
+    #[test]
+    fn a_re_admitted_pod_gets_the_same_bound_answer() {
+        let tight = Bounds {
+            max_patch_bytes: u64::MAX,
+            max_injected_items: 40,
+        };
+        let first = review_with(
+            &config(),
+            &tight,
+            &body(API_V1, "Pod", "CREATE", pod_with(10)),
+        )
+        .expect("answered");
+        let Decision::Patched(p) = &first.decision else {
+            panic!(
+                "10 × 4 = 40 items is within the bound: {:?}",
+                first.decision
+            )
+        };
+        let mut patched = pod_with(10);
+        json_patch::patch(&mut patched, &p.0).expect("applies");
+        let again = review_with(&config(), &tight, &body(API_V1, "Pod", "CREATE", patched))
+            .expect("answered");
+        assert_eq!(again.decision, Decision::Unchanged(Skip::AlreadyInjected));
+    }
+
+    #[test]
+    fn parser_messages_are_clipped() {
+        let mut p = pod();
+        p["metadata"]["labels"] = json!("x".repeat(100_000));
+        let r = review(&config(), &body(API_V1, "Pod", "CREATE", p)).expect("answered");
+        match &r.decision {
+            Decision::Invalid(m) => {
+                assert!(m.starts_with("request.object is not a valid Pod"), "{m}");
+                assert!(m.len() < 1200, "{} bytes", m.len());
+            }
+            other => panic!("{other:?}"),
+        }
+        let version = format!(
+            r#"{{"apiVersion":"{}","request":{{"uid":"u"}}}}"#,
+            "v".repeat(100_000)
+        );
+        let err = review(&config(), version.as_bytes())
+            .expect_err("unsupported")
+            .to_string();
+        assert!(err.len() < 400, "{} bytes", err.len());
+    }
+
     #[test]
     fn malformed_requests_with_a_uid_get_an_answer() {
         let cases = [
