@@ -69,16 +69,13 @@ pub enum Conflict {
     /// other than exactly the mount the webhook adds: with it a pod could
     /// reach the whole outputs store, another run's directory, or write to
     /// a read-only store (SPEC §5).
-    #[error("container {container:?}: volumeMounts mounts the webhook's volume {volume:?} ({what}) at {path:?}{sub_path}{read_only}; {why}, so remove that mount")]
+    #[error("container {container:?}: volumeMounts mounts the webhook's volume {volume:?} ({what}) at {mount}; {why}, so remove that mount")]
     ForeignMount {
         /// The container.
         container: String,
-        /// The pod's mount path.
-        path: String,
-        /// e.g. ` with subPath "other-run"`, or empty.
-        sub_path: String,
-        /// ` read-write` when the store is read-only, or empty.
-        read_only: String,
+        /// The pod's mount: its path, then e.g. ` with subPath "other-run"`
+        /// and ` read-write` when the store is read-only.
+        mount: String,
         /// The volume.
         volume: String,
         /// e.g. `outputs store "outputs1"`.
@@ -733,19 +730,19 @@ fn foreign_mount(c: &Container<'_>, h: &Mount<'_>, ours: &WantMount, targeted: b
             "only the webhook mounts it, and only in the containers that annotation {ANNOTATION_PERSISTENCE} targets (containers:), which this one is not"
         )
     };
+    let sub_path = h
+        .sub_path
+        .as_deref()
+        .map(|s| format!(" with subPath {:?}", clip(s)))
+        .unwrap_or_default();
+    let read_write = if ours.read_only && !h.read_only.unwrap_or(false) {
+        " read-write"
+    } else {
+        ""
+    };
     Conflict::ForeignMount {
         container: clip(&c.name),
-        path: clip(&h.mount_path),
-        sub_path: h
-            .sub_path
-            .as_deref()
-            .map(|s| format!(" with subPath {:?}", clip(s)))
-            .unwrap_or_default(),
-        read_only: if ours.read_only && !h.read_only.unwrap_or(false) {
-            " read-write".to_owned()
-        } else {
-            String::new()
-        },
+        mount: format!("{:?}{sub_path}{read_write}", clip(&h.mount_path)),
         volume: clip(&h.name),
         what: ours.what.clone(),
         why,

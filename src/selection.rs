@@ -1071,7 +1071,14 @@ defaultOutputs: outputs1
             uid: "0df28fbd-5f5f-4c5e-a2c4-42d1b4d5b6a1",
             ..POD
         };
-        let cases: Vec<(&str, PodIdentity, Annotations, Option<String>, &[&str])> = vec![
+        type Case<'a> = (
+            &'a str,
+            PodIdentity<'a>,
+            Annotations<'a>,
+            Option<String>,
+            &'a [&'a str],
+        );
+        let cases: Vec<Case> = vec![
             (
                 "explicit: long element",
                 POD,
