@@ -439,18 +439,21 @@ fn sub_path(
     annotations: &Annotations<'_>,
 ) -> Result<String, SelectionError> {
     let ns = pod.namespace;
-    let isolated = |path: &str| -> Cow<'static, str> {
+    let isolated = |path: String| -> Cow<'static, str> {
         if store.isolates_namespaces() {
             Cow::Owned(format!("{ns}/{path}"))
         } else {
-            Cow::Owned(path.to_owned())
+            Cow::Owned(path)
         }
     };
     if let Some(explicit) = &annotations.outputs_subpath {
         let source = SubPathSource::Annotation(ANNOTATION_OUTPUTS_SUBPATH);
         // Checked as written first, so the message quotes what the user wrote.
         let own = checked(source, store, Cow::Borrowed(explicit))?;
-        return checked(source, store, isolated(&own));
+        if !store.isolates_namespaces() {
+            return Ok(own);
+        }
+        return checked(source, store, isolated(own));
     }
     if let Some(unique) = &annotations.unique_name {
         let mapped = unique_name_path(unique).ok_or_else(|| SelectionError::UniqueName {
@@ -459,7 +462,7 @@ fn sub_path(
         return checked(
             SubPathSource::Annotation(ANNOTATION_UNIQUE_NAME),
             store,
-            isolated(&mapped),
+            isolated(mapped),
         );
     }
     let (source, path) = match (pod.name, pod.generate_name) {
