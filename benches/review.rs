@@ -7,6 +7,12 @@
 //! one-line summary timed with `Instant` in interleaved rounds, so that the
 //! ratio review/floor is measured under the same machine load.
 //!
+//! The `scaling` group shows that a review's cost grows linearly with the
+//! pod's containers and with the stores it selects, and not at all with the
+//! stores it does not select (SPEC §5 "Bounded"); with `--bench` a table of
+//! cost per review and per container or store is printed at the end:
+//! `cargo bench --bench review -- scaling`.
+//!
 //! `data/` holds copies of `../shared/bench/review-pod.json` and
 //! `persistence.yaml`, so the bench stands alone. The config is verbatim. The
 //! body has one change: the shared capture's `polyaxon-main` container already
@@ -19,8 +25,9 @@
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
-use criterion::{Criterion, Throughput};
-use persistence_webhook::{review, Config, Decision};
+use criterion::{BenchmarkId, Criterion, Throughput};
+use persistence_webhook::{review, review_with, Bounds, Config, Decision};
+use serde_json::{json, Value};
 
 /// Copied from `../shared/bench/`, with the one rename above.
 const BODY: &[u8] = include_bytes!("data/review-pod.json");
@@ -83,6 +90,166 @@ fn criterion_benches(c: &mut Criterion, config: &Config) {
         b.iter(|| review_once(config, black_box(&shared)))
     });
     group.finish();
+}
+
+/// No bound: the scaling group measures the work of a patch at every size,
+/// including sizes the default bounds deny.
+const UNBOUNDED: Bounds = Bounds {
+    max_patch_bytes: u64::MAX,
+    max_injected_items: u64::MAX,
+};
+
+/// A Pod CREATE in namespace `ns` with `containers` containers and an
+/// optional selection annotation.
+fn scaled_body(containers: usize, selection: Option<&str>) -> Vec<u8> {
+    let list: Vec<Value> = (0..containers)
+        .map(|i| json!({"name": format!("c-{i}"), "image": "busybox"}))
+        .collect();
+    let mut pod =
+        json!({"metadata": {"name": "p", "namespace": "ns"}, "spec": {"containers": list}});
+    if let Some(sel) = selection {
+        pod["metadata"]["annotations"] = json!({"polyaxon.com/persistence": sel});
+    }
+    serde_json::to_vec(&json!({
+        "apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview",
+        "request": {"uid": "u", "kind": {"group": "", "version": "v1", "kind": "Pod"},
+                    "namespace": "ns", "operation": "CREATE", "object": pod}
+    }))
+    .expect("a JSON value always serialises")
+}
+
+/// `stores` volume data stores available everywhere (a pod without a
+/// selection gets them all), and `unselected` more limited to other
+/// namespaces, which a review in `ns` must not pay for.
+fn scaled_config(stores: usize, unselected: usize) -> Config {
+    let mut yaml = String::from("data:\n");
+    for i in 0..stores {
+        yaml.push_str(&format!("  d-{i:05}: {{mountPath: /d/{i}}}\n"));
+    }
+    for i in 0..unselected {
+        yaml.push_str(&format!(
+            "  x-{i:05}: {{mountPath: /x/{i}, namespaces: [team-{}]}}\n",
+            i % 100
+        ));
+    }
+    yaml.push_str("outputs:\n  o: {mountPath: /o}\n");
+    Config::from_yaml(&yaml).expect("a generated config is valid")
+}
+
+fn review_scaled(config: &Config, bounds: &Bounds, body: &[u8]) -> Decision {
+    review_with(config, bounds, body)
+        .expect("the scaled body is an AdmissionReview")
+        .decision
+}
+
+/// One case of the scaling group: label, x, config, body, bounds, expected outcome.
+type Case = (String, usize, Config, Vec<u8>, Bounds, &'static str);
+
+fn scaling_cases() -> Vec<Case> {
+    let mut cases = Vec::new();
+    for n in [10, 100, 1_000, 5_000] {
+        cases.push((
+            "containers (2 stores, unbounded)".to_owned(),
+            n,
+            scaled_config(2, 0),
+            scaled_body(n, None),
+            UNBOUNDED,
+            "patched",
+        ));
+    }
+    for n in [10, 100, 1_000, 5_000] {
+        cases.push((
+            "containers, all named in containers: (unbounded)".to_owned(),
+            n,
+            scaled_config(2, 0),
+            scaled_body(
+                n,
+                Some(&format!(
+                    "containers: [{}]",
+                    (0..n)
+                        .map(|i| format!("c-{i}"))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )),
+            ),
+            UNBOUNDED,
+            "patched",
+        ));
+    }
+    for n in [5_000, 50_000] {
+        cases.push((
+            "containers, default bounds (denied)".to_owned(),
+            n,
+            scaled_config(2, 0),
+            scaled_body(n, None),
+            Bounds::default(),
+            "denied",
+        ));
+    }
+    for n in [10, 100, 1_000, 5_000] {
+        cases.push((
+            "selected stores (1 container)".to_owned(),
+            n,
+            scaled_config(n, 0),
+            scaled_body(1, None),
+            UNBOUNDED,
+            "patched",
+        ));
+    }
+    for n in [0, 1_000, 10_000] {
+        cases.push((
+            "unselected stores (10 selected, 1 container)".to_owned(),
+            n,
+            scaled_config(10, n),
+            scaled_body(1, None),
+            UNBOUNDED,
+            "patched",
+        ));
+    }
+    for (label, x, config, body, bounds, outcome) in &cases {
+        let got = review_scaled(config, bounds, body);
+        assert_eq!(got.outcome(), *outcome, "{label} {x}");
+    }
+    cases
+}
+
+fn scaling_benches(c: &mut Criterion, cases: &[Case]) {
+    let mut group = c.benchmark_group("scaling");
+    group.sample_size(10);
+    group.warm_up_time(Duration::from_millis(300));
+    group.measurement_time(Duration::from_secs(1));
+    for (label, x, config, body, bounds, _) in cases {
+        group.bench_with_input(BenchmarkId::new(label.as_str(), x), body, |b, body| {
+            b.iter(|| review_scaled(config, bounds, black_box(body)))
+        });
+    }
+    group.finish();
+}
+
+/// One line per case: cost per review and per unit of x, median of rounds.
+fn scaling_table(cases: &[Case]) -> String {
+    let mut out = String::from("scaling (Instant, median of 5 rounds):\n");
+    for (label, x, config, body, bounds, outcome) in cases {
+        let iterations = (200_000 / (x + 10)).clamp(3, 2_000) as u32;
+        let mut rounds: Vec<f64> = (0..5)
+            .map(|_| {
+                time(iterations, || {
+                    black_box(review_scaled(config, bounds, black_box(body)));
+                })
+                .as_nanos() as f64
+            })
+            .collect();
+        rounds.sort_by(f64::total_cmp);
+        let ns = rounds[2];
+        let per = if *x > 0 { ns / *x as f64 } else { f64::NAN };
+        out.push_str(&format!(
+            "  {label:<50} x={x:>6}: {:>10.1} µs/review, {:>8.0} ns per x ({outcome}, {} byte body)\n",
+            ns / 1e3,
+            per,
+            body.len()
+        ));
+    }
+    out
 }
 
 fn time(iterations: u32, mut f: impl FnMut()) -> Duration {
@@ -150,10 +317,15 @@ fn main() {
     let summary = std::env::args()
         .any(|a| a == "--bench")
         .then(|| summary(&config));
+    let cases = scaling_cases();
     let mut criterion = Criterion::default().configure_from_args();
     criterion_benches(&mut criterion, &config);
+    scaling_benches(&mut criterion, &cases);
     criterion.final_summary();
     if let Some(line) = summary {
         println!("{line}");
+    }
+    if std::env::args().any(|a| a == "--bench") {
+        print!("{}", scaling_table(&cases));
     }
 }

@@ -104,6 +104,51 @@ pub struct MutateArgs {
         default_value = "00000000-0000-0000-0000-000000000000"
     )]
     pub uid: String,
+
+    /// The bounds on one review, as `serve` applies them.
+    #[command(flatten)]
+    pub bounds: BoundsArgs,
+}
+
+/// The bounds on one review's patch (SPEC §5 "Bounded"), shared by `serve`
+/// and `mutate` so the dry run answers as the server does.
+#[derive(Debug, Clone, Copy, Args)]
+pub struct BoundsArgs {
+    /// Largest JSON Patch (before base64) the webhook answers with; a pod
+    /// whose patch would be larger is denied. etcd keeps objects of at most
+    /// 1.5 MiB, so more than 1 MiB of patch cannot make a pod it stores.
+    #[arg(
+        long,
+        value_name = "BYTES",
+        env = "PERSISTENCE_WEBHOOK_MAX_PATCH_BYTES",
+        default_value_t = crate::bounds::DEFAULT_MAX_PATCH_BYTES,
+        value_parser = clap::value_parser!(u64).range(1..=1024 * 1024 * 1024)
+    )]
+    pub max_patch_bytes: u64,
+
+    /// Most mounts and env vars injected into one pod, counted as targeted
+    /// containers × (mounts + env vars each); a pod past it is denied.
+    #[arg(
+        long,
+        value_name = "N",
+        env = "PERSISTENCE_WEBHOOK_MAX_INJECTED_ITEMS",
+        default_value_t = crate::bounds::DEFAULT_MAX_INJECTED_ITEMS,
+        value_parser = clap::value_parser!(u64).range(1..=100_000_000)
+    )]
+    pub max_injected_items: u64,
+}
+
+impl From<BoundsArgs> for crate::bounds::Bounds {
+    fn from(args: BoundsArgs) -> Self {
+        let BoundsArgs {
+            max_patch_bytes,
+            max_injected_items,
+        } = args;
+        crate::bounds::Bounds {
+            max_patch_bytes,
+            max_injected_items,
+        }
+    }
 }
 
 /// `mutate --output`.
@@ -298,6 +343,10 @@ pub struct ServeArgs {
     /// Log format; the level filter comes from RUST_LOG (default: info).
     #[arg(long, value_enum, env = "PERSISTENCE_WEBHOOK_LOG_FORMAT", default_value_t = LogFormat::Plain)]
     pub log_format: LogFormat,
+
+    /// The bounds on one review.
+    #[command(flatten)]
+    pub bounds: BoundsArgs,
 }
 
 /// `serve --log-format`.
@@ -381,6 +430,30 @@ mod tests {
         }
     }
 
+    use crate::bounds::Bounds;
+
+    fn parse(args: &[&str]) -> Result<Cli, clap::Error> {
+        Cli::try_parse_from(
+            [
+                "persistence-webhook",
+                "mutate",
+                "--config",
+                "c.yaml",
+                "--pod",
+                "p.yaml",
+            ]
+            .iter()
+            .chain(args),
+        )
+    }
+
+    fn bounds(cli: &Cli) -> Bounds {
+        match &cli.command {
+            Command::Mutate(m) => m.bounds.into(),
+            other => panic!("expected mutate, got {other:?}"),
+        }
+    }
+
     #[test]
     fn limits_that_would_disable_the_server_are_refused() {
         let cases = [
@@ -443,5 +516,48 @@ mod tests {
             (8, 256, 32)
         );
         assert_eq!(d.max_body_buffer_bytes, 32 * 1024 * 1024);
+    }
+
+    #[test]
+    fn bound_flags_default_and_parse() {
+        let cli = parse(&[]).expect("defaults");
+        assert_eq!(bounds(&cli), Bounds::default());
+        let cli = parse(&["--max-patch-bytes", "2048", "--max-injected-items", "7"])
+            .expect("explicit values");
+        assert_eq!(
+            bounds(&cli),
+            Bounds {
+                max_patch_bytes: 2048,
+                max_injected_items: 7
+            }
+        );
+        let serve = Cli::try_parse_from([
+            "persistence-webhook",
+            "serve",
+            "--demo",
+            "--max-injected-items",
+            "5",
+        ])
+        .expect("serve takes the same flags");
+        match serve.command {
+            Command::Serve(s) => assert_eq!(s.bounds.max_injected_items, 5),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn zero_and_nonsense_bounds_are_refused_naming_the_range() {
+        let cases = [
+            ("--max-patch-bytes=0", "0 is not in 1..=1073741824"),
+            ("--max-injected-items=0", "0 is not in 1..=100000000"),
+            ("--max-patch-bytes=-1", "invalid value '-1'"),
+            ("--max-injected-items=many", "invalid value 'many'"),
+        ];
+        for (arg, want) in cases {
+            let err = parse(&[arg]).expect_err(want).to_string();
+            assert!(err.contains(want), "{arg}: {err}");
+            let flag = arg.split('=').next().unwrap_or_default();
+            assert!(err.contains(flag), "{arg}: the flag is named: {err}");
+        }
     }
 }

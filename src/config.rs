@@ -181,6 +181,7 @@ pub struct Store {
     backend: Backend,
     namespaces: Option<BTreeSet<String>>,
     volume_name: String,
+    isolate_namespaces: bool,
 }
 
 impl Store {
@@ -212,6 +213,12 @@ impl Store {
         &self.volume_name
     }
 
+    /// Whether every run's sub-path in this outputs store goes under
+    /// `<namespace>/` (`isolateNamespaces: true`, SPEC §3).
+    pub fn isolates_namespaces(&self) -> bool {
+        self.isolate_namespaces
+    }
+
     /// Whether pods in `namespace` may use this store.
     pub fn available_in(&self, namespace: &str) -> bool {
         self.namespaces
@@ -226,6 +233,60 @@ pub struct Config {
     data: BTreeMap<String, Store>,
     outputs: BTreeMap<String, Store>,
     default_outputs: Option<String>,
+    data_index: Availability,
+    outputs_index: Availability,
+}
+
+/// Which stores of a role each namespace may use, so that a review walks
+/// only the stores its namespace may use, never the whole config (a config
+/// can hold thousands of stores, most of them for other teams).
+#[derive(Debug, Clone, Default, PartialEq)]
+struct Availability {
+    /// Stores without `namespaces`, in name order.
+    everywhere: Vec<String>,
+    /// namespace -> the stores limited to it, in name order.
+    scoped: std::collections::HashMap<String, Vec<String>>,
+}
+
+impl Availability {
+    fn new(stores: &BTreeMap<String, Store>) -> Availability {
+        let mut index = Availability::default();
+        // BTreeMap order: every list is built sorted.
+        for (name, store) in stores {
+            match &store.namespaces {
+                None => index.everywhere.push(name.clone()),
+                Some(namespaces) => {
+                    for ns in namespaces {
+                        index
+                            .scoped
+                            .entry(ns.clone())
+                            .or_default()
+                            .push(name.clone());
+                    }
+                }
+            }
+        }
+        index
+    }
+
+    fn scoped(&self, namespace: &str) -> &[String] {
+        self.scoped.get(namespace).map_or(&[], Vec::as_slice)
+    }
+
+    /// The names available to `namespace`, merged in name order.
+    fn names<'a>(&'a self, namespace: &str) -> impl Iterator<Item = &'a str> + 'a {
+        let mut open = self.everywhere.iter().peekable();
+        let mut scoped = self.scoped(namespace).iter().peekable();
+        std::iter::from_fn(move || match (open.peek(), scoped.peek()) {
+            (Some(a), Some(b)) if b < a => scoped.next().map(String::as_str),
+            (Some(_), _) => open.next().map(String::as_str),
+            (None, _) => scoped.next().map(String::as_str),
+        })
+    }
+
+    fn count(&self, namespace: &str) -> usize {
+        self.everywhere.len() + self.scoped(namespace).len()
+    }
 }
 
 impl Config {
@@ -255,12 +316,30 @@ impl Config {
         }
     }
 
+    fn index(&self, role: Role) -> &Availability {
+        match role {
+            Role::Data => &self.data_index,
+            Role::Outputs => &self.outputs_index,
+        }
+    }
+
     /// Stores of a role that pods in `namespace` may use, in name order.
-    pub fn available(&self, role: Role, namespace: &str) -> impl Iterator<Item = &Store> + '_ {
-        let namespace = namespace.to_owned();
-        self.stores(role)
-            .values()
-            .filter(move |s| s.available_in(&namespace))
+    /// Costs what it yields (plus a lookup each), whatever the config's size.
+    pub fn available<'a>(
+        &'a self,
+        role: Role,
+        namespace: &str,
+    ) -> impl Iterator<Item = &'a Store> + 'a {
+        let stores = self.stores(role);
+        self.index(role)
+            .names(namespace)
+            .filter_map(move |name| stores.get(name))
+    }
+
+    /// How many stores of a role pods in `namespace` may use, without
+    /// walking them.
+    pub fn available_count(&self, role: Role, namespace: &str) -> usize {
+        self.index(role).count(namespace)
     }
 
     /// The outputs store a pod gets when it names none: `defaultOutputs` if
@@ -288,6 +367,7 @@ struct RawStore {
     secret: Option<String>,
     secret_key: Option<String>,
     namespaces: Option<Vec<String>>,
+    isolate_namespaces: Option<bool>,
 }
 
 #[derive(Default)]
@@ -373,6 +453,8 @@ impl Validator {
         }
         if self.problems.is_empty() {
             Ok(Config {
+                data_index: Availability::new(&self.data),
+                outputs_index: Availability::new(&self.outputs),
                 data: self.data,
                 outputs: self.outputs,
                 default_outputs,
@@ -448,6 +530,16 @@ impl Validator {
 
     fn store(&mut self, role: Role, name: &str, at: &str, mut raw: RawStore) -> Option<Store> {
         let namespaces = self.namespaces(at, raw.namespaces.take());
+        let isolate_namespaces = match (role, raw.isolate_namespaces) {
+            (Role::Outputs, isolate) => isolate.unwrap_or(false),
+            (Role::Data, None) => false,
+            (Role::Data, Some(_)) => {
+                self.problems.push(format!(
+                    "{at}.isolateNamespaces: only allowed on an outputs store (it puts each run's outputs sub-path under <namespace>/); remove it from this data store"
+                ));
+                false
+            }
+        };
         let backend = if let Some(kind) = raw.store.as_deref() {
             self.cloud(role, at, name, kind, &raw)?
         } else {
@@ -487,6 +579,7 @@ impl Validator {
             backend,
             namespaces,
             volume_name,
+            isolate_namespaces,
         })
     }
 
@@ -892,6 +985,9 @@ mod tests {
             ("bad namespace", "data: {d: {mountPath: /d, namespaces: [Team_A]}}", &["data.d.namespaces"]),
             ("unknown default outputs", "outputs: {o: {mountPath: /o}}\ndefaultOutputs: nope", &["defaultOutputs: \"nope\" is not an outputs store (outputs stores: o)"]),
             ("section is a list", "data: [a]", &["data: expected a mapping"]),
+            ("isolateNamespaces on data", "data: {d: {mountPath: /d, isolateNamespaces: true}}", &["data.d.isolateNamespaces: only allowed on an outputs store"]),
+            ("isolateNamespaces on cloud data", "data: {d: {store: gcs, bucket: gs://b, secret: s, secretKey: k, isolateNamespaces: false}}", &["data.d.isolateNamespaces: only allowed on an outputs store"]),
+            ("isolateNamespaces not a bool", "outputs: {o: {mountPath: /o, isolateNamespaces: maybe}}", &["outputs.o.isolateNamespaces: invalid type"]),
         ];
         for (what, yaml, fragments) in cases {
             let got = problems(yaml);
@@ -944,6 +1040,42 @@ mod tests {
         }
         let c = Config::from_yaml("data: {d: {mountPath: /d/}}").expect("valid");
         assert_eq!(c.store("d").map(Store::path), Some("/d"));
+    }
+
+    #[test]
+    fn isolate_namespaces_on_outputs_stores() {
+        let c = Config::from_yaml(
+            "outputs:\n  shared: {mountPath: /o, isolateNamespaces: true}\n  bucket: {store: s3, bucket: s3://b, secret: s, secretKey: k, isolateNamespaces: true}\n  plain: {mountPath: /p}\n",
+        )
+        .expect("valid");
+        let isolates = |n: &str| c.store(n).map(Store::isolates_namespaces);
+        assert_eq!(isolates("shared"), Some(true));
+        assert_eq!(isolates("bucket"), Some(true));
+        assert_eq!(isolates("plain"), Some(false), "off by default");
+    }
+
+    #[test]
+    fn availability_is_indexed_by_namespace() {
+        let c = Config::from_yaml(
+            "data:\n  a: {mountPath: /a}\n  b: {mountPath: /b, namespaces: [x, y]}\n  c: {mountPath: /c}\n  d: {mountPath: /d, namespaces: [y]}\n  e: {mountPath: /e, namespaces: [x]}\n",
+        )
+        .expect("valid");
+        let names =
+            |ns: &str| -> Vec<&str> { c.available(Role::Data, ns).map(Store::name).collect() };
+        assert_eq!(names("x"), ["a", "b", "c", "e"], "merged in name order");
+        assert_eq!(names("y"), ["a", "b", "c", "d"]);
+        assert_eq!(names("z"), ["a", "c"]);
+        for ns in ["x", "y", "z"] {
+            assert_eq!(c.available_count(Role::Data, ns), names(ns).len(), "{ns}");
+            // The index agrees with each store's own rule.
+            let by_rule: Vec<&str> = c
+                .stores(Role::Data)
+                .values()
+                .filter(|s| s.available_in(ns))
+                .map(Store::name)
+                .collect();
+            assert_eq!(names(ns), by_rule, "{ns}");
+        }
     }
 
     #[test]

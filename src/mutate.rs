@@ -1,6 +1,6 @@
 //! `persistence-webhook mutate`: the served decision, offline. It builds (or
-//! reads) an AdmissionReview, calls [`crate::review::review`] exactly as the
-//! server does, and prints the pod, the patch or the response.
+//! reads) an AdmissionReview, calls [`crate::review::review_with`] with the
+//! same bounds exactly as the server does, and prints the pod, the patch or the response.
 
 use std::io::Read;
 use std::path::Path;
@@ -10,7 +10,7 @@ use serde_json::{json, Value};
 
 use crate::cli::{MutateArgs, Output};
 use crate::config::Config;
-use crate::review::{review, Decision, API_V1};
+use crate::review::{review_with, Decision, API_V1};
 
 /// How `mutate` ended, mapped to the exit status by `main`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -69,7 +69,8 @@ pub fn run(args: &MutateArgs) -> Result<Printed> {
         (None, Some(p)) => format!("--review {}", p.display()),
         (None, None) => String::new(),
     };
-    let reviewed = review(&config, &body).map_err(|e| anyhow!("{input}: {e}"))?;
+    let reviewed =
+        review_with(&config, &args.bounds.into(), &body).map_err(|e| anyhow!("{input}: {e}"))?;
     let (verdict, stderr) = match &reviewed.decision {
         Decision::Denied(m) => (Verdict::Denied, Some(format!("denied: {m}"))),
         // The server would refuse it too, but for a CI run it is broken

@@ -7,17 +7,18 @@
 //! that admitting the patched pod again yields no patch. Something of ours
 //! already present with a *different* value is a conflict, never overwritten.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use json_patch::jsonptr::PointerBuf;
 use json_patch::{AddOperation, Patch, PatchOperation};
 use serde::Serialize;
 use serde_json::{json, Value};
 
+use crate::bounds::Estimate;
 use crate::config::{Backend, Provider, Store};
 use crate::k8s;
-use crate::names::{self, GCS_CREDENTIALS_VOLUME};
-use crate::pod::{Container, Env, PodView, ANNOTATION_INJECTED};
+use crate::names::{self, clip, GCS_CREDENTIALS_VOLUME};
+use crate::pod::{Container, Env, Mount, PodView, ANNOTATION_INJECTED, ANNOTATION_PERSISTENCE};
 use crate::selection::Selection;
 
 /// JSON object `{store: path}` of the run's data stores.
@@ -64,6 +65,24 @@ pub enum Conflict {
         /// e.g. `data store "data1"`.
         what: String,
     },
+    /// A pod mount of a volume the webhook adds (or keeps) in this review,
+    /// other than exactly the mount the webhook adds: with it a pod could
+    /// reach the whole outputs store, another run's directory, or write to
+    /// a read-only store (SPEC §5).
+    #[error("container {container:?}: volumeMounts mounts the webhook's volume {volume:?} ({what}) at {mount}; {why}, so remove that mount")]
+    ForeignMount {
+        /// The container.
+        container: String,
+        /// The pod's mount: its path, then e.g. ` with subPath "other-run"`
+        /// and ` read-write` when the store is read-only.
+        mount: String,
+        /// The volume.
+        volume: String,
+        /// e.g. `outputs store "outputs1"`.
+        what: String,
+        /// What the webhook adds instead.
+        why: String,
+    },
     /// Two of the selected stores would mount at the same path.
     #[error("{first} and {second} would both be mounted at {path:?}; change the outputs sub-path or leave one store out of annotation polyaxon.com/persistence")]
     OwnMounts {
@@ -93,17 +112,90 @@ struct WantEnv {
     json: Value,
 }
 
+/// A pod volume the webhook adds.
+struct WantVolume {
+    name: String,
+    what: String,
+    json: Value,
+}
+
 enum EnvValue {
     Plain(String),
     Secret { secret: String, key: String },
 }
 
-/// Everything the selection asks for, before looking at the pod.
-struct Wanted {
-    volumes: Vec<(String, String, Value)>,
+/// Everything the selection asks for, before looking at the pod, indexed so
+/// that diffing a container costs one lookup per item the container has:
+/// linear in the pod, whatever the number of selected stores.
+pub struct Wanted {
+    volumes: Vec<WantVolume>,
     mounts: Vec<WantMount>,
     env: Vec<WantEnv>,
     annotation: String,
+    /// volume name -> index in `volumes`
+    volume_index: HashMap<String, usize>,
+    /// volume name -> index in `mounts` (one mount per volume)
+    mount_by_volume: HashMap<String, usize>,
+    /// mount path -> index in `mounts`
+    mount_by_path: HashMap<String, usize>,
+    /// env var name -> index in `env`
+    env_index: HashMap<String, usize>,
+    /// Serialised size of one container's mounts and env vars as values.
+    item_bytes: u64,
+    /// Serialised size of the volumes and the annotation, as operations.
+    shared_bytes: u64,
+}
+
+/// Serialised overhead of one `add` operation around its path and value:
+/// `{"op":"add","path":"","value":}` and the `,` between operations.
+const OP_BYTES: u64 = r#"{"op":"add","path":"","value":},"#.len() as u64;
+/// The longest pointer to a container's list item, without the index:
+/// `/spec/initContainers/` + `/volumeMounts/-`.
+const CONTAINER_POINTER_BYTES: u64 = "/spec/initContainers//volumeMounts/-".len() as u64;
+
+impl Wanted {
+    /// An upper bound on the patch for `containers` targeted containers, the
+    /// last of which has index `max_index` in its list. Independent of what
+    /// the pod already has, so a re-admitted pod gets the same estimate.
+    pub fn estimate(&self, containers: usize, max_index: usize) -> Estimate {
+        let containers = containers as u64;
+        let per_container = (self.mounts.len() + self.env.len()) as u64;
+        let index_digits = max_index.to_string().len() as u64;
+        let per_item = OP_BYTES + CONTAINER_POINTER_BYTES + index_digits;
+        let container_bytes = per_item * per_container + self.item_bytes;
+        Estimate {
+            containers,
+            per_container,
+            items: containers.saturating_mul(per_container),
+            bytes: containers
+                .saturating_mul(container_bytes)
+                .saturating_add(self.shared_bytes)
+                .saturating_add(2),
+        }
+    }
+}
+
+/// How many containers (and init containers) the selection targets, and the
+/// highest index among them, for [`Wanted::estimate`].
+pub fn targeted(pod: &PodView<'_>, selection: &Selection<'_>) -> (usize, usize) {
+    let Some(spec) = &pod.spec else {
+        return (0, 0);
+    };
+    let mut count = 0;
+    let mut max_index = 0;
+    for list in [&spec.init_containers, &spec.containers] {
+        for (i, c) in list.iter().flatten().enumerate() {
+            if selection.targets(&c.name) {
+                count += 1;
+                max_index = max_index.max(i);
+            }
+        }
+    }
+    (count, max_index)
+}
+
+fn json_len(value: &Value) -> u64 {
+    serde_json::to_string(value).map_or(0, |s| s.len() as u64)
 }
 
 #[derive(Serialize)]
@@ -133,9 +225,13 @@ pub fn injected_outputs_path(annotation: Option<&str>) -> Option<String> {
         .outputs_path
 }
 
-/// The patch for `pod`, or `None` when it already has everything.
-pub fn build(pod: &PodView<'_>, selection: &Selection<'_>) -> Result<Option<Patch>, Conflict> {
-    let wanted = wanted(selection)?;
+/// The patch for `pod`, or `None` when it already has everything. `wanted`
+/// is [`wanted`] of the same selection (checked against the bounds first).
+pub fn build(
+    pod: &PodView<'_>,
+    selection: &Selection<'_>,
+    wanted: &Wanted,
+) -> Result<Option<Patch>, Conflict> {
     let mut ops = Vec::new();
 
     annotation_ops(pod, &wanted.annotation, &mut ops);
@@ -143,7 +239,7 @@ pub fn build(pod: &PodView<'_>, selection: &Selection<'_>) -> Result<Option<Patc
         // No spec at all: nothing to mount into; API validation refuses the pod.
         return Ok(finish(ops));
     };
-    volume_ops(spec.volumes.as_deref(), &wanted.volumes, &mut ops)?;
+    volume_ops(spec.volumes.as_deref(), wanted, &mut ops)?;
     let lists = [
         ("initContainers", spec.init_containers.as_deref()),
         ("containers", spec.containers.as_deref()),
@@ -151,7 +247,9 @@ pub fn build(pod: &PodView<'_>, selection: &Selection<'_>) -> Result<Option<Patc
     for (list, containers) in lists {
         for (i, c) in containers.unwrap_or_default().iter().enumerate() {
             if selection.targets(&c.name) {
-                container_ops(list, i, c, &wanted, &mut ops)?;
+                container_ops(list, i, c, wanted, &mut ops)?;
+            } else {
+                untargeted_mounts(c, wanted)?;
             }
         }
     }
@@ -170,7 +268,10 @@ fn describe(store: &Store) -> String {
     format!("{} store {:?}", store.role(), store.name())
 }
 
-fn wanted(sel: &Selection<'_>) -> Result<Wanted, Conflict> {
+/// What the selection asks for, whatever the pod: volumes, the mounts and
+/// env vars of each targeted container, the annotation. Costs what the
+/// selection selects.
+pub fn wanted(sel: &Selection<'_>) -> Result<Wanted, Conflict> {
     let mut volumes = Vec::new();
     let mut mounts = Vec::new();
     let mut data_paths = BTreeMap::new();
@@ -187,11 +288,11 @@ fn wanted(sel: &Selection<'_>) -> Result<Wanted, Conflict> {
                 volume,
                 ..
             } => {
-                volumes.push((
-                    store.volume_name().to_owned(),
-                    describe(store),
-                    volume.clone(),
-                ));
+                volumes.push(WantVolume {
+                    name: store.volume_name().to_owned(),
+                    what: describe(store),
+                    json: volume.clone(),
+                });
                 mounts.push(want_mount(
                     describe(store),
                     store.volume_name(),
@@ -223,11 +324,11 @@ fn wanted(sel: &Selection<'_>) -> Result<Wanted, Conflict> {
     if let Some(out) = &sel.outputs {
         match out.store.backend() {
             Backend::Volume { volume, .. } => {
-                volumes.push((
-                    out.store.volume_name().to_owned(),
-                    describe(out.store),
-                    volume.clone(),
-                ));
+                volumes.push(WantVolume {
+                    name: out.store.volume_name().to_owned(),
+                    what: describe(out.store),
+                    json: volume.clone(),
+                });
                 mounts.push(want_mount(
                     describe(out.store),
                     out.store.volume_name(),
@@ -298,11 +399,11 @@ fn wanted(sel: &Selection<'_>) -> Result<Wanted, Conflict> {
             ..Default::default()
         };
         let volume = serde_json::to_value(volume).expect("a k8s Volume always serialises");
-        volumes.push((
-            GCS_CREDENTIALS_VOLUME.to_owned(),
-            "the GCS credentials".to_owned(),
-            volume,
-        ));
+        volumes.push(WantVolume {
+            name: GCS_CREDENTIALS_VOLUME.to_owned(),
+            what: "the GCS credentials".to_owned(),
+            json: volume,
+        });
         mounts.push(want_mount(
             "the GCS credentials".to_owned(),
             GCS_CREDENTIALS_VOLUME,
@@ -316,27 +417,60 @@ fn wanted(sel: &Selection<'_>) -> Result<Wanted, Conflict> {
         ));
     }
 
-    let mut seen: BTreeMap<&str, &str> = BTreeMap::new();
-    for m in &mounts {
-        if let Some(first) = seen.insert(&m.path, &m.what) {
+    let mut mount_by_path: HashMap<String, usize> = HashMap::with_capacity(mounts.len());
+    for (i, m) in mounts.iter().enumerate() {
+        if let Some(first) = mount_by_path.insert(m.path.clone(), i) {
             return Err(Conflict::OwnMounts {
-                path: m.path.clone(),
-                first: first.to_owned(),
+                path: clip(&m.path),
+                first: mounts[first].what.clone(),
                 second: m.what.clone(),
             });
         }
     }
+    let mount_by_volume = mounts
+        .iter()
+        .enumerate()
+        .map(|(i, m)| (m.volume.clone(), i))
+        .collect();
+    let volume_index = volumes
+        .iter()
+        .enumerate()
+        .map(|(i, v)| (v.name.clone(), i))
+        .collect();
+    let env_index = env
+        .iter()
+        .enumerate()
+        .map(|(i, e)| (e.name.clone(), i))
+        .collect();
 
     let annotation = to_json(&Injected {
         data: sel.data.iter().map(|s| s.name()).collect(),
         outputs: sel.outputs.as_ref().map(|o| o.store.name()),
         outputs_path: sel.outputs.as_ref().map(|o| o.path.as_str()),
     });
+    let item_bytes = mounts.iter().map(|m| json_len(&m.json)).sum::<u64>()
+        + env.iter().map(|e| json_len(&e.json)).sum::<u64>();
+    // `/spec/volumes/-` per volume; the annotation as the longest of its
+    // three forms (the `/metadata` one wraps it in two maps).
+    let shared_bytes = volumes
+        .iter()
+        .map(|v| OP_BYTES + "/spec/volumes/-".len() as u64 + json_len(&v.json))
+        .sum::<u64>()
+        + OP_BYTES
+        + json_len(&Value::String(annotation.clone()))
+        + format!("/metadata/annotations/{ANNOTATION_INJECTED}{{\"annotations\":{{\"\":}}}}").len()
+            as u64;
     Ok(Wanted {
         volumes,
         mounts,
         env,
         annotation,
+        volume_index,
+        mount_by_volume,
+        mount_by_path,
+        env_index,
+        item_bytes,
+        shared_bytes,
     })
 }
 
@@ -416,29 +550,33 @@ fn annotation_ops(pod: &PodView<'_>, value: &str, ops: &mut Vec<PatchOperation>)
 
 fn volume_ops(
     existing: Option<&[crate::pod::VolumeView<'_>]>,
-    wanted: &[(String, String, Value)],
+    wanted: &Wanted,
     ops: &mut Vec<PatchOperation>,
 ) -> Result<(), Conflict> {
-    let mut missing = Vec::new();
-    for (name, what, value) in wanted {
-        match existing
-            .unwrap_or_default()
-            .iter()
-            .find(|v| v.name == name.as_str())
-        {
-            Some(v) => {
-                let same = serde_json::from_str::<Value>(v.raw.get())
-                    .is_ok_and(|have| covers(&have, value));
-                if !same {
-                    return Err(Conflict::Volume {
-                        name: name.clone(),
-                        what: what.clone(),
-                    });
-                }
-            }
-            None => missing.push(value.clone()),
+    // One pass over the pod's volumes, one lookup each.
+    let mut present = vec![false; wanted.volumes.len()];
+    for v in existing.unwrap_or_default() {
+        let Some(&i) = wanted.volume_index.get(v.name.as_ref()) else {
+            continue;
+        };
+        let ours = &wanted.volumes[i];
+        let same =
+            serde_json::from_str::<Value>(v.raw.get()).is_ok_and(|have| covers(&have, &ours.json));
+        if !same {
+            return Err(Conflict::Volume {
+                name: ours.name.clone(),
+                what: ours.what.clone(),
+            });
         }
+        present[i] = true;
     }
+    let missing = wanted
+        .volumes
+        .iter()
+        .zip(&present)
+        .filter(|(_, present)| !**present)
+        .map(|(v, _)| v.json.clone())
+        .collect();
     append(
         ["spec", "volumes"].as_slice(),
         existing.is_some(),
@@ -492,28 +630,38 @@ fn container_ops(
     ops: &mut Vec<PatchOperation>,
 ) -> Result<(), Conflict> {
     let index = index.to_string();
-    let mut mounts = Vec::new();
-    let have_mounts = c.volume_mounts.as_deref().unwrap_or_default();
-    for m in &wanted.mounts {
-        let found = have_mounts
-            .iter()
-            .find(|h| names::clean_path(&h.mount_path) == m.path);
-        match found {
-            None => mounts.push(m.json.clone()),
-            Some(h)
-                if h.name == m.volume.as_str()
-                    && h.sub_path.as_deref() == m.sub_path.as_deref()
-                    && h.read_only.unwrap_or(false) == m.read_only => {}
-            Some(h) => {
-                return Err(Conflict::MountPath {
-                    container: c.name.to_string(),
-                    path: m.path.clone(),
-                    existing: h.name.to_string(),
-                    what: m.what.clone(),
-                })
+    // One pass over the container's mounts, one lookup each: every mount of
+    // one of our volumes must be exactly ours, and nothing else may sit at
+    // one of our paths.
+    let mut present = vec![false; wanted.mounts.len()];
+    for h in c.volume_mounts.as_deref().unwrap_or_default() {
+        let path = names::clean_path(&h.mount_path);
+        if let Some(&i) = wanted.mount_by_volume.get(h.name.as_ref()) {
+            let m = &wanted.mounts[i];
+            let exact = path == m.path
+                && h.sub_path.as_deref() == m.sub_path.as_deref()
+                && h.read_only.unwrap_or(false) == m.read_only;
+            if !exact {
+                return Err(foreign_mount(c, h, m, true));
             }
+            present[i] = true;
+        } else if let Some(&i) = wanted.mount_by_path.get(path.as_ref()) {
+            let m = &wanted.mounts[i];
+            return Err(Conflict::MountPath {
+                container: clip(&c.name),
+                path: clip(&m.path),
+                existing: clip(&h.name),
+                what: m.what.clone(),
+            });
         }
     }
+    let mounts = wanted
+        .mounts
+        .iter()
+        .zip(&present)
+        .filter(|(_, present)| !**present)
+        .map(|(m, _)| m.json.clone())
+        .collect();
     append(
         &["spec", list, &index, "volumeMounts"],
         c.volume_mounts.is_some(),
@@ -521,29 +669,84 @@ fn container_ops(
         ops,
     );
 
-    let mut env = Vec::new();
-    let have_env = c.env.as_deref().unwrap_or_default();
-    for e in &wanted.env {
-        match have_env.iter().find(|h| h.name == e.name.as_str()) {
-            None => env.push(e.json.clone()),
-            Some(_) if e.name == ENV_GOOGLE_CREDENTIALS => {} // the container's own wins
-            Some(h) if same_env(h, &e.value) => {}
-            Some(_) => {
-                return Err(Conflict::Env {
-                    container: c.name.to_string(),
-                    name: e.name.clone(),
-                    ours: match &e.value {
-                        EnvValue::Plain(v) => format!("{v:?}"),
-                        EnvValue::Secret { secret, key } => {
-                            format!("key {key:?} of secret {secret:?}")
-                        }
-                    },
-                })
-            }
+    // Every occurrence of a name of ours counts: the runtime uses the last
+    // one, so a first one that matches proves nothing (SPEC §5).
+    let mut present = vec![false; wanted.env.len()];
+    for h in c.env.as_deref().unwrap_or_default() {
+        let Some(&i) = wanted.env_index.get(h.name.as_ref()) else {
+            continue;
+        };
+        let e = &wanted.env[i];
+        // The container's own GOOGLE_APPLICATION_CREDENTIALS wins (SPEC §4).
+        if e.name != ENV_GOOGLE_CREDENTIALS && !same_env(h, &e.value) {
+            return Err(Conflict::Env {
+                container: clip(&c.name),
+                name: e.name.clone(),
+                ours: match &e.value {
+                    EnvValue::Plain(v) => format!("{:?}", clip(v)),
+                    EnvValue::Secret { secret, key } => {
+                        format!("key {key:?} of secret {secret:?}")
+                    }
+                },
+            });
         }
+        present[i] = true;
     }
+    let env = wanted
+        .env
+        .iter()
+        .zip(&present)
+        .filter(|(_, present)| !**present)
+        .map(|(e, _)| e.json.clone())
+        .collect();
     append(&["spec", list, &index, "env"], c.env.is_some(), env, ops);
     Ok(())
+}
+
+/// A container the selection leaves out may not mount our volumes at all:
+/// `containers:` must not be a way around the sub-path.
+fn untargeted_mounts(c: &Container<'_>, wanted: &Wanted) -> Result<(), Conflict> {
+    for h in c.volume_mounts.as_deref().unwrap_or_default() {
+        if let Some(&i) = wanted.mount_by_volume.get(h.name.as_ref()) {
+            return Err(foreign_mount(c, h, &wanted.mounts[i], false));
+        }
+    }
+    Ok(())
+}
+
+fn foreign_mount(c: &Container<'_>, h: &Mount<'_>, ours: &WantMount, targeted: bool) -> Conflict {
+    let why = if targeted {
+        let sub = match &ours.sub_path {
+            Some(s) => format!(" with subPath {:?}", clip(s)),
+            None => String::new(),
+        };
+        let ro = if ours.read_only { " read-only" } else { "" };
+        format!(
+            "only the webhook mounts it, at {:?}{sub}{ro}",
+            clip(&ours.path)
+        )
+    } else {
+        format!(
+            "only the webhook mounts it, and only in the containers that annotation {ANNOTATION_PERSISTENCE} targets (containers:), which this one is not"
+        )
+    };
+    let sub_path = h
+        .sub_path
+        .as_deref()
+        .map(|s| format!(" with subPath {:?}", clip(s)))
+        .unwrap_or_default();
+    let read_write = if ours.read_only && !h.read_only.unwrap_or(false) {
+        " read-write"
+    } else {
+        ""
+    };
+    Conflict::ForeignMount {
+        container: clip(&c.name),
+        mount: format!("{:?}{sub_path}{read_write}", clip(&h.mount_path)),
+        volume: clip(&h.name),
+        what: ours.what.clone(),
+        why,
+    }
 }
 
 fn same_env(have: &Env<'_>, ours: &EnvValue) -> bool {
@@ -615,7 +818,17 @@ defaultOutputs: outputs1
         };
         let sel = resolve(&config, identity, &annotations, injected.as_deref(), &names)
             .expect("selection resolves");
-        let patch = build(&view, &sel)?;
+        let wanted = wanted(&sel)?;
+        let patch = build(&view, &sel, &wanted)?;
+        if let Some(p) = &patch {
+            let (containers, max_index) = targeted(&view, &sel);
+            let estimate = wanted.estimate(containers, max_index);
+            let bytes = serde_json::to_vec(p).expect("patch").len() as u64;
+            assert!(
+                bytes <= estimate.bytes,
+                "estimate {estimate:?} < {bytes} bytes"
+            );
+        }
         let ops = patch.map(|p| p.0).unwrap_or_default();
         json_patch::patch(&mut doc, &ops).expect("patch applies");
         Ok((ops, doc))
@@ -863,6 +1076,190 @@ defaultOutputs: outputs1
             }
             let err = result.expect_err(sel).to_string();
             assert!(err.contains(want), "{sel}: {err}");
+        }
+    }
+
+    /// A pod with one container `main` (targeted) and `side`, with `main`'s
+    /// and `side`'s mounts as given.
+    fn two_containers(main_mounts: Value, side_mounts: Value) -> String {
+        json!({"metadata": {"name": "pod"}, "spec": {"containers": [
+            {"name": "main", "volumeMounts": main_mounts},
+            {"name": "side", "volumeMounts": side_mounts},
+        ]}})
+        .to_string()
+    }
+
+    #[test]
+    fn the_webhooks_volumes_are_mounted_only_as_the_webhook_mounts_them() {
+        let cases: Vec<(&str, String, &str, &[&str])> = vec![
+            (
+                "whole outputs store, no subPath",
+                two_containers(json!([{"name": "pw-outputs1", "mountPath": "/all-outputs"}]), json!([])),
+                "data: []",
+                &[
+                    "container \"main\": volumeMounts mounts the webhook's volume \"pw-outputs1\" (outputs store \"outputs1\") at \"/all-outputs\";",
+                    "only the webhook mounts it, at \"/outputs/1/ns/pod\" with subPath \"ns/pod\"",
+                ],
+            ),
+            (
+                "another run's subPath",
+                two_containers(json!([{"name": "pw-outputs1", "mountPath": "/theirs", "subPath": "ns/other-run"}]), json!([])),
+                "data: []",
+                &["mounts the webhook's volume \"pw-outputs1\" (outputs store \"outputs1\") at \"/theirs\" with subPath \"ns/other-run\""],
+            ),
+            (
+                "another run's subPath at our own path",
+                two_containers(json!([{"name": "pw-outputs1", "mountPath": "/outputs/1/ns/pod", "subPath": "ns/other-run"}]), json!([])),
+                "data: []",
+                &["at \"/outputs/1/ns/pod\" with subPath \"ns/other-run\""],
+            ),
+            (
+                "read-only data store mounted read-write",
+                two_containers(json!([{"name": "pw-data1", "mountPath": "/data/1"}]), json!([])),
+                "data: [data1]",
+                &[
+                    "mounts the webhook's volume \"pw-data1\" (data store \"data1\") at \"/data/1\" read-write",
+                    "only the webhook mounts it, at \"/data/1\" read-only",
+                ],
+            ),
+            (
+                "sidecar excluded by containers:",
+                two_containers(json!([]), json!([{"name": "pw-outputs1", "mountPath": "/outputs/1/ns/pod", "subPath": "ns/pod"}])),
+                "data: []\ncontainers: [main]",
+                &[
+                    "container \"side\": volumeMounts mounts the webhook's volume \"pw-outputs1\"",
+                    "only in the containers that annotation polyaxon.com/persistence targets (containers:), which this one is not",
+                ],
+            ),
+            (
+                "the GCS credentials volume elsewhere",
+                two_containers(json!([{"name": "pw--gcs-credentials", "mountPath": "/keys"}]), json!([])),
+                "data: [data-gcs]",
+                &["the webhook's volume \"pw--gcs-credentials\" (the GCS credentials) at \"/keys\""],
+            ),
+            (
+                "init container too",
+                json!({"metadata": {"name": "pod"}, "spec": {
+                    "initContainers": [{"name": "init", "volumeMounts": [{"name": "pw-data2", "mountPath": "/d2", "readOnly": true}]}],
+                    "containers": [{"name": "main"}]}}).to_string(),
+                "data: [data2]",
+                &["container \"init\": volumeMounts mounts the webhook's volume \"pw-data2\" (data store \"data2\") at \"/d2\""],
+            ),
+        ];
+        for (what, pod, sel, fragments) in cases {
+            let err = run(&pod, Some(sel)).expect_err(what);
+            assert!(
+                matches!(err, Conflict::ForeignMount { .. }),
+                "{what}: {err}"
+            );
+            let err = err.to_string();
+            for f in fragments {
+                assert!(err.contains(f), "{what}: {f:?} not in {err}");
+            }
+        }
+        // A volume of a store this review does not select is the pod's own.
+        let own = two_containers(
+            json!([]),
+            json!([{"name": "pw-data1", "mountPath": "/mine"}]),
+        );
+        let own = own.replace(
+            r#""spec":{"#,
+            r#""spec":{"volumes":[{"name":"pw-data1","emptyDir":{}}],"#,
+        );
+        assert!(
+            run(&own, Some("data: [data2]")).is_ok(),
+            "not ours in this review"
+        );
+        // Reinvocation: the pod already carries exactly our mounts.
+        let sel = "data: [data1, data-gcs]\ncontainers: [main]";
+        let (_, once) = run(&two_containers(json!([]), json!([])), Some(sel)).expect("patched");
+        let (ops, _) = run(&once.to_string(), None).expect("re-admitted");
+        assert!(ops.is_empty(), "{ops:?}");
+    }
+
+    #[test]
+    fn every_occurrence_of_an_env_var_of_ours_must_match() {
+        let (_, once) = run(BARE, Some("data: [data1]")).expect("patched");
+        let ours = once["spec"]["containers"][0]["env"][1].clone();
+        assert_eq!(ours["name"], ENV_OUTPUTS_PATH);
+        let with_env = |env: Value| {
+            let mut pod = once.clone();
+            pod["spec"]["containers"][0]["env"] = env;
+            pod.to_string()
+        };
+        let data = once["spec"]["containers"][0]["env"][0].clone();
+        let other = json!({"name": ENV_OUTPUTS_PATH, "value": "/elsewhere"});
+        let cases = [
+            (
+                "ours then another: the runtime uses the last",
+                json!([data, ours, other]),
+                false,
+            ),
+            ("another then ours", json!([data, other, ours]), false),
+            ("ours twice, same value", json!([data, ours, ours]), true),
+        ];
+        for (what, env, allowed) in cases {
+            let result = run(&with_env(env), None);
+            match (result, allowed) {
+                (Ok((ops, _)), true) => assert!(ops.is_empty(), "{what}: {ops:?}"),
+                (Err(e), false) => assert!(
+                    e.to_string().contains("container \"main\": env POLYAXON_RUN_OUTPUTS_PATH is already set to a different value"),
+                    "{what}: {e}"
+                ),
+                (got, _) => panic!("{what}: {got:?}"),
+            }
+        }
+        // GOOGLE_APPLICATION_CREDENTIALS twice, any values: the container's own.
+        let pod = r#"{"metadata":{"name":"pod"},"spec":{"containers":[{"name":"main","env":[{"name":"GOOGLE_APPLICATION_CREDENTIALS","value":"/a"},{"name":"GOOGLE_APPLICATION_CREDENTIALS","value":"/b"}]}]}}"#;
+        assert!(run(pod, Some("data: [data-gcs]")).is_ok());
+    }
+
+    #[test]
+    fn conflict_messages_are_clipped() {
+        let long = "c".repeat(100_000);
+        let pod = json!({"metadata": {"name": "pod"}, "spec": {"containers": [
+            {"name": long, "volumeMounts": [{"name": "v".repeat(100_000), "mountPath": "/data/1"}]}]}});
+        let err = run(&pod.to_string(), Some("data: [data1]"))
+            .expect_err("conflict")
+            .to_string();
+        assert!(err.contains("(100000 bytes)"), "{err}");
+        assert!(err.len() < 1024, "{} bytes", err.len());
+    }
+
+    #[test]
+    fn diffing_is_linear_in_the_pod() {
+        // Not a timing: a container with 20,000 mounts and 20,000 env vars
+        // against every wanted item would be a scan per item before; now one
+        // lookup per mount and env var.
+        let mounts: Vec<Value> = (0..20_000)
+            .map(|i| json!({"name": format!("v{i}"), "mountPath": format!("/m/{i}")}))
+            .collect();
+        let env: Vec<Value> = (0..20_000)
+            .map(|i| json!({"name": format!("E{i}"), "value": "x"}))
+            .collect();
+        let pod = json!({"metadata": {"name": "pod"}, "spec": {"containers": [
+            {"name": "main", "volumeMounts": mounts, "env": env}]}});
+        let (ops, out) = run(
+            &pod.to_string(),
+            Some("data: [data1, data2, data-gcs, data-s3]"),
+        )
+        .expect("patched");
+        assert!(!ops.is_empty());
+        assert_eq!(mount_paths(&out, "containers", 0).len(), 20_000 + 4);
+    }
+
+    #[test]
+    fn the_estimate_bounds_the_patch() {
+        for sel in [
+            "data: [data1, data2, data-gcs, data-gcs2, data-s3]\noutputs: outputs-gcs",
+            "data: []",
+            "outputs: outputs1",
+        ] {
+            // `run_with` asserts the patch is within the estimate.
+            let many: Vec<Value> = (0..120).map(|i| json!({"name": format!("c{i}")})).collect();
+            let pod = json!({"metadata": {"name": "pod"}, "spec": {"initContainers": many.clone(), "containers": many}});
+            let (ops, _) = run(&pod.to_string(), Some(sel)).expect("patched");
+            assert!(ops.len() > 240, "{sel}");
         }
     }
 

@@ -15,7 +15,9 @@ use serde::de::IgnoredAny;
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
+use crate::bounds::Bounds;
 use crate::config::Config;
+use crate::names;
 use crate::patch;
 use crate::pod::PodView;
 use crate::selection::{self, PodIdentity};
@@ -365,15 +367,22 @@ struct StatusOut<'a> {
     message: &'a str,
 }
 
-/// Reviews one AdmissionReview body against `config`.
+/// Reviews one AdmissionReview body against `config`, with the default
+/// [`Bounds`]; the shorthand the fuzz targets, benches and tests use.
 pub fn review(config: &Config, body: &[u8]) -> Result<Reviewed, ReviewError> {
+    review_with(config, &Bounds::default(), body)
+}
+
+/// Reviews one AdmissionReview body against `config`: a pod whose patch
+/// would pass `bounds` is denied before the patch is built.
+pub fn review_with(config: &Config, bounds: &Bounds, body: &[u8]) -> Result<Reviewed, ReviewError> {
     // JSON is UTF-8 throughout, including strings the typed view skips
     // unread; checking once up front also lets the parser skip re-checking.
     let body = std::str::from_utf8(body)
         .map_err(|e| ReviewError::NotJson(format!("invalid UTF-8 at byte {}", e.valid_up_to())))?;
     let parsed: ReviewIn = match serde_json::from_str(body) {
         Ok(parsed) => parsed,
-        Err(e) => return malformed(config, body, e),
+        Err(e) => return malformed(config, bounds, body, e),
     };
     let api_version = check_version(parsed.api_version.as_deref())?;
     if let Some(kind) = parsed.kind.as_deref() {
@@ -386,7 +395,7 @@ pub fn review(config: &Config, body: &[u8]) -> Result<Reviewed, ReviewError> {
     let Some(request) = parsed.request else {
         return Err(ReviewError::NotReview("it has no request".into()));
     };
-    let (subject, decision) = decide(config, &request);
+    let (subject, decision) = decide(config, bounds, &request);
     let response = respond(api_version, &subject.uid, &decision);
     Ok(Reviewed {
         subject,
@@ -395,11 +404,26 @@ pub fn review(config: &Config, body: &[u8]) -> Result<Reviewed, ReviewError> {
     })
 }
 
+/// A parser's message, which may quote the input (serde_json quotes a
+/// string it did not expect), cut to a size fit for a response and a log
+/// line.
+fn clip_message(message: String) -> String {
+    const MAX: usize = 1024;
+    if message.len() <= MAX {
+        return message;
+    }
+    let mut cut = MAX;
+    while !message.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    format!("{}... ({} bytes)", &message[..cut], message.len())
+}
+
 fn check_version(v: Option<&str>) -> Result<&'static str, ReviewError> {
     match v {
         Some(API_V1) => Ok(API_V1),
         Some(API_V1BETA1) => Ok(API_V1BETA1),
-        Some(other) => Err(ReviewError::Version(other.to_owned())),
+        Some(other) => Err(ReviewError::Version(names::clip(other))),
         None => Err(ReviewError::NotReview("apiVersion is missing".into())),
     }
 }
@@ -408,15 +432,16 @@ fn check_version(v: Option<&str>) -> Result<&'static str, ReviewError> {
 /// found, else refuse the body.
 fn malformed(
     config: &Config,
+    bounds: &Bounds,
     body: &str,
     error: serde_json::Error,
 ) -> Result<Reviewed, ReviewError> {
     if error.is_syntax() || error.is_eof() {
-        return Err(ReviewError::NotJson(error.to_string()));
+        return Err(ReviewError::NotJson(clip_message(error.to_string())));
     }
     if let Ok(raw) = serde_json::from_str::<ReviewRaw>(body) {
         let api_version = check_version(raw.api_version.as_deref())?;
-        let (subject, decision) = decide(config, &raw.request.into());
+        let (subject, decision) = decide(config, bounds, &raw.request.into());
         let response = respond(api_version, &subject.uid, &decision);
         return Ok(Reviewed {
             subject,
@@ -425,10 +450,10 @@ fn malformed(
         });
     }
     let Ok(min) = serde_json::from_str::<UidOnly>(body) else {
-        return Err(ReviewError::NotReview(error.to_string()));
+        return Err(ReviewError::NotReview(clip_message(error.to_string())));
     };
     let api_version = check_version(min.api_version.as_deref())?;
-    let decision = Decision::Invalid(format!("malformed AdmissionReview: {error}"));
+    let decision = Decision::Invalid(clip_message(format!("malformed AdmissionReview: {error}")));
     let response = respond(api_version, &min.request.uid, &decision);
     Ok(Reviewed {
         subject: Subject {
@@ -440,7 +465,7 @@ fn malformed(
     })
 }
 
-fn decide(config: &Config, req: &RequestIn<'_>) -> (Subject, Decision) {
+fn decide(config: &Config, bounds: &Bounds, req: &RequestIn<'_>) -> (Subject, Decision) {
     let mut subject = Subject {
         uid: req.uid.to_string(),
         namespace: req.namespace.as_deref().unwrap_or_default().to_owned(),
@@ -478,7 +503,9 @@ fn decide(config: &Config, req: &RequestIn<'_>) -> (Subject, Decision) {
                 Err(e) => {
                     return (
                         subject,
-                        Decision::Invalid(format!("request.object is not a valid Pod: {e}")),
+                        Decision::Invalid(clip_message(format!(
+                            "request.object is not a valid Pod: {e}"
+                        ))),
                     )
                 }
             }
@@ -533,8 +560,24 @@ fn decide(config: &Config, req: &RequestIn<'_>) -> (Subject, Decision) {
         Ok(s) => s,
         Err(e) => return (subject, Decision::Denied(e.to_string())),
     };
-    let decision = match patch::build(pod, &selection) {
-        Ok(Some(p)) => Decision::Patched(p),
+    let wanted = match patch::wanted(&selection) {
+        Ok(w) => w,
+        Err(conflict) => return (subject, Decision::Denied(conflict.to_string())),
+    };
+    // The bound is checked on an estimate, before any per-container work.
+    let (containers, max_index) = patch::targeted(pod, &selection);
+    let estimate = wanted.estimate(containers, max_index);
+    if let Err(over) = bounds.check(&estimate) {
+        return (subject, Decision::Denied(over.to_string()));
+    }
+    let decision = match patch::build(pod, &selection, &wanted) {
+        Ok(Some(p)) => {
+            debug_assert!(
+                serde_json::to_vec(&p).map_or(0, |v| v.len() as u64) <= estimate.bytes,
+                "the estimate is an upper bound"
+            );
+            Decision::Patched(p)
+        }
         Ok(None) => Decision::Unchanged(Skip::AlreadyInjected),
         Err(conflict) => Decision::Denied(conflict.to_string()),
     };
@@ -744,6 +787,129 @@ mod tests {
             "{msg}"
         );
         assert!(out["response"].get("patch").is_none());
+    }
+
+    fn pod_with(containers: usize) -> Value {
+        let list: Vec<Value> = (0..containers)
+            .map(|i| json!({"name": format!("c-{i}")}))
+            .collect();
+        json!({"metadata": {"name": "p", "namespace": "ns"}, "spec": {"containers": list}})
+    }
+
+    fn denial(r: &Reviewed) -> String {
+        let out = response(r);
+        assert_eq!(out["response"]["allowed"], false, "{out}");
+        assert_eq!(out["response"]["status"]["code"], 400, "{out}");
+        assert!(out["response"].get("patch").is_none());
+        out["response"]["status"]["message"]
+            .as_str()
+            .expect("message")
+            .to_owned()
+    }
+
+    #[test]
+    fn bounds_are_checked_before_the_patch_is_built() {
+        // This config gives each container 2 mounts and 2 env vars.
+        let items = Bounds {
+            max_patch_bytes: u64::MAX,
+            max_injected_items: 10_000,
+        };
+        let under = review_with(
+            &config(),
+            &items,
+            &body(API_V1, "Pod", "CREATE", pod_with(2_500)),
+        )
+        .expect("answered");
+        match &under.decision {
+            Decision::Patched(p) => assert_eq!(p.0.len(), 1 + 1 + 2 * 2_500),
+            other => panic!("2,500 × 4 = 10,000 items is within the bound: {other:?}"),
+        }
+        let over = review_with(
+            &config(),
+            &items,
+            &body(API_V1, "Pod", "CREATE", pod_with(2_501)),
+        )
+        .expect("answered");
+        let msg = denial(&over);
+        assert!(
+            msg.starts_with("the patch would add 10,004 items (2,501 containers × 4) / about "),
+            "{msg}"
+        );
+        assert!(
+            msg.contains(
+                "over the limit of 10,000 items (--max-injected-items); target fewer containers"
+            ),
+            "{msg}"
+        );
+
+        // Bytes: the default 1 MiB is reached before 10,000 items here.
+        let big =
+            review(&config(), &body(API_V1, "Pod", "CREATE", pod_with(5_000))).expect("answered");
+        let msg = denial(&big);
+        assert!(
+            msg.starts_with("the patch would add 20,000 items (5,000 containers × 4) / about "),
+            "{msg}"
+        );
+        assert!(msg.contains("over the limit of 10,000 items (--max-injected-items) and the limit of 1.0 MiB (1,048,576 bytes, --max-patch-bytes)"), "{msg}");
+        assert!(matches!(big.decision, Decision::Denied(_)));
+
+        // containers: narrows what is counted.
+        let mut narrowed = pod_with(5_000);
+        narrowed["metadata"]["annotations"] =
+            json!({"polyaxon.com/persistence": "containers: [c-4999]"});
+        let r = review(&config(), &body(API_V1, "Pod", "CREATE", narrowed)).expect("answered");
+        assert!(
+            matches!(r.decision, Decision::Patched(_)),
+            "{:?}",
+            r.decision
+        );
+    }
+
+    #[test]
+    fn a_re_admitted_pod_gets_the_same_bound_answer() {
+        let tight = Bounds {
+            max_patch_bytes: u64::MAX,
+            max_injected_items: 40,
+        };
+        let first = review_with(
+            &config(),
+            &tight,
+            &body(API_V1, "Pod", "CREATE", pod_with(10)),
+        )
+        .expect("answered");
+        let Decision::Patched(p) = &first.decision else {
+            panic!(
+                "10 × 4 = 40 items is within the bound: {:?}",
+                first.decision
+            )
+        };
+        let mut patched = pod_with(10);
+        json_patch::patch(&mut patched, &p.0).expect("applies");
+        let again = review_with(&config(), &tight, &body(API_V1, "Pod", "CREATE", patched))
+            .expect("answered");
+        assert_eq!(again.decision, Decision::Unchanged(Skip::AlreadyInjected));
+    }
+
+    #[test]
+    fn parser_messages_are_clipped() {
+        let mut p = pod();
+        p["metadata"]["labels"] = json!("x".repeat(100_000));
+        let r = review(&config(), &body(API_V1, "Pod", "CREATE", p)).expect("answered");
+        match &r.decision {
+            Decision::Invalid(m) => {
+                assert!(m.starts_with("request.object is not a valid Pod"), "{m}");
+                assert!(m.len() < 1200, "{} bytes", m.len());
+            }
+            other => panic!("{other:?}"),
+        }
+        let version = format!(
+            r#"{{"apiVersion":"{}","request":{{"uid":"u"}}}}"#,
+            "v".repeat(100_000)
+        );
+        let err = review(&config(), version.as_bytes())
+            .expect_err("unsupported")
+            .to_string();
+        assert!(err.len() < 400, "{} bytes", err.len());
     }
 
     #[test]

@@ -3,14 +3,15 @@
 //! stores, containers and sub-path this pod gets. Pure.
 
 use std::borrow::Cow;
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashSet};
 
 use serde::Deserialize;
 
 use crate::config::{Config, Role, Store};
-use crate::names;
+use crate::names::{self, clip, SubPathError};
 use crate::pod::{
-    Annotations, ANNOTATION_OUTPUTS_SUBPATH, ANNOTATION_PERSISTENCE, ANNOTATION_UNIQUE_NAME,
+    Annotations, ANNOTATION_INJECTED, ANNOTATION_OUTPUTS_SUBPATH, ANNOTATION_PERSISTENCE,
+    ANNOTATION_UNIQUE_NAME,
 };
 
 /// Who the pod is, as far as the selection needs to know.
@@ -110,15 +111,17 @@ pub enum SelectionError {
     /// `containers: []`.
     #[error("annotation {ANNOTATION_PERSISTENCE}: containers is empty; name at least one container, or opt the pod out with the label polyaxon.com/persistence-injection: disabled")]
     NoContainers,
-    /// A sub-path annotation, or the path it maps to, is not a safe relative path.
+    /// A sub-path, from whichever rule, is not a safe relative path the
+    /// kubelet can create.
     #[error("{annotation}: sub-path {path:?} {why}")]
     SubPath {
         /// Where it came from.
         annotation: SubPathSource,
-        /// The offending path.
+        /// The offending path, clipped.
         path: String,
         /// What is wrong with it.
-        why: &'static str,
+        #[source]
+        why: SubPathError,
     },
     /// A unique name that is not one of Polyaxon's run name forms.
     #[error("annotation {ANNOTATION_UNIQUE_NAME}: {value:?} is not a Polyaxon run name (expected user.project.<id>, user.project.<group>.<id>, or user.project.<jobs|builds|notebooks|tensorboards>.<id>)")]
@@ -128,13 +131,17 @@ pub enum SelectionError {
     },
 }
 
-/// Where an outputs sub-path came from, for messages.
+/// Where an outputs sub-path came from (SPEC §3's rules), for messages.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SubPathSource {
     /// One of the sub-path annotations.
     Annotation(&'static str),
     /// `<namespace>/<pod name>`, derived when no annotation gives one.
     PodName,
+    /// `<namespace>/<generateName><uid>`, for a pod without a name yet.
+    GenerateName,
+    /// The `outputsPath` an earlier admission recorded, kept.
+    Recorded,
 }
 
 impl std::fmt::Display for SubPathSource {
@@ -144,6 +151,13 @@ impl std::fmt::Display for SubPathSource {
             SubPathSource::PodName => {
                 f.write_str("the pod's <namespace>/<name> (no sub-path annotation given)")
             }
+            SubPathSource::GenerateName => f.write_str(
+                "the pod's <namespace>/<generateName><uid> (no name and no sub-path annotation given)",
+            ),
+            SubPathSource::Recorded => write!(
+                f,
+                "the outputsPath recorded in annotation {ANNOTATION_INJECTED} (kept from an earlier admission)"
+            ),
         }
     }
 }
@@ -226,14 +240,16 @@ pub fn resolve<'c>(
     let data = match raw.data {
         None => config.available(Role::Data, ns).collect(),
         Some(names) => {
+            // Hashed: a list of n names costs n lookups, not n² comparisons.
+            let mut seen: HashSet<&str> = HashSet::with_capacity(names.len());
             let mut picked: Vec<&Store> = Vec::with_capacity(names.len());
-            for name in names {
-                let store = lookup(config, Role::Data, &name, ns, &available)?;
-                if !picked.iter().any(|s| s.name() == store.name()) {
-                    picked.push(store);
+            for name in &names {
+                if !seen.insert(name.as_str()) {
+                    continue;
                 }
+                picked.push(lookup(config, Role::Data, name, ns, &available)?);
             }
-            picked.sort_by(|a, b| a.name().cmp(b.name()));
+            picked.sort_unstable_by(|a, b| a.name().cmp(b.name()));
             picked
         }
     };
@@ -250,9 +266,9 @@ pub fn resolve<'c>(
     let outputs = match outputs_store {
         None => None,
         Some(store) => {
-            let sub_path = match kept_sub_path(store, injected_path) {
-                Some(kept) => kept.to_owned(),
-                None => sub_path(pod, annotations)?,
+            let sub_path = match kept_sub_path(store, ns, injected_path) {
+                Some(kept) => checked(SubPathSource::Recorded, store, Cow::Borrowed(kept))?,
+                None => sub_path(pod, store, annotations)?,
             };
             let base = store.path().trim_end_matches('/');
             let path = format!("{base}/{sub_path}");
@@ -268,13 +284,14 @@ pub fn resolve<'c>(
         None => None,
         Some(list) if list.is_empty() => return Err(SelectionError::NoContainers),
         Some(list) => {
-            for name in &list {
-                if !container_names.contains(&name.as_str()) {
-                    return Err(SelectionError::UnknownContainer {
-                        name: clip(name),
-                        known: container_names.join(", "),
-                    });
-                }
+            // Hashed: a pod of n containers naming n of them costs O(n),
+            // not the n² of a scan per name.
+            let known: HashSet<&str> = container_names.iter().copied().collect();
+            if let Some(name) = list.iter().find(|n| !known.contains(n.as_str())) {
+                return Err(SelectionError::UnknownContainer {
+                    name: clip(name),
+                    known: names::clip_list(container_names.iter().copied(), container_names.len()),
+                });
             }
             Some(list.into_iter().collect())
         }
@@ -321,7 +338,7 @@ fn lookup<'c>(
         Some(_) => Err(SelectionError::NotAvailable {
             role,
             name: clip(name),
-            namespace: namespace.to_owned(),
+            namespace: clip(namespace),
             available: available(),
         }),
         None => {
@@ -339,16 +356,6 @@ fn lookup<'c>(
     }
 }
 
-/// A user-supplied name or path as quoted in a message: long ones are cut,
-/// so a 256 KiB annotation does not come back as a 256 KiB error.
-fn clip(s: &str) -> String {
-    const MAX: usize = 300;
-    match s.char_indices().nth(MAX) {
-        None => s.to_owned(),
-        Some((cut, _)) => format!("{}... ({} bytes)", &s[..cut], s.len()),
-    }
-}
-
 fn article(role: Role) -> &'static str {
     match role {
         Role::Data => "a data",
@@ -356,47 +363,97 @@ fn article(role: Role) -> &'static str {
     }
 }
 
-/// "Stores available in namespace "x": data: a, b; outputs: c".
+/// "Stores available in namespace "x": data: a, b; outputs: c", each list
+/// clipped: under a config of thousands of stores a denial stays short, and
+/// only the names shown are walked.
 fn available_stores(config: &Config, namespace: &str) -> String {
     let list = |role| {
-        let names: Vec<&str> = config.available(role, namespace).map(Store::name).collect();
-        if names.is_empty() {
-            "none".to_owned()
-        } else {
-            names.join(", ")
-        }
+        names::clip_list(
+            config.available(role, namespace).map(Store::name),
+            config.available_count(role, namespace),
+        )
     };
     format!(
-        "Stores available in namespace {namespace:?}: data: {}; outputs: {}",
+        "Stores available in namespace {:?}: data: {}; outputs: {}",
+        clip(namespace),
         list(Role::Data),
         list(Role::Outputs)
     )
 }
 
-/// The sub-path recorded by an earlier admission, when it still lies under
-/// the selected store.
-fn kept_sub_path<'p>(store: &Store, injected_path: Option<&'p str>) -> Option<&'p str> {
+/// The sub-path recorded by an earlier admission, when it lies under the
+/// selected store as a clean relative path (and, for a store that isolates
+/// namespaces, under `<namespace>/`). Anything else was not ours to keep
+/// and the sub-path is derived again. A kept path still goes through every
+/// check of [`checked`].
+fn kept_sub_path<'p>(
+    store: &Store,
+    namespace: &str,
+    injected_path: Option<&'p str>,
+) -> Option<&'p str> {
     let base = store.path().trim_end_matches('/');
     let rest = injected_path?.strip_prefix(base)?.strip_prefix('/')?;
-    names::check_sub_path(rest).ok().map(|()| rest)
+    let structural = !rest.is_empty()
+        && !rest.starts_with('/')
+        && rest.split('/').all(|s| !matches!(s, "" | "." | ".."));
+    if !structural {
+        return None;
+    }
+    if store.isolates_namespaces() && !in_namespace_dir(rest, namespace) {
+        return None;
+    }
+    Some(rest)
 }
 
-/// SPEC §3's sub-path rules, first match wins.
-fn sub_path(pod: PodIdentity<'_>, annotations: &Annotations<'_>) -> Result<String, SelectionError> {
-    let checked = |annotation: SubPathSource, path: Cow<'_, str>| {
-        names::check_sub_path(&path)
-            .map(|()| path.to_string())
-            .map_err(|why| SelectionError::SubPath {
-                annotation,
-                path: clip(&path),
-                why,
-            })
+/// Whether `sub_path` lies strictly inside `<namespace>/`.
+fn in_namespace_dir(sub_path: &str, namespace: &str) -> bool {
+    sub_path
+        .strip_prefix(namespace)
+        .and_then(|rest| rest.strip_prefix('/'))
+        .is_some_and(|rest| !rest.is_empty())
+}
+
+/// A sub-path from `source`, checked against the store it will be joined
+/// to: every rule's result must be one the kubelet can create (SPEC §3).
+fn checked(
+    source: SubPathSource,
+    store: &Store,
+    path: Cow<'_, str>,
+) -> Result<String, SelectionError> {
+    match names::check_sub_path(&path, store.path()) {
+        Ok(()) => Ok(path.into_owned()),
+        Err(why) => Err(SelectionError::SubPath {
+            annotation: source,
+            path: clip(&path),
+            why,
+        }),
+    }
+}
+
+/// SPEC §3's sub-path rules, first match wins. A store with
+/// `isolateNamespaces` puts the explicit and unique-name forms under
+/// `<namespace>/`; the derived form already starts there.
+fn sub_path(
+    pod: PodIdentity<'_>,
+    store: &Store,
+    annotations: &Annotations<'_>,
+) -> Result<String, SelectionError> {
+    let ns = pod.namespace;
+    let isolated = |path: String| -> Cow<'static, str> {
+        if store.isolates_namespaces() {
+            Cow::Owned(format!("{ns}/{path}"))
+        } else {
+            Cow::Owned(path)
+        }
     };
     if let Some(explicit) = &annotations.outputs_subpath {
-        return checked(
-            SubPathSource::Annotation(ANNOTATION_OUTPUTS_SUBPATH),
-            Cow::Borrowed(explicit),
-        );
+        let source = SubPathSource::Annotation(ANNOTATION_OUTPUTS_SUBPATH);
+        // Checked as written first, so the message quotes what the user wrote.
+        let own = checked(source, store, Cow::Borrowed(explicit))?;
+        if !store.isolates_namespaces() {
+            return Ok(own);
+        }
+        return checked(source, store, isolated(own));
     }
     if let Some(unique) = &annotations.unique_name {
         let mapped = unique_name_path(unique).ok_or_else(|| SelectionError::UniqueName {
@@ -404,16 +461,19 @@ fn sub_path(pod: PodIdentity<'_>, annotations: &Annotations<'_>) -> Result<Strin
         })?;
         return checked(
             SubPathSource::Annotation(ANNOTATION_UNIQUE_NAME),
-            Cow::Owned(mapped),
+            store,
+            isolated(mapped),
         );
     }
-    let ns = pod.namespace;
-    let path = match (pod.name, pod.generate_name) {
-        (Some(name), _) if !name.is_empty() => format!("{ns}/{name}"),
-        (_, Some(prefix)) => format!("{ns}/{prefix}{}", pod.uid),
-        _ => format!("{ns}/{}", pod.uid),
+    let (source, path) = match (pod.name, pod.generate_name) {
+        (Some(name), _) if !name.is_empty() => (SubPathSource::PodName, format!("{ns}/{name}")),
+        (_, Some(prefix)) => (
+            SubPathSource::GenerateName,
+            format!("{ns}/{prefix}{}", pod.uid),
+        ),
+        _ => (SubPathSource::PodName, format!("{ns}/{}", pod.uid)),
     };
-    checked(SubPathSource::PodName, Cow::Owned(path))
+    checked(source, store, Cow::Owned(path))
 }
 
 /// Polyaxon 0.x's mapping of a dotted run name to its outputs directory.
@@ -450,6 +510,8 @@ outputs:
   outputs1: {mountPath: /outputs/1, hostPath: /o1}
   outputs-gcs: {store: gcs, bucket: gs://outputs-bucket/, secret: gcs-secret, secretKey: gcs-key.json}
   team-out: {mountPath: /outputs/team, namespaces: [team-a]}
+  shared: {mountPath: /outputs/shared, isolateNamespaces: true}
+  shared-gcs: {store: gcs, bucket: gs://shared-bucket, secret: gcs-secret, secretKey: gcs-key.json, isolateNamespaces: true}
 defaultOutputs: outputs1
 "#;
 
@@ -724,7 +786,7 @@ defaultOutputs: outputs1
                 &[
                     "polyaxon.com/persistence",
                     "data store \"nope\" does not exist",
-                    "data: data-gcs, data1, data2; outputs: outputs-gcs, outputs1",
+                    "data: data-gcs, data1, data2; outputs: outputs-gcs, outputs1, shared, shared-gcs",
                 ],
             ),
             (
@@ -754,7 +816,7 @@ defaultOutputs: outputs1
                 ann(Some("outputs: [outputs1]")),
                 &[
                     "outputs must be a single store name",
-                    "outputs: outputs-gcs, outputs1",
+                    "outputs: outputs-gcs, outputs1, shared, shared-gcs",
                 ],
             ),
             (
@@ -873,6 +935,348 @@ defaultOutputs: outputs1
         .to_string();
         assert!(err.len() < 1000, "{} bytes", err.len());
         assert!(err.contains("... (300000 bytes)"), "{err}");
+    }
+
+    fn annotated(
+        subpath: Option<&str>,
+        unique: Option<&str>,
+        outputs: &str,
+    ) -> Annotations<'static> {
+        Annotations {
+            persistence: Some(Cow::Owned(format!("outputs: {outputs}"))),
+            outputs_subpath: subpath.map(|s| Cow::Owned(s.to_owned())),
+            unique_name: unique.map(|s| Cow::Owned(s.to_owned())),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn isolate_namespaces_prefixes_every_rule_once() {
+        let c = config();
+        let team = PodIdentity {
+            namespace: "team-a",
+            ..POD
+        };
+        let generated = PodIdentity {
+            namespace: "team-a",
+            name: None,
+            generate_name: Some("gen-"),
+            ..POD
+        };
+        let cases: Vec<(&str, PodIdentity, Annotations, Option<&str>, &str)> = vec![
+            (
+                "explicit",
+                team,
+                annotated(Some("runs/7"), None, "shared"),
+                None,
+                "/outputs/shared/team-a/runs/7",
+            ),
+            (
+                "explicit naming another team's directory stays in its own",
+                team,
+                annotated(Some("team-b/runs/7"), None, "shared"),
+                None,
+                "/outputs/shared/team-a/team-b/runs/7",
+            ),
+            (
+                "unique name",
+                team,
+                annotated(None, Some("user.project.42"), "shared"),
+                None,
+                "/outputs/shared/team-a/user/project/experiments/42",
+            ),
+            (
+                "namespace/name is not prefixed twice",
+                team,
+                annotated(None, None, "shared"),
+                None,
+                "/outputs/shared/team-a/job-1",
+            ),
+            (
+                "generateName",
+                generated,
+                annotated(None, None, "shared"),
+                None,
+                "/outputs/shared/team-a/gen-uid-1",
+            ),
+            (
+                "bucket store",
+                team,
+                annotated(Some("runs/7"), None, "shared-gcs"),
+                None,
+                "gs://shared-bucket/team-a/runs/7",
+            ),
+            (
+                "recorded under <ns>/ is kept",
+                team,
+                annotated(None, None, "shared"),
+                Some("/outputs/shared/team-a/old/run"),
+                "/outputs/shared/team-a/old/run",
+            ),
+            (
+                "recorded in another namespace's directory is not kept",
+                team,
+                annotated(None, None, "shared"),
+                Some("/outputs/shared/team-b/run"),
+                "/outputs/shared/team-a/job-1",
+            ),
+            (
+                "recorded as the namespace directory itself is not kept",
+                team,
+                annotated(None, None, "shared"),
+                Some("/outputs/shared/team-a"),
+                "/outputs/shared/team-a/job-1",
+            ),
+            (
+                "recorded outside any namespace is not kept",
+                team,
+                annotated(None, None, "shared"),
+                Some("/outputs/shared/x"),
+                "/outputs/shared/team-a/job-1",
+            ),
+            (
+                "a store without it is unchanged",
+                team,
+                annotated(Some("runs/7"), None, "outputs1"),
+                None,
+                "/outputs/1/runs/7",
+            ),
+            (
+                "a store without it keeps any recorded path under it",
+                team,
+                annotated(None, None, "outputs1"),
+                Some("/outputs/1/team-b/run"),
+                "/outputs/1/team-b/run",
+            ),
+        ];
+        for (what, pod, a, recorded, want) in cases {
+            let got =
+                resolve(&c, pod, &a, recorded, &["main"]).unwrap_or_else(|e| panic!("{what}: {e}"));
+            let out = got.outputs.expect("outputs");
+            assert_eq!(out.path, want, "{what}");
+            assert!(out.path.ends_with(&out.sub_path), "{what}");
+        }
+    }
+
+    #[test]
+    fn every_rule_gives_a_sub_path_the_kubelet_can_create() {
+        let c = config();
+        let long = "e".repeat(256);
+        let named = |name: &'static str| PodIdentity {
+            name: Some(name),
+            ..POD
+        };
+        let long_name: &'static str = Box::leak(long.clone().into_boxed_str());
+        let long_prefix: &'static str = Box::leak(format!("{}-", "g".repeat(250)).into_boxed_str());
+        let generated = PodIdentity {
+            name: None,
+            generate_name: Some(long_prefix),
+            uid: "0df28fbd-5f5f-4c5e-a2c4-42d1b4d5b6a1",
+            ..POD
+        };
+        type Case<'a> = (
+            &'a str,
+            PodIdentity<'a>,
+            Annotations<'a>,
+            Option<String>,
+            &'a [&'a str],
+        );
+        let cases: Vec<Case> = vec![
+            (
+                "explicit: long element",
+                POD,
+                annotated(Some(&format!("runs/{long}")), None, "outputs1"),
+                None,
+                &[
+                    "annotation polyaxon.com/outputs-subpath: sub-path",
+                    "has an element of 256 bytes",
+                    "limit of 255 bytes",
+                ],
+            ),
+            (
+                "explicit: too long in all",
+                POD,
+                annotated(Some(&["d"; 2050].join("/")), None, "outputs1"),
+                None,
+                &[
+                    "annotation polyaxon.com/outputs-subpath",
+                    "makes the path 4110 bytes long (\"/outputs/1\"",
+                    "limit of 4096 bytes",
+                ],
+            ),
+            (
+                "explicit: backslash",
+                POD,
+                annotated(Some("runs\\7"), None, "outputs1"),
+                None,
+                &["annotation polyaxon.com/outputs-subpath", "backslash"],
+            ),
+            (
+                "explicit: bidi override",
+                POD,
+                annotated(Some("runs/\u{202E}7"), None, "outputs1"),
+                None,
+                &["annotation polyaxon.com/outputs-subpath", "U+202E"],
+            ),
+            (
+                "explicit: zero-width space",
+                POD,
+                annotated(Some("runs\u{200B}/7"), None, "outputs1"),
+                None,
+                &["U+200B"],
+            ),
+            (
+                "explicit fits alone but not under <namespace>/",
+                POD,
+                annotated(Some(&["d"; 2038].join("/")), None, "shared"),
+                None,
+                &[
+                    "annotation polyaxon.com/outputs-subpath",
+                    "makes the path 4099 bytes long (\"/outputs/shared\"",
+                ],
+            ),
+            (
+                "unique name: long part",
+                POD,
+                annotated(None, Some(&format!("user.{long}.42")), "outputs1"),
+                None,
+                &[
+                    "annotation polyaxon.com/unique-name: sub-path",
+                    "element of 256 bytes",
+                ],
+            ),
+            (
+                "unique name: invisible part",
+                POD,
+                annotated(None, Some("user.pro\u{FEFF}ject.42"), "outputs1"),
+                None,
+                &["annotation polyaxon.com/unique-name", "U+FEFF"],
+            ),
+            (
+                "namespace/name: long name",
+                named(long_name),
+                annotated(None, None, "outputs1"),
+                None,
+                &["the pod's <namespace>/<name>", "element of 256 bytes"],
+            ),
+            (
+                "generateName + uid",
+                generated,
+                annotated(None, None, "outputs1"),
+                None,
+                &[
+                    "the pod's <namespace>/<generateName><uid>",
+                    "element of 287 bytes",
+                    "limit of 255 bytes",
+                ],
+            ),
+            (
+                "recorded path kept under the store",
+                POD,
+                annotated(None, None, "outputs1"),
+                Some(format!("/outputs/1/default/{long}")),
+                &[
+                    "the outputsPath recorded in annotation polyaxon.com/persistence-injected",
+                    "element of 256 bytes",
+                ],
+            ),
+            (
+                "recorded path with a bidi control",
+                POD,
+                annotated(None, None, "outputs1"),
+                Some("/outputs/1/default/\u{2067}x".to_owned()),
+                &["the outputsPath recorded", "U+2067"],
+            ),
+        ];
+        for (what, pod, a, recorded, fragments) in cases {
+            let err = resolve(&c, pod, &a, recorded.as_deref(), &["main"])
+                .expect_err(what)
+                .to_string();
+            for f in fragments {
+                assert!(err.contains(f), "{what}: {f:?} not in {err:?}");
+            }
+            assert!(err.len() < 2048, "{what}: {} bytes", err.len());
+        }
+        // Just inside the limits: a 255-byte element, patched.
+        let ok = resolve(
+            &c,
+            POD,
+            &annotated(Some(&"e".repeat(255)), None, "outputs1"),
+            None,
+            &["main"],
+        );
+        assert!(ok.is_ok(), "{ok:?}");
+    }
+
+    #[test]
+    fn denials_stay_small_whatever_the_input() {
+        // 10,000 stores available everywhere: the list is clipped.
+        let mut yaml = String::from("data:\n");
+        for i in 0..10_000 {
+            yaml.push_str(&format!("  store-{i:05}: {{mountPath: /d/{i}}}\n"));
+        }
+        let big = Config::from_yaml(&yaml).expect("valid");
+        let err = resolve(&big, POD, &ann(Some("data: [nope]")), None, &["main"])
+            .expect_err("unknown")
+            .to_string();
+        assert!(err.contains("data: store-00000, store-00001, "), "{err}");
+        assert!(err.contains(" and 9,980 more; outputs: none"), "{err}");
+        assert!(err.len() < 2048, "{} bytes", err.len());
+
+        // 5,000 containers and an unknown one: the names are clipped.
+        let names: Vec<String> = (0..5_000).map(|i| format!("c-{i}")).collect();
+        let refs: Vec<&str> = names.iter().map(String::as_str).collect();
+        let err = resolve(
+            &config(),
+            POD,
+            &ann(Some("containers: [c-1, nope]")),
+            None,
+            &refs,
+        )
+        .expect_err("unknown container")
+        .to_string();
+        assert!(err.contains("containers names \"nope\""), "{err}");
+        assert!(
+            err.contains("it has: c-0, c-1, ") && err.contains(" and 4,980 more)"),
+            "{err}"
+        );
+        assert!(err.len() < 2048, "{} bytes", err.len());
+
+        // A huge namespace, container name and store name at once.
+        let ns: &'static str = Box::leak("n\n".repeat(100_000).into_boxed_str());
+        let pod = PodIdentity {
+            namespace: ns,
+            ..POD
+        };
+        let err = resolve(
+            &config(),
+            pod,
+            &ann(Some(&format!("data: [{}]", "x".repeat(100_000)))),
+            None,
+            &["main"],
+        )
+        .expect_err("unknown")
+        .to_string();
+        assert!(err.len() < 2048, "{} bytes", err.len());
+        assert!(!err.contains('\n'), "newlines are escaped: {err}");
+    }
+
+    #[test]
+    fn many_containers_and_names_resolve_in_linear_time() {
+        // Not a timing: 20,000 names against 20,000 containers would be
+        // 4 * 10^8 comparisons with a scan per name; hashed it is instant
+        // even in a debug build.
+        let names: Vec<String> = (0..20_000).map(|i| format!("c-{i}")).collect();
+        let refs: Vec<&str> = names.iter().map(String::as_str).collect();
+        let list = format!(
+            "containers: [{}]\ndata: [{}]",
+            names.join(", "),
+            ["data1"; 20_000].join(", ")
+        );
+        let c = config();
+        let got = resolve(&c, POD, &ann(Some(&list)), None, &refs).expect("all known");
+        assert_eq!(got.containers.map(|c| c.len()), Some(20_000));
+        assert_eq!(got.data.len(), 1, "deduplicated");
     }
 
     #[test]

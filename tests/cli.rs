@@ -499,3 +499,45 @@ fn malformed_pod_manifest_is_an_input_error() {
         .code(2)
         .stderr(predicate::str::contains("not-a-pod.yaml"));
 }
+
+// --- bounds ---------------------------------------------------------------
+
+#[test]
+fn bound_flags_deny_as_the_server_would() {
+    // The training pod has one container: with at most 2 items it is denied,
+    // naming the numbers and the flag; the env var sets the same bound.
+    mutate(&["--pod", TRAINING, "--max-injected-items", "2"])
+        .assert()
+        .code(1)
+        .stdout("")
+        .stderr(
+            predicate::str::starts_with("denied: the patch would add ").and(
+                predicate::str::contains("over the limit of 2 items (--max-injected-items)"),
+            ),
+        );
+    mutate(&["--pod", TRAINING])
+        .env("PERSISTENCE_WEBHOOK_MAX_PATCH_BYTES", "100")
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains(
+            "over the limit of 100 bytes (--max-patch-bytes)",
+        ));
+    allowed(&mut mutate(&[
+        "--pod",
+        TRAINING,
+        "--max-injected-items",
+        "1000",
+    ]));
+}
+
+#[test]
+fn zero_bounds_are_usage_errors() {
+    for flag in ["--max-patch-bytes", "--max-injected-items"] {
+        mutate(&["--pod", TRAINING, flag, "0"])
+            .assert()
+            .code(2)
+            .stderr(
+                predicate::str::contains(flag).and(predicate::str::contains("0 is not in 1..=")),
+            );
+    }
+}

@@ -794,15 +794,11 @@ async fn null_request_null_object_missing_uid() {
     s.stop().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_pod_with_5000_containers_is_patched_in_full() {
-    const N: usize = 5000;
-    // Correctness at scale, not speed: a debug build on a busy machine may
-    // take longer than the 2 s the other cases use.
-    let s = Server::start_with("10s").await;
+/// The fixture with `n` copies of its container, named `c-0`...
+fn with_containers(n: usize) -> Value {
     let mut review = base();
     let template = review["request"]["object"]["spec"]["containers"][0].clone();
-    let containers: Vec<Value> = (0..N)
+    let containers: Vec<Value> = (0..n)
         .map(|i| {
             let mut c = template.clone();
             c["name"] = json!(format!("c-{i}"));
@@ -810,18 +806,58 @@ async fn a_pod_with_5000_containers_is_patched_in_full() {
         })
         .collect();
     review["request"]["object"]["spec"]["containers"] = Value::Array(containers);
-    let body = to_body(&review);
-    assert!(body.len() > 1024 * 1024, "{} bytes", body.len());
+    review
+}
 
-    let started = Instant::now();
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pod_with_5000_containers_is_denied_by_the_bounds() {
+    // Before the bounds, 5,000 containers got a 3.7 MB patch (a ~100×
+    // amplification of the request, SPEC §5 "Bounded"). Each container here
+    // would get 6 items (4 mounts, 2 env vars).
+    let s = Server::start_with("10s").await;
+    let body = to_body(&with_containers(5_000));
+    assert!(body.len() > 1024 * 1024, "{} bytes", body.len());
     let answer = s.review(body).await;
+    let message = assert_refused(
+        &answer,
+        &["the patch would add 30,000 items (5,000 containers × 6) / about 4.0 MiB, over the limit of 10,000 items (--max-injected-items) and the limit of 1.0 MiB (1,048,576 bytes, --max-patch-bytes); target fewer containers with containers: in annotation polyaxon.com/persistence, or select fewer stores"],
+    );
+    assert!(message.len() < 2048, "{} bytes", message.len());
+    assert!(
+        answer.to_string().len() < 2048,
+        "the whole answer is small: {} bytes",
+        answer.to_string().len()
+    );
+
+    // Over the byte bound alone: 1,300 containers are 7,800 items.
+    let answer = s.review(to_body(&with_containers(1_300))).await;
+    assert_refused(
+        &answer,
+        &["the patch would add 7,800 items (1,300 containers × 6) / about 1.0 MiB, over the limit of 1.0 MiB (1,048,576 bytes, --max-patch-bytes)"],
+    );
+    s.assert_responsive("5,000 containers").await;
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pod_just_under_the_bounds_is_patched_in_full() {
+    const N: usize = 1_200;
+    // Correctness at scale, not speed: a debug build on a busy machine may
+    // take longer than the 2 s the other cases use.
+    let s = Server::start_with("10s").await;
+    let review = with_containers(N);
+    let started = Instant::now();
+    let answer = s.review(to_body(&review)).await;
     let took = started.elapsed();
     let ops = ops_of(&answer);
-    let env_ops: Vec<&Value> = ops
+    let patch_bytes = serde_json::to_vec(&ops).expect("ops").len();
+    assert!(patch_bytes <= 1024 * 1024, "{patch_bytes} bytes");
+    // The container has no env: its two env vars come as one list.
+    let env_ops = ops
         .iter()
         .filter(|op| op["path"].as_str().is_some_and(|p| p.ends_with("/env")))
-        .collect();
-    assert_eq!(env_ops.len(), N, "one env list per container");
+        .count();
+    assert_eq!(env_ops, N, "one env list per container");
     let mount_ops = ops
         .iter()
         .filter(|op| {
@@ -847,8 +883,8 @@ async fn a_pod_with_5000_containers_is_patched_in_full() {
         );
         assert_eq!(c["volumeMounts"].as_array().map(Vec::len), Some(5), "c-{i}");
     }
-    eprintln!("5,000 containers reviewed in {took:?}");
-    s.assert_responsive("5,000 containers").await;
+    eprintln!("{N} containers reviewed in {took:?}, patch of {patch_bytes} bytes");
+    s.assert_responsive("1,200 containers").await;
     s.stop().await;
 }
 

@@ -33,6 +33,7 @@ fn state(max_body_bytes: usize) -> Arc<AppState> {
             max_in_flight: 8,
             max_body_buffer_bytes: 64 * 1024 * 1024,
             body_read_timeout: Duration::from_secs(5),
+            bounds: persistence_webhook::Bounds::default(),
         },
     ))
 }

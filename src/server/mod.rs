@@ -25,9 +25,10 @@ use tokio::sync::Semaphore;
 use tokio::time::{timeout_at, Instant};
 use tracing::{field, Instrument};
 
+use crate::bounds::Bounds;
 use crate::cli::ServeArgs;
 use crate::config::{Config, Role};
-use crate::review::{review, Decision, Reviewed};
+use crate::review::{review_with, Decision, Reviewed};
 use intake::{BodyBudget, IntakeError, Received};
 use listener::{ConnLimits, Listener};
 use metrics::{Metrics, Port, TimedOut};
@@ -62,6 +63,8 @@ pub struct Limits {
     pub max_body_buffer_bytes: usize,
     /// Longest a body may take to arrive (within the review's deadline).
     pub body_read_timeout: Duration,
+    /// The bounds on each review's patch.
+    pub bounds: Bounds,
 }
 
 /// Everything the handlers share.
@@ -307,7 +310,7 @@ async fn answer(
     let start = std::time::Instant::now();
     let config = state.config();
     let result = if body.bytes().len() <= INLINE_REVIEW_BYTES {
-        review(&config, body.bytes())
+        review_with(&config, &state.limits.bounds, body.bytes())
     } else {
         let Ok(_heavy) = timeout_at(deadline, state.heavy.acquire()).await else {
             return timed_out(state, TimedOut::Slot, timeout, &body);
@@ -316,13 +319,14 @@ async fn answer(
         // linear in the body, with a capped patch); one whose deadline has
         // passed before a blocking thread picks it up never starts.
         let cancelled = Arc::new(AtomicBool::new(false));
+        let bounds = state.limits.bounds;
         let job = {
             let cancelled = cancelled.clone();
             tokio::task::spawn_blocking(move || {
                 if cancelled.load(Ordering::Relaxed) {
                     return (None, body);
                 }
-                let result = review(&config, body.bytes());
+                let result = review_with(&config, &bounds, body.bytes());
                 (Some(result), body)
             })
         };
@@ -471,6 +475,7 @@ pub async fn start(args: ServeArgs) -> Result<Running> {
         drain_timeout,
         shutdown_delay,
         log_format: _,
+        bounds,
     } = args;
     if max_body_buffer_bytes < max_body_bytes {
         anyhow::bail!(
@@ -486,6 +491,7 @@ pub async fn start(args: ServeArgs) -> Result<Running> {
         max_in_flight,
         max_body_buffer_bytes,
         body_read_timeout: *body_read_timeout,
+        bounds: bounds.into(),
     };
     let open_files = listener::raise_open_files_limit();
     let wanted_files = (max_connections + max_metrics_connections) as u64 + 64;
