@@ -539,8 +539,14 @@ mod tests {
         let expired = issue(&request(1), now - 2 * DAY).expect("CA");
         let future = issue(&request(1), now + 2 * DAY).expect("CA");
         let cases = [
-            (&expired, "the CA expired at 2026-11-22T12:00:00Z (now 2026-11-23T12:00:00Z)"),
-            (&future, "the CA is not valid before 2026-11-25T11:55:00Z (now 2026-11-23T12:00:00Z)"),
+            (
+                &expired,
+                "the CA expired at 2026-11-22T12:00:00Z (now 2026-11-23T12:00:00Z)",
+            ),
+            (
+                &future,
+                "the CA is not valid before 2026-11-25T11:55:00Z (now 2026-11-23T12:00:00Z)",
+            ),
         ];
         for (ca, want) in cases {
             let err = renew(&request(30), now, &ca.ca_cert_pem, &ca.ca_key_pem)
@@ -566,7 +572,10 @@ mod tests {
                 let text = cut.to_string();
                 let want = if much { "warning: " } else { "note: " };
                 assert!(text.starts_with(want), "{text}");
-                assert!(text.contains(&format!("of the {asked}.0 days asked")), "{text}");
+                assert!(
+                    text.contains(&format!("of the {asked}.0 days asked")),
+                    "{text}"
+                );
             }
         }
     }

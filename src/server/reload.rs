@@ -184,8 +184,8 @@ impl CertPair {
         };
         let cert = (self.cert.last.as_ref())
             .map_err(|e| refused(format!("--tls-cert {cert_path}: {e}")))?;
-        let key = (self.key.last.as_ref())
-            .map_err(|e| refused(format!("--tls-key {key_path}: {e}")))?;
+        let key =
+            (self.key.last.as_ref()).map_err(|e| refused(format!("--tls-key {key_path}: {e}")))?;
         tls::load(cert, key, now).map_err(|e| Refusal {
             not_yet_valid: matches!(e, TlsError::NotYetValid(_)),
             reason: match e.file() {
@@ -355,11 +355,13 @@ mod tests {
     }
 
     fn count(state: &AppState, result: &str) -> String {
-        let sample =
-            format!("persistence_webhook_reloads_total{{kind=\"certificate\",result=\"{result}\"}} ");
+        let sample = format!(
+            "persistence_webhook_reloads_total{{kind=\"certificate\",result=\"{result}\"}} "
+        );
         let text = state.metrics.render();
         let line = text.lines().find(|l| l.starts_with(&sample));
-        line.map(|l| l[sample.len()..].to_owned()).unwrap_or_default()
+        line.map(|l| l[sample.len()..].to_owned())
+            .unwrap_or_default()
     }
 
     /// A rotated certificate whose notBefore is still ahead (this host's

@@ -107,8 +107,16 @@ mod tests {
         std::fs::write(&file, b"12345").expect("write");
         let link = dir.path().join("link");
         std::os::unix::fs::symlink(&file, &link).expect("symlink");
-        assert_eq!(read(&file, 5).as_deref(), Ok(&b"12345"[..]), "exactly the limit");
-        assert_eq!(read(&link, 5).as_deref(), Ok(&b"12345"[..]), "through a symlink");
+        assert_eq!(
+            read(&file, 5).as_deref(),
+            Ok(&b"12345"[..]),
+            "exactly the limit"
+        );
+        assert_eq!(
+            read(&link, 5).as_deref(),
+            Ok(&b"12345"[..]),
+            "through a symlink"
+        );
         assert_eq!(read(&file, 4), Err(FileError::TooLarge { limit: 4 }));
     }
 
@@ -126,7 +134,10 @@ mod tests {
             .expect("mkfifo");
         assert!(made.success());
         let cases = [
-            (dir.path().to_owned(), "it is a directory, not a regular file"),
+            (
+                dir.path().to_owned(),
+                "it is a directory, not a regular file",
+            ),
             (zero, "it is a character device, not a regular file"),
             (socket, "it is a socket, not a regular file"),
             (fifo, "it is a FIFO (named pipe), not a regular file"),
