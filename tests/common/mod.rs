@@ -408,6 +408,10 @@ pub fn metric(text: &str, prefix: &str) -> Option<f64> {
 
 /// `GET /metrics` on the plain port.
 pub async fn metrics_page(addr: SocketAddr) -> Option<String> {
+    // Even a plain-HTTP reqwest client builds a rustls config, which panics
+    // ("No provider set") unless a provider was installed first: a test that
+    // reads metrics before making a TLS client would otherwise be flaky.
+    let _ = rustls::crypto::ring::default_provider().install_default();
     reqwest::get(format!("http://{addr}/metrics"))
         .await
         .ok()?
