@@ -61,6 +61,9 @@ pub fn read(path: &Path, limit: u64) -> Result<Vec<u8>, FileError> {
     if bytes.len() as u64 > limit {
         return Err(FileError::TooLarge { limit });
     }
+    // The buffer grew by doubling and is kept until the next version: hold
+    // the content, not up to twice its size.
+    bytes.shrink_to_fit();
     Ok(bytes)
 }
 
