@@ -77,36 +77,162 @@ pub fn issue(req: &CertRequest, now: SystemTime) -> Result<Issued, rcgen::Error>
     })
 }
 
+/// Why [`renew`] issued nothing.
+#[derive(Debug, thiserror::Error)]
+pub enum RenewError {
+    /// The CA's certificate or key could not be read or used.
+    #[error("not a usable CA: {0}")]
+    Ca(#[source] rcgen::Error),
+    /// The CA's notAfter has passed: anything it signs is refused.
+    #[error("the CA expired at {not_after} (now {now}): a certificate it signs would be refused. Run `certs --force` for a new CA, then update every caBundle that trusts the old one")]
+    CaExpired {
+        /// The CA's notAfter, RFC 3339.
+        not_after: String,
+        /// The time of the check, RFC 3339.
+        now: String,
+    },
+    /// The CA's notBefore has not come yet.
+    #[error("the CA is not valid before {not_before} (now {now}): check this host's clock, or run `certs --force` for a new CA, then update every caBundle that trusts the old one")]
+    CaNotYetValid {
+        /// The CA's notBefore, RFC 3339.
+        not_before: String,
+        /// The time of the check, RFC 3339.
+        now: String,
+    },
+    /// Signing failed.
+    #[error("cannot issue the serving certificate: {0}")]
+    Issue(#[source] rcgen::Error),
+}
+
+/// A renewal: the certificates, and whether the CA's expiry cut it short.
+#[derive(Debug, Clone)]
+pub struct Renewed {
+    /// The kept CA and the new serving certificate.
+    pub issued: Issued,
+    /// Set when the serving certificate ends with the CA, before `--validity`.
+    pub capped: Option<Capped>,
+}
+
+/// A serving certificate cut short by its CA's expiry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Capped {
+    /// The validity asked for.
+    pub asked: Duration,
+    /// The validity given: up to the CA's notAfter.
+    pub granted: Duration,
+    /// The CA's notAfter, RFC 3339.
+    pub ca_not_after: String,
+}
+
+/// Below this, a capped certificate is "much shorter" whatever was asked:
+/// less than a week leaves little time to notice and rotate.
+const SHORT: Duration = Duration::from_secs(7 * 86400);
+
+impl Capped {
+    /// Under half the validity asked, or under a week: the CA needs
+    /// replacing soon, which changes the caBundle.
+    pub fn much_shorter(&self) -> bool {
+        self.granted < self.asked / 2 || self.granted < SHORT
+    }
+}
+
+impl std::fmt::Display for Capped {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let (granted, asked) = (days(self.granted), days(self.asked));
+        if self.much_shorter() {
+            write!(
+                f,
+                "warning: the new serving certificate is valid for only {granted} of the {asked} asked (--validity): it cannot outlive the CA, which expires at {}. Run `certs --force` soon for a new CA, then update every caBundle that trusts the old one",
+                self.ca_not_after
+            )
+        } else {
+            write!(
+                f,
+                "note: the new serving certificate is valid for {granted} of the {asked} asked (--validity): it ends with the CA, at {}",
+                self.ca_not_after
+            )
+        }
+    }
+}
+
+/// `d` in days (or hours, under a day), to one decimal.
+fn days(d: Duration) -> String {
+    let secs = d.as_secs_f64();
+    if d >= Duration::from_secs(86400) {
+        format!("{:.1} days", secs / 86400.0)
+    } else {
+        format!("{:.1} hours", secs / 3600.0)
+    }
+}
+
 /// Issues a new serving certificate from an existing CA (PEM certificate and
-/// key), so the caBundle that trusts it stays valid.
+/// key), so the caBundle that trusts it stays valid. Refuses a CA that is not
+/// valid at `now`; caps the certificate at the CA's notAfter.
 pub fn renew(
     req: &CertRequest,
     now: SystemTime,
     ca_cert_pem: &str,
     ca_key_pem: &str,
-) -> Result<Issued, rcgen::Error> {
-    let ca_key = KeyPair::from_pem(ca_key_pem)?;
+) -> Result<Renewed, RenewError> {
+    let ca_key = KeyPair::from_pem(ca_key_pem).map_err(RenewError::Ca)?;
     // Rebuilt from the CA's own fields and key: the issuer name and key
     // identifier in the new certificate are those of the CA on disk.
-    let ca_params = CertificateParams::from_ca_cert_pem(ca_cert_pem)?;
-    // A serving certificate must not outlive the CA that vouches for it.
-    let ca_not_after = ca_params.not_after;
-    let ca_cert = ca_params.self_signed(&ca_key)?;
-    let mut capped = req.clone();
-    let wanted = time::OffsetDateTime::from(now + req.validity);
-    if wanted > ca_not_after {
-        let left = (ca_not_after - time::OffsetDateTime::from(now))
-            .whole_seconds()
-            .max(0);
-        capped.validity = Duration::from_secs(u64::try_from(left).unwrap_or(0));
+    let ca_params = CertificateParams::from_ca_cert_pem(ca_cert_pem).map_err(RenewError::Ca)?;
+    let (ca_not_before, ca_not_after) = (ca_params.not_before, ca_params.not_after);
+    let at = time::OffsetDateTime::from(now);
+    // Signing under a CA outside its validity only writes a certificate
+    // every client refuses (and exits 0, as if rotation had worked).
+    if at > ca_not_after {
+        return Err(RenewError::CaExpired {
+            not_after: rfc3339(ca_not_after),
+            now: rfc3339(at),
+        });
     }
-    let (cert_pem, key_pem) = serving(&capped, now, &ca_cert, &ca_key)?;
-    Ok(Issued {
-        ca_cert_pem: ca_cert_pem.to_owned(),
-        ca_key_pem: ca_key_pem.to_owned(),
-        cert_pem,
-        key_pem,
+    if at < ca_not_before {
+        return Err(RenewError::CaNotYetValid {
+            not_before: rfc3339(ca_not_before),
+            now: rfc3339(at),
+        });
+    }
+    let ca_cert = ca_params.self_signed(&ca_key).map_err(RenewError::Ca)?;
+    // A serving certificate must not outlive the CA that vouches for it.
+    let mut capped = req.clone();
+    let mut cut = None;
+    if time::OffsetDateTime::from(now + req.validity) > ca_not_after {
+        let left = (ca_not_after - at).whole_seconds().max(0);
+        capped.validity = Duration::from_secs(u64::try_from(left).unwrap_or(0));
+        cut = Some(Capped {
+            asked: req.validity,
+            granted: capped.validity,
+            ca_not_after: rfc3339(ca_not_after),
+        });
+    }
+    let (cert_pem, key_pem) =
+        serving(&capped, now, &ca_cert, &ca_key).map_err(RenewError::Issue)?;
+    Ok(Renewed {
+        issued: Issued {
+            ca_cert_pem: ca_cert_pem.to_owned(),
+            ca_key_pem: ca_key_pem.to_owned(),
+            cert_pem,
+            key_pem,
+        },
+        capped: cut,
     })
+}
+
+/// `2026-11-23T07:17:49Z`. Written out by hand: humantime's formatter panics
+/// before 1970 and after 9999, and a certificate may say either.
+pub(crate) fn rfc3339(t: time::OffsetDateTime) -> String {
+    let t = t.to_offset(time::UtcOffset::UTC);
+    format!(
+        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}Z",
+        t.year(),
+        u8::from(t.month()),
+        t.day(),
+        t.hour(),
+        t.minute(),
+        t.second()
+    )
 }
 
 fn validity(req: &CertRequest, now: SystemTime) -> (time::OffsetDateTime, time::OffsetDateTime) {
@@ -156,6 +282,8 @@ pub struct Written {
     pub files: Vec<PathBuf>,
     /// The caBundle.
     pub ca_bundle: String,
+    /// Lines for the operator (`warning: ...`, `note: ...`), for stderr.
+    pub notes: Vec<String>,
 }
 
 /// The `certs` command: issues and writes `ca.crt`, `ca.key`, `tls.crt`,
@@ -173,6 +301,7 @@ pub fn run(args: &CertsArgs) -> anyhow::Result<Written> {
         validity: *args.validity,
     };
     let (ca_crt, ca_key) = (out.join("ca.crt"), out.join("ca.key"));
+    let mut notes = Vec::new();
     let issued = if args.renew {
         let read = |p: &Path| {
             std::fs::read_to_string(p).with_context(|| {
@@ -183,13 +312,18 @@ pub fn run(args: &CertsArgs) -> anyhow::Result<Written> {
             })
         };
         let (cert, key) = (read(&ca_crt)?, read(&ca_key)?);
-        renew(&req, SystemTime::now(), &cert, &key).with_context(|| {
-            format!(
-                "{} / {}: not a usable CA",
+        let renewed = renew(&req, SystemTime::now(), &cert, &key).map_err(|e| match e {
+            RenewError::CaExpired { .. } | RenewError::CaNotYetValid { .. } => {
+                anyhow::anyhow!("--renew with {}: {e}", ca_crt.display())
+            }
+            RenewError::Ca(_) | RenewError::Issue(_) => anyhow::Error::new(e).context(format!(
+                "--renew with {} / {}",
                 ca_crt.display(),
                 ca_key.display()
-            )
-        })?
+            )),
+        })?;
+        notes.extend(renewed.capped.as_ref().map(ToString::to_string));
+        renewed.issued
     } else {
         for existing in [&ca_crt, &ca_key] {
             if existing.exists() && !args.force {
@@ -233,6 +367,7 @@ pub fn run(args: &CertsArgs) -> anyhow::Result<Written> {
     Ok(Written {
         files: written,
         ca_bundle: bundle,
+        notes,
     })
 }
 
@@ -353,8 +488,12 @@ mod tests {
             .starts_with("-----BEGIN CERTIFICATE-----"));
         assert!(issued.key_pem.contains("PRIVATE KEY"));
         assert_ne!(issued.ca_key_pem, issued.key_pem);
-        let creds = crate::server::tls::load(issued.cert_pem.as_bytes(), issued.key_pem.as_bytes())
-            .expect("the issued pair loads as serving credentials");
+        let creds = crate::server::tls::load(
+            issued.cert_pem.as_bytes(),
+            issued.key_pem.as_bytes(),
+            SystemTime::now(),
+        )
+        .expect("the issued pair loads as serving credentials");
         assert!(creds.not_after > 0);
         let patch = ca_bundle_patch(&issued.ca_cert_pem);
         assert!(
@@ -362,5 +501,101 @@ mod tests {
             "{patch}"
         );
         assert!(patch.contains(&ca_bundle(&issued.ca_cert_pem)));
+    }
+
+    #[test]
+    fn dates_are_rfc3339_even_far_from_now() {
+        let cases = [
+            (time::OffsetDateTime::UNIX_EPOCH, "1970-01-01T00:00:00Z"),
+            (
+                time::OffsetDateTime::UNIX_EPOCH - time::Duration::days(1),
+                "1969-12-31T00:00:00Z",
+            ),
+            (
+                time::OffsetDateTime::from_unix_timestamp(253_402_300_799).expect("9999"),
+                "9999-12-31T23:59:59Z",
+            ),
+        ];
+        for (t, want) in cases {
+            assert_eq!(rfc3339(t), want);
+        }
+    }
+
+    fn request(validity_days: u64) -> CertRequest {
+        CertRequest {
+            service: "pw".into(),
+            namespace: "sys".into(),
+            dns: vec![],
+            ips: vec![],
+            validity: Duration::from_secs(validity_days * 86400),
+        }
+    }
+
+    #[test]
+    fn renew_refuses_a_ca_outside_its_validity() {
+        const DAY: Duration = Duration::from_secs(86400);
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_795_435_200);
+        // Valid one day from 2026-11-21T11:55:00Z; then one from 2026-11-25.
+        let expired = issue(&request(1), now - 2 * DAY).expect("CA");
+        let future = issue(&request(1), now + 2 * DAY).expect("CA");
+        let cases = [
+            (
+                &expired,
+                "the CA expired at 2026-11-22T12:00:00Z (now 2026-11-23T12:00:00Z)",
+            ),
+            (
+                &future,
+                "the CA is not valid before 2026-11-25T11:55:00Z (now 2026-11-23T12:00:00Z)",
+            ),
+        ];
+        for (ca, want) in cases {
+            let err = renew(&request(30), now, &ca.ca_cert_pem, &ca.ca_key_pem)
+                .expect_err(want)
+                .to_string();
+            assert!(err.contains(want), "{err}");
+            assert!(err.contains("`certs --force`"), "{err}");
+        }
+    }
+
+    #[test]
+    fn renew_under_a_ca_ending_soon_says_how_short_the_certificate_is() {
+        let now = SystemTime::now();
+        let ca = issue(&request(10), now).expect("CA");
+        // (asked, capped?, much shorter?)
+        let cases = [(5, false, false), (15, true, false), (30, true, true)];
+        for (asked, capped, much) in cases {
+            let renewed =
+                renew(&request(asked), now, &ca.ca_cert_pem, &ca.ca_key_pem).expect("renewed");
+            assert_eq!(renewed.capped.is_some(), capped, "{asked} days");
+            if let Some(cut) = renewed.capped {
+                assert_eq!(cut.much_shorter(), much, "{asked} days: {cut}");
+                let text = cut.to_string();
+                let want = if much { "warning: " } else { "note: " };
+                assert!(text.starts_with(want), "{text}");
+                assert!(
+                    text.contains(&format!("of the {asked}.0 days asked")),
+                    "{text}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn much_shorter_is_under_half_or_under_a_week() {
+        const DAY: u64 = 86400;
+        let cut = |asked: u64, granted: u64| Capped {
+            asked: Duration::from_secs(asked * DAY),
+            granted: Duration::from_secs(granted * DAY),
+            ca_not_after: String::new(),
+        };
+        let cases = [
+            (365, 300, false, "most of a year"),
+            (365, 180, true, "under half"),
+            (10, 6, true, "under a week though over half"),
+            (10, 7, false, "a week, over half"),
+        ];
+        for (asked, granted, want, why) in cases {
+            assert_eq!(cut(asked, granted).much_shorter(), want, "{why}");
+        }
     }
 }

@@ -19,6 +19,9 @@ fn main() -> ExitCode {
                 for f in &written.files {
                     eprintln!("wrote {}", f.display());
                 }
+                for note in &written.notes {
+                    eprintln!("{note}");
+                }
                 println!("{}", written.ca_bundle);
                 ExitCode::SUCCESS
             }

@@ -1,7 +1,8 @@
 //! `persistence-webhook mutate` as a user runs it: the example config and
 //! pods under `examples/`, the kube-apiserver captures under
 //! `tests/fixtures/`, and the exit statuses SPEC §6 gives (0 allowed,
-//! 1 denied with the message on stderr, 2 usage, input or config error).
+//! 1 denied with the message on stderr, 2 usage, input or config error);
+//! then `certs --renew` under a CA that is expired or ends soon.
 
 use std::path::{Path, PathBuf};
 
@@ -539,5 +540,100 @@ fn zero_bounds_are_usage_errors() {
             .stderr(
                 predicate::str::contains(flag).and(predicate::str::contains("0 is not in 1..=")),
             );
+    }
+}
+
+// --- certs --renew ----------------------------------------------------------
+
+const DAY: std::time::Duration = std::time::Duration::from_secs(86400);
+
+/// A `--out` directory holding only `ca.crt` and `ca.key`, of a CA issued at
+/// `at` for `days`.
+fn ca_dir(at: std::time::SystemTime, days: u64) -> tempfile::TempDir {
+    let req = persistence_webhook::certs::CertRequest {
+        service: "pw".into(),
+        namespace: "sys".into(),
+        dns: vec![],
+        ips: vec![],
+        validity: DAY * u32::try_from(days).expect("days"),
+    };
+    let ca = persistence_webhook::certs::issue(&req, at).expect("CA");
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(dir.path().join("ca.crt"), ca.ca_cert_pem).expect("ca.crt");
+    std::fs::write(dir.path().join("ca.key"), ca.ca_key_pem).expect("ca.key");
+    dir
+}
+
+fn certs(args: &[&str]) -> Command {
+    let mut cmd = Command::cargo_bin("persistence-webhook").expect("the binary is built");
+    cmd.arg("certs").args(args);
+    cmd
+}
+
+#[test]
+fn certs_renew_under_an_expired_ca_exits_2_and_writes_nothing() {
+    let now = std::time::SystemTime::now();
+    let cases = [
+        (ca_dir(now - 3 * DAY, 1), "the CA expired at "),
+        (ca_dir(now + 3 * DAY, 1), "the CA is not valid before "),
+    ];
+    for (dir, want) in cases {
+        let out = dir.path().to_str().expect("utf-8 path");
+        certs(&["--renew", "--out", out])
+            .assert()
+            .code(2)
+            .stderr(predicate::str::contains(want))
+            .stderr(predicate::str::contains("ca.crt"))
+            .stderr(predicate::str::contains("`certs --force` for a new CA"));
+        assert!(
+            !dir.path().join("tls.crt").exists(),
+            "{want}: no serving certificate is written"
+        );
+    }
+}
+
+#[test]
+fn certs_renew_warns_when_the_ca_makes_the_certificate_much_shorter_lived() {
+    let now = std::time::SystemTime::now();
+    // (CA days left, --validity, what stderr says, what it must not say)
+    let cases = [
+        (
+            10,
+            "30days",
+            "warning: the new serving certificate is valid for only",
+            "note:",
+        ),
+        (
+            5,
+            "6days",
+            "warning: the new serving certificate is valid for only",
+            "note:",
+        ),
+        (
+            300,
+            "365days",
+            "note: the new serving certificate is valid for",
+            "warning:",
+        ),
+        (
+            300,
+            "30days",
+            "wrote",
+            "the new serving certificate is valid",
+        ),
+    ];
+    for (ca_days, validity, want, not) in cases {
+        let dir = ca_dir(now, ca_days);
+        let out = dir.path().to_str().expect("utf-8 path");
+        let assert = certs(&["--renew", "--validity", validity, "--out", out])
+            .assert()
+            .success()
+            .stderr(predicate::str::contains(want))
+            .stderr(predicate::str::contains(not).not());
+        let stderr = String::from_utf8_lossy(&assert.get_output().stderr).into_owned();
+        if want.starts_with("warning") {
+            assert!(stderr.contains("`certs --force`"), "{stderr}");
+        }
+        assert!(dir.path().join("tls.crt").exists(), "{validity}: {stderr}");
     }
 }

@@ -67,6 +67,20 @@ pub struct Limits {
     pub bounds: Bounds,
 }
 
+impl Default for Limits {
+    /// The `serve` flags' defaults.
+    fn default() -> Limits {
+        Limits {
+            max_body_bytes: 4 * 1024 * 1024,
+            request_timeout: Duration::from_secs(8),
+            max_in_flight: 8,
+            max_body_buffer_bytes: 32 * 1024 * 1024,
+            body_read_timeout: Duration::from_secs(2),
+            bounds: Bounds::default(),
+        }
+    }
+}
+
 /// Everything the handlers share.
 #[derive(Debug)]
 pub struct AppState {

@@ -21,14 +21,97 @@ pub const REVIEW: &[u8] = include_bytes!("../fixtures/defaults/review.json");
 
 /// A CA and a serving certificate for localhost / 127.0.0.1.
 pub fn pki() -> Issued {
+    pki_at(SystemTime::now(), Duration::from_secs(3600))
+}
+
+/// The same, issued at `at` (valid from 5 minutes before it) for `validity`:
+/// expired or not yet valid certificates for the tests that need them.
+pub fn pki_at(at: SystemTime, validity: Duration) -> Issued {
     let req = CertRequest {
         service: "persistence-webhook".into(),
         namespace: "test".into(),
         dns: vec!["localhost".into()],
         ips: vec!["127.0.0.1".parse().expect("ip")],
-        validity: Duration::from_secs(3600),
+        validity,
     };
-    issue(&req, SystemTime::now()).expect("issued")
+    issue(&req, at).expect("issued")
+}
+
+/// The first certificate of a PEM chain, as DER.
+pub fn leaf_der(pem: &str) -> Vec<u8> {
+    use rustls::pki_types::pem::PemObject as _;
+    rustls::pki_types::CertificateDer::pem_slice_iter(pem.as_bytes())
+        .next()
+        .expect("a certificate")
+        .expect("valid PEM")
+        .to_vec()
+}
+
+/// The leaf certificate (DER) the TLS server at `addr` presents to a client
+/// that trusts only `cas` and asks for `localhost`; the handshake's error if
+/// it fails (an untrusted or expired certificate).
+pub async fn served_leaf(addr: SocketAddr, cas: &[&Issued]) -> Result<Vec<u8>, String> {
+    use rustls::pki_types::pem::PemObject as _;
+    let mut roots = rustls::RootCertStore::empty();
+    for ca in cas {
+        let der = rustls::pki_types::CertificateDer::from_pem_slice(ca.ca_cert_pem.as_bytes())
+            .expect("CA PEM");
+        roots.add(der).expect("CA");
+    }
+    let config = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .expect("TLS versions")
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    let connector = tokio_rustls::TlsConnector::from(std::sync::Arc::new(config));
+    let tcp = tokio::net::TcpStream::connect(addr)
+        .await
+        .map_err(|e| format!("connect: {e}"))?;
+    let name = rustls::pki_types::ServerName::try_from("localhost").expect("name");
+    let tls = connector
+        .connect(name, tcp)
+        .await
+        .map_err(|e| format!("handshake: {e}"))?;
+    let (_, session) = tls.get_ref();
+    let chain = session.peer_certificates().ok_or("no certificate")?;
+    Ok(chain.first().ok_or("an empty chain")?.to_vec())
+}
+
+/// The real binary run with `args` until it exits by itself, or killed
+/// after `deadline` (a guard against a hang, not a timing assertion):
+/// the exit status (`None` if it had to be killed) and what it wrote on stderr.
+pub fn run_to_exit(
+    args: &[&str],
+    deadline: Duration,
+) -> (Option<std::process::ExitStatus>, String) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_persistence-webhook"))
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn the binary");
+    let mut stderr = child.stderr.take().expect("stderr");
+    let reader = std::thread::spawn(move || {
+        let mut text = String::new();
+        let _ = std::io::Read::read_to_string(&mut stderr, &mut text);
+        text
+    });
+    let end = std::time::Instant::now() + deadline;
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            break Some(status);
+        }
+        if std::time::Instant::now() > end {
+            let _ = child.kill();
+            let _ = child.wait();
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    (status, reader.join().expect("stderr reader"))
 }
 
 /// A client that trusts only `cas` (HTTP/2 by ALPN when offered).
@@ -346,6 +429,23 @@ pub fn outputs_store(answer: &Value) -> Option<String> {
         .map(str::to_owned)
 }
 
+/// Polls `check` until it holds, or panics naming `what` after a generous
+/// deadline (a guard against a hang, not a timing assertion).
+pub async fn eventually<F, Fut>(what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while std::time::Instant::now() < deadline {
+        if check().await {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("timed out waiting for: {what}");
+}
+
 /// One sample's value from a Prometheus text page (the line starting with `prefix`).
 pub fn metric(text: &str, prefix: &str) -> Option<f64> {
     text.lines()
@@ -356,6 +456,10 @@ pub fn metric(text: &str, prefix: &str) -> Option<f64> {
 
 /// `GET /metrics` on the plain port.
 pub async fn metrics_page(addr: SocketAddr) -> Option<String> {
+    // Even a plain-HTTP reqwest client builds a rustls config, which panics
+    // ("No provider set") unless a provider was installed first: a test that
+    // reads metrics before making a TLS client would otherwise be flaky.
+    let _ = rustls::crypto::ring::default_provider().install_default();
     reqwest::get(format!("http://{addr}/metrics"))
         .await
         .ok()?
