@@ -293,7 +293,7 @@ pub struct ServeArgs {
         long,
         value_name = "N",
         env = "PERSISTENCE_WEBHOOK_MAX_IN_FLIGHT",
-        default_value_t = 8,
+        default_value_t = 4,
         value_parser = count_in::<1, 4096>
     )]
     pub max_in_flight: usize,
@@ -304,7 +304,7 @@ pub struct ServeArgs {
         long,
         value_name = "N",
         env = "PERSISTENCE_WEBHOOK_MAX_CONNECTIONS",
-        default_value_t = 256,
+        default_value_t = 128,
         value_parser = count_in::<1, 1_000_000>
     )]
     pub max_connections: usize,
@@ -513,7 +513,7 @@ mod tests {
                 d.max_connections,
                 d.max_metrics_connections
             ),
-            (8, 256, 32)
+            (4, 128, 32)
         );
         assert_eq!(d.max_body_buffer_bytes, 32 * 1024 * 1024);
     }

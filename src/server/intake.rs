@@ -1,17 +1,25 @@
-//! Receiving a request body: within `--max-body-bytes`, before the review's
-//! deadline, and against a byte budget shared by every request in the
-//! process (`--max-body-buffer-bytes`).
+//! Receiving a request body: within `--max-body-bytes`, on the client's own
+//! time (`--body-read-timeout`), and against a byte budget shared by every
+//! request in the process (`--max-body-buffer-bytes`).
 //!
-//! The budget is what bounds memory when many clients upload at once: each
-//! body reserves what its buffer actually allocates as the bytes arrive
-//! (never what `Content-Length` announces, so an idle uploader costs
-//! nothing), and keeps it until its answer is sent. When the budget is
-//! spent, readers stop reading; HTTP/2 flow control and TCP then hold the
-//! clients back until memory is freed or their deadline passes. A review
+//! The budget is what bounds memory when many clients upload at once. A
+//! body reserves its whole size (the announced `Content-Length`, or the
+//! limit when none is announced) when its first bytes arrive, all at once or
+//! not at all: bodies never hold part of the budget while waiting for more,
+//! so they cannot deadlock each other. A body waiting for room holds nothing
+//! and reads nothing (HTTP/2 flow control and TCP hold its client back),
+//! until room frees or the request's deadline passes. Once it has room, only
+//! the client's time counts: a body that stalls is cut at
+//! `--body-read-timeout` and gives its room back.
+//!
+//! Bodies of at most [`SMALL_BODY_BYTES`] (every ordinary AdmissionReview)
+//! reserve from a pool of their own, [`SMALL_POOL_BYTES`], so that large or
+//! stalled uploads queued for the main budget never delay them. A review
 //! slot is taken only after the whole body is here, so slow uploaders never
 //! hold a slot.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::body::Body;
 use http_body_util::BodyExt;
@@ -19,21 +27,27 @@ use prometheus_client::metrics::gauge::Gauge;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::time::{timeout_at, Instant};
 
-/// Smallest buffer allocated for a body (most AdmissionReviews fit).
-const FIRST_BUFFER_BYTES: usize = 16 * 1024;
+/// Bodies up to this size reserve from the small pool.
+pub const SMALL_BODY_BYTES: usize = 64 * 1024;
+/// The small pool: 128 bodies of the largest small size at once (typical
+/// AdmissionReviews are 5 to 20 KiB, so several hundred).
+pub const SMALL_POOL_BYTES: usize = 128 * SMALL_BODY_BYTES;
 
 /// Bytes that request bodies may hold, all requests together.
 #[derive(Debug)]
 pub struct BodyBudget {
-    bytes: Arc<Semaphore>,
+    large: Arc<Semaphore>,
+    small: Arc<Semaphore>,
     held: Gauge,
 }
 
 impl BodyBudget {
-    /// A budget of `bytes`, reported in `held`.
+    /// A budget of `bytes` for large bodies (plus the fixed small pool),
+    /// reported in `held`.
     pub fn new(bytes: usize, held: Gauge) -> BodyBudget {
         BodyBudget {
-            bytes: Arc::new(Semaphore::new(bytes.min(Semaphore::MAX_PERMITS))),
+            large: Arc::new(Semaphore::new(bytes.min(Semaphore::MAX_PERMITS))),
+            small: Arc::new(Semaphore::new(SMALL_POOL_BYTES)),
             held,
         }
     }
@@ -52,13 +66,15 @@ impl Received {
     pub fn bytes(&self) -> &[u8] {
         &self.bytes
     }
+
+    fn room(&self) -> usize {
+        self.reserved.as_ref().map_or(0, |p| p.num_permits())
+    }
 }
 
 impl Drop for Received {
     fn drop(&mut self) {
-        if let Some(permit) = &self.reserved {
-            self.held.dec_by(permit.num_permits() as i64);
-        }
+        self.held.dec_by(self.room() as i64);
     }
 }
 
@@ -71,37 +87,50 @@ pub enum IntakeError {
         /// The limit.
         limit: usize,
     },
-    /// The client did not send the whole body before the deadline.
+    /// The client did not send the whole body in its time.
     #[error("the body did not arrive in time ({received} bytes received)")]
     TimedOut {
         /// Bytes received by then.
         received: usize,
     },
-    /// The budget had no room for the body before the deadline.
-    #[error("the server is busy: no room to receive the body in time ({received} bytes received; --max-body-buffer-bytes)")]
-    Busy {
-        /// Bytes received by then.
-        received: usize,
-    },
+    /// No room for the body in the budget before the request's deadline.
+    #[error("the server is busy: no room to receive the body in time (--max-body-buffer-bytes)")]
+    Busy,
     /// The client stopped sending, or sent something hyper refused.
     #[error("the body could not be read: {0}")]
     Broken(String),
 }
 
-/// Reads `body` whole, or says why not.
+/// How long a body may take, and whose time counts.
+#[derive(Debug, Clone, Copy)]
+pub struct Deadlines {
+    /// Time the *client* may spend sending the body: waits for its bytes
+    /// count, the wait for room in the budget (the server's doing) does not.
+    pub client: Duration,
+    /// When the whole request must be answered; the wait for room ends here.
+    pub request: Instant,
+}
+
+/// Reads `body` whole, or says why not. `announced` is its `Content-Length`.
 pub async fn read(
     mut body: Body,
+    announced: Option<u64>,
     budget: &BodyBudget,
     limit: usize,
-    deadline: Instant,
+    deadlines: Deadlines,
 ) -> Result<Received, IntakeError> {
     let mut received = Received {
         bytes: Vec::new(),
         reserved: None,
         held: budget.held.clone(),
     };
+    let mut client_left = deadlines.client;
     loop {
-        let frame = match timeout_at(deadline, body.frame()).await {
+        let waiting = Instant::now();
+        let deadline = deadlines.request.min(waiting + client_left);
+        let frame = timeout_at(deadline, body.frame()).await;
+        client_left = client_left.saturating_sub(waiting.elapsed());
+        let frame = match frame {
             Err(_) => {
                 return Err(IntakeError::TimedOut {
                     received: received.bytes.len(),
@@ -114,84 +143,131 @@ pub async fn read(
         let Ok(chunk) = frame.into_data() else {
             continue; // trailers: nothing we read
         };
+        if chunk.is_empty() {
+            continue;
+        }
         let need = received.bytes.len() + chunk.len();
         if need > limit {
             return Err(IntakeError::TooLarge { limit });
         }
-        if need > received.bytes.capacity() {
-            grow(&mut received, need, limit, budget, deadline).await?;
+        if received.reserved.is_none() {
+            // An announced length over the limit was refused before
+            // reading; without one, room for the largest body is reserved.
+            let size = announced
+                .and_then(|n| usize::try_from(n).ok())
+                .unwrap_or(limit)
+                .clamp(chunk.len(), limit);
+            reserve(&mut received, size, budget, deadlines.request).await?;
+        }
+        if need > received.room() {
+            // hyper holds a body to its announced length; this is only
+            // reached if that ever changes.
+            return Err(IntakeError::Broken(format!(
+                "more bytes than the {} announced",
+                received.room()
+            )));
         }
         received.bytes.extend_from_slice(&chunk);
     }
 }
 
-/// Makes room for `need` bytes, doubling (at most to `limit`), after
-/// reserving the growth from the budget.
-async fn grow(
+/// Reserves room for the whole body, all at once, waiting (holding nothing)
+/// until `deadline`.
+async fn reserve(
     received: &mut Received,
-    need: usize,
-    limit: usize,
+    size: usize,
     budget: &BodyBudget,
     deadline: Instant,
 ) -> Result<(), IntakeError> {
-    let have = received.reserved.as_ref().map_or(0, |p| p.num_permits());
-    let want = need
-        .max(received.bytes.capacity().saturating_mul(2))
-        .max(FIRST_BUFFER_BYTES)
-        .min(limit)
-        .max(need);
-    let extra = want.saturating_sub(have);
-    if extra > 0 {
-        // `limit` is far below u32::MAX (checked at start-up).
-        let n = u32::try_from(extra).unwrap_or(u32::MAX);
-        let permit = timeout_at(deadline, budget.bytes.clone().acquire_many_owned(n))
-            .await
-            .map_err(|_| IntakeError::Busy {
-                received: received.bytes.len(),
-            })?
-            .map_err(|_| IntakeError::Broken("the server is shutting down".into()))?;
-        budget.held.inc_by(i64::from(n));
-        match &mut received.reserved {
-            Some(held) => held.merge(permit),
-            None => received.reserved = Some(permit),
-        }
-    }
-    received.bytes.reserve_exact(want - received.bytes.len());
+    let pool = if size <= SMALL_BODY_BYTES {
+        &budget.small
+    } else {
+        &budget.large
+    };
+    // `size` is at most --max-body-bytes, far below u32::MAX.
+    let n = u32::try_from(size).map_err(|_| IntakeError::TooLarge { limit: size })?;
+    let permit = timeout_at(deadline, pool.clone().acquire_many_owned(n))
+        .await
+        .map_err(|_| IntakeError::Busy)?
+        .map_err(|_| IntakeError::Broken("the server is shutting down".into()))?;
+    received.held.inc_by(i64::from(n));
+    received.reserved = Some(permit);
+    received.bytes.reserve_exact(size);
     Ok(())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::time::Duration;
+    use axum::body::Bytes;
+    use futures_util::StreamExt;
+
+    const MIB: usize = 1 << 20;
 
     fn budget(bytes: usize) -> BodyBudget {
         BodyBudget::new(bytes, Gauge::default())
     }
 
-    fn later() -> Instant {
-        Instant::now() + Duration::from_secs(5)
+    fn later() -> Deadlines {
+        within(Duration::from_secs(5))
+    }
+
+    fn within(d: Duration) -> Deadlines {
+        Deadlines {
+            client: d,
+            request: Instant::now() + d,
+        }
+    }
+
+    /// A body that sends `frames` and then stalls forever.
+    fn stalling(frames: &[usize]) -> Body {
+        let frames: Vec<_> = frames
+            .iter()
+            .map(|n| Ok::<_, std::io::Error>(Bytes::from(vec![b' '; *n])))
+            .collect();
+        Body::from_stream(futures_util::stream::iter(frames).chain(futures_util::stream::pending()))
     }
 
     #[tokio::test]
-    async fn reads_a_body_and_returns_its_budget_when_dropped() {
-        let b = budget(1 << 20);
-        let got = read(Body::from(vec![7u8; 40_000]), &b, 1 << 20, later())
-            .await
-            .expect("read");
+    async fn a_small_body_reserves_its_size_from_the_small_pool_until_dropped() {
+        let b = budget(MIB);
+        let got = read(
+            Body::from(vec![7u8; 40_000]),
+            Some(40_000),
+            &b,
+            MIB,
+            later(),
+        )
+        .await
+        .expect("read");
         assert_eq!(got.bytes().len(), 40_000);
-        let held = b.held.get();
-        assert!((40_000..=1 << 20).contains(&held), "held {held}");
-        assert_eq!(b.bytes.available_permits() as i64, (1 << 20) - held);
+        assert_eq!(b.held.get(), 40_000);
+        assert_eq!(b.small.available_permits(), SMALL_POOL_BYTES - 40_000);
+        assert_eq!(
+            b.large.available_permits(),
+            MIB,
+            "the main budget is untouched"
+        );
         drop(got);
         assert_eq!(b.held.get(), 0);
-        assert_eq!(b.bytes.available_permits(), 1 << 20);
+        assert_eq!(b.small.available_permits(), SMALL_POOL_BYTES);
+    }
+
+    #[tokio::test]
+    async fn a_body_with_no_length_reserves_the_limit() {
+        let b = budget(4 * MIB);
+        let got = read(Body::from(vec![7u8; 100_000]), None, &b, 2 * MIB, later())
+            .await
+            .expect("read");
+        assert_eq!(got.bytes().len(), 100_000);
+        assert_eq!(b.held.get(), 2 * MIB as i64);
+        assert_eq!(b.large.available_permits(), 2 * MIB);
     }
 
     #[tokio::test]
     async fn refuses_a_body_over_the_limit() {
-        let b = budget(1 << 20);
-        let err = read(Body::from(vec![0u8; 2000]), &b, 1000, later())
+        let b = budget(MIB);
+        let err = read(Body::from(vec![0u8; 2000]), None, &b, 1000, later())
             .await
             .expect_err("too large");
         assert!(
@@ -206,41 +282,108 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn waits_for_budget_and_times_out_when_none_frees() {
-        let b = budget(64 * 1024);
-        let first = read(Body::from(vec![1u8; 60_000]), &b, 1 << 20, later())
-            .await
-            .expect("fits the budget");
-        let deadline = Instant::now() + Duration::from_millis(200);
-        let err = read(Body::from(vec![2u8; 60_000]), &b, 1 << 20, deadline)
-            .await
-            .expect_err("no budget left");
-        assert!(matches!(err, IntakeError::Busy { .. }), "{err}");
+    async fn a_body_waits_for_room_holding_nothing_and_is_busy_at_the_deadline() {
+        let b = budget(MIB);
+        let first = read(
+            Body::from(vec![1u8; 700_000]),
+            Some(700_000),
+            &b,
+            MIB,
+            later(),
+        )
+        .await
+        .expect("fits the budget");
+        let err = read(
+            Body::from(vec![2u8; 700_000]),
+            Some(700_000),
+            &b,
+            MIB,
+            within(Duration::from_millis(200)),
+        )
+        .await
+        .expect_err("no room left");
+        assert!(matches!(err, IntakeError::Busy), "{err}");
+        assert_eq!(b.held.get(), 700_000, "the waiting body held nothing");
+        // Small bodies have their own pool: not delayed by the full budget.
+        let small = read(
+            Body::from(vec![3u8; 10_000]),
+            Some(10_000),
+            &b,
+            MIB,
+            later(),
+        )
+        .await
+        .expect("small bodies pass");
+        assert_eq!(small.bytes().len(), 10_000);
         drop(first);
-        let second = read(Body::from(vec![2u8; 60_000]), &b, 1 << 20, later())
-            .await
-            .expect("budget freed");
-        assert_eq!(second.bytes().len(), 60_000);
+        let second = read(
+            Body::from(vec![2u8; 700_000]),
+            Some(700_000),
+            &b,
+            MIB,
+            later(),
+        )
+        .await
+        .expect("room freed");
+        assert_eq!(second.bytes().len(), 700_000);
     }
 
     #[tokio::test]
-    async fn a_stalled_body_times_out() {
-        use futures_util::StreamExt;
-        let first =
-            futures_util::stream::iter([Ok::<_, std::io::Error>(axum::body::Bytes::from(vec![
-                0u8;
-                10
-            ]))]);
-        let body = Body::from_stream(first.chain(futures_util::stream::pending()));
-        let b = budget(1 << 20);
-        let deadline = Instant::now() + Duration::from_millis(100);
-        let err = read(body, &b, 1 << 20, deadline)
-            .await
-            .expect_err("stalled");
+    async fn waiting_for_room_is_not_the_clients_time() {
+        // The client's time is 100 ms, the request's 5 s: the body waits for
+        // room past the first without being cut, and is read once room frees.
+        let b = budget(MIB);
+        let first = read(
+            Body::from(vec![1u8; 700_000]),
+            Some(700_000),
+            &b,
+            MIB,
+            later(),
+        )
+        .await
+        .expect("fits");
+        let deadlines = Deadlines {
+            client: Duration::from_millis(100),
+            request: Instant::now() + Duration::from_secs(5),
+        };
+        let freeing = tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            drop(first);
+        });
+        let got = read(
+            Body::from(vec![2u8; 700_000]),
+            Some(700_000),
+            &b,
+            MIB,
+            deadlines,
+        )
+        .await
+        .expect("read after the room freed");
+        assert_eq!(got.bytes().len(), 700_000);
+        freeing.await.expect("task");
+    }
+
+    #[tokio::test]
+    async fn a_stalled_body_is_cut_on_the_clients_time_and_gives_its_room_back() {
+        let b = budget(8 * MIB);
+        let deadlines = Deadlines {
+            client: Duration::from_millis(100),
+            request: Instant::now() + Duration::from_secs(30),
+        };
+        let err = read(
+            stalling(&[10]),
+            Some(4 * MIB as u64),
+            &b,
+            4 * MIB,
+            deadlines,
+        )
+        .await
+        .expect_err("stalled");
         assert!(
             matches!(err, IntakeError::TimedOut { received: 10 }),
             "{err}"
         );
-        assert_eq!(b.held.get(), 0, "a failed read returns its budget");
+        assert_eq!(b.held.get(), 0, "a failed read returns its room");
+        assert_eq!(b.large.available_permits(), 8 * MIB);
     }
 }

@@ -45,7 +45,7 @@ pub const READ_BUFFER_BYTES: usize = 64 * 1024;
 pub const H2_CONNECTION_WINDOW_BYTES: u32 = 128 * 1024;
 /// Streams one HTTP/2 connection may have open at once (the API server
 /// multiplexes its webhook calls over few connections).
-pub const H2_MAX_STREAMS: u32 = 64;
+pub const H2_MAX_STREAMS: u32 = 32;
 /// Largest header block accepted, either protocol (an AdmissionReview POST
 /// has a handful of short headers).
 pub const MAX_HEADER_BYTES: u32 = 32 * 1024;

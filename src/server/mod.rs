@@ -73,7 +73,7 @@ impl Default for Limits {
         Limits {
             max_body_bytes: 4 * 1024 * 1024,
             request_timeout: Duration::from_secs(8),
-            max_in_flight: 8,
+            max_in_flight: 4,
             max_body_buffer_bytes: 32 * 1024 * 1024,
             body_read_timeout: Duration::from_secs(2),
             bounds: Bounds::default(),
@@ -270,13 +270,16 @@ async fn mutate(State(state): State<Arc<AppState>>, req: Request) -> Response {
     // once, so a body still arriving after it is a stalled or hostile
     // upload, and its share of the body budget is better given back.
     let body_timeout = limits.body_read_timeout.min(timeout);
-    let body_deadline = Instant::now() + body_timeout;
     async {
         let body = match intake::read(
             req.into_body(),
+            announced,
             &state.bodies,
             limits.max_body_bytes,
-            body_deadline,
+            intake::Deadlines {
+                client: body_timeout,
+                request: deadline,
+            },
         )
         .await
         {
@@ -284,16 +287,16 @@ async fn mutate(State(state): State<Arc<AppState>>, req: Request) -> Response {
             Err(e @ IntakeError::TooLarge { .. }) => {
                 return plain(StatusCode::PAYLOAD_TOO_LARGE, format!("{e}\n"))
             }
-            Err(e @ (IntakeError::TimedOut { .. } | IntakeError::Busy { .. })) => {
+            Err(e @ (IntakeError::TimedOut { .. } | IntakeError::Busy)) => {
                 state.metrics.timed_out(TimedOut::Body);
                 tracing::warn!(timeout = ?body_timeout, error = %e, "Review timed out receiving the body");
-                let status = match e {
-                    IntakeError::Busy { .. } => StatusCode::SERVICE_UNAVAILABLE,
-                    _ => StatusCode::REQUEST_TIMEOUT,
+                let (status, within, flag) = match e {
+                    IntakeError::Busy => (StatusCode::SERVICE_UNAVAILABLE, timeout, "--request-timeout or ?timeout="),
+                    _ => (StatusCode::REQUEST_TIMEOUT, body_timeout, "--body-read-timeout"),
                 };
                 return plain(
                     status,
-                    format!("the review did not finish within {body_timeout:?} (--body-read-timeout): {e}\n"),
+                    format!("the review did not finish within {within:?} ({flag}): {e}\n"),
                 );
             }
             Err(e @ IntakeError::Broken(_)) => {
