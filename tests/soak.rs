@@ -433,7 +433,23 @@ async fn worst_inputs_of_every_class_at_once_stay_under_the_written_bound() {
     let start = Instant::now();
     let mut peak_buffer = 0.0f64;
     let mut peak_conns = 0.0f64;
+    // The liveness probe's view: /healthz on the TLS port, over a connection
+    // of its own, while large reviews run (reported, not asserted).
+    let probe = client_h1(&[&pki]);
+    let healthz = format!("https://localhost:{}/healthz", addr.port());
+    let mut probe_worst = Duration::ZERO;
+    let mut probes_ok = 0;
     while start.elapsed() < Duration::from_secs(seconds) {
+        let asked = Instant::now();
+        if probe
+            .get(&healthz)
+            .send()
+            .await
+            .is_ok_and(|r| r.status() == 200)
+        {
+            probes_ok += 1;
+            probe_worst = probe_worst.max(asked.elapsed());
+        }
         if let Some(page) = metrics_page(server.metrics).await {
             peak_buffer = peak_buffer
                 .max(metric(&page, "persistence_webhook_body_buffer_bytes").unwrap_or(0.0));
@@ -456,12 +472,14 @@ async fn worst_inputs_of_every_class_at_once_stay_under_the_written_bound() {
     let answered = answered.lock().expect("lock").clone();
     let bound = documented_bound_kib(idle_peak);
     eprintln!(
-        "ceiling-all-classes: seconds={seconds} rss_idle_mib={:.1} rss_peak_mib={:.1} bound_mib={:.1} limit_mib=256 body_buffer_peak_mib={:.1} webhook_connections_peak={peak_conns} answers={answered:?}",
+        "ceiling-all-classes: seconds={seconds} rss_idle_mib={:.1} rss_peak_mib={:.1} bound_mib={:.1} limit_mib=256 body_buffer_peak_mib={:.1} webhook_connections_peak={peak_conns} healthz_ok={probes_ok} healthz_worst_ms={} answers={answered:?}",
         idle_peak as f64 / 1024.0,
         peak as f64 / 1024.0,
         bound as f64 / 1024.0,
         peak_buffer / 1048576.0,
+        probe_worst.as_millis(),
     );
+    assert!(probes_ok > 0, "the liveness probe was answered");
     for kind in [
         "largest-body",
         "largest-patch",

@@ -519,3 +519,50 @@ fn plain_logs_keep_one_event_per_line() {
         "a forged line: {lines:#?}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_huge_uid_or_name_makes_a_short_log_line() {
+    // A 1 MB uid is echoed in the answer (the API server matches on it) but
+    // clipped in the log: one denial is one short line, not 1 MB.
+    let issued = pki();
+    let vol = Volume::serving(CONFIG, &issued);
+    let server = Spawned::serving(&vol, &[], "warn,persistence_webhook::server=info");
+    let uid = "u".repeat(1 << 20);
+    let mut review: Value = serde_json::from_slice(REVIEW).expect("review");
+    review["request"]["uid"] = Value::String(uid.clone());
+    review["request"]["object"]["metadata"]["name"] = Value::String("n".repeat(200_000));
+    review["request"]["object"]["metadata"]["annotations"] =
+        serde_json::json!({"polyaxon.com/persistence": "data: [nope]"});
+    let c = common::client_h1(&[&issued]);
+    let answer: Value = c
+        .post(format!("https://localhost:{}/mutate", server.addr.port()))
+        .header("content-type", "application/json")
+        .body(serde_json::to_vec(&review).expect("JSON"))
+        .send()
+        .await
+        .expect("answered")
+        .json()
+        .await
+        .expect("JSON");
+    assert_eq!(answer["response"]["allowed"], false);
+    assert_eq!(
+        answer["response"]["uid"].as_str().map(str::len),
+        Some(1 << 20)
+    );
+    let message = answer["response"]["status"]["message"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(message.len() < 2048, "denial of {} bytes", message.len());
+    server.terminate();
+    let logs: Vec<String> = server.logs.iter().collect();
+    assert!(server.stop_waiting().success());
+    let denied: Vec<&String> = logs.iter().filter(|l| l.contains("\"Denied\"")).collect();
+    assert_eq!(denied.len(), 1, "{logs:#?}");
+    assert!(
+        denied[0].len() < 4096,
+        "a log line of {} bytes",
+        denied[0].len()
+    );
+    assert!(denied[0].contains("(1048576 bytes)"), "{}", denied[0]);
+    assert!(denied[0].contains("(200000 bytes)"), "{}", denied[0]);
+}
