@@ -21,7 +21,7 @@ use axum::http::{header, HeaderMap, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
-use tokio::sync::Semaphore;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::time::{timeout_at, Instant};
 use tracing::{field, Instrument};
 
@@ -89,8 +89,8 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     ready: AtomicBool,
     limits: Limits,
-    slots: Semaphore,
-    heavy: Semaphore,
+    slots: Arc<Semaphore>,
+    heavy: Arc<Semaphore>,
     bodies: BodyBudget,
 }
 
@@ -107,8 +107,8 @@ impl AppState {
             ),
             metrics,
             ready: AtomicBool::new(true),
-            slots: Semaphore::new(limits.max_in_flight.max(1)),
-            heavy: Semaphore::new(HEAVY_REVIEWS),
+            slots: Arc::new(Semaphore::new(limits.max_in_flight.max(1))),
+            heavy: Arc::new(Semaphore::new(HEAVY_REVIEWS)),
             limits,
         }
     }
@@ -303,34 +303,57 @@ async fn mutate(State(state): State<Arc<AppState>>, req: Request) -> Response {
                 return plain(StatusCode::BAD_REQUEST, format!("{e}\n"));
             }
         };
-        let Ok(slot) = timeout_at(deadline, state.slots.acquire()).await else {
+        let Ok(Ok(permit)) = timeout_at(deadline, state.slots.clone().acquire_owned()).await else {
             return timed_out(&state, TimedOut::Slot, timeout, &body);
         };
-        state.metrics.slots_in_use.inc();
-        let answer = answer(&state, body, deadline, timeout).await;
-        state.metrics.slots_in_use.dec();
-        drop(slot);
-        answer
+        let slot = Slot::taken(permit, &state.metrics);
+        answer(&state, Held { body, _slot: slot }, deadline, timeout).await
     }
     .instrument(span)
     .await
 }
 
+/// A review slot, counted in `review_slots_in_use` until dropped.
+struct Slot {
+    _permit: OwnedSemaphorePermit,
+    in_use: prometheus_client::metrics::gauge::Gauge,
+}
+
+impl Slot {
+    fn taken(permit: OwnedSemaphorePermit, metrics: &Metrics) -> Slot {
+        metrics.slots_in_use.inc();
+        Slot {
+            _permit: permit,
+            in_use: metrics.slots_in_use.clone(),
+        }
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.in_use.dec();
+    }
+}
+
+/// What a review holds while it computes: its body (and buffer room), its
+/// slot, and for a large body the heavy-review permit. They travel with the
+/// work, so a review whose client has timed out keeps them until it really
+/// ends: the memory bound counts work, not waiting clients.
+struct Held {
+    body: Received,
+    _slot: Slot,
+}
+
 /// Reviews a complete body (inline when small, else on the blocking pool)
 /// and turns the result into the HTTP answer.
-async fn answer(
-    state: &AppState,
-    body: Received,
-    deadline: Instant,
-    timeout: Duration,
-) -> Response {
+async fn answer(state: &AppState, held: Held, deadline: Instant, timeout: Duration) -> Response {
     let start = std::time::Instant::now();
     let config = state.config();
-    let result = if body.bytes().len() <= INLINE_REVIEW_BYTES {
-        review_with(&config, &state.limits.bounds, body.bytes())
+    let result = if held.body.bytes().len() <= INLINE_REVIEW_BYTES {
+        review_with(&config, &state.limits.bounds, held.body.bytes())
     } else {
-        let Ok(_heavy) = timeout_at(deadline, state.heavy.acquire()).await else {
-            return timed_out(state, TimedOut::Slot, timeout, &body);
+        let Ok(Ok(heavy)) = timeout_at(deadline, state.heavy.clone().acquire_owned()).await else {
+            return timed_out(state, TimedOut::Slot, timeout, &held.body);
         };
         // A review is not interrupted once started (its work is bounded:
         // linear in the body, with a capped patch); one whose deadline has
@@ -340,16 +363,17 @@ async fn answer(
         let job = {
             let cancelled = cancelled.clone();
             tokio::task::spawn_blocking(move || {
+                let _heavy = heavy;
                 if cancelled.load(Ordering::Relaxed) {
-                    return (None, body);
+                    return (None, held);
                 }
-                let result = review_with(&config, &bounds, body.bytes());
-                (Some(result), body)
+                let result = review_with(&config, &bounds, held.body.bytes());
+                (Some(result), held)
             })
         };
         match timeout_at(deadline, job).await {
-            Ok(Ok((Some(result), _body))) => result,
-            Ok(Ok((None, body))) => return timed_out(state, TimedOut::Review, timeout, &body),
+            Ok(Ok((Some(result), _held))) => result,
+            Ok(Ok((None, held))) => return timed_out(state, TimedOut::Review, timeout, &held.body),
             Ok(Err(e)) => {
                 tracing::error!(error = %e, "Review task failed");
                 return plain(StatusCode::INTERNAL_SERVER_ERROR, "internal error\n".into());
@@ -649,6 +673,23 @@ async fn shutdown_signal() -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn default_limits_are_the_flags_defaults() {
+        use clap::Parser;
+        let cli = crate::cli::Cli::try_parse_from(["persistence-webhook", "serve", "--demo"])
+            .expect("defaults parse");
+        let crate::cli::Command::Serve(a) = cli.command else {
+            panic!("not serve");
+        };
+        let d = Limits::default();
+        assert_eq!(d.max_body_bytes, a.max_body_bytes);
+        assert_eq!(d.request_timeout, *a.request_timeout);
+        assert_eq!(d.max_in_flight, a.max_in_flight);
+        assert_eq!(d.max_body_buffer_bytes, a.max_body_buffer_bytes);
+        assert_eq!(d.body_read_timeout, *a.body_read_timeout);
+        assert_eq!(d.bounds, Bounds::from(a.bounds));
+    }
 
     #[test]
     fn query_timeout_parses_go_durations() {
