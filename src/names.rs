@@ -138,11 +138,18 @@ pub fn check_sub_path(path: &str, base: &str) -> Result<(), SubPathError> {
         return Err(SubPathError::Absolute);
     }
     for (at, c) in path.char_indices() {
-        if c.is_control() {
-            return Err(SubPathError::Control);
-        }
         if c == '\\' {
             return Err(SubPathError::Backslash { at });
+        }
+        if c.is_ascii() {
+            // The common case: every invisible character is outside ASCII.
+            if c.is_ascii_control() {
+                return Err(SubPathError::Control);
+            }
+            continue;
+        }
+        if c.is_control() {
+            return Err(SubPathError::Control);
         }
         if is_invisible(c) {
             return Err(SubPathError::Invisible {

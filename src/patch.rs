@@ -133,17 +133,76 @@ pub struct Wanted {
     env: Vec<WantEnv>,
     annotation: String,
     /// volume name -> index in `volumes`
-    volume_index: HashMap<String, usize>,
+    volume_index: Index,
     /// volume name -> index in `mounts` (one mount per volume)
-    mount_by_volume: HashMap<String, usize>,
+    mount_by_volume: Index,
     /// mount path -> index in `mounts`
-    mount_by_path: HashMap<String, usize>,
+    mount_by_path: Index,
     /// env var name -> index in `env`
-    env_index: HashMap<String, usize>,
+    env_index: Index,
     /// Serialised size of one container's mounts and env vars as values.
     item_bytes: u64,
     /// Serialised size of the volumes and the annotation, as operations.
     shared_bytes: u64,
+}
+
+/// The longest pointer and wrapping of the annotation's operation:
+/// `/metadata/annotations/<key>` and `{"annotations":{"<key>":...}}`.
+const ANNOTATION_OP_BYTES: u64 = ("/metadata/annotations/".len()
+    + ANNOTATION_INJECTED.len()
+    + r#"{"annotations":{"":}}"#.len()) as u64;
+
+/// Up to this many names are looked up by a scan: no allocation and no
+/// hashing, which is what an ordinary review (a handful of stores) needs.
+const SCAN_AT_MOST: usize = 16;
+
+/// Positions by name: a scan when there are few, a hash map when there are
+/// many, so that a container costs one cheap lookup per item it has,
+/// whatever the number of selected stores.
+enum Index {
+    Scan(usize),
+    Hashed(HashMap<String, usize>),
+}
+
+impl Index {
+    /// The index of `keys`; the first of equal keys wins.
+    fn new<'a>(keys: impl ExactSizeIterator<Item = &'a str>) -> Index {
+        if keys.len() <= SCAN_AT_MOST {
+            return Index::Scan(keys.len());
+        }
+        let mut map = HashMap::with_capacity(keys.len());
+        for (i, k) in keys.enumerate() {
+            map.entry(k.to_owned()).or_insert(i);
+        }
+        Index::Hashed(map)
+    }
+
+    /// The position of `key`, where `key_of(i)` is the key at position `i`.
+    fn find<'a>(&self, key: &str, key_of: impl Fn(usize) -> &'a str) -> Option<usize> {
+        match self {
+            Index::Scan(n) => (0..*n).find(|&i| key_of(i) == key),
+            Index::Hashed(map) => map.get(key).copied(),
+        }
+    }
+}
+
+impl Wanted {
+    fn volume_named(&self, name: &str) -> Option<usize> {
+        self.volume_index.find(name, |i| &self.volumes[i].name)
+    }
+
+    fn mount_of_volume(&self, volume: &str) -> Option<usize> {
+        self.mount_by_volume
+            .find(volume, |i| &self.mounts[i].volume)
+    }
+
+    fn mount_at(&self, path: &str) -> Option<usize> {
+        self.mount_by_path.find(path, |i| &self.mounts[i].path)
+    }
+
+    fn env_named(&self, name: &str) -> Option<usize> {
+        self.env_index.find(name, |i| &self.env[i].name)
+    }
 }
 
 /// Serialised overhead of one `add` operation around its path and value:
@@ -194,8 +253,62 @@ pub fn targeted(pod: &PodView<'_>, selection: &Selection<'_>) -> (usize, usize) 
     (count, max_index)
 }
 
+/// The serialised size of `value`, counted without building the string.
 fn json_len(value: &Value) -> u64 {
-    serde_json::to_string(value).map_or(0, |s| s.len() as u64)
+    struct Count(u64);
+    impl std::io::Write for Count {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0 += buf.len() as u64;
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut count = Count(0);
+    match serde_json::to_writer(&mut count, value) {
+        Ok(()) => count.0,
+        Err(_) => 0,
+    }
+}
+
+/// The size of `s` as a JSON string: quotes, and escapes (`\"`, `\n`, ...
+/// two bytes; other control characters `\u00XX`, six).
+fn json_str_bytes(s: &str) -> u64 {
+    let escapes: u64 = s
+        .bytes()
+        .map(|b| match b {
+            b'"' | b'\\' | b'\n' | b'\r' | b'\t' | 0x08 | 0x0c => 1,
+            0..=0x1f => 5,
+            _ => 0,
+        })
+        .sum();
+    s.len() as u64 + 2 + escapes
+}
+
+impl WantMount {
+    /// At least the size of [`WantMount::json`]: `{"mountPath":..,
+    /// "name":..,"readOnly":true,"subPath":..}`.
+    fn json_bytes(&self) -> u64 {
+        let sub_path = self
+            .sub_path
+            .as_deref()
+            .map_or(0, |s| 11 + json_str_bytes(s));
+        let read_only = if self.read_only { 16 } else { 0 };
+        22 + json_str_bytes(&self.path) + json_str_bytes(&self.volume) + sub_path + read_only
+    }
+}
+
+impl WantEnv {
+    /// At least the size of [`WantEnv::json`]: `{"name":..,"value":..}` or
+    /// `{"name":..,"valueFrom":{"secretKeyRef":{"key":..,"name":..}}}`.
+    fn json_bytes(&self) -> u64 {
+        let value = match &self.value {
+            EnvValue::Plain(v) => 10 + json_str_bytes(v),
+            EnvValue::Secret { secret, key } => 47 + json_str_bytes(key) + json_str_bytes(secret),
+        };
+        8 + json_str_bytes(&self.name) + value
+    }
 }
 
 #[derive(Serialize)]
@@ -417,9 +530,12 @@ pub fn wanted(sel: &Selection<'_>) -> Result<Wanted, Conflict> {
         ));
     }
 
-    let mut mount_by_path: HashMap<String, usize> = HashMap::with_capacity(mounts.len());
+    let mount_by_path = Index::new(mounts.iter().map(|m| m.path.as_str()));
+    // Two of our mounts at one path: the first one found for each path is
+    // the one the index holds.
     for (i, m) in mounts.iter().enumerate() {
-        if let Some(first) = mount_by_path.insert(m.path.clone(), i) {
+        let first = mount_by_path.find(&m.path, |j| &mounts[j].path);
+        if let Some(first) = first.filter(|first| *first != i) {
             return Err(Conflict::OwnMounts {
                 path: clip(&m.path),
                 first: mounts[first].what.clone(),
@@ -427,29 +543,19 @@ pub fn wanted(sel: &Selection<'_>) -> Result<Wanted, Conflict> {
             });
         }
     }
-    let mount_by_volume = mounts
-        .iter()
-        .enumerate()
-        .map(|(i, m)| (m.volume.clone(), i))
-        .collect();
-    let volume_index = volumes
-        .iter()
-        .enumerate()
-        .map(|(i, v)| (v.name.clone(), i))
-        .collect();
-    let env_index = env
-        .iter()
-        .enumerate()
-        .map(|(i, e)| (e.name.clone(), i))
-        .collect();
+    let mount_by_volume = Index::new(mounts.iter().map(|m| m.volume.as_str()));
+    let volume_index = Index::new(volumes.iter().map(|v| v.name.as_str()));
+    let env_index = Index::new(env.iter().map(|e| e.name.as_str()));
 
     let annotation = to_json(&Injected {
         data: sel.data.iter().map(|s| s.name()).collect(),
         outputs: sel.outputs.as_ref().map(|o| o.store.name()),
         outputs_path: sel.outputs.as_ref().map(|o| o.path.as_str()),
     });
-    let item_bytes = mounts.iter().map(|m| json_len(&m.json)).sum::<u64>()
-        + env.iter().map(|e| json_len(&e.json)).sum::<u64>();
+    // From the strings, not by serialising each value again: this runs on
+    // every review (it was 3 % of an ordinary review's instructions).
+    let item_bytes = mounts.iter().map(WantMount::json_bytes).sum::<u64>()
+        + env.iter().map(WantEnv::json_bytes).sum::<u64>();
     // `/spec/volumes/-` per volume; the annotation as the longest of its
     // three forms (the `/metadata` one wraps it in two maps).
     let shared_bytes = volumes
@@ -457,9 +563,8 @@ pub fn wanted(sel: &Selection<'_>) -> Result<Wanted, Conflict> {
         .map(|v| OP_BYTES + "/spec/volumes/-".len() as u64 + json_len(&v.json))
         .sum::<u64>()
         + OP_BYTES
-        + json_len(&Value::String(annotation.clone()))
-        + format!("/metadata/annotations/{ANNOTATION_INJECTED}{{\"annotations\":{{\"\":}}}}").len()
-            as u64;
+        + json_str_bytes(&annotation)
+        + ANNOTATION_OP_BYTES;
     Ok(Wanted {
         volumes,
         mounts,
@@ -556,7 +661,7 @@ fn volume_ops(
     // One pass over the pod's volumes, one lookup each.
     let mut present = vec![false; wanted.volumes.len()];
     for v in existing.unwrap_or_default() {
-        let Some(&i) = wanted.volume_index.get(v.name.as_ref()) else {
+        let Some(i) = wanted.volume_named(&v.name) else {
             continue;
         };
         let ours = &wanted.volumes[i];
@@ -636,7 +741,7 @@ fn container_ops(
     let mut present = vec![false; wanted.mounts.len()];
     for h in c.volume_mounts.as_deref().unwrap_or_default() {
         let path = names::clean_path(&h.mount_path);
-        if let Some(&i) = wanted.mount_by_volume.get(h.name.as_ref()) {
+        if let Some(i) = wanted.mount_of_volume(&h.name) {
             let m = &wanted.mounts[i];
             let exact = path == m.path
                 && h.sub_path.as_deref() == m.sub_path.as_deref()
@@ -645,7 +750,7 @@ fn container_ops(
                 return Err(foreign_mount(c, h, m, true));
             }
             present[i] = true;
-        } else if let Some(&i) = wanted.mount_by_path.get(path.as_ref()) {
+        } else if let Some(i) = wanted.mount_at(&path) {
             let m = &wanted.mounts[i];
             return Err(Conflict::MountPath {
                 container: clip(&c.name),
@@ -673,7 +778,7 @@ fn container_ops(
     // one, so a first one that matches proves nothing (SPEC §5).
     let mut present = vec![false; wanted.env.len()];
     for h in c.env.as_deref().unwrap_or_default() {
-        let Some(&i) = wanted.env_index.get(h.name.as_ref()) else {
+        let Some(i) = wanted.env_named(&h.name) else {
             continue;
         };
         let e = &wanted.env[i];
@@ -707,7 +812,7 @@ fn container_ops(
 /// `containers:` must not be a way around the sub-path.
 fn untargeted_mounts(c: &Container<'_>, wanted: &Wanted) -> Result<(), Conflict> {
     for h in c.volume_mounts.as_deref().unwrap_or_default() {
-        if let Some(&i) = wanted.mount_by_volume.get(h.name.as_ref()) {
+        if let Some(i) = wanted.mount_of_volume(&h.name) {
             return Err(foreign_mount(c, h, &wanted.mounts[i], false));
         }
     }
@@ -1246,6 +1351,33 @@ defaultOutputs: outputs1
         .expect("patched");
         assert!(!ops.is_empty());
         assert_eq!(mount_paths(&out, "containers", 0).len(), 20_000 + 4);
+    }
+
+    #[test]
+    fn item_sizes_from_strings_are_the_serialised_sizes() {
+        let odd = "q\"uo\\te\n\u{1}\u{7f}ünï/~";
+        for sub in [None, Some("a/b"), Some(odd)] {
+            for read_only in [false, true] {
+                for (volume, path) in [("pw-data1", "/data/1"), (odd, odd)] {
+                    let m = want_mount(String::new(), volume, path, sub, read_only);
+                    let (est, real) = (m.json_bytes(), json_len(&m.json));
+                    assert_eq!(est, real, "{}", m.json);
+                }
+            }
+        }
+        for value in [
+            EnvValue::Plain(String::new()),
+            EnvValue::Plain(odd.to_owned()),
+            EnvValue::Secret {
+                secret: "s".into(),
+                key: odd.into(),
+            },
+        ] {
+            let e = want_env("POLYAXON_RUN_DATA_PATHS", value);
+            let (est, real) = (e.json_bytes(), json_len(&e.json));
+            assert_eq!(est, real, "{}", e.json);
+        }
+        assert_eq!(json_str_bytes(odd), json_len(&Value::String(odd.into())));
     }
 
     #[test]
