@@ -76,22 +76,10 @@ impl Server {
 
         let client = common::client(&[&issued]);
 
-        use rustls::pki_types::pem::PemObject as _;
-        let mut roots = rustls::RootCertStore::empty();
-        roots
-            .add(
-                rustls::pki_types::CertificateDer::from_pem_slice(issued.ca_cert_pem.as_bytes())
-                    .expect("CA PEM"),
-            )
-            .expect("CA root");
-        let mut tls = rustls::ClientConfig::builder()
-            .with_root_certificates(roots)
-            .with_no_client_auth();
-        tls.alpn_protocols = vec![b"http/1.1".to_vec()];
         Server {
             running,
             client,
-            raw: tokio_rustls::TlsConnector::from(Arc::new(tls)),
+            raw: common::tls_connector(&issued, &[b"http/1.1"]),
             _files: files,
         }
     }
