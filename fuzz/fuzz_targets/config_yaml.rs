@@ -7,8 +7,8 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use persistence_webhook::review::{review, Decision};
-use persistence_webhook::Config;
+use persistence_webhook_core::review::{review, Decision};
+use persistence_webhook_core::Config;
 use serde_json::{json, Value};
 
 fn pod() -> Value {

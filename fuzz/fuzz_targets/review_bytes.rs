@@ -6,7 +6,7 @@
 use std::sync::LazyLock;
 
 use libfuzzer_sys::fuzz_target;
-use persistence_webhook::{review, Config};
+use persistence_webhook_core::{review, Config};
 
 static CONFIG: LazyLock<Config> = LazyLock::new(|| {
     Config::from_yaml(include_str!("../../tests/fixtures/config.yaml"))

@@ -26,10 +26,10 @@ use arbitrary::Arbitrary;
 use base64::Engine as _;
 use json_patch::PatchOperation;
 use libfuzzer_sys::fuzz_target;
-use persistence_webhook::config::Role;
-use persistence_webhook::k8s::Pod;
-use persistence_webhook::review::{review, Decision};
-use persistence_webhook::Config;
+use persistence_webhook_core::config::Role;
+use persistence_webhook_core::k8s::Pod;
+use persistence_webhook_core::review::{review, Decision};
+use persistence_webhook_core::Config;
 use serde_json::{json, Map, Value};
 
 // ---------------------------------------------------------------------------

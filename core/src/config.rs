@@ -24,7 +24,7 @@ pub(crate) const RESERVED_ENV: [&str; 4] = [
 
 /// The example config shipped with the crate: every store kind, used by the
 /// README's first command and by the server's try-it mode.
-pub const EXAMPLE_YAML: &str = include_str!("../examples/persistence.yaml");
+pub const EXAMPLE_YAML: &str = include_str!("../../examples/persistence.yaml");
 
 /// Why a config file was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
