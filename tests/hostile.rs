@@ -17,7 +17,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use base64::Engine as _;
-use common::{serve_args_for, Volume};
+use common::{eventually, serve_args_for, Volume};
 use persistence_webhook::server::{self, Running};
 use serde_json::{json, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -142,7 +142,7 @@ impl Server {
     /// Nothing is left in flight and a good review is answered (patched).
     async fn assert_responsive(&self, after: &str) {
         eventually(&format!("nothing in flight after {after}"), || {
-            self.in_flight() == 0
+            std::future::ready(self.in_flight() == 0)
         })
         .await;
         let answer = self.review(REVIEW).await;
@@ -156,14 +156,6 @@ impl Server {
 
     async fn stop(self) {
         self.running.shutdown().await.expect("clean shutdown");
-    }
-}
-
-async fn eventually(what: &str, mut check: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !check() {
-        assert!(Instant::now() < deadline, "timed out waiting for: {what}");
-        tokio::time::sleep(Duration::from_millis(10)).await;
     }
 }
 
@@ -438,7 +430,10 @@ async fn a_body_that_stops_mid_stream_is_dropped() {
         .expect("head");
     tls.write_all(half).await.expect("half the body");
     tls.flush().await.expect("flush");
-    eventually("the server is reading the body", || s.in_flight() == 1).await;
+    eventually("the server is reading the body", || {
+        std::future::ready(s.in_flight() == 1)
+    })
+    .await;
     tls.shutdown().await.expect("half-close");
     let mut answer = Vec::new();
     let read = tokio::time::timeout(Duration::from_secs(5), tls.read_to_end(&mut answer))
@@ -462,7 +457,10 @@ async fn a_body_that_stops_mid_stream_is_dropped() {
         .expect("head");
     tls.write_all(half).await.expect("half the body");
     tls.flush().await.expect("flush");
-    eventually("the server is reading the body", || s.in_flight() == 1).await;
+    eventually("the server is reading the body", || {
+        std::future::ready(s.in_flight() == 1)
+    })
+    .await;
     drop(tls);
     s.assert_responsive("a client that vanished half way").await;
     s.stop().await;
@@ -550,7 +548,10 @@ async fn slow_clients_are_cut_off_while_others_are_served() {
     };
 
     // Meanwhile, other clients are answered.
-    eventually("the slow body is being read", || s.in_flight() >= 1).await;
+    eventually("the slow body is being read", || {
+        std::future::ready(s.in_flight() >= 1)
+    })
+    .await;
     for _ in 0..3 {
         let answer = s.review(REVIEW).await;
         assert_eq!(answer["response"]["allowed"], true);
