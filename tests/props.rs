@@ -16,7 +16,7 @@ use std::fmt;
 
 use base64::Engine as _;
 use persistence_webhook::k8s::Pod;
-use persistence_webhook::review::{review, Decision, Skip};
+use persistence_webhook::review::{review, Decision, ReviewError, Skip};
 use persistence_webhook::Config;
 use proptest::prelude::*;
 use proptest::sample::Index;
@@ -1693,8 +1693,25 @@ fn opted_out_pods_are_unchanged_whatever_they_select() {
 /// allowed and patched.
 fn check_any_answer(config: &Config, body: &[u8]) -> Result<Option<Decision>, TestCaseError> {
     match review(config, body) {
+        // The error names the right problem: "not JSON" only for a body
+        // that is not JSON, an unsupported version only when it is not one
+        // of the two.
         Err(e) => {
-            prop_assert!(!e.to_string().is_empty(), "an error names its problem");
+            let json = serde_json::from_slice::<Value>(body);
+            match &e {
+                ReviewError::NotJson(_) => {
+                    prop_assert!(json.is_err(), "{} for JSON", e);
+                }
+                // A type error can come before a syntax error: either body.
+                ReviewError::NotReview(_) => {}
+                ReviewError::Version(v) => {
+                    prop_assert!(
+                        !["admission.k8s.io/v1", "admission.k8s.io/v1beta1"].contains(&v.as_str()),
+                        "{} for a supported version",
+                        e
+                    );
+                }
+            }
             Ok(None)
         }
         Ok(reviewed) => {
