@@ -28,17 +28,15 @@ use serde_json::{json, Map, Value};
 // Names from SPEC.md, spelled out here rather than imported, so that the
 // tests pin the contract and not the implementation.
 
-const ANN_PERSISTENCE: &str = "polyaxon.com/persistence";
-const ANN_SUBPATH: &str = "polyaxon.com/outputs-subpath";
-const ANN_UNIQUE_NAME: &str = "polyaxon.com/unique-name";
-const ANN_INJECTED: &str = "polyaxon.com/persistence-injected";
-const LABEL_INJECTION: &str = "polyaxon.com/persistence-injection";
-const ENV_DATA_PATHS: &str = "POLYAXON_RUN_DATA_PATHS";
-const ENV_OUTPUTS_PATH: &str = "POLYAXON_RUN_OUTPUTS_PATH";
-const ENV_ACCESS_KEYS: &str = "POLYSTORES_RUN_STORES_ACCESS_KEYS";
-const ENV_GOOGLE: &str = "GOOGLE_APPLICATION_CREDENTIALS";
+#[path = "common/spec.rs"]
+mod spec;
+
+use spec::{
+    ANN_INJECTED, ANN_SELECTION as ANN_PERSISTENCE, ANN_SUBPATH, ANN_UNIQUE_NAME, ENV_ACCESS_KEYS,
+    ENV_DATA_PATHS, ENV_GOOGLE, ENV_OUTPUTS_PATH, LABEL_INJECTION,
+};
 /// Where the GCS key file goes is the crate's choice, not SPEC's.
-const GCS_DIR: &str = persistence_webhook::patch::GCS_CREDENTIALS_DIR;
+const GCS_DIR: &str = spec::GCS_CREDENTIALS_DIR;
 
 const NAMESPACES: [&str; 3] = ["default", "team-a", "team-b"];
 const SECRETS: [&str; 4] = ["gcs-secret", "s3-secret", "az-secret", "shared-creds"];
