@@ -257,26 +257,6 @@ fn namespace_flag_for_a_pod_without_one() {
     );
 }
 
-#[test]
-fn namespace_flag_that_contradicts_the_manifest_is_an_error() {
-    let dir = tempfile::tempdir().expect("a temporary directory");
-    let path = dir.path().join("pod.yaml");
-    std::fs::write(
-        &path,
-        read(TRAINING).replace(
-            "  name: train-resnet\n",
-            "  name: train-resnet\n  namespace: team-a\n",
-        ),
-    )
-    .expect("write the pod");
-    assert!(read(TRAINING).contains("  name: train-resnet\n"));
-    mutate(&["--pod", path.to_str().expect("UTF-8"), "-n", "team-b"])
-        .assert()
-        .code(2)
-        .stdout("")
-        .stderr(predicate::str::contains("\"team-a\"").and(predicate::str::contains("\"team-b\"")));
-}
-
 // --- the new examples -------------------------------------------------------
 
 #[test]
@@ -386,121 +366,6 @@ fn denial_with_output_review_prints_the_refusal() {
         .is_some_and(|m| m.contains("\"imagenet\"")));
 }
 
-#[test]
-fn missing_config_file_exits_2_naming_it() {
-    let mut cmd = Command::cargo_bin("persistence-webhook").expect("the binary is built");
-    cmd.current_dir(env!("CARGO_MANIFEST_DIR"))
-        .env_remove("PERSISTENCE_WEBHOOK_CONFIG")
-        .args([
-            "mutate",
-            "--config",
-            "no/such/persistence.yaml",
-            "--pod",
-            TRAINING,
-        ])
-        .assert()
-        .code(2)
-        .stdout("")
-        .stderr(predicate::str::contains("no/such/persistence.yaml"));
-}
-
-#[test]
-fn invalid_config_exits_2_naming_store_and_field() {
-    let dir = tempfile::tempdir().expect("a temporary directory");
-    let path = dir.path().join("persistence.yaml");
-    std::fs::write(
-        &path,
-        "data:\n  data1: {mountPath: data/1, hostPath: /mnt/data}\n",
-    )
-    .expect("write the config");
-    let mut cmd = Command::cargo_bin("persistence-webhook").expect("the binary is built");
-    cmd.current_dir(env!("CARGO_MANIFEST_DIR"))
-        .args([
-            "mutate",
-            "--config",
-            path.to_str().expect("UTF-8"),
-            "--pod",
-            TRAINING,
-        ])
-        .assert()
-        .code(2)
-        .stdout("")
-        .stderr(
-            predicate::str::contains("data.data1.mountPath")
-                .and(predicate::str::contains("persistence.yaml")),
-        );
-}
-
-#[test]
-fn missing_input_flag_is_a_usage_error() {
-    mutate(&[]).assert().code(2).stdout("").stderr(
-        predicate::str::contains("--pod")
-            .and(predicate::str::contains("--review"))
-            .and(predicate::str::contains("Usage")),
-    );
-}
-
-#[test]
-fn unparseable_pod_file_exits_2_naming_it() {
-    let dir = tempfile::tempdir().expect("a temporary directory");
-    let path = dir.path().join("broken-pod.yaml");
-    std::fs::write(&path, "metadata: {name: [unclosed\n").expect("write the pod");
-    mutate(&["--pod", path.to_str().expect("UTF-8")])
-        .assert()
-        .code(2)
-        .stdout("")
-        .stderr(predicate::str::contains("broken-pod.yaml"));
-}
-
-#[test]
-fn missing_pod_file_exits_2_naming_it() {
-    mutate(&["--pod", "examples/pods/no-such-pod.yaml"])
-        .assert()
-        .code(2)
-        .stderr(predicate::str::contains("no-such-pod.yaml"));
-}
-
-#[test]
-fn pod_and_review_together_is_a_usage_error() {
-    mutate(&[
-        "--pod",
-        TRAINING,
-        "--review",
-        "tests/fixtures/defaults/review.json",
-    ])
-    .assert()
-    .code(2)
-    .stdout("")
-    .stderr(predicate::str::contains("cannot be used with"));
-}
-
-#[test]
-fn a_pod_given_as_review_exits_2_naming_the_file() {
-    mutate(&["--review", TRAINING])
-        .assert()
-        .code(2)
-        .stdout("")
-        .stderr(
-            predicate::str::contains("training.yaml")
-                .and(predicate::str::contains("AdmissionReview")),
-        );
-}
-
-/// Regression: a manifest that is YAML but not a Pod (`containers` is a
-/// string) is an input error, exit 2, by SPEC §6 and the `mutate` help; it
-/// used to be reported as a denial, exit 1.
-#[test]
-fn malformed_pod_manifest_is_an_input_error() {
-    let dir = tempfile::tempdir().expect("a temporary directory");
-    let path = dir.path().join("not-a-pod.yaml");
-    std::fs::write(&path, "metadata: {name: p}\nspec: {containers: main}\n")
-        .expect("write the pod");
-    mutate(&["--pod", path.to_str().expect("UTF-8")])
-        .assert()
-        .code(2)
-        .stderr(predicate::str::contains("not-a-pod.yaml"));
-}
-
 // --- bounds ---------------------------------------------------------------
 
 #[test]
@@ -531,16 +396,179 @@ fn bound_flags_deny_as_the_server_would() {
     ]));
 }
 
-#[test]
-fn zero_bounds_are_usage_errors() {
-    for flag in ["--max-patch-bytes", "--max-injected-items"] {
-        mutate(&["--pod", TRAINING, flag, "0"])
-            .assert()
-            .code(2)
-            .stderr(
-                predicate::str::contains(flag).and(predicate::str::contains("0 is not in 1..=")),
-            );
+// --- exit 2: usage, input and config errors (SPEC §6) -----------------------
+
+/// One invocation that must exit 2 with nothing on stdout and a stderr that
+/// names what is wrong.
+struct Exit2 {
+    /// What the case is about (printed when it fails).
+    what: &'static str,
+    /// Files to write into a temporary directory first: (name, content).
+    files: &'static [(&'static str, &'static str)],
+    /// `mutate` arguments after `--config`; `{dir}` is the temporary directory.
+    args: &'static [&'static str],
+    /// `--config` value instead of the example config (`{dir}` expanded).
+    config: Option<&'static str>,
+    /// Every one must appear on stderr.
+    stderr: &'static [&'static str],
+}
+
+const EXIT_2: &[Exit2] = &[
+    Exit2 {
+        what: "a missing config file is named",
+        files: &[],
+        args: &["--pod", TRAINING],
+        config: Some("no/such/persistence.yaml"),
+        stderr: &["no/such/persistence.yaml"],
+    },
+    Exit2 {
+        what: "an invalid config names the file, the store and the field",
+        files: &[(
+            "persistence.yaml",
+            "data:\n  data1: {mountPath: data/1, hostPath: /mnt/data}\n",
+        )],
+        args: &["--pod", TRAINING],
+        config: Some("{dir}/persistence.yaml"),
+        stderr: &["data.data1.mountPath", "persistence.yaml"],
+    },
+    Exit2 {
+        what: "neither --pod nor --review is a usage error",
+        files: &[],
+        args: &[],
+        config: None,
+        stderr: &["--pod", "--review", "Usage"],
+    },
+    Exit2 {
+        what: "--pod and --review together is a usage error",
+        files: &[],
+        args: &[
+            "--pod",
+            TRAINING,
+            "--review",
+            "tests/fixtures/defaults/review.json",
+        ],
+        config: None,
+        stderr: &["cannot be used with"],
+    },
+    Exit2 {
+        what: "an unparseable pod file is named",
+        files: &[("broken-pod.yaml", "metadata: {name: [unclosed\n")],
+        args: &["--pod", "{dir}/broken-pod.yaml"],
+        config: None,
+        stderr: &["broken-pod.yaml"],
+    },
+    Exit2 {
+        what: "a missing pod file is named",
+        files: &[],
+        args: &["--pod", "examples/pods/no-such-pod.yaml"],
+        config: None,
+        stderr: &["no-such-pod.yaml"],
+    },
+    Exit2 {
+        what: "a pod given as --review names the file and what was expected",
+        files: &[],
+        args: &["--review", TRAINING],
+        config: None,
+        stderr: &["training.yaml", "AdmissionReview"],
+    },
+    // Regression: a manifest that is YAML but not a Pod (`containers` is a
+    // string) is an input error, exit 2, by SPEC §6 and the `mutate` help; it
+    // used to be reported as a denial, exit 1.
+    Exit2 {
+        what: "a YAML manifest that is not a Pod is an input error",
+        files: &[(
+            "not-a-pod.yaml",
+            "metadata: {name: p}\nspec: {containers: main}\n",
+        )],
+        args: &["--pod", "{dir}/not-a-pod.yaml"],
+        config: None,
+        stderr: &["not-a-pod.yaml"],
+    },
+    Exit2 {
+        what: "-n contradicting the manifest's namespace names both",
+        files: &[("pod.yaml", TRAINING_IN_TEAM_A)],
+        args: &["--pod", "{dir}/pod.yaml", "-n", "team-b"],
+        config: None,
+        stderr: &["\"team-a\"", "\"team-b\""],
+    },
+    Exit2 {
+        what: "--max-patch-bytes 0 is a usage error",
+        files: &[],
+        args: &["--pod", TRAINING, "--max-patch-bytes", "0"],
+        config: None,
+        stderr: &["--max-patch-bytes", "0 is not in 1..="],
+    },
+    Exit2 {
+        what: "--max-injected-items 0 is a usage error",
+        files: &[],
+        args: &["--pod", TRAINING, "--max-injected-items", "0"],
+        config: None,
+        stderr: &["--max-injected-items", "0 is not in 1..="],
+    },
+];
+
+/// Stands for examples/pods/training.yaml with `namespace: team-a` added to
+/// its metadata (made when the case runs).
+const TRAINING_IN_TEAM_A: &str = "<training.yaml in team-a>";
+
+fn file_content(content: &str) -> String {
+    if content != TRAINING_IN_TEAM_A {
+        return content.to_owned();
     }
+    let training = read(TRAINING);
+    assert!(
+        training.contains("  name: train-resnet\n"),
+        "{TRAINING} changed"
+    );
+    training.replace(
+        "  name: train-resnet\n",
+        "  name: train-resnet\n  namespace: team-a\n",
+    )
+}
+
+#[test]
+fn usage_input_and_config_errors_exit_2_naming_the_problem() {
+    let mut failures = Vec::new();
+    for case in EXIT_2 {
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let dir_text = dir.path().to_str().expect("UTF-8").to_owned();
+        let expand = |s: &str| s.replace("{dir}", &dir_text);
+        for (name, content) in case.files {
+            std::fs::write(dir.path().join(name), file_content(content))
+                .expect("write the case's file");
+        }
+        let mut cmd = Command::cargo_bin("persistence-webhook").expect("the binary is built");
+        cmd.current_dir(env!("CARGO_MANIFEST_DIR"))
+            .env_remove("PERSISTENCE_WEBHOOK_CONFIG")
+            .args(["mutate", "--config"])
+            .arg(expand(case.config.unwrap_or(CONFIG)))
+            .args(case.args.iter().map(|a| expand(a)));
+        let out = cmd.output().expect("the binary runs");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        let mut wrong = Vec::new();
+        if out.status.code() != Some(2) {
+            wrong.push(format!("exit {:?}, wanted 2", out.status.code()));
+        }
+        if !out.stdout.is_empty() {
+            wrong.push(format!(
+                "stdout not empty: {}",
+                String::from_utf8_lossy(&out.stdout)
+            ));
+        }
+        for want in case.stderr {
+            if !stderr.contains(want) {
+                wrong.push(format!("stderr does not mention {want:?}"));
+            }
+        }
+        if !wrong.is_empty() {
+            failures.push(format!(
+                "{}: {}\nstderr: {stderr}",
+                case.what,
+                wrong.join("; ")
+            ));
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n\n"));
 }
 
 // --- certs --renew ----------------------------------------------------------

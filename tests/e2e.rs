@@ -11,7 +11,7 @@ mod common;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use common::Spawned;
 
@@ -96,17 +96,6 @@ fn created(ns: &str, manifest: &str, dry_run: DryRun) -> Value {
     let (ok, out, err) = create(ns, manifest, dry_run);
     assert!(ok, "kubectl create failed:\n{err}\n{out}");
     serde_json::from_str(&out).expect("kubectl -o json prints JSON")
-}
-
-fn eventually(what: &str, timeout: Duration, mut check: impl FnMut() -> bool) {
-    let deadline = Instant::now() + timeout;
-    while Instant::now() < deadline {
-        if check() {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    panic!("timed out after {timeout:?} waiting for: {what}");
 }
 
 /// The webhook binary serving on 127.0.0.1 with certificates from `certs`.
@@ -218,11 +207,9 @@ fn namespace(name: &str, enabled: bool) {
             None,
         );
     }
-    eventually(
-        "the namespace's default ServiceAccount",
-        Duration::from_secs(30),
-        || kubectl(&["-n", name, "get", "serviceaccount", "default"], None).0,
-    );
+    common::eventually_blocking("the namespace's default ServiceAccount", || {
+        kubectl(&["-n", name, "get", "serviceaccount", "default"], None).0
+    });
 }
 
 fn pod(name: &str, annotations: Value, extra_spec: Value) -> String {
@@ -318,14 +305,10 @@ fn pods_are_mutated_by_a_real_api_server() {
     namespace(ns, true);
 
     // The API server picks the registration up asynchronously.
-    eventually(
-        "the webhook mutates a server dry run",
-        Duration::from_secs(30),
-        || {
-            let (ok, out, _) = create(ns, &pod("probe", json!({}), json!({})), DryRun::Yes);
-            ok && out.contains("POLYAXON_RUN_DATA_PATHS")
-        },
-    );
+    common::eventually_blocking("the webhook mutates a server dry run", || {
+        let (ok, out, _) = create(ns, &pod("probe", json!({}), json!({})), DryRun::Yes);
+        ok && out.contains("POLYAXON_RUN_DATA_PATHS")
+    });
 
     // 1. A stored pod has our volumes, mounts, env and annotation (SPEC §4).
     let sel = json!({"polyaxon.com/persistence": "data: [data1, data-gcs]\noutputs: outputs1"});
@@ -512,14 +495,10 @@ fn reinvocation_keeps_each_injection_exactly_once() {
     kubectl_ok(&["apply", "-f", "-"], Some(&second.to_string()));
     let _theirs = Registered("z-other-webhook-e2e");
 
-    eventually(
-        "both webhooks mutate a dry run",
-        Duration::from_secs(30),
-        || {
-            let (ok, out, _) = create(ns, &pod("probe", json!({}), json!({})), DryRun::Yes);
-            ok && out.contains("POLYAXON_RUN_DATA_PATHS") && out.contains("OTHER_WEBHOOK")
-        },
-    );
+    common::eventually_blocking("both webhooks mutate a dry run", || {
+        let (ok, out, _) = create(ns, &pod("probe", json!({}), json!({})), DryRun::Yes);
+        ok && out.contains("POLYAXON_RUN_DATA_PATHS") && out.contains("OTHER_WEBHOOK")
+    });
     let p = created(
         ns,
         &pod(

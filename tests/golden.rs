@@ -38,14 +38,14 @@ use persistence_webhook::review::{review, Decision, Skip};
 use persistence_webhook::Config;
 use serde_json::{json, Value};
 
-const SELECTION: &str = "polyaxon.com/persistence";
-const SUBPATH: &str = "polyaxon.com/outputs-subpath";
-const UNIQUE_NAME: &str = "polyaxon.com/unique-name";
-const INJECTED: &str = "polyaxon.com/persistence-injected";
-const DATA_PATHS: &str = "POLYAXON_RUN_DATA_PATHS";
-const OUTPUTS_PATH: &str = "POLYAXON_RUN_OUTPUTS_PATH";
-const ACCESS_KEYS: &str = "POLYSTORES_RUN_STORES_ACCESS_KEYS";
-const GOOGLE_CREDENTIALS: &str = "GOOGLE_APPLICATION_CREDENTIALS";
+#[path = "common/spec.rs"]
+mod spec;
+
+use spec::{
+    ANN_INJECTED as INJECTED, ANN_SELECTION as SELECTION, ANN_SUBPATH as SUBPATH,
+    ANN_UNIQUE_NAME as UNIQUE_NAME, ENV_ACCESS_KEYS as ACCESS_KEYS, ENV_DATA_PATHS as DATA_PATHS,
+    ENV_GOOGLE as GOOGLE_CREDENTIALS, ENV_OUTPUTS_PATH as OUTPUTS_PATH,
+};
 
 /// What each case must decide, whatever its golden file says.
 enum Want {
@@ -265,7 +265,7 @@ fn run_case(case: &Case, want: &Want) -> Result<Value, String> {
             if typed != patch {
                 return Err("the response's patch is not the decision's patch".into());
             }
-            check_only_adds_our_fields(&patch)?;
+            spec::check_only_adds_our_fields(&patch)?;
             let ops: json_patch::Patch = serde_json::from_value(patch.clone())
                 .map_err(|e| format!("the patch is not a JSON Patch: {e}"))?;
             let mut patched = object.clone();
@@ -365,42 +365,6 @@ fn check_patch_wire_form(inner: &Value) -> Result<Value, String> {
     }
 }
 
-/// The patch only adds, and only where SPEC §4 puts things: our annotation,
-/// pod volumes, and container mounts and env.
-fn check_only_adds_our_fields(patch: &Value) -> Result<(), String> {
-    for op in patch.as_array().into_iter().flatten() {
-        if op["op"] != json!("add") {
-            return Err(format!("the patch does more than add: {op}"));
-        }
-        let path = op["path"].as_str().unwrap_or_default();
-        let tokens = pointer_tokens(path);
-        let t: Vec<&str> = tokens.iter().map(String::as_str).collect();
-        let ok = match t.as_slice() {
-            ["metadata"] | ["metadata", "annotations"] | ["metadata", "annotations", INJECTED] => {
-                true
-            }
-            ["spec", "volumes"] | ["spec", "volumes", "-"] => true,
-            ["spec", "containers" | "initContainers", index, "volumeMounts" | "env", rest @ ..] => {
-                index.parse::<usize>().is_ok() && matches!(rest, [] | ["-"])
-            }
-            _ => false,
-        };
-        if !ok {
-            return Err(format!("the patch adds outside our fields: {path:?}"));
-        }
-    }
-    Ok(())
-}
-
-/// RFC 6901 tokens of a JSON pointer.
-fn pointer_tokens(pointer: &str) -> Vec<String> {
-    pointer
-        .split('/')
-        .skip(1)
-        .map(|t| t.replace("~1", "/").replace("~0", "~"))
-        .collect()
-}
-
 /// SPEC §5: admitting the patched pod again (same request) changes nothing.
 fn check_admitted_again(case: &Case, patched: &Value) -> Result<(), String> {
     let mut again = case.request.clone();
@@ -453,20 +417,6 @@ fn selected<'c>(config: &'c Config, namespace: &str, annotations: &Value) -> Sel
         data,
         outputs,
         containers: names("containers").map(|l| l.into_iter().collect()),
-    }
-}
-
-/// Polyaxon 0.x's run name -> outputs directory (SPEC §3).
-fn unique_name_path(unique: &str) -> String {
-    let parts: Vec<&str> = unique.split('.').collect();
-    let kinds = ["jobs", "builds", "notebooks", "tensorboards"];
-    match parts.as_slice() {
-        [user, project, id] => format!("{user}/{project}/experiments/{id}"),
-        [user, project, kind, id] if kinds.contains(kind) => {
-            format!("{user}/{project}/{kind}/{id}")
-        }
-        [user, project, group, id] => format!("{user}/{project}/groups/{group}/{id}"),
-        _ => panic!("{unique:?} is not a run name"),
     }
 }
 
@@ -551,7 +501,7 @@ fn check_spec(case: &Case, original: &Value, patched: &Value) -> Result<(), Stri
     let sub_path = if let Some(p) = annotations[SUBPATH].as_str() {
         p.to_owned()
     } else if let Some(u) = annotations[UNIQUE_NAME].as_str() {
-        unique_name_path(u)
+        spec::unique_name_path(u).ok_or_else(|| format!("{u:?} is not a run name"))?
     } else {
         let meta = &original["metadata"];
         match meta["name"].as_str() {

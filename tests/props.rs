@@ -16,7 +16,7 @@ use std::fmt;
 
 use base64::Engine as _;
 use persistence_webhook::k8s::Pod;
-use persistence_webhook::review::{review, Decision, Skip};
+use persistence_webhook::review::{review, Decision, ReviewError, Skip};
 use persistence_webhook::Config;
 use proptest::prelude::*;
 use proptest::sample::Index;
@@ -28,17 +28,15 @@ use serde_json::{json, Map, Value};
 // Names from SPEC.md, spelled out here rather than imported, so that the
 // tests pin the contract and not the implementation.
 
-const ANN_PERSISTENCE: &str = "polyaxon.com/persistence";
-const ANN_SUBPATH: &str = "polyaxon.com/outputs-subpath";
-const ANN_UNIQUE_NAME: &str = "polyaxon.com/unique-name";
-const ANN_INJECTED: &str = "polyaxon.com/persistence-injected";
-const LABEL_INJECTION: &str = "polyaxon.com/persistence-injection";
-const ENV_DATA_PATHS: &str = "POLYAXON_RUN_DATA_PATHS";
-const ENV_OUTPUTS_PATH: &str = "POLYAXON_RUN_OUTPUTS_PATH";
-const ENV_ACCESS_KEYS: &str = "POLYSTORES_RUN_STORES_ACCESS_KEYS";
-const ENV_GOOGLE: &str = "GOOGLE_APPLICATION_CREDENTIALS";
+#[path = "common/spec.rs"]
+mod spec;
+
+use spec::{
+    ANN_INJECTED, ANN_SELECTION as ANN_PERSISTENCE, ANN_SUBPATH, ANN_UNIQUE_NAME, ENV_ACCESS_KEYS,
+    ENV_DATA_PATHS, ENV_GOOGLE, ENV_OUTPUTS_PATH, LABEL_INJECTION,
+};
 /// Where the GCS key file goes is the crate's choice, not SPEC's.
-const GCS_DIR: &str = persistence_webhook::patch::GCS_CREDENTIALS_DIR;
+const GCS_DIR: &str = spec::GCS_CREDENTIALS_DIR;
 
 const NAMESPACES: [&str; 3] = ["default", "team-a", "team-b"];
 const SECRETS: [&str; 4] = ["gcs-secret", "s3-secret", "az-secret", "shared-creds"];
@@ -1693,8 +1691,25 @@ fn opted_out_pods_are_unchanged_whatever_they_select() {
 /// allowed and patched.
 fn check_any_answer(config: &Config, body: &[u8]) -> Result<Option<Decision>, TestCaseError> {
     match review(config, body) {
+        // The error names the right problem: "not JSON" only for a body
+        // that is not JSON, an unsupported version only when it is not one
+        // of the two.
         Err(e) => {
-            prop_assert!(!e.to_string().is_empty(), "an error names its problem");
+            let json = serde_json::from_slice::<Value>(body);
+            match &e {
+                ReviewError::NotJson(_) => {
+                    prop_assert!(json.is_err(), "{} for JSON", e);
+                }
+                // A type error can come before a syntax error: either body.
+                ReviewError::NotReview(_) => {}
+                ReviewError::Version(v) => {
+                    prop_assert!(
+                        !["admission.k8s.io/v1", "admission.k8s.io/v1beta1"].contains(&v.as_str()),
+                        "{} for a supported version",
+                        e
+                    );
+                }
+            }
             Ok(None)
         }
         Ok(reviewed) => {

@@ -6,12 +6,13 @@ mod common;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use axum::body::{to_bytes, Body};
 use axum::http::{Method, Request, StatusCode};
 use common::{
-    client, metric_at, outputs_store, pki, serve_args, serve_args_for, Spawned, Volume, REVIEW,
+    client, eventually, metric_at, outputs_store, pki, serve_args, serve_args_for, Spawned, Volume,
+    REVIEW,
 };
 use persistence_webhook::server::{self, AppState, Limits};
 use persistence_webhook::Config;
@@ -203,21 +204,6 @@ async fn post_review(
     let status = StatusCode::from_u16(resp.status().as_u16()).expect("status");
     let body: Value = resp.json().await?;
     Ok((status, body))
-}
-
-async fn eventually<F, Fut>(what: &str, mut check: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let deadline = Instant::now() + Duration::from_secs(15);
-    while Instant::now() < deadline {
-        if check().await {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    panic!("timed out waiting for: {what}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

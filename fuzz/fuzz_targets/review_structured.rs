@@ -19,12 +19,12 @@
 
 #![no_main]
 
-use std::collections::BTreeMap;
+#[path = "../../tests/common/spec.rs"]
+mod spec;
+
 use std::sync::LazyLock;
 
 use arbitrary::Arbitrary;
-use base64::Engine as _;
-use json_patch::PatchOperation;
 use libfuzzer_sys::fuzz_target;
 use persistence_webhook_core::config::Role;
 use persistence_webhook_core::k8s::Pod;
@@ -733,62 +733,8 @@ impl Request {
 // ---------------------------------------------------------------------------
 // Checks
 
-/// `/a//b/`, `/a/./b` and `/a/b` name the same directory, so a container
-/// mounting at two of them has two mounts at one place.
-fn normalise(path: &str) -> String {
-    let segs: Vec<&str> = path
-        .split('/')
-        .filter(|s| !s.is_empty() && *s != ".")
-        .collect();
-    format!("/{}", segs.join("/"))
-}
-
-fn counts<'a>(items: impl Iterator<Item = String> + 'a) -> BTreeMap<String, usize> {
-    let mut m = BTreeMap::new();
-    for i in items {
-        *m.entry(i).or_default() += 1;
-    }
-    m
-}
-
-fn volume_names(pod: &Value) -> BTreeMap<String, usize> {
-    counts(
-        pod["spec"]["volumes"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .map(|v| v["name"].as_str().unwrap_or_default().to_owned()),
-    )
-}
-
-fn mount_paths(pod: &Value, list: &str, i: usize) -> BTreeMap<String, usize> {
-    counts(
-        pod["spec"][list][i]["volumeMounts"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .map(|m| normalise(m["mountPath"].as_str().unwrap_or_default())),
-    )
-}
-
-/// Every name seen more than once after the patch was already there as often
-/// before it: the webhook added no duplicate.
-fn assert_no_new_duplicates(
-    before: &BTreeMap<String, usize>,
-    after: &BTreeMap<String, usize>,
-    what: &str,
-    pod: &Value,
-    patch: &json_patch::Patch,
-) {
-    for (name, &n) in after {
-        let had = before.get(name).copied().unwrap_or(0);
-        assert!(
-            n <= 1 || n == had,
-            "the patch made {what} {name:?} appear {n} times (the pod had it {had} times)\npod: {pod}\npatch: {patch:?}"
-        );
-    }
-}
-
+/// Every SPEC invariant of a patched answer, from the one oracle in
+/// tests/common/spec.rs; panics with what failed.
 fn check_patched(
     config: &Config,
     req: &Request,
@@ -796,62 +742,21 @@ fn check_patched(
     decided: &json_patch::Patch,
     out: &Value,
 ) {
-    assert!(
-        decided
-            .0
-            .iter()
-            .all(|op| matches!(op, PatchOperation::Add(_))),
-        "the patch must only add: {decided:?}"
-    );
-    let r = &out["response"];
-    assert_eq!(r["allowed"], true, "a patched answer is allowed: {out}");
-    assert_eq!(r["patchType"], "JSONPatch", "{out}");
+    let fail = |e: String| -> ! { panic!("{e}\npod: {pod}\nanswer: {out}") };
+    spec::check_envelope(&json!(req.api_version), &json!(req.uid), out).unwrap_or_else(|e| fail(e));
+    let wire = spec::wire_patch(out).unwrap_or_else(|e| fail(e));
     assert_eq!(
-        r["uid"].as_str(),
-        Some(req.uid.as_str()),
-        "uid echoed: {out}"
+        wire,
+        serde_json::to_value(decided).expect("a patch serialises"),
+        "the wire patch is the decided one"
     );
-    assert_eq!(
-        out["apiVersion"], req.api_version,
-        "apiVersion echoed: {out}"
-    );
-    let b64 = r["patch"].as_str().expect("the patch is a base64 string");
-    let raw = base64::engine::general_purpose::STANDARD
-        .decode(b64)
-        .expect("the patch is valid base64");
-    let wire: json_patch::Patch = serde_json::from_slice(&raw).expect("the patch is a JSON Patch");
-    assert_eq!(&wire, decided, "the wire patch is the decided one");
-
-    let mut patched = pod.clone();
-    if let Err(e) = json_patch::patch(&mut patched, &wire) {
-        panic!("the patch does not apply: {e}\npod: {pod}\npatch: {wire:?}");
-    }
+    let patched = spec::apply(pod, &wire).unwrap_or_else(|e| fail(e));
     if serde_json::from_value::<Pod>(pod.clone()).is_ok() {
         if let Err(e) = serde_json::from_value::<Pod>(patched.clone()) {
             panic!("the patched pod is no longer a Pod: {e}\npatched: {patched}");
         }
     }
-
-    assert_no_new_duplicates(
-        &volume_names(pod),
-        &volume_names(&patched),
-        "volume",
-        pod,
-        &wire,
-    );
-    for list in ["initContainers", "containers"] {
-        let n = patched["spec"][list].as_array().map_or(0, Vec::len);
-        for i in 0..n {
-            assert_no_new_duplicates(
-                &mount_paths(pod, list, i),
-                &mount_paths(&patched, list, i),
-                &format!("spec.{list}[{i}] mount path"),
-                pod,
-                &wire,
-            );
-        }
-    }
-
+    spec::check_no_new_duplicates(pod, &patched).unwrap_or_else(|e| fail(e));
     let again = review(config, &req.body(&patched)).expect("the patched review is answered");
     assert!(
         matches!(again.decision, Decision::Unchanged(_)),

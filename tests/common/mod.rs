@@ -429,21 +429,38 @@ pub fn outputs_store(answer: &Value) -> Option<String> {
         .map(str::to_owned)
 }
 
-/// Polls `check` until it holds, or panics naming `what` after a generous
-/// deadline (a guard against a hang, not a timing assertion).
+/// How long [`eventually`] polls before it gives up: a guard against a
+/// hang, not a timing assertion.
+pub const HANG: Duration = Duration::from_secs(30);
+
+/// The one polling helper of the tests: awaits `check` until it holds, or
+/// panics naming `what` once [`HANG`] has passed. A synchronous check is
+/// written `|| std::future::ready(cond)`.
 pub async fn eventually<F, Fut>(what: &str, mut check: F)
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = bool>,
 {
-    let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    while std::time::Instant::now() < deadline {
+    let deadline = std::time::Instant::now() + HANG;
+    loop {
         if check().await {
             return;
         }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out after {HANG:?} waiting for: {what}"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    panic!("timed out waiting for: {what}");
+}
+
+/// [`eventually`] from synchronous code (a test without a runtime).
+pub fn eventually_blocking(what: &str, mut check: impl FnMut() -> bool) {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .expect("a current-thread runtime")
+        .block_on(eventually(what, || std::future::ready(check())));
 }
 
 /// One sample's value from a Prometheus text page (the line starting with `prefix`).
