@@ -406,7 +406,7 @@ mod tests {
             namespace: "sys".into(),
             dns: vec![],
             ip: vec![],
-            validity: crate::cli::HumanDuration(Duration::from_secs(86400)),
+            validity: Duration::from_secs(86400).into(),
             out: dir.path().to_owned(),
             force,
             renew,
@@ -446,7 +446,7 @@ mod tests {
         assert_eq!((mode("tls.key"), mode("ca.key")), (0o600, 0o600));
         // A renewal never outlives the CA.
         let long = CertsArgs {
-            validity: crate::cli::HumanDuration(Duration::from_secs(10 * 86400)),
+            validity: Duration::from_secs(10 * 86400).into(),
             ..args(true, false)
         };
         run(&long).expect("renew for longer than the CA");

@@ -52,8 +52,13 @@ pub struct CertsArgs {
     pub ip: Vec<std::net::IpAddr>,
 
     /// How long both certificates are valid.
-    #[arg(long, value_name = "DURATION", default_value = "365days")]
-    pub validity: HumanDuration,
+    #[arg(
+        long,
+        value_name = "DURATION",
+        default_value = "365days",
+        value_parser = human_duration
+    )]
+    pub validity: humantime::Duration,
 
     /// Where to write ca.crt, ca.key, tls.crt, tls.key, ca-bundle.b64 and
     /// webhook-ca-bundle.yaml (a kustomize patch).
@@ -229,7 +234,7 @@ pub struct ServeArgs {
         default_value = "2s",
         value_parser = duration_in::<10, 3_600_000>
     )]
-    pub reload_interval: HumanDuration,
+    pub reload_interval: humantime::Duration,
 
     /// Largest request body accepted; larger ones get 413.
     #[arg(long, value_name = "BYTES", env = "PERSISTENCE_WEBHOOK_MAX_BODY_BYTES", default_value_t = 4 * 1024 * 1024,
@@ -251,7 +256,7 @@ pub struct ServeArgs {
         default_value = "8s",
         value_parser = duration_in::<100, 60_000>
     )]
-    pub request_timeout: HumanDuration,
+    pub request_timeout: humantime::Duration,
 
     /// Deadline for a request's body to arrive whole (within
     /// --request-timeout). The API server sends the body at once; a body
@@ -263,7 +268,7 @@ pub struct ServeArgs {
         default_value = "2s",
         value_parser = duration_in::<100, 60_000>
     )]
-    pub body_read_timeout: HumanDuration,
+    pub body_read_timeout: humantime::Duration,
 
     /// Deadline, from a connection's accept, for the TLS handshake and the
     /// first request's headers (and for the headers of every later request).
@@ -274,7 +279,7 @@ pub struct ServeArgs {
         default_value = "5s",
         value_parser = duration_in::<100, 300_000>
     )]
-    pub header_read_timeout: HumanDuration,
+    pub header_read_timeout: humantime::Duration,
 
     /// A connection with no request in progress for this long is closed
     /// (HTTP/1.1 keep-alive and HTTP/2 alike).
@@ -285,7 +290,7 @@ pub struct ServeArgs {
         default_value = "60s",
         value_parser = duration_in::<100, 3_600_000>
     )]
-    pub idle_timeout: HumanDuration,
+    pub idle_timeout: humantime::Duration,
 
     /// Reviews computed at once (each holds its body, its patch and its
     /// answer); complete requests wait for a slot within their deadline.
@@ -328,7 +333,7 @@ pub struct ServeArgs {
         default_value = "5s",
         value_parser = duration_in::<0, 600_000>
     )]
-    pub shutdown_delay: HumanDuration,
+    pub shutdown_delay: humantime::Duration,
 
     /// On SIGTERM/SIGINT, how long in-flight reviews may take to finish.
     #[arg(
@@ -338,7 +343,7 @@ pub struct ServeArgs {
         default_value = "15s",
         value_parser = duration_in::<100, 600_000>
     )]
-    pub drain_timeout: HumanDuration,
+    pub drain_timeout: humantime::Duration,
 
     /// Log format; the level filter comes from RUST_LOG (default: info).
     #[arg(long, value_enum, env = "PERSISTENCE_WEBHOOK_LOG_FORMAT", default_value_t = LogFormat::Plain)]
@@ -358,30 +363,19 @@ pub enum LogFormat {
     Json,
 }
 
-/// A `Duration` flag in human form (`500ms`, `10s`, `2m`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct HumanDuration(pub Duration);
-
-impl std::ops::Deref for HumanDuration {
-    type Target = Duration;
-    fn deref(&self) -> &Duration {
-        &self.0
-    }
-}
-
-impl std::str::FromStr for HumanDuration {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        humantime::parse_duration(s)
-            .map(HumanDuration)
-            .map_err(|e| format!("{e} (examples: 500ms, 10s, 2m)"))
-    }
+/// A duration flag in human form (`500ms`, `10s`, `2m`): humantime's parser,
+/// with examples in the message. Dereferences to a [`std::time::Duration`].
+fn human_duration(s: &str) -> Result<humantime::Duration, String> {
+    s.parse::<humantime::Duration>()
+        .map_err(|e| format!("{e} (examples: 500ms, 10s, 2m)"))
 }
 
 /// A duration flag between `MIN_MS` and `MAX_MS` milliseconds: a zero or
 /// absurd limit would disable the server rather than bound it.
-fn duration_in<const MIN_MS: u64, const MAX_MS: u64>(s: &str) -> Result<HumanDuration, String> {
-    let d: HumanDuration = s.parse()?;
+fn duration_in<const MIN_MS: u64, const MAX_MS: u64>(
+    s: &str,
+) -> Result<humantime::Duration, String> {
+    let d = human_duration(s)?;
     let (min, max) = (Duration::from_millis(MIN_MS), Duration::from_millis(MAX_MS));
     if *d < min || *d > max {
         return Err(format!(

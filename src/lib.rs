@@ -7,6 +7,9 @@
 //! is the one entry point, called with the same [`Bounds`] by both the HTTPS
 //! server and `mutate`.
 
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+
 pub use persistence_webhook_core::{bounds, config, k8s, names, patch, pod, review, selection};
 
 pub mod certs;

@@ -2,6 +2,8 @@
 //! an exit status (`mutate`: 0 allowed, 1 denied, 2 usage or config error;
 //! `serve`: 0 after a clean shutdown, 2 when it cannot start).
 
+#![forbid(unsafe_code)]
+
 use std::io::Write;
 use std::process::ExitCode;
 

@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use arc_swap::ArcSwap;
-use axum::extract::{Request, State};
+use axum::extract::{Query, Request, State};
 use axum::http::{header, HeaderMap, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -184,13 +184,18 @@ async fn not_found(uri: Uri) -> Response {
         .into_response()
 }
 
+/// The query string of `POST /mutate`: only the API server's deadline is read.
+#[derive(serde::Deserialize)]
+struct MutateQuery {
+    timeout: Option<String>,
+}
+
 /// The API server's own deadline, `?timeout=10s`, in Go's duration syntax.
+/// A query that does not parse, or a timeout that does not, leaves the
+/// server's own `--request-timeout` in force.
 fn query_timeout(uri: &Uri) -> Option<Duration> {
-    let value = uri
-        .query()?
-        .split('&')
-        .find_map(|kv| kv.strip_prefix("timeout="))?;
-    humantime::parse_duration(value).ok()
+    let Query(MutateQuery { timeout }) = Query::try_from_uri(uri).ok()?;
+    humantime::parse_duration(&timeout?).ok()
 }
 
 fn is_json(headers: &HeaderMap) -> bool {
@@ -699,7 +704,9 @@ mod tests {
                 "/mutate?a=b&timeout=500ms",
                 Some(Duration::from_millis(500)),
             ),
+            ("/mutate?timeout=1%30s", Some(Duration::from_secs(10))),
             ("/mutate?timeout=bogus", None),
+            ("/mutate?timeout=", None),
             ("/mutate", None),
         ];
         for (uri, want) in cases {
