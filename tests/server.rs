@@ -444,7 +444,7 @@ async fn sigterm_drains_in_flight_reviews_and_exits_zero() {
             Ok::<_, reqwest::Error>((status, body))
         }));
     }
-    let plain = reqwest::Client::new();
+    let plain = common::plain_client();
     eventually(
         "eight reviews are in flight, their bodies half sent",
         || async move {
@@ -492,7 +492,7 @@ async fn sigterm_keeps_serving_through_the_shutdown_delay() {
     let server = Spawned::serving(&vol, &["--shutdown-delay", "3s"], "info");
     let (addr, metrics_addr) = (server.addr, server.metrics);
     server.terminate();
-    let plain = reqwest::Client::new();
+    let plain = common::plain_client();
     eventually("/readyz answers 503", || {
         let plain = plain.clone();
         async move {

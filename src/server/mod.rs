@@ -641,9 +641,13 @@ pub async fn start(args: ServeArgs) -> Result<Running> {
 /// Runs `serve` until SIGTERM or SIGINT, then drains and returns. If the
 /// server stops on its own first (an I/O error), that error is returned.
 pub async fn run(args: ServeArgs) -> Result<()> {
+    // The handlers are installed before anything is bound and "Listening"
+    // is logged: a SIGTERM that arrives right after start-up drains like any
+    // other instead of killing the process (the default action).
+    let signals = Signals::install();
     let mut running = start(args).await?;
     tokio::select! {
-        signal = shutdown_signal() => {
+        signal = signals.received() => {
             // Not ready at once, but still serving: the API server keeps
             // calling this pod until its endpoint removal has propagated.
             running.state.set_draining();
@@ -660,18 +664,32 @@ pub async fn run(args: ServeArgs) -> Result<()> {
     Ok(())
 }
 
-async fn shutdown_signal() -> &'static str {
-    use tokio::signal::unix::{signal, SignalKind};
-    let (Ok(mut term), Ok(mut int)) = (
-        signal(SignalKind::terminate()),
-        signal(SignalKind::interrupt()),
-    ) else {
-        tracing::error!("Cannot listen for SIGTERM/SIGINT; stop the process with SIGKILL");
-        return std::future::pending().await;
-    };
-    tokio::select! {
-        _ = term.recv() => "SIGTERM",
-        _ = int.recv() => "SIGINT",
+/// SIGTERM and SIGINT, listened for from the moment they are installed.
+struct Signals(Option<(tokio::signal::unix::Signal, tokio::signal::unix::Signal)>);
+
+impl Signals {
+    fn install() -> Signals {
+        use tokio::signal::unix::{signal, SignalKind};
+        match (
+            signal(SignalKind::terminate()),
+            signal(SignalKind::interrupt()),
+        ) {
+            (Ok(term), Ok(int)) => Signals(Some((term, int))),
+            _ => {
+                tracing::error!("Cannot listen for SIGTERM/SIGINT; stop the process with SIGKILL");
+                Signals(None)
+            }
+        }
+    }
+
+    async fn received(self) -> &'static str {
+        let Some((mut term, mut int)) = self.0 else {
+            return std::future::pending().await;
+        };
+        tokio::select! {
+            _ = term.recv() => "SIGTERM",
+            _ = int.recv() => "SIGINT",
+        }
     }
 }
 

@@ -114,6 +114,13 @@ pub fn run_to_exit(
     (status, reader.join().expect("stderr reader"))
 }
 
+/// A plain-HTTP client (metrics port), with the process's rustls provider
+/// installed first: reqwest panics building any client without one.
+pub fn plain_client() -> reqwest::Client {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    reqwest::Client::new()
+}
+
 /// A client that trusts only `cas` (HTTP/2 by ALPN when offered).
 pub fn client(cas: &[&Issued]) -> reqwest::Client {
     builder(cas).build().expect("client")
