@@ -7,7 +7,9 @@
 //! is the one entry point, called with the same [`Bounds`] by both the HTTPS
 //! server and `mutate`.
 
-pub use persistence_webhook_core::{bounds, config, k8s, names, patch, pod, review, selection};
+pub use persistence_webhook_core::{
+    bounds, config, k8s, names, patch, pod, review, selection, vocabulary,
+};
 
 pub mod certs;
 pub mod cli;

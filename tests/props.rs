@@ -38,7 +38,7 @@ const ENV_OUTPUTS_PATH: &str = "POLYAXON_RUN_OUTPUTS_PATH";
 const ENV_ACCESS_KEYS: &str = "POLYSTORES_RUN_STORES_ACCESS_KEYS";
 const ENV_GOOGLE: &str = "GOOGLE_APPLICATION_CREDENTIALS";
 /// Where the GCS key file goes is the crate's choice, not SPEC's.
-const GCS_DIR: &str = persistence_webhook::patch::GCS_CREDENTIALS_DIR;
+const GCS_DIR: &str = persistence_webhook::vocabulary::GCS_CREDENTIALS_DIR;
 
 const NAMESPACES: [&str; 3] = ["default", "team-a", "team-b"];
 const SECRETS: [&str; 4] = ["gcs-secret", "s3-secret", "az-secret", "shared-creds"];

@@ -13,14 +13,7 @@ use serde_json::Value;
 
 use crate::k8s;
 use crate::names;
-
-/// Env var names the webhook owns; a `secretKey` must not shadow them.
-pub(crate) const RESERVED_ENV: [&str; 4] = [
-    crate::patch::ENV_DATA_PATHS,
-    crate::patch::ENV_OUTPUTS_PATH,
-    crate::patch::ENV_ACCESS_KEYS,
-    crate::patch::ENV_GOOGLE_CREDENTIALS,
-];
+use crate::vocabulary::RESERVED_ENV;
 
 /// The example config shipped with the crate: every store kind, used by the
 /// README's first command and by the server's try-it mode.

@@ -19,6 +19,7 @@ pub mod patch;
 pub mod pod;
 pub mod review;
 pub mod selection;
+pub mod vocabulary;
 
 pub use bounds::Bounds;
 pub use config::{Config, ConfigError};

@@ -17,20 +17,13 @@ use serde_json::{json, Value};
 use crate::bounds::Estimate;
 use crate::config::{Backend, Provider, Store};
 use crate::k8s;
-use crate::names::{self, clip, GCS_CREDENTIALS_VOLUME};
-use crate::pod::{Container, Env, Mount, PodView, ANNOTATION_INJECTED, ANNOTATION_PERSISTENCE};
+use crate::names::{self, clip};
+use crate::pod::{Container, Env, Mount, PodView};
 use crate::selection::Selection;
-
-/// JSON object `{store: path}` of the run's data stores.
-pub const ENV_DATA_PATHS: &str = "POLYAXON_RUN_DATA_PATHS";
-/// The run's outputs path.
-pub const ENV_OUTPUTS_PATH: &str = "POLYAXON_RUN_OUTPUTS_PATH";
-/// JSON object `{path: {store, secret_key}}` polystores reads for buckets.
-pub const ENV_ACCESS_KEYS: &str = "POLYSTORES_RUN_STORES_ACCESS_KEYS";
-/// Google's default-credentials file variable.
-pub const ENV_GOOGLE_CREDENTIALS: &str = "GOOGLE_APPLICATION_CREDENTIALS";
-/// Where the GCS key file is mounted.
-pub const GCS_CREDENTIALS_DIR: &str = "/var/run/secrets/polyaxon.com/gcs";
+use crate::vocabulary::{
+    ANNOTATION_INJECTED, ANNOTATION_PERSISTENCE, ENV_ACCESS_KEYS, ENV_DATA_PATHS,
+    ENV_GOOGLE_CREDENTIALS, ENV_OUTPUTS_PATH, GCS_CREDENTIALS_DIR, GCS_CREDENTIALS_VOLUME,
+};
 
 /// Something of ours the pod already has with a different value.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

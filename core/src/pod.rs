@@ -14,16 +14,10 @@ use serde::de::{self, Deserializer, IgnoredAny, MapAccess, Visitor};
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
-/// Annotation holding the run's `environment.persistence` selection.
-pub const ANNOTATION_PERSISTENCE: &str = "polyaxon.com/persistence";
-/// Annotation with an explicit outputs sub-path.
-pub const ANNOTATION_OUTPUTS_SUBPATH: &str = "polyaxon.com/outputs-subpath";
-/// Annotation with Polyaxon's dotted run name.
-pub const ANNOTATION_UNIQUE_NAME: &str = "polyaxon.com/unique-name";
-/// Annotation the webhook writes, recording what it injected.
-pub const ANNOTATION_INJECTED: &str = "polyaxon.com/persistence-injected";
-/// Label that opts a namespace in (`enabled`) or a pod out (`disabled`).
-pub const LABEL_INJECTION: &str = "polyaxon.com/persistence-injection";
+use crate::vocabulary::{
+    ANNOTATION_INJECTED, ANNOTATION_OUTPUTS_SUBPATH, ANNOTATION_PERSISTENCE,
+    ANNOTATION_UNIQUE_NAME, LABEL_INJECTION,
+};
 
 /// The pod as the decision sees it.
 #[derive(Debug, Default, Deserialize)]

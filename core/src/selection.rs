@@ -9,9 +9,9 @@ use serde::Deserialize;
 
 use crate::config::{Config, Role, Store};
 use crate::names::{self, clip, SubPathError};
-use crate::pod::{
-    Annotations, ANNOTATION_INJECTED, ANNOTATION_OUTPUTS_SUBPATH, ANNOTATION_PERSISTENCE,
-    ANNOTATION_UNIQUE_NAME,
+use crate::pod::Annotations;
+use crate::vocabulary::{
+    ANNOTATION_INJECTED, ANNOTATION_OUTPUTS_SUBPATH, ANNOTATION_PERSISTENCE, ANNOTATION_UNIQUE_NAME,
 };
 
 /// Who the pod is, as far as the selection needs to know.
