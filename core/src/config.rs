@@ -139,6 +139,17 @@ pub enum Source {
     EmptyDir,
 }
 
+impl Source {
+    /// The Kubernetes volume source; `read_only` opens a claim read-only.
+    pub fn k8s(&self, read_only: bool) -> k8s::VolumeSource<'_> {
+        match self {
+            Source::HostPath(path) => k8s::VolumeSource::HostPath(path),
+            Source::Claim(claim) => k8s::VolumeSource::Claim { claim, read_only },
+            Source::EmptyDir => k8s::VolumeSource::EmptyDir,
+        }
+    }
+}
+
 /// What backs a store.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Backend {
@@ -556,7 +567,7 @@ impl Validator {
                 read_only,
                 ..
             } => {
-                let volume = volume_json(&volume_name, &source, read_only);
+                let volume = k8s::volume(&volume_name, source.k8s(read_only));
                 Backend::Volume {
                     mount_path,
                     source,
@@ -783,31 +794,6 @@ impl Validator {
     }
 }
 
-/// The pod volume for a volume store, built through the typed API so its
-/// shape is the one Kubernetes validates.
-fn volume_json(volume_name: &str, source: &Source, read_only: bool) -> Value {
-    let mut volume = k8s::Volume {
-        name: volume_name.to_owned(),
-        ..Default::default()
-    };
-    match source {
-        Source::HostPath(path) => {
-            volume.host_path = Some(k8s::HostPathVolumeSource {
-                path: path.clone(),
-                type_: None,
-            })
-        }
-        Source::Claim(claim) => {
-            volume.persistent_volume_claim = Some(k8s::PersistentVolumeClaimVolumeSource {
-                claim_name: claim.clone(),
-                read_only: read_only.then_some(true),
-            })
-        }
-        Source::EmptyDir => volume.empty_dir = Some(k8s::EmptyDirVolumeSource::default()),
-    }
-    serde_json::to_value(volume).expect("a k8s Volume always serialises")
-}
-
 fn yaml_kind(v: &serde_yaml::Value) -> &'static str {
     match v {
         serde_yaml::Value::Null => "nothing",
@@ -910,30 +896,6 @@ mod tests {
                 volume: serde_json::json!({"name": "pw-data1", "hostPath": {"path": "/path/to/data"}}),
             }
         );
-    }
-
-    #[test]
-    fn volume_json_per_source() {
-        let cases = [
-            (
-                Source::Claim("c".into()),
-                true,
-                serde_json::json!({"name": "v", "persistentVolumeClaim": {"claimName": "c", "readOnly": true}}),
-            ),
-            (
-                Source::Claim("c".into()),
-                false,
-                serde_json::json!({"name": "v", "persistentVolumeClaim": {"claimName": "c"}}),
-            ),
-            (
-                Source::EmptyDir,
-                false,
-                serde_json::json!({"name": "v", "emptyDir": {}}),
-            ),
-        ];
-        for (source, ro, want) in cases {
-            assert_eq!(volume_json("v", &source, ro), want, "{source:?} ro={ro}");
-        }
     }
 
     /// Each bad config, and a fragment every reported problem must contain.

@@ -318,19 +318,6 @@ struct AccessKey<'a> {
     secret_key: &'a str,
 }
 
-/// The `outputsPath` recorded by an earlier admission, if the annotation is
-/// there and readable. A garbled annotation is ignored (and replaced).
-pub fn injected_outputs_path(annotation: Option<&str>) -> Option<String> {
-    #[derive(serde::Deserialize)]
-    struct Recorded {
-        #[serde(rename = "outputsPath")]
-        outputs_path: Option<String>,
-    }
-    serde_json::from_str::<Recorded>(annotation?)
-        .ok()?
-        .outputs_path
-}
-
 /// The patch for `pod`, or `None` when it already has everything. `wanted`
 /// is [`wanted`] of the same selection (checked against the bounds first).
 pub fn build(
@@ -491,20 +478,10 @@ pub fn wanted(sel: &Selection<'_>) -> Result<Wanted, Conflict> {
         ));
     }
     if let Some((secret, key)) = gcs {
-        let volume = k8s::Volume {
-            name: GCS_CREDENTIALS_VOLUME.to_owned(),
-            secret: Some(k8s::SecretVolumeSource {
-                secret_name: Some(secret.to_owned()),
-                items: Some(vec![k8s::KeyToPath {
-                    key: key.to_owned(),
-                    path: key.to_owned(),
-                    mode: None,
-                }]),
-                ..Default::default()
-            }),
-            ..Default::default()
-        };
-        let volume = serde_json::to_value(volume).expect("a k8s Volume always serialises");
+        let volume = k8s::volume(
+            GCS_CREDENTIALS_VOLUME,
+            k8s::VolumeSource::SecretKey { secret, key },
+        );
         volumes.push(WantVolume {
             name: GCS_CREDENTIALS_VOLUME.to_owned(),
             what: "the GCS credentials".to_owned(),
@@ -583,47 +560,25 @@ fn want_mount(
     sub_path: Option<&str>,
     read_only: bool,
 ) -> WantMount {
-    let mount = k8s::VolumeMount {
-        name: volume.to_owned(),
-        mount_path: path.to_owned(),
-        sub_path: sub_path.map(str::to_owned),
-        read_only: read_only.then_some(true),
-        ..Default::default()
-    };
     WantMount {
         what,
         volume: volume.to_owned(),
         path: path.to_owned(),
         sub_path: sub_path.map(str::to_owned),
         read_only,
-        json: serde_json::to_value(mount).expect("a k8s VolumeMount always serialises"),
+        json: k8s::volume_mount(volume, path, sub_path, read_only),
     }
 }
 
 fn want_env(name: &str, value: EnvValue) -> WantEnv {
-    let var = match &value {
-        EnvValue::Plain(v) => k8s::EnvVar {
-            name: name.to_owned(),
-            value: Some(v.clone()),
-            value_from: None,
-        },
-        EnvValue::Secret { secret, key } => k8s::EnvVar {
-            name: name.to_owned(),
-            value: None,
-            value_from: Some(k8s::EnvVarSource {
-                secret_key_ref: Some(k8s::SecretKeySelector {
-                    name: secret.clone(),
-                    key: key.clone(),
-                    optional: None,
-                }),
-                ..Default::default()
-            }),
-        },
+    let json = match &value {
+        EnvValue::Plain(v) => k8s::env_value(name, v),
+        EnvValue::Secret { secret, key } => k8s::env_secret(name, secret, key),
     };
     WantEnv {
         name: name.to_owned(),
         value,
-        json: serde_json::to_value(var).expect("a k8s EnvVar always serialises"),
+        json,
     }
 }
 
@@ -907,7 +862,7 @@ defaultOutputs: outputs1
         let view: PodView = serde_json::from_str(&text).expect("view");
         let names = view.container_names();
         let annotations = view.annotations();
-        let injected = injected_outputs_path(annotations.injected.as_deref());
+        let injected = annotations.injected_outputs_path();
         let identity = PodIdentity {
             namespace: "ns",
             name: Some("pod"),
@@ -1438,11 +1393,6 @@ defaultOutputs: outputs1
 
     #[test]
     fn garbled_injected_annotation_is_replaced() {
-        assert_eq!(injected_outputs_path(Some("not json")), None);
-        assert_eq!(
-            injected_outputs_path(Some(r#"{"outputsPath":"/o/x"}"#)),
-            Some("/o/x".into())
-        );
         let pod = r#"{"metadata":{"name":"pod","annotations":{"polyaxon.com/persistence-injected":"garbage"}},"spec":{"containers":[{"name":"main"}]}}"#;
         let (_, out) = run(pod, Some("data: []")).expect("ok");
         assert_eq!(

@@ -64,6 +64,24 @@ pub struct Annotations<'a> {
     pub injected: Option<Cow<'a, str>>,
 }
 
+impl Annotations<'_> {
+    /// The `outputsPath` recorded in [`ANNOTATION_INJECTED`] by an earlier
+    /// admission, if the annotation is there and readable. A garbled
+    /// annotation is ignored here (and replaced by the patch): it is ours,
+    /// and a pod's author cannot use it to choose another run's directory
+    /// because the sub-path rules still check what it says.
+    pub fn injected_outputs_path(&self) -> Option<String> {
+        #[derive(Deserialize)]
+        struct Recorded {
+            #[serde(rename = "outputsPath")]
+            outputs_path: Option<String>,
+        }
+        serde_json::from_str::<Recorded>(self.injected.as_deref()?)
+            .ok()?
+            .outputs_path
+    }
+}
+
 impl<'de: 'a, 'a> Deserialize<'de> for Annotations<'a> {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         struct V<'a>(std::marker::PhantomData<&'a ()>);
@@ -326,6 +344,20 @@ impl PodView<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn injected_outputs_path_ignores_a_garbled_annotation() {
+        let recorded = |text: &str| {
+            Annotations {
+                injected: Some(Cow::Owned(text.to_owned())),
+                ..Annotations::default()
+            }
+            .injected_outputs_path()
+        };
+        assert_eq!(recorded("not json"), None);
+        assert_eq!(recorded(r#"{"outputsPath":"/o/x"}"#), Some("/o/x".into()));
+        assert_eq!(Annotations::default().injected_outputs_path(), None);
+    }
 
     #[test]
     fn reads_only_our_fields() {

@@ -542,7 +542,7 @@ fn decide(config: &Config, bounds: &Bounds, req: &RequestIn<'_>) -> (Subject, De
         return (subject, Decision::Unchanged(Skip::OptedOut));
     }
     let annotations = pod.annotations();
-    let injected = patch::injected_outputs_path(annotations.injected.as_deref());
+    let injected = annotations.injected_outputs_path();
     let identity = PodIdentity {
         namespace,
         name,
