@@ -140,8 +140,8 @@ fn bare_pod_gets_parents_first() {
 #[test]
 fn existing_lists_are_appended_and_keys_escaped() {
     let pod = r#"{"metadata":{"name":"pod","annotations":{"a/b~c":"x"}},
-        "spec":{"volumes":[{"name":"own","emptyDir":{}}],
-        "containers":[{"name":"main","env":[{"name":"A","value":"1"}],"volumeMounts":[{"name":"own","mountPath":"/own"}]}]}}"#;
+            "spec":{"volumes":[{"name":"own","emptyDir":{}}],
+            "containers":[{"name":"main","env":[{"name":"A","value":"1"}],"volumeMounts":[{"name":"own","mountPath":"/own"}]}]}}"#;
     let (ops, out) = run(pod, Some("data: [data2]")).expect("ok");
     let first = serde_json::to_value(&ops[0]).expect("op");
     assert_eq!(
@@ -273,34 +273,34 @@ fn second_admission_is_a_no_op() {
 #[test]
 fn conflicts_are_denied_with_container_and_field() {
     let cases = [
-        (
-            r#"{"metadata":{"name":"pod"},"spec":{"containers":[{"name":"main","volumeMounts":[{"name":"mine","mountPath":"/data/1/"}]}]}}"#,
-            "data: [data1]",
-            "container \"main\": volumeMounts already has \"/data/1\" (volume \"mine\"), where data store \"data1\" must be mounted",
-        ),
-        (
-            // Regression (fuzz: review_structured-double-slash-mount).
-            r#"{"metadata":{"name":"pod"},"spec":{"containers":[{"name":"main","volumeMounts":[{"name":"mine","mountPath":"/data//1/./"}]}]}}"#,
-            "data: [data1]",
-            "volumeMounts already has \"/data/1\" (volume \"mine\")",
-        ),
-        (
-            r#"{"metadata":{"name":"pod"},"spec":{"containers":[{"name":"main","env":[{"name":"POLYAXON_RUN_OUTPUTS_PATH","value":"/elsewhere"}]}]}}"#,
-            "data: []",
-            "container \"main\": env POLYAXON_RUN_OUTPUTS_PATH is already set to a different value; the webhook sets it to \"/outputs/1/ns/pod\"",
-        ),
-        (
-            r#"{"metadata":{"name":"pod"},"spec":{"containers":[{"name":"main","env":[{"name":"gcs-key.json","valueFrom":{"secretKeyRef":{"name":"other","key":"gcs-key.json"}}}]}]}}"#,
-            "data: [data-gcs]",
-            "env gcs-key.json is already set to a different value; the webhook sets it to key \"gcs-key.json\" of secret \"gcs-secret\"",
-        ),
-        (
-            r#"{"metadata":{"name":"pod"},"spec":{"volumes":[{"name":"pw-data1","emptyDir":{}}],"containers":[{"name":"main"}]}}"#,
-            "data: [data1]",
-            "spec.volumes already has a volume named \"pw-data1\"",
-        ),
-        (BARE, "data: [data1]\noutputs: outputs-nested", ""),
-    ];
+            (
+                r#"{"metadata":{"name":"pod"},"spec":{"containers":[{"name":"main","volumeMounts":[{"name":"mine","mountPath":"/data/1/"}]}]}}"#,
+                "data: [data1]",
+                "container \"main\": volumeMounts already has \"/data/1\" (volume \"mine\"), where data store \"data1\" must be mounted",
+            ),
+            (
+                // Regression (fuzz: review_structured-double-slash-mount).
+                r#"{"metadata":{"name":"pod"},"spec":{"containers":[{"name":"main","volumeMounts":[{"name":"mine","mountPath":"/data//1/./"}]}]}}"#,
+                "data: [data1]",
+                "volumeMounts already has \"/data/1\" (volume \"mine\")",
+            ),
+            (
+                r#"{"metadata":{"name":"pod"},"spec":{"containers":[{"name":"main","env":[{"name":"POLYAXON_RUN_OUTPUTS_PATH","value":"/elsewhere"}]}]}}"#,
+                "data: []",
+                "container \"main\": env POLYAXON_RUN_OUTPUTS_PATH is already set to a different value; the webhook sets it to \"/outputs/1/ns/pod\"",
+            ),
+            (
+                r#"{"metadata":{"name":"pod"},"spec":{"containers":[{"name":"main","env":[{"name":"gcs-key.json","valueFrom":{"secretKeyRef":{"name":"other","key":"gcs-key.json"}}}]}]}}"#,
+                "data: [data-gcs]",
+                "env gcs-key.json is already set to a different value; the webhook sets it to key \"gcs-key.json\" of secret \"gcs-secret\"",
+            ),
+            (
+                r#"{"metadata":{"name":"pod"},"spec":{"volumes":[{"name":"pw-data1","emptyDir":{}}],"containers":[{"name":"main"}]}}"#,
+                "data: [data1]",
+                "spec.volumes already has a volume named \"pw-data1\"",
+            ),
+            (BARE, "data: [data1]\noutputs: outputs-nested", ""),
+        ];
     for (pod, sel, want) in cases {
         let result = run(pod, Some(sel));
         if want.is_empty() {
@@ -326,60 +326,60 @@ fn two_containers(main_mounts: Value, side_mounts: Value) -> String {
 #[test]
 fn the_webhooks_volumes_are_mounted_only_as_the_webhook_mounts_them() {
     let cases: Vec<(&str, String, &str, &[&str])> = vec![
-        (
-            "whole outputs store, no subPath",
-            two_containers(json!([{"name": "pw-outputs1", "mountPath": "/all-outputs"}]), json!([])),
-            "data: []",
-            &[
-                "container \"main\": volumeMounts mounts the webhook's volume \"pw-outputs1\" (outputs store \"outputs1\") at \"/all-outputs\";",
-                "only the webhook mounts it, at \"/outputs/1/ns/pod\" with subPath \"ns/pod\"",
-            ],
-        ),
-        (
-            "another run's subPath",
-            two_containers(json!([{"name": "pw-outputs1", "mountPath": "/theirs", "subPath": "ns/other-run"}]), json!([])),
-            "data: []",
-            &["mounts the webhook's volume \"pw-outputs1\" (outputs store \"outputs1\") at \"/theirs\" with subPath \"ns/other-run\""],
-        ),
-        (
-            "another run's subPath at our own path",
-            two_containers(json!([{"name": "pw-outputs1", "mountPath": "/outputs/1/ns/pod", "subPath": "ns/other-run"}]), json!([])),
-            "data: []",
-            &["at \"/outputs/1/ns/pod\" with subPath \"ns/other-run\""],
-        ),
-        (
-            "read-only data store mounted read-write",
-            two_containers(json!([{"name": "pw-data1", "mountPath": "/data/1"}]), json!([])),
-            "data: [data1]",
-            &[
-                "mounts the webhook's volume \"pw-data1\" (data store \"data1\") at \"/data/1\" read-write",
-                "only the webhook mounts it, at \"/data/1\" read-only",
-            ],
-        ),
-        (
-            "sidecar excluded by containers:",
-            two_containers(json!([]), json!([{"name": "pw-outputs1", "mountPath": "/outputs/1/ns/pod", "subPath": "ns/pod"}])),
-            "data: []\ncontainers: [main]",
-            &[
-                "container \"side\": volumeMounts mounts the webhook's volume \"pw-outputs1\"",
-                "only in the containers that annotation polyaxon.com/persistence targets (containers:), which this one is not",
-            ],
-        ),
-        (
-            "the GCS credentials volume elsewhere",
-            two_containers(json!([{"name": "pw--gcs-credentials", "mountPath": "/keys"}]), json!([])),
-            "data: [data-gcs]",
-            &["the webhook's volume \"pw--gcs-credentials\" (the GCS credentials) at \"/keys\""],
-        ),
-        (
-            "init container too",
-            json!({"metadata": {"name": "pod"}, "spec": {
-                "initContainers": [{"name": "init", "volumeMounts": [{"name": "pw-data2", "mountPath": "/d2", "readOnly": true}]}],
-                "containers": [{"name": "main"}]}}).to_string(),
-            "data: [data2]",
-            &["container \"init\": volumeMounts mounts the webhook's volume \"pw-data2\" (data store \"data2\") at \"/d2\""],
-        ),
-    ];
+            (
+                "whole outputs store, no subPath",
+                two_containers(json!([{"name": "pw-outputs1", "mountPath": "/all-outputs"}]), json!([])),
+                "data: []",
+                &[
+                    "container \"main\": volumeMounts mounts the webhook's volume \"pw-outputs1\" (outputs store \"outputs1\") at \"/all-outputs\";",
+                    "only the webhook mounts it, at \"/outputs/1/ns/pod\" with subPath \"ns/pod\"",
+                ],
+            ),
+            (
+                "another run's subPath",
+                two_containers(json!([{"name": "pw-outputs1", "mountPath": "/theirs", "subPath": "ns/other-run"}]), json!([])),
+                "data: []",
+                &["mounts the webhook's volume \"pw-outputs1\" (outputs store \"outputs1\") at \"/theirs\" with subPath \"ns/other-run\""],
+            ),
+            (
+                "another run's subPath at our own path",
+                two_containers(json!([{"name": "pw-outputs1", "mountPath": "/outputs/1/ns/pod", "subPath": "ns/other-run"}]), json!([])),
+                "data: []",
+                &["at \"/outputs/1/ns/pod\" with subPath \"ns/other-run\""],
+            ),
+            (
+                "read-only data store mounted read-write",
+                two_containers(json!([{"name": "pw-data1", "mountPath": "/data/1"}]), json!([])),
+                "data: [data1]",
+                &[
+                    "mounts the webhook's volume \"pw-data1\" (data store \"data1\") at \"/data/1\" read-write",
+                    "only the webhook mounts it, at \"/data/1\" read-only",
+                ],
+            ),
+            (
+                "sidecar excluded by containers:",
+                two_containers(json!([]), json!([{"name": "pw-outputs1", "mountPath": "/outputs/1/ns/pod", "subPath": "ns/pod"}])),
+                "data: []\ncontainers: [main]",
+                &[
+                    "container \"side\": volumeMounts mounts the webhook's volume \"pw-outputs1\"",
+                    "only in the containers that annotation polyaxon.com/persistence targets (containers:), which this one is not",
+                ],
+            ),
+            (
+                "the GCS credentials volume elsewhere",
+                two_containers(json!([{"name": "pw--gcs-credentials", "mountPath": "/keys"}]), json!([])),
+                "data: [data-gcs]",
+                &["the webhook's volume \"pw--gcs-credentials\" (the GCS credentials) at \"/keys\""],
+            ),
+            (
+                "init container too",
+                json!({"metadata": {"name": "pod"}, "spec": {
+                    "initContainers": [{"name": "init", "volumeMounts": [{"name": "pw-data2", "mountPath": "/d2", "readOnly": true}]}],
+                    "containers": [{"name": "main"}]}}).to_string(),
+                "data: [data2]",
+                &["container \"init\": volumeMounts mounts the webhook's volume \"pw-data2\" (data store \"data2\") at \"/d2\""],
+            ),
+        ];
     for (what, pod, sel, fragments) in cases {
         let err = run(&pod, Some(sel)).expect_err(what);
         assert!(
@@ -435,13 +435,13 @@ fn every_occurrence_of_an_env_var_of_ours_must_match() {
     for (what, env, allowed) in cases {
         let result = run(&with_env(env), None);
         match (result, allowed) {
-            (Ok((ops, _)), true) => assert!(ops.is_empty(), "{what}: {ops:?}"),
-            (Err(e), false) => assert!(
-                e.to_string().contains("container \"main\": env POLYAXON_RUN_OUTPUTS_PATH is already set to a different value"),
-                "{what}: {e}"
-            ),
-            (got, _) => panic!("{what}: {got:?}"),
-        }
+                (Ok((ops, _)), true) => assert!(ops.is_empty(), "{what}: {ops:?}"),
+                (Err(e), false) => assert!(
+                    e.to_string().contains("container \"main\": env POLYAXON_RUN_OUTPUTS_PATH is already set to a different value"),
+                    "{what}: {e}"
+                ),
+                (got, _) => panic!("{what}: {got:?}"),
+            }
     }
     // GOOGLE_APPLICATION_CREDENTIALS twice, any values: the container's own.
     let pod = r#"{"metadata":{"name":"pod"},"spec":{"containers":[{"name":"main","env":[{"name":"GOOGLE_APPLICATION_CREDENTIALS","value":"/a"},{"name":"GOOGLE_APPLICATION_CREDENTIALS","value":"/b"}]}]}}"#;
@@ -452,7 +452,7 @@ fn every_occurrence_of_an_env_var_of_ours_must_match() {
 fn conflict_messages_are_clipped() {
     let long = "c".repeat(100_000);
     let pod = json!({"metadata": {"name": "pod"}, "spec": {"containers": [
-        {"name": long, "volumeMounts": [{"name": "v".repeat(100_000), "mountPath": "/data/1"}]}]}});
+            {"name": long, "volumeMounts": [{"name": "v".repeat(100_000), "mountPath": "/data/1"}]}]}});
     let err = run(&pod.to_string(), Some("data: [data1]"))
         .expect_err("conflict")
         .to_string();
@@ -472,7 +472,7 @@ fn diffing_is_linear_in_the_pod() {
         .map(|i| json!({"name": format!("E{i}"), "value": "x"}))
         .collect();
     let pod = json!({"metadata": {"name": "pod"}, "spec": {"containers": [
-        {"name": "main", "volumeMounts": mounts, "env": env}]}});
+            {"name": "main", "volumeMounts": mounts, "env": env}]}});
     let (ops, out) = run(
         &pod.to_string(),
         Some("data: [data1, data2, data-gcs, data-s3]"),

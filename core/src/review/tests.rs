@@ -304,14 +304,14 @@ fn malformed_requests_with_a_uid_get_an_answer() {
 #[test]
 fn unanswerable_bodies_are_errors() {
     let cases: [(&[u8], &str); 7] = [
-        (b"", "not JSON"),
-        (b"\xff\xfe", "not JSON"),
-        (b"{\"apiVersion\":", "not JSON"),
-        (b"[]", "not an AdmissionReview"),
-        (br#"{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview"}"#, "no request"),
-        (br#"{"apiVersion":"admission.k8s.io/v2","kind":"AdmissionReview","request":{"uid":"u"}}"#, "unsupported AdmissionReview apiVersion"),
-        (br#"{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","request":{"operation":"CREATE"}}"#, "not an AdmissionReview"),
-    ];
+            (b"", "not JSON"),
+            (b"\xff\xfe", "not JSON"),
+            (b"{\"apiVersion\":", "not JSON"),
+            (b"[]", "not an AdmissionReview"),
+            (br#"{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview"}"#, "no request"),
+            (br#"{"apiVersion":"admission.k8s.io/v2","kind":"AdmissionReview","request":{"uid":"u"}}"#, "unsupported AdmissionReview apiVersion"),
+            (br#"{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","request":{"operation":"CREATE"}}"#, "not an AdmissionReview"),
+        ];
     for (input, want) in cases {
         let err = review(&config(), input).expect_err(want).to_string();
         assert!(err.contains(want), "{input:?}: {err}");

@@ -278,99 +278,99 @@ fn denials_name_the_annotation_and_the_stores() {
         ..POD
     };
     let cases: Vec<(&str, PodIdentity, Annotations, &[&str])> = vec![
-        (
-            "unknown data store",
-            POD,
-            ann(Some("data: [nope]")),
-            &[
-                "polyaxon.com/persistence",
-                "data store \"nope\" does not exist",
-                "data: data-gcs, data1, data2; outputs: outputs-gcs, outputs1, shared, shared-gcs",
-            ],
-        ),
-        (
-            "outputs store named as data",
-            POD,
-            ann(Some("data: [outputs1]")),
-            &["it is an outputs store"],
-        ),
-        (
-            "unknown outputs store",
-            POD,
-            ann(Some("outputs: nope")),
-            &["outputs store \"nope\" does not exist"],
-        ),
-        (
-            "store of another namespace",
-            team,
-            ann(Some("data: [team-data]")),
-            &[
-                "not available in namespace \"team-b\"",
-                "Stores available in namespace \"team-b\"",
-            ],
-        ),
-        (
-            "outputs as list",
-            POD,
-            ann(Some("outputs: [outputs1]")),
-            &[
-                "outputs must be a single store name",
-                "outputs: outputs-gcs, outputs1, shared, shared-gcs",
-            ],
-        ),
-        (
-            "unknown key",
-            POD,
-            ann(Some("output: outputs1")),
-            &[
-                "polyaxon.com/persistence is not a valid selection",
-                "unknown field `output`",
-                "Stores available",
-            ],
-        ),
-        (
-            "bad YAML",
-            POD,
-            ann(Some("data: [data1")),
-            &["is not a valid selection", "Stores available"],
-        ),
-        (
-            "data not a list",
-            POD,
-            ann(Some("data: data1")),
-            &["is not a valid selection", "sequence"],
-        ),
-        (
-            "number as store name is read as a name",
-            POD,
-            ann(Some("data: [1]")),
-            &["data store \"1\" does not exist"],
-        ),
-        (
-            "mapping where a list is expected",
-            POD,
-            ann(Some("data: {a: b}")),
-            &["is not a valid selection", "invalid type: map"],
-        ),
-        (
-            "annotation is a list",
-            POD,
-            ann(Some("- data1")),
-            &["is not a valid selection: invalid type: sequence, expected a mapping with data, outputs and containers"],
-        ),
-        (
-            "unknown container",
-            POD,
-            ann(Some("containers: [sidecar]")),
-            &["containers names \"sidecar\"", "it has: main, init"],
-        ),
-        (
-            "empty containers",
-            POD,
-            ann(Some("containers: []")),
-            &["containers is empty"],
-        ),
-    ];
+            (
+                "unknown data store",
+                POD,
+                ann(Some("data: [nope]")),
+                &[
+                    "polyaxon.com/persistence",
+                    "data store \"nope\" does not exist",
+                    "data: data-gcs, data1, data2; outputs: outputs-gcs, outputs1, shared, shared-gcs",
+                ],
+            ),
+            (
+                "outputs store named as data",
+                POD,
+                ann(Some("data: [outputs1]")),
+                &["it is an outputs store"],
+            ),
+            (
+                "unknown outputs store",
+                POD,
+                ann(Some("outputs: nope")),
+                &["outputs store \"nope\" does not exist"],
+            ),
+            (
+                "store of another namespace",
+                team,
+                ann(Some("data: [team-data]")),
+                &[
+                    "not available in namespace \"team-b\"",
+                    "Stores available in namespace \"team-b\"",
+                ],
+            ),
+            (
+                "outputs as list",
+                POD,
+                ann(Some("outputs: [outputs1]")),
+                &[
+                    "outputs must be a single store name",
+                    "outputs: outputs-gcs, outputs1, shared, shared-gcs",
+                ],
+            ),
+            (
+                "unknown key",
+                POD,
+                ann(Some("output: outputs1")),
+                &[
+                    "polyaxon.com/persistence is not a valid selection",
+                    "unknown field `output`",
+                    "Stores available",
+                ],
+            ),
+            (
+                "bad YAML",
+                POD,
+                ann(Some("data: [data1")),
+                &["is not a valid selection", "Stores available"],
+            ),
+            (
+                "data not a list",
+                POD,
+                ann(Some("data: data1")),
+                &["is not a valid selection", "sequence"],
+            ),
+            (
+                "number as store name is read as a name",
+                POD,
+                ann(Some("data: [1]")),
+                &["data store \"1\" does not exist"],
+            ),
+            (
+                "mapping where a list is expected",
+                POD,
+                ann(Some("data: {a: b}")),
+                &["is not a valid selection", "invalid type: map"],
+            ),
+            (
+                "annotation is a list",
+                POD,
+                ann(Some("- data1")),
+                &["is not a valid selection: invalid type: sequence, expected a mapping with data, outputs and containers"],
+            ),
+            (
+                "unknown container",
+                POD,
+                ann(Some("containers: [sidecar]")),
+                &["containers names \"sidecar\"", "it has: main, init"],
+            ),
+            (
+                "empty containers",
+                POD,
+                ann(Some("containers: []")),
+                &["containers is empty"],
+            ),
+        ];
     let c = config();
     for (what, pod, a, fragments) in cases {
         let err = resolve(&c, pod, &a, None, &["main", "init"])
