@@ -10,7 +10,16 @@
 //! Two rooms: [`wanted`] is what the selection asks for (and its size
 //! estimate), [`diff`] compares it with the pod and writes the operations.
 
+// A `Conflict` is as large as its largest variant (the message's parts and
+// the field). It is built at most once per review, on the way to a denial,
+// and returned up a frame or two; boxing it would make every caller and
+// test unwrap a box for no gain.
+#![allow(clippy::result_large_err)]
+
 use crate::config::Store;
+use crate::pod::annotation_field;
+use crate::review::Reason;
+use crate::vocabulary::ANNOTATION_PERSISTENCE;
 
 mod diff;
 mod wanted;
@@ -24,6 +33,8 @@ pub enum Conflict {
     /// A mount at one of our paths that is not ours.
     #[error("container {container:?}: volumeMounts already has {path:?} (volume {existing:?}), where {what} must be mounted; remove that mount, or leave the store out of annotation polyaxon.com/persistence")]
     MountPath {
+        /// The pod field concerned, e.g. `spec.containers[1].env[NAME]`.
+        field: String,
         /// The container.
         container: String,
         /// The mount path.
@@ -36,6 +47,8 @@ pub enum Conflict {
     /// An env var of ours set to another value.
     #[error("container {container:?}: env {name} is already set to a different value; the webhook sets it to {ours} and never overwrites a pod's own value, so remove it from the pod")]
     Env {
+        /// The pod field concerned, e.g. `spec.containers[1].env[NAME]`.
+        field: String,
         /// The container.
         container: String,
         /// The variable.
@@ -57,6 +70,8 @@ pub enum Conflict {
     /// a read-only store (SPEC §5).
     #[error("container {container:?}: volumeMounts mounts the webhook's volume {volume:?} ({what}) at {mount}; {why}, so remove that mount")]
     ForeignMount {
+        /// The pod field concerned, e.g. `spec.containers[1].env[NAME]`.
+        field: String,
         /// The container.
         container: String,
         /// The pod's mount: its path, then e.g. ` with subPath "other-run"`
@@ -79,6 +94,31 @@ pub enum Conflict {
         /// The other.
         second: String,
     },
+}
+
+impl Conflict {
+    /// The stable reason of the denial this conflict becomes.
+    pub fn reason(&self) -> Reason {
+        match self {
+            Conflict::MountPath { .. } => Reason::MountConflict,
+            Conflict::Env { .. } => Reason::EnvConflict,
+            Conflict::Volume { .. } => Reason::VolumeConflict,
+            Conflict::ForeignMount { .. } => Reason::ForeignMount,
+            Conflict::OwnMounts { .. } => Reason::OwnMounts,
+        }
+    }
+
+    /// The field to fix, as a Kubernetes field path: the pod's own item,
+    /// or the selection when two selected stores collide.
+    pub fn field(&self) -> String {
+        match self {
+            Conflict::MountPath { field, .. }
+            | Conflict::Env { field, .. }
+            | Conflict::ForeignMount { field, .. } => field.clone(),
+            Conflict::Volume { name, .. } => format!("spec.volumes[{name}]"),
+            Conflict::OwnMounts { .. } => annotation_field(ANNOTATION_PERSISTENCE),
+        }
+    }
 }
 
 pub(crate) fn describe(store: &Store) -> String {

@@ -321,6 +321,12 @@ impl<'de, T: Deserialize<'de>> Visitor<'de> for ObjectVisitor<T> {
     }
 }
 
+/// The Kubernetes field path of annotation `key`, for denials:
+/// `metadata.annotations[polyaxon.com/persistence]`.
+pub fn annotation_field(key: &str) -> String {
+    format!("metadata.annotations[{key}]")
+}
+
 impl PodView<'_> {
     /// The pod's annotations we read (empty when there are none).
     pub fn annotations(&self) -> Annotations<'_> {

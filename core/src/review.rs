@@ -2,7 +2,8 @@
 //! shared by the HTTPS server and the `mutate` command. Pure.
 //!
 //! Two rooms: [`codec`] reads the request into a borrowed, typed view and
-//! writes the response; [`decision`] decides from that view. This module
+//! writes the response; [`decision`] decides from that view; [`outcome`]
+//! names why a pod was skipped or refused. This module
 //! only wires them together, and answers a malformed request with the most
 //! precise message it can find.
 
@@ -11,12 +12,14 @@ use crate::config::Config;
 
 mod codec;
 mod decision;
+mod outcome;
 
 use codec::{check_version, clip_message, respond, ReviewIn, ReviewRaw, UidOnly};
 use decision::decide;
 
 pub use codec::{API_V1, API_V1BETA1};
 pub use decision::{Decision, Skip};
+pub use outcome::{Denial, DenialCause, Outcome, Reason};
 
 /// Who and what was reviewed, for the caller's logs.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

@@ -12,7 +12,8 @@ use serde::Deserialize;
 
 use crate::config::{Config, Role, Store};
 use crate::names::{self, clip, SubPathError};
-use crate::pod::Annotations;
+use crate::pod::{annotation_field, Annotations};
+use crate::review::Reason;
 use crate::vocabulary::{ANNOTATION_PERSISTENCE, ANNOTATION_UNIQUE_NAME};
 
 /// Who the pod is, as far as the selection needs to know.
@@ -181,6 +182,32 @@ impl<'de> Deserialize<'de> for OneOrMany {
             }
         }
         d.deserialize_any(V)
+    }
+}
+
+impl SelectionError {
+    /// The stable reason of the denial this error becomes.
+    pub fn reason(&self) -> Reason {
+        match self {
+            SelectionError::Syntax { .. } | SelectionError::OutputsList { .. } => {
+                Reason::BadSelection
+            }
+            SelectionError::UnknownStore { .. } => Reason::UnknownStore,
+            SelectionError::NotAvailable { .. } => Reason::StoreNotInNamespace,
+            SelectionError::UnknownContainer { .. } => Reason::UnknownContainer,
+            SelectionError::NoContainers => Reason::NoContainers,
+            SelectionError::SubPath { .. } => Reason::BadSubpath,
+            SelectionError::UniqueName { .. } => Reason::BadUniqueName,
+        }
+    }
+
+    /// The pod field the author must fix, as a Kubernetes field path.
+    pub fn field(&self) -> String {
+        match self {
+            SelectionError::SubPath { annotation, .. } => annotation.field(),
+            SelectionError::UniqueName { .. } => annotation_field(ANNOTATION_UNIQUE_NAME),
+            _ => annotation_field(ANNOTATION_PERSISTENCE),
+        }
     }
 }
 

@@ -40,7 +40,7 @@ pub fn build(
             if selection.targets(&c.name) {
                 container_ops(list, i, c, wanted, &mut ops)?;
             } else {
-                untargeted_mounts(c, wanted)?;
+                untargeted_mounts(list, i, c, wanted)?;
             }
         }
     }
@@ -168,12 +168,13 @@ fn container_ops(
                 && h.sub_path.as_deref() == m.sub_path.as_deref()
                 && h.read_only.unwrap_or(false) == m.read_only;
             if !exact {
-                return Err(foreign_mount(c, h, m, true));
+                return Err(foreign_mount(list, &index, c, h, m, true));
             }
             present[i] = true;
         } else if let Some(i) = wanted.mount_at(&path) {
             let m = &wanted.mounts[i];
             return Err(Conflict::MountPath {
+                field: mount_field(list, &index, h),
                 container: clip(&c.name),
                 path: clip(&m.path),
                 existing: clip(&h.name),
@@ -206,6 +207,7 @@ fn container_ops(
         // The container's own GOOGLE_APPLICATION_CREDENTIALS wins (SPEC §4).
         if e.name != ENV_GOOGLE_CREDENTIALS && !same_env(h, &e.value) {
             return Err(Conflict::Env {
+                field: format!("spec.{list}[{index}].env[{}]", e.name),
                 container: clip(&c.name),
                 name: e.name.clone(),
                 ours: match &e.value {
@@ -231,16 +233,34 @@ fn container_ops(
 
 /// A container the selection leaves out may not mount our volumes at all:
 /// `containers:` must not be a way around the sub-path.
-fn untargeted_mounts(c: &Container<'_>, wanted: &Wanted) -> Result<(), Conflict> {
+fn untargeted_mounts(
+    list: &str,
+    index: usize,
+    c: &Container<'_>,
+    wanted: &Wanted,
+) -> Result<(), Conflict> {
     for h in c.volume_mounts.as_deref().unwrap_or_default() {
         if let Some(i) = wanted.mount_of_volume(&h.name) {
-            return Err(foreign_mount(c, h, &wanted.mounts[i], false));
+            let index = index.to_string();
+            return Err(foreign_mount(list, &index, c, h, &wanted.mounts[i], false));
         }
     }
     Ok(())
 }
 
-fn foreign_mount(c: &Container<'_>, h: &Mount<'_>, ours: &WantMount, targeted: bool) -> Conflict {
+/// A pod mount's field path, keyed by its mount path (the list's merge key).
+fn mount_field(list: &str, index: &str, h: &Mount<'_>) -> String {
+    format!("spec.{list}[{index}].volumeMounts[{}]", clip(&h.mount_path))
+}
+
+fn foreign_mount(
+    list: &str,
+    index: &str,
+    c: &Container<'_>,
+    h: &Mount<'_>,
+    ours: &WantMount,
+    targeted: bool,
+) -> Conflict {
     let why = if targeted {
         let sub = match &ours.sub_path {
             Some(s) => format!(" with subPath {:?}", clip(s)),
@@ -267,6 +287,7 @@ fn foreign_mount(c: &Container<'_>, h: &Mount<'_>, ours: &WantMount, targeted: b
         ""
     };
     Conflict::ForeignMount {
+        field: mount_field(list, index, h),
         container: clip(&c.name),
         mount: format!("{:?}{sub_path}{read_write}", clip(&h.mount_path)),
         volume: clip(&h.name),

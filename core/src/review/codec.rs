@@ -273,6 +273,17 @@ pub(super) struct StatusOut<'a> {
     message: &'a str,
 }
 
+impl<'a> StatusOut<'a> {
+    fn bad_request(message: &'a str) -> StatusOut<'a> {
+        StatusOut {
+            status: "Failure",
+            code: 400,
+            reason: "BadRequest",
+            message,
+        }
+    }
+}
+
 /// A parser's message, which may quote the input (serde_json quotes a
 /// string it did not expect), cut to a size fit for a response and a log
 /// line.
@@ -298,6 +309,7 @@ pub(super) fn check_version(v: Option<&str>) -> Result<&'static str, ReviewError
 }
 
 pub(super) fn respond(api_version: &str, uid: &str, decision: &Decision) -> Vec<u8> {
+    let denied;
     let mut response = ResponseOut {
         uid,
         allowed: true,
@@ -306,14 +318,16 @@ pub(super) fn respond(api_version: &str, uid: &str, decision: &Decision) -> Vec<
     match decision {
         Decision::Unchanged(_) => {}
         Decision::Patched(p) => return patched_response(api_version, uid, p),
-        Decision::Denied(message) | Decision::Invalid(message) => {
+        Decision::Denied(denial) => {
+            // The message alone: the typed reason and field go to the logs
+            // and metrics for now, so the response is byte for byte as before.
+            denied = denial.to_string();
             response.allowed = false;
-            response.status = Some(StatusOut {
-                status: "Failure",
-                code: 400,
-                reason: "BadRequest",
-                message,
-            });
+            response.status = Some(StatusOut::bad_request(&denied));
+        }
+        Decision::Invalid(message) => {
+            response.allowed = false;
+            response.status = Some(StatusOut::bad_request(message));
         }
     }
     serde_json::to_vec(&ReviewOut {

@@ -5,6 +5,7 @@
 use json_patch::Patch;
 
 use super::codec::{clip_message, ObjectIn, RequestIn};
+use super::outcome::{Denial, Outcome, Reason};
 use super::Subject;
 use crate::bounds::Bounds;
 use crate::config::Config;
@@ -35,6 +36,16 @@ impl Skip {
             Skip::AlreadyInjected => "already injected",
         }
     }
+
+    /// The stable reason, for metrics and logs.
+    pub fn reason(self) -> Reason {
+        match self {
+            Skip::NotPod => Reason::NotPod,
+            Skip::NotCreate => Reason::NotCreate,
+            Skip::OptedOut => Reason::OptedOut,
+            Skip::AlreadyInjected => Reason::AlreadyInjected,
+        }
+    }
 }
 
 /// What the webhook decided.
@@ -44,8 +55,9 @@ pub enum Decision {
     Unchanged(Skip),
     /// Allowed with this patch.
     Patched(Patch),
-    /// Refused by policy: the selection or a conflict. The message is for the user.
-    Denied(String),
+    /// Refused by policy: the selection, a conflict or a bound. Its
+    /// `Display` is the message for the user.
+    Denied(Denial),
     /// Refused because the request itself is malformed (but had a uid to answer).
     Invalid(String),
 }
@@ -54,10 +66,21 @@ impl Decision {
     /// The outcome label used in logs and metrics.
     pub fn outcome(&self) -> &'static str {
         match self {
-            Decision::Unchanged(_) => "unchanged",
-            Decision::Patched(_) => "patched",
-            Decision::Denied(_) => "denied",
-            Decision::Invalid(_) => "invalid",
+            Decision::Unchanged(_) => Outcome::Unchanged,
+            Decision::Patched(_) => Outcome::Patched,
+            Decision::Denied(_) => Outcome::Denied,
+            Decision::Invalid(_) => Outcome::Invalid,
+        }
+        .as_str()
+    }
+
+    /// Why the pod was not patched; `None` when it was.
+    pub fn reason(&self) -> Option<Reason> {
+        match self {
+            Decision::Unchanged(skip) => Some(skip.reason()),
+            Decision::Patched(_) => None,
+            Decision::Denied(denial) => Some(denial.reason()),
+            Decision::Invalid(_) => Some(Reason::Malformed),
         }
     }
 }
@@ -155,17 +178,17 @@ pub(super) fn decide(config: &Config, bounds: &Bounds, req: &RequestIn<'_>) -> (
         &containers,
     ) {
         Ok(s) => s,
-        Err(e) => return (subject, Decision::Denied(e.to_string())),
+        Err(e) => return (subject, Decision::Denied(e.into())),
     };
     let wanted = match patch::wanted(&selection) {
         Ok(w) => w,
-        Err(conflict) => return (subject, Decision::Denied(conflict.to_string())),
+        Err(conflict) => return (subject, Decision::Denied(conflict.into())),
     };
     // The bound is checked on an estimate, before any per-container work.
     let (containers, max_index) = patch::targeted(pod, &selection);
     let estimate = wanted.estimate(containers, max_index);
     if let Err(over) = bounds.check(&estimate) {
-        return (subject, Decision::Denied(over.to_string()));
+        return (subject, Decision::Denied(over.into()));
     }
     let decision = match patch::build(pod, &selection, &wanted) {
         Ok(Some(p)) => {
@@ -176,7 +199,7 @@ pub(super) fn decide(config: &Config, bounds: &Bounds, req: &RequestIn<'_>) -> (
             Decision::Patched(p)
         }
         Ok(None) => Decision::Unchanged(Skip::AlreadyInjected),
-        Err(conflict) => Decision::Denied(conflict.to_string()),
+        Err(conflict) => Decision::Denied(conflict.into()),
     };
     (subject, decision)
 }

@@ -317,3 +317,64 @@ fn unanswerable_bodies_are_errors() {
         assert!(err.contains(want), "{input:?}: {err}");
     }
 }
+
+#[test]
+fn denials_are_typed_and_the_response_keeps_the_message() {
+    let annotated = |key: &str, value: &str| {
+        let mut p = pod();
+        p["metadata"]["annotations"] = json!({ key: value });
+        p
+    };
+    let mut env_clash = pod();
+    env_clash["spec"]["containers"] = json!([
+        {"name": "side"},
+        {"name": "main", "env": [{"name": "POLYAXON_RUN_OUTPUTS_PATH", "value": "/x"}]}
+    ]);
+    let cases = [
+        (
+            annotated("polyaxon.com/persistence", "data: [nope]"),
+            Reason::UnknownStore,
+            "metadata.annotations[polyaxon.com/persistence]",
+        ),
+        (
+            annotated("polyaxon.com/persistence", "outputs: [o, o]"),
+            Reason::BadSelection,
+            "metadata.annotations[polyaxon.com/persistence]",
+        ),
+        (
+            annotated("polyaxon.com/persistence", "containers: []"),
+            Reason::NoContainers,
+            "metadata.annotations[polyaxon.com/persistence]",
+        ),
+        (
+            annotated("polyaxon.com/outputs-subpath", "../up"),
+            Reason::BadSubpath,
+            "metadata.annotations[polyaxon.com/outputs-subpath]",
+        ),
+        (
+            annotated("polyaxon.com/unique-name", "not a run"),
+            Reason::BadUniqueName,
+            "metadata.annotations[polyaxon.com/unique-name]",
+        ),
+        (
+            env_clash,
+            Reason::EnvConflict,
+            "spec.containers[1].env[POLYAXON_RUN_OUTPUTS_PATH]",
+        ),
+    ];
+    for (object, reason, field) in cases {
+        let r = review(&config(), &body(API_V1, "Pod", "CREATE", object)).expect("answered");
+        let Decision::Denied(denial) = &r.decision else {
+            panic!("{reason}: {:?}", r.decision)
+        };
+        assert_eq!(denial.reason(), reason, "{denial}");
+        assert_eq!(r.decision.reason(), Some(reason));
+        assert_eq!(denial.field(), Some(field), "{reason}");
+        assert_eq!(denial.to_string(), denial.cause().to_string());
+        assert_eq!(
+            response(&r)["response"]["status"]["message"],
+            json!(denial.to_string()),
+            "{reason}"
+        );
+    }
+}

@@ -8,7 +8,7 @@ use std::borrow::Cow;
 use super::{PodIdentity, SelectionError};
 use crate::config::Store;
 use crate::names::{self, clip};
-use crate::pod::Annotations;
+use crate::pod::{annotation_field, Annotations};
 use crate::vocabulary::{ANNOTATION_INJECTED, ANNOTATION_OUTPUTS_SUBPATH, ANNOTATION_UNIQUE_NAME};
 
 /// Where an outputs sub-path came from (SPEC §3's rules), for messages.
@@ -22,6 +22,18 @@ pub enum SubPathSource {
     GenerateName,
     /// The `outputsPath` an earlier admission recorded, kept.
     Recorded,
+}
+
+impl SubPathSource {
+    /// The pod field the sub-path came from, as a Kubernetes field path.
+    pub fn field(&self) -> String {
+        match self {
+            SubPathSource::Annotation(key) => annotation_field(key),
+            SubPathSource::PodName => "metadata.name".to_owned(),
+            SubPathSource::GenerateName => "metadata.generateName".to_owned(),
+            SubPathSource::Recorded => annotation_field(ANNOTATION_INJECTED),
+        }
+    }
 }
 
 impl std::fmt::Display for SubPathSource {
