@@ -24,10 +24,40 @@ pub enum ConfigError {
     Yaml(String),
     /// The YAML parsed but breaks one or more rules; every problem is listed.
     #[error("{}", Problems(.0))]
-    Invalid(Vec<String>),
+    Invalid(Vec<Problem>),
 }
 
-struct Problems<'a>(&'a [String]);
+/// One problem in a config file: where it is (a dotted path such as
+/// `data.data1.mountPath`, empty for the file as a whole) and what is wrong.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    /// The dotted path to the key concerned; empty for the whole file.
+    pub at: String,
+    /// What is wrong, for the operator who must fix it.
+    pub message: String,
+}
+
+impl Problem {
+    /// A problem at `at`.
+    pub fn new(at: impl Into<String>, message: impl Into<String>) -> Problem {
+        Problem {
+            at: at.into(),
+            message: message.into(),
+        }
+    }
+}
+
+impl fmt::Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.at.is_empty() {
+            f.write_str(&self.message)
+        } else {
+            write!(f, "{}: {}", self.at, self.message)
+        }
+    }
+}
+
+struct Problems<'a>(&'a [Problem]);
 
 impl fmt::Display for Problems<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

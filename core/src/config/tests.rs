@@ -3,7 +3,7 @@ use super::*;
 fn problems(yaml: &str) -> Vec<String> {
     match Config::from_yaml(yaml) {
         Ok(_) => vec![],
-        Err(ConfigError::Invalid(p)) => p,
+        Err(ConfigError::Invalid(p)) => p.iter().map(Problem::to_string).collect(),
         Err(e) => vec![e.to_string()],
     }
 }
@@ -145,8 +145,33 @@ fn all_problems_are_reported_together() {
             "data: {a: {mountPath: rel}, b: {store: s3, bucket: gs://x, secret: s, secretKey: k}}\noutputs: {o: {mountPath: /o, readOnly: true}}",
         );
     assert_eq!(got.len(), 3, "{got:#?}");
-    let shown = ConfigError::Invalid(got).to_string();
+    let Err(e) = Config::from_yaml(
+        "data: {a: {mountPath: rel}, b: {store: s3, bucket: gs://x, secret: s, secretKey: k}}\noutputs: {o: {mountPath: /o, readOnly: true}}",
+    ) else {
+        panic!("invalid")
+    };
+    let shown = e.to_string();
     assert!(shown.starts_with("3 problems:\n  - "), "{shown}");
+    // Each problem is structured: where, and what.
+    let ConfigError::Invalid(problems) = e else {
+        panic!("{e}")
+    };
+    let at: Vec<&str> = problems.iter().map(|p| p.at.as_str()).collect();
+    assert_eq!(
+        at,
+        ["data.a.mountPath", "data.b.bucket", "outputs.o.readOnly"]
+    );
+}
+
+#[test]
+fn whole_file_problems_have_no_path() {
+    let Err(ConfigError::Invalid(problems)) = Config::from_yaml("[]") else {
+        panic!("a list is not a config")
+    };
+    assert_eq!(problems[0].at, "");
+    assert!(problems[0]
+        .to_string()
+        .starts_with("the file must be a mapping"));
 }
 
 #[test]

@@ -7,14 +7,14 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde_json::Value;
 
 use super::raw::RawStore;
-use super::{Availability, Backend, Config, ConfigError, Provider, Role, Source, Store};
+use super::{Availability, Backend, Config, ConfigError, Problem, Provider, Role, Source, Store};
 use crate::k8s;
 use crate::names;
 use crate::vocabulary::RESERVED_ENV;
 
 #[derive(Default)]
 pub(super) struct Validator {
-    problems: Vec<String>,
+    problems: Vec<Problem>,
     data: BTreeMap<String, Store>,
     outputs: BTreeMap<String, Store>,
     /// mount path -> store that claimed it
@@ -32,18 +32,26 @@ pub(super) struct Validator {
 const TOP_KEYS: &str = "data, outputs, defaultOutputs";
 
 impl Validator {
+    fn problem(&mut self, at: impl Into<String>, message: impl Into<String>) {
+        self.problems.push(Problem::new(at, message));
+    }
+
     pub(super) fn run(mut self, doc: serde_yaml::Value) -> Result<Config, ConfigError> {
         let mut top = match doc {
             serde_yaml::Value::Mapping(m) => m,
             serde_yaml::Value::Null => {
-                return Err(ConfigError::Invalid(vec![
-                    "the file is empty: expected a mapping with data and outputs stores".into(),
-                ]))
+                return Err(ConfigError::Invalid(vec![Problem::new(
+                    "",
+                    "the file is empty: expected a mapping with data and outputs stores",
+                )]))
             }
             other => {
-                return Err(ConfigError::Invalid(vec![format!(
-                    "the file must be a mapping with {TOP_KEYS} (optionally under persistence:), found {}",
-                    yaml_kind(&other)
+                return Err(ConfigError::Invalid(vec![Problem::new(
+                    "",
+                    format!(
+                        "the file must be a mapping with {TOP_KEYS} (optionally under persistence:), found {}",
+                        yaml_kind(&other)
+                    ),
                 )]))
             }
         };
@@ -55,9 +63,12 @@ impl Validator {
                 serde_yaml::Value::Mapping(m) => m,
                 serde_yaml::Value::Null => serde_yaml::Mapping::new(),
                 other => {
-                    return Err(ConfigError::Invalid(vec![format!(
-                        "persistence: expected a mapping with {TOP_KEYS}, found {}",
-                        yaml_kind(&other)
+                    return Err(ConfigError::Invalid(vec![Problem::new(
+                        "persistence",
+                        format!(
+                            "expected a mapping with {TOP_KEYS}, found {}",
+                            yaml_kind(&other)
+                        ),
                     )]))
                 }
             };
@@ -71,15 +82,18 @@ impl Validator {
                 Some("defaultOutputs") => match value {
                     serde_yaml::Value::String(s) => default_outputs = Some(s),
                     serde_yaml::Value::Null => {}
-                    other => self.problems.push(format!(
-                        "{prefix}defaultOutputs: expected an outputs store name, found {}",
-                        yaml_kind(&other)
-                    )),
+                    other => self.problem(
+                        format!("{prefix}defaultOutputs"),
+                        format!(
+                            "expected an outputs store name, found {}",
+                            yaml_kind(&other)
+                        ),
+                    ),
                 },
-                _ => self.problems.push(format!(
-                    "{prefix}{}: unknown key (expected {TOP_KEYS})",
-                    yaml_key(&key)
-                )),
+                _ => self.problem(
+                    format!("{prefix}{}", yaml_key(&key)),
+                    format!("unknown key (expected {TOP_KEYS})"),
+                ),
             }
         }
         for (role, section) in sections {
@@ -87,10 +101,13 @@ impl Validator {
         }
         if let Some(name) = &default_outputs {
             if !self.outputs.contains_key(name) {
-                self.problems.push(format!(
-                    "{prefix}defaultOutputs: {name:?} is not an outputs store (outputs stores: {})",
-                    list_or_none(self.outputs.keys())
-                ));
+                self.problem(
+                    format!("{prefix}defaultOutputs"),
+                    format!(
+                        "{name:?} is not an outputs store (outputs stores: {})",
+                        list_or_none(self.outputs.keys())
+                    ),
+                );
             }
         }
         if self.problems.is_empty() {
@@ -111,19 +128,22 @@ impl Validator {
             serde_yaml::Value::Mapping(m) => m,
             serde_yaml::Value::Null => return,
             other => {
-                self.problems.push(format!(
-                    "{role}: expected a mapping of store name to store, found {}",
-                    yaml_kind(&other)
-                ));
+                self.problem(
+                    role.as_str(),
+                    format!(
+                        "expected a mapping of store name to store, found {}",
+                        yaml_kind(&other)
+                    ),
+                );
                 return;
             }
         };
         for (key, value) in entries {
             let Some(name) = key.as_str().map(str::to_owned) else {
-                self.problems.push(format!(
-                    "{role}: store name {} is not a string",
-                    yaml_key(&key)
-                ));
+                self.problem(
+                    role.as_str(),
+                    format!("store name {} is not a string", yaml_key(&key)),
+                );
                 continue;
             };
             let at = format!("{role}.{name}");
@@ -144,21 +164,17 @@ impl Validator {
                             "struct RawStore",
                             "a mapping of store fields (mountPath, or store, bucket, secret and secretKey)",
                         );
-                        self.problems.push(format!("{at}: {why}"));
+                        self.problem(&*at, why);
                         continue;
                     }
                 },
             };
             let before = self.problems.len();
             if !names::is_dns1123_label(&name) {
-                self.problems.push(format!(
-                    "{at}: the store name must be a DNS-1123 label (lowercase letters, digits and '-', starting and ending with a letter or digit, at most 63 characters)"
-                ));
+                self.problem(&*at, "the store name must be a DNS-1123 label (lowercase letters, digits and '-', starting and ending with a letter or digit, at most 63 characters)");
             }
             if !self.names.insert(name.clone()) {
-                self.problems.push(format!(
-                    "{at}: the name is already used by another store (names are unique across data and outputs)"
-                ));
+                self.problem(&*at, "the name is already used by another store (names are unique across data and outputs)");
             }
             let store = self.store(role, &name, &at, raw);
             if let Some(store) = store.filter(|_| self.problems.len() == before) {
@@ -176,9 +192,7 @@ impl Validator {
             (Role::Outputs, isolate) => isolate.unwrap_or(false),
             (Role::Data, None) => false,
             (Role::Data, Some(_)) => {
-                self.problems.push(format!(
-                    "{at}.isolateNamespaces: only allowed on an outputs store (it puts each run's outputs sub-path under <namespace>/); remove it from this data store"
-                ));
+                self.problem(format!("{at}.isolateNamespaces"), "only allowed on an outputs store (it puts each run's outputs sub-path under <namespace>/); remove it from this data store");
                 false
             }
         };
@@ -193,9 +207,7 @@ impl Validator {
                 .volume_names
                 .insert(volume_name.clone(), name.to_owned())
             {
-                self.problems.push(format!(
-                    "{at}: its pod volume name {volume_name:?} collides with store {other:?}; rename one of them"
-                ));
+                self.problem(at, format!("its pod volume name {volume_name:?} collides with store {other:?}; rename one of them"));
             }
         }
         let backend = match backend {
@@ -228,15 +240,14 @@ impl Validator {
     fn namespaces(&mut self, at: &str, raw: Option<Vec<String>>) -> Option<BTreeSet<String>> {
         let list = raw?;
         if list.is_empty() {
-            self.problems.push(format!(
-                "{at}.namespaces: the list is empty, so no pod could use the store; remove the field to allow every namespace"
-            ));
+            self.problem(format!("{at}.namespaces"), "the list is empty, so no pod could use the store; remove the field to allow every namespace");
         }
         for ns in &list {
             if !names::is_dns1123_label(ns) {
-                self.problems.push(format!(
-                    "{at}.namespaces: {ns:?} is not a valid namespace name (a DNS-1123 label)"
-                ));
+                self.problem(
+                    format!("{at}.namespaces"),
+                    format!("{ns:?} is not a valid namespace name (a DNS-1123 label)"),
+                );
             }
         }
         Some(list.into_iter().collect())
@@ -258,53 +269,53 @@ impl Validator {
             ("readOnly", raw.read_only.is_some()),
         ] {
             if present {
-                self.problems.push(format!(
-                    "{at}.{field}: not allowed on a cloud store (store: {kind}); a bucket store has store, bucket, secret and secretKey"
-                ));
+                self.problem(format!("{at}.{field}"), format!("not allowed on a cloud store (store: {kind}); a bucket store has store, bucket, secret and secretKey"));
             }
         }
         let provider = Provider::parse(kind);
         if provider.is_none() {
-            self.problems.push(format!(
-                "{at}.store: {kind:?} is not a store kind (expected gcs, s3 or azure)"
-            ));
+            self.problem(
+                format!("{at}.store"),
+                format!("{kind:?} is not a store kind (expected gcs, s3 or azure)"),
+            );
         }
         let bucket = self.required(at, "bucket", &raw.bucket);
         let secret = self.required(at, "secret", &raw.secret);
         let secret_key = self.required(at, "secretKey", &raw.secret_key);
         if let (Some(provider), Some(bucket)) = (provider, bucket) {
             if !provider.accepts(bucket) {
-                self.problems.push(format!(
-                    "{at}.bucket: {bucket:?} does not match store {} (expected {})",
-                    provider.as_str(),
-                    provider.scheme_hint()
-                ));
+                self.problem(
+                    format!("{at}.bucket"),
+                    format!(
+                        "{bucket:?} does not match store {} (expected {})",
+                        provider.as_str(),
+                        provider.scheme_hint()
+                    ),
+                );
             }
         }
         if let Some(secret) = secret {
             if !names::is_dns1123_subdomain(secret) {
-                self.problems.push(format!(
-                    "{at}.secret: {secret:?} is not a valid Secret name (a DNS-1123 subdomain)"
-                ));
+                self.problem(
+                    format!("{at}.secret"),
+                    format!("{secret:?} is not a valid Secret name (a DNS-1123 subdomain)"),
+                );
             }
         }
         if let Some(key) = secret_key {
             if !names::is_env_name(key) {
-                self.problems.push(format!(
-                    "{at}.secretKey: {key:?} cannot name an env var (letters, digits, '_', '-' and '.', not starting with a digit)"
-                ));
+                self.problem(format!("{at}.secretKey"), format!("{key:?} cannot name an env var (letters, digits, '_', '-' and '.', not starting with a digit)"));
             }
             if RESERVED_ENV.contains(&key) {
-                self.problems.push(format!(
-                    "{at}.secretKey: {key:?} is an env var the webhook sets itself; use another key name"
-                ));
+                self.problem(
+                    format!("{at}.secretKey"),
+                    format!("{key:?} is an env var the webhook sets itself; use another key name"),
+                );
             }
             if let Some(secret) = secret {
                 match self.secret_keys.get(key) {
                     Some((other_secret, other_store)) if other_secret != secret => {
-                        self.problems.push(format!(
-                            "{at}.secretKey: {key:?} is already used with secret {other_secret:?} by store {other_store:?}; the credential env var is named after the key, so one key name cannot point at two secrets"
-                        ));
+                        self.problem(format!("{at}.secretKey"), format!("{key:?} is already used with secret {other_secret:?} by store {other_store:?}; the credential env var is named after the key, so one key name cannot point at two secrets"));
                     }
                     Some(_) => {}
                     None => {
@@ -320,9 +331,7 @@ impl Validator {
         let (provider, bucket, secret, secret_key) = (provider?, bucket?, secret?, secret_key?);
         if role == Role::Data {
             if let Some(other) = self.data_buckets.insert(bucket.to_owned(), name.to_owned()) {
-                self.problems.push(format!(
-                    "{at}.bucket: {bucket:?} is already the bucket of data store {other:?}; a run's data paths are keyed by bucket"
-                ));
+                self.problem(format!("{at}.bucket"), format!("{bucket:?} is already the bucket of data store {other:?}; a run's data paths are keyed by bucket"));
             }
         }
         Some(Backend::Cloud {
@@ -341,46 +350,42 @@ impl Validator {
             ("secretKey", raw.secret_key.is_some()),
         ] {
             if present {
-                self.problems.push(format!(
-                    "{at}.{field}: only allowed on a cloud store; add store: gcs, s3 or azure, or remove {field}"
-                ));
+                self.problem(format!("{at}.{field}"), format!("only allowed on a cloud store; add store: gcs, s3 or azure, or remove {field}"));
             }
         }
         let mount_path = match raw.mount_path.as_deref() {
             None => {
-                self.problems.push(format!(
-                    "{at}: missing mountPath (a volume store needs mountPath, a cloud store needs store, bucket, secret and secretKey)"
-                ));
+                self.problem(at, "missing mountPath (a volume store needs mountPath, a cloud store needs store, bucket, secret and secretKey)");
                 None
             }
             Some(p) => match names::normalise_mount_path(p) {
                 Ok(p) => Some(p),
                 Err(why) => {
-                    self.problems.push(format!("{at}.mountPath: {p:?} {why}"));
+                    self.problem(format!("{at}.mountPath"), format!("{p:?} {why}"));
                     None
                 }
             },
         };
         let source = match (&raw.host_path, &raw.existing_claim) {
             (Some(_), Some(_)) => {
-                self.problems.push(format!(
-                    "{at}: hostPath and existingClaim are mutually exclusive; keep one"
-                ));
+                self.problem(
+                    at,
+                    "hostPath and existingClaim are mutually exclusive; keep one",
+                );
                 None
             }
             (Some(host), None) => {
                 if !host.starts_with('/') || host.chars().any(char::is_control) {
-                    self.problems.push(format!(
-                        "{at}.hostPath: {host:?} must be an absolute path on the node"
-                    ));
+                    self.problem(
+                        format!("{at}.hostPath"),
+                        format!("{host:?} must be an absolute path on the node"),
+                    );
                 }
                 Some(Source::HostPath(host.clone()))
             }
             (None, Some(claim)) => {
                 if !names::is_dns1123_subdomain(claim) {
-                    self.problems.push(format!(
-                        "{at}.existingClaim: {claim:?} is not a valid PersistentVolumeClaim name (a DNS-1123 subdomain)"
-                    ));
+                    self.problem(format!("{at}.existingClaim"), format!("{claim:?} is not a valid PersistentVolumeClaim name (a DNS-1123 subdomain)"));
                 }
                 Some(Source::Claim(claim.clone()))
             }
@@ -388,15 +393,17 @@ impl Validator {
         };
         let read_only = raw.read_only.unwrap_or(false);
         if role == Role::Outputs && read_only {
-            self.problems.push(format!(
-                "{at}.readOnly: an outputs store is written by the run and cannot be read-only"
-            ));
+            self.problem(
+                format!("{at}.readOnly"),
+                "an outputs store is written by the run and cannot be read-only",
+            );
         }
         if let Some(path) = &mount_path {
             if let Some(other) = self.mount_paths.insert(path.clone(), name.to_owned()) {
-                self.problems.push(format!(
-                    "{at}.mountPath: {path:?} is already the mount path of store {other:?}"
-                ));
+                self.problem(
+                    format!("{at}.mountPath"),
+                    format!("{path:?} is already the mount path of store {other:?}"),
+                );
             }
         }
         if self.problems.len() != before {
@@ -419,13 +426,11 @@ impl Validator {
         match value.as_deref() {
             Some(v) if !v.is_empty() => Some(v),
             Some(_) => {
-                self.problems
-                    .push(format!("{at}.{field}: must not be empty"));
+                self.problem(format!("{at}.{field}"), "must not be empty");
                 None
             }
             None => {
-                self.problems
-                    .push(format!("{at}: missing {field} (required on a cloud store)"));
+                self.problem(at, format!("missing {field} (required on a cloud store)"));
                 None
             }
         }
