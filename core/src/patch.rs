@@ -7,8 +7,8 @@
 //! that admitting the patched pod again yields no patch. Something of ours
 //! already present with a *different* value is a conflict, never overwritten.
 //!
-//! Two rooms: [`wanted`] is what the selection asks for (and its size
-//! estimate), [`diff`] compares it with the pod and writes the operations.
+//! Two rooms: `wanted` is what the selection asks for (and its size
+//! estimate), `diff` compares it with the pod and writes the operations.
 
 // A `Conflict` is as large as its largest variant (the message's parts and
 // the field). It is built at most once per review, on the way to a denial,

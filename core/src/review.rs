@@ -1,8 +1,8 @@
 //! AdmissionReview bytes in, AdmissionReview bytes out: the one entry point
 //! shared by the HTTPS server and the `mutate` command. Pure.
 //!
-//! Two rooms: [`codec`] reads the request into a borrowed, typed view and
-//! writes the response; [`decision`] decides from that view; [`outcome`]
+//! Two rooms: `codec` reads the request into a borrowed, typed view and
+//! writes the response; `decision` decides from that view; `outcome`
 //! names why a pod was skipped or refused. This module
 //! only wires them together, and answers a malformed request with the most
 //! precise message it can find.

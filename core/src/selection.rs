@@ -3,7 +3,7 @@
 //! stores, containers and sub-path this pod gets. Pure.
 //!
 //! This module resolves the annotation (which stores, which containers);
-//! [`sub_path`] holds the rules for where the run writes in its outputs store.
+//! `sub_path` holds the rules for where the run writes in its outputs store.
 
 use std::borrow::Cow;
 use std::collections::{BTreeSet, HashSet};

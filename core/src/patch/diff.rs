@@ -17,7 +17,7 @@ use crate::selection::Selection;
 use crate::vocabulary::{ANNOTATION_INJECTED, ANNOTATION_PERSISTENCE, ENV_GOOGLE_CREDENTIALS};
 
 /// The patch for `pod`, or `None` when it already has everything. `wanted`
-/// is [`wanted`] of the same selection (checked against the bounds first).
+/// is [`wanted`](fn@crate::patch::wanted) of the same selection (checked against the bounds first).
 pub fn build(
     pod: &PodView<'_>,
     selection: &Selection<'_>,
