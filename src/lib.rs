@@ -10,7 +10,9 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
-pub use persistence_webhook_core::{bounds, config, k8s, names, patch, pod, review, selection};
+pub use persistence_webhook_core::{
+    bounds, config, k8s, names, patch, pod, review, selection, vocabulary,
+};
 
 pub mod certs;
 pub mod cli;

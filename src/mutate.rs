@@ -72,7 +72,7 @@ pub fn run(args: &MutateArgs) -> Result<Printed> {
     let reviewed =
         review_with(&config, &args.bounds.into(), &body).map_err(|e| anyhow!("{input}: {e}"))?;
     let (verdict, stderr) = match &reviewed.decision {
-        Decision::Denied(m) => (Verdict::Denied, Some(format!("denied: {m}"))),
+        Decision::Denied(denial) => (Verdict::Denied, Some(format!("denied: {denial}"))),
         // The server would refuse it too, but for a CI run it is broken
         // input, not a policy decision: exit 2.
         Decision::Invalid(m) => bail!("{input}: {m}"),

@@ -284,7 +284,8 @@ fn run_case(case: &Case, want: &Want) -> Result<Value, String> {
             check_allowed_without_patch(inner)?;
             (Value::Null, object)
         }
-        (Want::Denied(fragments), Decision::Denied(message)) => {
+        (Want::Denied(fragments), Decision::Denied(denial)) => {
+            let message = denial.to_string();
             if inner["allowed"] != json!(false) {
                 return Err("denied but response.allowed is not false".into());
             }

@@ -1982,12 +1982,13 @@ fn invalid_selections_are_denied_naming_the_annotation_and_the_stores() {
             .or_insert_with(|| json!({}))[ANN_PERSISTENCE] = json!(text);
         let body = bytes(&review_body(&plan, &pod, &plan.uid, plan.dry_run));
         let reviewed = review(&fx.config, &body).map_err(|e| fail(format!("refused: {e}")))?;
-        let Decision::Denied(message) = &reviewed.decision else {
+        let Decision::Denied(denial) = &reviewed.decision else {
             return Err(fail(format!(
                 "{text:?} must be denied, got {:?}",
                 reviewed.decision
             )));
         };
+        let message = &denial.to_string();
         prop_assert!(message.contains(ANN_PERSISTENCE), "{}", message);
         if !matches!(bad, BadSelection::UnknownContainer) {
             // SPEC §3: the message lists the stores the namespace may use.
@@ -2066,12 +2067,13 @@ fn a_conflicting_mount_or_env_var_is_denied_naming_the_container() {
             };
             let body = bytes(&review_body(&plan, &pod, &plan.uid, plan.dry_run));
             let reviewed = review(&fx.config, &body).map_err(|e| fail(format!("refused: {e}")))?;
-            let Decision::Denied(message) = &reviewed.decision else {
+            let Decision::Denied(denial) = &reviewed.decision else {
                 return Err(fail(format!(
                     "a conflict at {conflict} in {name} must be denied, got {:?}",
                     reviewed.decision
                 )));
             };
+            let message = &denial.to_string();
             prop_assert!(
                 message.contains(name.as_str()),
                 "container not named: {}",

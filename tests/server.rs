@@ -134,11 +134,13 @@ async fn router_answers_each_kind_of_request() {
 
     let metrics = st.metrics.render();
     assert!(
-        metrics.contains("persistence_webhook_reviews_total{outcome=\"patched\"} 1"),
+        metrics.contains("persistence_webhook_reviews_total{outcome=\"patched\",reason=\"\"} 1"),
         "{metrics}"
     );
     assert!(
-        metrics.contains("persistence_webhook_reviews_total{outcome=\"invalid\"} 2"),
+        metrics.contains(
+            "persistence_webhook_reviews_total{outcome=\"invalid\",reason=\"malformed\"} 2"
+        ),
         "{metrics}"
     );
 }

@@ -10,7 +10,7 @@
 //! once is admitted again (reinvocation stays idempotent).
 
 use crate::names::{human_bytes, thousands};
-use crate::pod::ANNOTATION_PERSISTENCE;
+use crate::vocabulary::ANNOTATION_PERSISTENCE;
 
 /// Default `--max-patch-bytes`: 1 MiB. etcd stores objects of at most
 /// 1.5 MiB, so a patch larger than this could not make a pod it would keep.

@@ -4,12 +4,18 @@
 //! Nothing here does I/O, reads a clock or draws a random number, and this
 //! crate depends on nothing that could: the HTTPS server and the offline
 //! `mutate` command (the `persistence-webhook` crate) both call
-//! [`review::review_with`], so what CI dry-runs is what the cluster gets.
+//! [`review::review_with`](fn@review::review_with), so what CI dry-runs is
+//! what the cluster gets.
 //!
-//! The rooms: [`pod`] is the borrowed view of the pod, [`config`] the
-//! operator's stores, [`selection`] which stores and sub-path a pod gets,
-//! [`patch`] the JSON Patch, [`bounds`] the limits on it, [`review`] bytes in
-//! and bytes out; [`names`] and [`k8s`] are shared vocabulary.
+//! The rooms: [`vocabulary`] holds every name the SPEC fixes, [`pod`] is the
+//! borrowed view of the pod, [`config`] the operator's stores, [`selection`]
+//! which stores and sub-path a pod gets, [`patch`] the JSON Patch, [`bounds`]
+//! the limits on it, [`review`](mod@review) bytes in and bytes out with
+//! typed outcomes; [`names`] holds the name rules and [`k8s`] the Kubernetes
+//! object types and builders.
+
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
 
 pub mod bounds;
 pub mod config;
@@ -19,6 +25,7 @@ pub mod patch;
 pub mod pod;
 pub mod review;
 pub mod selection;
+pub mod vocabulary;
 
 pub use bounds::Bounds;
 pub use config::{Config, ConfigError};

@@ -1,13 +1,7 @@
 //! Kubernetes and filesystem name rules the config and the selection check,
 //! and the deterministic names the webhook gives the things it adds.
 
-/// Prefix of every pod volume the webhook adds.
-pub const VOLUME_PREFIX: &str = "pw-";
-
-/// The GCS credentials volume. The double hyphen makes it impossible for a
-/// store's volume (`pw-<DNS label>`) to take this name: a label never starts
-/// with `-`.
-pub const GCS_CREDENTIALS_VOLUME: &str = "pw--gcs-credentials";
+use crate::vocabulary::VOLUME_PREFIX;
 
 /// A DNS-1123 label: lowercase alphanumerics and `-`, alphanumeric at both
 /// ends, at most 63 characters (namespaces, store names, volume names).
@@ -359,6 +353,7 @@ pub fn clean_path(path: &str) -> std::borrow::Cow<'_, str> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::vocabulary::GCS_CREDENTIALS_VOLUME;
 
     #[test]
     fn labels_and_subdomains() {

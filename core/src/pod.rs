@@ -14,16 +14,10 @@ use serde::de::{self, Deserializer, IgnoredAny, MapAccess, Visitor};
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
-/// Annotation holding the run's `environment.persistence` selection.
-pub const ANNOTATION_PERSISTENCE: &str = "polyaxon.com/persistence";
-/// Annotation with an explicit outputs sub-path.
-pub const ANNOTATION_OUTPUTS_SUBPATH: &str = "polyaxon.com/outputs-subpath";
-/// Annotation with Polyaxon's dotted run name.
-pub const ANNOTATION_UNIQUE_NAME: &str = "polyaxon.com/unique-name";
-/// Annotation the webhook writes, recording what it injected.
-pub const ANNOTATION_INJECTED: &str = "polyaxon.com/persistence-injected";
-/// Label that opts a namespace in (`enabled`) or a pod out (`disabled`).
-pub const LABEL_INJECTION: &str = "polyaxon.com/persistence-injection";
+use crate::vocabulary::{
+    ANNOTATION_INJECTED, ANNOTATION_OUTPUTS_SUBPATH, ANNOTATION_PERSISTENCE,
+    ANNOTATION_UNIQUE_NAME, LABEL_INJECTION,
+};
 
 /// The pod as the decision sees it.
 #[derive(Debug, Default, Deserialize)]
@@ -68,6 +62,24 @@ pub struct Annotations<'a> {
     pub unique_name: Option<Cow<'a, str>>,
     /// [`ANNOTATION_INJECTED`].
     pub injected: Option<Cow<'a, str>>,
+}
+
+impl Annotations<'_> {
+    /// The `outputsPath` recorded in [`ANNOTATION_INJECTED`] by an earlier
+    /// admission, if the annotation is there and readable. A garbled
+    /// annotation is ignored here (and replaced by the patch): it is ours,
+    /// and a pod's author cannot use it to choose another run's directory
+    /// because the sub-path rules still check what it says.
+    pub fn injected_outputs_path(&self) -> Option<String> {
+        #[derive(Deserialize)]
+        struct Recorded {
+            #[serde(rename = "outputsPath")]
+            outputs_path: Option<String>,
+        }
+        serde_json::from_str::<Recorded>(self.injected.as_deref()?)
+            .ok()?
+            .outputs_path
+    }
 }
 
 impl<'de: 'a, 'a> Deserialize<'de> for Annotations<'a> {
@@ -309,6 +321,12 @@ impl<'de, T: Deserialize<'de>> Visitor<'de> for ObjectVisitor<T> {
     }
 }
 
+/// The Kubernetes field path of annotation `key`, for denials:
+/// `metadata.annotations[polyaxon.com/persistence]`.
+pub fn annotation_field(key: &str) -> String {
+    format!("metadata.annotations[{key}]")
+}
+
 impl PodView<'_> {
     /// The pod's annotations we read (empty when there are none).
     pub fn annotations(&self) -> Annotations<'_> {
@@ -332,6 +350,20 @@ impl PodView<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn injected_outputs_path_ignores_a_garbled_annotation() {
+        let recorded = |text: &str| {
+            Annotations {
+                injected: Some(Cow::Owned(text.to_owned())),
+                ..Annotations::default()
+            }
+            .injected_outputs_path()
+        };
+        assert_eq!(recorded("not json"), None);
+        assert_eq!(recorded(r#"{"outputsPath":"/o/x"}"#), Some("/o/x".into()));
+        assert_eq!(Annotations::default().injected_outputs_path(), None);
+    }
 
     #[test]
     fn reads_only_our_fields() {

@@ -11,8 +11,7 @@ use prometheus_client::registry::Registry;
 type Labels = [(&'static str, &'static str); 1];
 type Labels2 = [(&'static str, &'static str); 2];
 
-/// Review outcomes, as labelled in `persistence_webhook_reviews_total`.
-pub const OUTCOMES: [&str; 4] = ["patched", "unchanged", "denied", "invalid"];
+use crate::review::{Outcome, Reason};
 
 /// What is reloaded.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -109,7 +108,10 @@ impl Drop for OpenConnection {
 #[derive(Debug)]
 pub struct Metrics {
     registry: Registry,
-    reviews: [Counter; 4],
+    /// `reviews_total{outcome="patched",reason=""}`.
+    patched: Counter,
+    /// `reviews_total{outcome=...,reason=...}`, indexed by `Reason as usize`.
+    by_reason: [Counter; Reason::ALL.len()],
     latency: Histogram,
     reloads: Family<Labels2, Counter>,
     /// The serving certificate's notAfter (unix seconds).
@@ -139,11 +141,20 @@ impl Metrics {
     /// Registers every metric.
     pub fn new() -> Metrics {
         let mut registry = Registry::with_prefix("persistence_webhook");
-        let by_outcome = Family::<Labels, Counter>::default();
-        let reviews = OUTCOMES.map(|o| by_outcome.get_or_create(&[("outcome", o)]).clone());
+        // Every (outcome, reason) pair up front: a bounded set (the reasons'
+        // stable names, "" for patched), and no lock on the hot path.
+        let by_outcome = Family::<Labels2, Counter>::default();
+        let patched = by_outcome
+            .get_or_create(&[("outcome", Outcome::Patched.as_str()), ("reason", "")])
+            .clone();
+        let by_reason = Reason::ALL.map(|r| {
+            by_outcome
+                .get_or_create(&[("outcome", r.outcome().as_str()), ("reason", r.as_str())])
+                .clone()
+        });
         registry.register(
             "reviews",
-            "AdmissionReviews answered, by outcome (patched, unchanged, denied, invalid)",
+            "AdmissionReviews answered, by outcome (patched, unchanged, denied, invalid) and reason (the stable name of the skip or refusal, empty when patched)",
             by_outcome,
         );
         let latency = Histogram::new(exponential_buckets(0.000_025, 2.0, 16));
@@ -247,7 +258,8 @@ impl Metrics {
             accept_errors,
             timeouts,
             registry,
-            reviews,
+            patched,
+            by_reason,
             latency,
             reloads,
             cert_expiry,
@@ -255,11 +267,13 @@ impl Metrics {
         }
     }
 
-    /// Counts one answered review.
-    pub fn review(&self, outcome: &str, seconds: f64) {
-        if let Some(i) = OUTCOMES.iter().position(|o| *o == outcome) {
-            self.reviews[i].inc();
-        }
+    /// Counts one answered review: `None` when it was patched, else why not.
+    pub fn review(&self, reason: Option<Reason>, seconds: f64) {
+        match reason {
+            None => self.patched.inc(),
+            // `Reason::ALL` is in declaration order, so the discriminant is the index.
+            Some(r) => self.by_reason[r as usize].inc(),
+        };
         self.latency.observe(seconds);
     }
 
@@ -325,8 +339,8 @@ mod tests {
     #[test]
     fn renders_every_metric() {
         let m = Metrics::new();
-        m.review("patched", 0.0001);
-        m.review("denied", 0.0001);
+        m.review(None, 0.0001);
+        m.review(Some(Reason::UnknownStore), 0.0001);
         m.reload(Reloaded::Config, false);
         m.cert_expiry.set(1_900_000_000);
         m.config_generation.set(3);
@@ -340,9 +354,11 @@ mod tests {
             .render()
             .contains("persistence_webhook_connections_open{port=\"webhook\"} 0"));
         for line in [
-            "persistence_webhook_reviews_total{outcome=\"patched\"} 1",
-            "persistence_webhook_reviews_total{outcome=\"denied\"} 1",
-            "persistence_webhook_reviews_total{outcome=\"invalid\"} 0",
+            "persistence_webhook_reviews_total{outcome=\"patched\",reason=\"\"} 1",
+            "persistence_webhook_reviews_total{outcome=\"denied\",reason=\"unknown-store\"} 1",
+            "persistence_webhook_reviews_total{outcome=\"denied\",reason=\"mount-conflict\"} 0",
+            "persistence_webhook_reviews_total{outcome=\"invalid\",reason=\"malformed\"} 0",
+            "persistence_webhook_reviews_total{outcome=\"unchanged\",reason=\"opted-out\"} 0",
             "persistence_webhook_review_duration_seconds_count 2",
             "persistence_webhook_reloads_total{kind=\"config\",result=\"failure\"} 1",
             "persistence_webhook_reloads_total{kind=\"certificate\",result=\"success\"} 0",

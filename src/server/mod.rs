@@ -28,7 +28,7 @@ use tracing::{field, Instrument};
 use crate::bounds::Bounds;
 use crate::cli::ServeArgs;
 use crate::config::{Config, Role};
-use crate::review::{review_with, Decision, Reviewed};
+use crate::review::{review_with, Decision, Reason, Reviewed};
 use intake::{BodyBudget, IntakeError, Received};
 use listener::{ConnLimits, Listener};
 use metrics::{Metrics, Port, TimedOut};
@@ -398,7 +398,7 @@ async fn answer(state: &AppState, held: Held, deadline: Instant, timeout: Durati
     match result {
         Ok(reviewed) => respond(state, reviewed, seconds),
         Err(e) => {
-            state.metrics.review("invalid", seconds);
+            state.metrics.review(Some(Reason::Malformed), seconds);
             tracing::warn!(error = %e, "Refused a body that is not an AdmissionReview");
             plain(StatusCode::BAD_REQUEST, format!("{e}\n"))
         }
@@ -414,13 +414,26 @@ fn respond(state: &AppState, reviewed: Reviewed, seconds: f64) -> Response {
     span.record("operation", &*clip(&s.operation));
     span.record("dry_run", s.dry_run);
     let outcome = reviewed.decision.outcome();
-    state.metrics.review(outcome, seconds);
+    state.metrics.review(reviewed.decision.reason(), seconds);
     match &reviewed.decision {
-        Decision::Denied(message) => {
-            tracing::info!(outcome, allowed = false, %message, "Denied")
+        Decision::Denied(denial) => {
+            tracing::info!(
+                outcome,
+                allowed = false,
+                reason = denial.reason().as_str(),
+                field = denial.field().unwrap_or_default(),
+                message = %denial,
+                "Denied"
+            )
         }
         Decision::Invalid(message) => {
-            tracing::warn!(outcome, allowed = false, %message, "Refused a malformed request")
+            tracing::warn!(
+                outcome,
+                allowed = false,
+                reason = Reason::Malformed.as_str(),
+                %message,
+                "Refused a malformed request"
+            )
         }
         Decision::Patched(p) => {
             tracing::debug!(
@@ -436,7 +449,7 @@ fn respond(state: &AppState, reviewed: Reviewed, seconds: f64) -> Response {
                 outcome,
                 allowed = true,
                 patched = false,
-                reason = skip.as_str(),
+                reason = skip.reason().as_str(),
                 "Reviewed"
             )
         }

@@ -1,0 +1,315 @@
+//! The diff of what the selection asks for ([`Wanted`]) against the pod:
+//! the JSON Patch operations that add what is missing, and the conflicts
+//! with what the pod already has. It only adds: pointers are built from
+//! tokens (annotation keys hold `/`), a missing parent list or map is added
+//! before its children, and what is already there with the same value is
+//! skipped, so that admitting the patched pod again yields no patch.
+
+use json_patch::jsonptr::PointerBuf;
+use json_patch::{AddOperation, Patch, PatchOperation};
+use serde_json::{json, Value};
+
+use super::wanted::{EnvValue, WantMount, Wanted};
+use super::Conflict;
+use crate::names::{self, clip};
+use crate::pod::{Container, Env, Mount, PodView};
+use crate::selection::Selection;
+use crate::vocabulary::{ANNOTATION_INJECTED, ANNOTATION_PERSISTENCE, ENV_GOOGLE_CREDENTIALS};
+
+/// The patch for `pod`, or `None` when it already has everything. `wanted`
+/// is [`wanted`](fn@crate::patch::wanted) of the same selection (checked against the bounds first).
+pub fn build(
+    pod: &PodView<'_>,
+    selection: &Selection<'_>,
+    wanted: &Wanted,
+) -> Result<Option<Patch>, Conflict> {
+    let mut ops = Vec::new();
+
+    annotation_ops(pod, &wanted.annotation, &mut ops);
+    let Some(spec) = &pod.spec else {
+        // No spec at all: nothing to mount into; API validation refuses the pod.
+        return Ok(finish(ops));
+    };
+    volume_ops(spec.volumes.as_deref(), wanted, &mut ops)?;
+    let lists = [
+        ("initContainers", spec.init_containers.as_deref()),
+        ("containers", spec.containers.as_deref()),
+    ];
+    for (list, containers) in lists {
+        for (i, c) in containers.unwrap_or_default().iter().enumerate() {
+            if selection.targets(&c.name) {
+                container_ops(list, i, c, wanted, &mut ops)?;
+            } else {
+                untargeted_mounts(list, i, c, wanted)?;
+            }
+        }
+    }
+    Ok(finish(ops))
+}
+
+fn finish(ops: Vec<PatchOperation>) -> Option<Patch> {
+    (!ops.is_empty()).then_some(Patch(ops))
+}
+
+fn add(path: PointerBuf, value: Value) -> PatchOperation {
+    PatchOperation::Add(AddOperation { path, value })
+}
+
+fn annotation_ops(pod: &PodView<'_>, value: &str, ops: &mut Vec<PatchOperation>) {
+    let meta = pod.metadata.as_ref();
+    match meta.and_then(|m| m.annotations.as_ref()) {
+        Some(a) if a.injected.as_deref() == Some(value) => {}
+        Some(_) => ops.push(add(
+            PointerBuf::from_tokens(["metadata", "annotations", ANNOTATION_INJECTED]),
+            Value::String(value.to_owned()),
+        )),
+        None if meta.is_some() => ops.push(add(
+            PointerBuf::from_tokens(["metadata", "annotations"]),
+            json!({ ANNOTATION_INJECTED: value }),
+        )),
+        None => ops.push(add(
+            PointerBuf::from_tokens(["metadata"]),
+            json!({ "annotations": { ANNOTATION_INJECTED: value } }),
+        )),
+    }
+}
+
+fn volume_ops(
+    existing: Option<&[crate::pod::VolumeView<'_>]>,
+    wanted: &Wanted,
+    ops: &mut Vec<PatchOperation>,
+) -> Result<(), Conflict> {
+    // One pass over the pod's volumes, one lookup each.
+    let mut present = vec![false; wanted.volumes.len()];
+    for v in existing.unwrap_or_default() {
+        let Some(i) = wanted.volume_named(&v.name) else {
+            continue;
+        };
+        let ours = &wanted.volumes[i];
+        let same =
+            serde_json::from_str::<Value>(v.raw.get()).is_ok_and(|have| covers(&have, &ours.json));
+        if !same {
+            return Err(Conflict::Volume {
+                name: ours.name.clone(),
+                what: ours.what.clone(),
+            });
+        }
+        present[i] = true;
+    }
+    let missing = wanted
+        .volumes
+        .iter()
+        .zip(&present)
+        .filter(|(_, present)| !**present)
+        .map(|(v, _)| v.json.clone())
+        .collect();
+    append(
+        ["spec", "volumes"].as_slice(),
+        existing.is_some(),
+        missing,
+        ops,
+    );
+    Ok(())
+}
+
+/// Whether `have` holds everything in `ours`. Extra fields are allowed: the
+/// API server defaults our volumes after the patch (`hostPath.type: ""`,
+/// `secret.defaultMode: 420`), so a re-admitted pod carries more than we
+/// wrote and is still ours.
+pub(super) fn covers(have: &Value, ours: &Value) -> bool {
+    match (have, ours) {
+        (Value::Object(h), Value::Object(o)) => o
+            .iter()
+            .all(|(k, v)| h.get(k).is_some_and(|hv| covers(hv, v))),
+        (Value::Array(h), Value::Array(o)) => {
+            h.len() == o.len() && h.iter().zip(o).all(|(h, o)| covers(h, o))
+        }
+        _ => have == ours,
+    }
+}
+
+/// Adds `items` to the list at `path`: one `-` append each when the list
+/// exists, else the whole list at once (its parent must exist first).
+fn append(path: &[&str], exists: bool, items: Vec<Value>, ops: &mut Vec<PatchOperation>) {
+    if items.is_empty() {
+        return;
+    }
+    if exists {
+        for item in items {
+            let mut p = PointerBuf::from_tokens(path.iter().copied());
+            p.push_back("-");
+            ops.push(add(p, item));
+        }
+    } else {
+        ops.push(add(
+            PointerBuf::from_tokens(path.iter().copied()),
+            Value::Array(items),
+        ));
+    }
+}
+
+fn container_ops(
+    list: &str,
+    index: usize,
+    c: &Container<'_>,
+    wanted: &Wanted,
+    ops: &mut Vec<PatchOperation>,
+) -> Result<(), Conflict> {
+    let index = index.to_string();
+    // One pass over the container's mounts, one lookup each: every mount of
+    // one of our volumes must be exactly ours, and nothing else may sit at
+    // one of our paths.
+    let mut present = vec![false; wanted.mounts.len()];
+    for h in c.volume_mounts.as_deref().unwrap_or_default() {
+        let path = names::clean_path(&h.mount_path);
+        if let Some(i) = wanted.mount_of_volume(&h.name) {
+            let m = &wanted.mounts[i];
+            let exact = path == m.path
+                && h.sub_path.as_deref() == m.sub_path.as_deref()
+                && h.read_only.unwrap_or(false) == m.read_only;
+            if !exact {
+                return Err(foreign_mount(list, &index, c, h, m, true));
+            }
+            present[i] = true;
+        } else if let Some(i) = wanted.mount_at(&path) {
+            let m = &wanted.mounts[i];
+            return Err(Conflict::MountPath {
+                field: mount_field(list, &index, h),
+                container: clip(&c.name),
+                path: clip(&m.path),
+                existing: clip(&h.name),
+                what: m.what.clone(),
+            });
+        }
+    }
+    let mounts = wanted
+        .mounts
+        .iter()
+        .zip(&present)
+        .filter(|(_, present)| !**present)
+        .map(|(m, _)| m.json.clone())
+        .collect();
+    append(
+        &["spec", list, &index, "volumeMounts"],
+        c.volume_mounts.is_some(),
+        mounts,
+        ops,
+    );
+
+    // Every occurrence of a name of ours counts: the runtime uses the last
+    // one, so a first one that matches proves nothing (SPEC §5).
+    let mut present = vec![false; wanted.env.len()];
+    for h in c.env.as_deref().unwrap_or_default() {
+        let Some(i) = wanted.env_named(&h.name) else {
+            continue;
+        };
+        let e = &wanted.env[i];
+        // The container's own GOOGLE_APPLICATION_CREDENTIALS wins (SPEC §4).
+        if e.name != ENV_GOOGLE_CREDENTIALS && !same_env(h, &e.value) {
+            return Err(Conflict::Env {
+                field: format!("spec.{list}[{index}].env[{}]", e.name),
+                container: clip(&c.name),
+                name: e.name.clone(),
+                ours: match &e.value {
+                    EnvValue::Plain(v) => format!("{:?}", clip(v)),
+                    EnvValue::Secret { secret, key } => {
+                        format!("key {key:?} of secret {secret:?}")
+                    }
+                },
+            });
+        }
+        present[i] = true;
+    }
+    let env = wanted
+        .env
+        .iter()
+        .zip(&present)
+        .filter(|(_, present)| !**present)
+        .map(|(e, _)| e.json.clone())
+        .collect();
+    append(&["spec", list, &index, "env"], c.env.is_some(), env, ops);
+    Ok(())
+}
+
+/// A container the selection leaves out may not mount our volumes at all:
+/// `containers:` must not be a way around the sub-path.
+fn untargeted_mounts(
+    list: &str,
+    index: usize,
+    c: &Container<'_>,
+    wanted: &Wanted,
+) -> Result<(), Conflict> {
+    for h in c.volume_mounts.as_deref().unwrap_or_default() {
+        if let Some(i) = wanted.mount_of_volume(&h.name) {
+            let index = index.to_string();
+            return Err(foreign_mount(list, &index, c, h, &wanted.mounts[i], false));
+        }
+    }
+    Ok(())
+}
+
+/// A pod mount's field path, keyed by its mount path (the list's merge key).
+fn mount_field(list: &str, index: &str, h: &Mount<'_>) -> String {
+    format!("spec.{list}[{index}].volumeMounts[{}]", clip(&h.mount_path))
+}
+
+fn foreign_mount(
+    list: &str,
+    index: &str,
+    c: &Container<'_>,
+    h: &Mount<'_>,
+    ours: &WantMount,
+    targeted: bool,
+) -> Conflict {
+    let why = if targeted {
+        let sub = match &ours.sub_path {
+            Some(s) => format!(" with subPath {:?}", clip(s)),
+            None => String::new(),
+        };
+        let ro = if ours.read_only { " read-only" } else { "" };
+        format!(
+            "only the webhook mounts it, at {:?}{sub}{ro}",
+            clip(&ours.path)
+        )
+    } else {
+        format!(
+            "only the webhook mounts it, and only in the containers that annotation {ANNOTATION_PERSISTENCE} targets (containers:), which this one is not"
+        )
+    };
+    let sub_path = h
+        .sub_path
+        .as_deref()
+        .map(|s| format!(" with subPath {:?}", clip(s)))
+        .unwrap_or_default();
+    let read_write = if ours.read_only && !h.read_only.unwrap_or(false) {
+        " read-write"
+    } else {
+        ""
+    };
+    Conflict::ForeignMount {
+        field: mount_field(list, index, h),
+        container: clip(&c.name),
+        mount: format!("{:?}{sub_path}{read_write}", clip(&h.mount_path)),
+        volume: clip(&h.name),
+        what: ours.what.clone(),
+        why,
+    }
+}
+
+pub(super) fn same_env(have: &Env<'_>, ours: &EnvValue) -> bool {
+    let secret_ref = have
+        .value_from
+        .as_ref()
+        .and_then(|v| v.secret_key_ref.as_ref());
+    match ours {
+        EnvValue::Plain(v) => {
+            have.value.as_deref() == Some(v.as_str()) && have.value_from.is_none()
+        }
+        EnvValue::Secret { secret, key } => {
+            have.value.as_deref().unwrap_or_default().is_empty()
+                && secret_ref.is_some_and(|r| {
+                    r.key == key.as_str() && r.name.as_deref() == Some(secret.as_str())
+                })
+        }
+    }
+}

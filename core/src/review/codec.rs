@@ -1,0 +1,362 @@
+//! The AdmissionReview wire codec: the borrowed, typed view of the request
+//! (only the fields the decision needs, read in one pass) and the writer of
+//! the response. It decides nothing: [`super::decision`] does.
+//!
+//! The response echoes the request's uid and apiVersion and carries the
+//! patch as base64 (the wire form the API server expects, pinned by tests
+//! against real captures; see kube-rs/kube#1781 for how a typed `Vec<u8>`
+//! gets this wrong).
+
+use std::borrow::Cow;
+
+use base64::Engine as _;
+use json_patch::Patch;
+use serde::de::IgnoredAny;
+use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
+
+use super::{Decision, ReviewError};
+use crate::names;
+use crate::pod::PodView;
+
+/// `admission.k8s.io/v1`, what current API servers send.
+pub const API_V1: &str = "admission.k8s.io/v1";
+/// `admission.k8s.io/v1beta1`, answered in kind for old registrations.
+pub const API_V1BETA1: &str = "admission.k8s.io/v1beta1";
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub(super) struct ReviewIn<'a> {
+    #[serde(borrow, default)]
+    pub(super) api_version: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    pub(super) kind: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    pub(super) request: Option<RequestIn<'a>>,
+}
+
+/// The request, read in one pass. The API server sends `kind`, `subResource`
+/// and `operation` before `object`, so a Pod CREATE's object is read straight
+/// into a [`PodView`] and anything else is skipped unread. When `object`
+/// comes first it is kept raw and read once the rest is known.
+pub(super) struct RequestIn<'a> {
+    pub(super) uid: Cow<'a, str>,
+    pub(super) kind: Option<Gvk<'a>>,
+    pub(super) sub_resource: Option<Cow<'a, str>>,
+    pub(super) operation: Option<Cow<'a, str>>,
+    pub(super) namespace: Option<Cow<'a, str>>,
+    pub(super) name: Option<Cow<'a, str>>,
+    pub(super) dry_run: Option<bool>,
+    pub(super) object: ObjectIn<'a>,
+}
+
+// One per request, on the stack: boxing the large variant would only add an allocation.
+#[allow(clippy::large_enum_variant)]
+pub(super) enum ObjectIn<'a> {
+    /// Absent or null.
+    Absent,
+    /// A Pod CREATE's object, already read.
+    Pod(PodView<'a>),
+    /// Read before the fields that say what it is.
+    Raw(&'a RawValue),
+    /// Not a Pod CREATE: never read.
+    Skipped,
+}
+
+impl RequestIn<'_> {
+    /// Whether this is about a Pod itself (not a subresource); `None` until
+    /// `kind` has been read.
+    pub(super) fn is_pod(&self) -> Option<bool> {
+        let kind = self.kind.as_ref()?;
+        Some(
+            kind.group.is_empty()
+                && kind.kind == "Pod"
+                && self.sub_resource.as_deref().unwrap_or_default().is_empty(),
+        )
+    }
+
+    /// Whether this is a CREATE of a Pod. `None` while a deciding field has
+    /// not been read yet.
+    fn is_pod_create(&self) -> Option<bool> {
+        if !self.is_pod()? {
+            return Some(false);
+        }
+        Some(self.operation.as_deref()? == "CREATE")
+    }
+}
+
+impl<'de: 'a, 'a> Deserialize<'de> for RequestIn<'a> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V<'a>(std::marker::PhantomData<&'a ()>);
+        impl<'de: 'a, 'a> serde::de::Visitor<'de> for V<'a> {
+            type Value = RequestIn<'a>;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("an AdmissionRequest object")
+            }
+            fn visit_map<M: serde::de::MapAccess<'de>>(
+                self,
+                mut map: M,
+            ) -> Result<Self::Value, M::Error> {
+                use serde::de::Error as _;
+                fn once<T, E: serde::de::Error>(
+                    slot: &mut Option<T>,
+                    key: &'static str,
+                    value: T,
+                ) -> Result<(), E> {
+                    if slot.replace(value).is_some() {
+                        return Err(E::duplicate_field(key));
+                    }
+                    Ok(())
+                }
+                let mut uid = None;
+                let mut req = RequestIn {
+                    uid: Cow::Borrowed(""),
+                    kind: None,
+                    sub_resource: None,
+                    operation: None,
+                    namespace: None,
+                    name: None,
+                    dry_run: None,
+                    object: ObjectIn::Absent,
+                };
+                let mut seen_object = false;
+                while let Some(key) = map.next_key::<Cow<'de, str>>()? {
+                    match key.as_ref() {
+                        "uid" => once(&mut uid, "uid", map.next_value::<Cow<'de, str>>()?)?,
+                        "kind" => once(&mut req.kind, "kind", map.next_value()?)?,
+                        "subResource" => {
+                            once(&mut req.sub_resource, "subResource", map.next_value()?)?
+                        }
+                        "operation" => once(&mut req.operation, "operation", map.next_value()?)?,
+                        "namespace" => once(&mut req.namespace, "namespace", map.next_value()?)?,
+                        "name" => once(&mut req.name, "name", map.next_value()?)?,
+                        "dryRun" => once(&mut req.dry_run, "dryRun", map.next_value()?)?,
+                        "object" => {
+                            if std::mem::replace(&mut seen_object, true) {
+                                return Err(M::Error::duplicate_field("object"));
+                            }
+                            req.object = match req.is_pod_create() {
+                                Some(true) => map
+                                    .next_value_seed(PodSeed)?
+                                    .map_or(ObjectIn::Absent, ObjectIn::Pod),
+                                Some(false) => {
+                                    map.next_value::<IgnoredAny>()?;
+                                    ObjectIn::Skipped
+                                }
+                                None => map
+                                    .next_value::<Option<&'de RawValue>>()?
+                                    .map_or(ObjectIn::Absent, ObjectIn::Raw),
+                            };
+                        }
+                        _ => {
+                            map.next_value::<IgnoredAny>()?;
+                        }
+                    }
+                }
+                req.uid = uid.ok_or_else(|| M::Error::missing_field("uid"))?;
+                Ok(req)
+            }
+        }
+        d.deserialize_map(V(std::marker::PhantomData))
+    }
+}
+
+/// Reads a Pod object (or null) in place.
+pub(super) struct PodSeed;
+
+impl<'de> serde::de::DeserializeSeed<'de> for PodSeed {
+    type Value = Option<PodView<'de>>;
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        crate::pod::object_or_null(d)
+    }
+}
+
+/// The same request with the object kept raw: the slow path that turns a
+/// pod the fast path could not read into a precise message.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub(super) struct ReviewRaw<'a> {
+    #[serde(borrow, default)]
+    pub(super) api_version: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    pub(super) request: RequestRaw<'a>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub(super) struct RequestRaw<'a> {
+    #[serde(borrow)]
+    uid: Cow<'a, str>,
+    #[serde(borrow, default)]
+    kind: Option<Gvk<'a>>,
+    #[serde(borrow, default)]
+    sub_resource: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    operation: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    namespace: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    name: Option<Cow<'a, str>>,
+    #[serde(default)]
+    dry_run: Option<bool>,
+    #[serde(borrow, default)]
+    object: Option<&'a RawValue>,
+}
+
+impl<'a> From<RequestRaw<'a>> for RequestIn<'a> {
+    fn from(r: RequestRaw<'a>) -> Self {
+        RequestIn {
+            uid: r.uid,
+            kind: r.kind,
+            sub_resource: r.sub_resource,
+            operation: r.operation,
+            namespace: r.namespace,
+            name: r.name,
+            dry_run: r.dry_run,
+            object: r.object.map_or(ObjectIn::Absent, ObjectIn::Raw),
+        }
+    }
+}
+
+#[derive(Deserialize)]
+pub(super) struct Gvk<'a> {
+    #[serde(borrow, default)]
+    group: Cow<'a, str>,
+    #[serde(borrow, default)]
+    kind: Cow<'a, str>,
+}
+
+/// The least a body must have to be answered: used when the full view fails,
+/// so a malformed request still gets an AdmissionReview naming the problem.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub(super) struct UidOnly<'a> {
+    #[serde(borrow, default)]
+    pub(super) api_version: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    pub(super) request: UidOnlyRequest<'a>,
+}
+
+#[derive(Deserialize)]
+pub(super) struct UidOnlyRequest<'a> {
+    #[serde(borrow)]
+    pub(super) uid: Cow<'a, str>,
+    // Declared (and skipped) so that a body with two `object`s is refused
+    // outright rather than answered: serde only reports duplicates of
+    // fields it knows.
+    #[serde(default, rename = "object")]
+    pub(super) _object: Option<IgnoredAny>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub(super) struct ReviewOut<'a> {
+    api_version: &'a str,
+    kind: &'static str,
+    response: ResponseOut<'a>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub(super) struct ResponseOut<'a> {
+    uid: &'a str,
+    allowed: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    status: Option<StatusOut<'a>>,
+}
+
+#[derive(Serialize)]
+pub(super) struct StatusOut<'a> {
+    status: &'static str,
+    code: u16,
+    reason: &'static str,
+    message: &'a str,
+}
+
+impl<'a> StatusOut<'a> {
+    fn bad_request(message: &'a str) -> StatusOut<'a> {
+        StatusOut {
+            status: "Failure",
+            code: 400,
+            reason: "BadRequest",
+            message,
+        }
+    }
+}
+
+/// A parser's message, which may quote the input (serde_json quotes a
+/// string it did not expect), cut to a size fit for a response and a log
+/// line.
+pub(super) fn clip_message(message: String) -> String {
+    const MAX: usize = 1024;
+    if message.len() <= MAX {
+        return message;
+    }
+    let mut cut = MAX;
+    while !message.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    format!("{}... ({} bytes)", &message[..cut], message.len())
+}
+
+pub(super) fn check_version(v: Option<&str>) -> Result<&'static str, ReviewError> {
+    match v {
+        Some(API_V1) => Ok(API_V1),
+        Some(API_V1BETA1) => Ok(API_V1BETA1),
+        Some(other) => Err(ReviewError::Version(names::clip(other))),
+        None => Err(ReviewError::NotReview("apiVersion is missing".into())),
+    }
+}
+
+pub(super) fn respond(api_version: &str, uid: &str, decision: &Decision) -> Vec<u8> {
+    let denied;
+    let mut response = ResponseOut {
+        uid,
+        allowed: true,
+        status: None,
+    };
+    match decision {
+        Decision::Unchanged(_) => {}
+        Decision::Patched(p) => return patched_response(api_version, uid, p),
+        Decision::Denied(denial) => {
+            // The message alone: the typed reason and field go to the logs
+            // and metrics for now, so the response is byte for byte as before.
+            denied = denial.to_string();
+            response.allowed = false;
+            response.status = Some(StatusOut::bad_request(&denied));
+        }
+        Decision::Invalid(message) => {
+            response.allowed = false;
+            response.status = Some(StatusOut::bad_request(message));
+        }
+    }
+    serde_json::to_vec(&ReviewOut {
+        api_version,
+        kind: "AdmissionReview",
+        response,
+    })
+    .expect("a response of strings always serialises")
+}
+
+/// The allowed-with-patch answer, written directly: the base64 is encoded
+/// into the output buffer, not built as a `String` and then scanned again by
+/// the JSON string escaper (it never needs escaping).
+fn patched_response(api_version: &str, uid: &str, patch: &Patch) -> Vec<u8> {
+    use base64::engine::general_purpose::STANDARD;
+    let json = serde_json::to_vec(patch).expect("a JSON Patch always serialises");
+    let b64_len = base64::encoded_len(json.len(), true).expect("a patch is far below usize::MAX");
+    let mut out = Vec::with_capacity(b64_len + uid.len() + 128);
+    out.extend_from_slice(b"{\"apiVersion\":");
+    serde_json::to_writer(&mut out, api_version).expect("writing to a Vec cannot fail");
+    out.extend_from_slice(b",\"kind\":\"AdmissionReview\",\"response\":{\"uid\":");
+    serde_json::to_writer(&mut out, uid).expect("writing to a Vec cannot fail");
+    out.extend_from_slice(b",\"allowed\":true,\"patchType\":\"JSONPatch\",\"patch\":\"");
+    let start = out.len();
+    out.resize(start + b64_len, 0);
+    let written = STANDARD
+        .encode_slice(&json, &mut out[start..])
+        .expect("the buffer was sized by encoded_len");
+    out.truncate(start + written);
+    out.extend_from_slice(b"\"}}");
+    out
+}

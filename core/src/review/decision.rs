@@ -1,0 +1,205 @@
+//! The decision: from the request's typed view to what the webhook does
+//! with the pod (skip, patch or deny), in the order SPEC §5 fixes. It reads
+//! no bytes and writes none; [`super::codec`] does.
+
+use json_patch::Patch;
+
+use super::codec::{clip_message, ObjectIn, RequestIn};
+use super::outcome::{Denial, Outcome, Reason};
+use super::Subject;
+use crate::bounds::Bounds;
+use crate::config::Config;
+use crate::patch;
+use crate::pod::PodView;
+use crate::selection::{self, PodIdentity};
+
+/// Why a pod passed through untouched.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Skip {
+    /// Not a Pod (or a Pod subresource).
+    NotPod,
+    /// Not a CREATE.
+    NotCreate,
+    /// The pod carries `polyaxon.com/persistence-injection: disabled`.
+    OptedOut,
+    /// The pod already has everything (a reinvocation or a replay).
+    AlreadyInjected,
+}
+
+impl Skip {
+    /// A short reason for logs and the CLI.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Skip::NotPod => "not a pod",
+            Skip::NotCreate => "not a create",
+            Skip::OptedOut => "opted out by label",
+            Skip::AlreadyInjected => "already injected",
+        }
+    }
+
+    /// The stable reason, for metrics and logs.
+    pub fn reason(self) -> Reason {
+        match self {
+            Skip::NotPod => Reason::NotPod,
+            Skip::NotCreate => Reason::NotCreate,
+            Skip::OptedOut => Reason::OptedOut,
+            Skip::AlreadyInjected => Reason::AlreadyInjected,
+        }
+    }
+}
+
+/// What the webhook decided.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Decision {
+    /// Allowed as is.
+    Unchanged(Skip),
+    /// Allowed with this patch.
+    Patched(Patch),
+    /// Refused by policy: the selection, a conflict or a bound. Its
+    /// `Display` is the message for the user.
+    Denied(Denial),
+    /// Refused because the request itself is malformed (but had a uid to answer).
+    Invalid(String),
+}
+
+impl Decision {
+    /// The outcome label used in logs and metrics.
+    pub fn outcome(&self) -> &'static str {
+        match self {
+            Decision::Unchanged(_) => Outcome::Unchanged,
+            Decision::Patched(_) => Outcome::Patched,
+            Decision::Denied(_) => Outcome::Denied,
+            Decision::Invalid(_) => Outcome::Invalid,
+        }
+        .as_str()
+    }
+
+    /// Why the pod was not patched; `None` when it was.
+    pub fn reason(&self) -> Option<Reason> {
+        match self {
+            Decision::Unchanged(skip) => Some(skip.reason()),
+            Decision::Patched(_) => None,
+            Decision::Denied(denial) => Some(denial.reason()),
+            Decision::Invalid(_) => Some(Reason::Malformed),
+        }
+    }
+}
+
+pub(super) fn decide(config: &Config, bounds: &Bounds, req: &RequestIn<'_>) -> (Subject, Decision) {
+    let mut subject = Subject {
+        uid: req.uid.to_string(),
+        namespace: req.namespace.as_deref().unwrap_or_default().to_owned(),
+        name: req.name.as_deref().unwrap_or_default().to_owned(),
+        operation: req.operation.as_deref().unwrap_or_default().to_owned(),
+        dry_run: req.dry_run.unwrap_or(false),
+    };
+    if req.is_pod() != Some(true) {
+        return (subject, Decision::Unchanged(Skip::NotPod));
+    }
+    if req.operation.as_deref() != Some("CREATE") {
+        return (subject, Decision::Unchanged(Skip::NotCreate));
+    }
+    let parsed;
+    let pod: &PodView = match &req.object {
+        ObjectIn::Pod(pod) => pod,
+        ObjectIn::Absent => {
+            return (
+                subject,
+                Decision::Invalid("request.object is missing".into()),
+            )
+        }
+        ObjectIn::Raw(raw) => {
+            let text = raw.get();
+            let result = if text.starts_with('{') {
+                serde_json::from_str::<PodView>(text).map_err(|e| e.to_string())
+            } else {
+                Err("it is not a JSON object".to_owned())
+            };
+            match result {
+                Ok(pod) => {
+                    parsed = pod;
+                    &parsed
+                }
+                Err(e) => {
+                    return (
+                        subject,
+                        Decision::Invalid(clip_message(format!(
+                            "request.object is not a valid Pod: {e}"
+                        ))),
+                    )
+                }
+            }
+        }
+        ObjectIn::Skipped => {
+            // Only skipped once known not to be a Pod CREATE, which returned above.
+            return (subject, Decision::Unchanged(Skip::NotPod));
+        }
+    };
+    let meta = pod.metadata.as_ref();
+    let name = meta
+        .and_then(|m| m.name.as_deref())
+        .or(req.name.as_deref())
+        .filter(|n| !n.is_empty());
+    let generate_name = meta.and_then(|m| m.generate_name.as_deref());
+    let namespace = req
+        .namespace
+        .as_deref()
+        .or_else(|| meta.and_then(|m| m.namespace.as_deref()))
+        .filter(|n| !n.is_empty());
+    subject.name = match (name, generate_name) {
+        (Some(n), _) => n.to_owned(),
+        (None, Some(g)) => format!("{g}*"),
+        (None, None) => String::new(),
+    };
+    let Some(namespace) = namespace else {
+        return (
+            subject,
+            Decision::Invalid("request.namespace is missing".into()),
+        );
+    };
+    subject.namespace = namespace.to_owned();
+    if meta.is_some_and(|m| m.labels.0) {
+        return (subject, Decision::Unchanged(Skip::OptedOut));
+    }
+    let annotations = pod.annotations();
+    let injected = annotations.injected_outputs_path();
+    let identity = PodIdentity {
+        namespace,
+        name,
+        generate_name,
+        uid: &req.uid,
+    };
+    let containers = pod.container_names();
+    let selection = match selection::resolve(
+        config,
+        identity,
+        &annotations,
+        injected.as_deref(),
+        &containers,
+    ) {
+        Ok(s) => s,
+        Err(e) => return (subject, Decision::Denied(e.into())),
+    };
+    let wanted = match patch::wanted(&selection) {
+        Ok(w) => w,
+        Err(conflict) => return (subject, Decision::Denied(conflict.into())),
+    };
+    // The bound is checked on an estimate, before any per-container work.
+    let (containers, max_index) = patch::targeted(pod, &selection);
+    let estimate = wanted.estimate(containers, max_index);
+    if let Err(over) = bounds.check(&estimate) {
+        return (subject, Decision::Denied(over.into()));
+    }
+    let decision = match patch::build(pod, &selection, &wanted) {
+        Ok(Some(p)) => {
+            debug_assert!(
+                serde_json::to_vec(&p).map_or(0, |v| v.len() as u64) <= estimate.bytes,
+                "the estimate is an upper bound"
+            );
+            Decision::Patched(p)
+        }
+        Ok(None) => Decision::Unchanged(Skip::AlreadyInjected),
+        Err(conflict) => Decision::Denied(conflict.into()),
+    };
+    (subject, decision)
+}

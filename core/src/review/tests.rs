@@ -1,0 +1,380 @@
+use super::*;
+use base64::Engine as _;
+use serde_json::{json, Value};
+
+fn config() -> Config {
+    Config::from_yaml("data: {d: {mountPath: /d}}\noutputs: {o: {mountPath: /o}}").expect("valid")
+}
+
+fn body(api: &str, kind: &str, operation: &str, object: Value) -> Vec<u8> {
+    json!({
+        "apiVersion": api, "kind": "AdmissionReview",
+        "request": {
+            "uid": "0df28fbd-5f5f-4c5e-a2c4-42d1b4d5b6a1",
+            "kind": {"group": "", "version": "v1", "kind": kind},
+            "namespace": "ns", "operation": operation, "dryRun": false,
+            "object": object, "oldObject": null
+        }
+    })
+    .to_string()
+    .into_bytes()
+}
+
+fn pod() -> Value {
+    json!({"metadata": {"name": "p", "namespace": "ns"}, "spec": {"containers": [{"name": "main"}]}})
+}
+
+fn response(r: &Reviewed) -> Value {
+    serde_json::from_slice(&r.response).expect("response is JSON")
+}
+
+#[test]
+fn patch_is_base64_string_with_patch_type() {
+    let r = review(&config(), &body(API_V1, "Pod", "CREATE", pod())).expect("answered");
+    let out = response(&r);
+    assert_eq!(out["apiVersion"], API_V1);
+    assert_eq!(out["kind"], "AdmissionReview");
+    assert_eq!(
+        out["response"]["uid"],
+        "0df28fbd-5f5f-4c5e-a2c4-42d1b4d5b6a1"
+    );
+    assert_eq!(out["response"]["allowed"], true);
+    assert_eq!(out["response"]["patchType"], "JSONPatch");
+    let b64 = out["response"]["patch"]
+        .as_str()
+        .expect("patch is a base64 string, not a byte array");
+    let raw = base64::engine::general_purpose::STANDARD
+        .decode(b64)
+        .expect("valid base64");
+    let ops: Value = serde_json::from_slice(&raw).expect("decoded patch is JSON");
+    let Decision::Patched(p) = &r.decision else {
+        panic!("expected a patch, got {:?}", r.decision)
+    };
+    assert_eq!(ops, serde_json::to_value(p).expect("patch"));
+    assert!(ops.as_array().is_some_and(|a| !a.is_empty()));
+    assert_eq!(r.subject.name, "p");
+    assert_eq!(r.subject.operation, "CREATE");
+}
+
+#[test]
+fn object_before_kind_gets_the_same_answer() {
+    // The API server sends kind and operation first; any order must work.
+    let object = pod().to_string();
+    let head = r#""uid":"u","kind":{"group":"","version":"v1","kind":"Pod"},"namespace":"ns","operation":"CREATE""#;
+    let first = format!(
+        r#"{{"apiVersion":"{API_V1}","kind":"AdmissionReview","request":{{{head},"object":{object}}}}}"#
+    );
+    let last = format!(
+        r#"{{"apiVersion":"{API_V1}","kind":"AdmissionReview","request":{{"object":{object},{head}}}}}"#
+    );
+    let a = review(&config(), first.as_bytes()).expect("answered");
+    let b = review(&config(), last.as_bytes()).expect("answered");
+    assert!(
+        matches!(a.decision, Decision::Patched(_)),
+        "{:?}",
+        a.decision
+    );
+    assert_eq!(a.decision, b.decision);
+    assert_eq!(a.response, b.response);
+    // A non-Pod object after its kind is never read: garbage there is fine.
+    let skipped = first
+        .replace(r#""kind":"Pod""#, r#""kind":"Secret""#)
+        .replace(&object, r#"{"spec":{"containers":"not a list"}}"#);
+    let r = review(&config(), skipped.as_bytes()).expect("answered");
+    assert_eq!(r.decision, Decision::Unchanged(Skip::NotPod));
+    // A malformed Pod read in the first pass still gets the precise message.
+    let broken = first.replace(&object, r#"{"spec":{"containers":"not a list"}}"#);
+    let r = review(&config(), broken.as_bytes()).expect("answered");
+    match r.decision {
+        Decision::Invalid(m) => {
+            assert!(m.starts_with("request.object is not a valid Pod"), "{m}")
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn v1beta1_is_answered_in_kind() {
+    let r = review(&config(), &body(API_V1BETA1, "Pod", "CREATE", pod())).expect("answered");
+    assert_eq!(response(&r)["apiVersion"], API_V1BETA1);
+}
+
+#[test]
+fn other_kinds_and_operations_pass_unchanged() {
+    for (kind, op, skip) in [
+        ("Deployment", "CREATE", Skip::NotPod),
+        ("Pod", "UPDATE", Skip::NotCreate),
+        ("Pod", "DELETE", Skip::NotCreate),
+    ] {
+        let r = review(
+            &config(),
+            &body(
+                API_V1,
+                kind,
+                op,
+                json!({"spec": {"containers": "not a pod"}}),
+            ),
+        )
+        .expect("answered");
+        assert_eq!(r.decision, Decision::Unchanged(skip), "{kind} {op}");
+        let out = response(&r);
+        assert_eq!(
+            out["response"],
+            json!({"uid": "0df28fbd-5f5f-4c5e-a2c4-42d1b4d5b6a1", "allowed": true})
+        );
+    }
+}
+
+#[test]
+fn opted_out_pod_is_unchanged() {
+    let mut p = pod();
+    p["metadata"]["labels"] = json!({"polyaxon.com/persistence-injection": "disabled"});
+    let r = review(&config(), &body(API_V1, "Pod", "CREATE", p)).expect("answered");
+    assert_eq!(r.decision, Decision::Unchanged(Skip::OptedOut));
+}
+
+#[test]
+fn denial_has_status_400_and_message() {
+    let mut p = pod();
+    p["metadata"]["annotations"] = json!({"polyaxon.com/persistence": "data: [nope]"});
+    let r = review(&config(), &body(API_V1, "Pod", "CREATE", p)).expect("answered");
+    let out = response(&r);
+    assert_eq!(out["response"]["allowed"], false);
+    assert_eq!(out["response"]["status"]["code"], 400);
+    let msg = out["response"]["status"]["message"]
+        .as_str()
+        .expect("message");
+    assert!(
+        msg.contains("polyaxon.com/persistence") && msg.contains("data: d; outputs: o"),
+        "{msg}"
+    );
+    assert!(out["response"].get("patch").is_none());
+}
+
+fn pod_with(containers: usize) -> Value {
+    let list: Vec<Value> = (0..containers)
+        .map(|i| json!({"name": format!("c-{i}")}))
+        .collect();
+    json!({"metadata": {"name": "p", "namespace": "ns"}, "spec": {"containers": list}})
+}
+
+fn denial(r: &Reviewed) -> String {
+    let out = response(r);
+    assert_eq!(out["response"]["allowed"], false, "{out}");
+    assert_eq!(out["response"]["status"]["code"], 400, "{out}");
+    assert!(out["response"].get("patch").is_none());
+    out["response"]["status"]["message"]
+        .as_str()
+        .expect("message")
+        .to_owned()
+}
+
+#[test]
+fn bounds_are_checked_before_the_patch_is_built() {
+    // This config gives each container 2 mounts and 2 env vars.
+    let items = Bounds {
+        max_patch_bytes: u64::MAX,
+        max_injected_items: 10_000,
+    };
+    let under = review_with(
+        &config(),
+        &items,
+        &body(API_V1, "Pod", "CREATE", pod_with(2_500)),
+    )
+    .expect("answered");
+    match &under.decision {
+        Decision::Patched(p) => assert_eq!(p.0.len(), 1 + 1 + 2 * 2_500),
+        other => panic!("2,500 × 4 = 10,000 items is within the bound: {other:?}"),
+    }
+    let over = review_with(
+        &config(),
+        &items,
+        &body(API_V1, "Pod", "CREATE", pod_with(2_501)),
+    )
+    .expect("answered");
+    let msg = denial(&over);
+    assert!(
+        msg.starts_with("the patch would add 10,004 items (2,501 containers × 4) / about "),
+        "{msg}"
+    );
+    assert!(
+        msg.contains(
+            "over the limit of 10,000 items (--max-injected-items); target fewer containers"
+        ),
+        "{msg}"
+    );
+
+    // Bytes: the default 1 MiB is reached before 10,000 items here.
+    let big = review(&config(), &body(API_V1, "Pod", "CREATE", pod_with(5_000))).expect("answered");
+    let msg = denial(&big);
+    assert!(
+        msg.starts_with("the patch would add 20,000 items (5,000 containers × 4) / about "),
+        "{msg}"
+    );
+    assert!(msg.contains("over the limit of 10,000 items (--max-injected-items) and the limit of 1.0 MiB (1,048,576 bytes, --max-patch-bytes)"), "{msg}");
+    assert!(matches!(big.decision, Decision::Denied(_)));
+
+    // containers: narrows what is counted.
+    let mut narrowed = pod_with(5_000);
+    narrowed["metadata"]["annotations"] =
+        json!({"polyaxon.com/persistence": "containers: [c-4999]"});
+    let r = review(&config(), &body(API_V1, "Pod", "CREATE", narrowed)).expect("answered");
+    assert!(
+        matches!(r.decision, Decision::Patched(_)),
+        "{:?}",
+        r.decision
+    );
+}
+
+#[test]
+fn a_re_admitted_pod_gets_the_same_bound_answer() {
+    let tight = Bounds {
+        max_patch_bytes: u64::MAX,
+        max_injected_items: 40,
+    };
+    let first = review_with(
+        &config(),
+        &tight,
+        &body(API_V1, "Pod", "CREATE", pod_with(10)),
+    )
+    .expect("answered");
+    let Decision::Patched(p) = &first.decision else {
+        panic!(
+            "10 × 4 = 40 items is within the bound: {:?}",
+            first.decision
+        )
+    };
+    let mut patched = pod_with(10);
+    json_patch::patch(&mut patched, &p.0).expect("applies");
+    let again =
+        review_with(&config(), &tight, &body(API_V1, "Pod", "CREATE", patched)).expect("answered");
+    assert_eq!(again.decision, Decision::Unchanged(Skip::AlreadyInjected));
+}
+
+#[test]
+fn parser_messages_are_clipped() {
+    let mut p = pod();
+    p["metadata"]["labels"] = json!("x".repeat(100_000));
+    let r = review(&config(), &body(API_V1, "Pod", "CREATE", p)).expect("answered");
+    match &r.decision {
+        Decision::Invalid(m) => {
+            assert!(m.starts_with("request.object is not a valid Pod"), "{m}");
+            assert!(m.len() < 1200, "{} bytes", m.len());
+        }
+        other => panic!("{other:?}"),
+    }
+    let version = format!(
+        r#"{{"apiVersion":"{}","request":{{"uid":"u"}}}}"#,
+        "v".repeat(100_000)
+    );
+    let err = review(&config(), version.as_bytes())
+        .expect_err("unsupported")
+        .to_string();
+    assert!(err.len() < 400, "{} bytes", err.len());
+}
+
+#[test]
+fn malformed_requests_with_a_uid_get_an_answer() {
+    let cases = [
+        (
+            json!({"metadata": {"name": "p"}, "spec": {"containers": "x"}}),
+            "request.object is not a valid Pod",
+        ),
+        (Value::Null, "request.object is missing"),
+    ];
+    for (object, want) in cases {
+        let r = review(&config(), &body(API_V1, "Pod", "CREATE", object)).expect("answered");
+        match &r.decision {
+            Decision::Invalid(m) => assert!(m.contains(want), "{m}"),
+            other => panic!("{want}: got {other:?}"),
+        }
+        assert_eq!(response(&r)["response"]["allowed"], false);
+    }
+    // A request whose shape is wrong (operation is a number) still echoes the uid.
+    let wrong = br#"{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","request":{"uid":"u1","operation":5}}"#;
+    let r = review(&config(), wrong).expect("answered");
+    assert!(
+        matches!(r.decision, Decision::Invalid(_)),
+        "{:?}",
+        r.decision
+    );
+    assert_eq!(response(&r)["response"]["uid"], "u1");
+}
+
+#[test]
+fn unanswerable_bodies_are_errors() {
+    let cases: [(&[u8], &str); 7] = [
+            (b"", "not JSON"),
+            (b"\xff\xfe", "not JSON"),
+            (b"{\"apiVersion\":", "not JSON"),
+            (b"[]", "not an AdmissionReview"),
+            (br#"{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview"}"#, "no request"),
+            (br#"{"apiVersion":"admission.k8s.io/v2","kind":"AdmissionReview","request":{"uid":"u"}}"#, "unsupported AdmissionReview apiVersion"),
+            (br#"{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","request":{"operation":"CREATE"}}"#, "not an AdmissionReview"),
+        ];
+    for (input, want) in cases {
+        let err = review(&config(), input).expect_err(want).to_string();
+        assert!(err.contains(want), "{input:?}: {err}");
+    }
+}
+
+#[test]
+fn denials_are_typed_and_the_response_keeps_the_message() {
+    let annotated = |key: &str, value: &str| {
+        let mut p = pod();
+        p["metadata"]["annotations"] = json!({ key: value });
+        p
+    };
+    let mut env_clash = pod();
+    env_clash["spec"]["containers"] = json!([
+        {"name": "side"},
+        {"name": "main", "env": [{"name": "POLYAXON_RUN_OUTPUTS_PATH", "value": "/x"}]}
+    ]);
+    let cases = [
+        (
+            annotated("polyaxon.com/persistence", "data: [nope]"),
+            Reason::UnknownStore,
+            "metadata.annotations[polyaxon.com/persistence]",
+        ),
+        (
+            annotated("polyaxon.com/persistence", "outputs: [o, o]"),
+            Reason::BadSelection,
+            "metadata.annotations[polyaxon.com/persistence]",
+        ),
+        (
+            annotated("polyaxon.com/persistence", "containers: []"),
+            Reason::NoContainers,
+            "metadata.annotations[polyaxon.com/persistence]",
+        ),
+        (
+            annotated("polyaxon.com/outputs-subpath", "../up"),
+            Reason::BadSubpath,
+            "metadata.annotations[polyaxon.com/outputs-subpath]",
+        ),
+        (
+            annotated("polyaxon.com/unique-name", "not a run"),
+            Reason::BadUniqueName,
+            "metadata.annotations[polyaxon.com/unique-name]",
+        ),
+        (
+            env_clash,
+            Reason::EnvConflict,
+            "spec.containers[1].env[POLYAXON_RUN_OUTPUTS_PATH]",
+        ),
+    ];
+    for (object, reason, field) in cases {
+        let r = review(&config(), &body(API_V1, "Pod", "CREATE", object)).expect("answered");
+        let Decision::Denied(denial) = &r.decision else {
+            panic!("{reason}: {:?}", r.decision)
+        };
+        assert_eq!(denial.reason(), reason, "{denial}");
+        assert_eq!(r.decision.reason(), Some(reason));
+        assert_eq!(denial.field(), Some(field), "{reason}");
+        assert_eq!(denial.to_string(), denial.cause().to_string());
+        assert_eq!(
+            response(&r)["response"]["status"]["message"],
+            json!(denial.to_string()),
+            "{reason}"
+        );
+    }
+}
