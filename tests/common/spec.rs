@@ -583,14 +583,26 @@ fn list<'v>(v: &'v Value, key: &str) -> &'v [Value] {
         .map_or(&[], Vec::as_slice)
 }
 
-fn unique(what: &str, items: impl Iterator<Item = String>) -> Result<(), String> {
-    let mut seen = BTreeSet::new();
-    for i in items {
-        if !seen.insert(i.clone()) {
-            return Err(format!("{what}: {i:?} appears twice"));
+/// No item appears more often than once, or than the pod itself had it
+/// (duplicates the pod already had are not ours).
+fn unique(what: &str, before: &[String], after: &[String]) -> Result<(), String> {
+    let had = counts(before.iter().cloned());
+    for (item, n) in counts(after.iter().cloned()) {
+        let was = had.get(&item).copied().unwrap_or(0);
+        if n > 1 && n != was {
+            return Err(format!(
+                "{what}: {item:?} appears {n} times (the pod had it {was} times)"
+            ));
         }
     }
     Ok(())
+}
+
+fn field_of(items: &[Value], key: &str) -> Vec<String> {
+    items
+        .iter()
+        .map(|v| v[key].as_str().unwrap_or_default().to_owned())
+        .collect()
 }
 
 /// Removes from `patched[key]` what was appended to `original[key]`, after
@@ -611,6 +623,11 @@ fn strip_appended(original: &Value, patched: &mut Value, key: &str) -> Result<Ve
             }
             Ok(list.split_off(orig.len()))
         }
+        Some(Value::Null) => match obj.insert(key.to_owned(), Value::Null) {
+            Some(Value::Null) => Ok(Vec::new()),
+            Some(Value::Array(added)) if !added.is_empty() => Ok(added),
+            other => Err(format!("{key}: null replaced by {other:?}")),
+        },
         Some(other) => Err(format!("{key} was {other}, not a list, and was patched")),
         None => match obj.remove(key) {
             None => Ok(Vec::new()),
@@ -639,12 +656,11 @@ pub fn check_patched_pod(original: &Value, patched: &Value, want: &Expected) -> 
         .as_str()
         .and_then(|s| serde_json::from_str(s).ok())
         .ok_or("no readable polyaxon.com/persistence-injected annotation")?;
-    unique(
-        "persistence-injected data",
-        list(&injected, "data")
-            .iter()
-            .map(|v| v.as_str().unwrap_or_default().to_owned()),
-    )?;
+    let names: Vec<String> = list(&injected, "data")
+        .iter()
+        .map(|v| v.as_str().unwrap_or_default().to_owned())
+        .collect();
+    unique("persistence-injected data", &[], &names)?;
     if injected != want.injected {
         return Err(format!(
             "annotation {ANN_INJECTED} is {injected}, SPEC gives {}",
@@ -658,13 +674,18 @@ pub fn check_patched_pod(original: &Value, patched: &Value, want: &Expected) -> 
     let mut orig = original.clone();
     remove_injected(&mut stripped);
     remove_injected(&mut orig);
-    if orig.pointer("/metadata/annotations").is_none() {
+    let own_annotations = orig.pointer("/metadata/annotations");
+    if own_annotations.is_none_or(Value::is_null) {
+        let had_null = own_annotations.is_some();
         let meta = stripped
             .get_mut("metadata")
             .and_then(Value::as_object_mut)
             .ok_or("no metadata")?;
         if meta.remove("annotations") != Some(json!({})) {
             return Err("annotations added with more than ours".into());
+        }
+        if had_null {
+            meta.insert("annotations".into(), Value::Null);
         }
     }
     if orig.get("metadata").is_none() {
@@ -674,13 +695,22 @@ pub fn check_patched_pod(original: &Value, patched: &Value, want: &Expected) -> 
         }
     }
 
+    // A pod with no spec has nothing to mount into: it only gets the record.
+    if !orig.get("spec").is_some_and(Value::is_object) {
+        if stripped != orig {
+            return Err(format!(
+                "a pod without a spec changed beyond the record\npod: {original}\npatched: {patched}"
+            ));
+        }
+        return Ok(());
+    }
+
     // Pod volumes: exactly the stores' volumes added, named apart.
     let spec = patched.get("spec").ok_or("no spec")?;
     unique(
         "pod volume names",
-        list(spec, "volumes")
-            .iter()
-            .map(|v| v["name"].as_str().unwrap_or_default().to_owned()),
+        &field_of(list(&orig["spec"], "volumes"), "name"),
+        &field_of(list(spec, "volumes"), "name"),
     )?;
     let added = strip_appended(&orig["spec"], &mut stripped["spec"], "volumes")?;
     let mut added_by_name = BTreeMap::new();
@@ -693,14 +723,34 @@ pub fn check_patched_pod(original: &Value, patched: &Value, want: &Expected) -> 
         }
         added_by_name.insert(name.to_owned(), signature(v));
     }
+    // One of ours the pod already has (a reinvocation, a replay) is kept,
+    // not added again.
+    let kept: BTreeMap<String, String> = list(&orig["spec"], "volumes")
+        .iter()
+        .filter_map(|v| v["name"].as_str().map(|n| (n.to_owned(), signature(v))))
+        .filter(|(n, sig)| {
+            n.starts_with(VOLUME_PREFIX)
+                && want.mounts.iter().any(|m| {
+                    m.volume == *sig && m.volume_name.as_ref().is_none_or(|known| known == n)
+                })
+        })
+        .collect();
     let mut signatures: Vec<String> = added_by_name.values().cloned().collect();
+    let kept_signatures: BTreeSet<&String> = kept.values().collect();
+    let mut wanted: Vec<String> = want
+        .volumes
+        .iter()
+        .filter(|sig| !kept_signatures.contains(sig))
+        .cloned()
+        .collect();
     signatures.sort();
-    if signatures != want.volumes {
+    wanted.sort();
+    if signatures != wanted {
         return Err(format!(
-            "volumes added {signatures:?}, SPEC gives {:?}",
-            want.volumes
+            "volumes added {signatures:?}, SPEC gives {wanted:?} (the pod had {kept:?})"
         ));
     }
+    added_by_name.extend(kept);
 
     for key in ["initContainers", "containers"] {
         let now = list(spec, key);
@@ -712,15 +762,13 @@ pub fn check_patched_pod(original: &Value, patched: &Value, want: &Expected) -> 
             let name = c["name"].as_str().unwrap_or_default();
             unique(
                 &format!("mount paths of {name}"),
-                list(c, "volumeMounts")
-                    .iter()
-                    .map(|m| m["mountPath"].as_str().unwrap_or_default().to_owned()),
+                &field_of(list(before, "volumeMounts"), "mountPath"),
+                &field_of(list(c, "volumeMounts"), "mountPath"),
             )?;
             unique(
                 &format!("env names of {name}"),
-                list(c, "env")
-                    .iter()
-                    .map(|e| e["name"].as_str().unwrap_or_default().to_owned()),
+                &field_of(list(before, "env"), "name"),
+                &field_of(list(c, "env"), "name"),
             )?;
             if !want.targets(name) {
                 if c != before {
@@ -760,28 +808,34 @@ fn check_container(
     use serde_json::json;
     for (var, w) in &want.env {
         let found = env_named(now, var);
-        if found.len() != 1 {
-            return Err(format!("container {name}: {var} set {} times", found.len()));
-        }
-        if !w.matches(found[0]) {
+        let had = env_named(was, var);
+        // Set once; or, when the container already sets it as SPEC would,
+        // kept as it was.
+        if (had.is_empty() && found.len() != 1) || (!had.is_empty() && found != had) {
             return Err(format!(
-                "container {name}: env {var} is {}, SPEC gives {w}",
-                found[0]
+                "container {name}: {var} set {} times (it had {})",
+                found.len(),
+                had.len()
+            ));
+        }
+        if let Some(bad) = found.iter().find(|e| !w.matches(e)) {
+            return Err(format!(
+                "container {name}: env {var} is {bad}, SPEC gives {w}"
             ));
         }
     }
     // GOOGLE_APPLICATION_CREDENTIALS: the container's own is kept; else it
     // names the key file when a GCS key is mounted; else it is not set.
-    let own = env_named(was, ENV_GOOGLE).first().copied().cloned();
+    let own = env_named(was, ENV_GOOGLE);
     let got = env_named(now, ENV_GOOGLE);
-    let wanted = match (&own, &want.gcs_key) {
-        (Some(own), _) => Some(own.clone()),
-        (None, Some((_, key))) => {
-            Some(json!({"name": ENV_GOOGLE, "value": format!("{GCS_CREDENTIALS_DIR}/{key}")}))
+    let wanted: Vec<Value> = match &want.gcs_key {
+        _ if !own.is_empty() => own.into_iter().cloned().collect(),
+        Some((_, key)) => {
+            vec![json!({"name": ENV_GOOGLE, "value": format!("{GCS_CREDENTIALS_DIR}/{key}")})]
         }
-        (None, None) => None,
+        None => Vec::new(),
     };
-    if got.len() > 1 || got.first().copied() != wanted.as_ref() {
+    if got.iter().copied().ne(wanted.iter()) {
         return Err(format!(
             "container {name}: {ENV_GOOGLE} is {got:?}, wanted {wanted:?}"
         ));
