@@ -7,8 +7,8 @@
 //! an AdmissionReview, and their selection is always a valid one. Every
 //! answer is checked against SPEC.md's invariants (the patch applies, the
 //! result is a Pod, admitting it again changes nothing, nothing else moves)
-//! and against a small model of SPEC §3 and §4 kept here, independent of the
-//! crate's own code.
+//! and against the one model of SPEC §3 and §4 in `tests/common/spec.rs`,
+//! independent of the crate's own code.
 
 use std::cell::RefCell;
 use std::collections::{BTreeMap, BTreeSet};

@@ -1,6 +1,8 @@
 //! The SPEC on the test side, written once: the contract's names (SPEC §3-§4,
-//! spelled here independently of the implementation's constants) and the
-//! invariants every answer must keep (SPEC §5). Used by the golden, property
+//! spelled here independently of the implementation's constants), the
+//! invariants every answer must keep (SPEC §5), and the model of what a pod
+//! should get (plain-data stores and selection in, [`expect`] and
+//! [`check_patched_pod`]). Used by the golden, property
 //! and fuzz-regression tests, and by the fuzz targets
 //! (`#[path = "../../tests/common/spec.rs"] mod spec;`), so it depends only
 //! on crates the fuzz crate has too: serde_json, base64 and json-patch.
