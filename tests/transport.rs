@@ -9,7 +9,9 @@ mod common;
 use std::time::Duration;
 
 use axum::body::Bytes;
-use common::{metric, metrics_page, pki, serve_args_for, tls_connector, Spawned, Volume, REVIEW};
+use common::{
+    eventually, metric, metrics_page, pki, serve_args_for, tls_connector, Spawned, Volume, REVIEW,
+};
 use persistence_webhook::certs::Issued;
 use persistence_webhook::server::{self, Running};
 use rustls::pki_types::ServerName;
@@ -309,18 +311,15 @@ async fn the_connection_limit_queues_new_clients_and_says_so_once() {
             .await
             .map(|r| r.status())
     });
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    loop {
-        let page = metrics_page(server.metrics).await.unwrap_or_default();
-        if metric(&page, limited).unwrap_or(0.0) >= 1.0 {
-            break;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "never limited:\n{page}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let metrics = server.metrics;
+    eventually(
+        "the fourth connection is counted as limited",
+        || async move {
+            let page = metrics_page(metrics).await.unwrap_or_default();
+            metric(&page, limited).unwrap_or(0.0) >= 1.0
+        },
+    )
+    .await;
     assert!(
         !waiting.is_finished(),
         "the fourth client waits for a free slot"
@@ -369,20 +368,12 @@ async fn running_out_of_descriptors_is_logged_counted_and_recovered_from() {
                 .expect("the kernel accepts"),
         );
     }
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
     let mut logs = Vec::new();
-    while !logs
-        .iter()
-        .any(|l: &String| l.contains("Out of file descriptors"))
-    {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "not logged: {logs:#?}"
-        );
-        if let Ok(line) = server.logs.recv_timeout(Duration::from_millis(100)) {
-            logs.push(line);
-        }
-    }
+    eventually("\"Out of file descriptors\" is logged", || {
+        logs.extend(server.logs.try_iter());
+        std::future::ready(logs.iter().any(|l| l.contains("Out of file descriptors")))
+    })
+    .await;
     assert!(
         logs.iter()
             .any(|l| l.contains("The open-files limit is below")),
@@ -392,21 +383,16 @@ async fn running_out_of_descriptors_is_logged_counted_and_recovered_from() {
     // Once the descriptors are back, the server accepts and answers again.
     let c = common::client_h1(&[&issued]);
     let url = format!("https://localhost:{}/mutate", server.addr.port());
-    let mut answered = false;
-    for _ in 0..50 {
+    eventually("the server recovers and answers", || async {
         let sent = c
             .post(&url)
             .header("content-type", "application/json")
             .body(REVIEW)
             .send()
             .await;
-        if sent.is_ok_and(|r| r.status() == 200) {
-            answered = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    assert!(answered, "the server recovered");
+        sent.is_ok_and(|r| r.status() == 200)
+    })
+    .await;
     let page = metrics_page(server.metrics).await.expect("metrics");
     let errors = metric(
         &page,

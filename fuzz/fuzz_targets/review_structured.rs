@@ -9,7 +9,13 @@
 //!   did);
 //! - admitting the patched pod again gives `Decision::Unchanged`;
 //! - the patch adds no duplicate volume name and no duplicate mount path in
-//!   any container (duplicates the pod already had are not ours).
+//!   any container (duplicates the pod already had are not ours);
+//! - for a pod whose selection the generator built (or left out) and that
+//!   carries nothing named like ours yet, the patched pod is what the one
+//!   SPEC model gives (`spec::expect`, `spec::check_patched_pod`): record,
+//!   volumes, env, mounts, targeted containers, nothing else moved. The
+//!   run's sub-path is read back from the record (its rules are pinned by
+//!   the golden and property tests).
 //!
 //! Every other answer must simply not panic. The config is one of a few fixed
 //! valid ones or is generated (falling back to a fixed one when the generated
@@ -26,7 +32,7 @@ use std::sync::LazyLock;
 
 use arbitrary::Arbitrary;
 use libfuzzer_sys::fuzz_target;
-use persistence_webhook_core::config::Role;
+use persistence_webhook_core::config::{Backend, Role, Source, Store};
 use persistence_webhook_core::k8s::Pod;
 use persistence_webhook_core::review::{review, Decision};
 use persistence_webhook_core::Config;
@@ -434,15 +440,23 @@ fn yaml_scalar(s: &str) -> String {
     }
 }
 
-fn selection_text(s: &SelectionText, pools: &Pools, container_names: &[String]) -> String {
-    let (data, outputs, containers, style) = match s {
-        SelectionText::Raw(r) => return r.clone(),
-        SelectionText::Built {
-            data,
-            outputs,
-            containers,
-            style,
-        } => (data, outputs, containers, style),
+/// What a built selection names: data stores, outputs (one or a list) and
+/// containers, each when its key is written.
+type Parts = (Option<Vec<String>>, Option<Value>, Option<Vec<String>>);
+
+fn selection_parts(
+    s: &SelectionText,
+    pools: &Pools,
+    container_names: &[String],
+) -> Option<(Parts, u8)> {
+    let SelectionText::Built {
+        data,
+        outputs,
+        containers,
+        style,
+    } = s
+    else {
+        return None;
     };
     let data: Option<Vec<String>> = data
         .as_ref()
@@ -458,6 +472,17 @@ fn selection_text(s: &SelectionText, pools: &Pools, container_names: &[String]) 
     let containers: Option<Vec<String>> = containers
         .as_ref()
         .map(|c| c.iter().take(4).map(|t| t.get(container_names)).collect());
+    Some(((data, outputs, containers), *style))
+}
+
+fn selection_text(s: &SelectionText, pools: &Pools, container_names: &[String]) -> String {
+    let Some(((data, outputs, containers), style)) = selection_parts(s, pools, container_names)
+    else {
+        let SelectionText::Raw(r) = s else {
+            unreachable!("a selection is built or raw")
+        };
+        return r.clone();
+    };
     match style % 3 {
         0 => {
             let mut m = Map::new();
@@ -741,6 +766,7 @@ fn check_patched(
     pod: &Value,
     decided: &json_patch::Patch,
     out: &Value,
+    selection: Option<&dyn Fn(&Value) -> spec::Selection>,
 ) {
     let fail = |e: String| -> ! { panic!("{e}\npod: {pod}\nanswer: {out}") };
     spec::check_envelope(&json!(req.api_version), &json!(req.uid), out).unwrap_or_else(|e| fail(e));
@@ -757,6 +783,10 @@ fn check_patched(
         }
     }
     spec::check_no_new_duplicates(pod, &patched).unwrap_or_else(|e| fail(e));
+    if let Some(selection) = selection {
+        let want = spec::expect(&selection(&patched));
+        spec::check_patched_pod(pod, &patched, &want).unwrap_or_else(|e| fail(e));
+    }
     let again = review(config, &req.body(&patched)).expect("the patched review is answered");
     assert!(
         matches!(again.decision, Decision::Unchanged(_)),
@@ -804,7 +834,42 @@ fuzz_target!(|input: Input| {
     let reviewed = review(config, &body).expect("a well-formed review is answered");
     let out: Value = serde_json::from_slice(&reviewed.response).expect("the response is JSON");
     match &reviewed.decision {
-        Decision::Patched(p) => check_patched(config, &req, &pod, p, &out),
+        Decision::Patched(p) => {
+            let written = input
+                .pod
+                .metadata
+                .as_ref()
+                .and_then(|m| m.annotations.as_ref())
+                .and_then(|a| a.persistence.as_ref());
+            let namespace = req
+                .namespace
+                .clone()
+                .or_else(|| pod["metadata"]["namespace"].as_str().map(str::to_owned))
+                .unwrap_or_default();
+            // The model covers fresh pods; a pod that already carries
+            // volumes or mounts named like ours (a reinvocation, a replay)
+            // is held to the invariants above and to idempotence.
+            let fresh = !pod
+                .to_string()
+                .contains(&format!("\"{}", spec::VOLUME_PREFIX));
+            let parts = match written {
+                _ if !fresh => None,
+                None => Some((None, None, None)),
+                Some(s) => selection_parts(s, &pools, &container_names(&pod)).map(|(p, _)| p),
+            };
+            let model = parts
+                .map(|parts| move |patched: &Value| modelled(config, &namespace, &parts, patched));
+            check_patched(
+                config,
+                &req,
+                &pod,
+                p,
+                &out,
+                model
+                    .as_ref()
+                    .map(|m| m as &dyn Fn(&Value) -> spec::Selection),
+            )
+        }
         Decision::Unchanged(_) => {
             assert_eq!(out["response"]["allowed"], true, "{out}");
             assert!(out["response"].get("patch").is_none(), "{out}");
@@ -828,6 +893,105 @@ fuzz_target!(|input: Input| {
         "dryRun changed the response"
     );
 });
+
+/// The pod's container names as the generator saw them (init first), and
+/// the name of none.
+fn container_names(pod: &Value) -> Vec<String> {
+    let mut names: Vec<String> = ["initContainers", "containers"]
+        .iter()
+        .flat_map(|k| pod["spec"][k].as_array().into_iter().flatten())
+        .filter_map(|c| c["name"].as_str().map(str::to_owned))
+        .collect();
+    names.push("missing".to_owned());
+    names
+}
+
+/// A store of the config, described for the SPEC model.
+fn describe(store: &Store) -> spec::StoreSpec {
+    let kind = match store.backend() {
+        Backend::Volume {
+            mount_path,
+            source,
+            read_only,
+            ..
+        } => spec::StoreKind::Volume {
+            mount_path: mount_path.clone(),
+            source: match source {
+                Source::HostPath(p) => spec::Source::HostPath(p.clone()),
+                Source::Claim(c) => spec::Source::Claim(c.clone()),
+                Source::EmptyDir => spec::Source::EmptyDir,
+            },
+            read_only: *read_only,
+        },
+        Backend::Cloud {
+            provider,
+            bucket,
+            secret,
+            secret_key,
+        } => spec::StoreKind::Cloud {
+            provider: provider.as_str().to_owned(),
+            bucket: bucket.clone(),
+            secret: secret.clone(),
+            secret_key: secret_key.clone(),
+        },
+    };
+    let volume_name =
+        matches!(kind, spec::StoreKind::Volume { .. }).then(|| store.volume_name().to_owned());
+    spec::StoreSpec {
+        name: store.name().to_owned(),
+        kind,
+        volume_name,
+    }
+}
+
+/// The selection SPEC §3 gives a patched pod whose selection the generator
+/// built (or left out). The run's sub-path is read back from the answer's
+/// record: its rules (normalisation, isolated namespaces) are checked by the
+/// golden and property tests; here the env, volumes and mounts must agree
+/// with it.
+fn modelled(config: &Config, namespace: &str, parts: &Parts, patched: &Value) -> spec::Selection {
+    let (data, outputs, containers) = parts;
+    let data = match data {
+        None => config
+            .available(Role::Data, namespace)
+            .map(describe)
+            .collect(),
+        Some(names) => {
+            let names: std::collections::BTreeSet<&String> = names.iter().collect();
+            names
+                .into_iter()
+                .map(|n| describe(config.store(n).expect("a patched pod names known stores")))
+                .collect()
+        }
+    };
+    let outputs = match outputs {
+        None => config.default_outputs(namespace),
+        Some(Value::String(name)) => config.store(name),
+        Some(other) => panic!("patched although outputs is {other}"),
+    };
+    let record: Value = patched["metadata"]["annotations"][spec::ANN_INJECTED]
+        .as_str()
+        .and_then(|r| serde_json::from_str(r).ok())
+        .unwrap_or_default();
+    let outputs = outputs.map(|store| {
+        let prefix = format!("{}/", store.path().trim_end_matches('/'));
+        let sub = record["outputsPath"]
+            .as_str()
+            .and_then(|p| p.strip_prefix(&prefix))
+            .unwrap_or_else(|| {
+                panic!(
+                    "outputsPath {} is not under {prefix}",
+                    record["outputsPath"]
+                )
+            });
+        (describe(store), sub.to_owned())
+    });
+    spec::Selection {
+        data,
+        outputs,
+        containers: containers.as_ref().map(|c| c.iter().cloned().collect()),
+    }
+}
 
 fn check_refused(out: &Value, message: &str) {
     assert_eq!(out["response"]["allowed"], false, "{out}");

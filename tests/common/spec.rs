@@ -1,12 +1,14 @@
 //! The SPEC on the test side, written once: the contract's names (SPEC §3-§4,
-//! spelled here independently of the implementation's constants) and the
-//! invariants every answer must keep (SPEC §5). Used by the golden, property
+//! spelled here independently of the implementation's constants), the
+//! invariants every answer must keep (SPEC §5), and the model of what a pod
+//! should get (plain-data stores and selection in, [`expect`] and
+//! [`check_patched_pod`]). Used by the golden, property
 //! and fuzz-regression tests, and by the fuzz targets
 //! (`#[path = "../../tests/common/spec.rs"] mod spec;`), so it depends only
 //! on crates the fuzz crate has too: serde_json, base64 and json-patch.
 #![allow(dead_code)]
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use base64::Engine as _;
 use serde_json::Value;
@@ -238,6 +240,663 @@ pub fn check_no_new_duplicates(pod: &Value, patched: &Value) -> Result<(), Strin
                     "the patch made {what} {name:?} appear {n} times (the pod had it {had} times)\npod: {pod}\npatched: {patched}"
                 ));
             }
+        }
+    }
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------
+// The model of what a pod should get (SPEC §3-§4), as plain data: the tests
+// describe their stores and the selection they expect, [`expect`] works out
+// the env, volumes and mounts, and [`check_patched_pod`] holds a patched pod
+// to them.
+
+/// Where a volume store's pod volume comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Source {
+    /// `hostPath`: a directory on the node.
+    HostPath(String),
+    /// `existingClaim`: a PersistentVolumeClaim.
+    Claim(String),
+    /// Only `mountPath`: an `emptyDir`.
+    EmptyDir,
+}
+
+/// What backs a store.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StoreKind {
+    /// A pod volume mounted at `mount_path` (a trailing `/` is ignored).
+    Volume {
+        mount_path: String,
+        source: Source,
+        read_only: bool,
+    },
+    /// A bucket reached through a key in a Secret.
+    Cloud {
+        /// `gcs`, `s3` or `azure`.
+        provider: String,
+        /// Used verbatim.
+        bucket: String,
+        secret: String,
+        secret_key: String,
+    },
+}
+
+/// One store of the config, as the tests describe it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoreSpec {
+    pub name: String,
+    pub kind: StoreKind,
+    /// The pod volume's name, when the test knows it (SPEC only asks for a
+    /// `pw-` name of at most 63 bytes, apart from the pod's own).
+    pub volume_name: Option<String>,
+}
+
+impl StoreSpec {
+    /// SPEC §4: the mount path of a volume store (no trailing `/`), the
+    /// bucket URL verbatim of a cloud store.
+    pub fn path(&self) -> String {
+        match &self.kind {
+            StoreKind::Volume { mount_path, .. } => mount_path.trim_end_matches('/').to_owned(),
+            StoreKind::Cloud { bucket, .. } => bucket.clone(),
+        }
+    }
+
+    pub fn provider(&self) -> Option<&str> {
+        match &self.kind {
+            StoreKind::Cloud { provider, .. } => Some(provider),
+            StoreKind::Volume { .. } => None,
+        }
+    }
+
+    /// The added pod volume of a volume store, in short (see [`signature`]).
+    fn volume_signature(&self) -> Option<String> {
+        match &self.kind {
+            StoreKind::Volume {
+                source, read_only, ..
+            } => Some(match source {
+                Source::HostPath(p) => format!("hostPath {p}"),
+                Source::Claim(c) => format!("claim {c} readOnly={read_only}"),
+                Source::EmptyDir => "emptyDir".to_owned(),
+            }),
+            StoreKind::Cloud { .. } => None,
+        }
+    }
+}
+
+/// What a pod selected (SPEC §3), resolved by the test: the data stores
+/// (each once, by name), the outputs store and the run's sub-path in it,
+/// and the targeted containers (`None`: all of them).
+#[derive(Debug, Clone)]
+pub struct Selection {
+    pub data: Vec<StoreSpec>,
+    pub outputs: Option<(StoreSpec, String)>,
+    pub containers: Option<BTreeSet<String>>,
+}
+
+/// The outputs sub-path SPEC §3 gives a run, first match wins: the
+/// sub-path annotation, the unique-name annotation, `<namespace>/<name>`,
+/// `<namespace>/<generateName><uid>`, `<namespace>/<uid>`.
+pub fn sub_path(
+    annotations: &Value,
+    namespace: &str,
+    metadata: &Value,
+    uid: &str,
+) -> Option<String> {
+    if let Some(p) = annotations[ANN_SUBPATH].as_str() {
+        return Some(p.to_owned());
+    }
+    if let Some(u) = annotations[ANN_UNIQUE_NAME].as_str() {
+        return unique_name_path(u);
+    }
+    Some(
+        match (metadata["name"].as_str(), metadata["generateName"].as_str()) {
+            (Some(name), _) => format!("{namespace}/{name}"),
+            (None, Some(g)) => format!("{namespace}/{g}{uid}"),
+            (None, None) => format!("{namespace}/{uid}"),
+        },
+    )
+}
+
+/// An env var SPEC §4 prescribes.
+#[derive(Debug, Clone, PartialEq)]
+pub enum WantEnv {
+    /// This exact `value`, no `valueFrom`.
+    Exact(String),
+    /// A `value` holding this JSON object, its top-level keys in sorted order.
+    SortedJson(Value),
+    /// This `valueFrom`, no `value`.
+    From(Value),
+}
+
+impl WantEnv {
+    fn matches(&self, got: &Value) -> bool {
+        let value = got.get("value").and_then(Value::as_str);
+        match self {
+            WantEnv::Exact(v) => value == Some(v.as_str()) && got.get("valueFrom").is_none(),
+            WantEnv::SortedJson(want) => value.is_some_and(|text| {
+                serde_json::from_str::<Value>(text).ok().as_ref() == Some(want)
+                    && top_level_keys_sorted(text, want)
+            }),
+            WantEnv::From(from) => got.get("valueFrom") == Some(from) && value.is_none(),
+        }
+    }
+}
+
+impl std::fmt::Display for WantEnv {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            WantEnv::Exact(v) => write!(f, "value {v:?}"),
+            WantEnv::SortedJson(v) => write!(f, "value {v} (keys sorted)"),
+            WantEnv::From(v) => write!(f, "valueFrom {v}"),
+        }
+    }
+}
+
+/// Whether the object's keys appear in `text` in sorted order.
+fn top_level_keys_sorted(text: &str, object: &Value) -> bool {
+    let Some(map) = object.as_object() else {
+        return false;
+    };
+    // serde_json's Map iterates in sorted order; find each key in the text.
+    let mut from = 0;
+    for key in map.keys() {
+        let needle = format!("{}:", Value::String(key.clone()));
+        match text[from..].find(&needle) {
+            Some(at) => from += at + needle.len(),
+            None => return false,
+        }
+    }
+    true
+}
+
+/// A mount SPEC §4 asks for in every targeted container.
+#[derive(Debug, Clone, PartialEq)]
+pub struct WantMount {
+    pub path: String,
+    pub sub_path: Option<String>,
+    pub read_only: bool,
+    /// The added volume it must name, in short (see [`signature`]).
+    pub volume: String,
+    /// Its exact name, when known.
+    pub volume_name: Option<String>,
+}
+
+/// What SPEC §3-§4 says a pod with this selection gets.
+#[derive(Debug, Clone)]
+pub struct Expected {
+    /// The `persistence-injected` annotation, parsed.
+    pub injected: Value,
+    /// Each var set exactly once in every targeted container.
+    pub env: BTreeMap<String, WantEnv>,
+    /// The secret and key of the GCS key file, if one is mounted.
+    pub gcs_key: Option<(String, String)>,
+    /// The added pod volumes, in short, sorted.
+    pub volumes: Vec<String>,
+    pub mounts: Vec<WantMount>,
+    pub containers: Option<BTreeSet<String>>,
+}
+
+impl Expected {
+    pub fn targets(&self, container: &str) -> bool {
+        self.containers
+            .as_ref()
+            .is_none_or(|c| c.contains(container))
+    }
+}
+
+fn secret_signature(secret: &str, key: &str) -> String {
+    format!(
+        "secret {secret} {}",
+        serde_json::json!([{"key": key, "path": key}])
+    )
+}
+
+/// SPEC §4 for a selection.
+pub fn expect(sel: &Selection) -> Expected {
+    use serde_json::json;
+    let outputs_path = sel
+        .outputs
+        .as_ref()
+        .map(|(s, sub)| format!("{}/{sub}", s.path().trim_end_matches('/')));
+    let injected = json!({
+        "data": sel.data.iter().map(|s| s.name.as_str()).collect::<Vec<_>>(),
+        "outputs": sel.outputs.as_ref().map(|(s, _)| s.name.as_str()),
+        "outputsPath": outputs_path,
+    });
+
+    let mut data_paths = BTreeMap::new();
+    let mut access_keys = serde_json::Map::new();
+    let mut secret_keys = BTreeMap::new();
+    let mut gcs_key = None;
+    let mut volumes = Vec::new();
+    let mut mounts = Vec::new();
+    // (store, where its path is, sub-path): data stores, then outputs.
+    let mut picked: Vec<(&StoreSpec, String, Option<String>)> = Vec::new();
+    for s in &sel.data {
+        data_paths.insert(s.name.clone(), s.path());
+        picked.push((s, s.path(), None));
+    }
+    if let (Some((s, sub)), Some(path)) = (&sel.outputs, &outputs_path) {
+        picked.push((s, path.clone(), Some(sub.clone())));
+    }
+    for (i, (store, path, sub)) in picked.iter().enumerate() {
+        let is_outputs = sel.outputs.is_some() && i + 1 == picked.len();
+        match &store.kind {
+            StoreKind::Cloud {
+                provider,
+                secret,
+                secret_key,
+                ..
+            } => {
+                access_keys.insert(
+                    path.clone(),
+                    json!({"store": provider, "secret_key": secret_key}),
+                );
+                secret_keys.insert(secret_key.clone(), secret.clone());
+                // The outputs store's key if it is GCS, else the first GCS
+                // data store's.
+                if provider == "gcs" && (gcs_key.is_none() || is_outputs) {
+                    gcs_key = Some((secret.clone(), secret_key.clone()));
+                }
+            }
+            StoreKind::Volume { read_only, .. } => {
+                let volume = store.volume_signature().expect("a volume store");
+                volumes.push(volume.clone());
+                mounts.push(WantMount {
+                    path: path.clone(),
+                    sub_path: sub.clone(),
+                    read_only: *read_only,
+                    volume,
+                    volume_name: store.volume_name.clone(),
+                });
+            }
+        }
+    }
+
+    let mut env = BTreeMap::new();
+    env.insert(
+        ENV_DATA_PATHS.to_owned(),
+        WantEnv::Exact(serde_json::to_string(&data_paths).expect("strings")),
+    );
+    if let Some(path) = &outputs_path {
+        env.insert(ENV_OUTPUTS_PATH.to_owned(), WantEnv::Exact(path.clone()));
+    }
+    if !access_keys.is_empty() {
+        env.insert(
+            ENV_ACCESS_KEYS.to_owned(),
+            WantEnv::SortedJson(Value::Object(access_keys)),
+        );
+    }
+    for (key, secret) in &secret_keys {
+        env.insert(
+            key.clone(),
+            WantEnv::From(json!({"secretKeyRef": {"name": secret, "key": key}})),
+        );
+    }
+    if let Some((secret, key)) = &gcs_key {
+        let volume = secret_signature(secret, key);
+        volumes.push(volume.clone());
+        mounts.push(WantMount {
+            path: GCS_CREDENTIALS_DIR.to_owned(),
+            sub_path: None,
+            read_only: true,
+            volume,
+            volume_name: None,
+        });
+    }
+    volumes.sort();
+    Expected {
+        injected,
+        env,
+        gcs_key,
+        volumes,
+        mounts,
+        containers: sel.containers.clone(),
+    }
+}
+
+/// A pod volume in short: its source and what the model cares about.
+pub fn signature(volume: &Value) -> String {
+    if let Some(h) = volume.get("hostPath") {
+        format!("hostPath {}", h["path"].as_str().unwrap_or_default())
+    } else if let Some(c) = volume.get("persistentVolumeClaim") {
+        format!(
+            "claim {} readOnly={}",
+            c["claimName"].as_str().unwrap_or_default(),
+            c["readOnly"].as_bool().unwrap_or(false)
+        )
+    } else if volume.get("emptyDir").is_some_and(Value::is_object) {
+        "emptyDir".to_owned()
+    } else if let Some(s) = volume.get("secret") {
+        format!(
+            "secret {} {}",
+            s["secretName"].as_str().unwrap_or_default(),
+            s["items"]
+        )
+    } else {
+        format!("unexpected {volume}")
+    }
+}
+
+fn list<'v>(v: &'v Value, key: &str) -> &'v [Value] {
+    v.get(key)
+        .and_then(Value::as_array)
+        .map_or(&[], Vec::as_slice)
+}
+
+/// No item appears more often than once, or than the pod itself had it
+/// (duplicates the pod already had are not ours).
+fn unique(what: &str, before: &[String], after: &[String]) -> Result<(), String> {
+    let had = counts(before.iter().cloned());
+    for (item, n) in counts(after.iter().cloned()) {
+        let was = had.get(&item).copied().unwrap_or(0);
+        if n > 1 && n != was {
+            return Err(format!(
+                "{what}: {item:?} appears {n} times (the pod had it {was} times)"
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn field_of(items: &[Value], key: &str) -> Vec<String> {
+    items
+        .iter()
+        .map(|v| v[key].as_str().unwrap_or_default().to_owned())
+        .collect()
+}
+
+/// Removes from `patched[key]` what was appended to `original[key]`, after
+/// checking that the original list is untouched at its head, and returns
+/// the appended items.
+fn strip_appended(original: &Value, patched: &mut Value, key: &str) -> Result<Vec<Value>, String> {
+    let Some(obj) = patched.as_object_mut() else {
+        return Err(format!("{key}: parent is not an object"));
+    };
+    match original.get(key) {
+        Some(Value::Array(orig)) => {
+            let list = obj
+                .get_mut(key)
+                .and_then(Value::as_array_mut)
+                .ok_or_else(|| format!("{key} is no longer a list"))?;
+            if list.len() < orig.len() || list[..orig.len()] != orig[..] {
+                return Err(format!("{key} changed in place"));
+            }
+            Ok(list.split_off(orig.len()))
+        }
+        Some(Value::Null) => match obj.insert(key.to_owned(), Value::Null) {
+            Some(Value::Null) => Ok(Vec::new()),
+            Some(Value::Array(added)) if !added.is_empty() => Ok(added),
+            other => Err(format!("{key}: null replaced by {other:?}")),
+        },
+        Some(other) => Err(format!("{key} was {other}, not a list, and was patched")),
+        None => match obj.remove(key) {
+            None => Ok(Vec::new()),
+            Some(Value::Array(added)) if !added.is_empty() => Ok(added),
+            Some(other) => Err(format!("{key} added as {other}")),
+        },
+    }
+}
+
+fn remove_injected(pod: &mut Value) {
+    if let Some(a) = pod
+        .pointer_mut("/metadata/annotations")
+        .and_then(Value::as_object_mut)
+    {
+        a.remove(ANN_INJECTED);
+    }
+}
+
+/// SPEC §3-§5 for a patched pod against the model: the injected annotation,
+/// the added volumes, each container's env and mounts, and nothing else
+/// moved.
+pub fn check_patched_pod(original: &Value, patched: &Value, want: &Expected) -> Result<(), String> {
+    use serde_json::json;
+    // The injected annotation records the selection (SPEC §4).
+    let injected: Value = patched["metadata"]["annotations"][ANN_INJECTED]
+        .as_str()
+        .and_then(|s| serde_json::from_str(s).ok())
+        .ok_or("no readable polyaxon.com/persistence-injected annotation")?;
+    let names: Vec<String> = list(&injected, "data")
+        .iter()
+        .map(|v| v.as_str().unwrap_or_default().to_owned())
+        .collect();
+    unique("persistence-injected data", &[], &names)?;
+    if injected != want.injected {
+        return Err(format!(
+            "annotation {ANN_INJECTED} is {injected}, SPEC gives {}",
+            want.injected
+        ));
+    }
+
+    // What moved: strip our fields and compare the rest (SPEC §5: patch the
+    // raw object).
+    let mut stripped = patched.clone();
+    let mut orig = original.clone();
+    remove_injected(&mut stripped);
+    remove_injected(&mut orig);
+    let own_annotations = orig.pointer("/metadata/annotations");
+    if own_annotations.is_none_or(Value::is_null) {
+        let had_null = own_annotations.is_some();
+        let meta = stripped
+            .get_mut("metadata")
+            .and_then(Value::as_object_mut)
+            .ok_or("no metadata")?;
+        if meta.remove("annotations") != Some(json!({})) {
+            return Err("annotations added with more than ours".into());
+        }
+        if had_null {
+            meta.insert("annotations".into(), Value::Null);
+        }
+    }
+    if orig.get("metadata").is_none() {
+        let pod = stripped.as_object_mut().ok_or("the pod is not an object")?;
+        if pod.remove("metadata") != Some(json!({})) {
+            return Err("metadata added with more than our annotation".into());
+        }
+    }
+
+    // A pod with no spec has nothing to mount into: it only gets the record.
+    if !orig.get("spec").is_some_and(Value::is_object) {
+        if stripped != orig {
+            return Err(format!(
+                "a pod without a spec changed beyond the record\npod: {original}\npatched: {patched}"
+            ));
+        }
+        return Ok(());
+    }
+
+    // Pod volumes: exactly the stores' volumes added, named apart.
+    let spec = patched.get("spec").ok_or("no spec")?;
+    unique(
+        "pod volume names",
+        &field_of(list(&orig["spec"], "volumes"), "name"),
+        &field_of(list(spec, "volumes"), "name"),
+    )?;
+    let added = strip_appended(&orig["spec"], &mut stripped["spec"], "volumes")?;
+    let mut added_by_name = BTreeMap::new();
+    for v in &added {
+        let name = v["name"].as_str().unwrap_or_default();
+        if !name.starts_with(VOLUME_PREFIX) || name.len() > 63 {
+            return Err(format!(
+                "added volume {v} is not named pw-<...> within 63 bytes"
+            ));
+        }
+        added_by_name.insert(name.to_owned(), signature(v));
+    }
+    // One of ours the pod already has (a reinvocation, a replay) is kept,
+    // not added again.
+    let kept: BTreeMap<String, String> = list(&orig["spec"], "volumes")
+        .iter()
+        .filter_map(|v| v["name"].as_str().map(|n| (n.to_owned(), signature(v))))
+        .filter(|(n, sig)| {
+            n.starts_with(VOLUME_PREFIX)
+                && want.mounts.iter().any(|m| {
+                    m.volume == *sig && m.volume_name.as_ref().is_none_or(|known| known == n)
+                })
+        })
+        .collect();
+    let mut signatures: Vec<String> = added_by_name.values().cloned().collect();
+    let kept_signatures: BTreeSet<&String> = kept.values().collect();
+    let mut wanted: Vec<String> = want
+        .volumes
+        .iter()
+        .filter(|sig| !kept_signatures.contains(sig))
+        .cloned()
+        .collect();
+    signatures.sort();
+    wanted.sort();
+    if signatures != wanted {
+        return Err(format!(
+            "volumes added {signatures:?}, SPEC gives {wanted:?} (the pod had {kept:?})"
+        ));
+    }
+    added_by_name.extend(kept);
+
+    for key in ["initContainers", "containers"] {
+        let now = list(spec, key);
+        let was = list(&orig["spec"], key);
+        if now.len() != was.len() {
+            return Err(format!("spec.{key} changed length"));
+        }
+        for (i, (c, before)) in now.iter().zip(was).enumerate() {
+            let name = c["name"].as_str().unwrap_or_default();
+            unique(
+                &format!("mount paths of {name}"),
+                &field_of(list(before, "volumeMounts"), "mountPath"),
+                &field_of(list(c, "volumeMounts"), "mountPath"),
+            )?;
+            unique(
+                &format!("env names of {name}"),
+                &field_of(list(before, "env"), "name"),
+                &field_of(list(c, "env"), "name"),
+            )?;
+            if !want.targets(name) {
+                if c != before {
+                    return Err(format!("container {name} is not targeted but changed"));
+                }
+                continue;
+            }
+            check_container(name, before, c, want, &added_by_name)?;
+            let c_stripped = &mut stripped["spec"][key][i];
+            strip_appended(before, c_stripped, "env")?;
+            strip_appended(before, c_stripped, "volumeMounts")?;
+        }
+    }
+    if stripped != orig {
+        return Err(format!(
+            "the pod changed outside the webhook's fields\npod: {original}\npatched: {patched}"
+        ));
+    }
+    Ok(())
+}
+
+fn env_named<'v>(c: &'v Value, name: &str) -> Vec<&'v Value> {
+    list(c, "env")
+        .iter()
+        .filter(|e| e["name"] == name)
+        .collect()
+}
+
+/// One targeted container: its env and mounts (SPEC §4).
+fn check_container(
+    name: &str,
+    was: &Value,
+    now: &Value,
+    want: &Expected,
+    added: &BTreeMap<String, String>,
+) -> Result<(), String> {
+    use serde_json::json;
+    for (var, w) in &want.env {
+        let found = env_named(now, var);
+        let had = env_named(was, var);
+        // Set once; or, when the container already sets it as SPEC would,
+        // kept as it was.
+        if (had.is_empty() && found.len() != 1) || (!had.is_empty() && found != had) {
+            return Err(format!(
+                "container {name}: {var} set {} times (it had {})",
+                found.len(),
+                had.len()
+            ));
+        }
+        if let Some(bad) = found.iter().find(|e| !w.matches(e)) {
+            return Err(format!(
+                "container {name}: env {var} is {bad}, SPEC gives {w}"
+            ));
+        }
+    }
+    // GOOGLE_APPLICATION_CREDENTIALS: the container's own is kept; else it
+    // names the key file when a GCS key is mounted; else it is not set.
+    let own = env_named(was, ENV_GOOGLE);
+    let got = env_named(now, ENV_GOOGLE);
+    let wanted: Vec<Value> = match &want.gcs_key {
+        _ if !own.is_empty() => own.into_iter().cloned().collect(),
+        Some((_, key)) => {
+            vec![json!({"name": ENV_GOOGLE, "value": format!("{GCS_CREDENTIALS_DIR}/{key}")})]
+        }
+        None => Vec::new(),
+    };
+    if got.iter().copied().ne(wanted.iter()) {
+        return Err(format!(
+            "container {name}: {ENV_GOOGLE} is {got:?}, wanted {wanted:?}"
+        ));
+    }
+    // Added env: only what SPEC §4 prescribes.
+    let own_names: BTreeSet<&str> = list(was, "env")
+        .iter()
+        .filter_map(|e| e["name"].as_str())
+        .collect();
+    for e in list(now, "env") {
+        let var = e["name"].as_str().unwrap_or_default();
+        if !own_names.contains(var) && !want.env.contains_key(var) && var != ENV_GOOGLE {
+            return Err(format!("container {name}: unexpected env {e}"));
+        }
+    }
+
+    let mounts = list(now, "volumeMounts");
+    let own_count = list(was, "volumeMounts").len();
+    if mounts.len() != own_count + want.mounts.len() {
+        return Err(format!(
+            "container {name}: {} mounts, wanted its {own_count} plus {}",
+            mounts.len(),
+            want.mounts.len()
+        ));
+    }
+    for m in &want.mounts {
+        let found: Vec<&Value> = mounts
+            .iter()
+            .filter(|x| x["mountPath"] == *m.path)
+            .collect();
+        let [mount] = found.as_slice() else {
+            return Err(format!(
+                "container {name}: {} mounts at {}",
+                found.len(),
+                m.path
+            ));
+        };
+        let volume = mount["name"].as_str().unwrap_or_default();
+        if added.get(volume) != Some(&m.volume) {
+            return Err(format!(
+                "container {name}: the mount at {} names {volume:?}, not an added volume {}",
+                m.path, m.volume
+            ));
+        }
+        if m.volume_name.as_deref().is_some_and(|n| n != volume) {
+            return Err(format!(
+                "container {name}: the mount at {} names {volume:?}, wanted {:?}",
+                m.path, m.volume_name
+            ));
+        }
+        let mut exact = json!({"name": volume, "mountPath": m.path});
+        if let Some(sub) = &m.sub_path {
+            exact["subPath"] = json!(sub);
+        }
+        if m.read_only {
+            exact["readOnly"] = json!(true);
+        }
+        if **mount != exact {
+            return Err(format!("container {name}: mount {mount}, wanted {exact}"));
         }
     }
     Ok(())
