@@ -1,0 +1,380 @@
+//! `POST /mutate`: one AdmissionReview from its headers to its answer. The
+//! body is received within its limits (`intake`), a review slot is taken,
+//! the pure core's `review_with` decides (inline for small bodies, on the
+//! blocking pool one at a time for large ones), and the answer is logged
+//! and counted. Everything a review holds travels with its work, so the
+//! memory bound (docs/hardening.md) counts work, not waiting clients.
+
+use std::borrow::Cow;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::{Query, Request, State};
+use axum::http::{header, HeaderMap, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use tokio::sync::OwnedSemaphorePermit;
+use tokio::time::{timeout_at, Instant};
+use tracing::{field, Instrument};
+
+use super::intake::{self, IntakeError, Received};
+use super::metrics::{Metrics, TimedOut};
+use super::AppState;
+use crate::review::{review_with, Decision, Reason, Reviewed};
+
+/// Bodies larger than this are reviewed on the blocking pool, so one large
+/// pod does not stall the other connections served by the same worker (and
+/// the probes). A review's work is linear in its body and its patch is
+/// capped, so below this size it takes well under a millisecond.
+pub(super) const INLINE_REVIEW_BYTES: usize = 64 * 1024;
+
+/// Reviews of bodies over [`INLINE_REVIEW_BYTES`] computed at once. They
+/// are CPU work whose memory grows with the body: one at a time keeps a
+/// core free for everything else (probes, small reviews) and keeps their
+/// share of the memory bound to one body's worth.
+pub(super) const HEAVY_REVIEWS: usize = 1;
+
+/// Longest user-supplied string (uid, name, namespace) put in a log line.
+const LOG_FIELD_CHARS: usize = 128;
+
+/// The query string of `POST /mutate`: only the API server's deadline is read.
+#[derive(serde::Deserialize)]
+struct MutateQuery {
+    timeout: Option<String>,
+}
+
+/// The API server's own deadline, `?timeout=10s`, in Go's duration syntax.
+/// A query that does not parse, or a timeout that does not, leaves the
+/// server's own `--request-timeout` in force.
+fn query_timeout(uri: &Uri) -> Option<Duration> {
+    let Query(MutateQuery { timeout }) = Query::try_from_uri(uri).ok()?;
+    humantime::parse_duration(&timeout?).ok()
+}
+
+fn is_json(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|v| v.trim().eq_ignore_ascii_case("application/json"))
+}
+
+/// A user-supplied string as put in a log line: at most
+/// [`LOG_FIELD_CHARS`] characters. (Control characters are escaped by the
+/// log writer, for every field.)
+pub(super) fn clip(s: &str) -> Cow<'_, str> {
+    match s.char_indices().nth(LOG_FIELD_CHARS) {
+        None => Cow::Borrowed(s),
+        Some((cut, _)) => Cow::Owned(format!("{}... ({} bytes)", &s[..cut], s.len())),
+    }
+}
+
+fn plain(status: StatusCode, message: String) -> Response {
+    (status, message).into_response()
+}
+
+/// Counts a request as in flight from arrival to answer.
+struct InFlight<'a>(&'a Metrics);
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.in_flight.dec();
+    }
+}
+
+/// `POST /mutate`: the body within its limits, then a slot, then the review.
+pub(super) async fn mutate(State(state): State<Arc<AppState>>, req: Request) -> Response {
+    if !is_json(req.headers()) {
+        return plain(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "expected Content-Type: application/json (an AdmissionReview)\n".into(),
+        );
+    }
+    let limits = state.limits;
+    // A body announced too large is refused before it is read (and before
+    // hyper answers `Expect: 100-continue`).
+    let announced = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if announced.is_some_and(|n| n > limits.max_body_bytes as u64) {
+        return plain(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!(
+                "{}\n",
+                IntakeError::TooLarge {
+                    limit: limits.max_body_bytes
+                }
+            ),
+        );
+    }
+    let timeout = match query_timeout(req.uri()) {
+        Some(asked) => asked.min(limits.request_timeout),
+        None => limits.request_timeout,
+    };
+    let deadline = Instant::now() + timeout;
+    state.metrics.in_flight.inc();
+    let _counted = InFlight(&state.metrics);
+    let span = tracing::info_span!(
+        "review",
+        uid = field::Empty,
+        namespace = field::Empty,
+        pod = field::Empty,
+        operation = field::Empty,
+        dry_run = field::Empty,
+    );
+    // The body has its own, shorter, deadline: the API server sends it at
+    // once, so a body still arriving after it is a stalled or hostile
+    // upload, and its share of the body budget is better given back.
+    let body_timeout = limits.body_read_timeout.min(timeout);
+    async {
+        let body = match intake::read(
+            req.into_body(),
+            announced,
+            &state.bodies,
+            limits.max_body_bytes,
+            intake::Deadlines {
+                client: body_timeout,
+                request: deadline,
+            },
+        )
+        .await
+        {
+            Ok(body) => body,
+            Err(e @ IntakeError::TooLarge { .. }) => {
+                return plain(StatusCode::PAYLOAD_TOO_LARGE, format!("{e}\n"))
+            }
+            Err(e @ (IntakeError::TimedOut { .. } | IntakeError::Busy)) => {
+                state.metrics.timed_out(TimedOut::Body);
+                tracing::warn!(timeout = ?body_timeout, error = %e, "Review timed out receiving the body");
+                let (status, within, flag) = match e {
+                    IntakeError::Busy => (StatusCode::SERVICE_UNAVAILABLE, timeout, "--request-timeout or ?timeout="),
+                    _ => (StatusCode::REQUEST_TIMEOUT, body_timeout, "--body-read-timeout"),
+                };
+                return plain(
+                    status,
+                    format!("the review did not finish within {within:?} ({flag}): {e}\n"),
+                );
+            }
+            Err(e @ IntakeError::Broken(_)) => {
+                return plain(StatusCode::BAD_REQUEST, format!("{e}\n"));
+            }
+        };
+        let Ok(Ok(permit)) = timeout_at(deadline, state.slots.clone().acquire_owned()).await else {
+            return timed_out(&state, TimedOut::Slot, timeout, &body);
+        };
+        let slot = Slot::taken(permit, &state.metrics);
+        answer(&state, Held { body, _slot: slot }, deadline, timeout).await
+    }
+    .instrument(span)
+    .await
+}
+
+/// A review slot, counted in `review_slots_in_use` until dropped.
+struct Slot {
+    _permit: OwnedSemaphorePermit,
+    in_use: prometheus_client::metrics::gauge::Gauge,
+}
+
+impl Slot {
+    fn taken(permit: OwnedSemaphorePermit, metrics: &Metrics) -> Slot {
+        metrics.slots_in_use.inc();
+        Slot {
+            _permit: permit,
+            in_use: metrics.slots_in_use.clone(),
+        }
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.in_use.dec();
+    }
+}
+
+/// What a review holds while it computes: its body (and buffer room), its
+/// slot, and for a large body the heavy-review permit. They travel with the
+/// work, so a review whose client has timed out keeps them until it really
+/// ends: the memory bound counts work, not waiting clients.
+struct Held {
+    body: Received,
+    _slot: Slot,
+}
+
+/// Reviews a complete body (inline when small, else on the blocking pool)
+/// and turns the result into the HTTP answer.
+async fn answer(state: &AppState, held: Held, deadline: Instant, timeout: Duration) -> Response {
+    let start = std::time::Instant::now();
+    let config = state.config();
+    let result = if held.body.bytes().len() <= INLINE_REVIEW_BYTES {
+        review_with(&config, &state.limits.bounds, held.body.bytes())
+    } else {
+        let Ok(Ok(heavy)) = timeout_at(deadline, state.heavy.clone().acquire_owned()).await else {
+            return timed_out(state, TimedOut::Slot, timeout, &held.body);
+        };
+        // A review is not interrupted once started (its work is bounded:
+        // linear in the body, with a capped patch); one whose deadline has
+        // passed before a blocking thread picks it up never starts.
+        let cancelled = Arc::new(AtomicBool::new(false));
+        let bounds = state.limits.bounds;
+        let job = {
+            let cancelled = cancelled.clone();
+            tokio::task::spawn_blocking(move || {
+                let _heavy = heavy;
+                if cancelled.load(Ordering::Relaxed) {
+                    return (None, held);
+                }
+                let result = review_with(&config, &bounds, held.body.bytes());
+                (Some(result), held)
+            })
+        };
+        match timeout_at(deadline, job).await {
+            Ok(Ok((Some(result), _held))) => result,
+            Ok(Ok((None, held))) => return timed_out(state, TimedOut::Review, timeout, &held.body),
+            Ok(Err(e)) => {
+                tracing::error!(error = %e, "Review task failed");
+                return plain(StatusCode::INTERNAL_SERVER_ERROR, "internal error\n".into());
+            }
+            Err(_) => {
+                cancelled.store(true, Ordering::Relaxed);
+                state.metrics.timed_out(TimedOut::Review);
+                tracing::warn!(timeout = ?timeout, "Review timed out computing the answer");
+                return plain(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    format!("the review did not finish within {timeout:?}\n"),
+                );
+            }
+        }
+    };
+    let seconds = start.elapsed().as_secs_f64();
+    match result {
+        Ok(reviewed) => respond(state, reviewed, seconds),
+        Err(e) => {
+            state.metrics.review(Some(Reason::Malformed), seconds);
+            tracing::warn!(error = %e, "Refused a body that is not an AdmissionReview");
+            plain(StatusCode::BAD_REQUEST, format!("{e}\n"))
+        }
+    }
+}
+
+fn respond(state: &AppState, reviewed: Reviewed, seconds: f64) -> Response {
+    let span = tracing::Span::current();
+    let s = &reviewed.subject;
+    span.record("uid", &*clip(&s.uid));
+    span.record("namespace", &*clip(&s.namespace));
+    span.record("pod", &*clip(&s.name));
+    span.record("operation", &*clip(&s.operation));
+    span.record("dry_run", s.dry_run);
+    let outcome = reviewed.decision.outcome();
+    state.metrics.review(reviewed.decision.reason(), seconds);
+    match &reviewed.decision {
+        Decision::Denied(denial) => {
+            tracing::info!(
+                outcome,
+                allowed = false,
+                reason = denial.reason().as_str(),
+                field = denial.field().unwrap_or_default(),
+                message = %denial,
+                "Denied"
+            )
+        }
+        Decision::Invalid(message) => {
+            tracing::warn!(
+                outcome,
+                allowed = false,
+                reason = Reason::Malformed.as_str(),
+                %message,
+                "Refused a malformed request"
+            )
+        }
+        Decision::Patched(p) => {
+            tracing::debug!(
+                outcome,
+                allowed = true,
+                patched = true,
+                operations = p.0.len(),
+                "Reviewed"
+            )
+        }
+        Decision::Unchanged(skip) => {
+            tracing::debug!(
+                outcome,
+                allowed = true,
+                patched = false,
+                reason = skip.reason().as_str(),
+                "Reviewed"
+            )
+        }
+    }
+    (
+        [(header::CONTENT_TYPE, "application/json")],
+        reviewed.response,
+    )
+        .into_response()
+}
+
+/// The 503 for a review whose deadline passed after its body arrived; the
+/// log line names the review's uid (read from the body only on this path).
+fn timed_out(state: &AppState, phase: TimedOut, timeout: Duration, body: &Received) -> Response {
+    #[derive(serde::Deserialize)]
+    struct Uid<'a> {
+        #[serde(borrow)]
+        request: Option<Req<'a>>,
+    }
+    #[derive(serde::Deserialize)]
+    struct Req<'a> {
+        #[serde(borrow)]
+        uid: Option<Cow<'a, str>>,
+    }
+    let uid = serde_json::from_slice::<Uid>(body.bytes())
+        .ok()
+        .and_then(|u| u.request?.uid)
+        .unwrap_or_default();
+    state.metrics.timed_out(phase);
+    tracing::warn!(uid = %clip(&uid), timeout = ?timeout, phase = phase.as_str(), "Review timed out");
+    plain(
+        StatusCode::SERVICE_UNAVAILABLE,
+        format!("the review did not finish within {timeout:?}\n"),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn query_timeout_parses_go_durations() {
+        let cases = [
+            ("/mutate?timeout=10s", Some(Duration::from_secs(10))),
+            (
+                "/mutate?a=b&timeout=500ms",
+                Some(Duration::from_millis(500)),
+            ),
+            ("/mutate?timeout=1%30s", Some(Duration::from_secs(10))),
+            ("/mutate?timeout=bogus", None),
+            ("/mutate?timeout=", None),
+            ("/mutate", None),
+        ];
+        for (uri, want) in cases {
+            let uri: Uri = uri.parse().expect("uri");
+            assert_eq!(query_timeout(&uri), want, "{uri}");
+        }
+    }
+
+    #[test]
+    fn json_content_types() {
+        for (ct, want) in [
+            ("application/json", true),
+            ("application/json; charset=utf-8", true),
+            ("Application/JSON", true),
+            ("text/plain", false),
+            ("application/jsonx", false),
+        ] {
+            let mut h = HeaderMap::new();
+            h.insert(header::CONTENT_TYPE, ct.parse().expect("header"));
+            assert_eq!(is_json(&h), want, "{ct}");
+        }
+        assert!(!is_json(&HeaderMap::new()));
+    }
+}
