@@ -17,11 +17,11 @@ use crate::k8s;
 pub const EXAMPLE_YAML: &str = include_str!("../../examples/persistence.yaml");
 
 /// Why a config file was refused.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     /// The text is not YAML at all (the message carries line and column).
     #[error("not valid YAML: {0}")]
-    Yaml(String),
+    Yaml(#[source] serde_yaml::Error),
     /// The YAML parsed but breaks one or more rules; every problem is listed.
     #[error("{}", Problems(.0))]
     Invalid(Vec<Problem>),
@@ -325,7 +325,7 @@ impl Config {
     /// top-level `persistence:` key.
     pub fn from_yaml(text: &str) -> Result<Config, ConfigError> {
         let doc: serde_yaml::Value =
-            serde_yaml::from_str(text).map_err(|e| ConfigError::Yaml(e.to_string()))?;
+            serde_yaml::from_str(text).map_err(ConfigError::Yaml)?;
         Validator::default().run(doc)
     }
 
