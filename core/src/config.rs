@@ -324,8 +324,7 @@ impl Config {
     /// Parses and validates the operator's file, with or without the
     /// top-level `persistence:` key.
     pub fn from_yaml(text: &str) -> Result<Config, ConfigError> {
-        let doc: serde_yaml::Value =
-            serde_yaml::from_str(text).map_err(ConfigError::Yaml)?;
+        let doc: serde_yaml::Value = serde_yaml::from_str(text).map_err(ConfigError::Yaml)?;
         Validator::default().run(doc)
     }
 
