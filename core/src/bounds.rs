@@ -9,7 +9,7 @@
 //! container list, never on what the pod already carries, so a pod admitted
 //! once is admitted again (reinvocation stays idempotent).
 
-use crate::names::{human_bytes, thousands};
+use crate::text::{human_bytes, thousands};
 use crate::vocabulary::ANNOTATION_PERSISTENCE;
 
 /// Default `--max-patch-bytes`: 1 MiB. etcd stores objects of at most

@@ -25,6 +25,7 @@ pub mod patch;
 pub mod pod;
 pub mod review;
 pub mod selection;
+pub mod text;
 pub mod vocabulary;
 
 pub use bounds::Bounds;

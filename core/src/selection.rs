@@ -11,10 +11,11 @@ use std::collections::{BTreeSet, HashSet};
 use serde::Deserialize;
 
 use crate::config::{Config, Role, Store};
-use crate::names::{self, clip, SubPathError};
 use crate::pod::{annotation_field, Annotations};
 use crate::review::Reason;
+use crate::text::clip;
 use crate::vocabulary::{ANNOTATION_PERSISTENCE, ANNOTATION_UNIQUE_NAME};
+use kubelet::SubPathError;
 
 /// Who the pod is, as far as the selection needs to know.
 #[derive(Debug, Clone, Copy)]
@@ -287,7 +288,10 @@ pub fn resolve<'c>(
             if let Some(name) = list.iter().find(|n| !known.contains(n.as_str())) {
                 return Err(SelectionError::UnknownContainer {
                     name: clip(name),
-                    known: names::clip_list(container_names.iter().copied(), container_names.len()),
+                    known: crate::text::clip_list(
+                        container_names.iter().copied(),
+                        container_names.len(),
+                    ),
                 });
             }
             Some(list.into_iter().collect())
@@ -365,7 +369,7 @@ fn article(role: Role) -> &'static str {
 /// only the names shown are walked.
 fn available_stores(config: &Config, namespace: &str) -> String {
     let list = |role| {
-        names::clip_list(
+        crate::text::clip_list(
             config.available(role, namespace).map(Store::name),
             config.available_count(role, namespace),
         )
@@ -378,6 +382,7 @@ fn available_stores(config: &Config, namespace: &str) -> String {
     )
 }
 
+pub mod kubelet;
 mod sub_path;
 
 pub use sub_path::SubPathSource;

@@ -11,9 +11,10 @@ use serde_json::{json, Value};
 
 use super::wanted::{EnvValue, WantMount, Wanted};
 use super::Conflict;
-use crate::names::{self, clip};
+use crate::names;
 use crate::pod::{Container, Env, Mount, PodView};
 use crate::selection::Selection;
+use crate::text::clip;
 use crate::vocabulary::{ANNOTATION_INJECTED, ANNOTATION_PERSISTENCE, ENV_GOOGLE_CREDENTIALS};
 
 /// The patch for `pod`, or `None` when it already has everything. `wanted`

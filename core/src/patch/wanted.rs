@@ -12,9 +12,9 @@ use super::{describe, Conflict};
 use crate::bounds::Estimate;
 use crate::config::{Backend, Provider};
 use crate::k8s;
-use crate::names::clip;
 use crate::pod::PodView;
 use crate::selection::Selection;
+use crate::text::clip;
 use crate::vocabulary::{
     ANNOTATION_INJECTED, ENV_ACCESS_KEYS, ENV_DATA_PATHS, ENV_GOOGLE_CREDENTIALS, ENV_OUTPUTS_PATH,
     GCS_CREDENTIALS_DIR, GCS_CREDENTIALS_VOLUME,

@@ -16,7 +16,6 @@ use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
 use super::{Decision, ReviewError};
-use crate::names;
 use crate::pod::PodView;
 
 /// `admission.k8s.io/v1`, what current API servers send.
@@ -303,7 +302,7 @@ pub(super) fn check_version(v: Option<&str>) -> Result<&'static str, ReviewError
     match v {
         Some(API_V1) => Ok(API_V1),
         Some(API_V1BETA1) => Ok(API_V1BETA1),
-        Some(other) => Err(ReviewError::Version(names::clip(other))),
+        Some(other) => Err(ReviewError::Version(crate::text::clip(other))),
         None => Err(ReviewError::NotReview("apiVersion is missing".into())),
     }
 }

@@ -7,8 +7,8 @@ use std::borrow::Cow;
 
 use super::{PodIdentity, SelectionError};
 use crate::config::Store;
-use crate::names::{self, clip};
 use crate::pod::{annotation_field, Annotations};
+use crate::text::clip;
 use crate::vocabulary::{ANNOTATION_INJECTED, ANNOTATION_OUTPUTS_SUBPATH, ANNOTATION_UNIQUE_NAME};
 
 /// Where an outputs sub-path came from (SPEC §3's rules), for messages.
@@ -93,7 +93,7 @@ pub(super) fn checked(
     store: &Store,
     path: Cow<'_, str>,
 ) -> Result<String, SelectionError> {
-    match names::check_sub_path(&path, store.path()) {
+    match super::kubelet::check_sub_path(&path, store.path()) {
         Ok(()) => Ok(path.into_owned()),
         Err(why) => Err(SelectionError::SubPath {
             annotation: source,
