@@ -31,14 +31,17 @@ use std::collections::BTreeSet;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
-use persistence_webhook::config::{Backend, Role, Source, Store};
+use persistence_webhook::config::Role;
 use persistence_webhook::k8s::Pod;
 use persistence_webhook::review::{review, Decision, Skip};
 use persistence_webhook::Config;
 use serde_json::{json, Value};
 
+#[path = "common/describe.rs"]
+mod describe;
 #[path = "common/spec.rs"]
 mod spec;
+use describe::describe;
 
 use spec::ANN_SELECTION as SELECTION;
 
@@ -304,45 +307,6 @@ fn check_admitted_again(case: &Case, patched: &Value) -> Result<(), String> {
         other => Err(format!(
             "admitting the patched pod again is not unchanged: {other:?}"
         )),
-    }
-}
-
-/// A store of the case's config, described for the SPEC model (through the
-/// config's accessors: the model itself is plain data).
-fn describe(store: &Store) -> spec::StoreSpec {
-    let kind = match store.backend() {
-        Backend::Volume {
-            mount_path,
-            source,
-            read_only,
-            ..
-        } => spec::StoreKind::Volume {
-            mount_path: mount_path.clone(),
-            source: match source {
-                Source::HostPath(p) => spec::Source::HostPath(p.clone()),
-                Source::Claim(c) => spec::Source::Claim(c.clone()),
-                Source::EmptyDir => spec::Source::EmptyDir,
-            },
-            read_only: *read_only,
-        },
-        Backend::Cloud {
-            provider,
-            bucket,
-            secret,
-            secret_key,
-        } => spec::StoreKind::Cloud {
-            provider: provider.as_str().to_owned(),
-            bucket: bucket.clone(),
-            secret: secret.clone(),
-            secret_key: secret_key.clone(),
-        },
-    };
-    let volume_name =
-        matches!(kind, spec::StoreKind::Volume { .. }).then(|| store.volume_name().to_owned());
-    spec::StoreSpec {
-        name: store.name().to_owned(),
-        kind,
-        volume_name,
     }
 }
 

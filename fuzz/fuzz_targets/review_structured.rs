@@ -25,14 +25,17 @@
 
 #![no_main]
 
+#[path = "../../tests/common/describe.rs"]
+mod describe;
 #[path = "../../tests/common/spec.rs"]
 mod spec;
+use describe::describe;
 
 use std::sync::LazyLock;
 
 use arbitrary::Arbitrary;
 use libfuzzer_sys::fuzz_target;
-use persistence_webhook_core::config::{Backend, Role, Source, Store};
+use persistence_webhook_core::config::Role;
 use persistence_webhook_core::k8s::Pod;
 use persistence_webhook_core::review::{review, Decision};
 use persistence_webhook_core::Config;
@@ -904,44 +907,6 @@ fn container_names(pod: &Value) -> Vec<String> {
         .collect();
     names.push("missing".to_owned());
     names
-}
-
-/// A store of the config, described for the SPEC model.
-fn describe(store: &Store) -> spec::StoreSpec {
-    let kind = match store.backend() {
-        Backend::Volume {
-            mount_path,
-            source,
-            read_only,
-            ..
-        } => spec::StoreKind::Volume {
-            mount_path: mount_path.clone(),
-            source: match source {
-                Source::HostPath(p) => spec::Source::HostPath(p.clone()),
-                Source::Claim(c) => spec::Source::Claim(c.clone()),
-                Source::EmptyDir => spec::Source::EmptyDir,
-            },
-            read_only: *read_only,
-        },
-        Backend::Cloud {
-            provider,
-            bucket,
-            secret,
-            secret_key,
-        } => spec::StoreKind::Cloud {
-            provider: provider.as_str().to_owned(),
-            bucket: bucket.clone(),
-            secret: secret.clone(),
-            secret_key: secret_key.clone(),
-        },
-    };
-    let volume_name =
-        matches!(kind, spec::StoreKind::Volume { .. }).then(|| store.volume_name().to_owned());
-    spec::StoreSpec {
-        name: store.name().to_owned(),
-        kind,
-        volume_name,
-    }
 }
 
 /// The selection SPEC §3 gives a patched pod whose selection the generator
