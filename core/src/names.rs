@@ -84,11 +84,13 @@ pub fn volume_name(store: &str) -> String {
     format!("{head}-{hash:08x}")
 }
 
-/// A mount path as the kubelet resolves it (Go's `filepath.Clean` on an
-/// absolute path): repeated `/` collapsed, `.` dropped, `..` applied, no
+/// A mount path as the container runtime resolves it: relative to the
+/// container's root (runc takes `scratch` as `/scratch`), then Go's
+/// `filepath.Clean`: repeated `/` collapsed, `.` dropped, `..` applied, no
 /// trailing `/`. Borrowed when already clean, which is the common case.
 pub fn clean_path(path: &str) -> std::borrow::Cow<'_, str> {
-    let dirty = path.contains("//")
+    let dirty = !path.starts_with('/')
+        || path.contains("//")
         || path.contains("/./")
         || path.contains("/../")
         || path.ends_with("/.")
@@ -107,8 +109,7 @@ pub fn clean_path(path: &str) -> std::borrow::Cow<'_, str> {
             s => parts.push(s),
         }
     }
-    let prefix = if path.starts_with('/') { "/" } else { "" };
-    std::borrow::Cow::Owned(format!("{prefix}{}", parts.join("/")))
+    std::borrow::Cow::Owned(format!("/{}", parts.join("/")))
 }
 
 #[cfg(test)]
@@ -158,6 +159,11 @@ mod tests {
             ("/a/b/../c", "/a/c"),
             ("/a/..", "/"),
             ("/", "/"),
+            // Found by the structured fuzz target: a pod's own mount at
+            // `scratch` is the runtime's `/scratch`, where a store mounts.
+            ("scratch", "/scratch"),
+            ("a/./b/", "/a/b"),
+            ("../scratch", "/scratch"),
         ] {
             assert_eq!(clean_path(dirty), clean, "{dirty}");
         }
