@@ -164,8 +164,11 @@ pub(super) async fn mutate(State(state): State<Arc<AppState>>, req: Request) -> 
         let Ok(Ok(permit)) = timeout_at(deadline, state.slots.clone().acquire_owned()).await else {
             return timed_out(&state, TimedOut::Slot, timeout, &body);
         };
-        let slot = Slot::taken(permit, &state.metrics);
-        answer(&state, Held { body, _slot: slot }, deadline, timeout).await
+        let held = Held {
+            body: Arc::new(body),
+            _slot: Slot::taken(permit, &state.metrics),
+        };
+        answer(&state, held, deadline, timeout).await
     }
     .instrument(span)
     .await
@@ -198,7 +201,7 @@ impl Drop for Slot {
 /// work, so a review whose client has timed out keeps them until it really
 /// ends: the memory bound counts work, not waiting clients.
 struct Held {
-    body: Received,
+    body: Arc<Received>,
     _slot: Slot,
 }
 
@@ -215,35 +218,30 @@ async fn answer(state: &AppState, held: Held, deadline: Instant, timeout: Durati
         };
         // A review is not interrupted once started (its work is bounded:
         // linear in the body, with a capped patch); one whose deadline has
-        // passed before a blocking thread picks it up never starts.
+        // passed before a blocking thread picks it up never starts. The body
+        // is shared with the job, so a timeout can still name the uid.
+        let body = held.body.clone();
         let cancelled = Arc::new(AtomicBool::new(false));
         let bounds = state.limits.bounds;
         let job = {
             let cancelled = cancelled.clone();
             tokio::task::spawn_blocking(move || {
-                let _heavy = heavy;
-                if cancelled.load(Ordering::Relaxed) {
-                    return (None, held);
-                }
-                let result = review_with(&config, &bounds, held.body.bytes());
-                (Some(result), held)
+                let (_heavy, held) = (heavy, held);
+                (!cancelled.load(Ordering::Relaxed))
+                    .then(|| review_with(&config, &bounds, held.body.bytes()))
             })
         };
         match timeout_at(deadline, job).await {
-            Ok(Ok((Some(result), _held))) => result,
-            Ok(Ok((None, held))) => return timed_out(state, TimedOut::Review, timeout, &held.body),
+            Ok(Ok(Some(result))) => result,
             Ok(Err(e)) => {
                 tracing::error!(error = %e, "Review task failed");
                 return plain(StatusCode::INTERNAL_SERVER_ERROR, "internal error\n".into());
             }
-            Err(_) => {
+            // The deadline passed (a job that finds it cancelled has no one
+            // waiting for it any more).
+            Err(_) | Ok(Ok(None)) => {
                 cancelled.store(true, Ordering::Relaxed);
-                state.metrics.timed_out(TimedOut::Review);
-                tracing::warn!(timeout = ?timeout, "Review timed out computing the answer");
-                return plain(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    format!("the review did not finish within {timeout:?}\n"),
-                );
+                return timed_out(state, TimedOut::Review, timeout, &body);
             }
         }
     };
