@@ -26,18 +26,8 @@ use tokio::net::TcpStream;
 use common::REVIEW;
 const UID: &str = "ecb6a916-9f88-4324-86e2-32ca92226e38";
 
-/// Store names that YAML reads as numbers are legal DNS labels: `123` and
-/// `2024` check that a number in the selection is read as a name.
-const CONFIG: &str = r#"
-data:
-  data1: {mountPath: /data/1, hostPath: /mnt/data1}
-  data2: {mountPath: /data/2, existingClaim: data-2}
-  "123": {mountPath: /data/123}
-outputs:
-  outputs1: {mountPath: /outputs/1, existingClaim: outputs-1}
-  "2024": {mountPath: /outputs/2024}
-defaultOutputs: outputs1
-"#;
+/// The hostile-input config, shared with the other hostile-input file.
+const CONFIG: &str = include_str!("common/hostile.yaml");
 
 /// The real server, a client that trusts only its CA, and a raw TLS
 /// connector for the cases reqwest cannot express.

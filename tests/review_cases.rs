@@ -20,18 +20,8 @@ use serde_json::{json, Value};
 const REVIEW: &[u8] = include_bytes!("fixtures/defaults/review.json");
 const UID: &str = "ecb6a916-9f88-4324-86e2-32ca92226e38";
 
-/// Store names that YAML reads as numbers are legal DNS labels: `123` and
-/// `2024` check that a number in the selection is read as a name.
-const CONFIG: &str = r#"
-data:
-  data1: {mountPath: /data/1, hostPath: /mnt/data1}
-  data2: {mountPath: /data/2, existingClaim: data-2}
-  "123": {mountPath: /data/123}
-outputs:
-  outputs1: {mountPath: /outputs/1, existingClaim: outputs-1}
-  "2024": {mountPath: /outputs/2024}
-defaultOutputs: outputs1
-"#;
+/// The hostile-input config, shared with the other hostile-input file.
+const CONFIG: &str = include_str!("common/hostile.yaml");
 
 const ENV_DATA: &str = "POLYAXON_RUN_DATA_PATHS";
 const ENV_OUTPUTS: &str = "POLYAXON_RUN_OUTPUTS_PATH";

@@ -473,15 +473,7 @@ fn plain_logs_keep_one_event_per_line() {
             .add_root_certificate(reqwest::Certificate::from_pem(&ca).expect("CA"))
             .build()
             .expect("client");
-        c.post(format!("https://localhost:{port}/mutate"))
-            .header("content-type", "application/json")
-            .body(serde_json::to_vec(&review).expect("JSON"))
-            .send()
-            .await
-            .expect("answered")
-            .json()
-            .await
-            .expect("JSON")
+        answer_to(&c, port.parse().expect("a port"), &review).await
     });
     assert_eq!(answer["response"]["allowed"], false);
     let status = Command::new("kill")
@@ -520,16 +512,7 @@ async fn a_huge_uid_or_name_makes_a_short_log_line() {
     review["request"]["object"]["metadata"]["annotations"] =
         serde_json::json!({"polyaxon.com/persistence": "data: [nope]"});
     let c = common::client_h1(&[&issued]);
-    let answer: Value = c
-        .post(format!("https://localhost:{}/mutate", server.addr.port()))
-        .header("content-type", "application/json")
-        .body(serde_json::to_vec(&review).expect("JSON"))
-        .send()
-        .await
-        .expect("answered")
-        .json()
-        .await
-        .expect("JSON");
+    let answer = answer_to(&c, server.addr.port(), &review).await;
     assert_eq!(answer["response"]["allowed"], false);
     assert_eq!(
         answer["response"]["uid"].as_str().map(str::len),
@@ -551,4 +534,18 @@ async fn a_huge_uid_or_name_makes_a_short_log_line() {
     );
     assert!(denied[0].contains("(1048576 bytes)"), "{}", denied[0]);
     assert!(denied[0].contains("(200000 bytes)"), "{}", denied[0]);
+}
+
+/// The AdmissionReview answer of the server on `port` to `review`.
+async fn answer_to(client: &reqwest::Client, port: u16, review: &Value) -> Value {
+    client
+        .post(format!("https://localhost:{port}/mutate"))
+        .header("content-type", "application/json")
+        .body(serde_json::to_vec(review).expect("JSON"))
+        .send()
+        .await
+        .expect("answered")
+        .json()
+        .await
+        .expect("an AdmissionReview")
 }
