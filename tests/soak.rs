@@ -339,23 +339,7 @@ async fn worst_inputs_of_every_class_at_once_stay_under_the_written_bound() {
     // 60 HTTP/2 connections, each uploading 1 MiB of an announced 4 MiB and
     // then stalling.
     for _ in 0..60 {
-        let tcp = TcpStream::connect(addr).await.expect("connect");
-        let tls = h2.connect(name.clone(), tcp).await.expect("TLS");
-        let (client, connection) = h2::client::handshake(tls).await.expect("h2");
-        tasks.push(tokio::spawn(async move {
-            let _ = connection.await;
-        }));
-        let mut client = client.ready().await.expect("ready");
-        let request = axum::http::Request::post(&url)
-            .header("content-type", "application/json")
-            .header("content-length", 4 * 1024 * 1024)
-            .body(())
-            .expect("request");
-        let (response, mut body) = client.send_request(request, false).expect("send");
-        body.reserve_capacity(1 << 20);
-        body.send_data(Bytes::from(vec![b' '; 1 << 20]), false)
-            .expect("data");
-        held.push(Box::new((client, response, body)) as Box<dyn std::any::Any + Send>);
+        held.push(stalled_h2_uploads(&h2, addr, &url, 1).await);
     }
     // 10 silent TLS connections and 10 HTTP/2 connections that send only
     // their preface.
@@ -556,10 +540,6 @@ fn bare_containers(n: usize, listed: Option<usize>) -> Vec<u8> {
 /// coefficient of the written bound (docs/hardening.md).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_connection_holds_at_most_its_written_share() {
-    use axum::body::Bytes;
-    use rustls::pki_types::ServerName;
-    use tokio::net::TcpStream;
-
     const CONNECTIONS: u64 = 100;
     let pki = pki();
     let vol = Volume::serving(&config("out"), &pki);
@@ -578,7 +558,6 @@ async fn one_connection_holds_at_most_its_written_share() {
     let addr = server.addr;
     let url = format!("https://localhost:{}/mutate", addr.port());
     let h2 = common::tls_connector(&pki, &[b"h2"]);
-    let name = ServerName::try_from("localhost").expect("name");
     // Warm up the allocator and the runtime with one ordinary review first.
     let c = client_h1(&[&pki]);
     let r = c
@@ -592,25 +571,7 @@ async fn one_connection_holds_at_most_its_written_share() {
     let (before, _) = server.rss_kib();
     let mut held = Vec::new();
     for _ in 0..CONNECTIONS {
-        let tcp = TcpStream::connect(addr).await.expect("connect");
-        let tls = h2.connect(name.clone(), tcp).await.expect("TLS");
-        let (client, connection) = h2::client::handshake(tls).await.expect("h2");
-        held.push(Box::new(tokio::spawn(async move {
-            let _ = connection.await;
-        })) as Box<dyn std::any::Any + Send>);
-        for _ in 0..2 {
-            let mut client = client.clone().ready().await.expect("ready");
-            let request = axum::http::Request::post(&url)
-                .header("content-type", "application/json")
-                .header("content-length", 4 * 1024 * 1024)
-                .body(())
-                .expect("request");
-            let (response, mut body) = client.send_request(request, false).expect("send");
-            body.reserve_capacity(1 << 20);
-            body.send_data(Bytes::from(vec![b' '; 1 << 20]), false)
-                .expect("data");
-            held.push(Box::new((client, response, body)));
-        }
+        held.push(stalled_h2_uploads(&h2, addr, &url, 2).await);
     }
     // Let the windows fill: until RSS has not moved for half a second.
     let (mut last, mut still) = (0, 0);
@@ -647,4 +608,47 @@ async fn one_connection_holds_at_most_its_written_share() {
     assert!(per_connection < 320, "{per_connection} KiB per connection");
     drop(held);
     assert!(server.stop().success());
+}
+
+/// A new HTTP/2 connection with `streams` uploads that each announce 4 MiB,
+/// push 1 MiB (as far as flow control lets them) and stall. Everything that
+/// keeps them open is in the box: drop it to let them go.
+async fn stalled_h2_uploads(
+    connector: &tokio_rustls::TlsConnector,
+    addr: std::net::SocketAddr,
+    url: &str,
+    streams: usize,
+) -> Box<dyn std::any::Any + Send> {
+    use axum::body::Bytes;
+    let tcp = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    let name = rustls::pki_types::ServerName::try_from("localhost").expect("name");
+    let tls = connector.connect(name, tcp).await.expect("TLS");
+    let (client, connection) = h2::client::handshake(tls).await.expect("h2");
+    let driver = tokio::spawn(async move {
+        let _ = connection.await;
+    });
+    let mut open = Vec::new();
+    for _ in 0..streams {
+        let mut client = client.clone().ready().await.expect("ready");
+        let request = axum::http::Request::post(url)
+            .header("content-type", "application/json")
+            .header("content-length", 4 * 1024 * 1024)
+            .body(())
+            .expect("request");
+        let (response, mut body) = client.send_request(request, false).expect("send");
+        body.reserve_capacity(1 << 20);
+        body.send_data(Bytes::from(vec![b' '; 1 << 20]), false)
+            .expect("data");
+        open.push((client, response, body));
+    }
+    Box::new((DropAbort(driver), open))
+}
+
+/// Aborts the connection's driver task when the uploads are let go.
+struct DropAbort(tokio::task::JoinHandle<()>);
+
+impl Drop for DropAbort {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
