@@ -219,6 +219,15 @@ mod tests {
         }
     }
 
+    /// Reads a body of `n` bytes that announces its length, limit 1 MiB.
+    async fn announced(
+        b: &BodyBudget,
+        n: usize,
+        deadlines: Deadlines,
+    ) -> Result<Received, IntakeError> {
+        read(Body::from(vec![b'x'; n]), Some(n as u64), b, MIB, deadlines).await
+    }
+
     /// A body that sends `frames` and then stalls forever.
     fn stalling(frames: &[usize]) -> Body {
         let frames: Vec<_> = frames
@@ -231,15 +240,7 @@ mod tests {
     #[tokio::test]
     async fn a_small_body_reserves_its_size_from_the_small_pool_until_dropped() {
         let b = budget(MIB);
-        let got = read(
-            Body::from(vec![7u8; 40_000]),
-            Some(40_000),
-            &b,
-            MIB,
-            later(),
-        )
-        .await
-        .expect("read");
+        let got = announced(&b, 40_000, later()).await.expect("read");
         assert_eq!(got.bytes().len(), 40_000);
         assert_eq!(b.held.get(), 40_000);
         assert_eq!(b.small.available_permits(), SMALL_POOL_BYTES - 40_000);
@@ -284,47 +285,21 @@ mod tests {
     #[tokio::test]
     async fn a_body_waits_for_room_holding_nothing_and_is_busy_at_the_deadline() {
         let b = budget(MIB);
-        let first = read(
-            Body::from(vec![1u8; 700_000]),
-            Some(700_000),
-            &b,
-            MIB,
-            later(),
-        )
-        .await
-        .expect("fits the budget");
-        let err = read(
-            Body::from(vec![2u8; 700_000]),
-            Some(700_000),
-            &b,
-            MIB,
-            within(Duration::from_millis(200)),
-        )
-        .await
-        .expect_err("no room left");
+        let first = announced(&b, 700_000, later())
+            .await
+            .expect("fits the budget");
+        let err = announced(&b, 700_000, within(Duration::from_millis(200)))
+            .await
+            .expect_err("no room left");
         assert!(matches!(err, IntakeError::Busy), "{err}");
         assert_eq!(b.held.get(), 700_000, "the waiting body held nothing");
         // Small bodies have their own pool: not delayed by the full budget.
-        let small = read(
-            Body::from(vec![3u8; 10_000]),
-            Some(10_000),
-            &b,
-            MIB,
-            later(),
-        )
-        .await
-        .expect("small bodies pass");
+        let small = announced(&b, 10_000, later())
+            .await
+            .expect("small bodies pass");
         assert_eq!(small.bytes().len(), 10_000);
         drop(first);
-        let second = read(
-            Body::from(vec![2u8; 700_000]),
-            Some(700_000),
-            &b,
-            MIB,
-            later(),
-        )
-        .await
-        .expect("room freed");
+        let second = announced(&b, 700_000, later()).await.expect("room freed");
         assert_eq!(second.bytes().len(), 700_000);
     }
 
@@ -333,15 +308,7 @@ mod tests {
         // The client's time is 100 ms, the request's 5 s: the body waits for
         // room past the first without being cut, and is read once room frees.
         let b = budget(MIB);
-        let first = read(
-            Body::from(vec![1u8; 700_000]),
-            Some(700_000),
-            &b,
-            MIB,
-            later(),
-        )
-        .await
-        .expect("fits");
+        let first = announced(&b, 700_000, later()).await.expect("fits");
         let deadlines = Deadlines {
             client: Duration::from_millis(100),
             request: Instant::now() + Duration::from_secs(5),
@@ -350,15 +317,9 @@ mod tests {
             tokio::time::sleep(Duration::from_millis(300)).await;
             drop(first);
         });
-        let got = read(
-            Body::from(vec![2u8; 700_000]),
-            Some(700_000),
-            &b,
-            MIB,
-            deadlines,
-        )
-        .await
-        .expect("read after the room freed");
+        let got = announced(&b, 700_000, deadlines)
+            .await
+            .expect("read after the room freed");
         assert_eq!(got.bytes().len(), 700_000);
         freeing.await.expect("task");
     }
