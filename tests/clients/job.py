@@ -10,7 +10,8 @@ regions: those come from the environment the webhook wrote, as in a real pod.
 
 SPEC_JSON (test inputs only, never credentials):
   read:        data store names whose `input.csv` this client reads
-  write:       whether it writes `<client>.csv` under POLYAXON_RUN_OUTPUTS_PATH
+  write:       whether it writes `<name>.csv` under POLYAXON_RUN_OUTPUTS_PATH
+  name:        the writer's name in that file (default: CLIENT; variants differ)
   denied:      data store names this client must NOT be able to read (the SDKs
                see only each provider's default store)
   azure_host:  for Azure with an account key only: the blob host, which in a real
@@ -18,6 +19,8 @@ SPEC_JSON (test inputs only, never credentials):
                `account_host` of adlfs, the account URL of azure-storage-blob
   polystores:  "access-keys" (StoreManager(path=...), what Polyaxon code does) or
                "sdk" (the store built with no keys: the SDK's own credential chain)
+  gcs_credentials: google-cloud-storage only: "default" passes google.auth.default()'s
+               credentials to Client() explicitly
   probe_only:  polystores only: report which store class each path gets, move nothing
 
 Prints one JSON line: {"read": {store: sha256}, "wrote": url or null,
@@ -114,7 +117,15 @@ def run_gcsfs(spec, data, outputs):
 def run_google_cloud_storage(spec, data, outputs):
     from google.cloud import storage
 
-    client = storage.Client()
+    if spec.get("gcs_credentials") == "default":
+        # Client() is anonymous whenever STORAGE_EMULATOR_HOST is set; a server
+        # there that checks credentials needs them passed explicitly.
+        import google.auth
+
+        credentials, project = google.auth.default()
+        client = storage.Client(credentials=credentials, project=project)
+    else:
+        client = storage.Client()
 
     def get(url):
         bucket, key = split_bucket(url, "gs://")
@@ -277,8 +288,9 @@ def main():
         else:
             report["denied"][store] = None
     if spec.get("write"):
-        name = client + ".csv"
-        put(outputs, name, result_csv(client, report["read"]))
+        writer = spec.get("name", client)
+        name = writer + ".csv"
+        put(outputs, name, result_csv(writer, report["read"]))
         report["wrote"] = join(outputs, name)
     print(json.dumps(report))
 

@@ -41,7 +41,7 @@ command -v npm >/dev/null 2>&1 || die "no npm (Node.js) for Azurite"
 install_start=$(date +%s)
 venv() { # venv NAME PYTHON REQUIREMENTS
   local dir="$cache/$1" python=$2 req=$3 stamp
-  stamp="$(sha256sum "$req" | cut -d' ' -f1) $("$python" -c 'import sys; print(sys.version)' | head -1)"
+  stamp="$(sha256sum "$req" | cut -d' ' -f1) $("$python" -c 'import platform; print(platform.python_version())')"
   if [ -f "$dir/.stamp" ] && [ "$(cat "$dir/.stamp")" = "$stamp" ] && [ -x "$dir/bin/python" ]; then
     return
   fi
