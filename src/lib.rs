@@ -16,6 +16,7 @@ pub use persistence_webhook_core::{
 
 pub mod certs;
 pub mod cli;
+pub mod cluster;
 pub mod logs;
 pub mod mutate;
 pub mod server;

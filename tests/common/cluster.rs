@@ -1,0 +1,274 @@
+//! The real API server from the e2e tests' side: `kubectl` against the
+//! cluster in `KUBECONFIG` (kube-local in CI), the webhook binary serving on
+//! loopback with certificates from `certs`, and its registration. Included by
+//! each `e2e*` test file with `#[path = "common/cluster.rs"] mod cluster;`
+//! after `mod common;`.
+#![allow(dead_code)]
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use serde_json::{json, Value};
+
+use crate::common::Spawned;
+
+const BIN: &str = env!("CARGO_BIN_EXE_persistence-webhook");
+
+pub fn kubectl_path() -> PathBuf {
+    match std::env::var_os("KUBEBUILDER_ASSETS") {
+        Some(dir) if Path::new(&dir).join("kubectl").exists() => Path::new(&dir).join("kubectl"),
+        _ => PathBuf::from("kubectl"),
+    }
+}
+
+/// Runs kubectl; returns (success, stdout, stderr).
+pub fn kubectl(args: &[&str], stdin: Option<&str>) -> (bool, String, String) {
+    assert!(
+        std::env::var_os("KUBECONFIG").is_some(),
+        "KUBECONFIG is not set: start an API server first (eval \"$(kube-local start)\")"
+    );
+    let mut cmd = Command::new(kubectl_path());
+    cmd.args(args)
+        .stdin(if stdin.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = cmd.spawn().expect("kubectl runs");
+    if let Some(input) = stdin {
+        child
+            .stdin
+            .take()
+            .expect("stdin")
+            .write_all(input.as_bytes())
+            .expect("write stdin");
+    }
+    let out = child.wait_with_output().expect("kubectl finishes");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+pub fn kubectl_ok(args: &[&str], stdin: Option<&str>) -> String {
+    let (ok, out, err) = kubectl(args, stdin);
+    assert!(ok, "kubectl {args:?} failed:\n{err}\n{out}");
+    out
+}
+
+/// Whether `kubectl create` only asks the API server (`--dry-run=server`).
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum DryRun {
+    /// `--dry-run=server`
+    Yes,
+    /// stored
+    No,
+}
+
+/// `kubectl -n NS create -o json -f -` of `manifest`: (success, stdout, stderr).
+pub fn create(ns: &str, manifest: &str, dry_run: DryRun) -> (bool, String, String) {
+    let mut args = vec!["-n", ns, "create", "-o", "json", "-f", "-"];
+    if dry_run == DryRun::Yes {
+        args.push("--dry-run=server");
+    }
+    kubectl(&args, Some(manifest))
+}
+
+/// The same, which must succeed: the pod as the API server returned it.
+pub fn created(ns: &str, manifest: &str, dry_run: DryRun) -> Value {
+    let (ok, out, err) = create(ns, manifest, dry_run);
+    assert!(ok, "kubectl create failed:\n{err}\n{out}");
+    serde_json::from_str(&out).expect("kubectl -o json prints JSON")
+}
+
+/// The webhook binary serving on 127.0.0.1 with certificates from `certs`.
+pub struct Webhook {
+    pub server: Spawned,
+    pub port: u16,
+    pub ca_bundle: String,
+    _dir: tempfile::TempDir,
+}
+
+impl Webhook {
+    pub fn start(config_text: &str) -> Webhook {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let certs = dir.path().join("certs");
+        let out = Command::new(BIN)
+            .args(["certs", "--out"])
+            .arg(&certs)
+            .args(["--ip", "127.0.0.1", "--dns", "localhost"])
+            .output()
+            .expect("certs runs");
+        assert!(
+            out.status.success(),
+            "certs: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let ca_bundle = String::from_utf8(out.stdout)
+            .expect("utf-8")
+            .trim()
+            .to_owned();
+        let config = dir.path().join("persistence.yaml");
+        std::fs::write(&config, config_text).expect("config");
+        let path = |p: PathBuf| p.to_str().expect("utf-8").to_owned();
+        let (config, cert, key) = (
+            path(config),
+            path(certs.join("tls.crt")),
+            path(certs.join("tls.key")),
+        );
+        let server = Spawned::start(
+            &["--config", &config, "--tls-cert", &cert, "--tls-key", &key],
+            "info",
+        );
+        Webhook {
+            port: server.addr.port(),
+            server,
+            ca_bundle,
+            _dir: dir,
+        }
+    }
+}
+
+impl Drop for Webhook {
+    fn drop(&mut self) {
+        // The webhook's own account of a failed test.
+        if std::thread::panicking() {
+            for line in self.server.logs.try_iter() {
+                eprintln!("webhook: {line}");
+            }
+        }
+    }
+}
+
+/// The registration the manifests use, pointed at a URL instead of a Service.
+pub fn registration(name: &str, url: &str, ca_bundle: &str) -> String {
+    json!({
+        "apiVersion": "admissionregistration.k8s.io/v1",
+        "kind": "MutatingWebhookConfiguration",
+        "metadata": {"name": name},
+        "webhooks": [{
+            "name": "persistence.polyaxon.com",
+            "admissionReviewVersions": ["v1"],
+            "sideEffects": "None",
+            "timeoutSeconds": 10,
+            "failurePolicy": "Fail",
+            "reinvocationPolicy": "IfNeeded",
+            "namespaceSelector": {"matchExpressions": [
+                {"key": "polyaxon.com/persistence-injection", "operator": "In", "values": ["enabled"]},
+                {"key": "kubernetes.io/metadata.name", "operator": "NotIn", "values": ["kube-system", "persistence-webhook"]}
+            ]},
+            "objectSelector": {"matchExpressions": [
+                {"key": "polyaxon.com/persistence-injection", "operator": "NotIn", "values": ["disabled"]}
+            ]},
+            "rules": [{"operations": ["CREATE"], "apiGroups": [""], "apiVersions": ["v1"], "resources": ["pods"], "scope": "Namespaced"}],
+            "clientConfig": {"url": url, "caBundle": ca_bundle}
+        }]
+    })
+    .to_string()
+}
+
+pub fn namespace(name: &str, enabled: bool) {
+    let _ = kubectl(
+        &[
+            "delete",
+            "namespace",
+            name,
+            "--ignore-not-found",
+            "--wait=true",
+        ],
+        None,
+    );
+    kubectl_ok(&["create", "namespace", name], None);
+    if enabled {
+        kubectl_ok(
+            &[
+                "label",
+                "namespace",
+                name,
+                "polyaxon.com/persistence-injection=enabled",
+            ],
+            None,
+        );
+    }
+    crate::common::eventually_blocking("the namespace's default ServiceAccount", || {
+        kubectl(&["-n", name, "get", "serviceaccount", "default"], None).0
+    });
+}
+
+pub fn pod(name: &str, annotations: Value, extra_spec: Value) -> String {
+    let mut spec = json!({"containers": [{"name": "main", "image": "busybox:1.36", "command": ["sleep", "3600"]}]});
+    if let (Some(spec), Some(extra)) = (spec.as_object_mut(), extra_spec.as_object()) {
+        for (k, v) in extra {
+            spec.insert(k.clone(), v.clone());
+        }
+    }
+    let mut meta = json!({"annotations": annotations});
+    if let Some(prefix) = name.strip_suffix('*') {
+        meta["generateName"] = json!(prefix);
+    } else {
+        meta["name"] = json!(name);
+    }
+    json!({"apiVersion": "v1", "kind": "Pod", "metadata": meta, "spec": spec}).to_string()
+}
+
+pub fn env_of(pod: &Value, list: &str, i: usize) -> Vec<(String, Value)> {
+    pod["spec"][list][i]["env"]
+        .as_array()
+        .map(|env| {
+            env.iter()
+                .map(|e| (e["name"].as_str().unwrap_or_default().to_owned(), e.clone()))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+pub fn env_value(pod: &Value, list: &str, i: usize, name: &str) -> Option<String> {
+    env_of(pod, list, i)
+        .into_iter()
+        .find(|(n, _)| n == name)
+        .and_then(|(_, e)| e["value"].as_str().map(str::to_owned))
+}
+
+pub fn count_env(pod: &Value, list: &str, i: usize, name: &str) -> usize {
+    env_of(pod, list, i)
+        .iter()
+        .filter(|(n, _)| n == name)
+        .count()
+}
+
+pub fn volume_names(pod: &Value) -> Vec<String> {
+    pod["spec"]["volumes"]
+        .as_array()
+        .map(|v| {
+            v.iter()
+                .filter_map(|v| v["name"].as_str().map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+pub fn injected(pod: &Value) -> Option<Value> {
+    pod["metadata"]["annotations"]["polyaxon.com/persistence-injected"]
+        .as_str()
+        .and_then(|s| serde_json::from_str(s).ok())
+}
+
+pub struct Registered(pub &'static str);
+
+impl Drop for Registered {
+    fn drop(&mut self) {
+        let _ = kubectl(
+            &[
+                "delete",
+                "mutatingwebhookconfiguration",
+                self.0,
+                "--ignore-not-found",
+            ],
+            None,
+        );
+    }
+}
