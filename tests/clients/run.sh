@@ -55,6 +55,14 @@ venv servers "$py311" "$here/requirements-servers.txt"
 venv clients "$py311" "$here/requirements-clients.txt"
 venv polyaxon "$py38" "$here/requirements-polyaxon.txt"
 
+# The clients' "image" resolves loopback names only (loopback_only.py): a
+# client missing an endpoint fails at once instead of reaching for the cloud.
+for name in clients polyaxon; do
+  site=$("$cache/$name/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
+  cp "$here/loopback_only.py" "$site/pw_loopback_only.py"
+  echo "import pw_loopback_only" >"$site/pw_loopback_only.pth"
+done
+
 azurite="$cache/azurite/node_modules/.bin/azurite-blob"
 if [ ! -x "$azurite" ] || [ "$(cat "$cache/azurite/.stamp" 2>/dev/null)" != "$azurite_version" ]; then
   echo "installing azurite@$azurite_version"
