@@ -754,6 +754,22 @@ def run_case(world, args, config, case, results, notes):
             if run_["write"] and any(writer(run_) + ".csv" in w for w in wrong):
                 results[(case["name"], label(run_))] = "FAIL"
 
+    if args.ablate:
+        # Which of the pod's variables each client needs: run it again without
+        # each one (writing under another name); a run that then fails any
+        # check needed it.
+        for run_ in case["runs"]:
+            if results.get((case["name"], label(run_)), "FAIL").startswith("FAIL"):
+                continue
+            needed = []
+            for var in sorted(env):
+                without = {k: v for k, v in env.items() if k != var}
+                try:
+                    run_client(world, args, case, run_, without, variant="without-" + var.lower().replace("_", "-").replace(".", "-"))
+                except Fail:
+                    needed.append(var)
+            ABLATION[(case["name"], label(run_))] = (needed, sorted(set(env) - set(needed)))
+
 
 def label(run_):
     return run_["spec"].get("label", run_["client"])
@@ -770,7 +786,7 @@ def redact(value):
     return value if len(value) < 16 else value[:6] + "..." + value[-4:]
 
 
-def run_client(world, args, case, run_, pod_env):
+def run_client(world, args, case, run_, pod_env, variant=None):
     client = run_["client"]
     home = tempfile.mkdtemp(prefix="home-", dir=world.workdir)
     if case.get("ambient"):
@@ -792,7 +808,8 @@ def run_client(world, args, case, run_, pod_env):
         if name not in EXTRA_WHEN or EXTRA_WHEN[name] in pod_env:
             env[name] = value
     spec = {k: world.resolve(v) for k, v in run_["spec"].items() if k not in ("label", "store_types")}
-    spec.update({"read": run_["read"], "write": run_["write"], "denied": run_["denied"], "name": writer(run_)})
+    name = writer(run_) + ("-" + variant if variant else "")
+    spec.update({"read": run_["read"], "write": run_["write"], "denied": run_["denied"], "name": name})
     python = args.polyaxon_python if client == "polystores" else args.clients_python
     log_start = len(world.gcs_log())
     started = time.time()
@@ -842,6 +859,7 @@ def run_client(world, args, case, run_, pod_env):
 
 
 EXTRAS_USED = {}
+ABLATION = {}
 
 
 def tail(text, lines=25):
@@ -871,6 +889,13 @@ def print_table(results, notes):
     for case in CASES:
         for client, why in case.get("not_run", {}).items():
             print("-  %s / %s not run: %s" % (case["name"], client, why))
+    if ABLATION:
+        print()
+        print("ablation: the pod variables each run failed without (needed) and did not")
+        for (case, client), (needed, unneeded) in sorted(ABLATION.items(), key=lambda kv: (kv[0][1], kv[0][0])):
+            print("  %s / %s" % (client, case))
+            print("      needed:     %s" % (", ".join(needed) or "-"))
+            print("      not needed: %s" % (", ".join(unneeded) or "-"))
     if notes:
         print()
         for case, what, problems in notes:
@@ -889,6 +914,8 @@ def main():
                         help="the config template ({s3_endpoint}, {gcs_endpoint} filled in)")
     parser.add_argument("--only", action="append", help="run only this case (repeatable)")
     parser.add_argument("--keep", action="store_true", help="keep the temporary directory")
+    parser.add_argument("--ablate", action="store_true",
+                        help="also run each client without each of the pod's variables, to tell which it needs (slow)")
     args = parser.parse_args()
     for tool in (args.binary, args.clients_python, args.polyaxon_python, args.azurite):
         if not (os.path.isfile(tool) and os.access(tool, os.X_OK)):
