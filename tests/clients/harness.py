@@ -531,6 +531,15 @@ class World:
             },
         }
 
+    def write_secrets(self):
+        """The Secrets as manifests, for a person looking at a kept run (--keep)."""
+        docs = [
+            {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": name}, "stringData": data}
+            for name, data in sorted(self.secrets.items())
+        ]
+        with open(os.path.join(self.workdir, "secrets.yaml"), "w") as f:
+            yaml.safe_dump_all(docs, f)
+
     def s3_secret(self, user, polystores_key):
         key_id, secret = self.keys[user]
         return {
@@ -928,6 +937,7 @@ def main():
     try:
         world.start()
         world.populate()
+        world.write_secrets()
         with open(args.config) as f:
             template = f.read()
         config = os.path.join(workdir, "persistence.yaml")
