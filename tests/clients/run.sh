@@ -15,7 +15,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 here=tests/clients
-cache="${PW_CLIENT_COMPAT_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/persistence-webhook/client-compat}"
+cache="${PW_CLIENT_COMPAT_CACHE:-${XDG_CACHE_HOME:-${HOME:-/tmp}/.cache}/persistence-webhook/client-compat}"
 azurite_version=3.35.0
 mkdir -p "$cache"
 
