@@ -1,4 +1,4 @@
-//! The command line: `serve`, `mutate`, `certs`. Flags only; each command's
+//! The command line: `serve`, `mutate`, `test`, `certs`. Flags only; each command's
 //! module does the work.
 
 use std::net::SocketAddr;
@@ -28,9 +28,30 @@ pub enum Command {
     /// webhook would do, with no cluster. Exit 0 allowed, 1 denied, 2 usage,
     /// input or config error.
     Mutate(MutateArgs),
+    /// Check a directory of cases (files named persistence-test.yaml: a
+    /// config, manifests, and each Pod's or workload's expected outcome)
+    /// with the same decision as `mutate`. Exit 0 when every case passes, 1
+    /// when one fails, 2 for usage errors.
+    Test(TestArgs),
     /// Make a CA and a serving certificate for the webhook Service (ECDSA
     /// P-256), and print the caBundle for the webhook configuration.
     Certs(CertsArgs),
+}
+
+/// Flags of `test`.
+#[derive(Debug, Args)]
+pub struct TestArgs {
+    /// The directory searched for persistence-test.yaml files (recursively).
+    #[arg(value_name = "DIR")]
+    pub dir: PathBuf,
+
+    /// Also write a JUnit XML report here, for CI systems.
+    #[arg(long, value_name = "FILE")]
+    pub junit: Option<PathBuf>,
+
+    /// The bounds on one review, as `serve` applies them.
+    #[command(flatten)]
+    pub bounds: BoundsArgs,
 }
 
 /// Flags of `certs`.

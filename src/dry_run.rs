@@ -5,11 +5,12 @@
 //! the patch is then carried back onto the object (for a workload, onto its
 //! template). Shared by `mutate` and `test`.
 
-use anyhow::{anyhow, bail, Result};
+use anyhow::{anyhow, bail, Context, Result};
 use serde_json::{json, Value};
 
 use crate::bounds::Bounds;
 use crate::config::Config;
+use crate::manifests::{self, Position};
 use crate::review::{review_with, Decision, API_V1};
 use crate::vocabulary::ANNOTATION_INJECTED;
 use crate::workload::{self, Workload};
@@ -65,6 +66,25 @@ impl Decided {
     pub fn label(&self) -> String {
         format!("{} {}/{}", self.kind, self.namespace, self.name)
     }
+}
+
+/// Every Pod and workload of `docs`, decided, with its position. The first
+/// input error names its document and stops the run.
+pub fn decide_all(setting: &Setting<'_>, docs: &[Value]) -> Result<Vec<(Position, Decided)>> {
+    let mut out = Vec::new();
+    for (at, object) in manifests::objects(docs) {
+        manifests::require_mapping(object).with_context(|| at.to_string())?;
+        if !is_decided(object) {
+            continue;
+        }
+        let decided = decide(setting, object).map_err(|e| {
+            let kind = object["kind"].as_str().unwrap_or("Pod");
+            let name = object["metadata"]["name"].as_str().unwrap_or("(no name)");
+            anyhow!("{at} ({kind} {name}): {e:#}")
+        })?;
+        out.push((at, decided));
+    }
+    Ok(out)
 }
 
 /// Whether the webhook decides this object: a Pod or a workload. Other

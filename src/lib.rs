@@ -14,6 +14,7 @@ pub use persistence_webhook_core::{
     bounds, config, k8s, names, patch, pod, review, selection, vocabulary,
 };
 
+pub mod cases;
 pub mod certs;
 pub mod cli;
 pub mod cluster;

@@ -6,13 +6,13 @@
 
 use std::path::Path;
 
-use anyhow::{anyhow, bail, Context, Result};
+use anyhow::{bail, Context, Result};
 use serde_json::{json, Value};
 
 use super::{pretty, Printed, Verdict};
 use crate::cli::{MutateArgs, Output};
 use crate::config::Config;
-use crate::dry_run::{self, Decided, Setting};
+use crate::dry_run::{decide_all, Decided, Setting};
 use crate::manifests::{self, Position};
 use crate::review::Decision;
 
@@ -59,25 +59,6 @@ pub(super) fn run(
         stdout,
         stderr: (!denials.is_empty()).then(|| denials.join("\n")),
     })
-}
-
-/// Every Pod and workload of `docs`, decided, with its position. The first
-/// input error names its document and stops the run.
-pub fn decide_all(setting: &Setting<'_>, docs: &[Value]) -> Result<Vec<(Position, Decided)>> {
-    let mut out = Vec::new();
-    for (at, object) in manifests::objects(docs) {
-        manifests::require_mapping(object).with_context(|| at.to_string())?;
-        if !dry_run::is_decided(object) {
-            continue;
-        }
-        let decided = dry_run::decide(setting, object).map_err(|e| {
-            let kind = object["kind"].as_str().unwrap_or("Pod");
-            let name = object["metadata"]["name"].as_str().unwrap_or("(no name)");
-            anyhow!("{at} ({kind} {name}): {e:#}")
-        })?;
-        out.push((at, decided));
-    }
-    Ok(out)
 }
 
 /// One entry of `--output patch|review`.
