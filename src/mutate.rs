@@ -1,7 +1,7 @@
 //! `persistence-webhook mutate`: the served decision, offline. It builds (or
 //! reads) an AdmissionReview, calls [`crate::review::review_with`] with the
 //! same bounds exactly as the server does, and prints the pod, the patch or the response.
-//! A stream of manifests, a `List` or a workload goes to [`stream`].
+//! A stream of manifests, a `List` or a workload goes to its `stream` room.
 
 use std::io::Read;
 use std::path::Path;

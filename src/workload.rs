@@ -8,7 +8,9 @@
 //! same length, so the sub-path is deterministic and visibly a placeholder:
 //! a Deployment's pod-template-hash (`web-xxxxxxxxxx-`) and a CronJob's
 //! scheduled time (Job `nightly-xxxxxxxx`, 8 digits of minutes since the
-//! epoch). A StatefulSet's pods are decided as its first one, `<name>-0`.
+//! epoch), and the 5 characters the API server adds to a workload's own
+//! `generateName` (`train-xxxxx`). A StatefulSet's pods are decided as its
+//! first one, `<name>-0`.
 
 use serde_json::{json, Map, Value};
 
@@ -16,6 +18,8 @@ use serde_json::{json, Map, Value};
 pub const TEMPLATE_HASH: &str = "xxxxxxxxxx";
 /// Stands for a CronJob's scheduled time, in minutes since the epoch.
 pub const SCHEDULED_TIME: &str = "xxxxxxxx";
+/// Stands for the 5 characters the API server adds to a `generateName`.
+pub const NAME_SUFFIX: &str = "xxxxx";
 /// The uid of the owner in the ownerReference, when the object has none.
 const OWNER_UID: &str = "00000000-0000-0000-0000-000000000001";
 
@@ -126,8 +130,10 @@ pub enum TemplateError {
     /// `metadata` or `spec` of the template is not a mapping.
     #[error("{0} must be a mapping")]
     NotAMapping(String),
-    /// The workload has no `metadata.name`.
-    #[error("metadata.name is missing: the controller names its pods after it")]
+    /// The workload has neither `metadata.name` nor `metadata.generateName`.
+    #[error(
+        "metadata.name is missing (and no generateName): the controller names its pods after it"
+    )]
     NoName,
 }
 
@@ -145,10 +151,14 @@ pub fn pod_for(
         .pointer(workload.template_pointer())
         .and_then(Value::as_object)
         .ok_or_else(|| TemplateError::Missing(field.clone()))?;
-    let name = object["metadata"]["name"]
-        .as_str()
-        .filter(|n| !n.is_empty())
-        .ok_or(TemplateError::NoName)?;
+    let meta = &object["metadata"];
+    let name = match (meta["name"].as_str(), meta["generateName"].as_str()) {
+        (Some(n), _) if !n.is_empty() => n.to_owned(),
+        // The API server completes it with 5 random characters.
+        (_, Some(g)) if !g.is_empty() => format!("{g}{NAME_SUFFIX}"),
+        _ => return Err(TemplateError::NoName),
+    };
+    let name = name.as_str();
     let uid = object["metadata"]["uid"].as_str().unwrap_or(OWNER_UID);
     let mut metadata = match template.get("metadata") {
         None | Some(Value::Null) => Map::new(),
@@ -266,6 +276,11 @@ mod tests {
             err.to_string(),
             "spec.jobTemplate.spec.template.spec must be a mapping"
         );
+        let mut generated = object("batch/v1", "Job");
+        generated["metadata"] = json!({"generateName": "train-"});
+        let pod = pod_for(Workload::Job, &generated, "ns").expect("a generateName Job");
+        assert_eq!(pod["metadata"]["generateName"], "train-xxxxx-");
+        assert_eq!(pod["metadata"]["ownerReferences"][0]["name"], "train-xxxxx");
         let mut unnamed = object("apps/v1", "Deployment");
         unnamed["metadata"] = json!({});
         assert_eq!(
