@@ -173,11 +173,6 @@ fn parse_review(path: &Path) -> Result<Value> {
 /// The AdmissionReview the API server would send for `kubectl create` of
 /// this pod, with the namespace filled in as the API server does.
 fn review_for_pod(mut pod: Value, args: &MutateArgs) -> Result<(Value, Value)> {
-    if let Some(k) = pod.get("kind").and_then(Value::as_str) {
-        if k != "Pod" {
-            bail!("kind is {k:?}, expected a Pod (pass other objects as an AdmissionReview with --review)");
-        }
-    }
     let meta = pod
         .as_object_mut()
         .expect("checked to be a mapping")
