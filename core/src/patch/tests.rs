@@ -50,6 +50,7 @@ fn run_with(
         namespace: "ns",
         name: Some("pod"),
         generate_name: None,
+        job: None,
         uid: "u",
     };
     let sel = resolve(&config, identity, &annotations, injected.as_deref(), &names)

@@ -167,6 +167,7 @@ pub(super) fn decide(config: &Config, bounds: &Bounds, req: &RequestIn<'_>) -> (
         namespace,
         name,
         generate_name,
+        job: pod.controller_job(),
         uid: &req.uid,
     };
     let containers = pod.container_names();
