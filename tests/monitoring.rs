@@ -330,7 +330,7 @@ fn dashboard_panels_use_the_datasource_variable_and_filter_by_job_and_pod() {
 struct Prometheus {
     child: Child,
     addr: SocketAddr,
-    _dir: tempfile::TempDir,
+    dir: tempfile::TempDir,
 }
 
 impl Drop for Prometheus {
@@ -390,15 +390,11 @@ impl Prometheus {
             .stderr(log)
             .spawn()
             .expect("spawn prometheus");
-        Prometheus {
-            child,
-            addr,
-            _dir: dir,
-        }
+        Prometheus { child, addr, dir }
     }
 
     fn log(&self) -> String {
-        std::fs::read_to_string(self._dir.path().join("prometheus.log")).unwrap_or_default()
+        std::fs::read_to_string(self.dir.path().join("prometheus.log")).unwrap_or_default()
     }
 
     /// An instant query at `at` (unix seconds): the result vector.
