@@ -30,6 +30,8 @@ if readelf -l "$binary" | grep -q INTERP || readelf -d "$binary" | grep -q NEEDE
 fi
 
 start=$(date +%s)
+# The storage is this script's own: what an interrupted run left goes.
+bah rm --all >/dev/null
 bah rmi -f "$IMAGE_TAG" >/dev/null 2>&1 || true
 bah bud --isolation chroot --layers=false -f image/Containerfile -t "$IMAGE_TAG" "$IMAGE_OUT/context"
 rm -f "$IMAGE_OUT/persistence-webhook.oci.tar"
