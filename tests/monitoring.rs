@@ -680,6 +680,15 @@ async fn dashboard_queries_answer_from_a_real_prometheus() {
         "load: {sent} reviews in {:?} (a third each patched, unchanged, denied)",
         load.elapsed()
     );
+    // Every request timed, once.
+    assert_eq!(
+        common::metric_at(
+            server.metrics,
+            "persistence_webhook_request_duration_seconds_count"
+        )
+        .await,
+        Some(sent as f64)
+    );
     // Two more scrapes after the load, then every query at one instant.
     tokio::time::sleep(Duration::from_millis(2500)).await;
     let at = now_unix();
