@@ -36,6 +36,68 @@ pub enum Command {
     /// Make a CA and a serving certificate for the webhook Service (ECDSA
     /// P-256), and print the caBundle for the webhook configuration.
     Certs(CertsArgs),
+    /// Say in plain words what the webhook does with a pod and why: offline
+    /// for a pod file or an AdmissionReview (the decision `serve` and
+    /// `mutate` make), or for a live pod (`--pod NAMESPACE/NAME`, through
+    /// the kubeconfig): what it got, or why it was not mutated. Exit 0 when
+    /// explained (whatever the decision), 2 for usage, input or cluster errors.
+    Explain(ExplainArgs),
+}
+
+/// Flags of `explain`.
+#[derive(Debug, Args)]
+pub struct ExplainArgs {
+    /// The persistence config (YAML, with or without the top-level
+    /// `persistence:` key): the one the decision is explained against.
+    #[arg(long, value_name = "FILE", env = "PERSISTENCE_WEBHOOK_CONFIG")]
+    pub config: PathBuf,
+
+    /// A pod manifest, YAML or JSON (`-` reads stdin); or, when no such file
+    /// exists, `NAMESPACE/NAME` of a live pod read through the kubeconfig.
+    #[arg(long, short = 'f', value_name = "FILE|NAMESPACE/NAME")]
+    pub pod: Option<String>,
+
+    /// An AdmissionReview request, JSON or YAML (`-` reads stdin).
+    #[arg(long, value_name = "FILE", conflicts_with = "pod")]
+    pub review: Option<PathBuf>,
+
+    /// Namespace for a pod file whose manifest has none (default: `default`).
+    #[arg(long, short = 'n', value_name = "NS")]
+    pub namespace: Option<String>,
+
+    /// Admission uid for a pod file; a generateName pod's outputs sub-path
+    /// ends with it.
+    #[arg(
+        long,
+        value_name = "UID",
+        default_value = "00000000-0000-0000-0000-000000000000"
+    )]
+    pub uid: String,
+
+    /// Plain words, or the same account as JSON for tools.
+    #[arg(long, value_enum, default_value_t = ExplainOutput::Text)]
+    pub output: ExplainOutput,
+
+    /// The MutatingWebhookConfiguration to look at for a live pod.
+    #[arg(long, value_name = "NAME", default_value = "persistence-webhook")]
+    pub webhook_name: String,
+
+    /// How to reach the API server for a live pod.
+    #[command(flatten)]
+    pub cluster: crate::cluster::ClusterArgs,
+
+    /// The bounds on one review, as `serve` applies them.
+    #[command(flatten)]
+    pub bounds: BoundsArgs,
+}
+
+/// What `explain` prints.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ExplainOutput {
+    /// Plain words.
+    Text,
+    /// The same account as JSON.
+    Json,
 }
 
 /// Flags of `test`.

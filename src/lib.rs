@@ -19,6 +19,7 @@ pub mod certs;
 pub mod cli;
 pub mod cluster;
 pub mod dry_run;
+pub mod explain;
 pub mod logs;
 pub mod manifests;
 pub mod mutate;

@@ -1,6 +1,7 @@
 //! Entry point: parse the command line, run the command, map the result to
 //! an exit status (`mutate`: 0 allowed, 1 denied, 2 usage or config error;
 //! `test`: 0 every case passed, 1 one failed, 2 usage error;
+//! `explain`: 0 explained, 2 usage, input, config or cluster error;
 //! `serve`: 0 after a clean shutdown, 2 when it cannot start).
 
 #![forbid(unsafe_code)]
@@ -18,6 +19,18 @@ fn main() -> ExitCode {
         Command::Mutate(args) => run_mutate(&args),
         Command::Serve(args) => run_serve(args),
         Command::Test(args) => run_test(&args),
+        Command::Explain(args) => match persistence_webhook::explain::run(&args) {
+            Ok(out) => {
+                let mut stdout = std::io::stdout().lock();
+                let _ = stdout.write_all(out.as_bytes());
+                let _ = stdout.flush();
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("error: {e:#}");
+                ExitCode::from(2)
+            }
+        },
         Command::Certs(args) => match persistence_webhook::certs::run(&args) {
             Ok(written) => {
                 for f in &written.files {

@@ -116,7 +116,7 @@ pub(super) fn sub_path(
     pod: PodIdentity<'_>,
     store: &Store,
     annotations: &Annotations<'_>,
-) -> Result<String, SelectionError> {
+) -> Result<(SubPathSource, String), SelectionError> {
     let ns = pod.namespace;
     let isolated = |path: String| -> Cow<'static, str> {
         if store.isolates_namespaces() {
@@ -130,19 +130,16 @@ pub(super) fn sub_path(
         // Checked as written first, so the message quotes what the user wrote.
         let own = checked(source, store, Cow::Borrowed(explicit))?;
         if !store.isolates_namespaces() {
-            return Ok(own);
+            return Ok((source, own));
         }
-        return checked(source, store, isolated(own));
+        return Ok((source, checked(source, store, isolated(own))?));
     }
     if let Some(unique) = &annotations.unique_name {
         let mapped = unique_name_path(unique).ok_or_else(|| SelectionError::UniqueName {
             value: clip(unique),
         })?;
-        return checked(
-            SubPathSource::Annotation(ANNOTATION_UNIQUE_NAME),
-            store,
-            isolated(mapped),
-        );
+        let source = SubPathSource::Annotation(ANNOTATION_UNIQUE_NAME);
+        return Ok((source, checked(source, store, isolated(mapped))?));
     }
     let (source, path) = match (pod.job, pod.name, pod.generate_name) {
         // A retried pod of the same Job continues in its Job's directory.
@@ -156,7 +153,7 @@ pub(super) fn sub_path(
         ),
         _ => (SubPathSource::PodName, format!("{ns}/{}", pod.uid)),
     };
-    checked(source, store, Cow::Owned(path))
+    Ok((source, checked(source, store, Cow::Owned(path))?))
 }
 
 /// Polyaxon 0.x's mapping of a dotted run name to its outputs directory.
