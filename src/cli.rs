@@ -30,6 +30,11 @@ pub enum Command {
     /// Make a CA and a serving certificate for the webhook Service (ECDSA
     /// P-256), and print the caBundle for the webhook configuration.
     Certs(CertsArgs),
+    /// A health report of a live install, through the kubeconfig or the
+    /// in-cluster credentials: one line per check, grouped, each with a
+    /// hint. Exit 0 when nothing failed, 1 when something did, 2 when the
+    /// API server cannot be reached.
+    Check(crate::cluster::check::CheckArgs),
 }
 
 /// Flags of `certs`.

@@ -16,6 +16,7 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Mutate(args) => run_mutate(&args),
         Command::Serve(args) => run_serve(args),
+        Command::Check(args) => persistence_webhook::cluster::check::main(&args),
         Command::Certs(args) => match persistence_webhook::certs::run(&args) {
             Ok(written) => {
                 for f in &written.files {

@@ -1,0 +1,349 @@
+//! Verdicts for one opted-in namespace (a "namespace NS" group), apart
+//! from the probe: the webhook selects it, and every Secret (with the keys
+//! the stores name) and every PersistentVolumeClaim that a store available
+//! there references exists there. Pure: it judges what was fetched.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use super::objects::{LabelSelector, Lookup, PersistentVolumeClaim, SecretKeys};
+use super::report::Check;
+use super::selector::selects;
+use super::webhook::OPT_IN;
+use crate::config::{Backend, Config, Role, Source};
+use crate::vocabulary::LABEL_INJECTION;
+
+/// What the stores available in a namespace reference there.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct References {
+    /// Secret name -> key -> the stores that need it.
+    pub secrets: BTreeMap<String, BTreeMap<String, BTreeSet<String>>>,
+    /// Claim name -> the stores that mount it.
+    pub claims: BTreeMap<String, BTreeSet<String>>,
+}
+
+/// The Secrets, keys and claims that the stores available in `namespace`
+/// reference: any pod there may select any of them.
+pub fn references(config: &Config, namespace: &str) -> References {
+    let mut refs = References::default();
+    for role in [Role::Data, Role::Outputs] {
+        for store in config.available(role, namespace) {
+            match store.backend() {
+                Backend::Cloud {
+                    secret, secret_key, ..
+                } => {
+                    refs.secrets
+                        .entry(secret.clone())
+                        .or_default()
+                        .entry(secret_key.clone())
+                        .or_default()
+                        .insert(store.name().to_owned());
+                }
+                Backend::Volume {
+                    source: Source::Claim(claim),
+                    ..
+                } => {
+                    refs.claims
+                        .entry(claim.clone())
+                        .or_default()
+                        .insert(store.name().to_owned());
+                }
+                Backend::Volume { .. } => {}
+            }
+        }
+    }
+    refs
+}
+
+fn list(set: &BTreeSet<String>) -> String {
+    set.iter()
+        .map(String::as_str)
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// The namespace is opted in and the webhook's namespaceSelector selects
+/// it (`selector` is `None` when the configuration could not be read).
+pub fn selected(
+    namespace: &str,
+    labels: Option<&BTreeMap<String, String>>,
+    selector: Option<Option<&LabelSelector>>,
+) -> Check {
+    let title = "the webhook is called for its pods";
+    let Some(labels) = labels else {
+        return Check::fail(
+            "namespace-selected",
+            title,
+            format!("namespace {namespace} does not exist"),
+            "check the name given to --namespace",
+        );
+    };
+    if labels.get(LABEL_INJECTION).map(String::as_str) != Some(OPT_IN) {
+        return Check::fail(
+            "namespace-selected",
+            title,
+            format!("not labelled {LABEL_INJECTION}={OPT_IN}: its pods get no stores"),
+            format!("kubectl label namespace {namespace} {LABEL_INJECTION}={OPT_IN}"),
+        );
+    }
+    match selector {
+        Some(sel) if !selects(sel, labels) => Check::fail(
+            "namespace-selected",
+            title,
+            "labelled, but the webhook configuration's namespaceSelector does not select it",
+            "compare the namespace's labels (kubectl get namespace --show-labels) with the namespaceSelector",
+        ),
+        _ => Check::pass(
+            "namespace-selected",
+            title,
+            format!("labelled {LABEL_INJECTION}={OPT_IN}"),
+        ),
+    }
+}
+
+/// A referenced Secret exists in `namespace` with every key its stores name.
+pub fn secret(
+    namespace: &str,
+    name: &str,
+    keys: &BTreeMap<String, BTreeSet<String>>,
+    found: &Lookup<SecretKeys>,
+) -> Check {
+    let wanted: BTreeSet<String> = keys.keys().cloned().collect();
+    let stores: BTreeSet<String> = keys.values().flatten().cloned().collect();
+    let title = format!("Secret {name} has key {}", list(&wanted));
+    let from_file: Vec<String> = wanted
+        .iter()
+        .map(|k| format!("--from-file={k}=FILE"))
+        .collect();
+    match found {
+        Lookup::Missing => Check::fail(
+            "secret",
+            title,
+            format!(
+                "not found in {namespace}; stores {} need it: their pods stay in CreateContainerConfigError",
+                list(&stores)
+            ),
+            format!(
+                "kubectl -n {namespace} create secret generic {name} {}; or limit those stores with namespaces: in the config",
+                from_file.join(" ")
+            ),
+        ),
+        Lookup::Error(e) => Check::warn(
+            "secret",
+            title,
+            format!("cannot read it: {e}"),
+            "run check with the permissions of manifests/check (get on secrets)",
+        ),
+        Lookup::Found(s) => {
+            let missing: BTreeSet<String> = wanted.difference(&s.keys).cloned().collect();
+            if missing.is_empty() {
+                return Check::pass("secret", title, format!("used by {}", list(&stores)));
+            }
+            let needing: BTreeSet<String> = missing
+                .iter()
+                .filter_map(|k| keys.get(k))
+                .flatten()
+                .cloned()
+                .collect();
+            Check::fail(
+                "secret",
+                title,
+                format!(
+                    "it has no key {} (it has: {}); stores {} need it: their pods stay in CreateContainerConfigError",
+                    list(&missing),
+                    if s.keys.is_empty() { "none".to_owned() } else { list(&s.keys) },
+                    list(&needing)
+                ),
+                format!(
+                    "add the key: kubectl -n {namespace} create secret generic {name} {} --dry-run=client -o yaml | kubectl apply -f - (with every key it must keep), or fix secretKey in the config",
+                    missing.iter().map(|k| format!("--from-file={k}=FILE")).collect::<Vec<_>>().join(" ")
+                ),
+            )
+        }
+    }
+}
+
+/// A referenced claim exists in `namespace` and is Bound.
+pub fn claim(
+    namespace: &str,
+    name: &str,
+    stores: &BTreeSet<String>,
+    found: &Lookup<PersistentVolumeClaim>,
+) -> Check {
+    let title = format!("PersistentVolumeClaim {name} is Bound");
+    match found {
+        Lookup::Missing => Check::fail(
+            "claim",
+            title,
+            format!(
+                "not found in {namespace}; stores {} mount it: their pods stay Pending",
+                list(stores)
+            ),
+            format!(
+                "create PersistentVolumeClaim {name} in {namespace} (kubectl -n {namespace} apply -f pvc.yaml), or limit those stores with namespaces: in the config"
+            ),
+        ),
+        Lookup::Error(e) => Check::warn(
+            "claim",
+            title,
+            format!("cannot read it: {e}"),
+            "run check with the permissions of manifests/check (get on persistentvolumeclaims)",
+        ),
+        Lookup::Found(pvc) => {
+            let phase = pvc
+                .status
+                .as_ref()
+                .and_then(|s| s.phase.as_deref())
+                .unwrap_or("Pending");
+            match phase {
+                "Bound" => Check::pass("claim", title, format!("used by {}", list(stores))),
+                "Lost" => Check::fail(
+                    "claim",
+                    title,
+                    format!("Lost: its volume is gone; stores {} cannot mount it", list(stores)),
+                    format!("kubectl -n {namespace} describe pvc {name}; recreate its volume or the claim"),
+                ),
+                other => Check::warn(
+                    "claim",
+                    title,
+                    format!(
+                        "{other}: pods that mount it wait until it is bound (normal before the first pod with a WaitForFirstConsumer storage class)"
+                    ),
+                    format!("kubectl -n {namespace} describe pvc {name}"),
+                ),
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cluster::check::objects::{LabelSelectorRequirement, PersistentVolumeClaimStatus};
+    use crate::cluster::check::report::Status;
+    use crate::cluster::check::selector::labels;
+
+    const CONFIG: &str = r#"
+data:
+  d-claim: {mountPath: /d, existingClaim: shared-pvc}
+  d-gcs: {store: gcs, bucket: "gs://d", secret: gcs-secret, secretKey: gcs-key.json}
+  team-a-only: {mountPath: /a, existingClaim: a-pvc, namespaces: [team-a]}
+  d-host: {mountPath: /h, hostPath: /h}
+outputs:
+  o-gcs: {store: gcs, bucket: "gs://o", secret: gcs-secret, secretKey: gcs-key.json}
+  o-s3: {store: s3, bucket: "s3://o", secret: gcs-secret, secretKey: s3-key.json, namespaces: [team-b]}
+  o-claim: {mountPath: /o, existingClaim: shared-pvc}
+"#;
+
+    fn set(items: &[&str]) -> BTreeSet<String> {
+        items.iter().map(|s| (*s).to_owned()).collect()
+    }
+
+    #[test]
+    fn references_follow_what_each_namespace_may_use() {
+        let config = Config::from_yaml(CONFIG).expect("valid");
+        let a = references(&config, "team-a");
+        assert_eq!(
+            a.claims,
+            BTreeMap::from([
+                ("a-pvc".to_owned(), set(&["team-a-only"])),
+                ("shared-pvc".to_owned(), set(&["d-claim", "o-claim"])),
+            ])
+        );
+        assert_eq!(
+            a.secrets,
+            BTreeMap::from([(
+                "gcs-secret".to_owned(),
+                BTreeMap::from([("gcs-key.json".to_owned(), set(&["d-gcs", "o-gcs"]))])
+            )])
+        );
+        let b = references(&config, "team-b");
+        assert!(!b.claims.contains_key("a-pvc"));
+        assert_eq!(
+            b.secrets
+                .get("gcs-secret")
+                .map(|k| k.keys().cloned().collect::<Vec<_>>()),
+            Some(vec!["gcs-key.json".to_owned(), "s3-key.json".to_owned()])
+        );
+    }
+
+    #[test]
+    fn secrets_must_exist_with_every_key_and_values_are_never_needed() {
+        let keys = BTreeMap::from([
+            ("gcs-key.json".to_owned(), set(&["d-gcs"])),
+            ("s3-key.json".to_owned(), set(&["o-s3"])),
+        ]);
+        let c = secret("team-b", "creds", &keys, &Lookup::Missing);
+        assert_eq!(c.result, Status::Failed);
+        assert!(c.detail.contains("not found in team-b"), "{c:#?}");
+        assert!(
+            c.hint.as_deref().is_some_and(|h| h.contains(
+                "kubectl -n team-b create secret generic creds --from-file=gcs-key.json=FILE --from-file=s3-key.json=FILE"
+            )),
+            "{c:#?}"
+        );
+        let partial = Lookup::Found(SecretKeys::new("creds", ["gcs-key.json", "other"]));
+        let c = secret("team-b", "creds", &keys, &partial);
+        assert_eq!(c.result, Status::Failed);
+        assert!(
+            c.detail
+                .contains("no key s3-key.json (it has: gcs-key.json, other); stores o-s3 need it"),
+            "{c:#?}"
+        );
+        let full = Lookup::Found(SecretKeys::new("creds", ["gcs-key.json", "s3-key.json"]));
+        let c = secret("team-b", "creds", &keys, &full);
+        assert!(c.passed(), "{c:#?}");
+        assert_eq!(c.title, "Secret creds has key gcs-key.json, s3-key.json");
+        let c = secret("team-b", "creds", &keys, &Lookup::Error("forbidden".into()));
+        assert_eq!(c.result, Status::Warning);
+    }
+
+    #[test]
+    fn claims_must_exist_and_be_bound() {
+        let stores = set(&["d-claim"]);
+        let pvc = |phase: Option<&str>| {
+            Lookup::Found(PersistentVolumeClaim {
+                status: Some(PersistentVolumeClaimStatus {
+                    phase: phase.map(str::to_owned),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            })
+        };
+        let cases = [
+            (pvc(Some("Bound")), Status::Passed, "used by d-claim"),
+            (pvc(Some("Pending")), Status::Warning, "Pending"),
+            (pvc(None), Status::Warning, "Pending"),
+            (pvc(Some("Lost")), Status::Failed, "Lost"),
+            (Lookup::Missing, Status::Failed, "not found in team-a"),
+        ];
+        for (found, status, fragment) in cases {
+            let c = claim("team-a", "shared-pvc", &stores, &found);
+            assert_eq!(c.result, status, "{c:#?}");
+            assert!(c.detail.contains(fragment), "{c:#?}");
+        }
+    }
+
+    #[test]
+    fn a_namespace_must_be_labelled_and_selected() {
+        let on = labels([(LABEL_INJECTION, OPT_IN)]);
+        assert!(selected("a", Some(&on), None).passed());
+        let c = selected("a", Some(&labels([])), None);
+        assert_eq!(
+            c.hint.as_deref(),
+            Some("kubectl label namespace a polyaxon.com/persistence-injection=enabled")
+        );
+        assert_eq!(selected("a", None, None).result, Status::Failed);
+        let picky = LabelSelector {
+            match_expressions: Some(vec![LabelSelectorRequirement {
+                key: "tier".into(),
+                operator: "Exists".into(),
+                values: None,
+            }]),
+            ..Default::default()
+        };
+        let c = selected("a", Some(&on), Some(Some(&picky)));
+        assert_eq!(c.result, Status::Failed);
+        assert!(c.detail.contains("namespaceSelector"));
+        assert!(selected("a", Some(&on), Some(None)).passed());
+    }
+}
