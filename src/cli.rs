@@ -1,4 +1,4 @@
-//! The command line: `serve`, `mutate`, `certs`. Flags only; each command's
+//! The command line: `serve`, `mutate`, `test`, `certs`. Flags only; each command's
 //! module does the work.
 
 use std::net::SocketAddr;
@@ -23,10 +23,16 @@ pub enum Command {
     /// Serve AdmissionReviews over HTTPS (POST /mutate), reloading the config
     /// and the certificate when their files change.
     Serve(ServeArgs),
-    /// Run the admission decision offline on a pod or an AdmissionReview:
-    /// what the webhook would do, with no cluster. Exit 0 allowed, 1 denied,
-    /// 2 usage, input or config error.
+    /// Run the admission decision offline on a pod, a stream of manifests
+    /// (workloads' pod templates included) or an AdmissionReview: what the
+    /// webhook would do, with no cluster. Exit 0 allowed, 1 denied, 2 usage,
+    /// input or config error.
     Mutate(MutateArgs),
+    /// Check a directory of cases (files named persistence-test.yaml: a
+    /// config, manifests, and each Pod's or workload's expected outcome)
+    /// with the same decision as `mutate`. Exit 0 when every case passes, 1
+    /// when one fails, 2 for usage errors.
+    Test(TestArgs),
     /// Make a CA and a serving certificate for the webhook Service (ECDSA
     /// P-256), and print the caBundle for the webhook configuration.
     Certs(CertsArgs),
@@ -35,6 +41,22 @@ pub enum Command {
     /// hint. Exit 0 when nothing failed, 1 when something did, 2 when the
     /// API server cannot be reached.
     Check(crate::cluster::check::CheckArgs),
+}
+
+/// Flags of `test`.
+#[derive(Debug, Args)]
+pub struct TestArgs {
+    /// The directory searched for persistence-test.yaml files (recursively).
+    #[arg(value_name = "DIR")]
+    pub dir: PathBuf,
+
+    /// Also write a JUnit XML report here, for CI systems.
+    #[arg(long, value_name = "FILE")]
+    pub junit: Option<PathBuf>,
+
+    /// The bounds on one review, as `serve` applies them.
+    #[command(flatten)]
+    pub bounds: BoundsArgs,
 }
 
 /// Flags of `certs`.
@@ -89,8 +111,11 @@ pub struct MutateArgs {
     #[arg(long, value_name = "FILE", env = "PERSISTENCE_WEBHOOK_CONFIG")]
     pub config: PathBuf,
 
-    /// A pod manifest, YAML or JSON (`-` reads stdin).
-    #[arg(long, value_name = "FILE")]
+    /// A pod manifest, YAML or JSON (`-` reads stdin); or manifests as a
+    /// repository holds them: a YAML stream or a `List` of Pods, Jobs,
+    /// CronJobs, Deployments, StatefulSets, DaemonSets, ReplicaSets (their
+    /// pod templates are mutated) and other kinds (passed through).
+    #[arg(long, short = 'f', visible_alias = "file", value_name = "FILE")]
     pub pod: Option<PathBuf>,
 
     /// An AdmissionReview request, JSON or YAML (`-` reads stdin).
@@ -98,7 +123,8 @@ pub struct MutateArgs {
     pub review: Option<PathBuf>,
 
     /// What to print: the mutated pod (YAML), the JSON Patch, or the
-    /// AdmissionReview response.
+    /// AdmissionReview response. For a stream: the stream, or a JSON list
+    /// with one entry per Pod or workload.
     #[arg(long, value_enum, default_value_t = Output::Pod)]
     pub output: Output,
 

@@ -43,7 +43,14 @@ data:
   data-gcs: {store: gcs, bucket: "gs://data-bucket", secret: gcs-secret, secretKey: gcs-key.json}
 outputs:
   outputs1: {mountPath: /outputs/1, hostPath: /mnt/outputs/1}
-  outputs-s3: {store: s3, bucket: "s3://outputs", secret: s3-secret, secretKey: s3-key.json}
+  outputs-s3:
+    store: s3
+    bucket: "s3://outputs"
+    endpoint: "http://minio.storage:9000"
+    secret: s3-secret
+    secretKey: s3-key.json
+    accessKeyIdKey: aws-id
+    secretAccessKeyKey: aws-secret
 defaultOutputs: outputs1
 "#;
 
@@ -260,6 +267,8 @@ fn team(ns: &str) {
             "generic",
             "s3-secret",
             "--from-literal=s3-key.json={}",
+            "--from-literal=aws-id=AKIAEXAMPLE",
+            "--from-literal=aws-secret=example-secret-access-key",
         ],
         None,
     );
@@ -502,7 +511,7 @@ fn a_healthy_install_reports_no_failure() {
         secrets,
         [
             "Secret gcs-secret has key gcs-key.json",
-            "Secret s3-secret has key s3-key.json",
+            "Secret s3-secret has key aws-id, aws-secret, s3-key.json",
             "PersistentVolumeClaim data-2-pvc is Bound"
         ]
     );
@@ -531,11 +540,19 @@ fn a_healthy_install_reports_no_failure() {
     );
     assert!(!found, "a probe pod was stored");
     // No Secret value appears anywhere in the report.
-    assert!(
-        !run.text.contains("{}") && !run.report.to_string().contains("e30="),
-        "{}",
-        run.text
-    );
+    let json = run.report.to_string();
+    for value in [
+        "AKIAEXAMPLE",
+        "QUtJQUVYQU1QTEU",
+        "example-secret-access-key",
+        "e30=",
+    ] {
+        assert!(
+            !run.text.contains(value) && !json.contains(value),
+            "{value} printed: {}",
+            run.text
+        );
+    }
 }
 
 #[test]
@@ -633,7 +650,7 @@ fn a_labelled_namespace_missing_a_stores_secret() {
         "namespace chk-nosecret",
         "secret",
         "not found in chk-nosecret; stores outputs-s3 need it",
-        "kubectl -n chk-nosecret create secret generic s3-secret --from-file=s3-key.json=FILE",
+        "kubectl -n chk-nosecret create secret generic s3-secret --from-file=aws-id=FILE --from-file=aws-secret=FILE --from-file=s3-key.json=FILE",
     );
 }
 
@@ -660,7 +677,7 @@ fn a_secret_without_the_key() {
         "namespace chk-nokey",
         "secret",
         "it has no key gcs-key.json (it has: key.json); stores data-gcs need it",
-        "fix secretKey in the config",
+        "or fix data-gcs.secretKey in the config",
     );
     assert!(
         !run.text.contains("super-secret-value"),
@@ -781,10 +798,11 @@ fn fifty_namespaces_take_seconds() {
     for ns in &names {
         docs.push(json!({"apiVersion": "v1", "kind": "Namespace",
             "metadata": {"name": ns, "labels": {"polyaxon.com/persistence-injection": "enabled", "chk-scale": "yes"}}}));
-        for (secret, key) in [("gcs-secret", "gcs-key.json"), ("s3-secret", "s3-key.json")] {
-            docs.push(json!({"apiVersion": "v1", "kind": "Secret",
-                "metadata": {"name": secret, "namespace": ns}, "stringData": {key: "{}"}}));
-        }
+        docs.push(json!({"apiVersion": "v1", "kind": "Secret",
+            "metadata": {"name": "gcs-secret", "namespace": ns}, "stringData": {"gcs-key.json": "{}"}}));
+        docs.push(json!({"apiVersion": "v1", "kind": "Secret",
+            "metadata": {"name": "s3-secret", "namespace": ns},
+            "stringData": {"s3-key.json": "{}", "aws-id": "AKIAEXAMPLE", "aws-secret": "example"}}));
         claims.push(json!({"apiVersion": "v1", "kind": "PersistentVolumeClaim",
             "metadata": {"name": "data-2-pvc", "namespace": ns},
             "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}}}));

@@ -134,6 +134,14 @@ struct GenStore {
     key: usize,
     trailing_slash: bool,
     bucket_suffix: &'static str,
+    /// SPEC §7: no secret at all (workload identity).
+    keyless: bool,
+    /// SPEC §7 extras, kept only where the store kind takes them: an
+    /// endpoint (s3, gcs), a region (s3), and SDK keys (s3: a pair, maybe a
+    /// token; azure: a connection string or an account key).
+    endpoint: Option<&'static str>,
+    region: Option<&'static str>,
+    sdk: u8,
 }
 
 impl GenStore {
@@ -185,14 +193,56 @@ impl GenStore {
             Some(provider) => {
                 m.insert("store".into(), json!(provider));
                 m.insert("bucket".into(), json!(self.bucket()));
-                m.insert("secret".into(), json!(self.secret()));
-                m.insert("secretKey".into(), json!(self.secret_key()));
+                if !self.keyless {
+                    m.insert("secret".into(), json!(self.secret()));
+                    m.insert("secretKey".into(), json!(self.secret_key()));
+                }
+                if let Some(e) = self.endpoint() {
+                    m.insert("endpoint".into(), json!(e));
+                }
+                if let Some(r) = self.region() {
+                    m.insert("region".into(), json!(r));
+                }
+                for (field, key) in self.sdk_keys() {
+                    m.insert(field.into(), json!(key));
+                }
             }
         }
         if let Some(ns) = &self.namespaces {
             m.insert("namespaces".into(), json!(ns));
         }
         m
+    }
+
+    fn endpoint(&self) -> Option<&'static str> {
+        self.endpoint
+            .filter(|_| matches!(self.kind, Kind::S3 | Kind::Gcs))
+    }
+
+    fn region(&self) -> Option<&'static str> {
+        self.region.filter(|_| self.kind == Kind::S3)
+    }
+
+    /// The SDK key fields this store has (none on a keyless store).
+    fn sdk_keys(&self) -> Vec<(&'static str, String)> {
+        if self.keyless {
+            return Vec::new();
+        }
+        let key = |what: &str| format!("{}-{what}", self.name);
+        match (self.kind, self.sdk % 3) {
+            (Kind::S3, 1) => vec![
+                ("accessKeyIdKey", key("id")),
+                ("secretAccessKeyKey", key("secret")),
+            ],
+            (Kind::S3, 2) => vec![
+                ("accessKeyIdKey", key("id")),
+                ("secretAccessKeyKey", key("secret")),
+                ("sessionTokenKey", key("token")),
+            ],
+            (Kind::Azure, 1) => vec![("connectionStringKey", key("conn"))],
+            (Kind::Azure, 2) => vec![("accountKeyKey", "key".to_owned())],
+            _ => Vec::new(),
+        }
     }
 
     /// The store as the SPEC model in tests/common/spec.rs takes it.
@@ -209,8 +259,15 @@ impl GenStore {
             Kind::Gcs | Kind::S3 | Kind::Azure => spec::StoreKind::Cloud {
                 provider: self.kind.provider().expect("a cloud kind").to_owned(),
                 bucket: self.bucket(),
-                secret: self.secret().to_owned(),
-                secret_key: self.secret_key().to_owned(),
+                secret: (!self.keyless).then(|| self.secret().to_owned()),
+                secret_key: (!self.keyless).then(|| self.secret_key().to_owned()),
+                endpoint: self.endpoint().map(|e| e.trim_end_matches('/').to_owned()),
+                region: self.region().map(str::to_owned),
+                sdk_keys: self
+                    .sdk_keys()
+                    .into_iter()
+                    .map(|(f, k)| (f.to_owned(), k))
+                    .collect(),
             },
         };
         spec::StoreSpec {
@@ -357,10 +414,37 @@ fn store(outputs: bool) -> impl Strategy<Value = GenStore> {
         proptest::option::weighted(0.05, 0..KEYS.len()),
         any::<bool>(),
         proptest::sample::select(vec!["", "/", "/prefix", "/runs/"]),
+        (
+            proptest::bool::weighted(0.2),
+            proptest::option::weighted(
+                0.3,
+                proptest::sample::select(vec![
+                    "http://minio.storage:9000",
+                    "https://[::1]:4443/",
+                    "http://127.0.0.1:4443",
+                ]),
+            ),
+            proptest::option::weighted(0.3, proptest::sample::select(vec!["us-east-1", "eu_1"])),
+            any::<u8>(),
+        ),
     )
         .prop_map(
-            move |(name, kind, read_only, namespaces, secret, key, trailing_slash, suffix)| {
+            move |(
+                name,
+                kind,
+                read_only,
+                namespaces,
+                secret,
+                key,
+                trailing_slash,
+                suffix,
+                (keyless, endpoint, region, sdk),
+            )| {
                 GenStore {
+                    keyless,
+                    endpoint,
+                    region,
+                    sdk,
                     name,
                     outputs,
                     kind,
@@ -424,6 +508,17 @@ enum Naming {
     Neither,
 }
 
+/// `metadata.ownerReferences` as controllers set them (SPEC §3 rule 3).
+#[derive(Debug, Clone)]
+enum Owners {
+    /// No list.
+    None,
+    /// A `batch/v1` Job controls the pod, among other owners or alone.
+    Job { name: String, others: bool },
+    /// A Job that owns but does not control it, or a ReplicaSet that controls it.
+    NotAJobController(String),
+}
+
 #[derive(Debug, Clone, Copy)]
 enum Format {
     Json,
@@ -459,6 +554,7 @@ struct PodPlan {
     namespace: &'static str,
     namespace_in_metadata: bool,
     naming: Naming,
+    owners: Owners,
     /// `None`: no annotations map unless one of ours is set.
     annotations: Option<Vec<(String, String)>>,
     selection: Option<SelectionPlan>,
@@ -477,17 +573,25 @@ struct PodPlan {
     dry_run: Option<bool>,
 }
 
-fn unrelated_env() -> [Value; 4] {
+fn unrelated_env() -> [Value; 6] {
     [
         json!({"name": "FOO", "value": "bar"}),
         json!({"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}}),
         json!({"name": "EMPTY"}),
         json!({"name": ENV_GOOGLE, "value": "/own/creds.json"}),
+        // SDK variables the container sets itself: kept (SPEC §7).
+        json!({"name": "AWS_REGION", "value": "own-region"}),
+        json!({"name": "AZURE_STORAGE_CONNECTION_STRING", "valueFrom": {"secretKeyRef": {"name": "own", "key": "conn"}}}),
     ]
 }
 
-fn own_volumes() -> [Value; 3] {
+fn own_volumes() -> [Value; 5] {
     [
+        // The preferred volume names of stores `a` and `b` (generated
+        // often), with content no store has: the store's volume gets
+        // another name (SPEC §4), never a denial.
+        json!({"name": "pw-a", "hostPath": {"path": "/own/elsewhere"}}),
+        json!({"name": "pw-b", "secret": {"secretName": "own"}}),
         json!({"name": "own-0", "emptyDir": {}}),
         json!({"name": "own-1", "configMap": {"name": "cfg", "defaultMode": 420}, "x-extra": {"k": [1, 2]}}),
         json!({"name": "kube-api-access-x7k2p", "projected": {"defaultMode": 420,
@@ -497,7 +601,7 @@ fn own_volumes() -> [Value; 3] {
 
 fn container_plan() -> impl Strategy<Value = ContainerPlan> {
     (
-        proptest::option::of(proptest::collection::vec(any::<bool>(), 4)),
+        proptest::option::of(proptest::collection::vec(any::<bool>(), 6)),
         proptest::option::of(0..=2usize),
         any::<bool>(),
     )
@@ -537,6 +641,15 @@ fn naming() -> impl Strategy<Value = Naming> {
     ]
 }
 
+fn owners() -> impl Strategy<Value = Owners> {
+    prop_oneof![
+        3 => Just(Owners::None),
+        2 => ("[a-z][a-z0-9-]{0,12}[a-z0-9]", any::<bool>())
+            .prop_map(|(name, others)| Owners::Job { name, others }),
+        1 => "[a-z][a-z0-9-]{0,12}[a-z0-9]".prop_map(Owners::NotAJobController),
+    ]
+}
+
 fn unique_name() -> impl Strategy<Value = String> {
     prop_oneof![
         "[a-z]{1,4}\\.[a-z]{1,4}\\.[0-9]{1,3}",
@@ -571,7 +684,7 @@ fn pod_plan() -> impl Strategy<Value = PodPlan> {
         naming(),
         "[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}",
         prop_oneof![7 => Just("admission.k8s.io/v1"), 1 => Just("admission.k8s.io/v1beta1")],
-        proptest::option::of(any::<bool>()),
+        (proptest::option::of(any::<bool>()), owners()),
     );
     let metadata = (
         proptest::option::of(unrelated_annotations()),
@@ -596,18 +709,19 @@ fn pod_plan() -> impl Strategy<Value = PodPlan> {
         "[a-z][a-z0-9]{0,6}",
         proptest::collection::vec(container_plan(), 1..=3),
         proptest::collection::vec(container_plan(), 0..=2),
-        proptest::option::of(0..=3usize),
+        proptest::option::of(0..=5usize),
         any::<bool>(),
     );
     (who, metadata, spec).prop_map(
         |(
-            (namespace, namespace_in_metadata, naming, uid, api_version, dry_run),
+            (namespace, namespace_in_metadata, naming, uid, api_version, (dry_run, owners)),
             (annotations, selection, subpath, unique_name, stale_injected, labels),
             (base, containers, init_containers, volumes, extras),
         )| PodPlan {
             namespace,
             namespace_in_metadata,
             naming,
+            owners,
             annotations,
             selection,
             subpath,
@@ -795,6 +909,30 @@ fn build(fx: &Fixture, plan: &PodPlan) -> Built {
             metadata.insert("generateName".into(), json!(g));
         }
         Naming::Neither => {}
+    }
+    let owner = |api: &str, kind: &str, name: &str, controller: bool| {
+        json!({"apiVersion": api, "kind": kind, "name": name,
+            "uid": "6f1c2a4e-0000-4000-8000-000000000001",
+            "controller": controller, "blockOwnerDeletion": true})
+    };
+    match &plan.owners {
+        Owners::None => {}
+        Owners::Job { name, others } => {
+            let mut refs = vec![owner("batch/v1", "Job", name, true)];
+            if *others {
+                refs.insert(0, owner("v1", "ConfigMap", "cfg", false));
+            }
+            metadata.insert("ownerReferences".into(), json!(refs));
+        }
+        Owners::NotAJobController(name) => {
+            metadata.insert(
+                "ownerReferences".into(),
+                json!([
+                    owner("batch/v1", "Job", name, false),
+                    owner("apps/v1", "ReplicaSet", &format!("{name}-rs"), true)
+                ]),
+            );
+        }
     }
     if plan.namespace_in_metadata {
         metadata.insert("namespace".into(), json!(ns));
@@ -1070,6 +1208,11 @@ fn count_coverage(built: &Built, plan: &PodPlan, cov: &Coverage) {
         Naming::Generate(_) => cov.hit("generateName pod"),
         Naming::Neither => cov.hit("unnamed pod"),
     }
+    match &plan.owners {
+        Owners::Job { .. } => cov.hit("job pod"),
+        Owners::NotAJobController(_) => cov.hit("owned, not by a job"),
+        Owners::None => {}
+    }
     if plan.subpath.is_some() {
         cov.hit("explicit sub-path");
     }
@@ -1218,6 +1361,8 @@ fn valid_selections_are_patched_correctly_and_idempotently() {
         "named pod",
         "generateName pod",
         "unnamed pod",
+        "job pod",
+        "owned, not by a job",
         "explicit sub-path",
         "stale injected annotation",
         "no annotations map",

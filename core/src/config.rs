@@ -133,24 +133,31 @@ impl Provider {
         }
     }
 
+    /// The storage account of an Azure bucket URL
+    /// (`wasbs://<container>@<account>.blob.core.windows.net/...`).
+    pub fn azure_account(bucket: &str) -> Option<&str> {
+        let rest = bucket.strip_prefix("wasbs://")?;
+        let host = rest.split('/').next()?;
+        let (_, account_host) = host.split_once('@')?;
+        account_host
+            .strip_suffix(".blob.core.windows.net")
+            .filter(|account| !account.is_empty())
+    }
+
     /// Whether `bucket` is a well-formed URL for this provider.
     fn accepts(self, bucket: &str) -> bool {
         let non_empty_head = |rest: &str| rest.split('/').next().is_some_and(|b| !b.is_empty());
         match self {
             Provider::Gcs => bucket.strip_prefix("gs://").is_some_and(non_empty_head),
             Provider::S3 => bucket.strip_prefix("s3://").is_some_and(non_empty_head),
-            Provider::Azure => bucket.strip_prefix("wasbs://").is_some_and(|rest| {
-                let host = rest.split('/').next().unwrap_or("");
-                match host.split_once('@') {
-                    Some((container, account_host)) => {
-                        !container.is_empty()
-                            && account_host
-                                .strip_suffix(".blob.core.windows.net")
-                                .is_some_and(|account| !account.is_empty())
-                    }
-                    None => false,
-                }
-            }),
+            Provider::Azure => {
+                let container = bucket
+                    .strip_prefix("wasbs://")
+                    .and_then(|rest| rest.split_once('@'))
+                    .map(|(container, _)| container);
+                container.is_some_and(|c| !c.is_empty() && !c.contains('/'))
+                    && Provider::azure_account(bucket).is_some()
+            }
         }
     }
 }
@@ -191,17 +198,77 @@ pub enum Backend {
         /// The pod volume to add, built once at load.
         volume: Value,
     },
-    /// A bucket reached through credentials in a Secret.
+    /// A bucket, reached with credentials from a Secret or, keyless, with
+    /// the pod's own workload identity (SPEC §7).
     Cloud {
         /// gcs, s3 or azure.
         provider: Provider,
         /// The bucket URL, used verbatim.
         bucket: String,
-        /// The Secret holding the credentials.
-        secret: String,
-        /// The key in that Secret, and the name of the env var that references it.
-        secret_key: String,
+        /// The Secret keys the run's clients read; `None` for a keyless store.
+        credentials: Option<Credentials>,
+        /// `http(s)://host[:port]` of an S3-compatible or GCS-API server.
+        endpoint: Option<String>,
+        /// The S3 region.
+        region: Option<String>,
     },
+}
+
+/// A cloud store's credentials: keys of one Secret, only ever referenced.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Credentials {
+    /// The Secret.
+    pub secret: String,
+    /// The key polystores reads (a JSON credential), and the name of the
+    /// env var that references it.
+    pub secret_key: String,
+    /// The keys the cloud SDKs read, when the store names them.
+    pub sdk: SdkKeys,
+}
+
+/// Keys of the store's Secret that become the SDKs' credential variables.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SdkKeys {
+    /// None given.
+    None,
+    /// `accessKeyIdKey`, `secretAccessKeyKey` and the optional `sessionTokenKey`.
+    S3 {
+        /// Key holding the access key id.
+        access_key_id: String,
+        /// Key holding the secret access key.
+        secret_access_key: String,
+        /// Key holding a session token.
+        session_token: Option<String>,
+    },
+    /// `connectionStringKey`: key holding an Azure Storage connection string.
+    AzureConnectionString(String),
+    /// `accountKeyKey`: key holding the Azure Storage account key.
+    AzureAccountKey(String),
+}
+
+impl SdkKeys {
+    /// Every Secret key named, with the config field that names it.
+    pub fn keys(&self) -> Vec<(&'static str, &str)> {
+        match self {
+            SdkKeys::None => Vec::new(),
+            SdkKeys::S3 {
+                access_key_id,
+                secret_access_key,
+                session_token,
+            } => {
+                let mut keys = vec![
+                    ("accessKeyIdKey", access_key_id.as_str()),
+                    ("secretAccessKeyKey", secret_access_key.as_str()),
+                ];
+                if let Some(token) = session_token {
+                    keys.push(("sessionTokenKey", token.as_str()));
+                }
+                keys
+            }
+            SdkKeys::AzureConnectionString(key) => vec![("connectionStringKey", key.as_str())],
+            SdkKeys::AzureAccountKey(key) => vec![("accountKeyKey", key.as_str())],
+        }
+    }
 }
 
 /// One validated store.

@@ -37,6 +37,76 @@ pub fn is_env_name(s: &str) -> bool {
     }
 }
 
+/// A key Kubernetes accepts in a Secret's data: letters, digits, `-`, `_`
+/// and `.`, at most 253 bytes, never `.` or `..`.
+pub fn is_secret_key(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 253
+        && s != "."
+        && s != ".."
+        && s.bytes()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'-' | b'_' | b'.'))
+}
+
+/// Checks a store's `endpoint`: `http(s)://host[:port]` with no user info,
+/// path, query or fragment; one trailing `/` is dropped. The error
+/// completes "`<endpoint>` ...".
+pub fn check_endpoint(endpoint: &str) -> Result<&str, &'static str> {
+    let Some((scheme, rest)) = endpoint.split_once("://") else {
+        return Err("is not a URL: expected http://host[:port] or https://host[:port]");
+    };
+    if scheme != "http" && scheme != "https" {
+        return Err("must use http or https (e.g. http://minio.storage:9000)");
+    }
+    let authority = rest.strip_suffix('/').unwrap_or(rest);
+    if authority.is_empty() {
+        return Err("has no host");
+    }
+    if authority.contains(['/', '?', '#']) {
+        return Err("must have no path, query or fragment: give only http(s)://host[:port]; the clients add the bucket themselves");
+    }
+    if authority.contains('@') {
+        return Err("must not hold credentials: put them in the store's Secret");
+    }
+    if authority
+        .chars()
+        .any(|c| c.is_control() || c.is_whitespace())
+    {
+        return Err("must not contain spaces or control characters");
+    }
+    // host, host:port, [v6] or [v6]:port
+    let (host, port) = if let Some(bracketed) = authority.strip_prefix('[') {
+        let Some((address, after)) = bracketed.split_once(']') else {
+            return Err("has an unclosed '[' in its host");
+        };
+        match after {
+            "" => (address, None),
+            _ => match after.strip_prefix(':') {
+                Some(port) => (address, Some(port)),
+                None => return Err("has text after its IPv6 address that is not a port"),
+            },
+        }
+    } else {
+        match authority.split_once(':') {
+            Some((_, port)) if port.contains(':') => {
+                return Err("has an IPv6 address without brackets: write http://[::1]:9000")
+            }
+            Some((host, port)) => (host, Some(port)),
+            None => (authority, None),
+        }
+    };
+    if host.is_empty() {
+        return Err("has no host");
+    }
+    if let Some(port) = port {
+        if !port.parse::<u16>().is_ok_and(|p| p != 0) {
+            return Err("has a port that is not a number from 1 to 65535");
+        }
+    }
+    let end = endpoint.len() - (rest.len() - authority.len());
+    Ok(&endpoint[..end])
+}
+
 /// Checks an absolute mount path and drops one trailing `/`, so that `/d`
 /// and `/d/` are the same path. The error completes "`<path>` ...".
 pub fn normalise_mount_path(path: &str) -> Result<String, &'static str> {
@@ -82,6 +152,25 @@ pub fn volume_name(store: &str) -> String {
     }
     let head = full[..cut].trim_end_matches('-');
     format!("{head}-{hash:08x}")
+}
+
+/// The `n`th alternate (n >= 2) of a webhook volume name, for a pod that
+/// already owns the preferred name with other content: `pw--<n>-<rest>`.
+/// The double hyphen keeps it apart from every store's preferred name
+/// (`pw-<DNS label>`, and a label never starts with `-`); it stays a DNS
+/// label of at most 63 characters.
+pub fn alternate_volume_name(preferred: &str, n: u32) -> String {
+    let rest = preferred
+        .strip_prefix(VOLUME_PREFIX)
+        .unwrap_or(preferred)
+        .trim_start_matches('-');
+    let head = format!("{VOLUME_PREFIX}-{n}-");
+    let room = 63usize.saturating_sub(head.len());
+    let mut cut = rest.len().min(room);
+    while !rest.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    format!("{head}{}", rest[..cut].trim_end_matches('-'))
 }
 
 /// A mount path as the container runtime resolves it: relative to the

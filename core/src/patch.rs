@@ -25,7 +25,7 @@ mod diff;
 mod wanted;
 
 pub use diff::build;
-pub use wanted::{targeted, wanted, Wanted};
+pub use wanted::{default_store, targeted, wanted, Wanted};
 
 /// Something of ours the pod already has with a different value.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -55,14 +55,6 @@ pub enum Conflict {
         name: String,
         /// What the webhook would set, described.
         ours: String,
-    },
-    /// A pod volume with our volume's name but other content.
-    #[error("spec.volumes already has a volume named {name:?} that differs from the one the webhook adds for {what}; rename the pod's volume")]
-    Volume {
-        /// The volume name.
-        name: String,
-        /// e.g. `data store "data1"`.
-        what: String,
     },
     /// A pod mount of a volume the webhook adds (or keeps) in this review,
     /// other than exactly the mount the webhook adds: with it a pod could
@@ -102,7 +94,6 @@ impl Conflict {
         match self {
             Conflict::MountPath { .. } => Reason::MountConflict,
             Conflict::Env { .. } => Reason::EnvConflict,
-            Conflict::Volume { .. } => Reason::VolumeConflict,
             Conflict::ForeignMount { .. } => Reason::ForeignMount,
             Conflict::OwnMounts { .. } => Reason::OwnMounts,
         }
@@ -115,7 +106,6 @@ impl Conflict {
             Conflict::MountPath { field, .. }
             | Conflict::Env { field, .. }
             | Conflict::ForeignMount { field, .. } => field.clone(),
-            Conflict::Volume { name, .. } => format!("spec.volumes[{name}]"),
             Conflict::OwnMounts { .. } => annotation_field(ANNOTATION_PERSISTENCE),
         }
     }

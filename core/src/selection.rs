@@ -26,6 +26,8 @@ pub struct PodIdentity<'a> {
     pub name: Option<&'a str>,
     /// `metadata.generateName`.
     pub generate_name: Option<&'a str>,
+    /// The name of the `batch/v1` Job that controls the pod, if one does.
+    pub job: Option<&'a str>,
     /// The admission request's uid, which completes a generateName pod's sub-path.
     pub uid: &'a str,
 }

@@ -26,12 +26,69 @@ pub const ENV_OUTPUTS_PATH: &str = "POLYAXON_RUN_OUTPUTS_PATH";
 pub const ENV_ACCESS_KEYS: &str = "POLYSTORES_RUN_STORES_ACCESS_KEYS";
 /// Google's default-credentials file variable.
 pub const ENV_GOOGLE_CREDENTIALS: &str = "GOOGLE_APPLICATION_CREDENTIALS";
+/// The GCS clients' API server (an emulator or a GCS-API endpoint).
+pub const ENV_STORAGE_EMULATOR_HOST: &str = "STORAGE_EMULATOR_HOST";
+/// The AWS SDKs' and s3fs's access key id.
+pub const ENV_AWS_ACCESS_KEY_ID: &str = "AWS_ACCESS_KEY_ID";
+/// The AWS SDKs' and s3fs's secret access key.
+pub const ENV_AWS_SECRET_ACCESS_KEY: &str = "AWS_SECRET_ACCESS_KEY";
+/// The AWS SDKs' session token.
+pub const ENV_AWS_SESSION_TOKEN: &str = "AWS_SESSION_TOKEN";
+/// The S3 endpoint of the AWS SDKs (boto3 1.28+, the service-specific form).
+pub const ENV_AWS_ENDPOINT_URL_S3: &str = "AWS_ENDPOINT_URL_S3";
+/// The AWS region (current SDKs).
+pub const ENV_AWS_REGION: &str = "AWS_REGION";
+/// The AWS region (older SDKs and the CLI).
+pub const ENV_AWS_DEFAULT_REGION: &str = "AWS_DEFAULT_REGION";
+/// The Azure Storage account (adlfs and the Azure SDK samples).
+pub const ENV_AZURE_STORAGE_ACCOUNT_NAME: &str = "AZURE_STORAGE_ACCOUNT_NAME";
+/// An Azure Storage connection string.
+pub const ENV_AZURE_STORAGE_CONNECTION_STRING: &str = "AZURE_STORAGE_CONNECTION_STRING";
+/// An Azure Storage account key.
+pub const ENV_AZURE_STORAGE_ACCOUNT_KEY: &str = "AZURE_STORAGE_ACCOUNT_KEY";
+
+/// The SDK variables that only make sense together: a container that sets
+/// any one of a group keeps its own and gets none of that group from the
+/// webhook, so a run never mixes half its own credential (or region) with
+/// half a store's.
+pub const SDK_ENV_GROUPS: [&[&str]; 6] = [
+    &[ENV_GOOGLE_CREDENTIALS],
+    &[ENV_STORAGE_EMULATOR_HOST],
+    &[
+        ENV_AWS_ACCESS_KEY_ID,
+        ENV_AWS_SECRET_ACCESS_KEY,
+        ENV_AWS_SESSION_TOKEN,
+    ],
+    &[ENV_AWS_ENDPOINT_URL_S3],
+    &[ENV_AWS_REGION, ENV_AWS_DEFAULT_REGION],
+    &[
+        ENV_AZURE_STORAGE_ACCOUNT_NAME,
+        ENV_AZURE_STORAGE_CONNECTION_STRING,
+        ENV_AZURE_STORAGE_ACCOUNT_KEY,
+    ],
+];
+
+/// The group of [`SDK_ENV_GROUPS`] an env var belongs to, if any.
+pub fn sdk_env_group(name: &str) -> Option<usize> {
+    SDK_ENV_GROUPS.iter().position(|g| g.contains(&name))
+}
+
 /// Env var names the webhook owns; a store's `secretKey` must not shadow them.
-pub const RESERVED_ENV: [&str; 4] = [
+pub const RESERVED_ENV: [&str; 14] = [
     ENV_DATA_PATHS,
     ENV_OUTPUTS_PATH,
     ENV_ACCESS_KEYS,
     ENV_GOOGLE_CREDENTIALS,
+    ENV_STORAGE_EMULATOR_HOST,
+    ENV_AWS_ACCESS_KEY_ID,
+    ENV_AWS_SECRET_ACCESS_KEY,
+    ENV_AWS_SESSION_TOKEN,
+    ENV_AWS_ENDPOINT_URL_S3,
+    ENV_AWS_REGION,
+    ENV_AWS_DEFAULT_REGION,
+    ENV_AZURE_STORAGE_ACCOUNT_NAME,
+    ENV_AZURE_STORAGE_CONNECTION_STRING,
+    ENV_AZURE_STORAGE_ACCOUNT_KEY,
 ];
 
 /// Prefix of every pod volume the webhook adds.

@@ -81,6 +81,10 @@ impl AppState {
     pub fn new(config: Config, limits: Limits) -> AppState {
         let metrics = Arc::new(Metrics::new());
         metrics.config_generation.set(1);
+        let slots = limits.max_in_flight.max(1);
+        metrics
+            .slots_limit
+            .set(i64::try_from(slots).unwrap_or(i64::MAX));
         AppState {
             config: ArcSwap::from_pointee(config),
             bodies: BodyBudget::new(
@@ -89,7 +93,7 @@ impl AppState {
             ),
             metrics,
             ready: AtomicBool::new(true),
-            slots: Arc::new(Semaphore::new(limits.max_in_flight.max(1))),
+            slots: Arc::new(Semaphore::new(slots)),
             heavy: Arc::new(Semaphore::new(admit::HEAVY_REVIEWS)),
             limits,
         }

@@ -27,13 +27,21 @@ pub fn describe(store: &Store) -> spec::StoreSpec {
         Backend::Cloud {
             provider,
             bucket,
-            secret,
-            secret_key,
+            credentials,
+            endpoint,
+            region,
         } => spec::StoreKind::Cloud {
             provider: provider.as_str().to_owned(),
             bucket: bucket.clone(),
-            secret: secret.clone(),
-            secret_key: secret_key.clone(),
+            secret: credentials.as_ref().map(|c| c.secret.clone()),
+            secret_key: credentials.as_ref().map(|c| c.secret_key.clone()),
+            endpoint: endpoint.clone(),
+            region: region.clone(),
+            sdk_keys: credentials
+                .iter()
+                .flat_map(|c| c.sdk.keys())
+                .map(|(field, key)| (field.to_owned(), key.to_owned()))
+                .collect(),
         },
     };
     let volume_name =

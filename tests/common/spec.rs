@@ -31,6 +31,38 @@ pub const ENV_OUTPUTS_PATH: &str = "POLYAXON_RUN_OUTPUTS_PATH";
 pub const ENV_ACCESS_KEYS: &str = "POLYSTORES_RUN_STORES_ACCESS_KEYS";
 /// SPEC §4: the default GCS credentials file.
 pub const ENV_GOOGLE: &str = "GOOGLE_APPLICATION_CREDENTIALS";
+/// SPEC §7: the SDK variables, each set from its provider's default store.
+/// A container that sets one keeps its own; the implementation keeps whole
+/// groups (a credential's halves, the two region names, Azure's account and
+/// key), so a run never mixes its own half with a store's (README).
+pub const SDK_ENV_GROUPS: [&[&str]; 6] = [
+    &[ENV_GOOGLE],
+    &["STORAGE_EMULATOR_HOST"],
+    &[
+        "AWS_ACCESS_KEY_ID",
+        "AWS_SECRET_ACCESS_KEY",
+        "AWS_SESSION_TOKEN",
+    ],
+    &["AWS_ENDPOINT_URL_S3"],
+    &["AWS_REGION", "AWS_DEFAULT_REGION"],
+    &[
+        "AZURE_STORAGE_ACCOUNT_NAME",
+        "AZURE_STORAGE_CONNECTION_STRING",
+        "AZURE_STORAGE_ACCOUNT_KEY",
+    ],
+];
+
+/// The variables of the SDK group of `var` (empty when it is none).
+pub fn sdk_group(var: &str) -> &'static [&'static str] {
+    SDK_ENV_GROUPS
+        .iter()
+        .find(|g| g.contains(&var))
+        .copied()
+        .unwrap_or(&[])
+}
+/// The prefix of the names the webhook gives its volumes when the pod owns
+/// the preferred ones (the implementation's choice within SPEC §4).
+pub const ALTERNATE_PREFIX: &str = "pw--";
 /// The prefix of every volume the webhook adds.
 pub const VOLUME_PREFIX: &str = "pw-";
 /// Where the GCS key file is mounted.
@@ -271,14 +303,20 @@ pub enum StoreKind {
         source: Source,
         read_only: bool,
     },
-    /// A bucket reached through a key in a Secret.
+    /// A bucket, reached through keys of a Secret or keyless (SPEC §7).
     Cloud {
         /// `gcs`, `s3` or `azure`.
         provider: String,
         /// Used verbatim.
         bucket: String,
-        secret: String,
-        secret_key: String,
+        /// `None` for a keyless store (then `secret_key` is `None` too).
+        secret: Option<String>,
+        secret_key: Option<String>,
+        /// As the config gives it, one trailing `/` dropped.
+        endpoint: Option<String>,
+        region: Option<String>,
+        /// The SDK key fields given: (`accessKeyIdKey`, key), ...
+        sdk_keys: Vec<(String, String)>,
     },
 }
 
@@ -335,8 +373,9 @@ pub struct Selection {
 }
 
 /// The outputs sub-path SPEC §3 gives a run, first match wins: the
-/// sub-path annotation, the unique-name annotation, `<namespace>/<name>`,
-/// `<namespace>/<generateName><uid>`, `<namespace>/<uid>`.
+/// sub-path annotation, the unique-name annotation, `<namespace>/<job name>`
+/// for a pod whose one controller ownerReference is a `batch/v1` `Job`,
+/// `<namespace>/<name>`, `<namespace>/<generateName><uid>`, `<namespace>/<uid>`.
 pub fn sub_path(
     annotations: &Value,
     namespace: &str,
@@ -349,6 +388,9 @@ pub fn sub_path(
     if let Some(u) = annotations[ANN_UNIQUE_NAME].as_str() {
         return unique_name_path(u);
     }
+    if let Some(job) = controller_job(metadata) {
+        return Some(format!("{namespace}/{job}"));
+    }
     Some(
         match (metadata["name"].as_str(), metadata["generateName"].as_str()) {
             (Some(name), _) => format!("{namespace}/{name}"),
@@ -356,6 +398,22 @@ pub fn sub_path(
             (None, None) => format!("{namespace}/{uid}"),
         },
     )
+}
+
+/// The Job named by the pod's one controller ownerReference, when it is a
+/// `batch/v1` `Job` with a name (SPEC §3 rule 3). Two controllers name none.
+pub fn controller_job(metadata: &Value) -> Option<&str> {
+    let refs = metadata["ownerReferences"].as_array()?;
+    let controllers: Vec<&Value> = refs
+        .iter()
+        .filter(|r| r["controller"] == Value::Bool(true))
+        .collect();
+    match controllers.as_slice() {
+        [r] if r["apiVersion"] == "batch/v1" && r["kind"] == "Job" => {
+            r["name"].as_str().filter(|n| !n.is_empty())
+        }
+        _ => None,
+    }
 }
 
 /// An env var SPEC §4 prescribes.
@@ -468,7 +526,7 @@ pub fn expect(sel: &Selection) -> Expected {
     let mut data_paths = BTreeMap::new();
     let mut access_keys = serde_json::Map::new();
     let mut secret_keys = BTreeMap::new();
-    let mut gcs_key = None;
+    let mut defaults: BTreeMap<String, StoreSpec> = BTreeMap::new();
     let mut volumes = Vec::new();
     let mut mounts = Vec::new();
     // (store, where its path is, sub-path): data stores, then outputs.
@@ -489,15 +547,18 @@ pub fn expect(sel: &Selection) -> Expected {
                 secret_key,
                 ..
             } => {
-                access_keys.insert(
-                    path.clone(),
-                    json!({"store": provider, "secret_key": secret_key}),
-                );
-                secret_keys.insert(secret_key.clone(), secret.clone());
-                // The outputs store's key if it is GCS, else the first GCS
-                // data store's.
-                if provider == "gcs" && (gcs_key.is_none() || is_outputs) {
-                    gcs_key = Some((secret.clone(), secret_key.clone()));
+                // A keyless store has no polystores entry and no Secret.
+                if let (Some(secret), Some(secret_key)) = (secret, secret_key) {
+                    access_keys.insert(
+                        path.clone(),
+                        json!({"store": provider, "secret_key": secret_key}),
+                    );
+                    secret_keys.insert(secret_key.clone(), secret.clone());
+                }
+                // Each provider's default store: the outputs store if it is
+                // of that provider, else the first data store of it by name.
+                if !defaults.contains_key(provider.as_str()) || is_outputs {
+                    defaults.insert(provider.clone(), (*store).clone());
                 }
             }
             StoreKind::Volume { read_only, .. } => {
@@ -534,6 +595,7 @@ pub fn expect(sel: &Selection) -> Expected {
             WantEnv::From(json!({"secretKeyRef": {"name": secret, "key": key}})),
         );
     }
+    let gcs_key = sdk_env(&defaults, &mut env);
     if let Some((secret, key)) = &gcs_key {
         let volume = secret_signature(secret, key);
         volumes.push(volume.clone());
@@ -554,6 +616,98 @@ pub fn expect(sel: &Selection) -> Expected {
         mounts,
         containers: sel.containers.clone(),
     }
+}
+
+/// SPEC §7: the SDK variables of each provider's default store, into
+/// `env`; the GCS key file's secret and key, if one is mounted.
+fn sdk_env(
+    defaults: &BTreeMap<String, StoreSpec>,
+    env: &mut BTreeMap<String, WantEnv>,
+) -> Option<(String, String)> {
+    use serde_json::json;
+    let mut gcs_key = None;
+    for store in defaults.values() {
+        let StoreKind::Cloud {
+            provider,
+            bucket,
+            secret,
+            secret_key,
+            endpoint,
+            region,
+            sdk_keys,
+        } = &store.kind
+        else {
+            continue;
+        };
+        let mut exact = |var: &str, value: &str| {
+            env.insert(var.to_owned(), WantEnv::Exact(value.to_owned()));
+        };
+        let key_of = |field: &str| {
+            sdk_keys
+                .iter()
+                .find(|(f, _)| f == field)
+                .map(|(_, key)| key.clone())
+        };
+        let mut refs: Vec<(&str, String)> = Vec::new();
+        match provider.as_str() {
+            "gcs" => {
+                if let (Some(secret), Some(key)) = (secret, secret_key) {
+                    gcs_key = Some((secret.clone(), key.clone()));
+                    exact(ENV_GOOGLE, &format!("{GCS_CREDENTIALS_DIR}/{key}"));
+                }
+                if let Some(e) = endpoint {
+                    exact("STORAGE_EMULATOR_HOST", e);
+                }
+            }
+            "s3" => {
+                if let Some(e) = endpoint {
+                    exact("AWS_ENDPOINT_URL_S3", e);
+                }
+                if let Some(r) = region {
+                    exact("AWS_REGION", r);
+                    exact("AWS_DEFAULT_REGION", r);
+                }
+                for (field, var) in [
+                    ("accessKeyIdKey", "AWS_ACCESS_KEY_ID"),
+                    ("secretAccessKeyKey", "AWS_SECRET_ACCESS_KEY"),
+                    ("sessionTokenKey", "AWS_SESSION_TOKEN"),
+                ] {
+                    if let Some(key) = key_of(field) {
+                        refs.push((var, key));
+                    }
+                }
+            }
+            _ => {
+                // wasbs://<container>@<account>.blob.core.windows.net/...
+                let account = bucket
+                    .trim_start_matches("wasbs://")
+                    .split('/')
+                    .next()
+                    .and_then(|host| host.split_once('@'))
+                    .and_then(|(_, h)| h.strip_suffix(".blob.core.windows.net"));
+                if let Some(account) = account {
+                    exact("AZURE_STORAGE_ACCOUNT_NAME", account);
+                }
+                for (field, var) in [
+                    ("connectionStringKey", "AZURE_STORAGE_CONNECTION_STRING"),
+                    ("accountKeyKey", "AZURE_STORAGE_ACCOUNT_KEY"),
+                ] {
+                    if let Some(key) = key_of(field) {
+                        refs.push((var, key));
+                    }
+                }
+            }
+        }
+        if let Some(secret) = secret {
+            for (var, key) in refs {
+                env.insert(
+                    var.to_owned(),
+                    WantEnv::From(json!({"secretKeyRef": {"name": secret, "key": key}})),
+                );
+            }
+        }
+    }
+    gcs_key
 }
 
 /// A pod volume in short: its source and what the model cares about.
@@ -733,7 +887,9 @@ pub fn check_patched_pod(original: &Value, patched: &Value, want: &Expected) -> 
         .filter(|(n, sig)| {
             n.starts_with(VOLUME_PREFIX)
                 && want.mounts.iter().any(|m| {
-                    m.volume == *sig && m.volume_name.as_ref().is_none_or(|known| known == n)
+                    m.volume == *sig
+                        && (m.volume_name.as_ref().is_none_or(|known| known == n)
+                            || n.starts_with(ALTERNATE_PREFIX))
                 })
         })
         .collect();
@@ -753,6 +909,11 @@ pub fn check_patched_pod(original: &Value, patched: &Value, want: &Expected) -> 
         ));
     }
     added_by_name.extend(kept);
+    // SPEC §4: a store's volume gets another name when the pod already owns
+    // its preferred one with other content.
+    let own_volume_names: BTreeSet<String> = field_of(list(&orig["spec"], "volumes"), "name")
+        .into_iter()
+        .collect();
 
     for key in ["initContainers", "containers"] {
         let now = list(spec, key);
@@ -778,7 +939,7 @@ pub fn check_patched_pod(original: &Value, patched: &Value, want: &Expected) -> 
                 }
                 continue;
             }
-            check_container(name, before, c, want, &added_by_name)?;
+            check_container(name, before, c, want, &added_by_name, &own_volume_names)?;
             let c_stripped = &mut stripped["spec"][key][i];
             strip_appended(before, c_stripped, "env")?;
             strip_appended(before, c_stripped, "volumeMounts")?;
@@ -806,11 +967,23 @@ fn check_container(
     now: &Value,
     want: &Expected,
     added: &BTreeMap<String, String>,
+    own_volume_names: &BTreeSet<String>,
 ) -> Result<(), String> {
     use serde_json::json;
     for (var, w) in &want.env {
         let found = env_named(now, var);
         let had = env_named(was, var);
+        // SPEC §7: an SDK variable group the container sets itself is kept
+        // whole, none of it added.
+        let group = sdk_group(var);
+        if group.iter().any(|g| !env_named(was, g).is_empty()) {
+            if found != had {
+                return Err(format!(
+                    "container {name}: {var} changed although the container sets its own {group:?}"
+                ));
+            }
+            continue;
+        }
         // Set once; or, when the container already sets it as SPEC would,
         // kept as it was.
         if (had.is_empty() && found.len() != 1) || (!had.is_empty() && found != had) {
@@ -826,30 +999,14 @@ fn check_container(
             ));
         }
     }
-    // GOOGLE_APPLICATION_CREDENTIALS: the container's own is kept; else it
-    // names the key file when a GCS key is mounted; else it is not set.
-    let own = env_named(was, ENV_GOOGLE);
-    let got = env_named(now, ENV_GOOGLE);
-    let wanted: Vec<Value> = match &want.gcs_key {
-        _ if !own.is_empty() => own.into_iter().cloned().collect(),
-        Some((_, key)) => {
-            vec![json!({"name": ENV_GOOGLE, "value": format!("{GCS_CREDENTIALS_DIR}/{key}")})]
-        }
-        None => Vec::new(),
-    };
-    if got.iter().copied().ne(wanted.iter()) {
-        return Err(format!(
-            "container {name}: {ENV_GOOGLE} is {got:?}, wanted {wanted:?}"
-        ));
-    }
-    // Added env: only what SPEC §4 prescribes.
+    // Added env: only what SPEC §4 and §7 prescribe.
     let own_names: BTreeSet<&str> = list(was, "env")
         .iter()
         .filter_map(|e| e["name"].as_str())
         .collect();
     for e in list(now, "env") {
         let var = e["name"].as_str().unwrap_or_default();
-        if !own_names.contains(var) && !want.env.contains_key(var) && var != ENV_GOOGLE {
+        if !own_names.contains(var) && !want.env.contains_key(var) {
             return Err(format!("container {name}: unexpected env {e}"));
         }
     }
@@ -882,7 +1039,10 @@ fn check_container(
                 m.path, m.volume
             ));
         }
-        if m.volume_name.as_deref().is_some_and(|n| n != volume) {
+        if m.volume_name
+            .as_deref()
+            .is_some_and(|n| n != volume && !own_volume_names.contains(n))
+        {
             return Err(format!(
                 "container {name}: the mount at {} names {volume:?}, wanted {:?}",
                 m.path, m.volume_name

@@ -18,6 +18,13 @@ pub(super) struct RawStore {
     pub(super) bucket: Option<String>,
     pub(super) secret: Option<String>,
     pub(super) secret_key: Option<String>,
+    pub(super) endpoint: Option<String>,
+    pub(super) region: Option<String>,
+    pub(super) access_key_id_key: Option<String>,
+    pub(super) secret_access_key_key: Option<String>,
+    pub(super) session_token_key: Option<String>,
+    pub(super) connection_string_key: Option<String>,
+    pub(super) account_key_key: Option<String>,
     pub(super) namespaces: Option<Vec<String>>,
     pub(super) isolate_namespaces: Option<bool>,
 }

@@ -70,6 +70,61 @@ fn spec_example_loads_with_and_without_top_key() {
     );
 }
 
+/// The SPEC §7 fields, parsed into the store: keyless stores, endpoints
+/// (one trailing `/` dropped), regions and the SDK keys.
+#[test]
+fn cloud_store_fields_for_todays_clients() {
+    let config = Config::from_yaml(
+        r#"
+data:
+  minio: {store: s3, bucket: s3://data, endpoint: "http://minio.storage:9000/", region: us-east-1,
+          secret: minio-creds, secretKey: minio.json, accessKeyIdKey: AWS_ACCESS_KEY_ID_FILE,
+          secretAccessKeyKey: secret-access-key, sessionTokenKey: token}
+  keyless: {store: gcs, bucket: gs://shared}
+  v6: {store: gcs, bucket: gs://v6, endpoint: "https://[::1]:4443"}
+  blob: {store: azure, bucket: "wasbs://c@acct.blob.core.windows.net/", secret: az, secretKey: az.json, connectionStringKey: conn}
+outputs:
+  out: {store: azure, bucket: "wasbs://o@acct2.blob.core.windows.net/", secret: az2, secretKey: az2.json, accountKeyKey: key}
+"#,
+    )
+    .expect("valid");
+    let cloud = |name: &str| match config.store(name).map(|s| s.backend()) {
+        Some(Backend::Cloud {
+            credentials,
+            endpoint,
+            region,
+            ..
+        }) => (credentials.clone(), endpoint.clone(), region.clone()),
+        other => panic!("{name}: {other:?}"),
+    };
+    let (creds, endpoint, region) = cloud("minio");
+    assert_eq!(endpoint.as_deref(), Some("http://minio.storage:9000"));
+    assert_eq!(region.as_deref(), Some("us-east-1"));
+    let creds = creds.expect("keyed");
+    assert_eq!(
+        creds.sdk,
+        SdkKeys::S3 {
+            access_key_id: "AWS_ACCESS_KEY_ID_FILE".into(),
+            secret_access_key: "secret-access-key".into(),
+            session_token: Some("token".into()),
+        }
+    );
+    assert_eq!(cloud("keyless"), (None, None, None));
+    assert_eq!(cloud("v6").1.as_deref(), Some("https://[::1]:4443"));
+    assert_eq!(
+        cloud("blob").0.map(|c| c.sdk),
+        Some(SdkKeys::AzureConnectionString("conn".into()))
+    );
+    assert_eq!(
+        cloud("out").0.map(|c| c.sdk),
+        Some(SdkKeys::AzureAccountKey("key".into()))
+    );
+    assert_eq!(
+        Provider::azure_account("wasbs://o@acct2.blob.core.windows.net/x"),
+        Some("acct2")
+    );
+}
+
 /// Each bad config, and a fragment every reported problem must contain.
 #[test]
 fn every_rule_is_checked_and_named() {
@@ -99,8 +154,29 @@ fn every_rule_is_checked_and_named() {
             ("empty gcs bucket", "data: {d: {store: gcs, bucket: gs://, secret: s, secretKey: k}}", &["data.d.bucket"]),
             ("bad azure bucket", "data: {d: {store: azure, bucket: wasbs://account.blob.core.windows.net/, secret: s, secretKey: k}}", &["data.d.bucket"]),
             ("missing bucket", "data: {d: {store: gcs, secret: s, secretKey: k}}", &["data.d: missing bucket"]),
-            ("missing secret", "data: {d: {store: gcs, bucket: gs://b, secretKey: k}}", &["data.d: missing secret"]),
-            ("missing secretKey", "data: {d: {store: gcs, bucket: gs://b, secret: s}}", &["data.d: missing secretKey"]),
+            ("secretKey without secret", "data: {d: {store: gcs, bucket: gs://b, secretKey: k}}", &["data.d: has secretKey but no secret: give both", "or neither for a keyless store"]),
+            ("secret without secretKey", "data: {d: {store: gcs, bucket: gs://b, secret: s}}", &["data.d: has secret but no secretKey"]),
+            ("empty secret", "data: {d: {store: gcs, bucket: gs://b, secret: '', secretKey: k}}", &["data.d.secret: must not be empty"]),
+            ("endpoint with a path", "data: {d: {store: s3, bucket: s3://b, endpoint: 'http://minio:9000/bucket'}}", &["data.d.endpoint: \"http://minio:9000/bucket\" must have no path, query or fragment"]),
+            ("endpoint with a query", "data: {d: {store: s3, bucket: s3://b, endpoint: 'http://minio:9000?x=1'}}", &["data.d.endpoint", "no path, query or fragment"]),
+            ("endpoint not http", "data: {d: {store: gcs, bucket: gs://b, endpoint: 'ftp://gcs:4443'}}", &["data.d.endpoint", "must use http or https"]),
+            ("endpoint not a URL", "data: {d: {store: gcs, bucket: gs://b, endpoint: 'gcs:4443'}}", &["data.d.endpoint", "is not a URL"]),
+            ("endpoint with credentials", "data: {d: {store: s3, bucket: s3://b, endpoint: 'http://key:secret@minio:9000'}}", &["data.d.endpoint", "must not hold credentials"]),
+            ("endpoint bad port", "data: {d: {store: s3, bucket: s3://b, endpoint: 'http://minio:90000'}}", &["data.d.endpoint", "port"]),
+            ("endpoint bare IPv6", "data: {d: {store: s3, bucket: s3://b, endpoint: 'http://::1:9000'}}", &["data.d.endpoint", "brackets"]),
+            ("endpoint on azure", "data: {d: {store: azure, bucket: 'wasbs://c@a.blob.core.windows.net/', endpoint: 'http://azurite:10000'}}", &["data.d.endpoint: not allowed on store azure", "connectionStringKey"]),
+            ("region on gcs", "data: {d: {store: gcs, bucket: gs://b, region: us-east-1}}", &["data.d.region: not allowed on store gcs (only s3 takes a region)"]),
+            ("region not a name", "data: {d: {store: s3, bucket: s3://b, region: 'us east'}}", &["data.d.region", "is not a region name"]),
+            ("half a key pair", "data: {d: {store: s3, bucket: s3://b, secret: s, secretKey: k, accessKeyIdKey: id}}", &["data.d.secretAccessKeyKey: missing", "give both or neither"]),
+            ("other half of a key pair", "data: {d: {store: s3, bucket: s3://b, secret: s, secretKey: k, secretAccessKeyKey: sk}}", &["data.d.accessKeyIdKey: missing"]),
+            ("session token alone", "data: {d: {store: s3, bucket: s3://b, secret: s, secretKey: k, sessionTokenKey: t}}", &["data.d.sessionTokenKey", "only used with an access key"]),
+            ("SDK key without secret", "data: {d: {store: s3, bucket: s3://b, accessKeyIdKey: id, secretAccessKeyKey: sk}}", &["data.d.accessKeyIdKey: names a key of the store's Secret, but the store has no secret", "data.d.secretAccessKeyKey: names a key"]),
+            ("S3 key field on gcs", "data: {d: {store: gcs, bucket: gs://b, secret: s, secretKey: k, accessKeyIdKey: id, secretAccessKeyKey: sk}}", &["data.d.accessKeyIdKey: not allowed on store gcs (only s3 takes it)"]),
+            ("Azure key field on s3", "data: {d: {store: s3, bucket: s3://b, secret: s, secretKey: k, connectionStringKey: cs}}", &["data.d.connectionStringKey: not allowed on store s3 (only azure takes it)"]),
+            ("both Azure key fields", "data: {d: {store: azure, bucket: 'wasbs://c@a.blob.core.windows.net/', secret: s, secretKey: k, connectionStringKey: cs, accountKeyKey: ak}}", &["data.d.accountKeyKey: connectionStringKey and accountKeyKey", "keep one"]),
+            ("SDK key not a Secret key", "data: {d: {store: azure, bucket: 'wasbs://c@a.blob.core.windows.net/', secret: s, secretKey: k, accountKeyKey: 'a key'}}", &["data.d.accountKeyKey", "is not a Secret key"]),
+            ("secretKey shadows an SDK variable", "data: {d: {store: s3, bucket: s3://b, secret: s, secretKey: AWS_ACCESS_KEY_ID}}", &["data.d.secretKey", "sets itself"]),
+            ("SDK field on a volume store", "data: {d: {mountPath: /d, region: us-east-1}}", &["data.d.region: only allowed on a cloud store"]),
             ("mount path on cloud", "data: {d: {store: gcs, bucket: gs://b, secret: s, secretKey: k, mountPath: /x}}", &["data.d.mountPath: not allowed on a cloud store"]),
             ("bucket without store", "data: {d: {mountPath: /d, bucket: gs://b}}", &["data.d.bucket: only allowed on a cloud store"]),
             ("secretKey two secrets", "data: {a: {store: gcs, bucket: gs://a, secret: s1, secretKey: k}, b: {store: s3, bucket: s3://b, secret: s2, secretKey: k}}", &["data.b.secretKey", "secret \"s1\" by store \"a\""]),

@@ -7,9 +7,13 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde_json::Value;
 
 use super::raw::RawStore;
-use super::{Availability, Backend, Config, ConfigError, Problem, Provider, Role, Source, Store};
+use super::{
+    Availability, Backend, Config, ConfigError, Credentials, Problem, Provider, Role, SdkKeys,
+    Source, Store,
+};
 use crate::k8s;
 use crate::names;
+use crate::text::clip;
 use crate::vocabulary::RESERVED_ENV;
 
 #[derive(Default)]
@@ -269,7 +273,7 @@ impl Validator {
             ("readOnly", raw.read_only.is_some()),
         ] {
             if present {
-                self.problem(format!("{at}.{field}"), format!("not allowed on a cloud store (store: {kind}); a bucket store has store, bucket, secret and secretKey"));
+                self.problem(format!("{at}.{field}"), format!("not allowed on a cloud store (store: {kind}); a bucket store has store, bucket, and optionally secret and secretKey"));
             }
         }
         let provider = Provider::parse(kind);
@@ -280,8 +284,6 @@ impl Validator {
             );
         }
         let bucket = self.required(at, "bucket", &raw.bucket);
-        let secret = self.required(at, "secret", &raw.secret);
-        let secret_key = self.required(at, "secretKey", &raw.secret_key);
         if let (Some(provider), Some(bucket)) = (provider, bucket) {
             if !provider.accepts(bucket) {
                 self.problem(
@@ -294,41 +296,13 @@ impl Validator {
                 );
             }
         }
-        if let Some(secret) = secret {
-            if !names::is_dns1123_subdomain(secret) {
-                self.problem(
-                    format!("{at}.secret"),
-                    format!("{secret:?} is not a valid Secret name (a DNS-1123 subdomain)"),
-                );
-            }
-        }
-        if let Some(key) = secret_key {
-            if !names::is_env_name(key) {
-                self.problem(format!("{at}.secretKey"), format!("{key:?} cannot name an env var (letters, digits, '_', '-' and '.', not starting with a digit)"));
-            }
-            if RESERVED_ENV.contains(&key) {
-                self.problem(
-                    format!("{at}.secretKey"),
-                    format!("{key:?} is an env var the webhook sets itself; use another key name"),
-                );
-            }
-            if let Some(secret) = secret {
-                match self.secret_keys.get(key) {
-                    Some((other_secret, other_store)) if other_secret != secret => {
-                        self.problem(format!("{at}.secretKey"), format!("{key:?} is already used with secret {other_secret:?} by store {other_store:?}; the credential env var is named after the key, so one key name cannot point at two secrets"));
-                    }
-                    Some(_) => {}
-                    None => {
-                        self.secret_keys
-                            .insert(key.to_owned(), (secret.to_owned(), name.to_owned()));
-                    }
-                }
-            }
-        }
+        let endpoint = self.endpoint(at, kind, provider, raw.endpoint.as_deref());
+        let region = self.region(at, kind, provider, raw.region.as_deref());
+        let credentials = self.credentials(at, name, kind, provider, raw);
         if self.problems.len() != before {
             return None;
         }
-        let (provider, bucket, secret, secret_key) = (provider?, bucket?, secret?, secret_key?);
+        let (provider, bucket) = (provider?, bucket?);
         if role == Role::Data {
             if let Some(other) = self.data_buckets.insert(bucket.to_owned(), name.to_owned()) {
                 self.problem(format!("{at}.bucket"), format!("{bucket:?} is already the bucket of data store {other:?}; a run's data paths are keyed by bucket"));
@@ -337,8 +311,213 @@ impl Validator {
         Some(Backend::Cloud {
             provider,
             bucket: bucket.to_owned(),
+            credentials,
+            endpoint,
+            region,
+        })
+    }
+
+    /// `endpoint` (s3, gcs): `http(s)://host[:port]`, one trailing `/`
+    /// dropped; the clients append their own paths to it.
+    fn endpoint(
+        &mut self,
+        at: &str,
+        kind: &str,
+        provider: Option<Provider>,
+        endpoint: Option<&str>,
+    ) -> Option<String> {
+        let endpoint = endpoint?;
+        let field = format!("{at}.endpoint");
+        if provider == Some(Provider::Azure) {
+            self.problem(field, format!("not allowed on store {kind} (only s3 and gcs take an endpoint; an Azure connection string names its own endpoint: use connectionStringKey)"));
+            return None;
+        }
+        match names::check_endpoint(endpoint) {
+            Ok(clean) => Some(clean.to_owned()),
+            Err(why) => {
+                self.problem(field, format!("{:?} {why}", clip(endpoint)));
+                None
+            }
+        }
+    }
+
+    /// `region` (s3 only).
+    fn region(
+        &mut self,
+        at: &str,
+        kind: &str,
+        provider: Option<Provider>,
+        region: Option<&str>,
+    ) -> Option<String> {
+        let region = region?;
+        let field = format!("{at}.region");
+        if provider.is_some_and(|p| p != Provider::S3) {
+            self.problem(
+                field,
+                format!("not allowed on store {kind} (only s3 takes a region)"),
+            );
+            return None;
+        }
+        let ok = !region.is_empty()
+            && region.len() <= 64
+            && region
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+        if !ok {
+            self.problem(
+                field,
+                format!(
+                    "{:?} is not a region name (letters, digits, '-' and '_', e.g. us-east-1)",
+                    clip(region)
+                ),
+            );
+            return None;
+        }
+        Some(region.to_owned())
+    }
+
+    /// `secret` and `secretKey` (both or neither: neither is a keyless
+    /// store), and the SDK key fields, which need `secret`.
+    fn credentials(
+        &mut self,
+        at: &str,
+        name: &str,
+        kind: &str,
+        provider: Option<Provider>,
+        raw: &RawStore,
+    ) -> Option<Credentials> {
+        let secret = self.non_empty(at, "secret", &raw.secret);
+        let secret_key = self.non_empty(at, "secretKey", &raw.secret_key);
+        let sdk_fields = [
+            ("accessKeyIdKey", &raw.access_key_id_key, Provider::S3),
+            (
+                "secretAccessKeyKey",
+                &raw.secret_access_key_key,
+                Provider::S3,
+            ),
+            ("sessionTokenKey", &raw.session_token_key, Provider::S3),
+            (
+                "connectionStringKey",
+                &raw.connection_string_key,
+                Provider::Azure,
+            ),
+            ("accountKeyKey", &raw.account_key_key, Provider::Azure),
+        ];
+        let mut sdk_ok = true;
+        for (field, value, only) in sdk_fields {
+            let Some(key) = value else { continue };
+            let at_field = format!("{at}.{field}");
+            if provider.is_some_and(|p| p != only) {
+                self.problem(
+                    at_field,
+                    format!(
+                        "not allowed on store {kind} (only {} takes it)",
+                        only.as_str()
+                    ),
+                );
+                sdk_ok = false;
+            } else if !names::is_secret_key(key) {
+                self.problem(
+                    at_field,
+                    format!(
+                        "{:?} is not a Secret key (letters, digits, '-', '_' and '.', at most 253)",
+                        clip(key)
+                    ),
+                );
+                sdk_ok = false;
+            } else if raw.secret.is_none() {
+                self.problem(at_field, "names a key of the store's Secret, but the store has no secret; add secret and secretKey, or remove the field");
+                sdk_ok = false;
+            }
+        }
+        match (
+            &raw.access_key_id_key,
+            &raw.secret_access_key_key,
+            &raw.session_token_key,
+        ) {
+            (Some(_), None, _) => {
+                self.problem(format!("{at}.secretAccessKeyKey"), "missing: accessKeyIdKey and secretAccessKeyKey are the two halves of one access key; give both or neither");
+                sdk_ok = false;
+            }
+            (None, Some(_), _) => {
+                self.problem(format!("{at}.accessKeyIdKey"), "missing: accessKeyIdKey and secretAccessKeyKey are the two halves of one access key; give both or neither");
+                sdk_ok = false;
+            }
+            (None, None, Some(_)) => {
+                self.problem(format!("{at}.sessionTokenKey"), "a session token is only used with an access key: add accessKeyIdKey and secretAccessKeyKey, or remove sessionTokenKey");
+                sdk_ok = false;
+            }
+            _ => {}
+        }
+        if raw.connection_string_key.is_some() && raw.account_key_key.is_some() {
+            self.problem(format!("{at}.accountKeyKey"), "connectionStringKey and accountKeyKey are two ways to give one credential; keep one");
+            sdk_ok = false;
+        }
+        let (secret, secret_key) = match (secret, secret_key) {
+            (None, None) => {
+                return None;
+            }
+            (Some(_), None) if raw.secret_key.is_none() => {
+                self.problem(at, "has secret but no secretKey: give both (the Secret and its key holding the polystores credential), or neither for a keyless store that uses the pod's workload identity");
+                return None;
+            }
+            (None, Some(_)) if raw.secret.is_none() => {
+                self.problem(at, "has secretKey but no secret: give both (the Secret and its key holding the polystores credential), or neither for a keyless store that uses the pod's workload identity");
+                return None;
+            }
+            (Some(secret), Some(key)) => (secret, key),
+            // An empty one was reported by non_empty.
+            _ => return None,
+        };
+        if !names::is_dns1123_subdomain(secret) {
+            self.problem(
+                format!("{at}.secret"),
+                format!("{secret:?} is not a valid Secret name (a DNS-1123 subdomain)"),
+            );
+        }
+        if !names::is_env_name(secret_key) {
+            self.problem(format!("{at}.secretKey"), format!("{secret_key:?} cannot name an env var (letters, digits, '_', '-' and '.', not starting with a digit)"));
+        }
+        if RESERVED_ENV.contains(&secret_key) {
+            self.problem(
+                format!("{at}.secretKey"),
+                format!(
+                    "{secret_key:?} is an env var the webhook sets itself; use another key name"
+                ),
+            );
+        }
+        match self.secret_keys.get(secret_key) {
+            Some((other_secret, other_store)) if other_secret != secret => {
+                self.problem(format!("{at}.secretKey"), format!("{secret_key:?} is already used with secret {other_secret:?} by store {other_store:?}; the credential env var is named after the key, so one key name cannot point at two secrets"));
+            }
+            Some(_) => {}
+            None => {
+                self.secret_keys
+                    .insert(secret_key.to_owned(), (secret.to_owned(), name.to_owned()));
+            }
+        }
+        let key = |v: &Option<String>| v.clone().unwrap_or_default();
+        let sdk = if !sdk_ok {
+            SdkKeys::None
+        } else if let (Some(id), Some(secret_access)) =
+            (&raw.access_key_id_key, &raw.secret_access_key_key)
+        {
+            SdkKeys::S3 {
+                access_key_id: id.clone(),
+                secret_access_key: secret_access.clone(),
+                session_token: raw.session_token_key.clone(),
+            }
+        } else if raw.connection_string_key.is_some() {
+            SdkKeys::AzureConnectionString(key(&raw.connection_string_key))
+        } else if raw.account_key_key.is_some() {
+            SdkKeys::AzureAccountKey(key(&raw.account_key_key))
+        } else {
+            SdkKeys::None
+        };
+        Some(Credentials {
             secret: secret.to_owned(),
             secret_key: secret_key.to_owned(),
+            sdk,
         })
     }
 
@@ -348,6 +527,13 @@ impl Validator {
             ("bucket", raw.bucket.is_some()),
             ("secret", raw.secret.is_some()),
             ("secretKey", raw.secret_key.is_some()),
+            ("endpoint", raw.endpoint.is_some()),
+            ("region", raw.region.is_some()),
+            ("accessKeyIdKey", raw.access_key_id_key.is_some()),
+            ("secretAccessKeyKey", raw.secret_access_key_key.is_some()),
+            ("sessionTokenKey", raw.session_token_key.is_some()),
+            ("connectionStringKey", raw.connection_string_key.is_some()),
+            ("accountKeyKey", raw.account_key_key.is_some()),
         ] {
             if present {
                 self.problem(format!("{at}.{field}"), format!("only allowed on a cloud store; add store: gcs, s3 or azure, or remove {field}"));
@@ -355,7 +541,7 @@ impl Validator {
         }
         let mount_path = match raw.mount_path.as_deref() {
             None => {
-                self.problem(at, "missing mountPath (a volume store needs mountPath, a cloud store needs store, bucket, secret and secretKey)");
+                self.problem(at, "missing mountPath (a volume store needs mountPath, a cloud store needs store and bucket)");
                 None
             }
             Some(p) => match names::normalise_mount_path(p) {
@@ -415,6 +601,22 @@ impl Validator {
             read_only,
             volume: Value::Null,
         })
+    }
+
+    /// An optional field that, when given, must not be empty.
+    fn non_empty<'r>(
+        &mut self,
+        at: &str,
+        field: &str,
+        value: &'r Option<String>,
+    ) -> Option<&'r str> {
+        match value.as_deref() {
+            Some("") => {
+                self.problem(format!("{at}.{field}"), "must not be empty");
+                None
+            }
+            other => other,
+        }
     }
 
     fn required<'r>(

@@ -15,7 +15,9 @@ use crate::names;
 use crate::pod::{Container, Env, Mount, PodView};
 use crate::selection::Selection;
 use crate::text::clip;
-use crate::vocabulary::{ANNOTATION_INJECTED, ANNOTATION_PERSISTENCE, ENV_GOOGLE_CREDENTIALS};
+use crate::vocabulary::{
+    sdk_env_group, ANNOTATION_INJECTED, ANNOTATION_PERSISTENCE, SDK_ENV_GROUPS,
+};
 
 /// The patch for `pod`, or `None` when it already has everything. `wanted`
 /// is [`wanted`](fn@crate::patch::wanted) of the same selection (checked against the bounds first).
@@ -31,7 +33,7 @@ pub fn build(
         // No spec at all: nothing to mount into; API validation refuses the pod.
         return Ok(finish(ops));
     };
-    volume_ops(spec.volumes.as_deref(), wanted, &mut ops)?;
+    volume_ops(spec.volumes.as_deref(), wanted, &mut ops);
     let lists = [
         ("initContainers", spec.init_containers.as_deref()),
         ("containers", spec.containers.as_deref()),
@@ -79,23 +81,15 @@ fn volume_ops(
     existing: Option<&[crate::pod::VolumeView<'_>]>,
     wanted: &Wanted,
     ops: &mut Vec<PatchOperation>,
-) -> Result<(), Conflict> {
-    // One pass over the pod's volumes, one lookup each.
+) {
+    // One pass over the pod's volumes, one lookup each. A pod volume with
+    // one of our names already holds our volume: `wanted` chose the names
+    // so (SPEC §4).
     let mut present = vec![false; wanted.volumes.len()];
     for v in existing.unwrap_or_default() {
-        let Some(i) = wanted.volume_named(&v.name) else {
-            continue;
-        };
-        let ours = &wanted.volumes[i];
-        let same =
-            serde_json::from_str::<Value>(v.raw.get()).is_ok_and(|have| covers(&have, &ours.json));
-        if !same {
-            return Err(Conflict::Volume {
-                name: ours.name.clone(),
-                what: ours.what.clone(),
-            });
+        if let Some(i) = wanted.volume_named(&v.name) {
+            present[i] = true;
         }
-        present[i] = true;
     }
     let missing = wanted
         .volumes
@@ -110,7 +104,6 @@ fn volume_ops(
         missing,
         ops,
     );
-    Ok(())
 }
 
 /// Whether `have` holds everything in `ours`. Extra fields are allowed: the
@@ -200,13 +193,19 @@ fn container_ops(
     // Every occurrence of a name of ours counts: the runtime uses the last
     // one, so a first one that matches proves nothing (SPEC §5).
     let mut present = vec![false; wanted.env.len()];
+    // SDK variable groups the container sets itself (SPEC §7): kept whole.
+    let mut own_groups = [false; SDK_ENV_GROUPS.len()];
     for h in c.env.as_deref().unwrap_or_default() {
+        if wanted.has_sdk_env {
+            if let Some(g) = sdk_env_group(&h.name) {
+                own_groups[g] = true;
+            }
+        }
         let Some(i) = wanted.env_named(&h.name) else {
             continue;
         };
         let e = &wanted.env[i];
-        // The container's own GOOGLE_APPLICATION_CREDENTIALS wins (SPEC §4).
-        if e.name != ENV_GOOGLE_CREDENTIALS && !same_env(h, &e.value) {
+        if e.group.is_none() && !same_env(h, &e.value) {
             return Err(Conflict::Env {
                 field: format!("spec.{list}[{index}].env[{}]", e.name),
                 container: clip(&c.name),
@@ -220,6 +219,13 @@ fn container_ops(
             });
         }
         present[i] = true;
+    }
+    if wanted.has_sdk_env {
+        for (e, present) in wanted.env.iter().zip(present.iter_mut()) {
+            if e.group.is_some_and(|g| own_groups[g]) {
+                *present = true;
+            }
+        }
     }
     let env = wanted
         .env

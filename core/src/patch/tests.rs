@@ -50,11 +50,17 @@ fn run_with(
         namespace: "ns",
         name: Some("pod"),
         generate_name: None,
+        job: None,
         uid: "u",
     };
     let sel = resolve(&config, identity, &annotations, injected.as_deref(), &names)
         .expect("selection resolves");
-    let wanted = wanted(&sel)?;
+    let pod_volumes = view
+        .spec
+        .as_ref()
+        .and_then(|s| s.volumes.as_deref())
+        .unwrap_or_default();
+    let wanted = wanted(&sel, pod_volumes)?;
     let patch = build(&view, &sel, &wanted)?;
     if let Some(p) = &patch {
         let (containers, max_index) = targeted(&view, &sel);
@@ -293,11 +299,6 @@ fn conflicts_are_denied_with_container_and_field() {
                 r#"{"metadata":{"name":"pod"},"spec":{"containers":[{"name":"main","env":[{"name":"gcs-key.json","valueFrom":{"secretKeyRef":{"name":"other","key":"gcs-key.json"}}}]}]}}"#,
                 "data: [data-gcs]",
                 "env gcs-key.json is already set to a different value; the webhook sets it to key \"gcs-key.json\" of secret \"gcs-secret\"",
-            ),
-            (
-                r#"{"metadata":{"name":"pod"},"spec":{"volumes":[{"name":"pw-data1","emptyDir":{}}],"containers":[{"name":"main"}]}}"#,
-                "data: [data1]",
-                "spec.volumes already has a volume named \"pw-data1\"",
             ),
             (BARE, "data: [data1]\noutputs: outputs-nested", ""),
         ];
@@ -547,15 +548,60 @@ fn volumes_defaulted_by_the_api_server_are_still_ours() {
         op["path"] == "/spec/volumes/-" && op["value"]["name"] == "pw-data1"
     });
     assert!(!added_again, "the volume is added twice: {ops:?}");
-    let other = defaulted.replace("/d1", "/elsewhere");
-    let err = run(&other, Some("data: [data1]")).expect_err("another path is a conflict");
-    assert!(matches!(err, Conflict::Volume { .. }), "{err}");
     assert!(covers(
         &json!({"a": [1, {"b": 2, "c": 3}]}),
         &json!({"a": [1, {"b": 2}]})
     ));
     assert!(!covers(&json!({"a": [1]}), &json!({"a": [1, 2]})));
     assert!(!covers(&json!({}), &json!({"a": null})));
+}
+
+#[test]
+fn a_pod_volume_of_our_name_with_other_content_moves_ours_to_another_name() {
+    // The pod owns `pw-data1` (another host path) and `pw--2-data1`
+    // (another again): the store's volume becomes `pw--3-data1`, mounted
+    // under that name; the pod's own volumes are untouched; re-admitting
+    // the patched pod gives no patch (SPEC §4: never denied over a name).
+    let pod = r#"{"metadata":{"name":"pod"},"spec":{"volumes":[{"name":"pw-data1","hostPath":{"path":"/elsewhere"}},{"name":"pw--2-data1","emptyDir":{}}],"containers":[{"name":"main","volumeMounts":[{"name":"pw-data1","mountPath":"/mine"}]}]}}"#;
+    let (_, out) = run(pod, Some("data: [data1]")).expect("never a conflict");
+    let volumes = out["spec"]["volumes"].as_array().expect("volumes");
+    let names: Vec<&str> = volumes.iter().filter_map(|v| v["name"].as_str()).collect();
+    assert_eq!(
+        names,
+        ["pw-data1", "pw--2-data1", "pw--3-data1", "pw-outputs1"]
+    );
+    assert_eq!(volumes[0]["hostPath"]["path"], json!("/elsewhere"));
+    assert_eq!(volumes[2]["hostPath"]["path"], json!("/d1"));
+    let mounts = out["spec"]["containers"][0]["volumeMounts"]
+        .as_array()
+        .expect("mounts");
+    assert_eq!(mounts[0], json!({"name": "pw-data1", "mountPath": "/mine"}));
+    assert_eq!(mounts[1]["name"], json!("pw--3-data1"));
+    assert_eq!(mounts[1]["mountPath"], json!("/data/1"));
+    let (again, _) = run(&out.to_string(), Some("data: [data1]")).expect("re-admitted");
+    assert!(again.is_empty(), "re-admission patches again: {again:?}");
+}
+
+#[test]
+fn alternate_volume_names_are_labels_apart_from_every_preferred_name() {
+    use crate::names::{alternate_volume_name, is_dns1123_label, volume_name};
+    let long = "a".repeat(63);
+    for preferred in [
+        volume_name("data1"),
+        volume_name(&long),
+        GCS_CREDENTIALS_VOLUME.to_owned(),
+    ] {
+        for n in [2, 3, 10, 4_000_000_000] {
+            let alt = alternate_volume_name(&preferred, n);
+            assert!(is_dns1123_label(&alt), "{alt}");
+            assert!(alt.starts_with(&format!("pw--{n}-")), "{alt}");
+            assert_ne!(alt, GCS_CREDENTIALS_VOLUME);
+        }
+    }
+    assert_ne!(
+        alternate_volume_name("pw-x", 2),
+        alternate_volume_name("pw-x", 3)
+    );
 }
 
 #[test]
@@ -580,4 +626,201 @@ fn garbled_injected_annotation_is_replaced() {
         out["metadata"]["annotations"][ANNOTATION_INJECTED],
         json!(r#"{"data":[],"outputs":"outputs1","outputsPath":"/outputs/1/ns/pod"}"#)
     );
+}
+
+const SDK_CONFIG: &str = r#"
+data:
+  a-minio: {store: s3, bucket: s3://train, endpoint: "http://minio:9000", region: eu-west-1,
+            secret: minio, secretKey: minio.json, accessKeyIdKey: id, secretAccessKeyKey: key, sessionTokenKey: token}
+  b-s3: {store: s3, bucket: s3://other, secret: other, secretKey: other.json, accessKeyIdKey: id2, secretAccessKeyKey: key2}
+  gcs-anon: {store: gcs, bucket: gs://public, endpoint: "http://gcs-emulator:4443"}
+  gcs-keyed: {store: gcs, bucket: gs://private, secret: gcs, secretKey: gcs.json}
+  blob: {store: azure, bucket: "wasbs://data@acct.blob.core.windows.net/", secret: az, secretKey: az.json, connectionStringKey: conn}
+outputs:
+  out-s3: {store: s3, bucket: s3://outputs, region: us-east-1}
+  out-azure: {store: azure, bucket: "wasbs://out@acct2.blob.core.windows.net", secret: az2, secretKey: az2.json, accountKeyKey: account-key}
+  out-volume: {mountPath: /outputs}
+defaultOutputs: out-volume
+"#;
+
+fn sdk_run(pod: &str, selection: &str) -> Result<(Vec<PatchOperation>, Value), Conflict> {
+    run_with(SDK_CONFIG, pod, Some(selection))
+}
+
+fn secret_ref(env: &BTreeMap<String, Value>, name: &str) -> (String, String) {
+    let r = &env[name]["valueFrom"]["secretKeyRef"];
+    (
+        r["name"].as_str().unwrap_or_default().to_owned(),
+        r["key"].as_str().unwrap_or_default().to_owned(),
+    )
+}
+
+#[test]
+fn sdk_variables_come_from_each_providers_default_store() {
+    // Data only: the first S3 data store by name (a-minio) is S3's default,
+    // keyless gcs-anon is GCS's (it sorts before gcs-keyed), blob Azure's.
+    let (_, pod) = sdk_run(
+        BARE,
+        "data: [b-s3, gcs-keyed, a-minio, gcs-anon, blob]\noutputs: out-volume",
+    )
+    .expect("ok");
+    let env = env_of(&pod, "containers", 0);
+    assert_eq!(
+        secret_ref(&env, "AWS_ACCESS_KEY_ID"),
+        ("minio".into(), "id".into())
+    );
+    assert_eq!(
+        secret_ref(&env, "AWS_SECRET_ACCESS_KEY"),
+        ("minio".into(), "key".into())
+    );
+    assert_eq!(
+        secret_ref(&env, "AWS_SESSION_TOKEN"),
+        ("minio".into(), "token".into())
+    );
+    assert_eq!(
+        env["AWS_ENDPOINT_URL_S3"]["value"],
+        json!("http://minio:9000")
+    );
+    assert_eq!(env["AWS_REGION"]["value"], json!("eu-west-1"));
+    assert_eq!(env["AWS_DEFAULT_REGION"]["value"], json!("eu-west-1"));
+    // GCS's default is keyless: no key file, whatever gcs-keyed holds.
+    assert!(!env.contains_key(ENV_GOOGLE_CREDENTIALS), "{env:?}");
+    assert_eq!(
+        env["STORAGE_EMULATOR_HOST"]["value"],
+        json!("http://gcs-emulator:4443")
+    );
+    assert_eq!(env["AZURE_STORAGE_ACCOUNT_NAME"]["value"], json!("acct"));
+    assert_eq!(
+        secret_ref(&env, "AZURE_STORAGE_CONNECTION_STRING"),
+        ("az".into(), "conn".into())
+    );
+    assert!(!env.contains_key("AZURE_STORAGE_ACCOUNT_KEY"));
+    // polystores keeps every keyed bucket; the keyless one has no entry.
+    let keys: Value = serde_json::from_str(env[ENV_ACCESS_KEYS]["value"].as_str().expect("string"))
+        .expect("JSON");
+    let buckets: Vec<&String> = keys.as_object().expect("map").keys().collect();
+    assert_eq!(
+        buckets,
+        [
+            "gs://private",
+            "s3://other",
+            "s3://train",
+            "wasbs://data@acct.blob.core.windows.net/"
+        ]
+    );
+    // Both S3 stores' polystores credentials are referenced.
+    assert_eq!(
+        secret_ref(&env, "other.json"),
+        ("other".into(), "other.json".into())
+    );
+    assert_eq!(
+        secret_ref(&env, "minio.json"),
+        ("minio".into(), "minio.json".into())
+    );
+    let volumes = pod["spec"]["volumes"].as_array().expect("volumes");
+    assert!(volumes.iter().all(|v| v["name"] != GCS_CREDENTIALS_VOLUME));
+}
+
+#[test]
+fn the_outputs_store_is_its_providers_default() {
+    let (_, pod) = sdk_run(BARE, "data: [a-minio, blob]\noutputs: out-s3").expect("ok");
+    let env = env_of(&pod, "containers", 0);
+    // out-s3 is keyless with a region and no endpoint: its settings win,
+    // a-minio's credentials and endpoint are not the SDKs' default.
+    assert_eq!(env["AWS_REGION"]["value"], json!("us-east-1"));
+    for absent in [
+        "AWS_ACCESS_KEY_ID",
+        "AWS_SECRET_ACCESS_KEY",
+        "AWS_SESSION_TOKEN",
+        "AWS_ENDPOINT_URL_S3",
+    ] {
+        assert!(!env.contains_key(absent), "{absent}: {env:?}");
+    }
+    assert_eq!(env[ENV_OUTPUTS_PATH]["value"], json!("s3://outputs/ns/pod"));
+    let keys: Value = serde_json::from_str(env[ENV_ACCESS_KEYS]["value"].as_str().expect("string"))
+        .expect("JSON");
+    assert!(
+        keys.get("s3://outputs/ns/pod").is_none(),
+        "keyless outputs in {keys}"
+    );
+
+    let (_, pod) = sdk_run(BARE, "data: [blob]\noutputs: out-azure").expect("ok");
+    let env = env_of(&pod, "containers", 0);
+    assert_eq!(env["AZURE_STORAGE_ACCOUNT_NAME"]["value"], json!("acct2"));
+    assert_eq!(
+        secret_ref(&env, "AZURE_STORAGE_ACCOUNT_KEY"),
+        ("az2".into(), "account-key".into())
+    );
+    assert!(!env.contains_key("AZURE_STORAGE_CONNECTION_STRING"));
+}
+
+#[test]
+fn only_keyless_stores_reference_no_secret_at_all() {
+    let (_, pod) = sdk_run(BARE, "data: [gcs-anon]\noutputs: out-s3").expect("ok");
+    let env = env_of(&pod, "containers", 0);
+    assert!(!env.contains_key(ENV_ACCESS_KEYS), "{env:?}");
+    assert!(
+        env.values().all(|e| e.get("valueFrom").is_none()),
+        "{env:?}"
+    );
+    assert!(pod["spec"].get("volumes").is_none(), "{pod}");
+    assert_eq!(
+        env[ENV_DATA_PATHS]["value"],
+        json!(r#"{"gcs-anon":"gs://public"}"#)
+    );
+}
+
+#[test]
+fn a_containers_own_sdk_variables_are_kept_by_group_and_the_rest_added() {
+    let pod = r#"{"metadata":{"name":"pod"},"spec":{"containers":[{"name":"main","env":[
+        {"name":"AWS_REGION","value":"ap-south-1"},
+        {"name":"AWS_ACCESS_KEY_ID","valueFrom":{"secretKeyRef":{"name":"mine","key":"id"}}},
+        {"name":"STORAGE_EMULATOR_HOST","value":"http://mine:1"}]}]}}"#;
+    let (ops, out) = sdk_run(pod, "data: [a-minio, gcs-anon]").expect("kept, never a conflict");
+    let env = env_of(&out, "containers", 0);
+    assert_eq!(env["AWS_REGION"]["value"], json!("ap-south-1"));
+    assert_eq!(
+        secret_ref(&env, "AWS_ACCESS_KEY_ID"),
+        ("mine".into(), "id".into())
+    );
+    assert_eq!(
+        env["STORAGE_EMULATOR_HOST"]["value"],
+        json!("http://mine:1")
+    );
+    // A group is kept whole: no half credential, no second region.
+    for absent in [
+        "AWS_DEFAULT_REGION",
+        "AWS_SECRET_ACCESS_KEY",
+        "AWS_SESSION_TOKEN",
+    ] {
+        assert!(!env.contains_key(absent), "{absent}: {env:?}");
+    }
+    assert_eq!(
+        env["AWS_ENDPOINT_URL_S3"]["value"],
+        json!("http://minio:9000")
+    );
+    let names: Vec<&str> = out["spec"]["containers"][0]["env"]
+        .as_array()
+        .expect("env")
+        .iter()
+        .filter_map(|e| e["name"].as_str())
+        .collect();
+    let mut unique = names.clone();
+    unique.sort_unstable();
+    unique.dedup();
+    assert_eq!(unique.len(), names.len(), "duplicate env names: {names:?}");
+    assert!(!ops.is_empty());
+    let (again, _) = sdk_run(&out.to_string(), "data: [a-minio, gcs-anon]").expect("re-admitted");
+    assert!(again.is_empty(), "{again:?}");
+}
+
+#[test]
+fn polyaxon_variables_still_conflict() {
+    // Only the SDK variables yield; the Polyaxon ones and the polystores
+    // credential variables are the run's contract and never overwritten.
+    let pod = r#"{"metadata":{"name":"pod"},"spec":{"containers":[{"name":"main","env":[
+        {"name":"minio.json","value":"x"}]}]}}"#;
+    let err = sdk_run(pod, "data: [a-minio]").expect_err("conflict");
+    assert_eq!(err.reason(), crate::review::Reason::EnvConflict);
+    assert_eq!(err.field(), "spec.containers[0].env[minio.json]");
 }

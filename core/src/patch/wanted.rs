@@ -8,16 +8,22 @@ use std::collections::{BTreeMap, HashMap};
 use serde::Serialize;
 use serde_json::Value;
 
+use super::diff::covers;
 use super::{describe, Conflict};
 use crate::bounds::Estimate;
-use crate::config::{Backend, Provider};
+use crate::config::{Backend, Provider, SdkKeys, Store};
 use crate::k8s;
-use crate::pod::PodView;
+use crate::names;
+use crate::pod::{PodView, VolumeView};
 use crate::selection::Selection;
 use crate::text::clip;
+use crate::vocabulary::sdk_env_group;
 use crate::vocabulary::{
-    ANNOTATION_INJECTED, ENV_ACCESS_KEYS, ENV_DATA_PATHS, ENV_GOOGLE_CREDENTIALS, ENV_OUTPUTS_PATH,
-    GCS_CREDENTIALS_DIR, GCS_CREDENTIALS_VOLUME,
+    ANNOTATION_INJECTED, ENV_ACCESS_KEYS, ENV_AWS_ACCESS_KEY_ID, ENV_AWS_DEFAULT_REGION,
+    ENV_AWS_ENDPOINT_URL_S3, ENV_AWS_REGION, ENV_AWS_SECRET_ACCESS_KEY, ENV_AWS_SESSION_TOKEN,
+    ENV_AZURE_STORAGE_ACCOUNT_KEY, ENV_AZURE_STORAGE_ACCOUNT_NAME,
+    ENV_AZURE_STORAGE_CONNECTION_STRING, ENV_DATA_PATHS, ENV_GOOGLE_CREDENTIALS, ENV_OUTPUTS_PATH,
+    ENV_STORAGE_EMULATOR_HOST, GCS_CREDENTIALS_DIR, GCS_CREDENTIALS_VOLUME,
 };
 
 /// A mount the webhook adds to each targeted container.
@@ -35,12 +41,16 @@ pub(super) struct WantEnv {
     pub(super) name: String,
     pub(super) value: EnvValue,
     pub(super) json: Value,
+    /// For the SDK variables (SPEC §7), their group in
+    /// [`SDK_ENV_GROUPS`](crate::vocabulary::SDK_ENV_GROUPS): a container
+    /// that sets any variable of the group keeps its own and gets none of
+    /// the group, instead of a conflict.
+    pub(super) group: Option<usize>,
 }
 
 /// A pod volume the webhook adds.
 pub(super) struct WantVolume {
     pub(super) name: String,
-    pub(super) what: String,
     pub(super) json: Value,
 }
 
@@ -65,6 +75,9 @@ pub struct Wanted {
     pub(super) mount_by_path: Index,
     /// env var name -> index in `env`
     pub(super) env_index: Index,
+    /// Whether any SDK variable is wanted (then a container's own ones are
+    /// looked for).
+    pub(super) has_sdk_env: bool,
     /// Serialised size of one container's mounts and env vars as values.
     pub(super) item_bytes: u64,
     /// Serialised size of the volumes and the annotation, as operations.
@@ -250,94 +263,66 @@ pub(super) struct AccessKey<'a> {
     secret_key: &'a str,
 }
 
-/// What the selection asks for, whatever the pod: volumes, the mounts and
-/// env vars of each targeted container, the annotation. Costs what the
-/// selection selects.
-pub fn wanted(sel: &Selection<'_>) -> Result<Wanted, Conflict> {
+/// What the selection asks for: volumes, the mounts and env vars of each
+/// targeted container, the annotation. Costs what the selection selects;
+/// the pod is consulted only for its volume names (`pod_volumes`), so that
+/// a volume of ours never takes a name the pod already uses for something
+/// else (SPEC §4: a pod is never denied over a volume name).
+pub fn wanted(sel: &Selection<'_>, pod_volumes: &[VolumeView<'_>]) -> Result<Wanted, Conflict> {
+    let mut namer = VolumeNamer::new(pod_volumes);
     let mut volumes = Vec::new();
     let mut mounts = Vec::new();
     let mut data_paths = BTreeMap::new();
     let mut access_keys: BTreeMap<&str, AccessKey> = BTreeMap::new();
     let mut secret_keys: BTreeMap<&str, &str> = BTreeMap::new();
-    let mut gcs: Option<(&str, &str)> = None;
 
+    let mut add_volume =
+        |store: &Store, volume: &Value, path: &str, sub_path: Option<&str>, read_only: bool| {
+            let (name, json) = namer.name(store.volume_name(), volume);
+            mounts.push(want_mount(
+                describe(store),
+                &name,
+                path,
+                sub_path,
+                read_only,
+            ));
+            volumes.push(WantVolume { name, json });
+        };
     for store in &sel.data {
         data_paths.insert(store.name(), store.path());
-        match store.backend() {
-            Backend::Volume {
-                mount_path,
-                read_only,
-                volume,
-                ..
-            } => {
-                volumes.push(WantVolume {
-                    name: store.volume_name().to_owned(),
-                    what: describe(store),
-                    json: volume.clone(),
-                });
-                mounts.push(want_mount(
-                    describe(store),
-                    store.volume_name(),
-                    mount_path,
-                    None,
-                    *read_only,
-                ));
-            }
-            Backend::Cloud {
-                provider,
-                bucket,
-                secret,
-                secret_key,
-            } => {
-                access_keys.insert(
-                    bucket,
-                    AccessKey {
-                        store: provider.as_str(),
-                        secret_key,
-                    },
-                );
-                secret_keys.insert(secret_key, secret);
-                if *provider == Provider::Gcs && gcs.is_none() {
-                    gcs = Some((secret, secret_key));
-                }
-            }
+        if let Backend::Volume {
+            mount_path,
+            read_only,
+            volume,
+            ..
+        } = store.backend()
+        {
+            add_volume(store, volume, mount_path, None, *read_only);
         }
     }
     if let Some(out) = &sel.outputs {
-        match out.store.backend() {
-            Backend::Volume { volume, .. } => {
-                volumes.push(WantVolume {
-                    name: out.store.volume_name().to_owned(),
-                    what: describe(out.store),
-                    json: volume.clone(),
-                });
-                mounts.push(want_mount(
-                    describe(out.store),
-                    out.store.volume_name(),
-                    &out.path,
-                    Some(&out.sub_path),
-                    false,
-                ));
-            }
-            Backend::Cloud {
-                provider,
-                secret,
-                secret_key,
-                ..
-            } => {
-                access_keys.insert(
-                    &out.path,
-                    AccessKey {
-                        store: provider.as_str(),
-                        secret_key,
-                    },
-                );
-                secret_keys.insert(secret_key, secret);
-                if *provider == Provider::Gcs {
-                    // The outputs store's key wins: runs write there.
-                    gcs = Some((secret, secret_key));
-                }
-            }
+        if let Backend::Volume { volume, .. } = out.store.backend() {
+            add_volume(out.store, volume, &out.path, Some(&out.sub_path), false);
+        }
+    }
+    // polystores' keys: every keyed bucket, the outputs one by its full path.
+    let data_buckets = sel.data.iter().map(|s| (*s, s.path()));
+    let outputs_path = sel.outputs.as_ref().map(|o| (o.store, o.path.as_str()));
+    for (store, path) in data_buckets.chain(outputs_path) {
+        if let Backend::Cloud {
+            provider,
+            credentials: Some(c),
+            ..
+        } = store.backend()
+        {
+            access_keys.insert(
+                path,
+                AccessKey {
+                    store: provider.as_str(),
+                    secret_key: &c.secret_key,
+                },
+            );
+            secret_keys.insert(&c.secret_key, &c.secret);
         }
     }
 
@@ -366,27 +351,10 @@ pub fn wanted(sel: &Selection<'_>) -> Result<Wanted, Conflict> {
             },
         ));
     }
-    if let Some((secret, key)) = gcs {
-        let volume = k8s::volume(
-            GCS_CREDENTIALS_VOLUME,
-            k8s::VolumeSource::SecretKey { secret, key },
-        );
-        volumes.push(WantVolume {
-            name: GCS_CREDENTIALS_VOLUME.to_owned(),
-            what: "the GCS credentials".to_owned(),
-            json: volume,
-        });
-        mounts.push(want_mount(
-            "the GCS credentials".to_owned(),
-            GCS_CREDENTIALS_VOLUME,
-            GCS_CREDENTIALS_DIR,
-            None,
-            true,
-        ));
-        env.push(want_env(
-            ENV_GOOGLE_CREDENTIALS,
-            EnvValue::Plain(format!("{GCS_CREDENTIALS_DIR}/{key}")),
-        ));
+    for provider in [Provider::Gcs, Provider::S3, Provider::Azure] {
+        if let Some(store) = default_store(sel, provider) {
+            sdk_env(store, &mut namer, &mut volumes, &mut mounts, &mut env);
+        }
     }
 
     let mount_by_path = Index::new(mounts.iter().map(|m| m.path.as_str()));
@@ -405,6 +373,7 @@ pub fn wanted(sel: &Selection<'_>) -> Result<Wanted, Conflict> {
     let mount_by_volume = Index::new(mounts.iter().map(|m| m.volume.as_str()));
     let volume_index = Index::new(volumes.iter().map(|v| v.name.as_str()));
     let env_index = Index::new(env.iter().map(|e| e.name.as_str()));
+    let has_sdk_env = env.iter().any(|e| e.group.is_some());
 
     let annotation = to_json(&Injected {
         data: sel.data.iter().map(|s| s.name()).collect(),
@@ -433,9 +402,200 @@ pub fn wanted(sel: &Selection<'_>) -> Result<Wanted, Conflict> {
         mount_by_volume,
         mount_by_path,
         env_index,
+        has_sdk_env,
         item_bytes,
         shared_bytes,
     })
+}
+
+/// A provider's default store among the selected ones (SPEC §7): the
+/// outputs store if it is of that provider, else the first selected data
+/// store of that provider by name. Only its settings become SDK variables.
+pub fn default_store<'c>(sel: &Selection<'c>, provider: Provider) -> Option<&'c Store> {
+    let of =
+        |s: &&Store| matches!(s.backend(), Backend::Cloud { provider: p, .. } if *p == provider);
+    sel.outputs
+        .as_ref()
+        .map(|o| o.store)
+        .filter(of)
+        .or_else(|| sel.data.iter().copied().find(of))
+}
+
+/// The SDK variables of one provider's default store (SPEC §7), and for
+/// GCS the key file they point to. A variable is set only when its field
+/// is given; a keyless store gets no credential.
+fn sdk_env(
+    store: &Store,
+    namer: &mut VolumeNamer<'_, '_>,
+    volumes: &mut Vec<WantVolume>,
+    mounts: &mut Vec<WantMount>,
+    env: &mut Vec<WantEnv>,
+) {
+    let Backend::Cloud {
+        provider,
+        bucket,
+        credentials,
+        endpoint,
+        region,
+    } = store.backend()
+    else {
+        return;
+    };
+    let secret_ref = |key: &str| EnvValue::Secret {
+        secret: credentials
+            .as_ref()
+            .map(|c| c.secret.clone())
+            .unwrap_or_default(),
+        key: key.to_owned(),
+    };
+    match provider {
+        Provider::Gcs => {
+            if let Some(c) = credentials {
+                let what = "the GCS credentials".to_owned();
+                let volume = k8s::volume(
+                    GCS_CREDENTIALS_VOLUME,
+                    k8s::VolumeSource::SecretKey {
+                        secret: &c.secret,
+                        key: &c.secret_key,
+                    },
+                );
+                let (name, json) = namer.name(GCS_CREDENTIALS_VOLUME, &volume);
+                mounts.push(want_mount(
+                    what.clone(),
+                    &name,
+                    GCS_CREDENTIALS_DIR,
+                    None,
+                    true,
+                ));
+                volumes.push(WantVolume { name, json });
+                env.push(want_env(
+                    ENV_GOOGLE_CREDENTIALS,
+                    EnvValue::Plain(format!("{GCS_CREDENTIALS_DIR}/{}", c.secret_key)),
+                ));
+            }
+            if let Some(endpoint) = endpoint {
+                env.push(want_env(
+                    ENV_STORAGE_EMULATOR_HOST,
+                    EnvValue::Plain(endpoint.clone()),
+                ));
+            }
+        }
+        Provider::S3 => {
+            if let Some(SdkKeys::S3 {
+                access_key_id,
+                secret_access_key,
+                session_token,
+            }) = credentials.as_ref().map(|c| &c.sdk)
+            {
+                env.push(want_env(ENV_AWS_ACCESS_KEY_ID, secret_ref(access_key_id)));
+                env.push(want_env(
+                    ENV_AWS_SECRET_ACCESS_KEY,
+                    secret_ref(secret_access_key),
+                ));
+                if let Some(token) = session_token {
+                    env.push(want_env(ENV_AWS_SESSION_TOKEN, secret_ref(token)));
+                }
+            }
+            if let Some(endpoint) = endpoint {
+                env.push(want_env(
+                    ENV_AWS_ENDPOINT_URL_S3,
+                    EnvValue::Plain(endpoint.clone()),
+                ));
+            }
+            if let Some(region) = region {
+                env.push(want_env(ENV_AWS_REGION, EnvValue::Plain(region.clone())));
+                env.push(want_env(
+                    ENV_AWS_DEFAULT_REGION,
+                    EnvValue::Plain(region.clone()),
+                ));
+            }
+        }
+        Provider::Azure => {
+            if let Some(account) = Provider::azure_account(bucket) {
+                env.push(want_env(
+                    ENV_AZURE_STORAGE_ACCOUNT_NAME,
+                    EnvValue::Plain(account.to_owned()),
+                ));
+            }
+            match credentials.as_ref().map(|c| &c.sdk) {
+                Some(SdkKeys::AzureConnectionString(key)) => env.push(want_env(
+                    ENV_AZURE_STORAGE_CONNECTION_STRING,
+                    secret_ref(key),
+                )),
+                Some(SdkKeys::AzureAccountKey(key)) => {
+                    env.push(want_env(ENV_AZURE_STORAGE_ACCOUNT_KEY, secret_ref(key)))
+                }
+                _ => {}
+            }
+        }
+    }
+}
+
+/// Names the webhook's volumes so that none takes a name the pod already
+/// uses for other content (SPEC §4): the preferred name when it is free or
+/// already holds exactly our volume (a re-admitted pod), else the first
+/// free alternate [`names::alternate_volume_name`]. Deterministic, so a
+/// re-admitted pod gets the same names and no patch.
+struct VolumeNamer<'p, 'a> {
+    pod: &'p [VolumeView<'a>],
+    /// The pod's volumes by name, when there are too many to scan.
+    by_name: Option<HashMap<&'p str, usize>>,
+    /// The names given so far in this review.
+    taken: Vec<String>,
+}
+
+impl<'p, 'a> VolumeNamer<'p, 'a> {
+    fn new(pod: &'p [VolumeView<'a>]) -> Self {
+        let by_name = (pod.len() > SCAN_AT_MOST).then(|| {
+            let mut map = HashMap::with_capacity(pod.len());
+            for (i, v) in pod.iter().enumerate() {
+                map.entry(v.name.as_ref()).or_insert(i);
+            }
+            map
+        });
+        VolumeNamer {
+            pod,
+            by_name,
+            taken: Vec::new(),
+        }
+    }
+
+    fn pod_volume(&self, name: &str) -> Option<&VolumeView<'a>> {
+        match &self.by_name {
+            Some(map) => map.get(name).map(|&i| &self.pod[i]),
+            None => self.pod.iter().find(|v| v.name == name),
+        }
+    }
+
+    /// The name for a volume whose preferred name is `preferred`, and the
+    /// volume under that name.
+    fn name(&mut self, preferred: &str, volume: &Value) -> (String, Value) {
+        // Each refused candidate is a distinct pod volume or a name given
+        // earlier, so this ends within pod volumes + taken + 1 steps.
+        for n in 1.. {
+            let candidate = match n {
+                1 => preferred.to_owned(),
+                n => names::alternate_volume_name(preferred, n),
+            };
+            if self.taken.contains(&candidate) {
+                continue;
+            }
+            let mut json = volume.clone();
+            if n > 1 {
+                json["name"] = Value::String(candidate.clone());
+            }
+            let free = match self.pod_volume(&candidate) {
+                None => true,
+                Some(have) => serde_json::from_str::<Value>(have.raw.get())
+                    .is_ok_and(|have| covers(&have, &json)),
+            };
+            if free {
+                self.taken.push(candidate.clone());
+                return (candidate, json);
+            }
+        }
+        unreachable!("the candidates are unbounded and the pod's volumes are not")
+    }
 }
 
 fn to_json<T: Serialize>(value: &T) -> String {
@@ -468,5 +628,6 @@ pub(super) fn want_env(name: &str, value: EnvValue) -> WantEnv {
         name: name.to_owned(),
         value,
         json,
+        group: sdk_env_group(name),
     }
 }

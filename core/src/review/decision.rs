@@ -167,6 +167,7 @@ pub(super) fn decide(config: &Config, bounds: &Bounds, req: &RequestIn<'_>) -> (
         namespace,
         name,
         generate_name,
+        job: pod.controller_job(),
         uid: &req.uid,
     };
     let containers = pod.container_names();
@@ -180,7 +181,12 @@ pub(super) fn decide(config: &Config, bounds: &Bounds, req: &RequestIn<'_>) -> (
         Ok(s) => s,
         Err(e) => return (subject, Decision::Denied(e.into())),
     };
-    let wanted = match patch::wanted(&selection) {
+    let pod_volumes = pod
+        .spec
+        .as_ref()
+        .and_then(|s| s.volumes.as_deref())
+        .unwrap_or_default();
+    let wanted = match patch::wanted(&selection, pod_volumes) {
         Ok(w) => w,
         Err(conflict) => return (subject, Decision::Denied(conflict.into())),
     };

@@ -34,8 +34,6 @@ pub enum Reason {
     MountConflict,
     /// One of our env vars is already set to another value.
     EnvConflict,
-    /// A pod volume has our volume's name but other content.
-    VolumeConflict,
     /// The pod mounts one of our volumes other than exactly as we do.
     ForeignMount,
     /// Two selected stores would mount at the same path.
@@ -90,7 +88,7 @@ impl Outcome {
 impl Reason {
     /// Every reason, in declaration order (so metrics can create every
     /// labelled series up front).
-    pub const ALL: [Reason; 18] = [
+    pub const ALL: [Reason; 17] = [
         Reason::UnknownStore,
         Reason::StoreNotInNamespace,
         Reason::BadSelection,
@@ -100,7 +98,6 @@ impl Reason {
         Reason::BadUniqueName,
         Reason::MountConflict,
         Reason::EnvConflict,
-        Reason::VolumeConflict,
         Reason::ForeignMount,
         Reason::OwnMounts,
         Reason::OverBound,
@@ -123,7 +120,6 @@ impl Reason {
             Reason::BadUniqueName => "bad-unique-name",
             Reason::MountConflict => "mount-conflict",
             Reason::EnvConflict => "env-conflict",
-            Reason::VolumeConflict => "volume-conflict",
             Reason::ForeignMount => "foreign-mount",
             Reason::OwnMounts => "own-mounts",
             Reason::OverBound => "over-bound",

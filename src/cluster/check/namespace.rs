@@ -15,10 +15,30 @@ use crate::vocabulary::LABEL_INJECTION;
 /// What the stores available in a namespace reference there.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct References {
-    /// Secret name -> key -> the stores that need it.
-    pub secrets: BTreeMap<String, BTreeMap<String, BTreeSet<String>>>,
+    /// Secret name -> key -> the stores that need it, with the config
+    /// field naming the key (`secretKey`, `accessKeyIdKey`, ...).
+    pub secrets: BTreeMap<String, BTreeMap<String, BTreeSet<Need>>>,
     /// Claim name -> the stores that mount it.
     pub claims: BTreeMap<String, BTreeSet<String>>,
+}
+
+/// A store that needs a Secret key, and the config field that names it.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Need {
+    /// The store.
+    pub store: String,
+    /// The field (`secretKey`, `accessKeyIdKey`, `secretAccessKeyKey`,
+    /// `sessionTokenKey`, `connectionStringKey`, `accountKeyKey`).
+    pub field: &'static str,
+}
+
+impl Need {
+    fn new(store: &str, field: &'static str) -> Need {
+        Need {
+            store: store.to_owned(),
+            field,
+        }
+    }
 }
 
 /// The Secrets, keys and claims that the stores available in `namespace`
@@ -29,15 +49,22 @@ pub fn references(config: &Config, namespace: &str) -> References {
         for store in config.available(role, namespace) {
             match store.backend() {
                 Backend::Cloud {
-                    secret, secret_key, ..
+                    credentials: Some(creds),
+                    ..
                 } => {
-                    refs.secrets
-                        .entry(secret.clone())
-                        .or_default()
-                        .entry(secret_key.clone())
-                        .or_default()
-                        .insert(store.name().to_owned());
+                    let keys = refs.secrets.entry(creds.secret.clone()).or_default();
+                    let named = std::iter::once(("secretKey", creds.secret_key.as_str()))
+                        .chain(creds.sdk.keys());
+                    for (field, key) in named {
+                        keys.entry(key.to_owned())
+                            .or_default()
+                            .insert(Need::new(store.name(), field));
+                    }
                 }
+                // Keyless: workload identity, no Secret.
+                Backend::Cloud {
+                    credentials: None, ..
+                } => {}
                 Backend::Volume {
                     source: Source::Claim(claim),
                     ..
@@ -104,11 +131,11 @@ pub fn selected(
 pub fn secret(
     namespace: &str,
     name: &str,
-    keys: &BTreeMap<String, BTreeSet<String>>,
+    keys: &BTreeMap<String, BTreeSet<Need>>,
     found: &Lookup<SecretKeys>,
 ) -> Check {
     let wanted: BTreeSet<String> = keys.keys().cloned().collect();
-    let stores: BTreeSet<String> = keys.values().flatten().cloned().collect();
+    let stores: BTreeSet<String> = keys.values().flatten().map(|n| n.store.clone()).collect();
     let title = format!("Secret {name} has key {}", list(&wanted));
     let from_file: Vec<String> = wanted
         .iter()
@@ -138,11 +165,15 @@ pub fn secret(
             if missing.is_empty() {
                 return Check::pass("secret", title, format!("used by {}", list(&stores)));
             }
-            let needing: BTreeSet<String> = missing
+            let needing: BTreeSet<&Need> = missing
                 .iter()
                 .filter_map(|k| keys.get(k))
                 .flatten()
-                .cloned()
+                .collect();
+            let stores: BTreeSet<String> = needing.iter().map(|n| n.store.clone()).collect();
+            let fields: BTreeSet<String> = needing
+                .iter()
+                .map(|n| format!("{}.{}", n.store, n.field))
                 .collect();
             Check::fail(
                 "secret",
@@ -151,11 +182,12 @@ pub fn secret(
                     "it has no key {} (it has: {}); stores {} need it: their pods stay in CreateContainerConfigError",
                     list(&missing),
                     if s.keys.is_empty() { "none".to_owned() } else { list(&s.keys) },
-                    list(&needing)
+                    list(&stores)
                 ),
                 format!(
-                    "add the key: kubectl -n {namespace} create secret generic {name} {} --dry-run=client -o yaml | kubectl apply -f - (with every key it must keep), or fix secretKey in the config",
-                    missing.iter().map(|k| format!("--from-file={k}=FILE")).collect::<Vec<_>>().join(" ")
+                    "add the key: kubectl -n {namespace} create secret generic {name} {} --dry-run=client -o yaml | kubectl apply -f - (with every key it must keep), or fix {} in the config",
+                    missing.iter().map(|k| format!("--from-file={k}=FILE")).collect::<Vec<_>>().join(" "),
+                    list(&fields)
                 ),
             )
         }
@@ -230,12 +262,24 @@ data:
   d-host: {mountPath: /h, hostPath: /h}
 outputs:
   o-gcs: {store: gcs, bucket: "gs://o", secret: gcs-secret, secretKey: gcs-key.json}
-  o-s3: {store: s3, bucket: "s3://o", secret: gcs-secret, secretKey: s3-key.json, namespaces: [team-b]}
+  o-s3:
+    store: s3
+    bucket: "s3://o"
+    secret: gcs-secret
+    secretKey: s3-key.json
+    accessKeyIdKey: aws-id
+    secretAccessKeyKey: aws-secret
+    namespaces: [team-b]
+  o-keyless: {store: gcs, bucket: "gs://keyless"}
   o-claim: {mountPath: /o, existingClaim: shared-pvc}
 "#;
 
     fn set(items: &[&str]) -> BTreeSet<String> {
         items.iter().map(|s| (*s).to_owned()).collect()
+    }
+
+    fn needs(items: &[(&str, &'static str)]) -> BTreeSet<Need> {
+        items.iter().map(|(s, f)| Need::new(s, f)).collect()
     }
 
     #[test]
@@ -253,24 +297,33 @@ outputs:
             a.secrets,
             BTreeMap::from([(
                 "gcs-secret".to_owned(),
-                BTreeMap::from([("gcs-key.json".to_owned(), set(&["d-gcs", "o-gcs"]))])
+                BTreeMap::from([(
+                    "gcs-key.json".to_owned(),
+                    needs(&[("d-gcs", "secretKey"), ("o-gcs", "secretKey")])
+                )])
             )])
         );
+        // team-b also gets o-s3: its secretKey and both SDK keys; the keyless
+        // store references no Secret.
         let b = references(&config, "team-b");
         assert!(!b.claims.contains_key("a-pvc"));
+        let keys = b.secrets.get("gcs-secret").cloned().unwrap_or_default();
         assert_eq!(
-            b.secrets
-                .get("gcs-secret")
-                .map(|k| k.keys().cloned().collect::<Vec<_>>()),
-            Some(vec!["gcs-key.json".to_owned(), "s3-key.json".to_owned()])
+            keys.keys().map(String::as_str).collect::<Vec<_>>(),
+            ["aws-id", "aws-secret", "gcs-key.json", "s3-key.json"]
         );
+        assert_eq!(
+            keys.get("aws-id"),
+            Some(&needs(&[("o-s3", "accessKeyIdKey")]))
+        );
+        assert_eq!(b.secrets.len(), 1);
     }
 
     #[test]
     fn secrets_must_exist_with_every_key_and_values_are_never_needed() {
         let keys = BTreeMap::from([
-            ("gcs-key.json".to_owned(), set(&["d-gcs"])),
-            ("s3-key.json".to_owned(), set(&["o-s3"])),
+            ("gcs-key.json".to_owned(), needs(&[("d-gcs", "secretKey")])),
+            ("s3-key.json".to_owned(), needs(&[("o-s3", "secretKey")])),
         ]);
         let c = secret("team-b", "creds", &keys, &Lookup::Missing);
         assert_eq!(c.result, Status::Failed);
