@@ -403,6 +403,8 @@ fn check(extra: &[&str]) -> Run {
         .output()
         .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
         .expect("check runs");
+    // The report as people read it, shown with --nocapture or on failure.
+    println!("{text}");
     Run {
         elapsed,
         code: out.status.code().unwrap_or(-1),
@@ -649,7 +651,7 @@ fn a_labelled_namespace_missing_a_stores_secret() {
     run.fails_only(
         "namespace chk-nosecret",
         "secret",
-        "not found in chk-nosecret; stores outputs-s3 need it",
+        "not found in chk-nosecret; store outputs-s3 needs it",
         "kubectl -n chk-nosecret create secret generic s3-secret --from-file=aws-id=FILE --from-file=aws-secret=FILE --from-file=s3-key.json=FILE",
     );
 }
@@ -676,7 +678,7 @@ fn a_secret_without_the_key() {
     run.fails_only(
         "namespace chk-nokey",
         "secret",
-        "it has no key gcs-key.json (it has: key.json); stores data-gcs need it",
+        "it has no key gcs-key.json (it has: key.json); store data-gcs needs it",
         "or fix data-gcs.secretKey in the config",
     );
     assert!(
@@ -712,7 +714,7 @@ fn a_missing_persistent_volume_claim() {
     run.fails_only(
         "namespace chk-nopvc",
         "claim",
-        "not found in chk-nopvc; stores data2 mount it",
+        "not found in chk-nopvc; store data2 mounts it",
         "create PersistentVolumeClaim data-2-pvc in chk-nopvc",
     );
 }

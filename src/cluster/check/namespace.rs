@@ -88,6 +88,15 @@ fn list(set: &BTreeSet<String>) -> String {
         .join(", ")
 }
 
+/// "store a needs" / "stores a, b need".
+fn stores_need(stores: &BTreeSet<String>, verb: (&str, &str)) -> String {
+    if stores.len() == 1 {
+        format!("store {} {}", list(stores), verb.0)
+    } else {
+        format!("stores {} {}", list(stores), verb.1)
+    }
+}
+
 /// The namespace is opted in and the webhook's namespaceSelector selects
 /// it (`selector` is `None` when the configuration could not be read).
 pub fn selected(
@@ -146,8 +155,8 @@ pub fn secret(
             "secret",
             title,
             format!(
-                "not found in {namespace}; stores {} need it: their pods stay in CreateContainerConfigError",
-                list(&stores)
+                "not found in {namespace}; {} it: their pods stay in CreateContainerConfigError",
+                stores_need(&stores, ("needs", "need"))
             ),
             format!(
                 "kubectl -n {namespace} create secret generic {name} {}; or limit those stores with namespaces: in the config",
@@ -179,14 +188,14 @@ pub fn secret(
                 "secret",
                 title,
                 format!(
-                    "it has no key {} (it has: {}); stores {} need it: their pods stay in CreateContainerConfigError",
+                    "it has no key {} (it has: {}); {} it: their pods stay in CreateContainerConfigError",
                     list(&missing),
                     if s.keys.is_empty() { "none".to_owned() } else { list(&s.keys) },
-                    list(&stores)
+                    stores_need(&stores, ("needs", "need"))
                 ),
                 format!(
-                    "add the key: kubectl -n {namespace} create secret generic {name} {} --dry-run=client -o yaml | kubectl apply -f - (with every key it must keep), or fix {} in the config",
-                    missing.iter().map(|k| format!("--from-file={k}=FILE")).collect::<Vec<_>>().join(" "),
+                    "add {} to it (kubectl -n {namespace} edit secret {name}), or fix {} in the config",
+                    list(&missing),
                     list(&fields)
                 ),
             )
@@ -207,8 +216,8 @@ pub fn claim(
             "claim",
             title,
             format!(
-                "not found in {namespace}; stores {} mount it: their pods stay Pending",
-                list(stores)
+                "not found in {namespace}; {} it: their pods stay Pending",
+                stores_need(stores, ("mounts", "mount"))
             ),
             format!(
                 "create PersistentVolumeClaim {name} in {namespace} (kubectl -n {namespace} apply -f pvc.yaml), or limit those stores with namespaces: in the config"
@@ -231,7 +240,7 @@ pub fn claim(
                 "Lost" => Check::fail(
                     "claim",
                     title,
-                    format!("Lost: its volume is gone; stores {} cannot mount it", list(stores)),
+                    format!("Lost: its volume is gone; {} it", stores_need(stores, ("cannot mount", "cannot mount"))),
                     format!("kubectl -n {namespace} describe pvc {name}; recreate its volume or the claim"),
                 ),
                 other => Check::warn(
@@ -339,7 +348,7 @@ outputs:
         assert_eq!(c.result, Status::Failed);
         assert!(
             c.detail
-                .contains("no key s3-key.json (it has: gcs-key.json, other); stores o-s3 need it"),
+                .contains("no key s3-key.json (it has: gcs-key.json, other); store o-s3 needs it"),
             "{c:#?}"
         );
         let full = Lookup::Found(SecretKeys::new("creds", ["gcs-key.json", "s3-key.json"]));
