@@ -92,30 +92,12 @@ pub fn predict(
 ) -> Result<Expected, String> {
     let mut pod = baseline.clone();
     pod["metadata"]["labels"] = probe_labels(false);
-    let review = json!({
-        "apiVersion": "admission.k8s.io/v1",
-        "kind": "AdmissionReview",
-        "request": {
-            "uid": "persistence-webhook-check",
-            "kind": {"group": "", "version": "v1", "kind": "Pod"},
-            "resource": {"group": "", "version": "v1", "resource": "pods"},
-            "requestKind": {"group": "", "version": "v1", "kind": "Pod"},
-            "requestResource": {"group": "", "version": "v1", "resource": "pods"},
-            "name": NAME,
-            "namespace": namespace,
-            "operation": "CREATE",
-            "userInfo": {},
-            "object": pod,
-            "oldObject": null,
-            "dryRun": true,
-            "options": {"apiVersion": "meta.k8s.io/v1", "kind": "CreateOptions", "dryRun": ["All"]}
-        }
-    });
-    let body = serde_json::to_vec(&review).map_err(|e| e.to_string())?;
+    // The request the API server sends: built where `mutate` builds it.
+    let body = crate::dry_run::review_body(&pod, namespace, "persistence-webhook-check");
     let reviewed = review_with(config, bounds, &body).map_err(|e| e.to_string())?;
     Ok(match reviewed.decision {
         Decision::Patched(patch) => {
-            let mut predicted = review["request"]["object"].clone();
+            let mut predicted = pod;
             json_patch::patch(&mut predicted, &patch)
                 .map_err(|e| format!("the predicted patch does not apply: {e}"))?;
             Expected::Patched(predicted)
