@@ -1,7 +1,7 @@
 //! `persistence-webhook check`: a health report of a live install (SPEC §9),
 //! like `linkerd check`. Each group of checks judges objects read from the
 //! API server; the judging is pure and lives in one room per concept, the
-//! reading in [`gather`]:
+//! reading in `gather`:
 //!
 //! - `webhook`: the MutatingWebhookConfiguration's fields;
 //! - `certificates`: caBundle, serving Secret, chain, names, expiry;

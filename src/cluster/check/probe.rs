@@ -484,55 +484,62 @@ defaultOutputs: outputs1
         assert_eq!(c.detail, "data data-gcs, data1; outputs outputs1 at /outputs/1/team-a/persistence-webhook-check-probe");
     }
 
+    /// Edits the list at `pointer` of a pod.
+    fn in_list(p: &mut Value, pointer: &str, f: impl FnOnce(&mut Vec<Value>)) {
+        if let Some(list) = p.pointer_mut(pointer).and_then(Value::as_array_mut) {
+            f(list);
+        }
+    }
+
+    fn set_where(list: &mut [Value], name: &str, pointer: &str, value: Value) {
+        for item in list.iter_mut().filter(|x| x["name"] == name) {
+            if let Some(slot) = item.pointer_mut(pointer) {
+                *slot = value.clone();
+            }
+        }
+    }
+
     #[test]
     fn each_difference_is_named() {
         type Edit = fn(&mut Value);
         let cases: Vec<(Edit, &str)> = vec![
             (
                 |p| {
-                    p["spec"]["volumes"]
-                        .as_array_mut()
-                        .map(|v| v.retain(|v| v["name"] != "pw-data1"));
+                    in_list(p, "/spec/volumes", |v| {
+                        v.retain(|v| v["name"] != "pw-data1")
+                    })
                 },
                 "volumes: predicted",
             ),
             (
                 |p| {
-                    p["spec"]["volumes"].as_array_mut().map(|v| {
-                        v.iter_mut().for_each(|v| {
-                            if v["name"] == "pw-data1" {
-                                v["hostPath"]["path"] = json!("/elsewhere")
-                            }
-                        })
-                    });
+                    in_list(p, "/spec/volumes", |v| {
+                        set_where(v, "pw-data1", "/hostPath/path", json!("/elsewhere"))
+                    })
                 },
                 "volume \"pw-data1\"",
             ),
             (
                 |p| {
-                    p["spec"]["containers"][0]["volumeMounts"]
-                        .as_array_mut()
-                        .map(|m| m.retain(|m| m["name"] != "pw-outputs1"));
+                    in_list(p, "/spec/containers/0/volumeMounts", |m| {
+                        m.retain(|m| m["name"] != "pw-outputs1")
+                    })
                 },
                 "mounts predicted",
             ),
             (
                 |p| {
-                    p["spec"]["containers"][0]["env"].as_array_mut().map(|e| {
-                        e.iter_mut().for_each(|e| {
-                            if e["name"] == "POLYAXON_RUN_OUTPUTS_PATH" {
-                                e["value"] = json!("/other")
-                            }
-                        })
-                    });
+                    in_list(p, "/spec/containers/0/env", |e| {
+                        set_where(e, "POLYAXON_RUN_OUTPUTS_PATH", "/value", json!("/other"))
+                    })
                 },
                 "env POLYAXON_RUN_OUTPUTS_PATH predicted",
             ),
             (
                 |p| {
-                    p["spec"]["containers"][0]["env"]
-                        .as_array_mut()
-                        .map(|e| e.retain(|e| e["name"] != "gcs-key.json"));
+                    in_list(p, "/spec/containers/0/env", |e| {
+                        e.retain(|e| e["name"] != "gcs-key.json")
+                    })
                 },
                 "env gcs-key.json predicted",
             ),

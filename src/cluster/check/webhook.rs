@@ -98,10 +98,8 @@ pub fn judge(
             "webhook-exists",
             title,
             "not found: the API server calls no webhook, so no pod gets its stores",
-            format!(
-                "install it: kubectl apply -k manifests/overlays/self-managed (or overlays/cert-manager); \
-                 or name yours with --webhook-name"
-            ),
+            "install it: kubectl apply -k manifests/overlays/self-managed (or overlays/cert-manager); \
+             or name yours with --webhook-name",
         )];
         return (checks, None);
     };
