@@ -16,7 +16,7 @@ use serde_json::Value;
 
 use super::objects::{
     ConfigMap, Deployment, Endpoints, Lookup, MutatingWebhookConfiguration, Namespace,
-    PersistentVolumeClaim, SecretKeys, Service, ServingSecret,
+    PersistentVolumeClaim, SecretKeys, Service, ServingSecret, VersionInfo,
 };
 use super::report::{Check, Report};
 use super::webhook::{Expect, Registration, Target, OPT_IN};
@@ -234,7 +234,7 @@ pub async fn report(
     Ok(report)
 }
 
-fn api_checks(info: &k8s_openapi::apimachinery::pkg::version::Info) -> Vec<Check> {
+fn api_checks(info: &VersionInfo) -> Vec<Check> {
     let mut checks = vec![Check::pass(
         "api-reachable",
         "the API server is reachable",
@@ -410,4 +410,35 @@ async fn one_namespace(
     checks.extend(secrets);
     checks.extend(claims);
     checks
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cluster::check::report::Status;
+
+    fn version(major: &str, minor: &str) -> VersionInfo {
+        VersionInfo {
+            major: major.into(),
+            minor: minor.into(),
+            git_version: format!("v{major}.{minor}.0"),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn the_version_warns_below_1_21_and_reads_vendor_minors() {
+        let cases = [
+            ("1", "20", Status::Warning),
+            ("1", "21", Status::Passed),
+            ("1", "30+", Status::Passed),
+            ("1", "19+", Status::Warning),
+            ("2", "0", Status::Warning),
+        ];
+        for (major, minor, want) in cases {
+            let checks = api_checks(&version(major, minor));
+            assert!(checks[0].passed());
+            assert_eq!(checks[1].result, want, "{major}.{minor}: {:#?}", checks[1]);
+        }
+    }
 }

@@ -29,6 +29,7 @@ pub use k8s_openapi::api::core::v1::{
 pub use k8s_openapi::apimachinery::pkg::apis::meta::v1::{
     LabelSelector, LabelSelectorRequirement, ObjectMeta,
 };
+pub use k8s_openapi::apimachinery::pkg::version::Info as VersionInfo;
 pub use k8s_openapi::ByteString;
 
 /// The result of reading one object by name.
