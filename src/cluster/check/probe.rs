@@ -336,7 +336,14 @@ pub fn judge(
             format!("the webhook refused the probe, but `mutate` predicts it is admitted: {message}"),
             stale,
         ),
-        (_, Err(message)) => refused(message, t),
+        (_, Err(message)) if message.contains("failed calling webhook") => refused(message, t),
+        // Its opted-out twin was admitted: what the patch adds is refused.
+        (_, Err(message)) => Check::fail(
+            ID,
+            TITLE,
+            format!("the unpatched twin is admitted, but the patched pod is refused: {message}"),
+            "a policy here refuses what the stores add (PodSecurity restricted forbids hostPath volumes, for one): limit those stores with namespaces: in the config, or relax the namespace's policy",
+        ),
         (Expected::Unchanged(why), Ok(actual)) => {
             if injected(actual).is_none() && ours(&actual["spec"]["volumes"]).is_empty() {
                 Check::pass(ID, TITLE, format!("left unchanged, as predicted ({why})"))

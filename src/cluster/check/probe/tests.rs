@@ -212,7 +212,22 @@ fn refusals_and_unpatched_results_are_told_apart() {
         .hint
         .as_deref()
         .is_some_and(|h| h.contains("kubectl -n pw get pods,endpoints")));
-    let c = judged(Err("pods \"x\" is forbidden: exceeded quota".into()));
+    // Refused after the patch, admitted before it: the patch is what is refused.
+    let c = judged(Err("pods \"x\" is forbidden: violates PodSecurity \"restricted:latest\": restricted volume types (volumes \"pw-data1\" use restricted volume type \"hostPath\")".into()));
+    assert_eq!(c.result, Status::Failed);
+    assert!(c.detail.contains("unpatched twin is admitted"), "{c:#?}");
+    assert!(c.hint.as_deref().is_some_and(|h| h.contains("PodSecurity")));
+    // Refused before the patch: nothing can be said about the webhook.
+    let config = Config::from_yaml(CONFIG).expect("valid");
+    let quota = "pods \"x\" is forbidden: exceeded quota".to_owned();
+    let c = judge(
+        &config,
+        &Bounds::default(),
+        "team-a",
+        &Err(quota.clone()),
+        &Err(quota),
+        &target(),
+    );
     assert_eq!(c.result, Status::Warning);
     let c = judged(Err(
         "admission webhook \"persistence.polyaxon.com\" denied the request: nope".into(),
