@@ -529,6 +529,24 @@ fn a_healthy_install_reports_no_failure() {
         "{}",
         run.text
     );
+    // A team asking about its own, unlabelled, namespace is told what to run.
+    team("chk-unlabelled");
+    kubectl_ok(
+        &[
+            "label",
+            "namespace",
+            "chk-unlabelled",
+            "polyaxon.com/persistence-injection-",
+        ],
+        None,
+    );
+    let asked = check(&["-n", "chk-unlabelled"]);
+    asked.fails_only(
+        "namespace chk-unlabelled",
+        "namespace-selected",
+        "not labelled polyaxon.com/persistence-injection=enabled",
+        "kubectl label namespace chk-unlabelled polyaxon.com/persistence-injection=enabled",
+    );
     // Nothing was stored: the probes were dry runs.
     let (found, _, _) = kubectl(
         &[
