@@ -118,7 +118,7 @@ pub async fn report(
         request_timeout: settings.request_timeout,
         request_timeout_from: &settings.from,
     };
-    let (mut hook_checks, registration) = match &hook {
+    let (hook_checks, registration) = match &hook {
         Lookup::Error(e) => (
             vec![Check::warn(
                 "webhook-exists",
@@ -130,13 +130,6 @@ pub async fn report(
         ),
         other => webhook::judge(other.found(), &expect),
     };
-    if hook_checks.is_empty() {
-        hook_checks.push(Check::skip(
-            "webhook-exists",
-            "webhook configuration",
-            "nothing to judge",
-        ));
-    }
     report.push("webhook configuration", hook_checks);
 
     // Certificates.
@@ -392,7 +385,7 @@ async fn one_namespace(
             ns,
             &baseline,
             &probed,
-            &probe::Target {
+            &probe::Webhook {
                 webhook_namespace: &shared.args.webhook_namespace,
                 webhook_name: &shared.args.webhook_name,
             },

@@ -259,15 +259,15 @@ fn summary(predicted: &Value) -> String {
     }
 }
 
-/// How the namespace's webhook and deployment looked before probing.
-pub struct Target<'a> {
+/// Which webhook install the hints name.
+pub struct Webhook<'a> {
     /// The webhook's namespace, for hints.
     pub webhook_namespace: &'a str,
     /// The webhook's name, for hints.
     pub webhook_name: &'a str,
 }
 
-fn refused(message: &str, t: &Target<'_>) -> Check {
+fn refused(message: &str, t: &Webhook<'_>) -> Check {
     if message.contains("failed calling webhook") {
         return Check::fail(
             ID,
@@ -296,7 +296,7 @@ pub fn judge(
     namespace: &str,
     baseline: &Result<Value, String>,
     probe: &Result<Value, String>,
-    t: &Target<'_>,
+    t: &Webhook<'_>,
 ) -> Check {
     let baseline = match baseline {
         Ok(b) => b,

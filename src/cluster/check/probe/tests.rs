@@ -69,8 +69,8 @@ fn stored() -> Value {
     p
 }
 
-fn target() -> Target<'static> {
-    Target {
+fn target() -> Webhook<'static> {
+    Webhook {
         webhook_namespace: "pw",
         webhook_name: "persistence-webhook",
     }
