@@ -152,3 +152,131 @@ pub fn main(args: &CheckArgs) -> ExitCode {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+    use serde_yaml::Value;
+
+    fn yaml(path: &str) -> Vec<Value> {
+        let full = format!("{}/manifests/{path}", env!("CARGO_MANIFEST_DIR"));
+        let text = std::fs::read_to_string(&full).unwrap_or_else(|e| panic!("{full}: {e}"));
+        text.split("\n---\n")
+            .map(|d| serde_yaml::from_str(d).unwrap_or_else(|e| panic!("{full}: {e}")))
+            .collect()
+    }
+
+    fn str_at<'a>(v: &'a Value, path: &[&str]) -> &'a str {
+        let mut at = v;
+        for key in path {
+            at = match key.parse::<usize>() {
+                Ok(i) => &at[i],
+                Err(_) => &at[*key],
+            };
+        }
+        at.as_str().unwrap_or_else(|| panic!("{path:?} in {v:?}"))
+    }
+
+    /// The flags' defaults are the manifests' names, and the ClusterRole
+    /// names the same objects: renaming one without the others fails here.
+    #[test]
+    fn defaults_are_the_manifests_names() {
+        let cli =
+            crate::cli::Cli::try_parse_from(["persistence-webhook", "check"]).expect("parses");
+        let crate::cli::Command::Check(args) = cli.command else {
+            panic!("not check");
+        };
+        let kustomization = &yaml("base/kustomization.yaml")[0];
+        assert_eq!(
+            args.webhook_namespace,
+            str_at(kustomization, &["namespace"])
+        );
+        let generator = &kustomization["configMapGenerator"][0];
+        assert_eq!(args.config_map, str_at(generator, &["name"]));
+        assert_eq!(args.config_key, str_at(generator, &["files", "0"]));
+        for file in [
+            "base/mutatingwebhookconfiguration.yaml",
+            "base/deployment.yaml",
+            "base/service.yaml",
+        ] {
+            assert_eq!(
+                args.webhook_name,
+                str_at(&yaml(file)[0], &["metadata", "name"]),
+                "{file}"
+            );
+        }
+        let hook = &yaml("base/mutatingwebhookconfiguration.yaml")[0]["webhooks"][0];
+        assert_eq!(str_at(hook, &["name"]), webhook::ENTRY);
+        let self_managed = &yaml("overlays/self-managed/kustomization.yaml")[0];
+        assert_eq!(
+            args.tls_secret,
+            str_at(self_managed, &["secretGenerator", "0", "name"])
+        );
+        let certificate = &yaml("overlays/cert-manager/certificate.yaml")[0];
+        assert_eq!(
+            args.tls_secret,
+            str_at(certificate, &["spec", "secretName"])
+        );
+        let deployment = &yaml("base/deployment.yaml")[0];
+        let volumes = &deployment["spec"]["template"]["spec"]["volumes"];
+        let mounted: Vec<&str> = volumes
+            .as_sequence()
+            .into_iter()
+            .flatten()
+            .filter_map(|v| {
+                v["configMap"]["name"]
+                    .as_str()
+                    .or(v["secret"]["secretName"].as_str())
+            })
+            .collect();
+        assert_eq!(
+            mounted,
+            [args.config_map.as_str(), args.tls_secret.as_str()]
+        );
+
+        let role = &yaml("check/clusterrole.yaml")[0];
+        let named = |resource: &str| -> Vec<String> {
+            role["rules"]
+                .as_sequence()
+                .into_iter()
+                .flatten()
+                .filter(|r| {
+                    r["resources"]
+                        .as_sequence()
+                        .is_some_and(|s| s.iter().any(|x| x == resource))
+                })
+                .flat_map(|r| {
+                    r["resourceNames"]
+                        .as_sequence()
+                        .cloned()
+                        .unwrap_or_default()
+                })
+                .filter_map(|n| n.as_str().map(str::to_owned))
+                .collect()
+        };
+        for resource in [
+            "mutatingwebhookconfigurations",
+            "deployments",
+            "services",
+            "endpoints",
+        ] {
+            assert_eq!(named(resource), [args.webhook_name.clone()], "{resource}");
+        }
+        assert_eq!(named("configmaps"), [args.config_map.clone()]);
+        let binding = &yaml("check/clusterrolebinding.yaml")[0];
+        let sa = &yaml("check/serviceaccount.yaml")[0];
+        assert_eq!(
+            str_at(binding, &["subjects", "0", "name"]),
+            str_at(sa, &["metadata", "name"])
+        );
+        assert_eq!(
+            str_at(binding, &["subjects", "0", "namespace"]),
+            args.webhook_namespace
+        );
+        assert_eq!(
+            str_at(binding, &["roleRef", "name"]),
+            str_at(role, &["metadata", "name"])
+        );
+    }
+}
