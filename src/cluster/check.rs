@@ -261,9 +261,9 @@ mod tests {
             "services",
             "endpoints",
         ] {
-            assert_eq!(named(resource), [args.webhook_name.clone()], "{resource}");
+            assert_eq!(named(resource), [args.webhook_name.as_str()], "{resource}");
         }
-        assert_eq!(named("configmaps"), [args.config_map.clone()]);
+        assert_eq!(named("configmaps"), [args.config_map.as_str()]);
         let binding = &yaml("check/clusterrolebinding.yaml")[0];
         let sa = &yaml("check/serviceaccount.yaml")[0];
         assert_eq!(
