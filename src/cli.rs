@@ -42,6 +42,11 @@ pub enum Command {
     /// the kubeconfig): what it got, or why it was not mutated. Exit 0 when
     /// explained (whatever the decision), 2 for usage, input or cluster errors.
     Explain(ExplainArgs),
+    /// A health report of a live install, through the kubeconfig or the
+    /// in-cluster credentials: one line per check, grouped, each with a
+    /// hint. Exit 0 when nothing failed, 1 when something did, 2 when the
+    /// API server cannot be reached.
+    Check(crate::cluster::check::CheckArgs),
 }
 
 /// Flags of `explain`.

@@ -31,6 +31,7 @@ fn main() -> ExitCode {
                 ExitCode::from(2)
             }
         },
+        Command::Check(args) => persistence_webhook::cluster::check::main(&args),
         Command::Certs(args) => match persistence_webhook::certs::run(&args) {
             Ok(written) => {
                 for f in &written.files {

@@ -9,6 +9,8 @@ use anyhow::Context as _;
 use clap::Args;
 use kube::config::{KubeConfigOptions, Kubeconfig};
 
+pub mod check;
+
 /// How to reach the API server: flattened into the commands that need it.
 #[derive(Debug, Clone, Default, Args)]
 pub struct ClusterArgs {
