@@ -228,6 +228,8 @@ pub struct InCluster {
     /// The first serving certificate, read before the server binds.
     pub credentials: tls::Credentials,
     first: Material,
+    /// Whether this replica created the Secret.
+    created: bool,
 }
 
 /// This replica's name in the Lease: the pod's name (POD_NAME, else the
@@ -276,7 +278,7 @@ pub async fn prepare(args: &CertificateArgs) -> anyhow::Result<InCluster> {
     let mut backoff = Backoff::new(settings.check_interval);
     loop {
         match first_material(&secret, &settings.issuer).await {
-            Ok(Some((material, credentials))) => {
+            Ok(Some((material, credentials, created))) => {
                 tracing::info!(
                     namespace,
                     secret = secret.name(),
@@ -291,6 +293,7 @@ pub async fn prepare(args: &CertificateArgs) -> anyhow::Result<InCluster> {
                     lease,
                     credentials,
                     first: material,
+                    created,
                 });
             }
             Ok(None) => {}
@@ -303,11 +306,13 @@ pub async fn prepare(args: &CertificateArgs) -> anyhow::Result<InCluster> {
 }
 
 /// The Secret's material and its serving certificate, creating the Secret
-/// if absent; `None` when another replica created it meanwhile (read again).
+/// if absent (then the flag is true); `None` when another replica created
+/// it meanwhile (read again).
 async fn first_material(
     secret: &SecretStore,
     issuer: &Issuer,
-) -> anyhow::Result<Option<(Material, tls::Credentials)>> {
+) -> anyhow::Result<Option<(Material, tls::Credentials, bool)>> {
+    let mut created = false;
     let stored = match secret.read().await.context("reading the Secret")? {
         Some(stored) => stored,
         None => {
@@ -315,6 +320,7 @@ async fn first_material(
             match secret.create(&fresh).await.context("creating the Secret")? {
                 Created::Ours(stored) => {
                     tracing::info!(secret = secret.name(), "Created the certificate Secret");
+                    created = true;
                     stored
                 }
                 Created::Theirs => {
@@ -334,7 +340,7 @@ async fn first_material(
         material.serving.key.as_bytes(),
         SystemTime::now(),
     )?;
-    Ok(Some((material, credentials)))
+    Ok(Some((material, credentials, created)))
 }
 
 /// Exponential backoff from a second (or the interval, if shorter) up to
@@ -401,8 +407,12 @@ impl InCluster {
             lease,
             credentials: _,
             first,
+            created,
         } = self;
         let metrics = state.metrics.certificates.clone().unwrap_or_default();
+        if created {
+            metrics.renewed("created");
+        }
         metrics.ca_expiry.set(first.signer.cert.not_after);
         let leadership = lease.leadership();
         let lease_task = tokio::spawn(hold(lease, metrics.clone(), stop.clone()));
