@@ -598,6 +598,11 @@ fn both_replicas_keep_serving_while_the_api_server_is_down_and_renewal_resumes()
         }
         let failed = total(&refs, failures).await;
         assert!(failed > 0.0, "the failed reads are counted");
+        assert_eq!(
+            total(&refs, serving).await,
+            renewed_before,
+            "nothing can be renewed without the API server"
+        );
         println!("outage: {handshakes} handshakes with both replicas in 10 s without the API server; {failed} failed Secret reads counted");
     });
     kube_local_run("start");
