@@ -395,6 +395,49 @@ fn a_cold_start_of_two_replicas_ends_with_one_ca_and_admitted_pods() {
 
 #[test]
 #[ignore = "needs a real API server: run by .ci/run with kube-local"]
+fn a_secret_with_unusable_content_is_replaced_once_at_start() {
+    let rt = runtime();
+    let proxy = rt.block_on(Proxy::start());
+    let install = Install::new(&rt, "pw-certs-unusable", &proxy);
+    kubectl_ok(
+        &[
+            "-n",
+            SYSTEM_NS,
+            "create",
+            "secret",
+            "generic",
+            install.name,
+            "--from-literal=tls.crt=garbage",
+        ],
+        None,
+    );
+    let replicas = install.replicas(2);
+    let _logs = Logs(&replicas);
+    proxy.set(&[replicas[0].addr, replicas[1].addr]);
+    let refs: Vec<&Spawned> = replicas.iter().collect();
+    rt.block_on(async {
+        install.admitted("a pod admitted").await;
+        let replaced = total(
+            &refs,
+            "persistence_webhook_certificate_renewals_total{kind=\"replace\"}",
+        )
+        .await;
+        assert_eq!(replaced, 1.0, "one replica replaced it, the other used it");
+        let (bundle, _) = install.secret_bundle().await;
+        assert_eq!(certificates(&bundle), 1);
+        for r in &replicas {
+            handshake(r.addr, &bundle).await.expect("one CA served");
+        }
+        assert_eq!(
+            install.secret().await.type_.as_deref(),
+            Some("Opaque"),
+            "the type is kept"
+        );
+    });
+}
+
+#[test]
+#[ignore = "needs a real API server: run by .ci/run with kube-local"]
 fn pods_are_admitted_without_a_failure_through_renewals_and_a_ca_rotation() {
     let rt = runtime();
     let proxy = rt.block_on(Proxy::start());

@@ -228,8 +228,8 @@ pub struct InCluster {
     /// The first serving certificate, read before the server binds.
     pub credentials: tls::Credentials,
     first: Material,
-    /// Whether this replica created the Secret.
-    created: bool,
+    /// The renewal this replica made at start (created, replaced...).
+    created: Option<&'static str>,
 }
 
 /// This replica's name in the Lease: the pod's name (POD_NAME, else the
@@ -306,41 +306,68 @@ pub async fn prepare(args: &CertificateArgs) -> anyhow::Result<InCluster> {
 }
 
 /// The Secret's material and its serving certificate, creating the Secret
-/// if absent (then the flag is true); `None` when another replica created
-/// it meanwhile (read again).
+/// if absent, and the renewal that made it, if this replica made one; `None`
+/// when another replica wrote it meanwhile (read again).
+///
+/// A Secret whose content cannot be served (unreadable, or expired while
+/// the webhook was down) is fixed here too, Lease or not: no replica can be
+/// serving it, and the write is conditional on the version read, so of two
+/// replicas fixing it at once one wins and the other reads the winner's.
 async fn first_material(
     secret: &SecretStore,
     issuer: &Issuer,
-) -> anyhow::Result<Option<(Material, tls::Credentials, bool)>> {
-    let mut created = false;
-    let stored = match secret.read().await.context("reading the Secret")? {
-        Some(stored) => stored,
-        None => {
-            let fresh = issuer.fresh(SystemTime::now())?;
-            match secret.create(&fresh).await.context("creating the Secret")? {
-                Created::Ours(stored) => {
-                    tracing::info!(secret = secret.name(), "Created the certificate Secret");
-                    created = true;
-                    stored
-                }
-                Created::Theirs => {
-                    tracing::info!(
-                        secret = secret.name(),
-                        "Another replica created the certificate Secret first; using its"
-                    );
-                    return Ok(None);
-                }
+) -> anyhow::Result<Option<(Material, tls::Credentials, Option<&'static str>)>> {
+    let now = SystemTime::now();
+    let Some(stored) = secret.read().await.context("reading the Secret")? else {
+        let fresh = issuer.fresh(now)?;
+        return match secret.create(&fresh).await.context("creating the Secret")? {
+            Created::Ours(_) => {
+                tracing::info!(secret = secret.name(), "Created the certificate Secret");
+                let credentials = serving(&fresh, now)?;
+                Ok(Some((fresh, credentials, Some("created"))))
             }
+            Created::Theirs => {
+                tracing::info!(
+                    secret = secret.name(),
+                    "Another replica created the certificate Secret first; using its"
+                );
+                Ok(None)
+            }
+        };
+    };
+    let (fixed, kind) = match Material::from_data(&stored.data) {
+        Ok(material) => match serving(&material, now) {
+            Ok(credentials) => return Ok(Some((material, credentials, None))),
+            Err(e) if material::unix(now) < material.signer.cert.not_after => {
+                tracing::warn!(secret = secret.name(), error = %e, "The Secret's serving certificate cannot be served; issuing a new one from its CA");
+                (issuer.renew_serving(&material, now)?, "serving")
+            }
+            Err(e) => {
+                tracing::warn!(secret = secret.name(), error = %e, "The Secret's CA has expired; issuing a new CA");
+                (issuer.fresh(now)?, "replace")
+            }
+        },
+        Err(e) => {
+            tracing::warn!(secret = secret.name(), error = %e, "The Secret holds no usable certificates; issuing a new CA");
+            (issuer.fresh(now)?, "replace")
         }
     };
-    let material = Material::from_data(&stored.data)
-        .with_context(|| format!("the Secret {} holds no usable certificates", secret.name()))?;
-    let credentials = tls::load(
-        material.serving.cert.pem.as_bytes(),
-        material.serving.key.as_bytes(),
-        SystemTime::now(),
-    )?;
-    Ok(Some((material, credentials, created)))
+    match secret
+        .replace(&fixed, &stored)
+        .await
+        .context("replacing the Secret")?
+    {
+        Some(_) => {
+            let credentials = serving(&fixed, now)?;
+            Ok(Some((fixed, credentials, Some(kind))))
+        }
+        None => Ok(None),
+    }
+}
+
+/// The serving credentials of `m`, checked at `now`.
+fn serving(m: &Material, now: SystemTime) -> Result<tls::Credentials, tls::TlsError> {
+    tls::load(m.serving.cert.pem.as_bytes(), m.serving.key.as_bytes(), now)
 }
 
 /// Exponential backoff from a second (or the interval, if shorter) up to
@@ -410,8 +437,8 @@ impl InCluster {
             created,
         } = self;
         let metrics = state.metrics.certificates.clone().unwrap_or_default();
-        if created {
-            metrics.renewed("created");
+        if let Some(kind) = created {
+            metrics.renewed(kind);
         }
         metrics.ca_expiry.set(first.signer.cert.not_after);
         let leadership = lease.leadership();
@@ -576,7 +603,7 @@ impl Checker {
     ) -> Result<Option<Stored>, Failure> {
         let written = self
             .secret
-            .replace(next, stored.resource_version)
+            .replace(next, &stored)
             .await
             .map_err(|e| failed("secret")(e.into()))?;
         match &written {

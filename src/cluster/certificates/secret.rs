@@ -21,6 +21,8 @@ pub struct Stored {
     pub data: BTreeMap<String, Vec<u8>>,
     /// The version a replacement must start from.
     pub resource_version: Option<String>,
+    /// Its type (immutable: a replacement keeps it).
+    pub type_: Option<String>,
 }
 
 /// The Secret `name` in `api`'s namespace.
@@ -68,18 +70,19 @@ impl SecretStore {
         }
     }
 
-    /// Replaces its content with `material`, if it is still at
-    /// `resource_version`; `Ok(None)` when it changed since (409).
+    /// Replaces its content with `material`, if it is still the version
+    /// `read`; `Ok(None)` when it changed since (409).
     pub async fn replace(
         &self,
         material: &Material,
-        resource_version: Option<String>,
+        read: &Stored,
     ) -> Result<Option<Stored>, kube::Error> {
         let pp = PostParams {
             field_manager: Some(FIELD_MANAGER.into()),
             ..PostParams::default()
         };
-        let object = self.object(material, resource_version);
+        let mut object = self.object(material, read.resource_version.clone());
+        object.type_.clone_from(&read.type_);
         match self.api.replace(&self.name, &pp, &object).await {
             Ok(secret) => Ok(Some(stored(secret))),
             Err(kube::Error::Api(e)) if e.code == 409 => Ok(None),
@@ -119,5 +122,6 @@ fn stored(secret: Secret) -> Stored {
             .map(|(k, v)| (k, v.0))
             .collect(),
         resource_version: secret.metadata.resource_version,
+        type_: secret.type_,
     }
 }
