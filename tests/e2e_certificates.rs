@@ -95,7 +95,14 @@ impl Proxy {
 /// One test's objects: its namespace, Secret, Lease and webhook
 /// configuration (unique names), removed at the end.
 struct Install {
+    /// The webhook configuration's name (and this test's).
     name: &'static str,
+    /// The namespace of the Secret and the Lease.
+    system_ns: &'static str,
+    /// The Secret's and the Lease's name.
+    object: &'static str,
+    /// More flags for each replica.
+    extra: Vec<String>,
     ns: String,
     config: tempfile::NamedTempFile,
     client: kube::Client,
@@ -104,12 +111,22 @@ struct Install {
 
 impl Install {
     fn new(rt: &tokio::runtime::Runtime, name: &'static str, proxy: &Proxy) -> Install {
+        Install::with(rt, name, SYSTEM_NS, name, proxy)
+    }
+
+    fn with(
+        rt: &tokio::runtime::Runtime,
+        name: &'static str,
+        system_ns: &'static str,
+        object: &'static str,
+        proxy: &Proxy,
+    ) -> Install {
         let _ = rustls::crypto::ring::default_provider().install_default();
         let client = rt
             .block_on(kube::Client::try_default())
             .expect("a client from KUBECONFIG");
         let ns = format!("{name}-pods");
-        for (n, enabled) in [(SYSTEM_NS, false), (ns.as_str(), true)] {
+        for (n, enabled) in [(system_ns, false), (ns.as_str(), true)] {
             let (exists, _, _) = kubectl(&["get", "namespace", n], None);
             if !exists || enabled {
                 namespace(n, enabled);
@@ -117,7 +134,14 @@ impl Install {
         }
         for kind in ["secret", "lease"] {
             let _ = kubectl(
-                &["-n", SYSTEM_NS, "delete", kind, name, "--ignore-not-found"],
+                &[
+                    "-n",
+                    system_ns,
+                    "delete",
+                    kind,
+                    object,
+                    "--ignore-not-found",
+                ],
                 None,
             );
         }
@@ -146,6 +170,9 @@ impl Install {
         std::fs::write(config.path(), CONFIG).expect("write config");
         Install {
             name,
+            system_ns,
+            object,
+            extra: Vec::new(),
             ns,
             config,
             client,
@@ -161,11 +188,11 @@ impl Install {
             "--certificates",
             "in-cluster",
             "--namespace",
-            SYSTEM_NS,
+            self.system_ns,
             "--certificate-secret",
-            self.name,
+            self.object,
             "--lease-name",
-            self.name,
+            self.object,
             "--webhook-configuration",
             self.name,
             "--certificate-ip",
@@ -175,6 +202,7 @@ impl Install {
         .map(|s| s.to_string())
         .collect();
         flags.extend(LIFETIMES.iter().map(|s| s.to_string()));
+        flags.extend(self.extra.iter().cloned());
         flags
     }
 
@@ -194,8 +222,8 @@ impl Install {
     }
 
     async fn secret(&self) -> Secret {
-        Api::<Secret>::namespaced(self.client.clone(), SYSTEM_NS)
-            .get(self.name)
+        Api::<Secret>::namespaced(self.client.clone(), self.system_ns)
+            .get(self.object)
             .await
             .expect("the Secret")
     }
@@ -226,8 +254,8 @@ impl Install {
     }
 
     async fn lease_holder(&self) -> Option<String> {
-        Api::<Lease>::namespaced(self.client.clone(), SYSTEM_NS)
-            .get_opt(self.name)
+        Api::<Lease>::namespaced(self.client.clone(), self.system_ns)
+            .get_opt(self.object)
             .await
             .ok()
             .flatten()
@@ -264,10 +292,10 @@ impl Drop for Install {
             let _ = kubectl(
                 &[
                     "-n",
-                    SYSTEM_NS,
+                    self.system_ns,
                     "delete",
                     kind,
-                    self.name,
+                    self.object,
                     "--ignore-not-found",
                 ],
                 None,
@@ -402,11 +430,11 @@ fn a_secret_with_unusable_content_is_replaced_once_at_start() {
     kubectl_ok(
         &[
             "-n",
-            SYSTEM_NS,
+            install.system_ns,
             "create",
             "secret",
             "generic",
-            install.name,
+            install.object,
             "--from-literal=tls.crt=garbage",
         ],
         None,
@@ -666,5 +694,207 @@ fn both_replicas_keep_serving_while_the_api_server_is_down_and_renewal_resumes()
             "outage: renewal resumed {:?} after the API server came back",
             restarted.elapsed()
         );
+    });
+}
+
+/// Deletes the overlay's RBAC objects at the end.
+struct Rbac(String);
+
+impl Drop for Rbac {
+    fn drop(&mut self) {
+        let _ = kubectl(&["delete", "--ignore-not-found", "-f", "-"], Some(&self.0));
+    }
+}
+
+/// The overlay renders and the API server accepts it; then two replicas run
+/// as its ServiceAccount with exactly its RBAC (a token kubeconfig), and do
+/// everything: create the Secret and the Lease, write the caBundle, admit.
+#[test]
+#[ignore = "needs a real API server: run by .ci/run with kube-local"]
+fn replicas_work_with_exactly_the_overlays_rbac() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("manifests/overlays/in-cluster-certificates");
+    let rendered = kubectl_ok(&["kustomize", dir.to_str().expect("utf-8")], None);
+    let docs: Vec<serde_json::Value> = rendered
+        .split("\n---\n")
+        .map(|d| serde_yaml::from_str(d).expect("rendered YAML"))
+        .collect();
+    let of = |kind: &'static str| docs.iter().filter(move |d| d["kind"] == kind);
+    let deployment = of("Deployment").next().expect("a Deployment");
+    let pod = &deployment["spec"]["template"]["spec"];
+    assert_eq!(pod["automountServiceAccountToken"], json!(true));
+    let args = pod["containers"][0]["args"].to_string();
+    assert!(args.contains("--certificates=in-cluster"), "{args}");
+    assert!(!args.contains("--tls-cert"), "{args}");
+    assert_eq!(
+        pod["volumes"],
+        json!([{"name": "config", "configMap": {"name": "persistence-webhook-config"}}])
+    );
+    // The whole overlay is accepted (kube-local is 1.20: PDB as v1beta1).
+    let _ = kubectl(&["create", "namespace", "persistence-webhook"], None);
+    let adapted: Vec<String> = docs
+        .iter()
+        .cloned()
+        .map(|mut d| {
+            if d["kind"] == "PodDisruptionBudget" {
+                d["apiVersion"] = json!("policy/v1beta1");
+            }
+            d.to_string()
+        })
+        .collect();
+    kubectl_ok(
+        &["apply", "--dry-run=server", "-f", "-"],
+        Some(&adapted.join("\n")),
+    );
+    // The ServiceAccount and its RBAC, for real.
+    let rbac: Vec<String> = ["Role", "RoleBinding", "ClusterRole", "ClusterRoleBinding"]
+        .iter()
+        .flat_map(|k| of(k))
+        .collect::<Vec<_>>()
+        .into_iter()
+        .map(|d| d.to_string())
+        .collect();
+    assert_eq!(rbac.len(), 4, "the overlay's RBAC");
+    let service_account = of("ServiceAccount")
+        .next()
+        .expect("a ServiceAccount")
+        .to_string();
+    kubectl_ok(&["apply", "-f", "-"], Some(&service_account));
+    kubectl_ok(&["apply", "-f", "-"], Some(&rbac.join("\n")));
+    let _rbac = Rbac(rbac.join("\n"));
+    // A kubeconfig with the ServiceAccount's token (1.20 makes token Secrets).
+    let mut secret = String::new();
+    common::eventually_blocking("the ServiceAccount's token Secret", || {
+        let (_, out, _) = kubectl(
+            &[
+                "-n",
+                "persistence-webhook",
+                "get",
+                "serviceaccount",
+                "persistence-webhook",
+                "-o",
+                "jsonpath={.secrets[0].name}",
+            ],
+            None,
+        );
+        secret = out.trim().to_owned();
+        !secret.is_empty()
+    });
+    let token = kubectl_ok(
+        &[
+            "-n",
+            "persistence-webhook",
+            "get",
+            "secret",
+            &secret,
+            "-o",
+            "jsonpath={.data.token}",
+        ],
+        None,
+    );
+    use base64::Engine as _;
+    let token = base64::engine::general_purpose::STANDARD
+        .decode(token.trim())
+        .expect("base64 token");
+    let mut config: serde_json::Value = serde_json::from_str(&kubectl_ok(
+        &[
+            "config",
+            "view",
+            "--raw",
+            "--minify",
+            "--flatten",
+            "-o",
+            "json",
+        ],
+        None,
+    ))
+    .expect("kubeconfig JSON");
+    config["users"][0]["user"] = json!({"token": String::from_utf8(token).expect("utf-8")});
+    let kubeconfig = tempfile::NamedTempFile::new().expect("kubeconfig");
+    std::fs::write(kubeconfig.path(), config.to_string()).expect("write kubeconfig");
+    let kubeconfig_path = kubeconfig.path().to_str().expect("utf-8").to_owned();
+    // What the token may and may not do.
+    let cases = [
+        ("get", "secret/persistence-webhook-certificates", "yes"),
+        ("update", "secret/persistence-webhook-certificates", "yes"),
+        ("create", "secrets", "yes"),
+        ("get", "secret/persistence-webhook-token", "no"),
+        ("list", "secrets", "no"),
+        ("delete", "secret/persistence-webhook-certificates", "no"),
+        (
+            "patch",
+            "lease.coordination.k8s.io/persistence-webhook-certificates",
+            "yes",
+        ),
+        ("patch", "lease.coordination.k8s.io/other", "no"),
+        (
+            "patch",
+            "mutatingwebhookconfiguration/persistence-webhook",
+            "yes",
+        ),
+        ("patch", "mutatingwebhookconfiguration/other", "no"),
+        (
+            "patch",
+            "validatingwebhookconfiguration/persistence-webhook",
+            "no",
+        ),
+    ];
+    for (verb, resource, want) in cases {
+        let (_, out, _) = kubectl(
+            &[
+                "--kubeconfig",
+                &kubeconfig_path,
+                "-n",
+                "persistence-webhook",
+                "auth",
+                "can-i",
+                verb,
+                resource,
+            ],
+            None,
+        );
+        assert_eq!(out.trim(), want, "can-i {verb} {resource}");
+    }
+    // Two replicas as that ServiceAccount, with the overlay's names.
+    let rt = runtime();
+    let proxy = rt.block_on(Proxy::start());
+    let mut install = Install::with(
+        &rt,
+        "persistence-webhook",
+        "persistence-webhook",
+        "persistence-webhook-certificates",
+        &proxy,
+    );
+    install.extra = vec!["--kubeconfig".into(), kubeconfig_path];
+    let replicas = install.replicas(2);
+    let _logs = Logs(&replicas);
+    proxy.set(&[replicas[0].addr, replicas[1].addr]);
+    let refs: Vec<&Spawned> = replicas.iter().collect();
+    rt.block_on(async {
+        install
+            .admitted("a pod admitted, the replicas using only the overlay's RBAC")
+            .await;
+        let (bundle, _) = install.secret_bundle().await;
+        assert_eq!(install.configured_bundles().await, vec![bundle]);
+        assert!(
+            install.lease_holder().await.is_some(),
+            "the Lease was created"
+        );
+        let failures = total(
+            &refs,
+            "persistence_webhook_certificate_failures_total{step=\"secret\"}",
+        )
+        .await
+            + total(
+                &refs,
+                "persistence_webhook_certificate_failures_total{step=\"lease\"}",
+            )
+            .await
+            + total(
+                &refs,
+                "persistence_webhook_certificate_failures_total{step=\"ca-bundle\"}",
+            )
+            .await;
+        assert_eq!(failures, 0.0, "nothing was forbidden");
     });
 }
