@@ -354,9 +354,10 @@ pub struct ServeArgs {
     pub bounds: BoundsArgs,
 
     /// Where the certificate comes from (`--certificates in-cluster`: a
-    /// Secret the webhook manages itself).
+    /// Secret the webhook manages itself). Boxed: these flags would make
+    /// `serve` several times the size of the other commands.
     #[command(flatten)]
-    pub certificates: crate::cluster::certificates::CertificateArgs,
+    pub certificates: Box<crate::cluster::certificates::CertificateArgs>,
 }
 
 /// `serve --log-format`.
