@@ -137,6 +137,11 @@ impl Lease {
         self.leadership.clone()
     }
 
+    /// The Lease's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
     /// How long a holder may go without renewing.
     pub fn duration(&self) -> Duration {
         self.duration

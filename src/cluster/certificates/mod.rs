@@ -318,9 +318,9 @@ async fn first_material(
     issuer: &Issuer,
 ) -> anyhow::Result<Option<(Material, tls::Credentials, Option<&'static str>)>> {
     let now = SystemTime::now();
-    let Some(stored) = secret.read().await.context("reading the Secret")? else {
+    let Some(stored) = secret.read().await.map_err(api("get", secret))? else {
         let fresh = issuer.fresh(now)?;
-        return match secret.create(&fresh).await.context("creating the Secret")? {
+        return match secret.create(&fresh).await.map_err(api("create", secret))? {
             Created::Ours(_) => {
                 tracing::info!(secret = secret.name(), "Created the certificate Secret");
                 let credentials = serving(&fresh, now)?;
@@ -355,7 +355,7 @@ async fn first_material(
     match secret
         .replace(&fixed, &stored)
         .await
-        .context("replacing the Secret")?
+        .map_err(api("update", secret))?
     {
         Some(_) => {
             let credentials = serving(&fixed, now)?;
@@ -368,6 +368,29 @@ async fn first_material(
 /// The serving credentials of `m`, checked at `now`.
 fn serving(m: &Material, now: SystemTime) -> Result<tls::Credentials, tls::TlsError> {
     tls::load(m.serving.cert.pem.as_bytes(), m.serving.key.as_bytes(), now)
+}
+
+/// An API error on the certificate Secret, saying which verb on which
+/// object, and for a refusal, what would allow it.
+fn api<'a>(
+    verb: &'a str,
+    secret: &'a SecretStore,
+) -> impl FnOnce(kube::Error) -> anyhow::Error + 'a {
+    move |e| with_rbac_hint(e, &format!("{verb} the Secret {}", secret.name()))
+}
+
+/// `e` in the context of `what` (a verb and an object); a 403 names the
+/// Role that grants it.
+pub(crate) fn with_rbac_hint(e: kube::Error, what: &str) -> anyhow::Error {
+    let forbidden = matches!(&e, kube::Error::Api(r) if r.code == 403);
+    let error = anyhow::Error::new(e);
+    if forbidden {
+        error.context(format!(
+            "cannot {what}: forbidden; the ServiceAccount needs that verb on that object (manifests/overlays/in-cluster-certificates/rbac.yaml grants it)"
+        ))
+    } else {
+        error.context(format!("cannot {what}"))
+    }
 }
 
 /// Exponential backoff from a second (or the interval, if shorter) up to
@@ -502,7 +525,9 @@ async fn hold(mut lease: Lease, metrics: CertificateMetrics, mut stop: watch::Re
             }
             Err(e) => {
                 metrics.failed("lease");
-                tracing::warn!(error = %e, "Cannot renew or acquire the certificates Lease; retrying");
+                let what = format!("get, create or patch (apply) the Lease {}", lease.name());
+                let e = with_rbac_hint(e, &what);
+                tracing::warn!(error = %format!("{e:#}"), "Cannot renew or acquire the certificates Lease; retrying");
                 held = lease.leadership().held();
             }
         }
@@ -533,7 +558,7 @@ impl Checker {
             .secret
             .read()
             .await
-            .map_err(|e| failed("secret")(e.into()))?
+            .map_err(|e| failed("secret")(api("get", &self.secret)(e)))?
         else {
             return self.recreate().await;
         };
@@ -605,7 +630,7 @@ impl Checker {
             .secret
             .replace(next, &stored)
             .await
-            .map_err(|e| failed("secret")(e.into()))?;
+            .map_err(|e| failed("secret")(api("update", &self.secret)(e)))?;
         match &written {
             Some(_) => {
                 self.metrics.renewed(kind);
@@ -643,7 +668,7 @@ impl Checker {
             .secret
             .create(&fresh)
             .await
-            .map_err(|e| failed("secret")(e.into()))?
+            .map_err(|e| failed("secret")(api("create", &self.secret)(e)))?
         {
             Created::Ours(_) => {
                 self.metrics.renewed("created");
@@ -692,11 +717,13 @@ impl Checker {
     /// configuration if any differs, and notes since when it is in place.
     async fn sync_bundle(&mut self, m: &Material) -> Result<(), Failure> {
         let bundle = m.bundle();
-        let synced = self
-            .webhook
-            .sync(&bundle)
-            .await
-            .map_err(|e| failed("ca-bundle")(e.into()))?;
+        let synced = self.webhook.sync(&bundle).await.map_err(|e| {
+            let what = format!(
+                "get or patch (apply) the MutatingWebhookConfiguration {}",
+                self.webhook.name()
+            );
+            failed("ca-bundle")(with_rbac_hint(e, &what))
+        })?;
         let now = unix(SystemTime::now());
         match &synced {
             Synced::InPlace => {}
@@ -805,6 +832,27 @@ mod tests {
         ])
         .expect("parses");
         Settings::new(&short, "ns").expect("test lifetimes are accepted");
+    }
+
+    #[test]
+    fn a_refusal_names_the_verb_the_object_and_the_rbac() {
+        let error = |code| {
+            kube::Error::Api(kube::error::ErrorResponse {
+                status: "Failure".into(),
+                message: "no".into(),
+                reason: "Forbidden".into(),
+                code,
+            })
+        };
+        let forbidden = format!("{:#}", with_rbac_hint(error(403), "get the Secret s"));
+        assert!(
+            forbidden.starts_with("cannot get the Secret s: forbidden;"),
+            "{forbidden}"
+        );
+        assert!(forbidden.contains("rbac.yaml"), "{forbidden}");
+        let other = format!("{:#}", with_rbac_hint(error(500), "get the Secret s"));
+        assert!(other.starts_with("cannot get the Secret s: "), "{other}");
+        assert!(!other.contains("rbac"), "{other}");
     }
 
     #[test]
