@@ -233,6 +233,9 @@ pub async fn start(args: ServeArgs) -> Result<Running> {
         if demo {
             anyhow::bail!("--demo makes its own throwaway certificate: drop --certificates in-cluster, or --demo");
         }
+        if tls_cert.is_some() || tls_key.is_some() {
+            anyhow::bail!("--certificates in-cluster takes the certificate from its Secret: drop --tls-cert and --tls-key");
+        }
         Some(crate::cluster::certificates::prepare(&certificates).await?)
     } else {
         None

@@ -856,6 +856,39 @@ mod tests {
     }
 
     #[test]
+    fn in_cluster_mode_needs_no_certificate_files() {
+        use crate::cli::{Cli, Command};
+        let parse = |extra: &[&str]| {
+            let argv = ["persistence-webhook", "serve", "--config", "c.yaml"];
+            Cli::try_parse_from(argv.iter().chain(extra))
+        };
+        let err = parse(&[]).expect_err("files by default").to_string();
+        assert!(err.contains("--tls-cert"), "{err}");
+        let cli = parse(&["--certificates", "in-cluster"]).expect("no files needed");
+        let Command::Serve(serve) = cli.command else {
+            panic!("not serve")
+        };
+        assert!(serve.certificates.in_cluster());
+        assert_eq!(
+            serve.certificates.certificate_secret,
+            "persistence-webhook-certificates"
+        );
+        let files = parse(&[
+            "--certificates",
+            "files",
+            "--tls-cert",
+            "a",
+            "--tls-key",
+            "b",
+        ])
+        .expect("files named");
+        let Command::Serve(serve) = files.command else {
+            panic!("not serve")
+        };
+        assert!(!serve.certificates.in_cluster());
+    }
+
+    #[test]
     fn backoff_doubles_up_to_the_interval() {
         let mut b = Backoff::new(Duration::from_secs(10));
         let got: Vec<u64> = (0..6).map(|_| b.next().as_secs()).collect();
