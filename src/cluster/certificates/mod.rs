@@ -537,14 +537,22 @@ async fn hold(mut lease: Lease, metrics: CertificateMetrics, mut stop: watch::Re
             _ = stop.wait_for(|s| *s) => break,
         }
     }
-    match lease.release().await {
-        Ok(()) => tracing::info!("Released the certificates Lease"),
-        Err(e) => {
+    // Bounded: shutdown must not wait on an API server that is not there.
+    match tokio::time::timeout(RELEASE_TIMEOUT, lease.release()).await {
+        Ok(Ok(())) => tracing::info!("Released the certificates Lease"),
+        Ok(Err(e)) => {
             tracing::warn!(error = %e, "Cannot release the certificates Lease; another replica takes over when it expires")
         }
+        Err(_) => tracing::warn!(
+            after = ?RELEASE_TIMEOUT,
+            "No answer releasing the certificates Lease; another replica takes over when it expires"
+        ),
     }
     metrics.leader.set(0);
 }
+
+/// The longest shutdown waits to give the Lease up.
+const RELEASE_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// Most rotation steps taken in one check (a step writes the Secret, and a
 /// new material may make another step due, e.g. a replaced CA).
