@@ -898,3 +898,49 @@ fn replicas_work_with_exactly_the_overlays_rbac() {
         assert_eq!(failures, 0.0, "nothing was forbidden");
     });
 }
+
+/// SIGTERM (a rollout): the holder drains, then gives the Lease up, and the
+/// other replica takes it without waiting for it to expire.
+#[test]
+#[ignore = "needs a real API server: run by .ci/run with kube-local"]
+fn a_stopped_holder_hands_the_lease_over() {
+    let rt = runtime();
+    let proxy = rt.block_on(Proxy::start());
+    let install = Install::new(&rt, "pw-certs-handover", &proxy);
+    let mut replicas = install.replicas(2);
+    proxy.set(&[replicas[0].addr, replicas[1].addr]);
+    let holder = rt.block_on(async {
+        install.admitted("the first pod admitted").await;
+        common::eventually("a Lease holder", || async {
+            install.lease_holder().await.is_some()
+        })
+        .await;
+        install.lease_holder().await.expect("a holder")
+    });
+    let index = replicas
+        .iter()
+        .position(|r| holder.ends_with(&format!("_{}", r.child.id())))
+        .expect("the holder is a replica");
+    let stopping = replicas.remove(index);
+    let survivor_pid = replicas[0].child.id();
+    proxy.set(&[replicas[0].addr]);
+    let stopped_at = Instant::now();
+    let status = stopping.stop();
+    let exited = stopped_at.elapsed();
+    assert!(status.success(), "a clean exit: {status:?}");
+    let _logs = Logs(&replicas);
+    rt.block_on(async {
+        common::eventually("the survivor holds the Lease", || async {
+            install
+                .lease_holder()
+                .await
+                .is_some_and(|h| h.ends_with(&format!("_{survivor_pid}")))
+        })
+        .await;
+        let handed = stopped_at.elapsed();
+        install.admitted("pods admitted by the survivor").await;
+        println!(
+            "handover: the holder exited {exited:?} after SIGTERM; the survivor held the Lease (4s) {handed:?} after the SIGTERM"
+        );
+    });
+}
