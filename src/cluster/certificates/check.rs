@@ -41,12 +41,14 @@ pub(super) struct Checker {
     /// The bundle last seen in place in the webhook configuration, and since
     /// when (unix seconds), while we hold the Lease.
     pub(super) bundle_seen: Option<(String, i64)>,
+    /// A missing webhook configuration was logged (once until it appears).
     pub(super) missing_reported: bool,
 }
 
 /// Most rotation steps taken in one check (a step writes the Secret, and a
 /// new material may make another step due, e.g. a replaced CA).
 const STEPS_PER_CHECK: usize = 3;
+
 impl Checker {
     /// One check: read the Secret, serve its certificate, and if we hold the
     /// Lease, keep the caBundle in place and take the step that is due.
@@ -80,10 +82,16 @@ impl Checker {
                 }
                 Err(e) => return Err(failed("load")(e.into())),
             };
-            self.serve(&material)?;
+            let served = self.serve(&material);
             if !self.leadership.held() {
                 self.bundle_seen = None;
-                return Ok(());
+                return served;
+            }
+            if let Err(Failure { step, error }) = served {
+                // An expired serving certificate is exactly what the step
+                // below renews: the holder goes on rather than stop here.
+                self.metrics.failed(step);
+                tracing::warn!(step, error = %format!("{error:#}"), "Cannot serve the Secret's certificate; renewing");
             }
             self.sync_bundle(&material).await?;
             let now = unix(SystemTime::now());
