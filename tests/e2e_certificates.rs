@@ -944,3 +944,57 @@ fn a_stopped_holder_hands_the_lease_over() {
         );
     });
 }
+
+/// Everything was down longer than the serving certificate lives (the
+/// classic expired-webhook outage): replicas started again find it expired,
+/// one renews it from the still valid CA before serving, and pods are
+/// admitted with the caBundle unchanged.
+#[test]
+#[ignore = "needs a real API server: run by .ci/run with kube-local"]
+fn a_certificate_that_expired_while_all_replicas_were_down_is_renewed_at_start() {
+    let rt = runtime();
+    let proxy = rt.block_on(Proxy::start());
+    let install = Install::new(&rt, "pw-certs-expired", &proxy);
+    let first = install.replicas(2);
+    proxy.set(&[first[0].addr, first[1].addr]);
+    let (bundle, not_after) = rt.block_on(async {
+        install.admitted("the first pod admitted").await;
+        let data = install.secret().await.data.unwrap_or_default();
+        let crt = data.get("tls.crt").map(|b| b.0.clone()).unwrap_or_default();
+        let der = common::leaf_der(std::str::from_utf8(&crt).expect("PEM"));
+        let (_, leaf) = x509_parser::parse_x509_certificate(&der).expect("X.509");
+        (
+            install.secret_bundle().await.0,
+            leaf.validity().not_after.timestamp(),
+        )
+    });
+    drop(first); // SIGKILL both: nobody renews
+    let now = || {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .expect("clock")
+            .as_secs() as i64
+    };
+    let wait = (not_after - now() + 2).max(0) as u64;
+    std::thread::sleep(Duration::from_secs(wait));
+    assert!(now() > not_after, "the serving certificate has expired");
+    let replicas = install.replicas(2);
+    let _logs = Logs(&replicas);
+    proxy.set(&[replicas[0].addr, replicas[1].addr]);
+    let refs: Vec<&Spawned> = replicas.iter().collect();
+    rt.block_on(async {
+        install.admitted("pods admitted after the restart").await;
+        let renewed = total(
+            &refs,
+            "persistence_webhook_certificate_renewals_total{kind=\"serving\"}",
+        )
+        .await;
+        assert!(renewed >= 1.0, "a serving renewal at start");
+        assert_eq!(install.secret_bundle().await.0, bundle, "the CA is kept");
+        assert_eq!(install.configured_bundles().await, vec![bundle.clone()]);
+        for r in &replicas {
+            handshake(r.addr, &bundle).await.expect("a valid certificate");
+        }
+        println!("expired: both replicas down until the serving certificate had expired ({wait}s); restarted, one renewed it before serving, the CA kept");
+    });
+}
