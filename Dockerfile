@@ -5,6 +5,7 @@ FROM rust:1-alpine AS build
 RUN apk add --no-cache musl-dev
 WORKDIR /src
 COPY Cargo.toml Cargo.lock ./
+COPY core ./core
 COPY src ./src
 COPY examples ./examples
 COPY benches ./benches

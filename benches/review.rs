@@ -33,6 +33,33 @@ use serde_json::{json, Value};
 const BODY: &[u8] = include_bytes!("data/review-pod.json");
 const CONFIG: &str = include_str!("data/persistence.yaml");
 
+/// The same selection (data1, outputs1) as bucket stores for today's
+/// clients (SPEC §7): an S3-compatible server with a region and an access
+/// key pair for the data, a GCS-API endpoint with a key for the outputs, so
+/// the patch also carries the SDK variables and the GCS key file.
+const SDK_CONFIG: &str = r#"
+data:
+  data1: {store: s3, bucket: "s3://data-bucket", endpoint: "http://minio.storage:9000", region: us-east-1,
+          secret: s3-secret, secretKey: s3-key.json, accessKeyIdKey: access-key-id, secretAccessKeyKey: secret-access-key}
+  data2: {mountPath: /data/2, existingClaim: data-2-pvc}
+  data-azure: {store: azure, bucket: "wasbs://data@account.blob.core.windows.net/", secret: az-secret, secretKey: az-key.json, connectionStringKey: conn}
+outputs:
+  outputs1: {store: gcs, bucket: "gs://outputs-bucket", endpoint: "http://gcs.storage:4443", secret: gcs-secret, secretKey: gcs-key.json}
+  outputs2: {mountPath: /outputs/2, hostPath: /mnt/outputs/2}
+"#;
+
+/// [`SDK_CONFIG`] without the SPEC §7 fields: the same buckets as a config
+/// had them before, so the SDK variables' own cost is the difference.
+const CLOUD_CONFIG: &str = r#"
+data:
+  data1: {store: s3, bucket: "s3://data-bucket", secret: s3-secret, secretKey: s3-key.json}
+  data2: {mountPath: /data/2, existingClaim: data-2-pvc}
+  data-azure: {store: azure, bucket: "wasbs://data@account.blob.core.windows.net/", secret: az-secret, secretKey: az-key.json}
+outputs:
+  outputs1: {store: gcs, bucket: "gs://outputs-bucket", secret: gcs-secret, secretKey: gcs-key.json}
+  outputs2: {mountPath: /outputs/2, hostPath: /mnt/outputs/2}
+"#;
+
 fn config() -> Config {
     Config::from_yaml(CONFIG).expect("benches/data/persistence.yaml is a valid config")
 }
@@ -81,6 +108,16 @@ fn criterion_benches(c: &mut Criterion, config: &Config) {
     group.throughput(Throughput::Bytes(BODY.len() as u64));
     group.bench_function("review", |b| {
         b.iter(|| review_once(config, black_box(BODY)))
+    });
+    let sdk = Config::from_yaml(SDK_CONFIG).expect("the SDK bench config is valid");
+    let patched = review(&sdk, BODY).expect("an AdmissionReview").decision;
+    assert!(matches!(patched, Decision::Patched(_)), "{patched:?}");
+    let cloud = Config::from_yaml(CLOUD_CONFIG).expect("the cloud bench config is valid");
+    group.bench_function("review (bucket stores: s3 data, gcs outputs)", |b| {
+        b.iter(|| review_once(&cloud, black_box(BODY)))
+    });
+    group.bench_function("review (the same with SDK variables)", |b| {
+        b.iter(|| review_once(&sdk, black_box(BODY)))
     });
     group.bench_function("floor (Value parse + to_vec)", |b| {
         b.iter(|| floor(black_box(BODY)))
@@ -270,28 +307,51 @@ fn median(mut v: Vec<f64>) -> f64 {
 fn summary(config: &Config) -> String {
     const ROUNDS: usize = 21;
     const ITERATIONS: u32 = 2_000;
+    let sdk = Config::from_yaml(SDK_CONFIG).expect("the SDK bench config is valid");
+    let cloud = Config::from_yaml(CLOUD_CONFIG).expect("the cloud bench config is valid");
+    let mut cloud_ns = Vec::with_capacity(ROUNDS);
     let mut review_ns = Vec::with_capacity(ROUNDS);
     let mut floor_ns = Vec::with_capacity(ROUNDS);
+    let mut sdk_ns = Vec::with_capacity(ROUNDS);
     let mut ratios = Vec::with_capacity(ROUNDS);
+    let mut sdk_ratios = Vec::with_capacity(ROUNDS);
     for _ in 0..ROUNDS {
         let r = time(ITERATIONS, || {
             black_box(review_once(config, black_box(BODY)));
         });
+        let s = time(ITERATIONS, || {
+            black_box(review_once(&sdk, black_box(BODY)));
+        });
+        let c = time(ITERATIONS, || {
+            black_box(review_once(&cloud, black_box(BODY)));
+        });
+        let c = c.as_nanos() as f64;
+        cloud_ns.push(c);
         let f = time(ITERATIONS, || {
             black_box(floor(black_box(BODY)));
         });
-        let (r, f) = (r.as_nanos() as f64, f.as_nanos() as f64);
+        let (r, s, f) = (
+            r.as_nanos() as f64,
+            s.as_nanos() as f64,
+            f.as_nanos() as f64,
+        );
         review_ns.push(r);
+        sdk_ns.push(s);
         floor_ns.push(f);
         ratios.push(r / f);
+        sdk_ratios.push(s / c);
     }
     format!(
-        "summary: review {:.2} µs/op, floor {:.2} µs/op, ratio review/floor {:.3} \
+        "summary: review {:.2} µs/op, floor {:.2} µs/op, ratio review/floor {:.3}; \
+         bucket stores {:.2} µs/op, the same with SDK variables {:.2} µs/op, ratio {:.3} \
          (Instant, medians of {ROUNDS} interleaved rounds of {ITERATIONS} iterations, \
          {} byte body, measured before criterion on a settled heap)",
         median(review_ns) / 1e3,
         median(floor_ns) / 1e3,
         median(ratios),
+        median(cloud_ns) / 1e3,
+        median(sdk_ns) / 1e3,
+        median(sdk_ratios),
         BODY.len()
     )
 }

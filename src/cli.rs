@@ -1,4 +1,4 @@
-//! The command line: `serve`, `mutate`, `certs`. Flags only; each command's
+//! The command line: `serve`, `mutate`, `test`, `certs`. Flags only; each command's
 //! module does the work.
 
 use std::net::SocketAddr;
@@ -23,13 +23,102 @@ pub enum Command {
     /// Serve AdmissionReviews over HTTPS (POST /mutate), reloading the config
     /// and the certificate when their files change.
     Serve(ServeArgs),
-    /// Run the admission decision offline on a pod or an AdmissionReview:
-    /// what the webhook would do, with no cluster. Exit 0 allowed, 1 denied,
-    /// 2 usage, input or config error.
+    /// Run the admission decision offline on a pod, a stream of manifests
+    /// (workloads' pod templates included) or an AdmissionReview: what the
+    /// webhook would do, with no cluster. Exit 0 allowed, 1 denied, 2 usage,
+    /// input or config error.
     Mutate(MutateArgs),
+    /// Check a directory of cases (files named persistence-test.yaml: a
+    /// config, manifests, and each Pod's or workload's expected outcome)
+    /// with the same decision as `mutate`. Exit 0 when every case passes, 1
+    /// when one fails, 2 for usage errors.
+    Test(TestArgs),
     /// Make a CA and a serving certificate for the webhook Service (ECDSA
     /// P-256), and print the caBundle for the webhook configuration.
     Certs(CertsArgs),
+    /// Say in plain words what the webhook does with a pod and why: offline
+    /// for a pod file or an AdmissionReview (the decision `serve` and
+    /// `mutate` make), or for a live pod (`--pod NAMESPACE/NAME`, through
+    /// the kubeconfig): what it got, or why it was not mutated. Exit 0 when
+    /// explained (whatever the decision), 2 for usage, input or cluster errors.
+    Explain(ExplainArgs),
+    /// A health report of a live install, through the kubeconfig or the
+    /// in-cluster credentials: one line per check, grouped, each with a
+    /// hint. Exit 0 when nothing failed, 1 when something did, 2 when the
+    /// API server cannot be reached.
+    Check(crate::cluster::check::CheckArgs),
+}
+
+/// Flags of `explain`.
+#[derive(Debug, Args)]
+pub struct ExplainArgs {
+    /// The persistence config (YAML, with or without the top-level
+    /// `persistence:` key): the one the decision is explained against.
+    #[arg(long, value_name = "FILE", env = "PERSISTENCE_WEBHOOK_CONFIG")]
+    pub config: PathBuf,
+
+    /// A pod manifest, YAML or JSON (`-` reads stdin); or, when no such file
+    /// exists, `NAMESPACE/NAME` of a live pod read through the kubeconfig.
+    #[arg(long, short = 'f', value_name = "FILE|NAMESPACE/NAME")]
+    pub pod: Option<String>,
+
+    /// An AdmissionReview request, JSON or YAML (`-` reads stdin).
+    #[arg(long, value_name = "FILE", conflicts_with = "pod")]
+    pub review: Option<PathBuf>,
+
+    /// Namespace for a pod file whose manifest has none (default: `default`).
+    #[arg(long, short = 'n', value_name = "NS")]
+    pub namespace: Option<String>,
+
+    /// Admission uid for a pod file; a generateName pod's outputs sub-path
+    /// ends with it.
+    #[arg(
+        long,
+        value_name = "UID",
+        default_value = "00000000-0000-0000-0000-000000000000"
+    )]
+    pub uid: String,
+
+    /// Plain words, or the same account as JSON for tools.
+    #[arg(long, value_enum, default_value_t = ExplainOutput::Text)]
+    pub output: ExplainOutput,
+
+    /// The MutatingWebhookConfiguration to look at for a live pod.
+    #[arg(long, value_name = "NAME", default_value = "persistence-webhook")]
+    pub webhook_name: String,
+
+    /// How to reach the API server for a live pod.
+    #[command(flatten)]
+    pub cluster: crate::cluster::ClusterArgs,
+
+    /// The bounds on one review, as `serve` applies them.
+    #[command(flatten)]
+    pub bounds: BoundsArgs,
+}
+
+/// What `explain` prints.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ExplainOutput {
+    /// Plain words.
+    Text,
+    /// The same account as JSON.
+    Json,
+}
+
+/// Flags of `test`.
+#[derive(Debug, Args)]
+pub struct TestArgs {
+    /// The directory searched for persistence-test.yaml files (recursively).
+    #[arg(value_name = "DIR")]
+    pub dir: PathBuf,
+
+    /// Also write a JUnit XML report here, for CI systems.
+    #[arg(long, value_name = "FILE")]
+    pub junit: Option<PathBuf>,
+
+    /// The bounds on one review, as `serve` applies them.
+    #[command(flatten)]
+    pub bounds: BoundsArgs,
 }
 
 /// Flags of `certs`.
@@ -84,8 +173,11 @@ pub struct MutateArgs {
     #[arg(long, value_name = "FILE", env = "PERSISTENCE_WEBHOOK_CONFIG")]
     pub config: PathBuf,
 
-    /// A pod manifest, YAML or JSON (`-` reads stdin).
-    #[arg(long, value_name = "FILE")]
+    /// A pod manifest, YAML or JSON (`-` reads stdin); or manifests as a
+    /// repository holds them: a YAML stream or a `List` of Pods, Jobs,
+    /// CronJobs, Deployments, StatefulSets, DaemonSets, ReplicaSets (their
+    /// pod templates are mutated) and other kinds (passed through).
+    #[arg(long, short = 'f', visible_alias = "file", value_name = "FILE")]
     pub pod: Option<PathBuf>,
 
     /// An AdmissionReview request, JSON or YAML (`-` reads stdin).
@@ -93,7 +185,8 @@ pub struct MutateArgs {
     pub review: Option<PathBuf>,
 
     /// What to print: the mutated pod (YAML), the JSON Patch, or the
-    /// AdmissionReview response.
+    /// AdmissionReview response. For a stream: the stream, or a JSON list
+    /// with one entry per Pod or workload.
     #[arg(long, value_enum, default_value_t = Output::Pod)]
     pub output: Output,
 
@@ -202,7 +295,7 @@ pub struct ServeArgs {
         long,
         value_name = "FILE",
         env = "PERSISTENCE_WEBHOOK_TLS_CERT",
-        required_unless_present = "demo",
+        required_unless_present_any = ["demo", "certificates"],
         requires = "tls_key"
     )]
     pub tls_cert: Option<PathBuf>,
@@ -212,7 +305,7 @@ pub struct ServeArgs {
         long,
         value_name = "FILE",
         env = "PERSISTENCE_WEBHOOK_TLS_KEY",
-        required_unless_present = "demo",
+        required_unless_present_any = ["demo", "certificates"],
         requires = "tls_cert"
     )]
     pub tls_key: Option<PathBuf>,
@@ -352,6 +445,12 @@ pub struct ServeArgs {
     /// The bounds on one review.
     #[command(flatten)]
     pub bounds: BoundsArgs,
+
+    /// Where the certificate comes from (`--certificates in-cluster`: a
+    /// Secret the webhook manages itself). Boxed: these flags would make
+    /// `serve` several times the size of the other commands.
+    #[command(flatten)]
+    pub certificates: Box<crate::cluster::certificates::CertificateArgs>,
 }
 
 /// `serve --log-format`.
@@ -365,14 +464,14 @@ pub enum LogFormat {
 
 /// A duration flag in human form (`500ms`, `10s`, `2m`): humantime's parser,
 /// with examples in the message. Dereferences to a [`std::time::Duration`].
-fn human_duration(s: &str) -> Result<humantime::Duration, String> {
+pub(crate) fn human_duration(s: &str) -> Result<humantime::Duration, String> {
     s.parse::<humantime::Duration>()
         .map_err(|e| format!("{e} (examples: 500ms, 10s, 2m)"))
 }
 
 /// A duration flag between `MIN_MS` and `MAX_MS` milliseconds: a zero or
 /// absurd limit would disable the server rather than bound it.
-fn duration_in<const MIN_MS: u64, const MAX_MS: u64>(
+pub(crate) fn duration_in<const MIN_MS: u64, const MAX_MS: u64>(
     s: &str,
 ) -> Result<humantime::Duration, String> {
     let d = human_duration(s)?;

@@ -1,5 +1,7 @@
 //! Entry point: parse the command line, run the command, map the result to
 //! an exit status (`mutate`: 0 allowed, 1 denied, 2 usage or config error;
+//! `test`: 0 every case passed, 1 one failed, 2 usage error;
+//! `explain`: 0 explained, 2 usage, input, config or cluster error;
 //! `serve`: 0 after a clean shutdown, 2 when it cannot start).
 
 #![forbid(unsafe_code)]
@@ -8,7 +10,7 @@ use std::io::Write;
 use std::process::ExitCode;
 
 use clap::Parser;
-use persistence_webhook::cli::{Cli, Command, MutateArgs, ServeArgs};
+use persistence_webhook::cli::{Cli, Command, MutateArgs, ServeArgs, TestArgs};
 use persistence_webhook::mutate::{self, Verdict};
 
 fn main() -> ExitCode {
@@ -16,6 +18,20 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Mutate(args) => run_mutate(&args),
         Command::Serve(args) => run_serve(args),
+        Command::Test(args) => run_test(&args),
+        Command::Explain(args) => match persistence_webhook::explain::run(&args) {
+            Ok(out) => {
+                let mut stdout = std::io::stdout().lock();
+                let _ = stdout.write_all(out.as_bytes());
+                let _ = stdout.flush();
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("error: {e:#}");
+                ExitCode::from(2)
+            }
+        },
+        Command::Check(args) => persistence_webhook::cluster::check::main(&args),
         Command::Certs(args) => match persistence_webhook::certs::run(&args) {
             Ok(written) => {
                 for f in &written.files {
@@ -54,6 +70,35 @@ fn run_mutate(args: &MutateArgs) -> ExitCode {
             eprintln!("error: {e:#}");
             ExitCode::from(2)
         }
+    }
+}
+
+fn run_test(args: &TestArgs) -> ExitCode {
+    use persistence_webhook::cases;
+    let results = match cases::run(&args.dir, args.bounds.into()) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            return ExitCode::from(2);
+        }
+    };
+    let mut out = std::io::stdout().lock();
+    let _ = out.write_all(cases::summary(&results).as_bytes());
+    let _ = out.flush();
+    if let Some(path) = &args.junit {
+        let written = cases::junit(&results).and_then(|xml| {
+            std::fs::write(path, xml)
+                .map_err(|e| anyhow::anyhow!("--junit {}: {e}", path.display()))
+        });
+        if let Err(e) = written {
+            eprintln!("error: {e:#}");
+            return ExitCode::from(2);
+        }
+    }
+    if results.iter().all(|r| r.passed()) {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
     }
 }
 

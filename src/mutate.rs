@@ -1,6 +1,7 @@
 //! `persistence-webhook mutate`: the served decision, offline. It builds (or
 //! reads) an AdmissionReview, calls [`crate::review::review_with`] with the
 //! same bounds exactly as the server does, and prints the pod, the patch or the response.
+//! A stream of manifests, a `List` or a workload goes to its `stream` room.
 
 use std::io::Read;
 use std::path::Path;
@@ -10,7 +11,10 @@ use serde_json::{json, Value};
 
 use crate::cli::{MutateArgs, Output};
 use crate::config::Config;
+use crate::manifests;
 use crate::review::{review_with, Decision, API_V1};
+
+mod stream;
 
 /// How `mutate` ended, mapped to the exit status by `main`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -42,7 +46,21 @@ pub fn run(args: &MutateArgs) -> Result<Printed> {
 
     let (body, object) = match (&args.pod, &args.review) {
         (Some(path), _) => {
-            let pod = parse_document(path, "--pod")?;
+            let text =
+                read(path).with_context(|| format!("cannot read --pod {}", path.display()))?;
+            let docs =
+                manifests::parse(&text).with_context(|| format!("--pod {}", path.display()))?;
+            let pod = match <[Value; 1]>::try_from(docs) {
+                // One Pod (or an object without a kind): the single-pod
+                // output, as it always was.
+                Ok([pod]) if pod["kind"].as_str().is_none_or(|k| k == "Pod") => {
+                    manifests::require_mapping(&pod)
+                        .with_context(|| format!("--pod {}", path.display()))?;
+                    pod
+                }
+                Ok([doc]) => return stream::run(&config, args, path, vec![doc]),
+                Err(docs) => return stream::run(&config, args, path, docs),
+            };
             let (body, object) =
                 review_for_pod(pod, args).with_context(|| format!("--pod {}", path.display()))?;
             (
@@ -51,7 +69,7 @@ pub fn run(args: &MutateArgs) -> Result<Printed> {
             )
         }
         (None, Some(path)) => {
-            let doc = parse_document(path, "--review")?;
+            let doc = parse_review(path)?;
             let object = doc
                 .pointer("/request/object")
                 .cloned()
@@ -96,7 +114,7 @@ pub fn run(args: &MutateArgs) -> Result<Printed> {
             json_patch::patch(&mut pod, &patch).context(
                 "applying the patch to the pod (a bug: please report it with this input)",
             )?;
-            yaml(&pod)
+            manifests::yaml(&pod)
         }
     };
     Ok(Printed {
@@ -106,102 +124,13 @@ pub fn run(args: &MutateArgs) -> Result<Printed> {
     })
 }
 
-/// The pod as YAML that every reader takes back the same way. Strings are
-/// always double-quoted (JSON string syntax is valid YAML): a YAML 1.1 reader
-/// such as kubectl's would otherwise turn a plain `yes`, `off` or `1_000`
-/// into a boolean or a number.
-fn yaml(value: &Value) -> String {
-    let mut out = String::new();
-    match value {
-        Value::Object(map) if !map.is_empty() => yaml_map(map, 0, &mut out),
-        Value::Array(items) if !items.is_empty() => yaml_list(items, 0, &mut out),
-        scalar => {
-            out.push_str(&yaml_scalar(scalar));
-            out.push('\n');
-        }
-    }
-    out
-}
-
-fn yaml_map(map: &serde_json::Map<String, Value>, indent: usize, out: &mut String) {
-    for (key, value) in map {
-        out.push_str(&" ".repeat(indent));
-        out.push_str(&yaml_key(key));
-        out.push(':');
-        yaml_value(value, indent + 2, out);
-    }
-}
-
-fn yaml_list(items: &[Value], indent: usize, out: &mut String) {
-    for item in items {
-        out.push_str(&" ".repeat(indent));
-        out.push('-');
-        match item {
-            // A map's first key goes on the dash's line, the rest under it.
-            Value::Object(map) if !map.is_empty() => {
-                let mut nested = String::new();
-                yaml_map(map, indent + 2, &mut nested);
-                out.push(' ');
-                out.push_str(&nested[indent + 2..]);
-            }
-            other => yaml_value(other, indent + 2, out),
-        }
-    }
-}
-
-/// Writes `value` after a `key:` or `-` already on the line.
-fn yaml_value(value: &Value, indent: usize, out: &mut String) {
-    match value {
-        Value::Object(map) if !map.is_empty() => {
-            out.push('\n');
-            yaml_map(map, indent, out);
-        }
-        Value::Array(items) if !items.is_empty() => {
-            out.push('\n');
-            yaml_list(items, indent, out);
-        }
-        scalar => {
-            out.push(' ');
-            out.push_str(&yaml_scalar(scalar));
-            out.push('\n');
-        }
-    }
-}
-
-fn yaml_scalar(value: &Value) -> String {
-    match value {
-        Value::Object(_) => "{}".to_owned(),
-        Value::Array(_) => "[]".to_owned(),
-        other => other.to_string(),
-    }
-}
-
-/// Keys made only of letters, digits and `-._/` are written plain unless a
-/// YAML 1.1 reader could take them for something else; the rest are quoted.
-fn yaml_key(key: &str) -> String {
-    let plain = !key.is_empty()
-        && key
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"-._/".contains(&b))
-        && key.bytes().next().is_some_and(|b| b.is_ascii_alphabetic())
-        && !matches!(
-            key.to_ascii_lowercase().as_str(),
-            "y" | "n" | "yes" | "no" | "on" | "off" | "true" | "false" | "null"
-        );
-    if plain {
-        key.to_owned()
-    } else {
-        Value::String(key.to_owned()).to_string()
-    }
-}
-
 fn pretty<T: serde::Serialize>(v: &T) -> Result<String> {
     let mut s = serde_json::to_string_pretty(v).context("printing JSON")?;
     s.push('\n');
     Ok(s)
 }
 
-fn read(path: &Path) -> std::io::Result<String> {
+pub(crate) fn read(path: &Path) -> std::io::Result<String> {
     if path == Path::new("-") {
         let mut s = String::new();
         std::io::stdin().read_to_string(&mut s)?;
@@ -212,7 +141,8 @@ fn read(path: &Path) -> std::io::Result<String> {
 }
 
 /// One YAML or JSON document from a file (or stdin).
-fn parse_document(path: &Path, flag: &str) -> Result<Value> {
+fn parse_review(path: &Path) -> Result<Value> {
+    let flag = "--review";
     let text = read(path).with_context(|| format!("cannot read {flag} {}", path.display()))?;
     // JSON first when it looks like JSON; YAML otherwise, or when that
     // fails (flow-style YAML also starts with `{`).
@@ -234,31 +164,15 @@ fn parse_document(path: &Path, flag: &str) -> Result<Value> {
         bail!(
             "{flag} {}: expected a mapping, found {}",
             path.display(),
-            kind(&value)
+            manifests::kind(&value)
         );
     }
     Ok(value)
 }
 
-fn kind(v: &Value) -> &'static str {
-    match v {
-        Value::Null => "nothing",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "a list",
-        Value::Object(_) => "a mapping",
-    }
-}
-
 /// The AdmissionReview the API server would send for `kubectl create` of
 /// this pod, with the namespace filled in as the API server does.
 fn review_for_pod(mut pod: Value, args: &MutateArgs) -> Result<(Value, Value)> {
-    if let Some(k) = pod.get("kind").and_then(Value::as_str) {
-        if k != "Pod" {
-            bail!("kind is {k:?}, expected a Pod (pass other objects as an AdmissionReview with --review)");
-        }
-    }
     let meta = pod
         .as_object_mut()
         .expect("checked to be a mapping")
@@ -299,38 +213,4 @@ fn review_for_pod(mut pod: Value, args: &MutateArgs) -> Result<(Value, Value)> {
 
 fn pod_of(request: &Value) -> Value {
     request.get("object").cloned().unwrap_or(Value::Null)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn yaml_round_trips_and_quotes_every_string() {
-        let pod = json!({
-            "apiVersion": "v1", "kind": "Pod",
-            "metadata": {"name": "p", "labels": {"a": "yes", "on": "off", "n": "1_000"},
-                "annotations": {"polyaxon.com/persistence": "data: [d]\noutputs: o\n"}},
-            "spec": {"containers": [{"name": "main", "command": ["sleep", "3600"],
-                "env": [{"name": "X", "value": "off"}, {"name": "E", "value": ""}],
-                "resources": {}, "ports": [{"containerPort": 80}]}],
-                "volumes": [], "priority": 0, "enableServiceLinks": true, "nodeName": null}
-        });
-        let text = yaml(&pod);
-        for quoted in [
-            r#"a: "yes""#,
-            r#""on": "off""#,
-            r#""n": "1_000""#,
-            r#"value: "off""#,
-            r#"- "sleep""#,
-        ] {
-            assert!(text.contains(quoted), "{quoted} in\n{text}");
-        }
-        assert!(
-            text.contains("resources: {}") && text.contains("volumes: []"),
-            "{text}"
-        );
-        let back: Value = serde_yaml::from_str(&text).expect("valid YAML");
-        assert_eq!(back, pod, "\n{text}");
-    }
 }

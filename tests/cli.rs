@@ -665,3 +665,49 @@ fn certs_renew_warns_when_the_ca_makes_the_certificate_much_shorter_lived() {
         assert!(dir.path().join("tls.crt").exists(), "{validity}: {stderr}");
     }
 }
+
+/// The README's example config for today's clients: a pod with no selection
+/// gets every data store, the S3 outputs store's SDK variables, and the
+/// keyless GCS store without any credential.
+#[test]
+fn the_sdk_example_config_gives_the_sdk_variables() {
+    let mut cmd = Command::cargo_bin("persistence-webhook").expect("the binary is built");
+    cmd.current_dir(env!("CARGO_MANIFEST_DIR"))
+        .env_remove("PERSISTENCE_WEBHOOK_CONFIG")
+        .args([
+            "mutate",
+            "--config",
+            "examples/persistence-sdk.yaml",
+            "--pod",
+            "-",
+            "--namespace",
+            "team-a",
+        ])
+        .write_stdin("apiVersion: v1\nkind: Pod\nmetadata: {name: train}\nspec:\n  containers: [{name: main, image: python:3.12}]\n");
+    let pod = yaml(&allowed(&mut cmd));
+    let main = &pod["spec"]["containers"][0];
+    assert_eq!(
+        env_value(main, "AWS_ENDPOINT_URL_S3"),
+        Some("http://minio.storage.svc:9000")
+    );
+    assert_eq!(env_value(main, "AWS_REGION"), Some("us-east-1"));
+    assert_eq!(
+        env_value(main, "POLYAXON_RUN_OUTPUTS_PATH"),
+        Some("s3://runs/team-a/train")
+    );
+    let key_id = main["env"]
+        .as_array()
+        .and_then(|env| env.iter().find(|e| e["name"] == "AWS_ACCESS_KEY_ID"))
+        .map(|e| e["valueFrom"]["secretKeyRef"].clone());
+    assert_eq!(
+        key_id,
+        Some(json!({"name": "minio-creds", "key": "access-key-id"}))
+    );
+    let keys: Value = serde_json::from_str(
+        env_value(main, "POLYSTORES_RUN_STORES_ACCESS_KEYS").expect("access keys"),
+    )
+    .expect("JSON");
+    assert!(keys.get("gs://public-datasets").is_none(), "{keys}");
+    assert!(keys.get("s3://datasets").is_some(), "{keys}");
+    assert_eq!(env_value(main, "GOOGLE_APPLICATION_CREDENTIALS"), None);
+}

@@ -115,6 +115,7 @@ const WANT: &[(&str, Want)] = &[
     ("explicit-data-outputs", Want::Patched),
     ("generate-name", Want::Patched),
     ("init-containers", Want::Patched),
+    ("job-pod", Want::Patched),
     ("mixed-volume-cloud", Want::Patched),
     ("namespace-store-granted", Want::Patched),
     ("namespace-store-not-default", Want::Patched),

@@ -508,6 +508,17 @@ enum Naming {
     Neither,
 }
 
+/// `metadata.ownerReferences` as controllers set them (SPEC §3 rule 3).
+#[derive(Debug, Clone)]
+enum Owners {
+    /// No list.
+    None,
+    /// A `batch/v1` Job controls the pod, among other owners or alone.
+    Job { name: String, others: bool },
+    /// A Job that owns but does not control it, or a ReplicaSet that controls it.
+    NotAJobController(String),
+}
+
 #[derive(Debug, Clone, Copy)]
 enum Format {
     Json,
@@ -543,6 +554,7 @@ struct PodPlan {
     namespace: &'static str,
     namespace_in_metadata: bool,
     naming: Naming,
+    owners: Owners,
     /// `None`: no annotations map unless one of ours is set.
     annotations: Option<Vec<(String, String)>>,
     selection: Option<SelectionPlan>,
@@ -629,6 +641,15 @@ fn naming() -> impl Strategy<Value = Naming> {
     ]
 }
 
+fn owners() -> impl Strategy<Value = Owners> {
+    prop_oneof![
+        3 => Just(Owners::None),
+        2 => ("[a-z][a-z0-9-]{0,12}[a-z0-9]", any::<bool>())
+            .prop_map(|(name, others)| Owners::Job { name, others }),
+        1 => "[a-z][a-z0-9-]{0,12}[a-z0-9]".prop_map(Owners::NotAJobController),
+    ]
+}
+
 fn unique_name() -> impl Strategy<Value = String> {
     prop_oneof![
         "[a-z]{1,4}\\.[a-z]{1,4}\\.[0-9]{1,3}",
@@ -663,7 +684,7 @@ fn pod_plan() -> impl Strategy<Value = PodPlan> {
         naming(),
         "[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}",
         prop_oneof![7 => Just("admission.k8s.io/v1"), 1 => Just("admission.k8s.io/v1beta1")],
-        proptest::option::of(any::<bool>()),
+        (proptest::option::of(any::<bool>()), owners()),
     );
     let metadata = (
         proptest::option::of(unrelated_annotations()),
@@ -693,13 +714,14 @@ fn pod_plan() -> impl Strategy<Value = PodPlan> {
     );
     (who, metadata, spec).prop_map(
         |(
-            (namespace, namespace_in_metadata, naming, uid, api_version, dry_run),
+            (namespace, namespace_in_metadata, naming, uid, api_version, (dry_run, owners)),
             (annotations, selection, subpath, unique_name, stale_injected, labels),
             (base, containers, init_containers, volumes, extras),
         )| PodPlan {
             namespace,
             namespace_in_metadata,
             naming,
+            owners,
             annotations,
             selection,
             subpath,
@@ -887,6 +909,30 @@ fn build(fx: &Fixture, plan: &PodPlan) -> Built {
             metadata.insert("generateName".into(), json!(g));
         }
         Naming::Neither => {}
+    }
+    let owner = |api: &str, kind: &str, name: &str, controller: bool| {
+        json!({"apiVersion": api, "kind": kind, "name": name,
+            "uid": "6f1c2a4e-0000-4000-8000-000000000001",
+            "controller": controller, "blockOwnerDeletion": true})
+    };
+    match &plan.owners {
+        Owners::None => {}
+        Owners::Job { name, others } => {
+            let mut refs = vec![owner("batch/v1", "Job", name, true)];
+            if *others {
+                refs.insert(0, owner("v1", "ConfigMap", "cfg", false));
+            }
+            metadata.insert("ownerReferences".into(), json!(refs));
+        }
+        Owners::NotAJobController(name) => {
+            metadata.insert(
+                "ownerReferences".into(),
+                json!([
+                    owner("batch/v1", "Job", name, false),
+                    owner("apps/v1", "ReplicaSet", &format!("{name}-rs"), true)
+                ]),
+            );
+        }
     }
     if plan.namespace_in_metadata {
         metadata.insert("namespace".into(), json!(ns));
@@ -1162,6 +1208,11 @@ fn count_coverage(built: &Built, plan: &PodPlan, cov: &Coverage) {
         Naming::Generate(_) => cov.hit("generateName pod"),
         Naming::Neither => cov.hit("unnamed pod"),
     }
+    match &plan.owners {
+        Owners::Job { .. } => cov.hit("job pod"),
+        Owners::NotAJobController(_) => cov.hit("owned, not by a job"),
+        Owners::None => {}
+    }
     if plan.subpath.is_some() {
         cov.hit("explicit sub-path");
     }
@@ -1310,6 +1361,8 @@ fn valid_selections_are_patched_correctly_and_idempotently() {
         "named pod",
         "generateName pod",
         "unnamed pod",
+        "job pod",
+        "owned, not by a job",
         "explicit sub-path",
         "stale injected annotation",
         "no annotations map",

@@ -796,11 +796,17 @@ fn unicode_tilde_and_slash_in_every_name() {
     assert_eq!(side["name"], "side/~car");
     assert!(side.get("env").is_none(), "{side}");
 
-    // The patched pod, admitted again, needs no patch.
+    // The patched pod, admitted again, needs no patch (and is told again
+    // that its sidecar gets no stores, naming it verbatim).
     let mut again = review.clone();
     again["request"]["object"] = patched;
     let answer = review_answer(to_body(&again));
-    assert_eq!(answer["response"], json!({"uid": UID, "allowed": true}));
+    assert_eq!(
+        answer["response"],
+        json!({"uid": UID, "allowed": true, "warnings": [
+            "container side/~car gets no stores: annotation polyaxon.com/persistence targets only the containers it names in containers:"
+        ]})
+    );
 
     // Unicode in a store name and in the sub-path annotation comes back
     // verbatim in the denial and in the patch.

@@ -439,6 +439,11 @@ impl Config {
         self.index(role).count(namespace)
     }
 
+    /// The config's `defaultOutputs`, as written.
+    pub fn default_outputs_name(&self) -> Option<&str> {
+        self.default_outputs.as_deref()
+    }
+
     /// The outputs store a pod gets when it names none: `defaultOutputs` if
     /// available to the namespace, else the first available by name.
     pub fn default_outputs(&self, namespace: &str) -> Option<&Store> {

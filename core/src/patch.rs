@@ -27,6 +27,23 @@ mod wanted;
 pub use diff::build;
 pub use wanted::{default_store, targeted, wanted, Wanted};
 
+/// A targeted container that sets SDK variables itself (SPEC §7): it keeps
+/// its own, and these of the webhook's were left out (a warning, SPEC §8).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Kept {
+    /// `containers` or `initContainers`.
+    pub list: &'static str,
+    /// The container's index in that list.
+    pub index: usize,
+    /// The container's name (clipped).
+    pub container: String,
+    /// The SDK variables the container sets itself.
+    pub own: Vec<String>,
+    /// The webhook's variables it does not get (its own value differs, or
+    /// it belongs to a group the container sets).
+    pub left_out: Vec<String>,
+}
+
 /// Something of ours the pod already has with a different value.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum Conflict {

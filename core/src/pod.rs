@@ -49,6 +49,63 @@ pub struct Metadata<'a> {
     /// Whether the pod carries the opt-out label.
     #[serde(default)]
     pub labels: OptOut,
+    /// The Job that controls the pod, read from `metadata.ownerReferences`.
+    #[serde(borrow, default, rename = "ownerReferences")]
+    pub controller_job: ControllerJob<'a>,
+}
+
+/// The name of the `batch/v1` `Job` named by the pod's one controller
+/// ownerReference (`controller: true`), if that is what controls it.
+///
+/// The list is read in one pass keeping only the controller reference, so a
+/// hostile list of any length costs its parse and no memory beyond the body.
+/// Two controller references (which the API server rejects after admission)
+/// name no Job: the pod then gets the sub-path of a pod without one.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct ControllerJob<'a>(pub Option<Cow<'a, str>>);
+
+impl<'de: 'a, 'a> Deserialize<'de> for ControllerJob<'a> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(rename_all = "camelCase")]
+        struct OwnerRef<'a> {
+            #[serde(borrow, default)]
+            api_version: Option<Cow<'a, str>>,
+            #[serde(borrow, default)]
+            kind: Option<Cow<'a, str>>,
+            #[serde(borrow, default)]
+            name: Option<Cow<'a, str>>,
+            #[serde(default)]
+            controller: Option<bool>,
+        }
+        struct V<'a>(std::marker::PhantomData<&'a ()>);
+        impl<'de: 'a, 'a> Visitor<'de> for V<'a> {
+            type Value = ControllerJob<'a>;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a list of owner references")
+            }
+            fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+                Ok(ControllerJob(None))
+            }
+            fn visit_seq<S: de::SeqAccess<'de>>(self, mut seq: S) -> Result<Self::Value, S::Error> {
+                let mut controllers = 0_usize;
+                let mut job = None;
+                while let Some(r) =
+                    seq.next_element_seed(ObjectSeed::<OwnerRef<'de>>(std::marker::PhantomData))?
+                {
+                    if r.controller != Some(true) {
+                        continue;
+                    }
+                    controllers += 1;
+                    let is_job = r.api_version.as_deref() == Some("batch/v1")
+                        && r.kind.as_deref() == Some("Job");
+                    job = r.name.filter(|n| is_job && !n.is_empty());
+                }
+                Ok(ControllerJob(if controllers == 1 { job } else { None }))
+            }
+        }
+        d.deserialize_any(V(std::marker::PhantomData))
+    }
 }
 
 /// The webhook's own annotations, picked out of the pod's map.
@@ -336,6 +393,11 @@ impl PodView<'_> {
             .unwrap_or_default()
     }
 
+    /// The name of the Job controlling the pod (SPEC §3 rule 3), if any.
+    pub fn controller_job(&self) -> Option<&str> {
+        self.metadata.as_ref()?.controller_job.0.as_deref()
+    }
+
     /// Names of every container and init container, init containers first.
     pub fn container_names(&self) -> Vec<&str> {
         let Some(spec) = &self.spec else {
@@ -410,6 +472,96 @@ mod tests {
     }
 
     #[test]
+    fn controller_job_is_the_one_batch_v1_job_controller() {
+        let job = |refs: &str| {
+            let json = format!(r#"{{"metadata":{{"ownerReferences":{refs}}}}}"#);
+            let pod: PodView = serde_json::from_str(&json).expect(refs);
+            pod.controller_job().map(str::to_owned)
+        };
+        let r = |api: &str, kind: &str, name: &str, controller: &str| {
+            format!(
+                r#"{{"apiVersion":"{api}","kind":"{kind}","name":"{name}","uid":"u","controller":{controller}}}"#
+            )
+        };
+        let cases: Vec<(&str, String, Option<&str>)> = vec![
+            (
+                "a Job controller",
+                format!("[{}]", r("batch/v1", "Job", "train", "true")),
+                Some("train"),
+            ),
+            (
+                "the controller among other owners",
+                format!(
+                    "[{},{}]",
+                    r("v1", "ConfigMap", "c", "false"),
+                    r("batch/v1", "Job", "train", "true")
+                ),
+                Some("train"),
+            ),
+            (
+                "a Job that is not the controller",
+                format!("[{}]", r("batch/v1", "Job", "train", "false")),
+                None,
+            ),
+            (
+                "no controller field",
+                r#"[{"apiVersion":"batch/v1","kind":"Job","name":"train"}]"#.to_owned(),
+                None,
+            ),
+            (
+                "a ReplicaSet controller",
+                format!("[{}]", r("apps/v1", "ReplicaSet", "web-1", "true")),
+                None,
+            ),
+            (
+                "another API group's Job",
+                format!("[{}]", r("example.com/v1", "Job", "train", "true")),
+                None,
+            ),
+            (
+                "batch/v1beta1",
+                format!("[{}]", r("batch/v1beta1", "Job", "train", "true")),
+                None,
+            ),
+            (
+                "an empty name",
+                format!("[{}]", r("batch/v1", "Job", "", "true")),
+                None,
+            ),
+            (
+                "two controllers (refused by the API server later): no Job",
+                format!(
+                    "[{},{}]",
+                    r("batch/v1", "Job", "a", "true"),
+                    r("batch/v1", "Job", "b", "true")
+                ),
+                None,
+            ),
+            ("null", "null".to_owned(), None),
+            ("empty", "[]".to_owned(), None),
+        ];
+        for (what, refs, want) in cases {
+            assert_eq!(job(&refs).as_deref(), want, "{what}: {refs}");
+        }
+    }
+
+    #[test]
+    fn a_huge_owner_list_keeps_nothing_but_the_controller() {
+        let mut refs = String::from("[");
+        for i in 0..100_000 {
+            refs.push_str(&format!(
+                r#"{{"apiVersion":"v1","kind":"ConfigMap","name":"c{i}","uid":"u"}},"#
+            ));
+        }
+        refs.push_str(
+            r#"{"apiVersion":"batch/v1","kind":"Job","name":"train","controller":true}]"#,
+        );
+        let json = format!(r#"{{"metadata":{{"ownerReferences":{refs}}}}}"#);
+        let pod: PodView = serde_json::from_str(&json).expect("parses");
+        assert_eq!(pod.controller_job(), Some("train"));
+    }
+
+    #[test]
     fn duplicate_annotation_is_an_error() {
         let json = r#"{"metadata":{"annotations":{"polyaxon.com/persistence":"a","polyaxon.com/persistence":"b"}}}"#;
         let err = serde_json::from_str::<PodView>(json).expect_err("duplicate");
@@ -429,6 +581,9 @@ mod tests {
             r#"{"spec":{"volumes":[["v"]]}}"#,
             r#"{"spec":{"containers":[{"name":"c","env":[["A","1"]]}]}}"#,
             r#"{"spec":{"containers":[{"name":"c","volumeMounts":[["v","/v"]]}]}}"#,
+            r#"{"metadata":{"ownerReferences":{"kind":"Job"}}}"#,
+            r#"{"metadata":{"ownerReferences":["Job"]}}"#,
+            r#"{"metadata":{"ownerReferences":[{"kind":"Job","controller":"yes"}]}}"#,
         ] {
             assert!(serde_json::from_str::<PodView>(json).is_err(), "{json}");
         }

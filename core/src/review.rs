@@ -43,8 +43,78 @@ pub struct Reviewed {
     pub subject: Subject,
     /// What was decided.
     pub decision: Decision,
+    /// The warnings and audit annotations the response carries.
+    pub notes: Notes,
     /// The AdmissionReview response body, ready to send.
     pub response: Vec<u8>,
+}
+
+/// What an answer tells people besides the decision (SPEC §8). Both empty
+/// on the ordinary path but for the audit annotations of a patched pod.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Notes {
+    /// `response.warnings`: one short line each, naming the container and
+    /// the variable or store, never a value.
+    pub warnings: Vec<String>,
+    /// `response.auditAnnotations` of a patched pod: the selected stores
+    /// and the outputs path.
+    pub audit: Vec<(&'static str, String)>,
+}
+
+/// How a decision was reached, for `explain`: recorded by the same
+/// decision `serve` and `mutate` make, when asked for.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Trace {
+    /// The selected data stores: name, path.
+    pub data: Vec<(String, String)>,
+    /// No `data` in the selection: every data store of the namespace.
+    pub data_by_default: bool,
+    /// The outputs store, if one was selected.
+    pub outputs: Option<OutputsTrace>,
+    /// Every container and init container, and whether it is targeted.
+    pub targeted: Vec<(String, bool)>,
+    /// What each targeted container gets mounted: path, volume and options.
+    pub mounts: Vec<String>,
+    /// The env vars each targeted container gets.
+    pub env: Vec<String>,
+    /// Containers that keep their own SDK variables.
+    pub kept: Vec<crate::patch::Kept>,
+}
+
+/// The outputs part of a [`Trace`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutputsTrace {
+    /// The store's name.
+    pub store: String,
+    /// `<mountPath or bucket>/<sub-path>`.
+    pub path: String,
+    /// The run's sub-path.
+    pub sub_path: String,
+    /// Why this store.
+    pub choice: crate::selection::OutputsChoice,
+    /// Which rule gave the sub-path, in words.
+    pub rule: String,
+    /// For a kept recorded path that today's rules would not give: theirs.
+    pub derived: Option<String>,
+}
+
+impl Trace {
+    fn record_selection(&mut self, selection: &crate::selection::Selection<'_>) {
+        self.data = selection
+            .data
+            .iter()
+            .map(|s| (s.name().to_owned(), s.path().to_owned()))
+            .collect();
+        self.data_by_default = selection.data_by_default;
+        self.outputs = selection.outputs.as_ref().map(|o| OutputsTrace {
+            store: o.store.name().to_owned(),
+            path: o.path.clone(),
+            sub_path: o.sub_path.clone(),
+            choice: o.choice,
+            rule: o.rule.to_string(),
+            derived: o.derived.clone(),
+        });
+    }
 }
 
 /// A body that cannot be answered with an AdmissionReview at all (there is no
@@ -71,13 +141,24 @@ pub fn review(config: &Config, body: &[u8]) -> Result<Reviewed, ReviewError> {
 /// Reviews one AdmissionReview body against `config`: a pod whose patch
 /// would pass `bounds` is denied before the patch is built.
 pub fn review_with(config: &Config, bounds: &Bounds, body: &[u8]) -> Result<Reviewed, ReviewError> {
+    review_traced(config, bounds, body, None)
+}
+
+/// [`review_with`], recording how the decision was reached into `trace`
+/// (for `explain`): the same decision, no second implementation.
+pub fn review_traced(
+    config: &Config,
+    bounds: &Bounds,
+    body: &[u8],
+    trace: Option<&mut Trace>,
+) -> Result<Reviewed, ReviewError> {
     // JSON is UTF-8 throughout, including strings the typed view skips
     // unread; checking once up front also lets the parser skip re-checking.
     let body = std::str::from_utf8(body)
         .map_err(|e| ReviewError::NotJson(format!("invalid UTF-8 at byte {}", e.valid_up_to())))?;
     let parsed: ReviewIn = match serde_json::from_str(body) {
         Ok(parsed) => parsed,
-        Err(e) => return malformed(config, bounds, body, e),
+        Err(e) => return malformed(config, bounds, body, e, trace),
     };
     let api_version = check_version(parsed.api_version.as_deref())?;
     if let Some(kind) = parsed.kind.as_deref() {
@@ -90,11 +171,13 @@ pub fn review_with(config: &Config, bounds: &Bounds, body: &[u8]) -> Result<Revi
     let Some(request) = parsed.request else {
         return Err(ReviewError::NotReview("it has no request".into()));
     };
-    let (subject, decision) = decide(config, bounds, &request);
-    let response = respond(api_version, &subject.uid, &decision);
+    let mut notes = Notes::default();
+    let (subject, decision) = decide(config, bounds, &request, &mut notes, trace);
+    let response = respond(api_version, &subject.uid, &decision, &notes);
     Ok(Reviewed {
         subject,
         decision,
+        notes,
         response,
     })
 }
@@ -106,17 +189,20 @@ fn malformed(
     bounds: &Bounds,
     body: &str,
     error: serde_json::Error,
+    trace: Option<&mut Trace>,
 ) -> Result<Reviewed, ReviewError> {
     if error.is_syntax() || error.is_eof() {
         return Err(ReviewError::NotJson(clip_message(error.to_string())));
     }
     if let Ok(raw) = serde_json::from_str::<ReviewRaw>(body) {
         let api_version = check_version(raw.api_version.as_deref())?;
-        let (subject, decision) = decide(config, bounds, &raw.request.into());
-        let response = respond(api_version, &subject.uid, &decision);
+        let mut notes = Notes::default();
+        let (subject, decision) = decide(config, bounds, &raw.request.into(), &mut notes, trace);
+        let response = respond(api_version, &subject.uid, &decision, &notes);
         return Ok(Reviewed {
             subject,
             decision,
+            notes,
             response,
         });
     }
@@ -125,13 +211,15 @@ fn malformed(
     };
     let api_version = check_version(min.api_version.as_deref())?;
     let decision = Decision::Invalid(clip_message(format!("malformed AdmissionReview: {error}")));
-    let response = respond(api_version, &min.request.uid, &decision);
+    let notes = Notes::default();
+    let response = respond(api_version, &min.request.uid, &decision, &notes);
     Ok(Reviewed {
         subject: Subject {
             uid: min.request.uid.into_owned(),
             ..Subject::default()
         },
         decision,
+        notes,
         response,
     })
 }

@@ -26,6 +26,8 @@ pub struct PodIdentity<'a> {
     pub name: Option<&'a str>,
     /// `metadata.generateName`.
     pub generate_name: Option<&'a str>,
+    /// The name of the `batch/v1` Job that controls the pod, if one does.
+    pub job: Option<&'a str>,
     /// The admission request's uid, which completes a generateName pod's sub-path.
     pub uid: &'a str,
 }
@@ -39,6 +41,24 @@ pub struct Outputs<'c> {
     pub sub_path: String,
     /// `<mountPath or bucket>/<sub_path>`, joined with exactly one `/`.
     pub path: String,
+    /// Why this store (SPEC §3).
+    pub choice: OutputsChoice,
+    /// Which rule gave the sub-path (SPEC §3).
+    pub rule: SubPathSource,
+    /// For a kept recorded path: what the rules would give today, when that
+    /// differs (`None` when the same, or when they would refuse it).
+    pub derived: Option<String>,
+}
+
+/// Why the pod gets its outputs store (SPEC §3).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OutputsChoice {
+    /// The selection names it.
+    Asked,
+    /// Not named: the config's `defaultOutputs`, available to the namespace.
+    DefaultOutputs,
+    /// Not named, and no usable `defaultOutputs`: the first available by name.
+    FirstAvailable,
 }
 
 /// What a pod gets.
@@ -46,6 +66,8 @@ pub struct Outputs<'c> {
 pub struct Selection<'c> {
     /// Selected data stores, in name order.
     pub data: Vec<&'c Store>,
+    /// The selection names no `data`: every data store of the namespace.
+    pub data_by_default: bool,
     /// The outputs store, if any.
     pub outputs: Option<Outputs<'c>>,
     /// The containers (or init containers) to inject; `None` means all.
@@ -235,6 +257,7 @@ pub fn resolve<'c>(
         })?,
     };
 
+    let data_by_default = raw.data.is_none();
     let data = match raw.data {
         None => config.available(Role::Data, ns).collect(),
         Some(names) => {
@@ -253,8 +276,18 @@ pub fn resolve<'c>(
     };
 
     let outputs_store = match raw.outputs {
-        None => config.default_outputs(ns),
-        Some(OneOrMany::One(name)) => Some(lookup(config, Role::Outputs, &name, ns, &available)?),
+        None => config.default_outputs(ns).map(|store| {
+            let choice = if config.default_outputs_name() == Some(store.name()) {
+                OutputsChoice::DefaultOutputs
+            } else {
+                OutputsChoice::FirstAvailable
+            };
+            (store, choice)
+        }),
+        Some(OneOrMany::One(name)) => Some((
+            lookup(config, Role::Outputs, &name, ns, &available)?,
+            OutputsChoice::Asked,
+        )),
         Some(OneOrMany::Many) => {
             return Err(SelectionError::OutputsList {
                 available: available(),
@@ -263,10 +296,21 @@ pub fn resolve<'c>(
     };
     let outputs = match outputs_store {
         None => None,
-        Some(store) => {
-            let sub_path = match kept_sub_path(store, ns, injected_path) {
-                Some(kept) => checked(SubPathSource::Recorded, store, Cow::Borrowed(kept))?,
-                None => sub_path(pod, store, annotations)?,
+        Some((store, choice)) => {
+            let (rule, sub_path, derived) = match kept_sub_path(store, ns, injected_path) {
+                Some(kept) => {
+                    let kept = checked(SubPathSource::Recorded, store, Cow::Borrowed(kept))?;
+                    // What the rules give today, for a warning when it differs.
+                    let derived = sub_path(pod, store, annotations)
+                        .ok()
+                        .map(|(_, today)| today)
+                        .filter(|today| *today != kept);
+                    (SubPathSource::Recorded, kept, derived)
+                }
+                None => {
+                    let (rule, path) = sub_path(pod, store, annotations)?;
+                    (rule, path, None)
+                }
             };
             let base = store.path().trim_end_matches('/');
             let path = format!("{base}/{sub_path}");
@@ -274,6 +318,9 @@ pub fn resolve<'c>(
                 store,
                 sub_path,
                 path,
+                choice,
+                rule,
+                derived,
             })
         }
     };
@@ -300,6 +347,7 @@ pub fn resolve<'c>(
 
     Ok(Selection {
         data,
+        data_by_default,
         outputs,
         containers,
     })

@@ -99,3 +99,11 @@ pub const VOLUME_PREFIX: &str = "pw-";
 pub const GCS_CREDENTIALS_VOLUME: &str = "pw--gcs-credentials";
 /// Where the GCS key file is mounted.
 pub const GCS_CREDENTIALS_DIR: &str = "/var/run/secrets/polyaxon.com/gcs";
+
+/// Audit annotation (SPEC §8): the selected data stores, comma-separated.
+/// The API server records it as `<webhook name>/data`.
+pub const AUDIT_DATA: &str = "data";
+/// Audit annotation: the selected outputs store.
+pub const AUDIT_OUTPUTS: &str = "outputs";
+/// Audit annotation: the run's outputs path.
+pub const AUDIT_OUTPUTS_PATH: &str = "outputs-path";

@@ -3,11 +3,15 @@
 //! `explain` and the in-cluster certificates. The review path never comes
 //! here: `serve` and `mutate` decide from the request alone.
 
+pub mod certificates;
+
 use std::time::Duration;
 
 use anyhow::Context as _;
 use clap::Args;
 use kube::config::{KubeConfigOptions, Kubeconfig};
+
+pub mod check;
 
 /// How to reach the API server: flattened into the commands that need it.
 #[derive(Debug, Clone, Default, Args)]

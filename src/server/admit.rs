@@ -73,12 +73,16 @@ fn plain(status: StatusCode, message: String) -> Response {
     (status, message).into_response()
 }
 
-/// Counts a request as in flight from arrival to answer.
-struct InFlight<'a>(&'a Metrics);
+/// Counts a request as in flight from arrival to answer, and times it.
+struct InFlight<'a> {
+    metrics: &'a Metrics,
+    since: Instant,
+}
 
 impl Drop for InFlight<'_> {
     fn drop(&mut self) {
-        self.0.in_flight.dec();
+        self.metrics.in_flight.dec();
+        self.metrics.request(self.since.elapsed().as_secs_f64());
     }
 }
 
@@ -113,9 +117,13 @@ pub(super) async fn mutate(State(state): State<Arc<AppState>>, req: Request) -> 
         Some(asked) => asked.min(limits.request_timeout),
         None => limits.request_timeout,
     };
-    let deadline = Instant::now() + timeout;
+    let since = Instant::now();
+    let deadline = since + timeout;
     state.metrics.in_flight.inc();
-    let _counted = InFlight(&state.metrics);
+    let _counted = InFlight {
+        metrics: &state.metrics,
+        since,
+    };
     let span = tracing::info_span!(
         "review",
         uid = field::Empty,

@@ -13,6 +13,14 @@ type Labels2 = [(&'static str, &'static str); 2];
 
 use crate::review::{Outcome, Reason};
 
+/// Bucket bounds of `request_duration_seconds`: fine below a second, and
+/// 5 s (the alert's threshold, half the manifests' `timeoutSeconds: 10`),
+/// 8 s (`--request-timeout`) and 10 s as bounds of their own, so "more than
+/// 1 % of requests took over 5 s" is exact, not interpolated.
+pub const REQUEST_BUCKETS: [f64; 15] = [
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 8.0, 10.0,
+];
+
 /// What is reloaded.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Reloaded {
@@ -104,16 +112,95 @@ impl Drop for OpenConnection {
     }
 }
 
+/// The in-cluster certificates' metrics (`serve --certificates in-cluster`
+/// only: in file mode the CA is not the server's to watch).
+#[derive(Debug, Clone, Default)]
+pub struct CertificateMetrics {
+    renewals: Family<Labels, Counter>,
+    failures: Family<Labels, Counter>,
+    /// Writes of the caBundle into the webhook configuration (first fill,
+    /// rotations and restores after an overwrite).
+    pub ca_bundle_writes: Counter,
+    /// notAfter of the CA that signs the serving certificate (unix seconds).
+    pub ca_expiry: Gauge,
+    /// 1 while this replica holds the Lease and writes the certificates.
+    pub leader: Gauge,
+}
+
+impl CertificateMetrics {
+    /// The `kind` labels of renewals.
+    pub const RENEWALS: [&'static str; 6] = [
+        "created",
+        "serving",
+        "ca-trust",
+        "ca-switch",
+        "ca-drop",
+        "replace",
+    ];
+    /// The `step` labels of failures.
+    pub const FAILURES: [&'static str; 5] = ["secret", "issue", "load", "ca-bundle", "lease"];
+
+    /// Counts a renewal (a write of the Secret) of `kind`.
+    pub fn renewed(&self, kind: &'static str) {
+        self.renewals.get_or_create(&[("kind", kind)]).inc();
+    }
+
+    /// Counts a failed `step`.
+    pub fn failed(&self, step: &'static str) {
+        self.failures.get_or_create(&[("step", step)]).inc();
+    }
+
+    fn register(&self, registry: &mut Registry) {
+        for kind in Self::RENEWALS {
+            let _ = self.renewals.get_or_create(&[("kind", kind)]);
+        }
+        for step in Self::FAILURES {
+            let _ = self.failures.get_or_create(&[("step", step)]);
+        }
+        registry.register(
+            "certificate_renewals",
+            "Writes of the certificate Secret by this replica, by kind (created, serving, ca-trust, ca-switch, ca-drop, replace)",
+            self.renewals.clone(),
+        );
+        registry.register(
+            "certificate_failures",
+            "Failed certificate steps, by step (secret, issue, load, ca-bundle, lease); each is retried with backoff",
+            self.failures.clone(),
+        );
+        registry.register(
+            "ca_bundle_writes",
+            "Writes of the caBundle into the MutatingWebhookConfiguration (fills, rotations, restores)",
+            self.ca_bundle_writes.clone(),
+        );
+        registry.register(
+            "ca_expiry_timestamp_seconds",
+            "notAfter of the CA that signs the serving certificate, as a unix timestamp",
+            self.ca_expiry.clone(),
+        );
+        registry.register(
+            "certificate_leader",
+            "1 while this replica holds the Lease and writes the certificates",
+            self.leader.clone(),
+        );
+    }
+}
+
 /// The process's metrics.
 #[derive(Debug)]
 pub struct Metrics {
+    /// Set in `--certificates in-cluster` mode.
+    pub certificates: Option<CertificateMetrics>,
     registry: Registry,
     /// `reviews_total{outcome="patched",reason=""}`.
     patched: Counter,
     /// `reviews_total{outcome=...,reason=...}`, indexed by `Reason as usize`.
     by_reason: [Counter; Reason::ALL.len()],
     latency: Histogram,
+    request_latency: Histogram,
     reloads: Family<Labels2, Counter>,
+    /// `last_reload_successful{kind}`: 0 while the latest version of the
+    /// files was refused, else 1.
+    reload_ok: Family<Labels, Gauge>,
     /// The serving certificate's notAfter (unix seconds).
     pub cert_expiry: Gauge,
     /// Increments each time a new config is taken into use (1 at start).
@@ -122,6 +209,8 @@ pub struct Metrics {
     pub in_flight: Gauge,
     /// Review slots taken (at most `--max-in-flight`).
     pub slots_in_use: Gauge,
+    /// `--max-in-flight`: how many review slots there are.
+    pub slots_limit: Gauge,
     /// Request body bytes held right now (at most `--max-body-buffer-bytes`).
     pub body_buffer_bytes: Gauge,
     connections_open: Family<Labels, Gauge>,
@@ -138,6 +227,15 @@ impl Default for Metrics {
 }
 
 impl Metrics {
+    /// Registers every metric, and the in-cluster certificates' ones.
+    pub fn with_certificates() -> Metrics {
+        let mut m = Metrics::new();
+        let certificates = CertificateMetrics::default();
+        certificates.register(&mut m.registry);
+        m.certificates = Some(certificates);
+        m
+    }
+
     /// Registers every metric.
     pub fn new() -> Metrics {
         let mut registry = Registry::with_prefix("persistence_webhook");
@@ -163,16 +261,29 @@ impl Metrics {
             "Time from a complete request body to the answer, per review",
             latency.clone(),
         );
+        let request_latency = Histogram::new(REQUEST_BUCKETS.iter().copied());
+        registry.register(
+            "request_duration_seconds",
+            "Time from a POST /mutate request's headers to its answer: the body, the wait for a slot and the review, timeouts included",
+            request_latency.clone(),
+        );
         let reloads = Family::<Labels2, Counter>::default();
+        let reload_ok = Family::<Labels, Gauge>::default();
         for kind in [Reloaded::Config, Reloaded::Certificate] {
             for result in ["success", "failure"] {
                 let _ = reloads.get_or_create(&[("kind", kind.label()), ("result", result)]);
             }
+            reload_ok.get_or_create(&[("kind", kind.label())]).set(1);
         }
         registry.register(
             "reloads",
             "Reloads of the config and the certificate, by result; a failure keeps the last good one",
             reloads.clone(),
+        );
+        registry.register(
+            "last_reload_successful",
+            "0 while the latest version of the files (config or certificate) was refused and the last good one still serves, else 1",
+            reload_ok.clone(),
         );
         let cert_expiry = Gauge::default();
         registry.register(
@@ -197,6 +308,12 @@ impl Metrics {
             "review_slots_in_use",
             "Review slots taken; at --max-in-flight, complete requests wait for one",
             slots_in_use.clone(),
+        );
+        let slots_limit = Gauge::default();
+        registry.register(
+            "review_slots_limit",
+            "Review slots there are (--max-in-flight)",
+            slots_limit.clone(),
         );
         let body_buffer_bytes = Gauge::default();
         registry.register(
@@ -249,8 +366,10 @@ impl Metrics {
             timeouts.clone(),
         );
         Metrics {
+            certificates: None,
             in_flight,
             slots_in_use,
+            slots_limit,
             body_buffer_bytes,
             connections_open,
             connections_limited,
@@ -261,7 +380,9 @@ impl Metrics {
             patched,
             by_reason,
             latency,
+            request_latency,
             reloads,
+            reload_ok,
             cert_expiry,
             config_generation,
         }
@@ -277,12 +398,20 @@ impl Metrics {
         self.latency.observe(seconds);
     }
 
-    /// Counts one reload attempt.
+    /// Times one `POST /mutate` request, from its headers to its answer.
+    pub fn request(&self, seconds: f64) {
+        self.request_latency.observe(seconds);
+    }
+
+    /// Counts one reload attempt; its result is the latest one until the next.
     pub fn reload(&self, what: Reloaded, ok: bool) {
         let result = if ok { "success" } else { "failure" };
         self.reloads
             .get_or_create(&[("kind", what.label()), ("result", result)])
             .inc();
+        self.reload_ok
+            .get_or_create(&[("kind", what.label())])
+            .set(i64::from(ok));
     }
 
     /// Counts an open connection until the guard is dropped.
@@ -342,6 +471,8 @@ mod tests {
         m.review(None, 0.0001);
         m.review(Some(Reason::UnknownStore), 0.0001);
         m.reload(Reloaded::Config, false);
+        m.request(6.0);
+        m.slots_limit.set(4);
         m.cert_expiry.set(1_900_000_000);
         m.config_generation.set(3);
         let open = m.connection_opened(Port::Webhook);
@@ -371,6 +502,41 @@ mod tests {
             "persistence_webhook_review_timeouts_total{phase=\"slot\"} 1",
             "persistence_webhook_body_buffer_bytes 0",
             "persistence_webhook_review_slots_in_use 0",
+            "persistence_webhook_review_slots_limit 4",
+            "persistence_webhook_last_reload_successful{kind=\"config\"} 0",
+            "persistence_webhook_last_reload_successful{kind=\"certificate\"} 1",
+            "persistence_webhook_request_duration_seconds_bucket{le=\"5.0\"} 0",
+            "persistence_webhook_request_duration_seconds_bucket{le=\"8.0\"} 1",
+            "persistence_webhook_request_duration_seconds_count 1",
+        ] {
+            assert!(text.contains(line), "missing {line:?} in\n{text}");
+        }
+        m.reload(Reloaded::Config, true);
+        assert!(m
+            .render()
+            .contains("persistence_webhook_last_reload_successful{kind=\"config\"} 1"));
+        assert!(!text.contains("ca_expiry"), "file mode has no CA to watch");
+    }
+
+    #[test]
+    fn in_cluster_mode_adds_the_certificate_metrics() {
+        let m = Metrics::with_certificates();
+        let c = m.certificates.clone().expect("registered");
+        c.renewed("serving");
+        c.failed("lease");
+        c.ca_expiry.set(1_900_000_000);
+        c.leader.set(1);
+        c.ca_bundle_writes.inc();
+        let text = m.render();
+        for line in [
+            "persistence_webhook_certificate_renewals_total{kind=\"serving\"} 1",
+            "persistence_webhook_certificate_renewals_total{kind=\"ca-switch\"} 0",
+            "persistence_webhook_certificate_failures_total{step=\"lease\"} 1",
+            "persistence_webhook_certificate_failures_total{step=\"ca-bundle\"} 0",
+            "persistence_webhook_ca_expiry_timestamp_seconds 1900000000",
+            "persistence_webhook_certificate_leader 1",
+            "persistence_webhook_ca_bundle_writes_total 1",
+            "persistence_webhook_certificate_expiry_timestamp_seconds 0",
         ] {
             assert!(text.contains(line), "missing {line:?} in\n{text}");
         }

@@ -373,8 +373,9 @@ pub struct Selection {
 }
 
 /// The outputs sub-path SPEC §3 gives a run, first match wins: the
-/// sub-path annotation, the unique-name annotation, `<namespace>/<name>`,
-/// `<namespace>/<generateName><uid>`, `<namespace>/<uid>`.
+/// sub-path annotation, the unique-name annotation, `<namespace>/<job name>`
+/// for a pod whose one controller ownerReference is a `batch/v1` `Job`,
+/// `<namespace>/<name>`, `<namespace>/<generateName><uid>`, `<namespace>/<uid>`.
 pub fn sub_path(
     annotations: &Value,
     namespace: &str,
@@ -387,6 +388,9 @@ pub fn sub_path(
     if let Some(u) = annotations[ANN_UNIQUE_NAME].as_str() {
         return unique_name_path(u);
     }
+    if let Some(job) = controller_job(metadata) {
+        return Some(format!("{namespace}/{job}"));
+    }
     Some(
         match (metadata["name"].as_str(), metadata["generateName"].as_str()) {
             (Some(name), _) => format!("{namespace}/{name}"),
@@ -394,6 +398,22 @@ pub fn sub_path(
             (None, None) => format!("{namespace}/{uid}"),
         },
     )
+}
+
+/// The Job named by the pod's one controller ownerReference, when it is a
+/// `batch/v1` `Job` with a name (SPEC §3 rule 3). Two controllers name none.
+pub fn controller_job(metadata: &Value) -> Option<&str> {
+    let refs = metadata["ownerReferences"].as_array()?;
+    let controllers: Vec<&Value> = refs
+        .iter()
+        .filter(|r| r["controller"] == Value::Bool(true))
+        .collect();
+    match controllers.as_slice() {
+        [r] if r["apiVersion"] == "batch/v1" && r["kind"] == "Job" => {
+            r["name"].as_str().filter(|n| !n.is_empty())
+        }
+        _ => None,
+    }
 }
 
 /// An env var SPEC §4 prescribes.

@@ -10,7 +10,7 @@ use json_patch::{AddOperation, Patch, PatchOperation};
 use serde_json::{json, Value};
 
 use super::wanted::{EnvValue, WantMount, Wanted};
-use super::Conflict;
+use super::{Conflict, Kept};
 use crate::names;
 use crate::pod::{Container, Env, Mount, PodView};
 use crate::selection::Selection;
@@ -25,6 +25,7 @@ pub fn build(
     pod: &PodView<'_>,
     selection: &Selection<'_>,
     wanted: &Wanted,
+    kept: &mut Vec<Kept>,
 ) -> Result<Option<Patch>, Conflict> {
     let mut ops = Vec::new();
 
@@ -41,7 +42,7 @@ pub fn build(
     for (list, containers) in lists {
         for (i, c) in containers.unwrap_or_default().iter().enumerate() {
             if selection.targets(&c.name) {
-                container_ops(list, i, c, wanted, &mut ops)?;
+                container_ops(list, i, c, wanted, &mut ops, kept)?;
             } else {
                 untargeted_mounts(list, i, c, wanted)?;
             }
@@ -143,12 +144,14 @@ fn append(path: &[&str], exists: bool, items: Vec<Value>, ops: &mut Vec<PatchOpe
 }
 
 fn container_ops(
-    list: &str,
+    list: &'static str,
     index: usize,
     c: &Container<'_>,
     wanted: &Wanted,
     ops: &mut Vec<PatchOperation>,
+    kept: &mut Vec<Kept>,
 ) -> Result<(), Conflict> {
+    let position = index;
     let index = index.to_string();
     // One pass over the container's mounts, one lookup each: every mount of
     // one of our volumes must be exactly ours, and nothing else may sit at
@@ -220,11 +223,39 @@ fn container_ops(
         }
         present[i] = true;
     }
-    if wanted.has_sdk_env {
+    if wanted.has_sdk_env && own_groups.contains(&true) {
+        let mut own = Vec::new();
+        let mut left_out = Vec::new();
         for (e, present) in wanted.env.iter().zip(present.iter_mut()) {
-            if e.group.is_some_and(|g| own_groups[g]) {
-                *present = true;
+            let Some(g) = e.group.filter(|g| own_groups[*g]) else {
+                continue;
+            };
+            // The container's own variables of this group, as it set them.
+            for h in c.env.as_deref().unwrap_or_default() {
+                if sdk_env_group(&h.name) == Some(g) && !own.contains(&h.name.to_string()) {
+                    own.push(h.name.to_string());
+                }
             }
+            let same = *present
+                && c.env
+                    .as_deref()
+                    .unwrap_or_default()
+                    .iter()
+                    .filter(|h| h.name == e.name)
+                    .all(|h| same_env(h, &e.value));
+            if !same {
+                left_out.push(e.name.clone());
+            }
+            *present = true;
+        }
+        if !left_out.is_empty() {
+            kept.push(Kept {
+                list,
+                index: position,
+                container: clip(&c.name),
+                own,
+                left_out,
+            });
         }
     }
     let env = wanted

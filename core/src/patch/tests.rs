@@ -50,6 +50,7 @@ fn run_with(
         namespace: "ns",
         name: Some("pod"),
         generate_name: None,
+        job: None,
         uid: "u",
     };
     let sel = resolve(&config, identity, &annotations, injected.as_deref(), &names)
@@ -60,7 +61,7 @@ fn run_with(
         .and_then(|s| s.volumes.as_deref())
         .unwrap_or_default();
     let wanted = wanted(&sel, pod_volumes)?;
-    let patch = build(&view, &sel, &wanted)?;
+    let patch = build(&view, &sel, &wanted, &mut Vec::new())?;
     if let Some(p) = &patch {
         let (containers, max_index) = targeted(&view, &sel);
         let estimate = wanted.estimate(containers, max_index);

@@ -125,6 +125,28 @@ impl Index {
 }
 
 impl Wanted {
+    /// What each targeted container gets, in words (for `explain`): the
+    /// mounts (path, volume, options) and the env var names.
+    pub fn describe(&self) -> (Vec<String>, Vec<String>) {
+        let mounts = self
+            .mounts
+            .iter()
+            .map(|m| {
+                let mut d = format!("{} (volume {}", m.path, m.volume);
+                if let Some(sub) = &m.sub_path {
+                    d.push_str(&format!(", subPath {sub}"));
+                }
+                if m.read_only {
+                    d.push_str(", read-only");
+                }
+                d.push_str(&format!("; {})", m.what));
+                d
+            })
+            .collect();
+        let env = self.env.iter().map(|e| e.name.clone()).collect();
+        (mounts, env)
+    }
+
     pub(super) fn volume_named(&self, name: &str) -> Option<usize> {
         self.volume_index.find(name, |i| &self.volumes[i].name)
     }

@@ -15,7 +15,7 @@ use serde::de::IgnoredAny;
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
-use super::{Decision, ReviewError};
+use super::{Decision, Notes, ReviewError};
 use crate::pod::PodView;
 
 /// `admission.k8s.io/v1`, what current API servers send.
@@ -262,6 +262,8 @@ pub(super) struct ResponseOut<'a> {
     allowed: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
     status: Option<StatusOut<'a>>,
+    #[serde(skip_serializing_if = "<[String]>::is_empty")]
+    warnings: &'a [String],
 }
 
 #[derive(Serialize)]
@@ -270,6 +272,23 @@ pub(super) struct StatusOut<'a> {
     code: u16,
     reason: &'static str,
     message: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    details: Option<DetailsOut<'a>>,
+}
+
+/// `status.details` of a denial: our stable reason and the field concerned
+/// (SPEC §8), as a Kubernetes `StatusCause`.
+#[derive(Serialize)]
+pub(super) struct DetailsOut<'a> {
+    causes: [CauseOut<'a>; 1],
+}
+
+#[derive(Serialize)]
+pub(super) struct CauseOut<'a> {
+    reason: &'static str,
+    message: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    field: Option<&'a str>,
 }
 
 impl<'a> StatusOut<'a> {
@@ -279,6 +298,7 @@ impl<'a> StatusOut<'a> {
             code: 400,
             reason: "BadRequest",
             message,
+            details: None,
         }
     }
 }
@@ -307,22 +327,29 @@ pub(super) fn check_version(v: Option<&str>) -> Result<&'static str, ReviewError
     }
 }
 
-pub(super) fn respond(api_version: &str, uid: &str, decision: &Decision) -> Vec<u8> {
+pub(super) fn respond(api_version: &str, uid: &str, decision: &Decision, notes: &Notes) -> Vec<u8> {
     let denied;
     let mut response = ResponseOut {
         uid,
         allowed: true,
         status: None,
+        warnings: &notes.warnings,
     };
     match decision {
         Decision::Unchanged(_) => {}
-        Decision::Patched(p) => return patched_response(api_version, uid, p),
+        Decision::Patched(p) => return patched_response(api_version, uid, p, notes),
         Decision::Denied(denial) => {
-            // The message alone: the typed reason and field go to the logs
-            // and metrics for now, so the response is byte for byte as before.
             denied = denial.to_string();
             response.allowed = false;
-            response.status = Some(StatusOut::bad_request(&denied));
+            let mut status = StatusOut::bad_request(&denied);
+            status.details = Some(DetailsOut {
+                causes: [CauseOut {
+                    reason: denial.reason().as_str(),
+                    message: &denied,
+                    field: denial.field(),
+                }],
+            });
+            response.status = Some(status);
         }
         Decision::Invalid(message) => {
             response.allowed = false;
@@ -340,7 +367,7 @@ pub(super) fn respond(api_version: &str, uid: &str, decision: &Decision) -> Vec<
 /// The allowed-with-patch answer, written directly: the base64 is encoded
 /// into the output buffer, not built as a `String` and then scanned again by
 /// the JSON string escaper (it never needs escaping).
-fn patched_response(api_version: &str, uid: &str, patch: &Patch) -> Vec<u8> {
+fn patched_response(api_version: &str, uid: &str, patch: &Patch, notes: &Notes) -> Vec<u8> {
     use base64::engine::general_purpose::STANDARD;
     let json = serde_json::to_vec(patch).expect("a JSON Patch always serialises");
     let b64_len = base64::encoded_len(json.len(), true).expect("a patch is far below usize::MAX");
@@ -356,6 +383,23 @@ fn patched_response(api_version: &str, uid: &str, patch: &Patch) -> Vec<u8> {
         .encode_slice(&json, &mut out[start..])
         .expect("the buffer was sized by encoded_len");
     out.truncate(start + written);
-    out.extend_from_slice(b"\"}}");
+    out.push(b'"');
+    if !notes.audit.is_empty() {
+        out.extend_from_slice(b",\"auditAnnotations\":{");
+        for (i, (key, value)) in notes.audit.iter().enumerate() {
+            if i > 0 {
+                out.push(b',');
+            }
+            serde_json::to_writer(&mut out, key).expect("writing to a Vec cannot fail");
+            out.push(b':');
+            serde_json::to_writer(&mut out, value).expect("writing to a Vec cannot fail");
+        }
+        out.push(b'}');
+    }
+    if !notes.warnings.is_empty() {
+        out.extend_from_slice(b",\"warnings\":");
+        serde_json::to_writer(&mut out, &notes.warnings).expect("writing to a Vec cannot fail");
+    }
+    out.extend_from_slice(b"}}");
     out
 }

@@ -10,8 +10,15 @@ use super::Subject;
 use crate::bounds::Bounds;
 use crate::config::Config;
 use crate::patch;
+use crate::patch::Kept;
 use crate::pod::PodView;
-use crate::selection::{self, PodIdentity};
+use crate::selection::{self, PodIdentity, Selection};
+use crate::text::{clip, clip_list};
+use crate::vocabulary::{
+    ANNOTATION_INJECTED, ANNOTATION_PERSISTENCE, AUDIT_DATA, AUDIT_OUTPUTS, AUDIT_OUTPUTS_PATH,
+};
+
+use super::{Notes, Trace};
 
 /// Why a pod passed through untouched.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -85,7 +92,13 @@ impl Decision {
     }
 }
 
-pub(super) fn decide(config: &Config, bounds: &Bounds, req: &RequestIn<'_>) -> (Subject, Decision) {
+pub(super) fn decide(
+    config: &Config,
+    bounds: &Bounds,
+    req: &RequestIn<'_>,
+    notes: &mut Notes,
+    mut trace: Option<&mut Trace>,
+) -> (Subject, Decision) {
     let mut subject = Subject {
         uid: req.uid.to_string(),
         namespace: req.namespace.as_deref().unwrap_or_default().to_owned(),
@@ -167,19 +180,23 @@ pub(super) fn decide(config: &Config, bounds: &Bounds, req: &RequestIn<'_>) -> (
         namespace,
         name,
         generate_name,
+        job: pod.controller_job(),
         uid: &req.uid,
     };
-    let containers = pod.container_names();
+    let container_names = pod.container_names();
     let selection = match selection::resolve(
         config,
         identity,
         &annotations,
         injected.as_deref(),
-        &containers,
+        &container_names,
     ) {
         Ok(s) => s,
         Err(e) => return (subject, Decision::Denied(e.into())),
     };
+    if let Some(trace) = trace.as_deref_mut() {
+        trace.record_selection(&selection);
+    }
     let pod_volumes = pod
         .spec
         .as_ref()
@@ -189,13 +206,21 @@ pub(super) fn decide(config: &Config, bounds: &Bounds, req: &RequestIn<'_>) -> (
         Ok(w) => w,
         Err(conflict) => return (subject, Decision::Denied(conflict.into())),
     };
+    if let Some(trace) = trace.as_deref_mut() {
+        (trace.mounts, trace.env) = wanted.describe();
+        trace.targeted = container_names
+            .iter()
+            .map(|c| (c.to_string(), selection.targets(c)))
+            .collect();
+    }
     // The bound is checked on an estimate, before any per-container work.
-    let (containers, max_index) = patch::targeted(pod, &selection);
-    let estimate = wanted.estimate(containers, max_index);
+    let (targeted, max_index) = patch::targeted(pod, &selection);
+    let estimate = wanted.estimate(targeted, max_index);
     if let Err(over) = bounds.check(&estimate) {
         return (subject, Decision::Denied(over.into()));
     }
-    let decision = match patch::build(pod, &selection, &wanted) {
+    let mut kept = Vec::new();
+    let decision = match patch::build(pod, &selection, &wanted, &mut kept) {
         Ok(Some(p)) => {
             debug_assert!(
                 serde_json::to_vec(&p).map_or(0, |v| v.len() as u64) <= estimate.bytes,
@@ -206,5 +231,75 @@ pub(super) fn decide(config: &Config, bounds: &Bounds, req: &RequestIn<'_>) -> (
         Ok(None) => Decision::Unchanged(Skip::AlreadyInjected),
         Err(conflict) => Decision::Denied(conflict.into()),
     };
+    if !matches!(decision, Decision::Denied(_)) {
+        notes.warnings = warnings(&selection, &kept, &container_names);
+        if matches!(decision, Decision::Patched(_)) {
+            notes.audit = audit(&selection);
+        }
+    }
+    if let Some(trace) = trace {
+        trace.kept = kept;
+    }
     (subject, decision)
+}
+
+/// SPEC §8's warnings: where the pod gets something other than its author
+/// would assume. None on the ordinary path (and nothing allocated).
+fn warnings(selection: &Selection<'_>, kept: &[Kept], containers: &[&str]) -> Vec<String> {
+    let mut out = Vec::new();
+    for k in kept {
+        out.push(format!(
+            "container {:?} sets {} itself and keeps its own: the webhook left out {}",
+            k.container,
+            k.own.join(", "),
+            k.left_out.join(", ")
+        ));
+    }
+    if let Some(outputs) = &selection.outputs {
+        if let Some(today) = &outputs.derived {
+            let base = outputs.store.path().trim_end_matches('/');
+            out.push(format!(
+                "outputs path {:?} is kept from annotation {ANNOTATION_INJECTED}; today's rules give {:?}",
+                clip(&outputs.path),
+                clip(&format!("{base}/{today}"))
+            ));
+        }
+    }
+    if selection.containers.is_some() {
+        let left: Vec<&str> = containers
+            .iter()
+            .copied()
+            .filter(|c| !selection.targets(c))
+            .collect();
+        if !left.is_empty() {
+            let (noun, verb) = if left.len() == 1 {
+                ("container", "gets")
+            } else {
+                ("containers", "get")
+            };
+            out.push(format!(
+                "{noun} {} {verb} no stores: annotation {ANNOTATION_PERSISTENCE} targets only the containers it names in containers:",
+                clip_list(left.iter().copied(), left.len()),
+            ));
+        }
+    }
+    out
+}
+
+/// SPEC §8's audit annotations of a patched pod: the selected stores and
+/// the outputs path (the API server prefixes the keys with the webhook's
+/// name).
+fn audit(selection: &Selection<'_>) -> Vec<(&'static str, String)> {
+    let mut out = vec![(
+        AUDIT_DATA,
+        clip_list(
+            selection.data.iter().map(|s| s.name()),
+            selection.data.len(),
+        ),
+    )];
+    if let Some(outputs) = &selection.outputs {
+        out.push((AUDIT_OUTPUTS, outputs.store.name().to_owned()));
+        out.push((AUDIT_OUTPUTS_PATH, clip(&outputs.path)));
+    }
+    out
 }

@@ -1,5 +1,5 @@
 //! The outputs sub-path rules (SPEC §3): the explicit annotation, the
-//! unique run name, the derived `<namespace>/<name>`, and the sub-path an
+//! unique run name, the derived `<namespace>/<job name>` or `<namespace>/<name>`, and the sub-path an
 //! earlier admission recorded; each result checked against its store so
 //! that the kubelet can create it and it stays inside the store.
 
@@ -16,6 +16,8 @@ use crate::vocabulary::{ANNOTATION_INJECTED, ANNOTATION_OUTPUTS_SUBPATH, ANNOTAT
 pub enum SubPathSource {
     /// One of the sub-path annotations.
     Annotation(&'static str),
+    /// `<namespace>/<job name>`, for a pod whose controller is a Job.
+    JobName,
     /// `<namespace>/<pod name>`, derived when no annotation gives one.
     PodName,
     /// `<namespace>/<generateName><uid>`, for a pod without a name yet.
@@ -29,6 +31,7 @@ impl SubPathSource {
     pub fn field(&self) -> String {
         match self {
             SubPathSource::Annotation(key) => annotation_field(key),
+            SubPathSource::JobName => "metadata.ownerReferences".to_owned(),
             SubPathSource::PodName => "metadata.name".to_owned(),
             SubPathSource::GenerateName => "metadata.generateName".to_owned(),
             SubPathSource::Recorded => annotation_field(ANNOTATION_INJECTED),
@@ -40,6 +43,9 @@ impl std::fmt::Display for SubPathSource {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             SubPathSource::Annotation(name) => write!(f, "annotation {name}"),
+            SubPathSource::JobName => f.write_str(
+                "the pod's <namespace>/<job name> (its controller is a Job; no sub-path annotation given)",
+            ),
             SubPathSource::PodName => {
                 f.write_str("the pod's <namespace>/<name> (no sub-path annotation given)")
             }
@@ -110,7 +116,7 @@ pub(super) fn sub_path(
     pod: PodIdentity<'_>,
     store: &Store,
     annotations: &Annotations<'_>,
-) -> Result<String, SelectionError> {
+) -> Result<(SubPathSource, String), SelectionError> {
     let ns = pod.namespace;
     let isolated = |path: String| -> Cow<'static, str> {
         if store.isolates_namespaces() {
@@ -124,29 +130,30 @@ pub(super) fn sub_path(
         // Checked as written first, so the message quotes what the user wrote.
         let own = checked(source, store, Cow::Borrowed(explicit))?;
         if !store.isolates_namespaces() {
-            return Ok(own);
+            return Ok((source, own));
         }
-        return checked(source, store, isolated(own));
+        return Ok((source, checked(source, store, isolated(own))?));
     }
     if let Some(unique) = &annotations.unique_name {
         let mapped = unique_name_path(unique).ok_or_else(|| SelectionError::UniqueName {
             value: clip(unique),
         })?;
-        return checked(
-            SubPathSource::Annotation(ANNOTATION_UNIQUE_NAME),
-            store,
-            isolated(mapped),
-        );
+        let source = SubPathSource::Annotation(ANNOTATION_UNIQUE_NAME);
+        return Ok((source, checked(source, store, isolated(mapped))?));
     }
-    let (source, path) = match (pod.name, pod.generate_name) {
-        (Some(name), _) if !name.is_empty() => (SubPathSource::PodName, format!("{ns}/{name}")),
-        (_, Some(prefix)) => (
+    let (source, path) = match (pod.job, pod.name, pod.generate_name) {
+        // A retried pod of the same Job continues in its Job's directory.
+        (Some(job), _, _) => (SubPathSource::JobName, format!("{ns}/{job}")),
+        (None, Some(name), _) if !name.is_empty() => {
+            (SubPathSource::PodName, format!("{ns}/{name}"))
+        }
+        (None, _, Some(prefix)) => (
             SubPathSource::GenerateName,
             format!("{ns}/{prefix}{}", pod.uid),
         ),
         _ => (SubPathSource::PodName, format!("{ns}/{}", pod.uid)),
     };
-    checked(source, store, Cow::Owned(path))
+    Ok((source, checked(source, store, Cow::Owned(path))?))
 }
 
 /// Polyaxon 0.x's mapping of a dotted run name to its outputs directory.

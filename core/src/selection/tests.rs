@@ -23,6 +23,7 @@ const POD: PodIdentity<'static> = PodIdentity {
     namespace: "default",
     name: Some("job-1"),
     generate_name: None,
+    job: None,
     uid: "uid-1",
 };
 
@@ -169,6 +170,34 @@ fn selections_that_resolve() {
                 data: all,
                 outputs: Some("outputs1"),
                 path: Some("/outputs/1/default/gen-uid-1"),
+            },
+        ),
+        (
+            "a Job's pod: <namespace>/<job name>, whatever the pod's own name",
+            PodIdentity {
+                job: Some("train"),
+                ..POD
+            },
+            ann(None),
+            Want {
+                data: all,
+                outputs: Some("outputs1"),
+                path: Some("/outputs/1/default/train"),
+            },
+        ),
+        (
+            "a Job's generateName pod: the Job's name, not generateName + uid",
+            PodIdentity {
+                name: None,
+                generate_name: Some("train-"),
+                job: Some("train"),
+                ..POD
+            },
+            ann(None),
+            Want {
+                data: all,
+                outputs: Some("outputs1"),
+                path: Some("/outputs/1/default/train"),
             },
         ),
         (
@@ -495,6 +524,36 @@ fn isolate_namespaces_prefixes_every_rule_once() {
             "/outputs/shared/team-a/gen-uid-1",
         ),
         (
+            "namespace/job name is not prefixed twice",
+            PodIdentity {
+                job: Some("train"),
+                ..generated
+            },
+            annotated(None, None, "shared"),
+            None,
+            "/outputs/shared/team-a/train",
+        ),
+        (
+            "explicit wins over the Job's name",
+            PodIdentity {
+                job: Some("train"),
+                ..team
+            },
+            annotated(Some("runs/7"), None, "shared"),
+            None,
+            "/outputs/shared/team-a/runs/7",
+        ),
+        (
+            "unique name wins over the Job's name",
+            PodIdentity {
+                job: Some("train"),
+                ..team
+            },
+            annotated(None, Some("user.project.42"), "shared"),
+            None,
+            "/outputs/shared/team-a/user/project/experiments/42",
+        ),
+        (
             "bucket store",
             team,
             annotated(Some("runs/7"), None, "shared-gcs"),
@@ -653,6 +712,26 @@ fn every_rule_gives_a_sub_path_the_kubelet_can_create() {
             annotated(None, None, "outputs1"),
             None,
             &["the pod's <namespace>/<name>", "element of 256 bytes"],
+        ),
+        (
+            "namespace/job name: long Job name",
+            PodIdentity {
+                job: Some(long_name),
+                ..POD
+            },
+            annotated(None, None, "outputs1"),
+            None,
+            &["the pod's <namespace>/<job name>", "element of 256 bytes"],
+        ),
+        (
+            "namespace/job name: a Job name with '..' cannot leave the namespace",
+            PodIdentity {
+                job: Some("../other"),
+                ..POD
+            },
+            annotated(None, None, "outputs1"),
+            None,
+            &["the pod's <namespace>/<job name>", "'..' segments"],
         ),
         (
             "generateName + uid",

@@ -1,0 +1,282 @@
+//! `persistence-webhook check`: a health report of a live install (SPEC §9),
+//! like `linkerd check`. Each group of checks judges objects read from the
+//! API server; the judging is pure and lives in one room per concept, the
+//! reading in `gather`:
+//!
+//! - `webhook`: the MutatingWebhookConfiguration's fields;
+//! - `certificates`: caBundle, serving Secret, chain, names, expiry;
+//! - `workload`: Deployment readiness, Service endpoints, `serve`'s flags;
+//! - `config_map`: the persistence config, through `serve`'s validator;
+//! - `namespace`: per opted-in namespace, the Secrets (key names only) and
+//!   claims its stores reference; `probe`: a server-side dry-run pod
+//!   patched exactly as the core's `review` predicts;
+//! - `report`: the lines, the JSON and the exit status.
+//!
+//! It never writes: the probe pods are dry runs, stored nowhere. It reads
+//! Secrets' key names only (see [`objects`]).
+
+use std::process::ExitCode;
+
+use clap::{Args, ValueEnum};
+
+use super::ClusterArgs;
+
+mod certificates;
+mod config_map;
+mod gather;
+mod namespace;
+pub mod objects;
+mod probe;
+pub mod report;
+mod selector;
+mod webhook;
+mod workload;
+
+pub use report::{Check, Report, Status};
+
+/// Flags of `check`. The defaults are the names in `manifests/base`.
+#[derive(Debug, Clone, Args)]
+pub struct CheckArgs {
+    /// How to reach the API server.
+    #[command(flatten)]
+    pub cluster: ClusterArgs,
+
+    /// The namespace the webhook runs in (its Deployment, Service, serving
+    /// Secret and ConfigMap).
+    #[arg(long, value_name = "NS", default_value = "persistence-webhook")]
+    pub webhook_namespace: String,
+
+    /// The name of the MutatingWebhookConfiguration, the Deployment and
+    /// the Service.
+    #[arg(long, value_name = "NAME", default_value = "persistence-webhook")]
+    pub webhook_name: String,
+
+    /// The Secret holding the serving certificate (`tls.crt`).
+    #[arg(long, value_name = "NAME", default_value = "persistence-webhook-tls")]
+    pub tls_secret: String,
+
+    /// The ConfigMap holding the persistence config.
+    #[arg(
+        long,
+        value_name = "NAME",
+        default_value = "persistence-webhook-config"
+    )]
+    pub config_map: String,
+
+    /// The ConfigMap's key holding the persistence config.
+    #[arg(long, value_name = "KEY", default_value = "persistence.yaml")]
+    pub config_key: String,
+
+    /// Check only these namespaces (repeatable), labelled or not; default:
+    /// every namespace labelled polyaxon.com/persistence-injection=enabled.
+    #[arg(long = "namespace", short = 'n', value_name = "NS")]
+    pub namespaces: Vec<String>,
+
+    /// The image of the dry-run probe pods (never pulled); change it if an
+    /// admission policy allows only your registries.
+    #[arg(long, value_name = "IMAGE", default_value = probe::DEFAULT_IMAGE)]
+    pub probe_image: String,
+
+    /// Namespaces checked at once.
+    #[arg(long, value_name = "N", default_value_t = 8,
+          value_parser = clap::value_parser!(u16).range(1..=64))]
+    pub concurrency: u16,
+
+    /// Deadline of each API request (a dry run waits for the webhook, up to
+    /// its timeoutSeconds).
+    #[arg(long, value_name = "DURATION", default_value = "35s",
+          value_parser = humantime_duration)]
+    pub timeout: humantime::Duration,
+
+    /// Text for people, or JSON (the same content) for tools.
+    #[arg(long, short = 'o', value_enum, default_value_t = CheckOutput::Text)]
+    pub output: CheckOutput,
+}
+
+fn humantime_duration(s: &str) -> Result<humantime::Duration, String> {
+    let d: humantime::Duration = s.parse().map_err(|e| format!("{e} (examples: 10s, 1m)"))?;
+    if d.is_zero() {
+        return Err("must be above zero".into());
+    }
+    Ok(d)
+}
+
+/// `check --output`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum CheckOutput {
+    /// Grouped lines with hints and a summary.
+    Text,
+    /// `{success, summary, groups: [{name, checks: [...]}]}`.
+    Json,
+}
+
+/// Runs the checks. An error means no report could be made at all (no
+/// kubeconfig, the API server unreachable): exit status 2.
+pub async fn run(args: &CheckArgs) -> anyhow::Result<Report> {
+    let client = super::client(&args.cluster, *args.timeout).await?;
+    gather::report(client, args, std::time::SystemTime::now()).await
+}
+
+/// The command: prints the report; exit 0 when nothing failed, 1 when
+/// something did, 2 when there is no report (with the reason on stderr).
+pub fn main(args: &CheckArgs) -> ExitCode {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    match runtime.block_on(run(args)) {
+        Ok(report) => {
+            let text = match args.output {
+                CheckOutput::Text => report.text(),
+                CheckOutput::Json => report.json(),
+            };
+            use std::io::Write as _;
+            let mut out = std::io::stdout().lock();
+            let _ = out.write_all(text.as_bytes());
+            let _ = out.flush();
+            if report.success() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            }
+        }
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+    use serde_yaml::Value;
+
+    fn yaml(path: &str) -> Vec<Value> {
+        let full = format!("{}/manifests/{path}", env!("CARGO_MANIFEST_DIR"));
+        let text = std::fs::read_to_string(&full).unwrap_or_else(|e| panic!("{full}: {e}"));
+        text.split("\n---\n")
+            .map(|d| serde_yaml::from_str(d).unwrap_or_else(|e| panic!("{full}: {e}")))
+            .collect()
+    }
+
+    fn str_at<'a>(v: &'a Value, path: &[&str]) -> &'a str {
+        let mut at = v;
+        for key in path {
+            at = match key.parse::<usize>() {
+                Ok(i) => &at[i],
+                Err(_) => &at[*key],
+            };
+        }
+        at.as_str().unwrap_or_else(|| panic!("{path:?} in {v:?}"))
+    }
+
+    /// The flags' defaults are the manifests' names, and the ClusterRole
+    /// names the same objects: renaming one without the others fails here.
+    #[test]
+    fn defaults_are_the_manifests_names() {
+        let cli =
+            crate::cli::Cli::try_parse_from(["persistence-webhook", "check"]).expect("parses");
+        let crate::cli::Command::Check(args) = cli.command else {
+            panic!("not check");
+        };
+        let kustomization = &yaml("base/kustomization.yaml")[0];
+        assert_eq!(
+            args.webhook_namespace,
+            str_at(kustomization, &["namespace"])
+        );
+        let generator = &kustomization["configMapGenerator"][0];
+        assert_eq!(args.config_map, str_at(generator, &["name"]));
+        assert_eq!(args.config_key, str_at(generator, &["files", "0"]));
+        for file in [
+            "base/mutatingwebhookconfiguration.yaml",
+            "base/deployment.yaml",
+            "base/service.yaml",
+        ] {
+            assert_eq!(
+                args.webhook_name,
+                str_at(&yaml(file)[0], &["metadata", "name"]),
+                "{file}"
+            );
+        }
+        let hook = &yaml("base/mutatingwebhookconfiguration.yaml")[0]["webhooks"][0];
+        assert_eq!(str_at(hook, &["name"]), webhook::ENTRY);
+        let self_managed = &yaml("overlays/self-managed/kustomization.yaml")[0];
+        assert_eq!(
+            args.tls_secret,
+            str_at(self_managed, &["secretGenerator", "0", "name"])
+        );
+        let certificate = &yaml("overlays/cert-manager/certificate.yaml")[0];
+        assert_eq!(
+            args.tls_secret,
+            str_at(certificate, &["spec", "secretName"])
+        );
+        let deployment = &yaml("base/deployment.yaml")[0];
+        let volumes = &deployment["spec"]["template"]["spec"]["volumes"];
+        let mounted: Vec<&str> = volumes
+            .as_sequence()
+            .into_iter()
+            .flatten()
+            .filter_map(|v| {
+                v["configMap"]["name"]
+                    .as_str()
+                    .or(v["secret"]["secretName"].as_str())
+            })
+            .collect();
+        assert_eq!(
+            mounted,
+            [args.config_map.as_str(), args.tls_secret.as_str()]
+        );
+
+        let role = &yaml("check/clusterrole.yaml")[0];
+        let named = |resource: &str| -> Vec<String> {
+            role["rules"]
+                .as_sequence()
+                .into_iter()
+                .flatten()
+                .filter(|r| {
+                    r["resources"]
+                        .as_sequence()
+                        .is_some_and(|s| s.iter().any(|x| x == resource))
+                })
+                .flat_map(|r| {
+                    r["resourceNames"]
+                        .as_sequence()
+                        .cloned()
+                        .unwrap_or_default()
+                })
+                .filter_map(|n| n.as_str().map(str::to_owned))
+                .collect()
+        };
+        for resource in [
+            "mutatingwebhookconfigurations",
+            "deployments",
+            "services",
+            "endpoints",
+        ] {
+            assert_eq!(named(resource), [args.webhook_name.as_str()], "{resource}");
+        }
+        assert_eq!(named("configmaps"), [args.config_map.as_str()]);
+        let binding = &yaml("check/clusterrolebinding.yaml")[0];
+        let sa = &yaml("check/serviceaccount.yaml")[0];
+        assert_eq!(
+            str_at(binding, &["subjects", "0", "name"]),
+            str_at(sa, &["metadata", "name"])
+        );
+        assert_eq!(
+            str_at(binding, &["subjects", "0", "namespace"]),
+            args.webhook_namespace
+        );
+        assert_eq!(
+            str_at(binding, &["roleRef", "name"]),
+            str_at(role, &["metadata", "name"])
+        );
+    }
+}

@@ -1,0 +1,437 @@
+//! The reading side of `check`: every API call it makes (gets, one list of
+//! namespaces, and the dry-run probe pods), in the order the verdicts need
+//! them, with the per-namespace work run concurrently under a bound. The
+//! verdicts themselves are the pure rooms next door.
+
+use std::collections::BTreeMap;
+use std::fmt::Debug;
+use std::time::SystemTime;
+
+use anyhow::Context as _;
+use futures_util::stream::{self, StreamExt as _};
+use kube::api::{Api, ApiResource, DynamicObject, ListParams, PostParams};
+use kube::core::GroupVersionKind;
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+
+use super::objects::{
+    ConfigMap, Deployment, Endpoints, Lookup, MutatingWebhookConfiguration, Namespace,
+    PersistentVolumeClaim, SecretKeys, Service, ServingSecret, VersionInfo,
+};
+use super::report::{Check, Report};
+use super::webhook::{Expect, Registration, Target, OPT_IN};
+use super::{certificates, config_map, namespace, probe, webhook, workload, CheckArgs};
+use crate::bounds::Bounds;
+use crate::config::Config;
+use crate::vocabulary::LABEL_INJECTION;
+
+/// The oldest minor version the manifests support.
+const OLDEST_MINOR: u32 = 21;
+
+/// What an API error says, without the client's wrapping.
+fn reason(e: &kube::Error) -> String {
+    match e {
+        kube::Error::Api(r) => format!("{} ({})", r.message, r.reason),
+        other => other.to_string(),
+    }
+}
+
+async fn lookup<K>(api: Api<K>, name: &str) -> Lookup<K>
+where
+    K: Clone + DeserializeOwned + Debug,
+{
+    match api.get_opt(name).await {
+        Ok(Some(k)) => Lookup::Found(k),
+        Ok(None) => Lookup::Missing,
+        Err(e) => Lookup::Error(reason(&e)),
+    }
+}
+
+/// Creates `pod` in `namespace` as a server-side dry run: the pod the API
+/// server would store, or its refusal message.
+async fn dry_run(client: kube::Client, namespace: &str, pod: Value) -> Result<Value, String> {
+    let resource =
+        ApiResource::from_gvk_with_plural(&GroupVersionKind::gvk("", "v1", "Pod"), "pods");
+    let api: Api<DynamicObject> = Api::namespaced_with(client, namespace, &resource);
+    let object: DynamicObject = serde_json::from_value(pod).map_err(|e| e.to_string())?;
+    let params = PostParams {
+        dry_run: true,
+        field_manager: Some("persistence-webhook-check".into()),
+    };
+    match api.create(&params, &object).await {
+        Ok(created) => serde_json::to_value(created).map_err(|e| e.to_string()),
+        Err(kube::Error::Api(r)) => Err(r.message),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+/// Everything the per-namespace checks share.
+struct Shared<'a> {
+    client: kube::Client,
+    args: &'a CheckArgs,
+    config: Option<&'a Config>,
+    bounds: Bounds,
+    registration: Option<&'a Registration>,
+    /// Why the probes cannot run, if they cannot.
+    probe_blocked: Option<String>,
+}
+
+/// Builds the whole report. Fails only when the API server cannot be
+/// reached at all.
+pub async fn report(
+    client: kube::Client,
+    args: &CheckArgs,
+    now: SystemTime,
+) -> anyhow::Result<Report> {
+    let info = client
+        .apiserver_version()
+        .await
+        .map_err(|e| anyhow::anyhow!(reason(&e)))
+        .context("cannot reach the API server (GET /version)")?;
+    let mut report = Report::default();
+    report.push("kubernetes-api", api_checks(&info));
+
+    let ns = args.webhook_namespace.as_str();
+    let name = args.webhook_name.as_str();
+    let (hook, deploy, cm, serving) = tokio::join!(
+        lookup(
+            Api::<MutatingWebhookConfiguration>::all(client.clone()),
+            name
+        ),
+        lookup(Api::<Deployment>::namespaced(client.clone(), ns), name),
+        lookup(
+            Api::<ConfigMap>::namespaced(client.clone(), ns),
+            &args.config_map
+        ),
+        lookup(
+            Api::<ServingSecret>::namespaced(client.clone(), ns),
+            &args.tls_secret
+        ),
+    );
+
+    // The webhook configuration, judged against serve's actual timeout.
+    let settings = workload::serve_settings(deploy.found());
+    let expect = Expect {
+        config_name: name,
+        namespace: ns,
+        service: name,
+        request_timeout: settings.request_timeout,
+        request_timeout_from: &settings.from,
+    };
+    let (hook_checks, registration) = match &hook {
+        Lookup::Error(e) => (
+            vec![Check::warn(
+                "webhook-exists",
+                format!("MutatingWebhookConfiguration {name} exists"),
+                format!("cannot read it: {e}"),
+                "run check with the permissions of manifests/check",
+            )],
+            None,
+        ),
+        other => webhook::judge(other.found(), &expect),
+    };
+    report.push("webhook configuration", hook_checks);
+
+    // Certificates.
+    let secret_ref = format!("{ns}/{}", args.tls_secret);
+    let server_name = registration
+        .as_ref()
+        .map(|r| r.target.server_name())
+        .unwrap_or_else(|| format!("{name}.{ns}.svc"));
+    let verified = match &registration {
+        Some(reg) => {
+            let (checks, verified) = certificates::judge(&certificates::Inputs {
+                ca_bundle: reg.ca_bundle.as_deref(),
+                serving: &serving,
+                secret_ref: &secret_ref,
+                server_name: &server_name,
+                now,
+            });
+            report.push("certificates", checks);
+            verified
+        }
+        None => {
+            report.push(
+                "certificates",
+                vec![Check::skip(
+                    "ca-bundle",
+                    "certificates",
+                    "needs the webhook configuration (its caBundle and address)",
+                )],
+            );
+            None
+        }
+    };
+
+    // What serves the reviews.
+    let target = registration.as_ref().map(|r| &r.target);
+    let (service, endpoints) = match target {
+        Some(Target::Service {
+            namespace, name, ..
+        }) => tokio::join!(
+            lookup(Api::<Service>::namespaced(client.clone(), namespace), name),
+            lookup(
+                Api::<Endpoints>::namespaced(client.clone(), namespace),
+                name
+            ),
+        ),
+        _ => (Lookup::Missing, Lookup::Missing),
+    };
+    let (deploy_check, ready) = workload::deployment(&deploy, ns, name, target);
+    let (endpoints_check, reachable) = workload::endpoints(target, &service, &endpoints);
+    report.push("deployment", vec![deploy_check, endpoints_check]);
+
+    // The config.
+    let (config_check, config) = config_map::judge(&cm, ns, &args.config_map, &args.config_key);
+    report.push("config", vec![config_check]);
+
+    // Namespaces.
+    let (namespaces, listing) = namespaces(&client, args).await;
+    if let Some(c) = listing {
+        report.push("namespaces", vec![c]);
+    }
+    let probe_blocked = if registration.is_none() {
+        Some("needs the webhook configuration".to_owned())
+    } else if verified == Some(false) {
+        Some("the caBundle does not verify the serving certificate (see certificates)".to_owned())
+    } else if ready == Some(false) {
+        Some("the Deployment has no ready replica (see deployment)".to_owned())
+    } else if reachable == Some(false) {
+        Some("the Service has no ready endpoint (see deployment)".to_owned())
+    } else {
+        None
+    };
+    let shared = Shared {
+        client: client.clone(),
+        args,
+        config: config.as_ref(),
+        bounds: settings.bounds,
+        registration: registration.as_ref(),
+        probe_blocked,
+    };
+    let mut groups: Vec<(String, Vec<Check>)> = stream::iter(namespaces)
+        .map(|(ns, labels)| {
+            let shared = &shared;
+            async move {
+                let checks = one_namespace(shared, &ns, labels.as_ref()).await;
+                (ns, checks)
+            }
+        })
+        .buffer_unordered(usize::from(args.concurrency))
+        .collect()
+        .await;
+    groups.sort_by(|a, b| a.0.cmp(&b.0));
+    for (ns, checks) in groups {
+        report.push(format!("namespace {ns}"), checks);
+    }
+    Ok(report)
+}
+
+fn api_checks(info: &VersionInfo) -> Vec<Check> {
+    let mut checks = vec![Check::pass(
+        "api-reachable",
+        "the API server is reachable",
+        info.git_version.clone(),
+    )];
+    let minor: Option<u32> = info
+        .minor
+        .trim_end_matches('+')
+        .parse()
+        .ok()
+        .filter(|_| info.major == "1");
+    checks.push(match minor {
+        Some(m) if m < OLDEST_MINOR => Check::warn(
+            "api-version",
+            "the API server's version is supported",
+            format!(
+                "1.{m} is older than the manifests need (1.{OLDEST_MINOR}: policy/v1 PodDisruptionBudget, the kubernetes.io/metadata.name namespace label)"
+            ),
+            "upgrade the cluster, or serve the PodDisruptionBudget as policy/v1beta1 (manifests/README.md)",
+        ),
+        Some(m) => Check::pass("api-version", "the API server's version is supported", format!("1.{m}")),
+        None => Check::warn(
+            "api-version",
+            "the API server's version is supported",
+            format!("cannot read the version {}.{}", info.major, info.minor),
+            "kubectl version",
+        ),
+    });
+    checks
+}
+
+type Labels = Option<BTreeMap<String, String>>;
+
+/// The namespaces to check, with their labels (`None`: it does not exist),
+/// and a check when the list itself is worth a line.
+async fn namespaces(
+    client: &kube::Client,
+    args: &CheckArgs,
+) -> (Vec<(String, Labels)>, Option<Check>) {
+    let api = Api::<Namespace>::all(client.clone());
+    if !args.namespaces.is_empty() {
+        let found = stream::iter(args.namespaces.iter().cloned())
+            .map(|ns| {
+                let api = api.clone();
+                async move {
+                    let labels = match lookup(api, &ns).await {
+                        Lookup::Found(n) => Some(n.metadata.labels.unwrap_or_default()),
+                        _ => None,
+                    };
+                    (ns, labels)
+                }
+            })
+            .buffer_unordered(usize::from(args.concurrency))
+            .collect()
+            .await;
+        return (found, None);
+    }
+    let selector = format!("{LABEL_INJECTION}={OPT_IN}");
+    const TITLE: &str = "namespaces opted in";
+    match api.list(&ListParams::default().labels(&selector)).await {
+        Ok(list) if list.items.is_empty() => (
+            Vec::new(),
+            Some(Check::warn(
+                "namespaces",
+                TITLE,
+                format!("no namespace is labelled {selector}: no pod gets stores"),
+                format!("kubectl label namespace NS {selector}"),
+            )),
+        ),
+        Ok(list) => {
+            let n = list.items.len();
+            let found = list
+                .items
+                .into_iter()
+                .filter_map(|ns| {
+                    let name = ns.metadata.name?;
+                    Some((name, Some(ns.metadata.labels.unwrap_or_default())))
+                })
+                .collect();
+            (found, Some(Check::pass("namespaces", TITLE, format!("{n} labelled {selector}"))))
+        }
+        Err(e) => (
+            Vec::new(),
+            Some(Check::warn(
+                "namespaces",
+                TITLE,
+                format!("cannot list namespaces: {}", reason(&e)),
+                "run check with the permissions of manifests/check, or name namespaces with --namespace",
+            )),
+        ),
+    }
+}
+
+async fn one_namespace(
+    shared: &Shared<'_>,
+    ns: &str,
+    labels: Option<&BTreeMap<String, String>>,
+) -> Vec<Check> {
+    let selector = shared.registration.map(|r| r.namespace_selector.as_ref());
+    let selected = namespace::selected(ns, labels, selector);
+    if labels.is_none() {
+        return vec![selected];
+    }
+    let Some(config) = shared.config else {
+        return vec![
+            selected,
+            Check::skip(
+                "references",
+                "Secrets and claims of its stores",
+                "needs a valid config (see config)",
+            ),
+        ];
+    };
+    let client = &shared.client;
+    let refs = namespace::references(config, ns);
+    let secrets = stream::iter(refs.secrets.iter())
+        .map(|(name, keys)| async move {
+            let found = lookup(Api::<SecretKeys>::namespaced(client.clone(), ns), name).await;
+            namespace::secret(ns, name, keys, &found)
+        })
+        .buffered(8)
+        .collect::<Vec<_>>();
+    let claims = stream::iter(refs.claims.iter())
+        .map(|(name, stores)| async move {
+            let found = lookup(
+                Api::<PersistentVolumeClaim>::namespaced(client.clone(), ns),
+                name,
+            )
+            .await;
+            namespace::claim(ns, name, stores, &found)
+        })
+        .buffered(8)
+        .collect::<Vec<_>>();
+    let blocked = if selected.passed() {
+        shared.probe_blocked.clone()
+    } else {
+        Some("the webhook is not called here (see above)".to_owned())
+    };
+    let probe = async {
+        if let Some(why) = blocked {
+            return Check::skip(
+                "probe",
+                "a dry-run pod is patched as `mutate` predicts",
+                why,
+            );
+        }
+        let image = &shared.args.probe_image;
+        let (baseline, probed) = tokio::join!(
+            dry_run(client.clone(), ns, probe::pod(image, true)),
+            dry_run(client.clone(), ns, probe::pod(image, false)),
+        );
+        probe::judge(
+            config,
+            &shared.bounds,
+            ns,
+            &baseline,
+            &probed,
+            &probe::Webhook {
+                webhook_namespace: &shared.args.webhook_namespace,
+                webhook_name: &shared.args.webhook_name,
+            },
+        )
+    };
+    let (probe, secrets, claims) = tokio::join!(probe, secrets, claims);
+    let mut checks = vec![selected, probe];
+    if secrets.is_empty() && claims.is_empty() {
+        checks.push(Check::pass(
+            "references",
+            "Secrets and claims of its stores",
+            "its stores reference none",
+        ));
+    }
+    checks.extend(secrets);
+    checks.extend(claims);
+    checks
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cluster::check::report::Status;
+
+    fn version(major: &str, minor: &str) -> VersionInfo {
+        VersionInfo {
+            major: major.into(),
+            minor: minor.into(),
+            git_version: format!("v{major}.{minor}.0"),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn the_version_warns_below_1_21_and_reads_vendor_minors() {
+        let cases = [
+            ("1", "20", Status::Warning),
+            ("1", "21", Status::Passed),
+            ("1", "30+", Status::Passed),
+            ("1", "19+", Status::Warning),
+            ("2", "0", Status::Warning),
+        ];
+        for (major, minor, want) in cases {
+            let checks = api_checks(&version(major, minor));
+            assert!(checks[0].passed());
+            assert_eq!(checks[1].result, want, "{major}.{minor}: {:#?}", checks[1]);
+        }
+    }
+}

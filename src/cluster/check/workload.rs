@@ -1,0 +1,439 @@
+//! Verdicts on what serves the reviews (the "deployment" group): the
+//! Deployment has ready replicas, the Service has ready endpoints (not
+//! for a URL registration), and the settings `serve` runs with, read from
+//! the Deployment's args with the same flag parser. Pure.
+
+use std::time::Duration;
+
+use clap::Parser as _;
+
+use super::objects::{Deployment, Endpoints, Lookup, Service};
+use super::report::Check;
+use super::webhook::Target;
+use crate::bounds::Bounds;
+use crate::cli::{Cli, Command};
+
+/// The settings of `serve` that the checks compare against.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ServeSettings {
+    /// `--request-timeout`.
+    pub request_timeout: Duration,
+    /// `--max-patch-bytes`, `--max-injected-items`: the probe is predicted
+    /// with them.
+    pub bounds: Bounds,
+    /// Where they came from, for messages.
+    pub from: String,
+}
+
+fn parse_serve(args: &[String]) -> Result<(Duration, Bounds), String> {
+    let argv = std::iter::once("persistence-webhook").chain(args.iter().map(String::as_str));
+    match Cli::try_parse_from(argv) {
+        Ok(Cli {
+            command: Command::Serve(s),
+            ..
+        }) => Ok((*s.request_timeout, s.bounds.into())),
+        Ok(_) => Err("not a serve command".into()),
+        Err(e) => Err(e.to_string().lines().next().unwrap_or_default().to_owned()),
+    }
+}
+
+/// `serve`'s settings from the Deployment's container that runs `serve`
+/// (its args parsed by `serve`'s own parser), else `serve`'s defaults.
+pub fn serve_settings(deployment: Option<&Deployment>) -> ServeSettings {
+    let defaults = || {
+        let args = ["serve".to_owned(), "--demo".to_owned()];
+        let (request_timeout, bounds) =
+            parse_serve(&args).unwrap_or((Duration::from_secs(8), Bounds::default()));
+        (request_timeout, bounds)
+    };
+    let args = deployment
+        .and_then(|d| d.spec.as_ref())
+        .and_then(|s| s.template.spec.as_ref())
+        .and_then(|p| {
+            p.containers.iter().find_map(|c| {
+                c.args
+                    .as_ref()
+                    .filter(|a| a.first().is_some_and(|x| x == "serve"))
+            })
+        });
+    match args {
+        Some(args) => match parse_serve(args) {
+            Ok((request_timeout, bounds)) => ServeSettings {
+                request_timeout,
+                bounds,
+                from: "the Deployment's args".into(),
+            },
+            Err(e) => {
+                let (request_timeout, bounds) = defaults();
+                ServeSettings {
+                    request_timeout,
+                    bounds,
+                    from: format!("serve's default; the Deployment's args do not parse: {e}"),
+                }
+            }
+        },
+        None => {
+            let (request_timeout, bounds) = defaults();
+            ServeSettings {
+                request_timeout,
+                bounds,
+                from: "serve's default".into(),
+            }
+        }
+    }
+}
+
+/// The Deployment's readiness; the flag is `Some(false)` when it exists
+/// with no ready replica (the probes then say so instead of failing).
+pub fn deployment(
+    found: &Lookup<Deployment>,
+    namespace: &str,
+    name: &str,
+    target: Option<&Target>,
+) -> (Check, Option<bool>) {
+    let title = format!("Deployment {namespace}/{name} has ready replicas");
+    let look = format!(
+        "kubectl -n {namespace} describe deployment {name}; kubectl -n {namespace} logs deploy/{name}"
+    );
+    match found {
+        Lookup::Missing => {
+            let check = match target {
+                Some(Target::Url(url)) => Check::warn(
+                    "deployment-ready",
+                    title,
+                    format!("not found; the API server calls {url}: fine if the webhook runs outside the cluster"),
+                    "pass --webhook-namespace and --webhook-name of your install",
+                ),
+                _ => Check::fail(
+                    "deployment-ready",
+                    title,
+                    "not found: nothing serves the webhook",
+                    "kubectl apply -k manifests/overlays/self-managed (or overlays/cert-manager); another name: --webhook-namespace, --webhook-name",
+                ),
+            };
+            (check, None)
+        }
+        Lookup::Error(e) => (
+            Check::warn(
+                "deployment-ready",
+                title,
+                format!("cannot read it: {e}"),
+                "run check with the permissions of manifests/check",
+            ),
+            None,
+        ),
+        Lookup::Found(d) => {
+            let want = d.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1);
+            let ready = d
+                .status
+                .as_ref()
+                .and_then(|s| s.ready_replicas)
+                .unwrap_or(0);
+            if ready <= 0 {
+                (
+                    Check::fail(
+                        "deployment-ready",
+                        title,
+                        format!("0 of {want} replicas ready: with failurePolicy Fail, pods in opted-in namespaces are refused"),
+                        look,
+                    ),
+                    Some(false),
+                )
+            } else if ready < want {
+                (
+                    Check::warn(
+                        "deployment-ready",
+                        title,
+                        format!("{ready} of {want} replicas ready"),
+                        look,
+                    ),
+                    Some(true),
+                )
+            } else {
+                (
+                    Check::pass("deployment-ready", title, format!("{ready}/{want} ready")),
+                    Some(true),
+                )
+            }
+        }
+    }
+}
+
+/// The Service behind a Service registration has a ready endpoint; the
+/// flag is `Some(false)` when it has none.
+pub fn endpoints(
+    target: Option<&Target>,
+    service: &Lookup<Service>,
+    endpoints: &Lookup<Endpoints>,
+) -> (Check, Option<bool>) {
+    let (namespace, name, port) = match target {
+        Some(Target::Service {
+            namespace,
+            name,
+            port,
+        }) => (namespace, name, *port),
+        Some(Target::Url(url)) => {
+            return (
+                Check::skip(
+                    "service-endpoints",
+                    "Service has ready endpoints",
+                    format!("registered by URL {url}: the API server uses no Service"),
+                ),
+                None,
+            )
+        }
+        None => {
+            return (
+                Check::skip(
+                    "service-endpoints",
+                    "Service has ready endpoints",
+                    "needs the webhook configuration's clientConfig",
+                ),
+                None,
+            )
+        }
+    };
+    let title = format!("Service {namespace}/{name} has ready endpoints");
+    let svc = match service {
+        Lookup::Missing => return (
+            Check::fail(
+                "service-endpoints",
+                title,
+                "the Service the webhook configuration names does not exist",
+                "kubectl apply -k manifests/overlays/self-managed (or fix clientConfig.service)",
+            ),
+            Some(false),
+        ),
+        Lookup::Error(e) => {
+            return (
+                Check::warn(
+                    "service-endpoints",
+                    title,
+                    format!("cannot read it: {e}"),
+                    "run check with the permissions of manifests/check",
+                ),
+                None,
+            )
+        }
+        Lookup::Found(s) => s,
+    };
+    let has_port = svc
+        .spec
+        .as_ref()
+        .and_then(|s| s.ports.as_ref())
+        .is_some_and(|ports| ports.iter().any(|p| p.port == port));
+    if !has_port {
+        return (
+            Check::fail(
+                "service-endpoints",
+                title,
+                format!("the Service has no port {port}, which clientConfig.service.port names"),
+                "make clientConfig.service.port one of the Service's ports (443 in the manifests)",
+            ),
+            Some(false),
+        );
+    }
+    let subsets = endpoints
+        .found()
+        .and_then(|e| e.subsets.as_deref())
+        .unwrap_or_default();
+    let ready: Vec<&str> = subsets
+        .iter()
+        .flat_map(|s| s.addresses.iter().flatten())
+        .map(|a| a.ip.as_str())
+        .collect();
+    let not_ready = subsets
+        .iter()
+        .flat_map(|s| s.not_ready_addresses.iter().flatten())
+        .count();
+    if let Lookup::Error(e) = endpoints {
+        return (
+            Check::warn(
+                "service-endpoints",
+                title,
+                format!("cannot read its Endpoints: {e}"),
+                "run check with the permissions of manifests/check",
+            ),
+            None,
+        );
+    }
+    if ready.is_empty() {
+        return (
+            Check::fail(
+                "service-endpoints",
+                title,
+                format!("no ready endpoint ({not_ready} not ready): the API server has nowhere to send reviews"),
+                format!("kubectl -n {namespace} get pods,endpoints; the Service's selector must match the webhook's pods, which must pass /readyz"),
+            ),
+            Some(false),
+        );
+    }
+    (
+        Check::pass(
+            "service-endpoints",
+            title,
+            format!("{} ready ({})", ready.len(), ready.join(", ")),
+        ),
+        Some(true),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cluster::check::objects::{
+        DeploymentSpec, DeploymentStatus, EndpointAddress, EndpointSubset,
+    };
+    use crate::cluster::check::report::Status;
+
+    fn manifest() -> Deployment {
+        serde_yaml::from_str(include_str!("../../../manifests/base/deployment.yaml"))
+            .expect("the manifest parses")
+    }
+
+    fn with_ready(ready: Option<i32>) -> Deployment {
+        let mut d = manifest();
+        d.status = Some(DeploymentStatus {
+            ready_replicas: ready,
+            ..Default::default()
+        });
+        d
+    }
+
+    #[test]
+    fn serve_settings_come_from_the_deployments_args() {
+        let d = manifest();
+        let s = serve_settings(Some(&d));
+        assert_eq!(s.request_timeout, Duration::from_secs(8));
+        assert_eq!(s.bounds.max_patch_bytes, 1_048_576);
+        assert_eq!(s.from, "the Deployment's args");
+        let mut fast = manifest();
+        if let Some(c) = fast
+            .spec
+            .as_mut()
+            .and_then(|s| s.template.spec.as_mut())
+            .map(|p| &mut p.containers[0])
+        {
+            if let Some(args) = c.args.as_mut() {
+                for a in args
+                    .iter_mut()
+                    .filter(|a| a.starts_with("--request-timeout"))
+                {
+                    *a = "--request-timeout=3s".into();
+                }
+                args.push("--max-injected-items=9".into());
+            }
+        }
+        let s = serve_settings(Some(&fast));
+        assert_eq!(s.request_timeout, Duration::from_secs(3));
+        assert_eq!(s.bounds.max_injected_items, 9);
+        // Args serve would refuse: the defaults, and the message says why.
+        if let Some(args) = fast
+            .spec
+            .as_mut()
+            .and_then(|s| s.template.spec.as_mut())
+            .and_then(|p| p.containers[0].args.as_mut())
+        {
+            args.push("--no-such-flag".into());
+        }
+        let s = serve_settings(Some(&fast));
+        assert_eq!(s.request_timeout, Duration::from_secs(8));
+        assert!(
+            s.from.contains("do not parse") && s.from.contains("--no-such-flag"),
+            "{}",
+            s.from
+        );
+        let s = serve_settings(None);
+        assert_eq!(
+            (s.request_timeout, s.from.as_str()),
+            (Duration::from_secs(8), "serve's default")
+        );
+        assert_eq!(s.bounds, Bounds::default());
+    }
+
+    #[test]
+    fn readiness_decides_the_deployment_check() {
+        let svc = Target::Service {
+            namespace: "pw".into(),
+            name: "pw".into(),
+            port: 443,
+        };
+        let cases = [
+            (Some(2), Status::Passed, Some(true), "2/2 ready"),
+            (Some(1), Status::Warning, Some(true), "1 of 2"),
+            (None, Status::Failed, Some(false), "0 of 2"),
+        ];
+        for (ready, status, flag, fragment) in cases {
+            let (c, ok) = deployment(&Lookup::Found(with_ready(ready)), "pw", "pw", Some(&svc));
+            assert_eq!((c.result, ok), (status, flag), "{ready:?}: {c:#?}");
+            assert!(c.detail.contains(fragment), "{c:#?}");
+        }
+        let (c, ok) = deployment(&Lookup::Missing, "pw", "pw", Some(&svc));
+        assert_eq!((c.result, ok), (Status::Failed, None));
+        let url = Target::Url("https://127.0.0.1:1/mutate".into());
+        let (c, _) = deployment(&Lookup::Missing, "pw", "pw", Some(&url));
+        assert_eq!(c.result, Status::Warning, "by URL it may run elsewhere");
+        let mut one = with_ready(Some(1));
+        one.spec = Some(DeploymentSpec {
+            replicas: Some(1),
+            ..one.spec.clone().unwrap_or_default()
+        });
+        assert!(deployment(&Lookup::Found(one), "pw", "pw", None).0.passed());
+    }
+
+    #[test]
+    fn endpoints_need_a_ready_address_on_the_named_port() {
+        let svc: Service =
+            serde_yaml::from_str(include_str!("../../../manifests/base/service.yaml"))
+                .expect("svc");
+        let target = Target::Service {
+            namespace: "persistence-webhook".into(),
+            name: "persistence-webhook".into(),
+            port: 443,
+        };
+        let addr = |ip: &str| EndpointAddress {
+            ip: ip.into(),
+            ..Default::default()
+        };
+        let eps = |ready: Vec<EndpointAddress>, not_ready: Vec<EndpointAddress>| Endpoints {
+            subsets: Some(vec![EndpointSubset {
+                addresses: Some(ready),
+                not_ready_addresses: Some(not_ready),
+                ..Default::default()
+            }]),
+            ..Default::default()
+        };
+        let found = Lookup::Found(svc.clone());
+        let (c, ok) = endpoints(
+            Some(&target),
+            &found,
+            &Lookup::Found(eps(vec![addr("10.0.0.7")], vec![])),
+        );
+        assert_eq!((c.result, ok), (Status::Passed, Some(true)), "{c:#?}");
+        let (c, ok) = endpoints(
+            Some(&target),
+            &found,
+            &Lookup::Found(eps(vec![], vec![addr("10.0.0.7")])),
+        );
+        assert_eq!((c.result, ok), (Status::Failed, Some(false)));
+        assert!(c.detail.contains("1 not ready"), "{c:#?}");
+        let (c, _) = endpoints(Some(&target), &found, &Lookup::Missing);
+        assert_eq!(c.result, Status::Failed);
+        let (c, _) = endpoints(Some(&target), &Lookup::Missing, &Lookup::Missing);
+        assert!(c.detail.contains("does not exist"));
+        let other_port = Target::Service {
+            namespace: "persistence-webhook".into(),
+            name: "persistence-webhook".into(),
+            port: 8443,
+        };
+        let (c, _) = endpoints(
+            Some(&other_port),
+            &found,
+            &Lookup::Found(eps(vec![addr("10.0.0.7")], vec![])),
+        );
+        assert!(c.detail.contains("no port 8443"), "{c:#?}");
+        let url = Target::Url("https://127.0.0.1:1/mutate".into());
+        let (c, ok) = endpoints(Some(&url), &Lookup::Missing, &Lookup::Missing);
+        assert_eq!((c.result, ok), (Status::Skipped, None));
+    }
+}
