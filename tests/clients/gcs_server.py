@@ -10,6 +10,12 @@ and upload APIs the clients use), plus, on the same port:
   public key of the account it claims (`--keys`: a JSON file
   `{client_email: public key PEM}`), so a token is only issued to a client
   that really read the private key from the file or the variable it was given.
+- `/computeMetadata/v1/...` and `GET /` (with `Metadata-Flavor: Google`): a
+  GKE metadata server's answers for the pod's workload identity
+  (`--workload-identity`, an email): the ping, the default service account,
+  its token, the project. google-auth finds it through GCE_METADATA_HOST and
+  GCE_METADATA_IP, which the harness sets as the keyless run's ambient
+  environment (on GKE the metadata server is at its well-known address).
 - `GET /_pw/log`: every storage request so far, as JSON
   `[{"method", "path", "identity"}]`, where identity is the client_email whose
   token the request carried, `anonymous` (no Authorization header) or
@@ -70,10 +76,37 @@ def issue_token(handler, keys):
     reply(handler, 200, {"access_token": token, "expires_in": 3600, "token_type": "Bearer"})
 
 
-def reply(handler, status, body):
-    data = json.dumps(body).encode()
+def metadata(handler, path, email):
+    """A GKE metadata server's answers for the workload identity `email`."""
+    if handler.headers.get("Metadata-Flavor") != "Google":
+        reply(handler, 403, {"error": "Metadata-Flavor: Google missing"})
+        return
+    account = "/computeMetadata/v1/instance/service-accounts/default"
+    if path == "/":
+        reply(handler, 200, "ok")
+    elif path == account + "/":
+        reply(handler, 200, {"email": email, "aliases": ["default"],
+                             "scopes": ["https://www.googleapis.com/auth/cloud-platform"]})
+    elif path == account + "/email":
+        reply(handler, 200, email, text=True)
+    elif path == account + "/token":
+        with LOCK:
+            token = "pw-test-token-%d" % (len(TOKENS) + 1)
+            TOKENS[token] = email
+        reply(handler, 200, {"access_token": token, "expires_in": 3600, "token_type": "Bearer"})
+    elif path == "/computeMetadata/v1/project/project-id":
+        reply(handler, 200, "pw-compat", text=True)
+    elif path == "/computeMetadata/v1/universe/universe-domain":
+        reply(handler, 200, "googleapis.com", text=True)
+    else:
+        reply(handler, 404, {"error": "not served: " + path})
+
+
+def reply(handler, status, body, text=False):
+    data = body.encode() if text else json.dumps(body).encode()
     handler.send_response(status)
-    handler.send_header("Content-Type", "application/json")
+    handler.send_header("Metadata-Flavor", "Google")
+    handler.send_header("Content-Type", "text/plain" if text else "application/json")
     handler.send_header("Content-Length", str(len(data)))
     handler.end_headers()
     handler.wfile.write(data)
@@ -90,6 +123,7 @@ def identity(header):
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--keys", required=True)
+    parser.add_argument("--workload-identity", required=True)
     args = parser.parse_args()
     with open(args.keys) as f:
         keys = {
@@ -104,6 +138,9 @@ def main():
         path = handler.path.split("?")[0]
         if method == "POST" and path == "/token":
             issue_token(handler, keys)
+            return
+        if method == "GET" and (path == "/" or path.startswith("/computeMetadata/")):
+            metadata(handler, path, args.workload_identity)
             return
         if method == "GET" and path == "/_pw/log":
             with LOCK:

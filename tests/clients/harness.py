@@ -65,19 +65,26 @@ DATA_OBJECT = "input.csv"
 AZ_ACCOUNT = "devstoreaccount1"
 AZ_KEY = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
 GCS_EMAIL = "pw-runner@pw-compat.iam.gserviceaccount.com"
+# The keyless GCS run's identity, served by the GCS server's metadata endpoint.
+GCS_WORKLOAD_IDENTITY = "pw-workload@pw-compat.iam.gserviceaccount.com"
 # What a kubelet-run image has beside the pod's env (python images set this PATH).
 IMAGE_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 CLIENT_TIMEOUT = 120
+# What the harness adds to every client's env besides the pod's (see run_client).
+IMAGE_ENV = ("PATH", "HOME", "SSL_CERT_FILE", "REQUESTS_CA_BUNDLE")
+# The keyless GCS case's ambient identity (GKE's metadata server, see run_client).
+AMBIENT_ENV = ("GCE_METADATA_HOST", "GCE_METADATA_IP")
 
 # Buckets (S3, GCS) and containers (Azure), and the data each data store holds.
 S3_BUCKETS = ["pw-data", "pw-other-data", "pw-outputs", "pw-keyless-data", "pw-keyless-outputs"]
-GCS_BUCKETS = ["pw-gcs-data", "pw-gcs-outputs"]
+GCS_BUCKETS = ["pw-gcs-data", "pw-gcs-outputs", "pw-gcs-keyless-data", "pw-gcs-keyless-outputs"]
 AZ_CONTAINERS = ["data", "outputs", "keydata", "keyoutputs"]
 DATA_STORES = {
     "data-s3": ("s3", "pw-data"),
     "data-s3-other": ("s3", "pw-other-data"),
     "data-s3-keyless": ("s3", "pw-keyless-data"),
     "data-gcs": ("gcs", "pw-gcs-data"),
+    "data-gcs-keyless": ("gcs", "pw-gcs-keyless-data"),
     "data-azure-cs": ("azure", "data"),
     "data-azure-key": ("azure", "keydata"),
 }
@@ -207,7 +214,7 @@ CASES = [
         "outputs": ("s3", "pw-keyless-outputs"),
         "env": {"AWS_ENDPOINT_URL_S3": "@s3", "AWS_REGION": REGION, "AWS_DEFAULT_REGION": REGION},
         "absent": ["AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "POLYSTORES_RUN_STORES_ACCESS_KEYS"],
-        "ambient": "ambient",
+        "ambient": {"aws_user": "ambient"},
         "runs": [
             run("boto3", ["data-s3-keyless"]),
             run("s3fs", ["data-s3-keyless"]),
@@ -218,6 +225,25 @@ CASES = [
                 store_types="LocalStore"),
             # The SDK way: a store built without keys uses boto3's own chain.
             run("polystores", ["data-s3-keyless"], polystores="sdk", label="polystores (SDK way)"),
+        ],
+    },
+    {
+        "name": "gcs-keyless",
+        "title": "GCS keyless: workload identity",
+        "outputs": ("gcs", "pw-gcs-keyless-outputs"),
+        "env": {"STORAGE_EMULATOR_HOST": "@gcs"},
+        "absent": ["GOOGLE_APPLICATION_CREDENTIALS", "POLYSTORES_RUN_STORES_ACCESS_KEYS"],
+        "ambient": {"gce_metadata": True},
+        "runs": [
+            run("gcsfs", ["data-gcs-keyless"], gcs_identity={GCS_WORKLOAD_IDENTITY}),
+            run("google-cloud-storage", ["data-gcs-keyless"], gcs_identity={"anonymous"}),
+            run("google-cloud-storage", ["data-gcs-keyless"], gcs_identity={GCS_WORKLOAD_IDENTITY},
+                gcs_credentials="default", label="google-cloud-storage (explicit credentials)"),
+            run("pandas", ["data-gcs-keyless"], gcs_identity={GCS_WORKLOAD_IDENTITY}),
+            run("polystores", ["data-gcs-keyless"], write=False, probe_only=True, polystores="access-keys",
+                store_types="LocalStore"),
+            run("polystores", ["data-gcs-keyless"], polystores="sdk", label="polystores (SDK way)",
+                gcs_identity={GCS_WORKLOAD_IDENTITY}),
         ],
     },
     {
@@ -437,9 +463,13 @@ class World:
         with open(keys_file, "w") as f:
             json.dump({GCS_EMAIL: public}, f)
         port = self.servers.start(
-            "gcs", [py, os.path.join(HERE, "gcs_server.py"), "--keys", keys_file], r"^ready (\d+)"
+            "gcs",
+            [py, os.path.join(HERE, "gcs_server.py"), "--keys", keys_file,
+             "--workload-identity", GCS_WORKLOAD_IDENTITY],
+            r"^ready (\d+)",
         )
         self.gcs = "http://127.0.0.1:%d" % port
+        self.gce_metadata = "127.0.0.1:%d" % port
         sa["token_uri"] = self.gcs + "/token"
         self.service_account = sa
 
@@ -798,20 +828,27 @@ def redact(value):
 def run_client(world, args, case, run_, pod_env, variant=None):
     client = run_["client"]
     home = tempfile.mkdtemp(prefix="home-", dir=world.workdir)
-    if case.get("ambient"):
-        # The run's own identity: a credentials file in HOME, which boto3,
-        # s3fs and polystores' boto3 find by themselves (as they find what
-        # EKS Pod Identity or IRSA provide).
-        key_id, secret = world.keys[case["ambient"]]
-        os.makedirs(os.path.join(home, ".aws"))
-        with open(os.path.join(home, ".aws", "credentials"), "w") as f:
-            f.write("[default]\naws_access_key_id = %s\naws_secret_access_key = %s\n" % (key_id, secret))
     env = {
         "PATH": IMAGE_PATH,
         "HOME": home,
         "SSL_CERT_FILE": world.certs["ca.crt"],
         "REQUESTS_CA_BUNDLE": world.certs["ca.crt"],
     }
+    ambient = case.get("ambient", {})
+    if ambient.get("aws_user"):
+        # The run's own identity: a credentials file in HOME, which boto3,
+        # s3fs and polystores' boto3 find by themselves (as they find what
+        # EKS Pod Identity or IRSA provide).
+        key_id, secret = world.keys[ambient["aws_user"]]
+        os.makedirs(os.path.join(home, ".aws"))
+        with open(os.path.join(home, ".aws", "credentials"), "w") as f:
+            f.write("[default]\naws_access_key_id = %s\naws_secret_access_key = %s\n" % (key_id, secret))
+    if ambient.get("gce_metadata"):
+        # GKE Workload Identity: google-auth asks the metadata server for the
+        # pod's token. On GKE it is at its well-known address; here these two
+        # variables point google-auth at the GCS server's metadata endpoint.
+        env["GCE_METADATA_HOST"] = world.gce_metadata
+        env["GCE_METADATA_IP"] = world.gce_metadata
     env.update(pod_env)
     for name, value in CLIENT_EXTRAS.get(client, {}).items():
         if name not in EXTRA_WHEN or EXTRA_WHEN[name] in pod_env:
@@ -855,7 +892,7 @@ def run_client(world, args, case, run_, pod_env, variant=None):
             problems.append("GCS requests made as %s, expected %s" % (sorted(used), sorted(run_["gcs_identity"])))
     if problems:
         raise Fail("; ".join(problems))
-    extras = sorted(set(env) - set(pod_env) - {"PATH", "HOME", "SSL_CERT_FILE", "REQUESTS_CA_BUNDLE"})
+    extras = sorted(set(env) - set(pod_env) - set(IMAGE_ENV) - set(AMBIENT_ENV))
     cell = "ok"
     if want_types:
         cell = want_types
@@ -893,6 +930,8 @@ def print_table(results, notes):
     print("ok: read input.csv of each data store and wrote <client>.csv under the outputs path, checked on the server")
     print("ok, 2nd refused: and the default store's key was refused by the other store's bucket")
     print("LocalStore: polystores' StoreManager(path=...) fell back to LocalStore (moves nothing)")
+    print("keyless: s3-keyless's identity is ~/.aws/credentials in HOME; gcs-keyless's is a metadata")
+    print("         server found through GCE_METADATA_HOST and GCE_METADATA_IP (GKE's is at a fixed address)")
     for client, names in sorted(EXTRAS_USED.items()):
         print("*  %s needed beyond the pod's env: %s" % (client, ", ".join("%s=%s" % (n, CLIENT_EXTRAS_ALL[n]) for n in sorted(names))))
     for case in CASES:
