@@ -119,6 +119,8 @@ pub struct Received {
     pub init: bool,
     /// The webhook's env vars it has (names only, never a value).
     pub env: Vec<String>,
+    /// SDK variables it sets itself and kept (re-review of today's config).
+    pub keeps_own: Vec<String>,
     /// Its mounts of the webhook's volumes: `path (volume V[, subPath S][, read-only])`.
     pub mounts: Vec<String>,
 }
@@ -231,7 +233,10 @@ fn api_error(e: kube::Error, what: &str) -> anyhow::Error {
             r.message
         ),
         kube::Error::Api(r) => anyhow!("reading {what}: {} ({})", r.message, r.reason),
-        other => anyhow!("cannot reach the API server to read {what}: {other}"),
+        other => anyhow!(
+            "cannot reach the API server to read {what}: {:#}",
+            anyhow::Error::from(other)
+        ),
     }
 }
 
@@ -476,12 +481,19 @@ fn received(pod: &Value, today: &Account) -> Vec<Received> {
     let mut out = Vec::new();
     for (list, init) in [("initContainers", true), ("containers", false)] {
         for c in pod["spec"][list].as_array().into_iter().flatten() {
+            let name = c["name"].as_str().unwrap_or_default();
+            let keeps_own: Vec<String> = today
+                .containers
+                .iter()
+                .find(|a| a.name == name)
+                .map(|a| a.keeps_own.clone())
+                .unwrap_or_default();
             let env = c["env"]
                 .as_array()
                 .into_iter()
                 .flatten()
                 .filter_map(|e| e["name"].as_str())
-                .filter(|n| ours.contains(n))
+                .filter(|n| ours.contains(n) && !keeps_own.iter().any(|k| k == n))
                 .map(str::to_owned)
                 .collect();
             let mounts = c["volumeMounts"]
@@ -510,9 +522,10 @@ fn received(pod: &Value, today: &Account) -> Vec<Received> {
                 })
                 .collect();
             out.push(Received {
-                name: c["name"].as_str().unwrap_or_default().to_owned(),
+                name: name.to_owned(),
                 init,
                 env,
+                keeps_own,
                 mounts,
             });
         }
@@ -549,7 +562,7 @@ pub fn text(live: &Live, today: &Account) -> String {
             } else {
                 "container"
             };
-            if c.env.is_empty() && c.mounts.is_empty() {
+            if c.env.is_empty() && c.mounts.is_empty() && c.keeps_own.is_empty() {
                 let _ = writeln!(s, "  {kind} {}: nothing of the webhook's", c.name);
                 continue;
             }
@@ -559,6 +572,9 @@ pub fn text(live: &Live, today: &Account) -> String {
             }
             if !c.env.is_empty() {
                 let _ = writeln!(s, "    env {}", c.env.join(", "));
+            }
+            if !c.keeps_own.is_empty() {
+                let _ = writeln!(s, "    keeps its own {}", c.keeps_own.join(", "));
             }
         }
     }
