@@ -240,6 +240,22 @@ fn the_sub_path_rule_is_named() {
             .is_some_and(|r| r.contains("<generateName><uid>")),
         "{a:#}"
     );
+    // Polyaxon's run name, from a pod file.
+    let out = Command::cargo_bin("persistence-webhook")
+        .expect("the binary is built")
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .env_remove("PERSISTENCE_WEBHOOK_CONFIG")
+        .args(["explain", "--config", CONFIG, "--output", "json"])
+        .args(["--pod", "examples/pods/training.yaml"])
+        .output()
+        .expect("explain runs");
+    assert_eq!(out.status.code(), Some(0));
+    let a: Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    assert_eq!(a["outputs"]["sub_path"], "acme/vision/experiments/42");
+    assert_eq!(
+        a["outputs"]["sub_path_rule"],
+        "annotation polyaxon.com/unique-name"
+    );
     let t = text(&pod(
         json!({"polyaxon.com/outputs-subpath": "runs/42"}),
         main_only(),
