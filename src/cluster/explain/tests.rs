@@ -167,7 +167,10 @@ fn not_mutated_pods_are_told_why_in_the_api_servers_order() {
     if let Some(h) = other.webhooks.as_mut().and_then(|w| w.first_mut()) {
         h.name = "a.example.com".into();
     }
-    other.webhooks.as_mut().map(|w| w.push(w[0].clone()));
+    if let Some(w) = other.webhooks.as_mut() {
+        let copy = w[0].clone();
+        w.push(copy);
+    }
     let v = verdict(&plain, &opted_in(), Some(&other));
     assert_eq!(v.verdict, Verdict::NoConfiguration);
     assert!(v.why.contains("no webhook entry"), "{}", v.why);
