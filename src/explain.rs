@@ -253,8 +253,15 @@ pub fn account(config: &Config, bounds: &crate::Bounds, body: &[u8]) -> Result<A
                 } else {
                     Vec::new()
                 },
+                // What it receives: the webhook's variables but those it
+                // keeps of its own.
                 env: if *targeted {
-                    trace.env.clone()
+                    trace
+                        .env
+                        .iter()
+                        .filter(|e| k.is_none_or(|k| !k.left_out.contains(e)))
+                        .cloned()
+                        .collect()
                 } else {
                     Vec::new()
                 },

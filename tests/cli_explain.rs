@@ -278,6 +278,13 @@ fn a_container_keeping_its_own_sdk_variable_is_told_and_warned_of() {
     let main = &a["containers"][0];
     assert_eq!(main["keeps_own"], json!(["GOOGLE_APPLICATION_CREDENTIALS"]));
     assert_eq!(main["left_out"], json!(["GOOGLE_APPLICATION_CREDENTIALS"]));
+    // It receives the rest, not the variable it keeps.
+    let env = main["env"].as_array().expect("env");
+    assert!(
+        env.contains(&json!("POLYSTORES_RUN_STORES_ACCESS_KEYS"))
+            && !env.contains(&json!("GOOGLE_APPLICATION_CREDENTIALS")),
+        "{env:?}"
+    );
     assert_eq!(
         a["warnings"],
         json!(["container \"main\" sets GOOGLE_APPLICATION_CREDENTIALS itself and keeps its own: the webhook left out GOOGLE_APPLICATION_CREDENTIALS"])
