@@ -201,6 +201,26 @@ fn explain_warnings_and_audit_annotations_on_a_real_api_server() {
         "{text}"
     );
 
+    // The same pod against a config that dropped data-gcs: it would differ.
+    let changed = dir.path().join("changed.yaml");
+    std::fs::write(&changed, CONFIG.replace("  data-gcs:", "  # data-gcs:")).expect("config");
+    let v = explain_json(&changed, "pw-explain/train");
+    assert_eq!(v["live"]["verdict"], "mutated-differs", "{v:#}");
+    assert_eq!(
+        v["live"]["differences"],
+        json!([{"field": "data", "had": "data-gcs, data1", "today": "data1"}]),
+        "{v:#}"
+    );
+    // Re-reviewed, the pod's own POLYAXON_RUN_DATA_PATHS (from the first
+    // admission) now conflicts: today's config would refuse it.
+    assert_eq!(v["account"]["reason"], "env-conflict", "{v:#}");
+    assert!(
+        v["live"]["why"]
+            .as_str()
+            .is_some_and(|w| w.contains("would refuse it (env-conflict)")),
+        "{v:#}"
+    );
+
     // The pod that kept its own variable: same today, and the warning again.
     let v = explain_json(&config, "pw-explain/own-key");
     assert_eq!(v["live"]["verdict"], "mutated", "{v:#}");

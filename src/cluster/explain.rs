@@ -425,8 +425,9 @@ fn parse_got(recorded: &str) -> Got {
 /// Where the annotation and today's selection differ.
 fn differences(got: &Got, today: &Account) -> Vec<Difference> {
     let mut out = Vec::new();
-    if today.outcome != "patched" && today.reason.as_deref() != Some("already-injected") {
-        // A refusal: nothing is selected today; the account says why.
+    if today.data.is_empty() && today.outputs.is_none() && today.outcome != "patched" {
+        // Nothing was selected today (a refusal of the selection itself, a
+        // skip): the account says why.
         return out;
     }
     let had: BTreeSet<&str> = got.data.iter().map(String::as_str).collect();
