@@ -318,7 +318,7 @@ pub fn judge(objects: &Objects<'_>, webhook_name: &str, today: &Account) -> Live
             live.why = match today.outcome.as_str() {
                 "patched" => "the webhook mutated it; today's config would add more (see the account below)".to_owned(),
                 "denied" => format!(
-                    "the webhook mutated it; today's config would refuse it ({})",
+                    "the webhook mutated it; re-reviewed as it stands, today's config would refuse it ({}): what it got no longer matches what today's config gives (see the differences; a re-created pod is reviewed afresh)",
                     today.reason.as_deref().unwrap_or("denied")
                 ),
                 _ => "the webhook mutated it; today's config selects something else (see the differences)".to_owned(),
