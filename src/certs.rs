@@ -61,13 +61,7 @@ pub struct Issued {
 
 /// Issues a new CA and serving certificate valid from `now`.
 pub fn issue(req: &CertRequest, now: SystemTime) -> Result<Issued, rcgen::Error> {
-    let ca_key = KeyPair::generate()?;
-    let mut ca = CertificateParams::new(Vec::<String>::new())?;
-    ca.distinguished_name = name(&format!("persistence-webhook CA ({})", req.namespace));
-    ca.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
-    ca.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
-    (ca.not_before, ca.not_after) = validity(req, now);
-    let ca_cert = ca.self_signed(&ca_key)?;
+    let (ca_cert, ca_key) = new_ca(req, now)?;
     let (cert_pem, key_pem) = serving(req, now, &ca_cert, &ca_key)?;
     Ok(Issued {
         ca_cert_pem: ca_cert.pem(),
@@ -75,6 +69,34 @@ pub fn issue(req: &CertRequest, now: SystemTime) -> Result<Issued, rcgen::Error>
         cert_pem,
         key_pem,
     })
+}
+
+/// Issues a new CA alone, valid from `now` for `req.validity`: (certificate
+/// PEM, key PEM). The in-cluster rotation trusts it before it signs anything.
+pub fn issue_ca(req: &CertRequest, now: SystemTime) -> Result<(String, String), rcgen::Error> {
+    let (cert, key) = new_ca(req, now)?;
+    Ok((cert.pem(), key.serialize_pem()))
+}
+
+fn new_ca(
+    req: &CertRequest,
+    now: SystemTime,
+) -> Result<(rcgen::Certificate, KeyPair), rcgen::Error> {
+    let ca_key = KeyPair::generate()?;
+    let mut ca = CertificateParams::new(Vec::<String>::new())?;
+    // The second of issue in the name: two CAs of one namespace (an old and
+    // a new one during a rotation) must not share a subject, or a client
+    // could pick the wrong one to verify with.
+    let issued = time::OffsetDateTime::from(now).unix_timestamp();
+    ca.distinguished_name = name(&format!(
+        "persistence-webhook CA ({}) {issued}",
+        req.namespace
+    ));
+    ca.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
+    ca.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+    (ca.not_before, ca.not_after) = validity(req, now);
+    let ca_cert = ca.self_signed(&ca_key)?;
+    Ok((ca_cert, ca_key))
 }
 
 /// Why [`renew`] issued nothing.
@@ -235,9 +257,12 @@ pub(crate) fn rfc3339(t: time::OffsetDateTime) -> String {
     )
 }
 
+/// From a little before `now` (five minutes, or a tenth of the validity if
+/// that is shorter, for clocks slightly behind ours) to `now + validity`.
 fn validity(req: &CertRequest, now: SystemTime) -> (time::OffsetDateTime, time::OffsetDateTime) {
+    let backdate = Duration::from_secs(300).min(req.validity / 10);
     (
-        time::OffsetDateTime::from(now - Duration::from_secs(300)),
+        time::OffsetDateTime::from(now - backdate),
         time::OffsetDateTime::from(now + req.validity),
     )
 }

@@ -297,7 +297,7 @@ pub struct ServeArgs {
         long,
         value_name = "FILE",
         env = "PERSISTENCE_WEBHOOK_TLS_CERT",
-        required_unless_present = "demo",
+        required_unless_present_any = ["demo", "certificates"],
         requires = "tls_key"
     )]
     pub tls_cert: Option<PathBuf>,
@@ -307,7 +307,7 @@ pub struct ServeArgs {
         long,
         value_name = "FILE",
         env = "PERSISTENCE_WEBHOOK_TLS_KEY",
-        required_unless_present = "demo",
+        required_unless_present_any = ["demo", "certificates"],
         requires = "tls_cert"
     )]
     pub tls_key: Option<PathBuf>,
@@ -447,6 +447,12 @@ pub struct ServeArgs {
     /// The bounds on one review.
     #[command(flatten)]
     pub bounds: BoundsArgs,
+
+    /// Where the certificate comes from (`--certificates in-cluster`: a
+    /// Secret the webhook manages itself). Boxed: these flags would make
+    /// `serve` several times the size of the other commands.
+    #[command(flatten)]
+    pub certificates: Box<crate::cluster::certificates::CertificateArgs>,
 }
 
 /// `serve --log-format`.
@@ -460,14 +466,14 @@ pub enum LogFormat {
 
 /// A duration flag in human form (`500ms`, `10s`, `2m`): humantime's parser,
 /// with examples in the message. Dereferences to a [`std::time::Duration`].
-fn human_duration(s: &str) -> Result<humantime::Duration, String> {
+pub(crate) fn human_duration(s: &str) -> Result<humantime::Duration, String> {
     s.parse::<humantime::Duration>()
         .map_err(|e| format!("{e} (examples: 500ms, 10s, 2m)"))
 }
 
 /// A duration flag between `MIN_MS` and `MAX_MS` milliseconds: a zero or
 /// absurd limit would disable the server rather than bound it.
-fn duration_in<const MIN_MS: u64, const MAX_MS: u64>(
+pub(crate) fn duration_in<const MIN_MS: u64, const MAX_MS: u64>(
     s: &str,
 ) -> Result<humantime::Duration, String> {
     let d = human_duration(s)?;

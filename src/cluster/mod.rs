@@ -3,6 +3,8 @@
 //! `explain` and the in-cluster certificates. The review path never comes
 //! here: `serve` and `mutate` decide from the request alone.
 
+pub mod certificates;
+
 use std::time::Duration;
 
 use anyhow::Context as _;

@@ -112,9 +112,84 @@ impl Drop for OpenConnection {
     }
 }
 
+/// The in-cluster certificates' metrics (`serve --certificates in-cluster`
+/// only: in file mode the CA is not the server's to watch).
+#[derive(Debug, Clone, Default)]
+pub struct CertificateMetrics {
+    renewals: Family<Labels, Counter>,
+    failures: Family<Labels, Counter>,
+    /// Writes of the caBundle into the webhook configuration (first fill,
+    /// rotations and restores after an overwrite).
+    pub ca_bundle_writes: Counter,
+    /// notAfter of the CA that signs the serving certificate (unix seconds).
+    pub ca_expiry: Gauge,
+    /// 1 while this replica holds the Lease and writes the certificates.
+    pub leader: Gauge,
+}
+
+impl CertificateMetrics {
+    /// The `kind` labels of renewals.
+    pub const RENEWALS: [&'static str; 6] = [
+        "created",
+        "serving",
+        "ca-trust",
+        "ca-switch",
+        "ca-drop",
+        "replace",
+    ];
+    /// The `step` labels of failures.
+    pub const FAILURES: [&'static str; 5] = ["secret", "issue", "load", "ca-bundle", "lease"];
+
+    /// Counts a renewal (a write of the Secret) of `kind`.
+    pub fn renewed(&self, kind: &'static str) {
+        self.renewals.get_or_create(&[("kind", kind)]).inc();
+    }
+
+    /// Counts a failed `step`.
+    pub fn failed(&self, step: &'static str) {
+        self.failures.get_or_create(&[("step", step)]).inc();
+    }
+
+    fn register(&self, registry: &mut Registry) {
+        for kind in Self::RENEWALS {
+            let _ = self.renewals.get_or_create(&[("kind", kind)]);
+        }
+        for step in Self::FAILURES {
+            let _ = self.failures.get_or_create(&[("step", step)]);
+        }
+        registry.register(
+            "certificate_renewals",
+            "Writes of the certificate Secret by this replica, by kind (created, serving, ca-trust, ca-switch, ca-drop, replace)",
+            self.renewals.clone(),
+        );
+        registry.register(
+            "certificate_failures",
+            "Failed certificate steps, by step (secret, issue, load, ca-bundle, lease); each is retried with backoff",
+            self.failures.clone(),
+        );
+        registry.register(
+            "ca_bundle_writes",
+            "Writes of the caBundle into the MutatingWebhookConfiguration (fills, rotations, restores)",
+            self.ca_bundle_writes.clone(),
+        );
+        registry.register(
+            "ca_expiry_timestamp_seconds",
+            "notAfter of the CA that signs the serving certificate, as a unix timestamp",
+            self.ca_expiry.clone(),
+        );
+        registry.register(
+            "certificate_leader",
+            "1 while this replica holds the Lease and writes the certificates",
+            self.leader.clone(),
+        );
+    }
+}
+
 /// The process's metrics.
 #[derive(Debug)]
 pub struct Metrics {
+    /// Set in `--certificates in-cluster` mode.
+    pub certificates: Option<CertificateMetrics>,
     registry: Registry,
     /// `reviews_total{outcome="patched",reason=""}`.
     patched: Counter,
@@ -152,6 +227,15 @@ impl Default for Metrics {
 }
 
 impl Metrics {
+    /// Registers every metric, and the in-cluster certificates' ones.
+    pub fn with_certificates() -> Metrics {
+        let mut m = Metrics::new();
+        let certificates = CertificateMetrics::default();
+        certificates.register(&mut m.registry);
+        m.certificates = Some(certificates);
+        m
+    }
+
     /// Registers every metric.
     pub fn new() -> Metrics {
         let mut registry = Registry::with_prefix("persistence_webhook");
@@ -282,6 +366,7 @@ impl Metrics {
             timeouts.clone(),
         );
         Metrics {
+            certificates: None,
             in_flight,
             slots_in_use,
             slots_limit,
@@ -430,5 +515,30 @@ mod tests {
         assert!(m
             .render()
             .contains("persistence_webhook_last_reload_successful{kind=\"config\"} 1"));
+        assert!(!text.contains("ca_expiry"), "file mode has no CA to watch");
+    }
+
+    #[test]
+    fn in_cluster_mode_adds_the_certificate_metrics() {
+        let m = Metrics::with_certificates();
+        let c = m.certificates.clone().expect("registered");
+        c.renewed("serving");
+        c.failed("lease");
+        c.ca_expiry.set(1_900_000_000);
+        c.leader.set(1);
+        c.ca_bundle_writes.inc();
+        let text = m.render();
+        for line in [
+            "persistence_webhook_certificate_renewals_total{kind=\"serving\"} 1",
+            "persistence_webhook_certificate_renewals_total{kind=\"ca-switch\"} 0",
+            "persistence_webhook_certificate_failures_total{step=\"lease\"} 1",
+            "persistence_webhook_certificate_failures_total{step=\"ca-bundle\"} 0",
+            "persistence_webhook_ca_expiry_timestamp_seconds 1900000000",
+            "persistence_webhook_certificate_leader 1",
+            "persistence_webhook_ca_bundle_writes_total 1",
+            "persistence_webhook_certificate_expiry_timestamp_seconds 0",
+        ] {
+            assert!(text.contains(line), "missing {line:?} in\n{text}");
+        }
     }
 }

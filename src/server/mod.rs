@@ -79,7 +79,12 @@ pub struct AppState {
 impl AppState {
     /// State serving `config`, ready, generation 1.
     pub fn new(config: Config, limits: Limits) -> AppState {
-        let metrics = Arc::new(Metrics::new());
+        AppState::with_metrics(config, limits, Metrics::new())
+    }
+
+    /// The same, counting into `metrics`.
+    pub fn with_metrics(config: Config, limits: Limits, metrics: Metrics) -> AppState {
+        let metrics = Arc::new(metrics);
         metrics.config_generation.set(1);
         let slots = limits.max_in_flight.max(1);
         metrics
@@ -219,6 +224,7 @@ pub async fn start(args: ServeArgs) -> Result<Running> {
         shutdown_delay,
         log_format: _,
         bounds,
+        certificates,
     } = args;
     if max_body_buffer_bytes < max_body_bytes {
         anyhow::bail!(
@@ -227,7 +233,24 @@ pub async fn start(args: ServeArgs) -> Result<Running> {
     }
 
     // Everything is loaded and checked before a socket is bound.
-    let loaded = reload::load(config, tls_cert, tls_key, demo.then_some(demo_dir))?;
+    let in_cluster = if certificates.in_cluster() {
+        if demo {
+            anyhow::bail!("--demo makes its own throwaway certificate: drop --certificates in-cluster, or --demo");
+        }
+        if tls_cert.is_some() || tls_key.is_some() {
+            anyhow::bail!("--certificates in-cluster takes the certificate from its Secret: drop --tls-cert and --tls-key");
+        }
+        Some(crate::cluster::certificates::prepare(&certificates).await?)
+    } else {
+        None
+    };
+    let loaded = reload::load(
+        config,
+        tls_cert,
+        tls_key,
+        demo.then_some(demo_dir),
+        in_cluster.as_ref().map(|c| c.credentials.clone()),
+    )?;
     let limits = Limits {
         max_body_bytes,
         request_timeout: *request_timeout,
@@ -245,7 +268,15 @@ pub async fn start(args: ServeArgs) -> Result<Running> {
             "The open-files limit is below --max-connections + --max-metrics-connections + 64: connections may be refused for want of descriptors before the limit is reached"
         );
     }
-    let state = Arc::new(AppState::new(loaded.config.clone(), limits));
+    let metrics = match &in_cluster {
+        Some(_) => Metrics::with_certificates(),
+        None => Metrics::new(),
+    };
+    let state = Arc::new(AppState::with_metrics(
+        loaded.config.clone(),
+        limits,
+        metrics,
+    ));
     state.metrics.cert_expiry.set(loaded.credentials.not_after);
     let resolver = Arc::new(tls::Resolver::new(loaded.credentials.key.clone()));
 
@@ -290,6 +321,8 @@ pub async fn start(args: ServeArgs) -> Result<Running> {
 
     let (stop, stop_rx) = tokio::sync::watch::channel(false);
     let (metrics_stop, metrics_stop_rx) = tokio::sync::watch::channel(false);
+    let certificates_task = in_cluster
+        .map(|c| tokio::spawn(c.run(state.clone(), resolver.clone(), metrics_stop_rx.clone())));
     let reload_task = tokio::spawn(reload::watch(
         loaded.watcher,
         state.clone(),
@@ -311,6 +344,10 @@ pub async fn start(args: ServeArgs) -> Result<Running> {
         let _ = metrics_stop.send(true);
         metrics_task.await.context("the metrics task failed")?;
         let _ = reload_task.await;
+        if let Some(task) = certificates_task {
+            // Gives the Lease up, so another replica takes over at once.
+            let _ = task.await;
+        }
         Ok(())
     });
 
@@ -341,8 +378,16 @@ pub async fn run(args: ServeArgs) -> Result<()> {
     // The handlers are installed before anything is bound and "Listening"
     // is logged: a SIGTERM that arrives right after start-up drains like any
     // other instead of killing the process (the default action).
-    let signals = Signals::install();
-    let mut running = start(args).await?;
+    let mut signals = Signals::install();
+    // In-cluster certificates may wait for the API server before anything
+    // is bound: a signal then ends the wait.
+    let mut running = tokio::select! {
+        started = start(args) => started?,
+        signal = signals.received() => {
+            tracing::info!(signal, "Stopped before serving");
+            return Ok(());
+        }
+    };
     tokio::select! {
         signal = signals.received() => {
             // Not ready at once, but still serving: the API server keeps
@@ -379,8 +424,8 @@ impl Signals {
         }
     }
 
-    async fn received(self) -> &'static str {
-        let Some((mut term, mut int)) = self.0 else {
+    async fn received(&mut self) -> &'static str {
+        let Some((term, int)) = &mut self.0 else {
             return std::future::pending().await;
         };
         tokio::select! {

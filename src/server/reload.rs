@@ -50,15 +50,27 @@ pub struct Loaded {
     pub watcher: Watcher,
 }
 
+/// Serves `creds` from the next handshake on, and says so in the metrics:
+/// the one way a new certificate is taken into use, from files or from the
+/// in-cluster Secret.
+pub fn swap_certificate(state: &AppState, resolver: &Resolver, creds: Credentials) {
+    resolver.store(creds.key);
+    state.metrics.cert_expiry.set(creds.not_after);
+    state.metrics.reload(Reloaded::Certificate, true);
+}
+
 /// Loads everything `serve` needs, or says which flag and file to fix.
 ///
 /// With `demo_dir`, a missing config is the built-in example and the
 /// certificate is a throwaway one for localhost whose CA is written there.
+/// With `in_cluster`, the certificate is that one (from the in-cluster
+/// Secret, which keeps it current itself) and no files are polled for it.
 pub fn load(
     config: Option<PathBuf>,
     tls_cert: Option<PathBuf>,
     tls_key: Option<PathBuf>,
     demo_dir: Option<PathBuf>,
+    in_cluster: Option<Credentials>,
 ) -> Result<Loaded> {
     // The clock is read here, at the edge; certificates are judged against it.
     let now = SystemTime::now();
@@ -79,6 +91,14 @@ pub fn load(
         }
     };
     let credentials = match (tls_cert, tls_key, demo_dir) {
+        (None, None, None) if in_cluster.is_some() => {
+            in_cluster.expect("matched as present")
+        }
+        (Some(_), _, _) | (_, Some(_), _) if in_cluster.is_some() => {
+            return Err(anyhow!(
+                "--certificates in-cluster takes the certificate from its Secret: drop --tls-cert and --tls-key"
+            ))
+        }
         (Some(cert), Some(key), _) => {
             let pair = CertPair {
                 cert: Watched::read(cert, MAX_PEM_BYTES),
@@ -237,10 +257,9 @@ impl Watcher {
             match pair.load(now) {
                 Ok(creds) => {
                     pair.waiting = false;
-                    resolver.store(creds.key);
-                    state.metrics.cert_expiry.set(creds.not_after);
-                    state.metrics.reload(Reloaded::Certificate, true);
-                    tracing::info!(path = %pair.cert.path.display(), not_after = creds.not_after, "Reloaded the serving certificate");
+                    let not_after = creds.not_after;
+                    swap_certificate(state, resolver, creds);
+                    tracing::info!(path = %pair.cert.path.display(), not_after, "Reloaded the serving certificate");
                 }
                 Err(refused) => {
                     let was_waiting = std::mem::replace(&mut pair.waiting, refused.not_yet_valid);
@@ -381,6 +400,7 @@ mod tests {
             Some(path("config.yaml")),
             Some(path("tls.crt")),
             Some(path("tls.key")),
+            None,
             None,
         )
         .expect("loads");
