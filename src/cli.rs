@@ -58,7 +58,9 @@ pub struct ExplainArgs {
     pub config: PathBuf,
 
     /// A pod manifest, YAML or JSON (`-` reads stdin); or, when no such file
-    /// exists, `NAMESPACE/NAME` of a live pod read through the kubeconfig.
+    /// exists, `NAMESPACE/NAME` of a live pod, read through the kubeconfig
+    /// (with its namespace and the webhook configuration) to say what it
+    /// got or why it got nothing, and what today's config would do.
     #[arg(long, short = 'f', value_name = "FILE|NAMESPACE/NAME")]
     pub pod: Option<String>,
 

@@ -2,7 +2,8 @@
 //! told in plain words (SPEC §8). The account is recorded by the same
 //! review ([`crate::review::review_traced`]); this module only reads the
 //! input, adds what the config says about the stores left out, and writes
-//! the account as text or JSON.
+//! the account as text or JSON. A live pod (`--pod NAMESPACE/NAME`) is
+//! read and judged in [`crate::cluster::explain`].
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -113,6 +114,14 @@ pub fn run(args: &ExplainArgs) -> Result<String> {
     let body = match (&args.pod, &args.review) {
         (Some(pod), _) => {
             let path = Path::new(pod);
+            if pod != "-" && !path.exists() {
+                if let Some((namespace, name)) = crate::cluster::explain::live_name(pod) {
+                    if let Some(flag) = args.namespace.as_deref().filter(|n| *n != namespace) {
+                        bail!("--pod {pod} is in namespace {namespace}, not --namespace {flag}");
+                    }
+                    return crate::cluster::explain::run(args, &config, namespace, name);
+                }
+            }
             let text = crate::mutate::read(path).with_context(|| {
                 format!("cannot read --pod {pod} (a file, `-`, or NAMESPACE/NAME of a live pod)")
             })?;
@@ -244,8 +253,15 @@ pub fn account(config: &Config, bounds: &crate::Bounds, body: &[u8]) -> Result<A
                 } else {
                     Vec::new()
                 },
+                // What it receives: the webhook's variables but those it
+                // keeps of its own.
                 env: if *targeted {
-                    trace.env.clone()
+                    trace
+                        .env
+                        .iter()
+                        .filter(|e| k.is_none_or(|k| !k.left_out.contains(e)))
+                        .cloned()
+                        .collect()
                 } else {
                     Vec::new()
                 },

@@ -188,7 +188,10 @@ async fn silent_connections_are_closed_at_the_header_deadline() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn idle_connections_are_closed_after_their_last_request() {
     let s = Server::start(&["--idle-timeout", "500ms"]).await;
-    let limit = Duration::from_secs(5);
+    // Far above the idle timeout: the test is that the server closes the
+    // connection at all, and a loaded CI machine (this failed once at 5 s
+    // with e2e suites running beside it) must not make it flaky.
+    let limit = Duration::from_secs(30);
 
     // HTTP/1.1 keep-alive: the answer, then the close.
     let mut tls = s.tls(b"http/1.1").await;

@@ -28,8 +28,8 @@ mod namespace;
 pub mod objects;
 mod probe;
 pub mod report;
-mod selector;
-mod webhook;
+pub(crate) mod selector;
+pub(crate) mod webhook;
 mod workload;
 
 pub use report::{Check, Report, Status};

@@ -12,6 +12,7 @@ use clap::Args;
 use kube::config::{KubeConfigOptions, Kubeconfig};
 
 pub mod check;
+pub mod explain;
 
 /// How to reach the API server: flattened into the commands that need it.
 #[derive(Debug, Clone, Default, Args)]

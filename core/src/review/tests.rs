@@ -378,3 +378,95 @@ fn denials_are_typed_and_the_response_keeps_the_message() {
         );
     }
 }
+
+/// SPEC §8: each case that warns, one line naming the container and the
+/// variable or store and never a value; and no warning on the ordinary
+/// path (patched, or admitted again unchanged).
+#[test]
+fn warnings_name_what_happened_and_the_ordinary_path_has_none() {
+    let config = Config::from_yaml(
+        "data: {d: {mountPath: /d}, g: {store: gcs, bucket: gs://b, secret: s, secretKey: k.json}}\n\
+         outputs: {o: {mountPath: /o}, s3: {store: s3, bucket: s3://o, region: eu-west-1}}",
+    )
+    .expect("valid");
+    let with = |annotations: Value, containers: Value| {
+        let object = json!({"metadata": {"name": "p", "namespace": "ns", "annotations": annotations},
+            "spec": {"containers": containers}});
+        review(&config, &body(API_V1, "Pod", "CREATE", object)).expect("answered")
+    };
+    let ordinary = with(json!({}), json!([{"name": "main"}]));
+    assert!(matches!(ordinary.decision, Decision::Patched(_)));
+    assert!(ordinary.notes.warnings.is_empty(), "{:?}", ordinary.notes);
+    assert!(response(&ordinary)["response"].get("warnings").is_none());
+
+    let cases: &[(&str, Value, Value, &[&str])] = &[
+        (
+            "own GOOGLE_APPLICATION_CREDENTIALS",
+            json!({"polyaxon.com/persistence": "data: [g]"}),
+            json!([{"name": "main", "env": [{"name": "GOOGLE_APPLICATION_CREDENTIALS", "value": "/secret/value.json"}]}]),
+            &["container \"main\" sets GOOGLE_APPLICATION_CREDENTIALS itself and keeps its own: the webhook left out GOOGLE_APPLICATION_CREDENTIALS"],
+        ),
+        (
+            "own region",
+            json!({"polyaxon.com/persistence": "outputs: s3"}),
+            json!([{"name": "main", "env": [{"name": "AWS_DEFAULT_REGION", "value": "ap-south-1"}]}]),
+            &["container \"main\" sets AWS_DEFAULT_REGION itself and keeps its own: the webhook left out AWS_REGION, AWS_DEFAULT_REGION"],
+        ),
+        (
+            "containers subset",
+            json!({"polyaxon.com/persistence": "containers: [main]"}),
+            json!([{"name": "main"}, {"name": "side"}, {"name": "log"}]),
+            &["containers side, log get no stores: annotation polyaxon.com/persistence targets only the containers it names in containers:"],
+        ),
+        (
+            "kept outputs path the rules would not give today",
+            json!({"polyaxon.com/persistence-injected": "{\"data\":[],\"outputs\":\"o\",\"outputsPath\":\"/o/ns/old-name\"}"}),
+            json!([{"name": "main"}]),
+            &["outputs path \"/o/ns/old-name\" is kept from annotation polyaxon.com/persistence-injected; today's rules give \"/o/ns/p\""],
+        ),
+    ];
+    for (what, annotations, containers, want) in cases {
+        let r = with(annotations.clone(), containers.clone());
+        assert!(
+            matches!(r.decision, Decision::Patched(_)),
+            "{what}: {:?}",
+            r.decision
+        );
+        assert_eq!(r.notes.warnings, *want, "{what}");
+        assert_eq!(response(&r)["response"]["warnings"], json!(want), "{what}");
+        for w in &r.notes.warnings {
+            assert!(
+                !w.contains("/secret/value.json") && !w.contains("ap-south-1"),
+                "{what}: a value in {w}"
+            );
+        }
+    }
+}
+
+/// SPEC §8: a patched response names the selected stores and the outputs
+/// path in auditAnnotations; unchanged and denied ones carry none.
+#[test]
+fn audit_annotations_only_on_patched_responses() {
+    let r = review(&config(), &body(API_V1, "Pod", "CREATE", pod())).expect("answered");
+    assert_eq!(
+        response(&r)["response"]["auditAnnotations"],
+        json!({"data": "d", "outputs": "o", "outputs-path": "/o/ns/p"})
+    );
+    let mut opted = pod();
+    opted["metadata"]["labels"] = json!({"polyaxon.com/persistence-injection": "disabled"});
+    let r = review(&config(), &body(API_V1, "Pod", "CREATE", opted)).expect("answered");
+    assert!(response(&r)["response"].get("auditAnnotations").is_none());
+    let mut unknown = pod();
+    unknown["metadata"]["annotations"] = json!({"polyaxon.com/persistence": "data: [nope]"});
+    let r = review(&config(), &body(API_V1, "Pod", "CREATE", unknown)).expect("answered");
+    let out = response(&r);
+    assert!(out["response"].get("auditAnnotations").is_none());
+    let cause = &out["response"]["status"]["details"]["causes"][0];
+    assert_eq!(cause["reason"], "unknown-store");
+    assert_eq!(
+        cause["field"],
+        "metadata.annotations[polyaxon.com/persistence]"
+    );
+    assert_eq!(out["response"]["status"]["reason"], "BadRequest");
+    assert_eq!(cause["message"], out["response"]["status"]["message"]);
+}

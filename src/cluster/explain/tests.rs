@@ -1,0 +1,272 @@
+//! The live verdict on built objects: every "why" in the order the API
+//! server decides, and a mutated pod re-reviewed with today's config.
+
+use super::*;
+use k8s_openapi::api::admissionregistration::v1::RuleWithOperations;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, LabelSelectorRequirement};
+use serde_json::json;
+
+const CONFIG: &str = r#"
+data:
+  data1: {mountPath: /data/1, hostPath: /mnt/data/1, readOnly: true}
+outputs:
+  outputs1: {mountPath: /outputs/1, hostPath: /mnt/outputs/1}
+defaultOutputs: outputs1
+"#;
+
+fn config() -> Config {
+    Config::from_yaml(CONFIG).expect("the test config is valid")
+}
+
+fn today(pod: &Value) -> Account {
+    let ns = pod["metadata"]["namespace"].as_str().unwrap_or("team");
+    let body = crate::dry_run::review_body(pod, ns, "00000000-0000-0000-0000-000000000000");
+    account(&config(), &crate::Bounds::default(), &body).expect("reviewable")
+}
+
+fn pod(labels: Value, annotations: Value, created: &str) -> Value {
+    json!({
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": "train", "namespace": "team", "labels": labels,
+                     "annotations": annotations, "creationTimestamp": created},
+        "spec": {"containers": [{"name": "main", "image": "busybox"}]}
+    })
+}
+
+/// The manifests' registration, created at `created`.
+fn registration(created: &str) -> MutatingWebhookConfiguration {
+    let expr = |key: &str, op: &str, values: &[&str]| LabelSelectorRequirement {
+        key: key.into(),
+        operator: op.into(),
+        values: Some(values.iter().map(|v| (*v).to_owned()).collect()),
+    };
+    serde_json::from_value(json!({
+        "metadata": {"name": "persistence-webhook", "creationTimestamp": created},
+        "webhooks": [{
+            "name": ENTRY,
+            "admissionReviewVersions": ["v1"],
+            "sideEffects": "None",
+            "clientConfig": {"url": "https://127.0.0.1/mutate"},
+        }]
+    }))
+    .map(|mut c: MutatingWebhookConfiguration| {
+        if let Some(h) = c.webhooks.as_mut().and_then(|w| w.first_mut()) {
+            h.namespace_selector = Some(LabelSelector {
+                match_expressions: Some(vec![expr(LABEL_INJECTION, "In", &["enabled"])]),
+                ..Default::default()
+            });
+            h.object_selector = Some(LabelSelector {
+                match_expressions: Some(vec![expr(LABEL_INJECTION, "NotIn", &["disabled"])]),
+                ..Default::default()
+            });
+            h.rules = Some(vec![RuleWithOperations {
+                operations: Some(vec!["CREATE".into()]),
+                api_groups: Some(vec![String::new()]),
+                api_versions: Some(vec!["v1".into()]),
+                resources: Some(vec!["pods".into()]),
+                scope: Some("Namespaced".into()),
+            }]);
+        }
+        c
+    })
+    .expect("a valid configuration")
+}
+
+fn opted_in() -> BTreeMap<String, String> {
+    [(LABEL_INJECTION.to_owned(), "enabled".to_owned())].into()
+}
+
+fn verdict(
+    pod: &Value,
+    labels: &BTreeMap<String, String>,
+    conf: Option<&MutatingWebhookConfiguration>,
+) -> Live {
+    judge(
+        &Objects {
+            pod,
+            namespace_labels: labels,
+            configuration: conf,
+        },
+        "persistence-webhook",
+        &today(pod),
+    )
+}
+
+const EARLY: &str = "2026-01-01T10:00:00Z";
+const LATE: &str = "2026-01-01T10:00:05Z";
+
+#[test]
+fn not_mutated_pods_are_told_why_in_the_api_servers_order() {
+    let reg = registration(EARLY);
+    let plain = pod(json!({}), json!({}), LATE);
+    let opted_out = pod(json!({LABEL_INJECTION: "disabled"}), json!({}), LATE);
+    let none = BTreeMap::new();
+
+    // The namespace comes first, even for an opted-out pod.
+    let v = verdict(&opted_out, &none, Some(&reg));
+    assert_eq!(v.verdict, Verdict::NamespaceNotSelected);
+    assert!(v.why.contains("never called the webhook"), "{}", v.why);
+    assert!(v.why.contains("kubectl label namespace team"), "{}", v.why);
+    assert!(!v.mutated);
+
+    let v = verdict(&opted_out, &opted_in(), Some(&reg));
+    assert_eq!(v.verdict, Verdict::OptedOut);
+    assert!(v
+        .why
+        .contains("polyaxon.com/persistence-injection=disabled"));
+
+    let early_pod = pod(json!({}), json!({}), "2025-12-31T23:59:59Z");
+    let v = verdict(&early_pod, &opted_in(), Some(&reg));
+    assert_eq!(v.verdict, Verdict::CreatedBeforeRegistration);
+    assert!(v.why.contains("2025-12-31T23:59:59Z") && v.why.contains(EARLY));
+
+    // The same second is not "before".
+    let same = pod(json!({}), json!({}), EARLY);
+    assert_eq!(
+        verdict(&same, &opted_in(), Some(&reg)).verdict,
+        Verdict::NotMutated
+    );
+
+    let v = verdict(&plain, &opted_in(), None);
+    assert_eq!(v.verdict, Verdict::NoConfiguration);
+    assert!(v
+        .why
+        .contains("no MutatingWebhookConfiguration persistence-webhook"));
+    // Without a configuration, the manifests' opt-in label is what counts.
+    assert_eq!(
+        verdict(&plain, &none, None).verdict,
+        Verdict::NamespaceNotSelected
+    );
+
+    let mut no_rules = registration(EARLY);
+    if let Some(h) = no_rules.webhooks.as_mut().and_then(|w| w.first_mut()) {
+        h.rules = Some(vec![RuleWithOperations {
+            operations: Some(vec!["UPDATE".into()]),
+            api_groups: Some(vec![String::new()]),
+            api_versions: Some(vec!["v1".into()]),
+            resources: Some(vec!["pods".into()]),
+            scope: None,
+        }]);
+    }
+    let v = verdict(&plain, &opted_in(), Some(&no_rules));
+    assert_eq!(v.verdict, Verdict::ExcludedByConfiguration);
+    assert!(v.why.contains("rules"), "{}", v.why);
+
+    let mut picky = registration(EARLY);
+    if let Some(h) = picky.webhooks.as_mut().and_then(|w| w.first_mut()) {
+        h.object_selector = Some(LabelSelector {
+            match_labels: Some([("team".to_owned(), "ml".to_owned())].into()),
+            ..Default::default()
+        });
+    }
+    let v = verdict(&plain, &opted_in(), Some(&picky));
+    assert_eq!(v.verdict, Verdict::ExcludedByConfiguration);
+    assert!(v.why.contains("objectSelector"), "{}", v.why);
+
+    let mut other = registration(EARLY);
+    if let Some(h) = other.webhooks.as_mut().and_then(|w| w.first_mut()) {
+        h.name = "a.example.com".into();
+    }
+    if let Some(w) = other.webhooks.as_mut() {
+        let copy = w[0].clone();
+        w.push(copy);
+    }
+    let v = verdict(&plain, &opted_in(), Some(&other));
+    assert_eq!(v.verdict, Verdict::NoConfiguration);
+    assert!(v.why.contains("no webhook entry"), "{}", v.why);
+
+    // Everything sends it: the webhook was called; today it would patch.
+    let v = verdict(&plain, &opted_in(), Some(&reg));
+    assert_eq!(v.verdict, Verdict::NotMutated);
+    assert!(v.why.contains("another webhook"), "{}", v.why);
+    assert!(v.why.contains("would mutate it"), "{}", v.why);
+    assert_eq!(
+        v.webhook_configuration.as_deref(),
+        Some("persistence-webhook")
+    );
+}
+
+/// The pod the webhook made from `pod` with today's config.
+fn mutated(pod: &Value) -> Value {
+    let body = crate::dry_run::review_body(pod, "team", "00000000-0000-0000-0000-000000000000");
+    let reviewed = crate::review_with(&config(), &crate::Bounds::default(), &body).expect("review");
+    let crate::Decision::Patched(patch) = reviewed.decision else {
+        panic!("expected a patch, got {:?}", reviewed.decision)
+    };
+    let mut out = pod.clone();
+    json_patch::patch(&mut out, &patch.0).expect("the patch applies");
+    out
+}
+
+#[test]
+fn a_mutated_pod_is_told_what_it_got_and_whether_today_gives_the_same() {
+    let reg = registration(EARLY);
+    let got = mutated(&pod(json!({}), json!({}), LATE));
+    let v = verdict(&got, &opted_in(), Some(&reg));
+    assert!(v.mutated);
+    assert_eq!(v.verdict, Verdict::Mutated, "{}", v.why);
+    assert!(v.differences.is_empty());
+    assert_eq!(
+        v.got,
+        Some(Got {
+            data: vec!["data1".into()],
+            outputs: Some("outputs1".into()),
+            outputs_path: Some("/outputs/1/team/train".into()),
+        })
+    );
+    let main = &v.containers[0];
+    assert_eq!(main.name, "main");
+    assert!(main.env.contains(&"POLYAXON_RUN_OUTPUTS_PATH".to_owned()));
+    assert!(main.env.contains(&"POLYAXON_RUN_DATA_PATHS".to_owned()));
+    assert!(
+        main.mounts
+            .iter()
+            .any(|m| m.starts_with("/data/1 (volume pw-data1") && m.ends_with("read-only)")),
+        "{:?}",
+        main.mounts
+    );
+    let text = text(&v, &today(&got));
+    assert!(text.starts_with("live pod team/train: mutated\n"), "{text}");
+    assert!(
+        text.contains("outputs outputs1 at /outputs/1/team/train"),
+        "{text}"
+    );
+    assert!(text.contains("(already-injected)"), "{text}");
+
+    // The annotation says something today's config does not select.
+    let mut changed = got.clone();
+    changed["metadata"]["annotations"][ANNOTATION_INJECTED] = json!(
+        json!({"data": ["data1", "old"], "outputs": "outputs0", "outputsPath": "/outputs/1/team/train"})
+            .to_string()
+    );
+    let v = verdict(&changed, &opted_in(), Some(&reg));
+    assert_eq!(v.verdict, Verdict::MutatedDiffers);
+    let fields: Vec<&str> = v.differences.iter().map(|d| d.field.as_str()).collect();
+    assert_eq!(fields, ["data", "outputs"]);
+    assert_eq!(v.differences[0].had, "data1, old");
+    assert_eq!(v.differences[0].today, "data1");
+    assert_eq!(v.differences[1].today, "outputs1");
+    let json = render(&v, &today(&changed), ExplainOutput::Json).expect("JSON");
+    let json: Value = serde_json::from_str(&json).expect("valid JSON");
+    assert_eq!(json["live"]["verdict"], "mutated-differs");
+    assert_eq!(json["live"]["got"]["outputsPath"], "/outputs/1/team/train");
+    // Today's review rewrites the annotation to what it selects.
+    assert_eq!(json["account"]["outcome"], "patched");
+    assert!(v.why.contains("would add more"), "{}", v.why);
+}
+
+#[test]
+fn live_names_are_namespace_slash_name() {
+    assert_eq!(live_name("team/train"), Some(("team", "train")));
+    assert_eq!(live_name("team/train-1.a"), Some(("team", "train-1.a")));
+    for bad in [
+        "train",
+        "/train",
+        "team/",
+        "a/b/c",
+        "pods/Train",
+        "./pod.yaml",
+    ] {
+        assert_eq!(live_name(bad), None, "{bad}");
+    }
+}
