@@ -21,14 +21,7 @@ use serde_json::{json, Value};
 const BIN: &str = env!("CARGO_BIN_EXE_persistence-webhook");
 const NAME: &str = "persistence-webhook-explain-e2e";
 
-const CONFIG: &str = r#"
-data:
-  data1: {mountPath: /data/1, hostPath: /mnt/data/1, readOnly: true}
-  data-gcs: {store: gcs, bucket: "gs://data-bucket", secret: gcs-secret, secretKey: gcs-key.json}
-outputs:
-  outputs1: {mountPath: /outputs/1, hostPath: /mnt/outputs/1}
-defaultOutputs: outputs1
-"#;
+const CONFIG: &str = SMALL_CONFIG;
 
 /// `explain --pod NS/NAME --output json` through the test's kubeconfig:
 /// (exit code, stdout as JSON or Null, stderr).

@@ -22,14 +22,7 @@ use serde_json::{json, Value};
 const BIN: &str = env!("CARGO_BIN_EXE_persistence-webhook");
 const NS: &str = "pw-e2e-workloads";
 
-const CONFIG: &str = r#"
-data:
-  data1: {mountPath: /data/1, hostPath: /mnt/data/1, readOnly: true}
-  data-gcs: {store: gcs, bucket: "gs://data-bucket", secret: gcs-secret, secretKey: gcs-key.json}
-outputs:
-  outputs1: {mountPath: /outputs/1, hostPath: /mnt/outputs/1}
-defaultOutputs: outputs1
-"#;
+const CONFIG: &str = SMALL_CONFIG;
 
 fn manifests() -> String {
     let job = json!({"apiVersion": "batch/v1", "kind": "Job",

@@ -15,6 +15,18 @@ use crate::common::Spawned;
 
 const BIN: &str = env!("CARGO_BIN_EXE_persistence-webhook");
 
+/// The small config several e2e files serve: a read-only hostPath data
+/// store, a GCS data store with a key, and a hostPath outputs store as the
+/// default.
+pub const SMALL_CONFIG: &str = r#"
+data:
+  data1: {mountPath: /data/1, hostPath: /mnt/data/1, readOnly: true}
+  data-gcs: {store: gcs, bucket: "gs://data-bucket", secret: gcs-secret, secretKey: gcs-key.json}
+outputs:
+  outputs1: {mountPath: /outputs/1, hostPath: /mnt/outputs/1}
+defaultOutputs: outputs1
+"#;
+
 pub fn kubectl_path() -> PathBuf {
     match std::env::var_os("KUBEBUILDER_ASSETS") {
         Some(dir) if Path::new(&dir).join("kubectl").exists() => Path::new(&dir).join("kubectl"),
