@@ -496,23 +496,23 @@ impl Validator {
                     .insert(secret_key.to_owned(), (secret.to_owned(), name.to_owned()));
             }
         }
-        let key = |v: &Option<String>| v.clone().unwrap_or_default();
-        let sdk = if !sdk_ok {
-            SdkKeys::None
-        } else if let (Some(id), Some(secret_access)) =
-            (&raw.access_key_id_key, &raw.secret_access_key_key)
-        {
-            SdkKeys::S3 {
+        // The pair wins over the Azure keys only when both were given on the
+        // right kind, which sdk_ok says: a misuse above leaves no SDK keys.
+        let sdk = match (
+            sdk_ok,
+            &raw.access_key_id_key,
+            &raw.secret_access_key_key,
+            &raw.connection_string_key,
+            &raw.account_key_key,
+        ) {
+            (true, Some(id), Some(secret_access), _, _) => SdkKeys::S3 {
                 access_key_id: id.clone(),
                 secret_access_key: secret_access.clone(),
                 session_token: raw.session_token_key.clone(),
-            }
-        } else if raw.connection_string_key.is_some() {
-            SdkKeys::AzureConnectionString(key(&raw.connection_string_key))
-        } else if raw.account_key_key.is_some() {
-            SdkKeys::AzureAccountKey(key(&raw.account_key_key))
-        } else {
-            SdkKeys::None
+            },
+            (true, _, _, Some(key), _) => SdkKeys::AzureConnectionString(key.clone()),
+            (true, _, _, _, Some(key)) => SdkKeys::AzureAccountKey(key.clone()),
+            _ => SdkKeys::None,
         };
         Some(Credentials {
             secret: secret.to_owned(),

@@ -224,31 +224,38 @@ fn container_ops(
         present[i] = true;
     }
     if wanted.has_sdk_env && own_groups.contains(&true) {
-        let mut own = Vec::new();
+        let container_env = c.env.as_deref().unwrap_or_default();
         let mut left_out = Vec::new();
+        let mut kept_groups = [false; SDK_ENV_GROUPS.len()];
         for (e, present) in wanted.env.iter().zip(present.iter_mut()) {
             let Some(g) = e.group.filter(|g| own_groups[*g]) else {
                 continue;
             };
-            // The container's own variables of this group, as it set them.
-            for h in c.env.as_deref().unwrap_or_default() {
-                if sdk_env_group(&h.name) == Some(g) && !own.contains(&h.name.to_string()) {
-                    own.push(h.name.to_string());
-                }
-            }
-            let same = *present
-                && c.env
-                    .as_deref()
-                    .unwrap_or_default()
+            kept_groups[g] = true;
+            // Left out, unless every occurrence already holds exactly ours.
+            let ours = *present
+                && container_env
                     .iter()
                     .filter(|h| h.name == e.name)
                     .all(|h| same_env(h, &e.value));
-            if !same {
+            if !ours {
                 left_out.push(e.name.clone());
             }
             *present = true;
         }
         if !left_out.is_empty() {
+            // The container's own variables of those groups, once each, in
+            // the order of the webhook's variables they stand for.
+            let mut own: Vec<String> = Vec::new();
+            let groups = wanted.env.iter().filter_map(|e| e.group);
+            for g in groups.filter(|g| kept_groups[*g]) {
+                for h in container_env {
+                    let mine = sdk_env_group(&h.name) == Some(g);
+                    if mine && !own.iter().any(|o| h.name == o.as_str()) {
+                        own.push(h.name.to_string());
+                    }
+                }
+            }
             kept.push(Kept {
                 list,
                 index: position,

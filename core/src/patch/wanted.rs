@@ -463,11 +463,10 @@ fn sdk_env(
     else {
         return;
     };
-    let secret_ref = |key: &str| EnvValue::Secret {
-        secret: credentials
-            .as_ref()
-            .map(|c| c.secret.clone())
-            .unwrap_or_default(),
+    // The SDK keys, with the Secret that holds them (none on a keyless store).
+    let sdk = credentials.as_ref().map(|c| (c.secret.as_str(), &c.sdk));
+    let secret_ref = |secret: &str, key: &str| EnvValue::Secret {
+        secret: secret.to_owned(),
         key: key.to_owned(),
     };
     match provider {
@@ -503,19 +502,25 @@ fn sdk_env(
             }
         }
         Provider::S3 => {
-            if let Some(SdkKeys::S3 {
-                access_key_id,
-                secret_access_key,
-                session_token,
-            }) = credentials.as_ref().map(|c| &c.sdk)
+            if let Some((
+                secret,
+                SdkKeys::S3 {
+                    access_key_id,
+                    secret_access_key,
+                    session_token,
+                },
+            )) = sdk
             {
-                env.push(want_env(ENV_AWS_ACCESS_KEY_ID, secret_ref(access_key_id)));
+                env.push(want_env(
+                    ENV_AWS_ACCESS_KEY_ID,
+                    secret_ref(secret, access_key_id),
+                ));
                 env.push(want_env(
                     ENV_AWS_SECRET_ACCESS_KEY,
-                    secret_ref(secret_access_key),
+                    secret_ref(secret, secret_access_key),
                 ));
                 if let Some(token) = session_token {
-                    env.push(want_env(ENV_AWS_SESSION_TOKEN, secret_ref(token)));
+                    env.push(want_env(ENV_AWS_SESSION_TOKEN, secret_ref(secret, token)));
                 }
             }
             if let Some(endpoint) = endpoint {
@@ -539,14 +544,15 @@ fn sdk_env(
                     EnvValue::Plain(account.to_owned()),
                 ));
             }
-            match credentials.as_ref().map(|c| &c.sdk) {
-                Some(SdkKeys::AzureConnectionString(key)) => env.push(want_env(
+            match sdk {
+                Some((secret, SdkKeys::AzureConnectionString(key))) => env.push(want_env(
                     ENV_AZURE_STORAGE_CONNECTION_STRING,
-                    secret_ref(key),
+                    secret_ref(secret, key),
                 )),
-                Some(SdkKeys::AzureAccountKey(key)) => {
-                    env.push(want_env(ENV_AZURE_STORAGE_ACCOUNT_KEY, secret_ref(key)))
-                }
+                Some((secret, SdkKeys::AzureAccountKey(key))) => env.push(want_env(
+                    ENV_AZURE_STORAGE_ACCOUNT_KEY,
+                    secret_ref(secret, key),
+                )),
                 _ => {}
             }
         }
