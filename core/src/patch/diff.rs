@@ -92,19 +92,24 @@ fn volume_ops(
             present[i] = true;
         }
     }
-    let missing = wanted
-        .volumes
-        .iter()
-        .zip(&present)
-        .filter(|(_, present)| !**present)
-        .map(|(v, _)| v.json.clone())
-        .collect();
+    let missing = not_present(&wanted.volumes, &present, |v| &v.json);
     append(
         ["spec", "volumes"].as_slice(),
         existing.is_some(),
         missing,
         ops,
     );
+}
+
+/// The JSON of each of `items` the pod does not have yet (`present[i]`
+/// false), in order.
+fn not_present<T>(items: &[T], present: &[bool], json: impl Fn(&T) -> &Value) -> Vec<Value> {
+    items
+        .iter()
+        .zip(present)
+        .filter(|(_, present)| !**present)
+        .map(|(item, _)| json(item).clone())
+        .collect()
 }
 
 /// Whether `have` holds everything in `ours`. Extra fields are allowed: the
@@ -179,13 +184,7 @@ fn container_ops(
             });
         }
     }
-    let mounts = wanted
-        .mounts
-        .iter()
-        .zip(&present)
-        .filter(|(_, present)| !**present)
-        .map(|(m, _)| m.json.clone())
-        .collect();
+    let mounts = not_present(&wanted.mounts, &present, |m| &m.json);
     append(
         &["spec", list, &index, "volumeMounts"],
         c.volume_mounts.is_some(),
@@ -265,13 +264,7 @@ fn container_ops(
             });
         }
     }
-    let env = wanted
-        .env
-        .iter()
-        .zip(&present)
-        .filter(|(_, present)| !**present)
-        .map(|(e, _)| e.json.clone())
-        .collect();
+    let env = not_present(&wanted.env, &present, |e| &e.json);
     append(&["spec", list, &index, "env"], c.env.is_some(), env, ops);
     Ok(())
 }
