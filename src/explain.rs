@@ -135,7 +135,7 @@ pub fn run(args: &ExplainArgs) -> Result<String> {
                 );
             }
             manifests::require_mapping(&object).with_context(|| format!("--pod {pod}"))?;
-            let namespace = pod_namespace(&object, args.namespace.as_deref())?;
+            let namespace = crate::dry_run::namespace_of(&object, args.namespace.as_deref())?;
             crate::dry_run::review_body(&object, &namespace, &args.uid)
         }
         (None, Some(path)) => {
@@ -167,19 +167,6 @@ pub fn render(account: &Account, output: ExplainOutput) -> Result<String> {
             s.push('\n');
             s
         }
-    })
-}
-
-fn pod_namespace(object: &Value, flag: Option<&str>) -> Result<String> {
-    let own = object["metadata"]["namespace"]
-        .as_str()
-        .filter(|n| !n.is_empty());
-    Ok(match (own, flag) {
-        (Some(own), Some(flag)) if own != flag => {
-            bail!("the pod's namespace {own:?} does not match --namespace {flag:?}")
-        }
-        (Some(ns), _) | (None, Some(ns)) => ns.to_owned(),
-        (None, None) => "default".to_owned(),
     })
 }
 

@@ -12,7 +12,7 @@ use serde_json::{json, Value};
 use crate::cli::{MutateArgs, Output};
 use crate::config::Config;
 use crate::manifests;
-use crate::review::{review_with, Decision, API_V1};
+use crate::review::{review_with, Decision};
 
 mod stream;
 
@@ -61,12 +61,7 @@ pub fn run(args: &MutateArgs) -> Result<Printed> {
                 Ok([doc]) => return stream::run(&config, args, path, vec![doc]),
                 Err(docs) => return stream::run(&config, args, path, docs),
             };
-            let (body, object) =
-                review_for_pod(pod, args).with_context(|| format!("--pod {}", path.display()))?;
-            (
-                serde_json::to_vec(&body).context("serialising the review")?,
-                object,
-            )
+            review_for_pod(pod, args).with_context(|| format!("--pod {}", path.display()))?
         }
         (None, Some(path)) => {
             let doc = parse_review(path)?;
@@ -172,7 +167,8 @@ fn parse_review(path: &Path) -> Result<Value> {
 
 /// The AdmissionReview the API server would send for `kubectl create` of
 /// this pod, with the namespace filled in as the API server does.
-fn review_for_pod(mut pod: Value, args: &MutateArgs) -> Result<(Value, Value)> {
+fn review_for_pod(mut pod: Value, args: &MutateArgs) -> Result<(Vec<u8>, Value)> {
+    let namespace = crate::dry_run::namespace_of(&pod, args.namespace.as_deref())?;
     let meta = pod
         .as_object_mut()
         .expect("checked to be a mapping")
@@ -181,36 +177,7 @@ fn review_for_pod(mut pod: Value, args: &MutateArgs) -> Result<(Value, Value)> {
     let Some(meta) = meta.as_object_mut() else {
         bail!("metadata must be a mapping");
     };
-    let in_file = meta
-        .get("namespace")
-        .and_then(Value::as_str)
-        .map(str::to_owned);
-    let namespace = match (in_file, &args.namespace) {
-        (Some(file), Some(flag)) if &file != flag => {
-            bail!("the pod's namespace {file:?} does not match --namespace {flag:?}")
-        }
-        (Some(ns), _) => ns,
-        (None, Some(flag)) => flag.clone(),
-        (None, None) => "default".to_owned(),
-    };
     meta.insert("namespace".into(), Value::String(namespace.clone()));
-    let name = meta.get("name").cloned();
-    let mut request = json!({
-        "uid": args.uid,
-        "kind": {"group": "", "version": "v1", "kind": "Pod"},
-        "resource": {"group": "", "version": "v1", "resource": "pods"},
-        "namespace": namespace,
-        "operation": "CREATE",
-        "dryRun": true,
-        "object": pod,
-    });
-    if let Some(name) = name {
-        request["name"] = name;
-    }
-    let review = json!({"apiVersion": API_V1, "kind": "AdmissionReview", "request": request});
-    Ok((review, pod_of(&request)))
-}
-
-fn pod_of(request: &Value) -> Value {
-    request.get("object").cloned().unwrap_or(Value::Null)
+    let body = crate::dry_run::review_body(&pod, &namespace, &args.uid);
+    Ok((body, pod))
 }
