@@ -32,7 +32,6 @@ use serde::{Deserialize, Deserializer};
 use serde_json::{json, Value};
 
 use crate::bounds::Bounds;
-use crate::config::Config;
 use crate::dry_run::{decide_all, Decided, Setting};
 use crate::manifests::{self, Position};
 use crate::mutate;
@@ -174,10 +173,7 @@ fn check_case(file: &Path, bounds: Bounds) -> Result<(Option<String>, Vec<Checke
         .with_context(|| format!("{}: not a valid case", file.display()))?;
     let base = file.parent().unwrap_or(Path::new("."));
     let config_path = base.join(&case.config);
-    let config_text = mutate::read(&config_path)
-        .with_context(|| format!("cannot read config {}", config_path.display()))?;
-    let config = Config::from_yaml(&config_text)
-        .map_err(|e| anyhow!("config {}: {e}", config_path.display()))?;
+    let config = mutate::load_config(&config_path, "config")?;
     let setting = Setting {
         config: &config,
         bounds,

@@ -110,7 +110,7 @@ pub struct ContainerAccount {
 /// Runs `explain` on a pod file or an AdmissionReview: the account, as text
 /// or JSON. Errors are usage, input or config errors (exit 2).
 pub fn run(args: &ExplainArgs) -> Result<String> {
-    let config = load_config(&args.config)?;
+    let config = crate::mutate::load_config(&args.config, "--config")?;
     let body = match (&args.pod, &args.review) {
         (Some(pod), _) => {
             let path = Path::new(pod);
@@ -139,23 +139,13 @@ pub fn run(args: &ExplainArgs) -> Result<String> {
             crate::dry_run::review_body(&object, &namespace, &args.uid)
         }
         (None, Some(path)) => {
-            let text = crate::mutate::read(path)
-                .with_context(|| format!("cannot read --review {}", path.display()))?;
-            let value: Value = serde_yaml::from_str(&text)
-                .with_context(|| format!("--review {}: not valid YAML or JSON", path.display()))?;
+            let value = crate::mutate::parse_review(path)?;
             serde_json::to_vec(&value).context("re-encoding the review")?
         }
         (None, None) => bail!("give --pod FILE (or NAMESPACE/NAME of a live pod) or --review FILE"),
     };
     let account = account(&config, &args.bounds.into(), &body)?;
     render(&account, args.output)
-}
-
-/// The config of `--config`, validated as `serve` validates it.
-pub fn load_config(path: &Path) -> Result<Config> {
-    let text = crate::mutate::read(path)
-        .with_context(|| format!("cannot read --config {}", path.display()))?;
-    Config::from_yaml(&text).map_err(|e| anyhow!("--config {}: {e}", path.display()))
 }
 
 /// The account as `--output` asks for it.

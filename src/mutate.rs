@@ -39,10 +39,7 @@ pub struct Printed {
 /// Runs `mutate`. Errors are usage, input or config errors (exit 2); each
 /// names the file or flag to fix.
 pub fn run(args: &MutateArgs) -> Result<Printed> {
-    let config_text = read(&args.config)
-        .with_context(|| format!("cannot read --config {}", args.config.display()))?;
-    let config = Config::from_yaml(&config_text)
-        .map_err(|e| anyhow!("--config {}: {e}", args.config.display()))?;
+    let config = load_config(&args.config, "--config")?;
 
     let (body, object) = match (&args.pod, &args.review) {
         (Some(path), _) => {
@@ -135,8 +132,16 @@ pub(crate) fn read(path: &Path) -> std::io::Result<String> {
     }
 }
 
-/// One YAML or JSON document from a file (or stdin).
-fn parse_review(path: &Path) -> Result<Value> {
+/// The persistence config at `path`, validated as `serve` validates it;
+/// `label` names where the path came from in messages (`--config`, or
+/// `config` for a case file's field).
+pub(crate) fn load_config(path: &Path, label: &str) -> Result<Config> {
+    let text = read(path).with_context(|| format!("cannot read {label} {}", path.display()))?;
+    Config::from_yaml(&text).map_err(|e| anyhow!("{label} {}: {e}", path.display()))
+}
+
+/// The `--review` document from a file (or stdin): one YAML or JSON mapping.
+pub(crate) fn parse_review(path: &Path) -> Result<Value> {
     let flag = "--review";
     let text = read(path).with_context(|| format!("cannot read {flag} {}", path.display()))?;
     // JSON first when it looks like JSON; YAML otherwise, or when that
