@@ -39,8 +39,6 @@ use crate::review::{Decision, Reason};
 
 /// The file name that makes a case.
 pub const CASE_FILE: &str = "persistence-test.yaml";
-/// The admission uid of a case that names none, as `mutate --uid`.
-const DEFAULT_UID: &str = "00000000-0000-0000-0000-000000000000";
 
 /// A case file.
 #[derive(Debug, Deserialize)]
@@ -178,7 +176,7 @@ fn check_case(file: &Path, bounds: Bounds) -> Result<(Option<String>, Vec<Checke
         config: &config,
         bounds,
         namespace: case.namespace.as_deref(),
-        uid: case.uid.as_deref().unwrap_or(DEFAULT_UID),
+        uid: case.uid.as_deref().unwrap_or(crate::cli::DEFAULT_UID),
     };
     let mut decided: Vec<(String, Position, Decided)> = Vec::new();
     for input in &case.inputs {

@@ -17,6 +17,10 @@ pub struct Cli {
     pub command: Command,
 }
 
+/// The admission uid of a dry run when none is given (`--uid`, a case's
+/// `uid:`).
+pub const DEFAULT_UID: &str = "00000000-0000-0000-0000-000000000000";
+
 /// The subcommands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
@@ -74,11 +78,7 @@ pub struct ExplainArgs {
 
     /// Admission uid for a pod file; a generateName pod's outputs sub-path
     /// ends with it.
-    #[arg(
-        long,
-        value_name = "UID",
-        default_value = "00000000-0000-0000-0000-000000000000"
-    )]
+    #[arg(long, value_name = "UID", default_value = DEFAULT_UID)]
     pub uid: String,
 
     /// Plain words, or the same account as JSON for tools.
@@ -198,11 +198,7 @@ pub struct MutateArgs {
 
     /// Admission uid for a `--pod` input; a generateName pod's outputs
     /// sub-path ends with it.
-    #[arg(
-        long,
-        value_name = "UID",
-        default_value = "00000000-0000-0000-0000-000000000000"
-    )]
+    #[arg(long, value_name = "UID", default_value = DEFAULT_UID)]
     pub uid: String,
 
     /// The bounds on one review, as `serve` applies them.
