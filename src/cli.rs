@@ -35,7 +35,7 @@ pub enum Command {
     /// Check a directory of cases (files named persistence-test.yaml: a
     /// config, manifests, and each Pod's or workload's expected outcome)
     /// with the same decision as `mutate`. Exit 0 when every case passes, 1
-    /// when one fails, 2 for usage errors.
+    /// when one fails, 2 for usage errors or a `--junit` file not written.
     Test(TestArgs),
     /// Make a CA and a serving certificate for the webhook Service (ECDSA
     /// P-256), and print the caBundle for the webhook configuration.
@@ -44,7 +44,8 @@ pub enum Command {
     /// for a pod file or an AdmissionReview (the decision `serve` and
     /// `mutate` make), or for a live pod (`--pod NAMESPACE/NAME`, through
     /// the kubeconfig): what it got, or why it was not mutated. Exit 0 when
-    /// explained (whatever the decision), 2 for usage, input or cluster errors.
+    /// explained (whatever the decision), 2 for usage, input, config or
+    /// cluster errors.
     Explain(ExplainArgs),
     /// A health report of a live install, through the kubeconfig or the
     /// in-cluster credentials: one line per check, grouped, each with a
