@@ -190,22 +190,8 @@ fn check_prediction(what: &str, pod: &Value, template: &Value, mask: Option<&str
 #[ignore = "needs a real API server: run by .ci/run with kube-local"]
 fn pods_created_by_controllers_get_what_mutate_predicts_for_their_templates() {
     let started = Instant::now();
-    let hook = Webhook::start(CONFIG);
-    let url = format!("https://127.0.0.1:{}/mutate", hook.port);
-    kubectl_ok(
-        &["apply", "-f", "-"],
-        Some(&registration(
-            "persistence-webhook-e2e-workloads",
-            &url,
-            &hook.ca_bundle,
-        )),
-    );
-    let _registered = Registered("persistence-webhook-e2e-workloads");
     namespace(NS, true);
-    common::eventually_blocking("the webhook mutates a server dry run", || {
-        let (ok, out, _) = create(NS, &pod("probe", json!({}), json!({})), DryRun::Yes);
-        ok && out.contains("POLYAXON_RUN_DATA_PATHS")
-    });
+    let (_hook, _registered) = serve_registered(CONFIG, "persistence-webhook-e2e-workloads", NS);
 
     let dir = tempfile::tempdir().expect("tempdir");
     let config = dir.path().join("persistence.yaml");
