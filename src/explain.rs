@@ -152,11 +152,7 @@ pub fn run(args: &ExplainArgs) -> Result<String> {
 pub fn render(account: &Account, output: ExplainOutput) -> Result<String> {
     Ok(match output {
         ExplainOutput::Text => text(account),
-        ExplainOutput::Json => {
-            let mut s = serde_json::to_string_pretty(account).context("printing JSON")?;
-            s.push('\n');
-            s
-        }
+        ExplainOutput::Json => crate::mutate::pretty(account)?,
     })
 }
 

@@ -116,7 +116,8 @@ pub fn run(args: &MutateArgs) -> Result<Printed> {
     })
 }
 
-fn pretty<T: serde::Serialize>(v: &T) -> Result<String> {
+/// `v` as indented JSON with a final newline, as the commands print it.
+pub(crate) fn pretty<T: serde::Serialize>(v: &T) -> Result<String> {
     let mut s = serde_json::to_string_pretty(v).context("printing JSON")?;
     s.push('\n');
     Ok(s)

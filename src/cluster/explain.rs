@@ -598,10 +598,7 @@ pub fn render(live: &Live, today: &Account, output: ExplainOutput) -> Result<Str
     Ok(match output {
         ExplainOutput::Text => text(live, today),
         ExplainOutput::Json => {
-            let both = serde_json::json!({"live": live, "account": today});
-            let mut s = serde_json::to_string_pretty(&both).context("printing JSON")?;
-            s.push('\n');
-            s
+            crate::mutate::pretty(&serde_json::json!({"live": live, "account": today}))?
         }
     })
 }
