@@ -41,24 +41,23 @@ pub struct Printed {
 pub fn run(args: &MutateArgs) -> Result<Printed> {
     let config = load_config(&args.config, "--config")?;
 
-    let (body, object) = match (&args.pod, &args.review) {
+    let (input, body, object) = match (&args.pod, &args.review) {
         (Some(path), _) => {
-            let text =
-                read(path).with_context(|| format!("cannot read --pod {}", path.display()))?;
-            let docs =
-                manifests::parse(&text).with_context(|| format!("--pod {}", path.display()))?;
+            let input = format!("--pod {}", path.display());
+            let text = read(path).with_context(|| format!("cannot read {input}"))?;
+            let docs = manifests::parse(&text).with_context(|| input.clone())?;
             let pod = match <[Value; 1]>::try_from(docs) {
                 // One Pod (or an object without a kind): the single-pod
                 // output, as it always was.
                 Ok([pod]) if pod["kind"].as_str().is_none_or(|k| k == "Pod") => {
-                    manifests::require_mapping(&pod)
-                        .with_context(|| format!("--pod {}", path.display()))?;
+                    manifests::require_mapping(&pod).with_context(|| input.clone())?;
                     pod
                 }
                 Ok([doc]) => return stream::run(&config, args, path, vec![doc]),
                 Err(docs) => return stream::run(&config, args, path, docs),
             };
-            review_for_pod(pod, args).with_context(|| format!("--pod {}", path.display()))?
+            let (body, pod) = review_for_pod(pod, args).with_context(|| input.clone())?;
+            (input, body, pod)
         }
         (None, Some(path)) => {
             let doc = parse_review(path)?;
@@ -66,19 +65,12 @@ pub fn run(args: &MutateArgs) -> Result<Printed> {
                 .pointer("/request/object")
                 .cloned()
                 .unwrap_or(Value::Null);
-            (
-                serde_json::to_vec(&doc).context("serialising the review")?,
-                object,
-            )
+            let body = serde_json::to_vec(&doc).context("serialising the review")?;
+            (format!("--review {}", path.display()), body, object)
         }
         (None, None) => bail!("give the input with --pod FILE or --review FILE"),
     };
 
-    let input = match (&args.pod, &args.review) {
-        (Some(p), _) => format!("--pod {}", p.display()),
-        (None, Some(p)) => format!("--review {}", p.display()),
-        (None, None) => String::new(),
-    };
     let reviewed =
         review_with(&config, &args.bounds.into(), &body).map_err(|e| anyhow!("{input}: {e}"))?;
     let (verdict, stderr) = match &reviewed.decision {
