@@ -28,7 +28,7 @@ use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
 use anyhow::{anyhow, bail, Context, Result};
-use serde::{Deserialize, Deserializer};
+use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::{json, Value};
 
 use crate::bounds::Bounds;
@@ -310,34 +310,34 @@ fn got_summary(d: &Decided) -> String {
 
 fn compare(want: &Allowed, d: &Decided, differences: &mut Vec<String>) {
     let (data, outputs, path) = got(d);
-    if let Some(w) = &want.data {
-        let mut sorted = w.clone();
-        sorted.sort();
-        if sorted != data {
-            differences.push(format!(
-                "data: expected {}, got {}",
-                json!(sorted),
-                json!(data)
-            ));
-        }
-    }
-    if let Some(w) = &want.outputs {
-        if *w != outputs {
-            differences.push(format!(
-                "outputs: expected {}, got {}",
-                json!(w),
-                json!(outputs)
-            ));
-        }
-    }
-    if let Some(w) = &want.outputs_path {
-        if *w != path {
-            differences.push(format!(
-                "outputsPath: expected {}, got {}",
-                json!(w),
-                json!(path)
-            ));
-        }
+    let sorted = want.data.clone().map(|mut w| {
+        w.sort();
+        w
+    });
+    differ("data", sorted.as_ref(), &data, differences);
+    differ("outputs", want.outputs.as_ref(), &outputs, differences);
+    differ(
+        "outputsPath",
+        want.outputs_path.as_ref(),
+        &path,
+        differences,
+    );
+}
+
+/// Records `field: expected W, got G` when an expectation is given and the
+/// value differs.
+fn differ<T: PartialEq + Serialize>(
+    field: &str,
+    want: Option<&T>,
+    got: &T,
+    differences: &mut Vec<String>,
+) {
+    if let Some(w) = want.filter(|w| *w != got) {
+        differences.push(format!(
+            "{field}: expected {}, got {}",
+            json!(w),
+            json!(got)
+        ));
     }
 }
 
