@@ -207,8 +207,8 @@ pub struct MutateArgs {
     pub bounds: BoundsArgs,
 }
 
-/// The bounds on one review's patch (SPEC §5 "Bounded"), shared by `serve`
-/// and `mutate` so the dry run answers as the server does.
+/// The bounds on one review's patch (SPEC §5 "Bounded"), shared by `serve`,
+/// `mutate`, `test` and `explain` so a dry run answers as the server does.
 #[derive(Debug, Clone, Copy, Args)]
 pub struct BoundsArgs {
     /// Largest JSON Patch (before base64) the webhook answers with; a pod
