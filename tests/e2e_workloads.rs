@@ -12,9 +12,9 @@
 mod cluster;
 mod common;
 
-use std::process::Command;
 use std::time::Instant;
 
+use assert_cmd::Command;
 use cluster::*;
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -55,19 +55,8 @@ fn predicted(config: &std::path::Path, manifests: &str) -> (String, Vec<Value>) 
         .args(["mutate", "--config"])
         .arg(config)
         .args(["-f", "-"])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .and_then(|mut child| {
-            use std::io::Write;
-            child
-                .stdin
-                .take()
-                .expect("stdin")
-                .write_all(manifests.as_bytes())?;
-            child.wait_with_output()
-        })
+        .write_stdin(manifests)
+        .output()
         .expect("mutate runs");
     assert!(
         out.status.success(),
