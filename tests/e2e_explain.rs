@@ -95,15 +95,7 @@ fn explain_warnings_and_audit_annotations_on_a_real_api_server() {
     let (on, off) = ("pw-explain", "pw-explain-off");
     namespace(on, true);
     namespace(off, false);
-    let _ = kubectl(
-        &[
-            "delete",
-            "mutatingwebhookconfiguration",
-            NAME,
-            "--ignore-not-found",
-        ],
-        None,
-    );
+    unregister(NAME);
 
     // A pod created before the webhook is registered.
     created(on, &pod("early", json!({}), json!({})), DryRun::No);

@@ -294,14 +294,19 @@ pub struct Registered(pub &'static str);
 
 impl Drop for Registered {
     fn drop(&mut self) {
-        let _ = kubectl(
-            &[
-                "delete",
-                "mutatingwebhookconfiguration",
-                self.0,
-                "--ignore-not-found",
-            ],
-            None,
-        );
+        unregister(self.0);
     }
+}
+
+/// Deletes the MutatingWebhookConfiguration `name`, if there is one.
+pub fn unregister(name: &str) {
+    let _ = kubectl(
+        &[
+            "delete",
+            "mutatingwebhookconfiguration",
+            name,
+            "--ignore-not-found",
+        ],
+        None,
+    );
 }
