@@ -28,11 +28,10 @@ use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
 use anyhow::{anyhow, bail, Context, Result};
-use serde::{Deserialize, Deserializer};
+use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::{json, Value};
 
 use crate::bounds::Bounds;
-use crate::config::Config;
 use crate::dry_run::{decide_all, Decided, Setting};
 use crate::manifests::{self, Position};
 use crate::mutate;
@@ -40,8 +39,6 @@ use crate::review::{Decision, Reason};
 
 /// The file name that makes a case.
 pub const CASE_FILE: &str = "persistence-test.yaml";
-/// The admission uid of a case that names none, as `mutate --uid`.
-const DEFAULT_UID: &str = "00000000-0000-0000-0000-000000000000";
 
 /// A case file.
 #[derive(Debug, Deserialize)]
@@ -174,15 +171,12 @@ fn check_case(file: &Path, bounds: Bounds) -> Result<(Option<String>, Vec<Checke
         .with_context(|| format!("{}: not a valid case", file.display()))?;
     let base = file.parent().unwrap_or(Path::new("."));
     let config_path = base.join(&case.config);
-    let config_text = mutate::read(&config_path)
-        .with_context(|| format!("cannot read config {}", config_path.display()))?;
-    let config = Config::from_yaml(&config_text)
-        .map_err(|e| anyhow!("config {}: {e}", config_path.display()))?;
+    let config = mutate::load_config(&config_path, "config")?;
     let setting = Setting {
         config: &config,
         bounds,
         namespace: case.namespace.as_deref(),
-        uid: case.uid.as_deref().unwrap_or(DEFAULT_UID),
+        uid: case.uid.as_deref().unwrap_or(crate::cli::DEFAULT_UID),
     };
     let mut decided: Vec<(String, Position, Decided)> = Vec::new();
     for input in &case.inputs {
@@ -316,34 +310,34 @@ fn got_summary(d: &Decided) -> String {
 
 fn compare(want: &Allowed, d: &Decided, differences: &mut Vec<String>) {
     let (data, outputs, path) = got(d);
-    if let Some(w) = &want.data {
-        let mut sorted = w.clone();
-        sorted.sort();
-        if sorted != data {
-            differences.push(format!(
-                "data: expected {}, got {}",
-                json!(sorted),
-                json!(data)
-            ));
-        }
-    }
-    if let Some(w) = &want.outputs {
-        if *w != outputs {
-            differences.push(format!(
-                "outputs: expected {}, got {}",
-                json!(w),
-                json!(outputs)
-            ));
-        }
-    }
-    if let Some(w) = &want.outputs_path {
-        if *w != path {
-            differences.push(format!(
-                "outputsPath: expected {}, got {}",
-                json!(w),
-                json!(path)
-            ));
-        }
+    let sorted = want.data.clone().map(|mut w| {
+        w.sort();
+        w
+    });
+    differ("data", sorted.as_ref(), &data, differences);
+    differ("outputs", want.outputs.as_ref(), &outputs, differences);
+    differ(
+        "outputsPath",
+        want.outputs_path.as_ref(),
+        &path,
+        differences,
+    );
+}
+
+/// Records `field: expected W, got G` when an expectation is given and the
+/// value differs.
+fn differ<T: PartialEq + Serialize>(
+    field: &str,
+    want: Option<&T>,
+    got: &T,
+    differences: &mut Vec<String>,
+) {
+    if let Some(w) = want.filter(|w| *w != got) {
+        differences.push(format!(
+            "{field}: expected {}, got {}",
+            json!(w),
+            json!(got)
+        ));
     }
 }
 

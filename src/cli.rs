@@ -17,6 +17,10 @@ pub struct Cli {
     pub command: Command,
 }
 
+/// The admission uid of a dry run when none is given (`--uid`, a case's
+/// `uid:`).
+pub const DEFAULT_UID: &str = "00000000-0000-0000-0000-000000000000";
+
 /// The subcommands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
@@ -31,7 +35,7 @@ pub enum Command {
     /// Check a directory of cases (files named persistence-test.yaml: a
     /// config, manifests, and each Pod's or workload's expected outcome)
     /// with the same decision as `mutate`. Exit 0 when every case passes, 1
-    /// when one fails, 2 for usage errors.
+    /// when one fails, 2 for usage errors or a `--junit` file not written.
     Test(TestArgs),
     /// Make a CA and a serving certificate for the webhook Service (ECDSA
     /// P-256), and print the caBundle for the webhook configuration.
@@ -40,7 +44,8 @@ pub enum Command {
     /// for a pod file or an AdmissionReview (the decision `serve` and
     /// `mutate` make), or for a live pod (`--pod NAMESPACE/NAME`, through
     /// the kubeconfig): what it got, or why it was not mutated. Exit 0 when
-    /// explained (whatever the decision), 2 for usage, input or cluster errors.
+    /// explained (whatever the decision), 2 for usage, input, config or
+    /// cluster errors.
     Explain(ExplainArgs),
     /// A health report of a live install, through the kubeconfig or the
     /// in-cluster credentials: one line per check, grouped, each with a
@@ -74,11 +79,7 @@ pub struct ExplainArgs {
 
     /// Admission uid for a pod file; a generateName pod's outputs sub-path
     /// ends with it.
-    #[arg(
-        long,
-        value_name = "UID",
-        default_value = "00000000-0000-0000-0000-000000000000"
-    )]
+    #[arg(long, value_name = "UID", default_value = DEFAULT_UID)]
     pub uid: String,
 
     /// Plain words, or the same account as JSON for tools.
@@ -198,11 +199,7 @@ pub struct MutateArgs {
 
     /// Admission uid for a `--pod` input; a generateName pod's outputs
     /// sub-path ends with it.
-    #[arg(
-        long,
-        value_name = "UID",
-        default_value = "00000000-0000-0000-0000-000000000000"
-    )]
+    #[arg(long, value_name = "UID", default_value = DEFAULT_UID)]
     pub uid: String,
 
     /// The bounds on one review, as `serve` applies them.
@@ -210,8 +207,8 @@ pub struct MutateArgs {
     pub bounds: BoundsArgs,
 }
 
-/// The bounds on one review's patch (SPEC §5 "Bounded"), shared by `serve`
-/// and `mutate` so the dry run answers as the server does.
+/// The bounds on one review's patch (SPEC §5 "Bounded"), shared by `serve`,
+/// `mutate`, `test` and `explain` so a dry run answers as the server does.
 #[derive(Debug, Clone, Copy, Args)]
 pub struct BoundsArgs {
     /// Largest JSON Patch (before base64) the webhook answers with; a pod

@@ -153,13 +153,16 @@ pub fn decide(setting: &Setting<'_>, object: &Value) -> Result<Decided> {
 }
 
 /// The object's namespace, or `--namespace`, or `default` (as kubectl).
-fn namespace_of(object: &Value, flag: Option<&str>) -> Result<String> {
+/// Shared by `mutate`, `test` and `explain`.
+pub(crate) fn namespace_of(object: &Value, flag: Option<&str>) -> Result<String> {
     let own = object["metadata"]["namespace"]
         .as_str()
         .filter(|n| !n.is_empty());
     Ok(match (own, flag) {
         (Some(own), Some(flag)) if own != flag => {
-            bail!("its namespace {own:?} does not match --namespace {flag:?}")
+            bail!(
+                "metadata.namespace {own:?} does not match --namespace {flag:?} (drop --namespace or make them agree)"
+            )
         }
         (Some(ns), _) | (None, Some(ns)) => ns.to_owned(),
         (None, None) => "default".to_owned(),

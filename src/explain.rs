@@ -110,7 +110,7 @@ pub struct ContainerAccount {
 /// Runs `explain` on a pod file or an AdmissionReview: the account, as text
 /// or JSON. Errors are usage, input or config errors (exit 2).
 pub fn run(args: &ExplainArgs) -> Result<String> {
-    let config = load_config(&args.config)?;
+    let config = crate::mutate::load_config(&args.config, "--config")?;
     let body = match (&args.pod, &args.review) {
         (Some(pod), _) => {
             let path = Path::new(pod);
@@ -135,14 +135,11 @@ pub fn run(args: &ExplainArgs) -> Result<String> {
                 );
             }
             manifests::require_mapping(&object).with_context(|| format!("--pod {pod}"))?;
-            let namespace = pod_namespace(&object, args.namespace.as_deref())?;
+            let namespace = crate::dry_run::namespace_of(&object, args.namespace.as_deref())?;
             crate::dry_run::review_body(&object, &namespace, &args.uid)
         }
         (None, Some(path)) => {
-            let text = crate::mutate::read(path)
-                .with_context(|| format!("cannot read --review {}", path.display()))?;
-            let value: Value = serde_yaml::from_str(&text)
-                .with_context(|| format!("--review {}: not valid YAML or JSON", path.display()))?;
+            let value = crate::mutate::parse_review(path)?;
             serde_json::to_vec(&value).context("re-encoding the review")?
         }
         (None, None) => bail!("give --pod FILE (or NAMESPACE/NAME of a live pod) or --review FILE"),
@@ -151,35 +148,11 @@ pub fn run(args: &ExplainArgs) -> Result<String> {
     render(&account, args.output)
 }
 
-/// The config of `--config`, validated as `serve` validates it.
-pub fn load_config(path: &Path) -> Result<Config> {
-    let text = crate::mutate::read(path)
-        .with_context(|| format!("cannot read --config {}", path.display()))?;
-    Config::from_yaml(&text).map_err(|e| anyhow!("--config {}: {e}", path.display()))
-}
-
 /// The account as `--output` asks for it.
 pub fn render(account: &Account, output: ExplainOutput) -> Result<String> {
     Ok(match output {
         ExplainOutput::Text => text(account),
-        ExplainOutput::Json => {
-            let mut s = serde_json::to_string_pretty(account).context("printing JSON")?;
-            s.push('\n');
-            s
-        }
-    })
-}
-
-fn pod_namespace(object: &Value, flag: Option<&str>) -> Result<String> {
-    let own = object["metadata"]["namespace"]
-        .as_str()
-        .filter(|n| !n.is_empty());
-    Ok(match (own, flag) {
-        (Some(own), Some(flag)) if own != flag => {
-            bail!("the pod's namespace {own:?} does not match --namespace {flag:?}")
-        }
-        (Some(ns), _) | (None, Some(ns)) => ns.to_owned(),
-        (None, None) => "default".to_owned(),
+        ExplainOutput::Json => crate::mutate::pretty(account)?,
     })
 }
 

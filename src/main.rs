@@ -1,7 +1,12 @@
 //! Entry point: parse the command line, run the command, map the result to
-//! an exit status (`mutate`: 0 allowed, 1 denied, 2 usage or config error;
-//! `test`: 0 every case passed, 1 one failed, 2 usage error;
+//! an exit status (`mutate`: 0 allowed, 1 denied, 2 usage, input or config
+//! error;
+//! `test`: 0 every case passed, 1 one failed, 2 usage error or `--junit`
+//! not written;
 //! `explain`: 0 explained, 2 usage, input, config or cluster error;
+//! `check`: 0 nothing failed, 1 a check failed, 2 no report (no kubeconfig,
+//! API server unreachable);
+//! `certs`: 0 written, 2 when it cannot write them;
 //! `serve`: 0 after a clean shutdown, 2 when it cannot start).
 
 #![forbid(unsafe_code)]

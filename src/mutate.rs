@@ -12,7 +12,7 @@ use serde_json::{json, Value};
 use crate::cli::{MutateArgs, Output};
 use crate::config::Config;
 use crate::manifests;
-use crate::review::{review_with, Decision, API_V1};
+use crate::review::{review_with, Decision};
 
 mod stream;
 
@@ -39,34 +39,25 @@ pub struct Printed {
 /// Runs `mutate`. Errors are usage, input or config errors (exit 2); each
 /// names the file or flag to fix.
 pub fn run(args: &MutateArgs) -> Result<Printed> {
-    let config_text = read(&args.config)
-        .with_context(|| format!("cannot read --config {}", args.config.display()))?;
-    let config = Config::from_yaml(&config_text)
-        .map_err(|e| anyhow!("--config {}: {e}", args.config.display()))?;
+    let config = load_config(&args.config, "--config")?;
 
-    let (body, object) = match (&args.pod, &args.review) {
+    let (input, body, object) = match (&args.pod, &args.review) {
         (Some(path), _) => {
-            let text =
-                read(path).with_context(|| format!("cannot read --pod {}", path.display()))?;
-            let docs =
-                manifests::parse(&text).with_context(|| format!("--pod {}", path.display()))?;
+            let input = format!("--pod {}", path.display());
+            let text = read(path).with_context(|| format!("cannot read {input}"))?;
+            let docs = manifests::parse(&text).with_context(|| input.clone())?;
             let pod = match <[Value; 1]>::try_from(docs) {
                 // One Pod (or an object without a kind): the single-pod
                 // output, as it always was.
                 Ok([pod]) if pod["kind"].as_str().is_none_or(|k| k == "Pod") => {
-                    manifests::require_mapping(&pod)
-                        .with_context(|| format!("--pod {}", path.display()))?;
+                    manifests::require_mapping(&pod).with_context(|| input.clone())?;
                     pod
                 }
                 Ok([doc]) => return stream::run(&config, args, path, vec![doc]),
                 Err(docs) => return stream::run(&config, args, path, docs),
             };
-            let (body, object) =
-                review_for_pod(pod, args).with_context(|| format!("--pod {}", path.display()))?;
-            (
-                serde_json::to_vec(&body).context("serialising the review")?,
-                object,
-            )
+            let (body, pod) = review_for_pod(pod, args).with_context(|| input.clone())?;
+            (input, body, pod)
         }
         (None, Some(path)) => {
             let doc = parse_review(path)?;
@@ -74,19 +65,12 @@ pub fn run(args: &MutateArgs) -> Result<Printed> {
                 .pointer("/request/object")
                 .cloned()
                 .unwrap_or(Value::Null);
-            (
-                serde_json::to_vec(&doc).context("serialising the review")?,
-                object,
-            )
+            let body = serde_json::to_vec(&doc).context("serialising the review")?;
+            (format!("--review {}", path.display()), body, object)
         }
         (None, None) => bail!("give the input with --pod FILE or --review FILE"),
     };
 
-    let input = match (&args.pod, &args.review) {
-        (Some(p), _) => format!("--pod {}", p.display()),
-        (None, Some(p)) => format!("--review {}", p.display()),
-        (None, None) => String::new(),
-    };
     let reviewed =
         review_with(&config, &args.bounds.into(), &body).map_err(|e| anyhow!("{input}: {e}"))?;
     let (verdict, stderr) = match &reviewed.decision {
@@ -124,7 +108,8 @@ pub fn run(args: &MutateArgs) -> Result<Printed> {
     })
 }
 
-fn pretty<T: serde::Serialize>(v: &T) -> Result<String> {
+/// `v` as indented JSON with a final newline, as the commands print it.
+pub(crate) fn pretty<T: serde::Serialize>(v: &T) -> Result<String> {
     let mut s = serde_json::to_string_pretty(v).context("printing JSON")?;
     s.push('\n');
     Ok(s)
@@ -140,8 +125,16 @@ pub(crate) fn read(path: &Path) -> std::io::Result<String> {
     }
 }
 
-/// One YAML or JSON document from a file (or stdin).
-fn parse_review(path: &Path) -> Result<Value> {
+/// The persistence config at `path`, validated as `serve` validates it;
+/// `label` names where the path came from in messages (`--config`, or
+/// `config` for a case file's field).
+pub(crate) fn load_config(path: &Path, label: &str) -> Result<Config> {
+    let text = read(path).with_context(|| format!("cannot read {label} {}", path.display()))?;
+    Config::from_yaml(&text).map_err(|e| anyhow!("{label} {}: {e}", path.display()))
+}
+
+/// The `--review` document from a file (or stdin): one YAML or JSON mapping.
+pub(crate) fn parse_review(path: &Path) -> Result<Value> {
     let flag = "--review";
     let text = read(path).with_context(|| format!("cannot read {flag} {}", path.display()))?;
     // JSON first when it looks like JSON; YAML otherwise, or when that
@@ -172,7 +165,8 @@ fn parse_review(path: &Path) -> Result<Value> {
 
 /// The AdmissionReview the API server would send for `kubectl create` of
 /// this pod, with the namespace filled in as the API server does.
-fn review_for_pod(mut pod: Value, args: &MutateArgs) -> Result<(Value, Value)> {
+fn review_for_pod(mut pod: Value, args: &MutateArgs) -> Result<(Vec<u8>, Value)> {
+    let namespace = crate::dry_run::namespace_of(&pod, args.namespace.as_deref())?;
     let meta = pod
         .as_object_mut()
         .expect("checked to be a mapping")
@@ -181,36 +175,7 @@ fn review_for_pod(mut pod: Value, args: &MutateArgs) -> Result<(Value, Value)> {
     let Some(meta) = meta.as_object_mut() else {
         bail!("metadata must be a mapping");
     };
-    let in_file = meta
-        .get("namespace")
-        .and_then(Value::as_str)
-        .map(str::to_owned);
-    let namespace = match (in_file, &args.namespace) {
-        (Some(file), Some(flag)) if &file != flag => {
-            bail!("the pod's namespace {file:?} does not match --namespace {flag:?}")
-        }
-        (Some(ns), _) => ns,
-        (None, Some(flag)) => flag.clone(),
-        (None, None) => "default".to_owned(),
-    };
     meta.insert("namespace".into(), Value::String(namespace.clone()));
-    let name = meta.get("name").cloned();
-    let mut request = json!({
-        "uid": args.uid,
-        "kind": {"group": "", "version": "v1", "kind": "Pod"},
-        "resource": {"group": "", "version": "v1", "resource": "pods"},
-        "namespace": namespace,
-        "operation": "CREATE",
-        "dryRun": true,
-        "object": pod,
-    });
-    if let Some(name) = name {
-        request["name"] = name;
-    }
-    let review = json!({"apiVersion": API_V1, "kind": "AdmissionReview", "request": request});
-    Ok((review, pod_of(&request)))
-}
-
-fn pod_of(request: &Value) -> Value {
-    request.get("object").cloned().unwrap_or(Value::Null)
+    let body = crate::dry_run::review_body(&pod, &namespace, &args.uid);
+    Ok((body, pod))
 }

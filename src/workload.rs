@@ -139,8 +139,7 @@ pub enum TemplateError {
 
 /// The pod `workload`'s controller creates in `namespace` from `object`'s
 /// template: the template's metadata and spec, the name or `generateName`
-/// the controller gives, and its controller ownerReference. Returns the pod
-/// and the template's pointer.
+/// the controller gives, and its controller ownerReference.
 pub fn pod_for(
     workload: Workload,
     object: &Value,
@@ -159,7 +158,7 @@ pub fn pod_for(
         _ => return Err(TemplateError::NoName),
     };
     let name = name.as_str();
-    let uid = object["metadata"]["uid"].as_str().unwrap_or(OWNER_UID);
+    let uid = meta["uid"].as_str().unwrap_or(OWNER_UID);
     let mut metadata = match template.get("metadata") {
         None | Some(Value::Null) => Map::new(),
         Some(Value::Object(m)) => m.clone(),

@@ -95,31 +95,13 @@ fn explain_warnings_and_audit_annotations_on_a_real_api_server() {
     let (on, off) = ("pw-explain", "pw-explain-off");
     namespace(on, true);
     namespace(off, false);
-    let _ = kubectl(
-        &[
-            "delete",
-            "mutatingwebhookconfiguration",
-            NAME,
-            "--ignore-not-found",
-        ],
-        None,
-    );
+    unregister(NAME);
 
     // A pod created before the webhook is registered.
     created(on, &pod("early", json!({}), json!({})), DryRun::No);
     // Timestamps have seconds: register strictly later.
     std::thread::sleep(Duration::from_millis(1100));
-    let hook = Webhook::start(CONFIG);
-    let url = format!("https://127.0.0.1:{}/mutate", hook.port);
-    kubectl_ok(
-        &["apply", "-f", "-"],
-        Some(&registration(NAME, &url, &hook.ca_bundle)),
-    );
-    let _registered = Registered(NAME);
-    common::eventually_blocking("the webhook mutates a server dry run", || {
-        let (ok, out, _) = create(on, &pod("probe", json!({}), json!({})), DryRun::Yes);
-        ok && out.contains("POLYAXON_RUN_DATA_PATHS")
-    });
+    let (_hook, _registered) = serve_registered(CONFIG, NAME, on);
 
     // 1. kubectl prints our warning: the container keeps its own
     //    GOOGLE_APPLICATION_CREDENTIALS while a GCS store is selected.

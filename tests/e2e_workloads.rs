@@ -12,9 +12,9 @@
 mod cluster;
 mod common;
 
-use std::process::Command;
 use std::time::Instant;
 
+use assert_cmd::Command;
 use cluster::*;
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -55,19 +55,8 @@ fn predicted(config: &std::path::Path, manifests: &str) -> (String, Vec<Value>) 
         .args(["mutate", "--config"])
         .arg(config)
         .args(["-f", "-"])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .and_then(|mut child| {
-            use std::io::Write;
-            child
-                .stdin
-                .take()
-                .expect("stdin")
-                .write_all(manifests.as_bytes())?;
-            child.wait_with_output()
-        })
+        .write_stdin(manifests)
+        .output()
         .expect("mutate runs");
     assert!(
         out.status.success(),
@@ -190,22 +179,8 @@ fn check_prediction(what: &str, pod: &Value, template: &Value, mask: Option<&str
 #[ignore = "needs a real API server: run by .ci/run with kube-local"]
 fn pods_created_by_controllers_get_what_mutate_predicts_for_their_templates() {
     let started = Instant::now();
-    let hook = Webhook::start(CONFIG);
-    let url = format!("https://127.0.0.1:{}/mutate", hook.port);
-    kubectl_ok(
-        &["apply", "-f", "-"],
-        Some(&registration(
-            "persistence-webhook-e2e-workloads",
-            &url,
-            &hook.ca_bundle,
-        )),
-    );
-    let _registered = Registered("persistence-webhook-e2e-workloads");
     namespace(NS, true);
-    common::eventually_blocking("the webhook mutates a server dry run", || {
-        let (ok, out, _) = create(NS, &pod("probe", json!({}), json!({})), DryRun::Yes);
-        ok && out.contains("POLYAXON_RUN_DATA_PATHS")
-    });
+    let (_hook, _registered) = serve_registered(CONFIG, "persistence-webhook-e2e-workloads", NS);
 
     let dir = tempfile::tempdir().expect("tempdir");
     let config = dir.path().join("persistence.yaml");

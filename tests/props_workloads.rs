@@ -37,9 +37,9 @@ struct Plan {
     volumes: bool,
 }
 
-fn plan() -> impl Strategy<Value = Plan> {
-    (
-        prop::sample::select(vec![
+prop_compose! {
+    fn plan()(
+        kind in prop::sample::select(vec![
             "Job",
             "CronJob",
             "Deployment",
@@ -47,9 +47,9 @@ fn plan() -> impl Strategy<Value = Plan> {
             "DaemonSet",
             "ReplicaSet",
         ]),
-        "[a-z][a-z0-9-]{0,10}[a-z0-9]",
-        prop::sample::select(vec!["default", "team-a", "team-b"]),
-        prop::option::of(prop::sample::select(vec![
+        name in "[a-z][a-z0-9-]{0,10}[a-z0-9]",
+        namespace in prop::sample::select(vec!["default", "team-a", "team-b"]),
+        selection in prop::option::of(prop::sample::select(vec![
             "data: [data1]",
             "data: []\noutputs: outputs-gcs",
             "{\"data\": [\"data-s3\", \"scratch\"], \"outputs\": \"outputs-host\"}",
@@ -58,38 +58,18 @@ fn plan() -> impl Strategy<Value = Plan> {
             "containers: [main]",
             "outputs: [outputs1, outputs-s3]",
         ])),
-        prop::option::weighted(0.2, prop::sample::select(vec!["runs/7", "../escape"])),
-        prop::bool::weighted(0.1),
-        prop::bool::weighted(0.8),
-        1..=3usize,
-        any::<bool>(),
-        any::<bool>(),
-    )
-        .prop_map(
-            |(
-                kind,
-                name,
-                namespace,
-                selection,
-                subpath,
-                opt_out,
-                metadata,
-                containers,
-                init,
-                volumes,
-            )| Plan {
-                kind,
-                name,
-                namespace,
-                selection,
-                subpath,
-                opt_out,
-                metadata,
-                containers,
-                init,
-                volumes,
-            },
-        )
+        subpath in prop::option::weighted(0.2, prop::sample::select(vec!["runs/7", "../escape"])),
+        opt_out in prop::bool::weighted(0.1),
+        metadata in prop::bool::weighted(0.8),
+        containers in 1..=3usize,
+        init in any::<bool>(),
+        volumes in any::<bool>(),
+    ) -> Plan {
+        Plan {
+            kind, name, namespace, selection, subpath,
+            opt_out, metadata, containers, init, volumes,
+        }
+    }
 }
 
 /// The template, and the workload object holding it.

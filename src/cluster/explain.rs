@@ -261,7 +261,8 @@ fn labels_of(object: &Value, key: &str) -> BTreeMap<String, String> {
         .unwrap_or_default()
 }
 
-/// Whether the rules send a CREATE of a v1 pod (namespaced).
+/// Whether the rules send a CREATE of a v1 pod (namespaced); `covers`
+/// takes `*` for any value.
 fn sends_pod_create(hook: &MutatingWebhook) -> bool {
     let covers = |list: Option<&Vec<String>>, want: &str| {
         list.is_some_and(|l| l.iter().any(|x| x == want || x == "*"))
@@ -270,7 +271,7 @@ fn sends_pod_create(hook: &MutatingWebhook) -> bool {
         covers(r.operations.as_ref(), "CREATE")
             && covers(r.api_groups.as_ref(), "")
             && covers(r.api_versions.as_ref(), "v1")
-            && (covers(r.resources.as_ref(), "pods") || covers(r.resources.as_ref(), "*"))
+            && covers(r.resources.as_ref(), "pods")
             && r.scope.as_deref().is_none_or(|s| s != "Cluster")
     })
 }
@@ -598,10 +599,7 @@ pub fn render(live: &Live, today: &Account, output: ExplainOutput) -> Result<Str
     Ok(match output {
         ExplainOutput::Text => text(live, today),
         ExplainOutput::Json => {
-            let both = serde_json::json!({"live": live, "account": today});
-            let mut s = serde_json::to_string_pretty(&both).context("printing JSON")?;
-            s.push('\n');
-            s
+            crate::mutate::pretty(&serde_json::json!({"live": live, "account": today}))?
         }
     })
 }

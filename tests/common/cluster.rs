@@ -269,18 +269,44 @@ pub fn injected(pod: &Value) -> Option<Value> {
         .and_then(|s| serde_json::from_str(s).ok())
 }
 
+/// The webhook serving `config_text`, registered as `name`, once the API
+/// server calls it: a server dry run of a pod in `ns` (a namespace already
+/// created with injection enabled) comes back mutated. Keep both guards
+/// alive for the test; the registration is deleted first when they drop.
+pub fn serve_registered(config_text: &str, name: &'static str, ns: &str) -> (Webhook, Registered) {
+    let hook = Webhook::start(config_text);
+    let url = format!("https://127.0.0.1:{}/mutate", hook.port);
+    kubectl_ok(
+        &["apply", "-f", "-"],
+        Some(&registration(name, &url, &hook.ca_bundle)),
+    );
+    let registered = Registered(name);
+    // The API server picks the registration up asynchronously.
+    crate::common::eventually_blocking("the webhook mutates a server dry run", || {
+        let (ok, out, _) = create(ns, &pod("probe", json!({}), json!({})), DryRun::Yes);
+        ok && out.contains("POLYAXON_RUN_DATA_PATHS")
+    });
+    (hook, registered)
+}
+
+/// Deletes the MutatingWebhookConfiguration it names when dropped.
 pub struct Registered(pub &'static str);
 
 impl Drop for Registered {
     fn drop(&mut self) {
-        let _ = kubectl(
-            &[
-                "delete",
-                "mutatingwebhookconfiguration",
-                self.0,
-                "--ignore-not-found",
-            ],
-            None,
-        );
+        unregister(self.0);
     }
+}
+
+/// Deletes the MutatingWebhookConfiguration `name`, if there is one.
+pub fn unregister(name: &str) {
+    let _ = kubectl(
+        &[
+            "delete",
+            "mutatingwebhookconfiguration",
+            name,
+            "--ignore-not-found",
+        ],
+        None,
+    );
 }

@@ -20,7 +20,7 @@ fn config() -> Config {
 
 fn today(pod: &Value) -> Account {
     let ns = pod["metadata"]["namespace"].as_str().unwrap_or("team");
-    let body = crate::dry_run::review_body(pod, ns, "00000000-0000-0000-0000-000000000000");
+    let body = crate::dry_run::review_body(pod, ns, crate::cli::DEFAULT_UID);
     account(&config(), &crate::Bounds::default(), &body).expect("reviewable")
 }
 
@@ -188,7 +188,7 @@ fn not_mutated_pods_are_told_why_in_the_api_servers_order() {
 
 /// The pod the webhook made from `pod` with today's config.
 fn mutated(pod: &Value) -> Value {
-    let body = crate::dry_run::review_body(pod, "team", "00000000-0000-0000-0000-000000000000");
+    let body = crate::dry_run::review_body(pod, "team", crate::cli::DEFAULT_UID);
     let reviewed = crate::review_with(&config(), &crate::Bounds::default(), &body).expect("review");
     let crate::Decision::Patched(patch) = reviewed.decision else {
         panic!("expected a patch, got {:?}", reviewed.decision)
