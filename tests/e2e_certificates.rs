@@ -133,19 +133,7 @@ impl Install {
                 namespace(n, enabled);
             }
         }
-        for kind in ["secret", "lease"] {
-            let _ = kubectl(
-                &[
-                    "-n",
-                    system_ns,
-                    "delete",
-                    kind,
-                    object,
-                    "--ignore-not-found",
-                ],
-                None,
-            );
-        }
+        delete_secret_and_lease(system_ns, object);
         // Registered with an empty caBundle: filling it is the replicas' job.
         let url = format!("https://127.0.0.1:{}/mutate", proxy.addr.port());
         let mut registration: serde_json::Value =
@@ -289,19 +277,17 @@ impl Install {
 impl Drop for Install {
     fn drop(&mut self) {
         let _ = kubectl(&["delete", "namespace", &self.ns, "--wait=false"], None);
-        for kind in ["secret", "lease"] {
-            let _ = kubectl(
-                &[
-                    "-n",
-                    self.system_ns,
-                    "delete",
-                    kind,
-                    self.object,
-                    "--ignore-not-found",
-                ],
-                None,
-            );
-        }
+        delete_secret_and_lease(self.system_ns, self.object);
+    }
+}
+
+/// Deletes the Secret and the Lease `object` in `ns`, if they exist.
+fn delete_secret_and_lease(ns: &str, object: &str) {
+    for kind in ["secret", "lease"] {
+        let _ = kubectl(
+            &["-n", ns, "delete", kind, object, "--ignore-not-found"],
+            None,
+        );
     }
 }
 
