@@ -87,8 +87,9 @@ impl Proxy {
         Proxy { addr, backends }
     }
 
-    fn set(&self, addrs: &[SocketAddr]) {
-        *self.backends.lock().expect("backends") = addrs.to_vec();
+    /// Spreads the connections over these replicas (and no others).
+    fn spread(&self, replicas: &[Spawned]) {
+        *self.backends.lock().expect("backends") = replicas.iter().map(|r| r.addr).collect();
     }
 }
 
@@ -132,19 +133,7 @@ impl Install {
                 namespace(n, enabled);
             }
         }
-        for kind in ["secret", "lease"] {
-            let _ = kubectl(
-                &[
-                    "-n",
-                    system_ns,
-                    "delete",
-                    kind,
-                    object,
-                    "--ignore-not-found",
-                ],
-                None,
-            );
-        }
+        delete_secret_and_lease(system_ns, object);
         // Registered with an empty caBundle: filling it is the replicas' job.
         let url = format!("https://127.0.0.1:{}/mutate", proxy.addr.port());
         let mut registration: serde_json::Value =
@@ -288,19 +277,17 @@ impl Install {
 impl Drop for Install {
     fn drop(&mut self) {
         let _ = kubectl(&["delete", "namespace", &self.ns, "--wait=false"], None);
-        for kind in ["secret", "lease"] {
-            let _ = kubectl(
-                &[
-                    "-n",
-                    self.system_ns,
-                    "delete",
-                    kind,
-                    self.object,
-                    "--ignore-not-found",
-                ],
-                None,
-            );
-        }
+        delete_secret_and_lease(self.system_ns, self.object);
+    }
+}
+
+/// Deletes the Secret and the Lease `object` in `ns`, if they exist.
+fn delete_secret_and_lease(ns: &str, object: &str) {
+    for kind in ["secret", "lease"] {
+        let _ = kubectl(
+            &["-n", ns, "delete", kind, object, "--ignore-not-found"],
+            None,
+        );
     }
 }
 
@@ -312,12 +299,24 @@ async fn metric(replica: &Spawned, name: &str) -> f64 {
 }
 
 /// Summed over the replicas.
-async fn total(replicas: &[&Spawned], name: &str) -> f64 {
+async fn total(replicas: &[Spawned], name: &str) -> f64 {
     let mut sum = 0.0;
     for r in replicas {
         sum += metric(r, name).await;
     }
     sum
+}
+
+/// `persistence_webhook_certificate_renewals_total` of one kind, summed.
+async fn renewals(replicas: &[Spawned], kind: &str) -> f64 {
+    let sample = format!("persistence_webhook_certificate_renewals_total{{kind=\"{kind}\"}}");
+    total(replicas, &sample).await
+}
+
+/// `persistence_webhook_certificate_failures_total` of one step, summed.
+async fn failures(replicas: &[Spawned], step: &str) -> f64 {
+    let sample = format!("persistence_webhook_certificate_failures_total{{step=\"{step}\"}}");
+    total(replicas, &sample).await
 }
 
 /// The certificates in a PEM bundle.
@@ -353,6 +352,14 @@ async fn handshake(addr: SocketAddr, bundle_pem: &str) -> Result<(), String> {
         .map_err(|e| format!("handshake: {e}"))
 }
 
+/// A runtime, the proxy, and this test's objects.
+fn setup(name: &'static str) -> (tokio::runtime::Runtime, Proxy, Install) {
+    let rt = runtime();
+    let proxy = rt.block_on(Proxy::start());
+    let install = Install::new(&rt, name, &proxy);
+    (rt, proxy, install)
+}
+
 fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -379,13 +386,11 @@ impl Drop for Logs<'_> {
 #[test]
 #[ignore = "needs a real API server: run by .ci/run with kube-local"]
 fn a_cold_start_of_two_replicas_ends_with_one_ca_and_admitted_pods() {
-    let rt = runtime();
-    let proxy = rt.block_on(Proxy::start());
-    let install = Install::new(&rt, "pw-certs-cold", &proxy);
+    let (rt, proxy, install) = setup("pw-certs-cold");
     let started = Instant::now();
     let replicas = install.replicas(2);
     let _logs = Logs(&replicas);
-    proxy.set(&[replicas[0].addr, replicas[1].addr]);
+    proxy.spread(&replicas);
     rt.block_on(async {
         install
             .admitted("a pod admitted through both replicas")
@@ -405,14 +410,9 @@ fn a_cold_start_of_two_replicas_ends_with_one_ca_and_admitted_pods() {
                 .await
                 .expect("trusted by the bundle");
         }
-        let refs: Vec<&Spawned> = replicas.iter().collect();
-        let created = total(
-            &refs,
-            "persistence_webhook_certificate_renewals_total{kind=\"created\"}",
-        )
-        .await;
+        let created = renewals(&replicas, "created").await;
         assert_eq!(created, 1.0, "exactly one replica created the Secret");
-        let leaders = total(&refs, "persistence_webhook_certificate_leader ").await;
+        let leaders = total(&replicas, "persistence_webhook_certificate_leader ").await;
         assert_eq!(leaders, 1.0, "exactly one Lease holder");
         for _ in 0..10 {
             assert_eq!(install.create_pod().await, Ok(true), "every pod mutated");
@@ -424,9 +424,7 @@ fn a_cold_start_of_two_replicas_ends_with_one_ca_and_admitted_pods() {
 #[test]
 #[ignore = "needs a real API server: run by .ci/run with kube-local"]
 fn a_secret_with_unusable_content_is_replaced_once_at_start() {
-    let rt = runtime();
-    let proxy = rt.block_on(Proxy::start());
-    let install = Install::new(&rt, "pw-certs-unusable", &proxy);
+    let (rt, proxy, install) = setup("pw-certs-unusable");
     kubectl_ok(
         &[
             "-n",
@@ -441,15 +439,10 @@ fn a_secret_with_unusable_content_is_replaced_once_at_start() {
     );
     let replicas = install.replicas(2);
     let _logs = Logs(&replicas);
-    proxy.set(&[replicas[0].addr, replicas[1].addr]);
-    let refs: Vec<&Spawned> = replicas.iter().collect();
+    proxy.spread(&replicas);
     rt.block_on(async {
         install.admitted("a pod admitted").await;
-        let replaced = total(
-            &refs,
-            "persistence_webhook_certificate_renewals_total{kind=\"replace\"}",
-        )
-        .await;
+        let replaced = renewals(&replicas, "replace").await;
         assert_eq!(replaced, 1.0, "one replica replaced it, the other used it");
         let (bundle, _) = install.secret_bundle().await;
         assert_eq!(certificates(&bundle), 1);
@@ -467,13 +460,10 @@ fn a_secret_with_unusable_content_is_replaced_once_at_start() {
 #[test]
 #[ignore = "needs a real API server: run by .ci/run with kube-local"]
 fn pods_are_admitted_without_a_failure_through_renewals_and_a_ca_rotation() {
-    let rt = runtime();
-    let proxy = rt.block_on(Proxy::start());
-    let install = Install::new(&rt, "pw-certs-rotation", &proxy);
+    let (rt, proxy, install) = setup("pw-certs-rotation");
     let replicas = install.replicas(2);
     let _logs = Logs(&replicas);
-    proxy.set(&[replicas[0].addr, replicas[1].addr]);
-    let refs: Vec<&Spawned> = replicas.iter().collect();
+    proxy.spread(&replicas);
     rt.block_on(async {
         install.admitted("the first pod admitted").await;
         let (first_bundle, first_signer) = install.secret_bundle().await;
@@ -491,8 +481,8 @@ fn pods_are_admitted_without_a_failure_through_renewals_and_a_ca_rotation() {
             creates += 1;
             let bundles = install.configured_bundles().await;
             max_bundle = max_bundle.max(bundles.iter().map(|b| certificates(b)).max().unwrap_or(0));
-            let serving = total(&refs, "persistence_webhook_certificate_renewals_total{kind=\"serving\"}").await;
-            let dropped = total(&refs, "persistence_webhook_certificate_renewals_total{kind=\"ca-drop\"}").await;
+            let serving = renewals(&replicas, "serving").await;
+            let dropped = renewals(&replicas, "ca-drop").await;
             if dropped >= 1.0 && serving >= 2.0 {
                 break;
             }
@@ -500,14 +490,13 @@ fn pods_are_admitted_without_a_failure_through_renewals_and_a_ca_rotation() {
             tokio::time::sleep(Duration::from_millis(300)).await;
         }
         let elapsed = started.elapsed();
-        let mut renewals = Vec::new();
+        let mut counts = Vec::new();
         for kind in ["serving", "ca-trust", "ca-switch", "ca-drop", "replace"] {
-            let sample = format!("persistence_webhook_certificate_renewals_total{{kind=\"{kind}\"}}");
-            renewals.push((kind, total(&refs, &sample).await));
+            counts.push((kind, renewals(&replicas, kind).await));
         }
-        let writes = total(&refs, "persistence_webhook_ca_bundle_writes_total ").await;
+        let writes = total(&replicas, "persistence_webhook_ca_bundle_writes_total ").await;
         println!(
-            "rotation: {creates} creates in {elapsed:?}, {} failed, {unmutated} not mutated; renewals {renewals:?}; caBundle writes {writes}; most CAs in the bundle at once: {max_bundle}",
+            "rotation: {creates} creates in {elapsed:?}, {} failed, {unmutated} not mutated; renewals {counts:?}; caBundle writes {writes}; most CAs in the bundle at once: {max_bundle}",
             failures.len()
         );
         assert!(failures.is_empty(), "failed creates: {failures:#?}");
@@ -521,24 +510,21 @@ fn pods_are_admitted_without_a_failure_through_renewals_and_a_ca_rotation() {
         for r in &replicas {
             handshake(r.addr, &bundle).await.expect("each replica serves from the new CA");
         }
-        assert_eq!(total(&refs, "persistence_webhook_certificate_renewals_total{kind=\"replace\"}").await, 0.0);
+        assert_eq!(renewals(&replicas, "replace").await, 0.0);
     });
 }
 
 #[test]
 #[ignore = "needs a real API server: run by .ci/run with kube-local"]
 fn an_overwritten_ca_bundle_is_restored_within_the_check_interval() {
-    let rt = runtime();
-    let proxy = rt.block_on(Proxy::start());
-    let install = Install::new(&rt, "pw-certs-restore", &proxy);
+    let (rt, proxy, install) = setup("pw-certs-restore");
     let replicas = install.replicas(2);
     let _logs = Logs(&replicas);
-    proxy.set(&[replicas[0].addr, replicas[1].addr]);
-    let refs: Vec<&Spawned> = replicas.iter().collect();
+    proxy.spread(&replicas);
     rt.block_on(async {
         install.admitted("the first pod admitted").await;
         let (bundle, _) = install.secret_bundle().await;
-        let writes_before = total(&refs, "persistence_webhook_ca_bundle_writes_total ").await;
+        let writes_before = total(&replicas, "persistence_webhook_ca_bundle_writes_total ").await;
         // Someone else (a hand edit, a GitOps sync) writes garbage.
         kubectl_ok(
             &[
@@ -556,7 +542,7 @@ fn an_overwritten_ca_bundle_is_restored_within_the_check_interval() {
         install.admitted("creates work again").await;
         let back = overwritten.elapsed();
         assert_eq!(install.configured_bundles().await, vec![bundle], "restored");
-        let writes = total(&refs, "persistence_webhook_ca_bundle_writes_total ").await;
+        let writes = total(&replicas, "persistence_webhook_ca_bundle_writes_total ").await;
         assert!(writes > writes_before, "the restore is counted");
         println!(
             "restore: garbage caBundle, creates work again after {back:?} (check interval 1s); a create right after the overwrite: {}",
@@ -571,11 +557,9 @@ fn an_overwritten_ca_bundle_is_restored_within_the_check_interval() {
 #[test]
 #[ignore = "needs a real API server: run by .ci/run with kube-local"]
 fn the_other_replica_takes_over_when_the_lease_holder_is_killed() {
-    let rt = runtime();
-    let proxy = rt.block_on(Proxy::start());
-    let install = Install::new(&rt, "pw-certs-takeover", &proxy);
+    let (rt, proxy, install) = setup("pw-certs-takeover");
     let mut replicas = install.replicas(2);
-    proxy.set(&[replicas[0].addr, replicas[1].addr]);
+    proxy.spread(&replicas);
     let (holder, survivor_pid) = rt.block_on(async {
         install.admitted("the first pod admitted").await;
         common::eventually("a Lease holder", || async {
@@ -596,11 +580,11 @@ fn the_other_replica_takes_over_when_the_lease_holder_is_killed() {
     killed.child.kill().expect("kill the holder");
     let _ = killed.child.wait();
     let killed_at = Instant::now();
-    proxy.set(&[replicas[0].addr]);
+    proxy.spread(&replicas);
     let _logs = Logs(&replicas);
     let survivor = &replicas[0];
     rt.block_on(async {
-        let serving_before = metric(survivor, "persistence_webhook_certificate_renewals_total{kind=\"serving\"}").await;
+        let serving_before = renewals(&replicas, "serving").await;
         common::eventually("the survivor holds the Lease", || async {
             install
                 .lease_holder()
@@ -612,7 +596,7 @@ fn the_other_replica_takes_over_when_the_lease_holder_is_killed() {
         let takeover = killed_at.elapsed();
         // A serving certificate lives 30 s: the survivor renews within that.
         let deadline = Instant::now() + Duration::from_secs(60);
-        while metric(survivor, "persistence_webhook_certificate_renewals_total{kind=\"serving\"}").await <= serving_before {
+        while renewals(&replicas, "serving").await <= serving_before {
             assert!(Instant::now() < deadline, "the survivor renewed nothing in 60 s");
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
@@ -628,13 +612,10 @@ fn both_replicas_keep_serving_while_the_api_server_is_down_and_renewal_resumes()
     let kube_local = std::env::var("KUBE_LOCAL").expect(
         "KUBE_LOCAL must name the kube-local script: this test stops and starts the API server",
     );
-    let rt = runtime();
-    let proxy = rt.block_on(Proxy::start());
-    let install = Install::new(&rt, "pw-certs-outage", &proxy);
+    let (rt, proxy, install) = setup("pw-certs-outage");
     let replicas = install.replicas(2);
     let _logs = Logs(&replicas);
-    proxy.set(&[replicas[0].addr, replicas[1].addr]);
-    let refs: Vec<&Spawned> = replicas.iter().collect();
+    proxy.spread(&replicas);
     let kube_local_run = |verb: &str| {
         let out = std::process::Command::new(&kube_local)
             .arg(verb)
@@ -650,9 +631,7 @@ fn both_replicas_keep_serving_while_the_api_server_is_down_and_renewal_resumes()
         install.admitted("the first pod admitted").await;
         install.secret_bundle().await.0
     });
-    let serving = "persistence_webhook_certificate_renewals_total{kind=\"serving\"}";
-    let failures = "persistence_webhook_certificate_failures_total{step=\"secret\"}";
-    let renewed_before = rt.block_on(total(&refs, serving));
+    let renewed_before = rt.block_on(renewals(&replicas, "serving"));
     // Stopped, etcd data kept.
     kube_local_run("stop");
     let stopped = Instant::now();
@@ -667,10 +646,10 @@ fn both_replicas_keep_serving_while_the_api_server_is_down_and_renewal_resumes()
             }
             tokio::time::sleep(Duration::from_millis(500)).await;
         }
-        let failed = total(&refs, failures).await;
+        let failed = failures(&replicas, "secret").await;
         assert!(failed > 0.0, "the failed reads are counted");
         assert_eq!(
-            total(&refs, serving).await,
+            renewals(&replicas, "serving").await,
             renewed_before,
             "nothing can be renewed without the API server"
         );
@@ -683,7 +662,7 @@ fn both_replicas_keep_serving_while_the_api_server_is_down_and_renewal_resumes()
             .admitted("pods admitted once the API server is back")
             .await;
         let deadline = Instant::now() + Duration::from_secs(60);
-        while total(&refs, serving).await <= renewed_before {
+        while renewals(&replicas, "serving").await <= renewed_before {
             assert!(
                 Instant::now() < deadline,
                 "no serving renewal within 60 s of the restart"
@@ -868,8 +847,7 @@ fn replicas_work_with_exactly_the_overlays_rbac() {
     install.extra = vec!["--kubeconfig".into(), kubeconfig_path];
     let replicas = install.replicas(2);
     let _logs = Logs(&replicas);
-    proxy.set(&[replicas[0].addr, replicas[1].addr]);
-    let refs: Vec<&Spawned> = replicas.iter().collect();
+    proxy.spread(&replicas);
     rt.block_on(async {
         install
             .admitted("a pod admitted, the replicas using only the overlay's RBAC")
@@ -880,22 +858,10 @@ fn replicas_work_with_exactly_the_overlays_rbac() {
             install.lease_holder().await.is_some(),
             "the Lease was created"
         );
-        let failures = total(
-            &refs,
-            "persistence_webhook_certificate_failures_total{step=\"secret\"}",
-        )
-        .await
-            + total(
-                &refs,
-                "persistence_webhook_certificate_failures_total{step=\"lease\"}",
-            )
-            .await
-            + total(
-                &refs,
-                "persistence_webhook_certificate_failures_total{step=\"ca-bundle\"}",
-            )
-            .await;
-        assert_eq!(failures, 0.0, "nothing was forbidden");
+        let forbidden = failures(&replicas, "secret").await
+            + failures(&replicas, "lease").await
+            + failures(&replicas, "ca-bundle").await;
+        assert_eq!(forbidden, 0.0, "nothing was forbidden");
     });
 }
 
@@ -904,11 +870,9 @@ fn replicas_work_with_exactly_the_overlays_rbac() {
 #[test]
 #[ignore = "needs a real API server: run by .ci/run with kube-local"]
 fn a_stopped_holder_hands_the_lease_over() {
-    let rt = runtime();
-    let proxy = rt.block_on(Proxy::start());
-    let install = Install::new(&rt, "pw-certs-handover", &proxy);
+    let (rt, proxy, install) = setup("pw-certs-handover");
     let mut replicas = install.replicas(2);
-    proxy.set(&[replicas[0].addr, replicas[1].addr]);
+    proxy.spread(&replicas);
     let holder = rt.block_on(async {
         install.admitted("the first pod admitted").await;
         common::eventually("a Lease holder", || async {
@@ -923,7 +887,7 @@ fn a_stopped_holder_hands_the_lease_over() {
         .expect("the holder is a replica");
     let stopping = replicas.remove(index);
     let survivor_pid = replicas[0].child.id();
-    proxy.set(&[replicas[0].addr]);
+    proxy.spread(&replicas);
     let stopped_at = Instant::now();
     let status = stopping.stop();
     let exited = stopped_at.elapsed();
@@ -952,11 +916,9 @@ fn a_stopped_holder_hands_the_lease_over() {
 #[test]
 #[ignore = "needs a real API server: run by .ci/run with kube-local"]
 fn a_certificate_that_expired_while_all_replicas_were_down_is_renewed_at_start() {
-    let rt = runtime();
-    let proxy = rt.block_on(Proxy::start());
-    let install = Install::new(&rt, "pw-certs-expired", &proxy);
+    let (rt, proxy, install) = setup("pw-certs-expired");
     let first = install.replicas(2);
-    proxy.set(&[first[0].addr, first[1].addr]);
+    proxy.spread(&first);
     let (bundle, not_after) = rt.block_on(async {
         install.admitted("the first pod admitted").await;
         let data = install.secret().await.data.unwrap_or_default();
@@ -980,14 +942,10 @@ fn a_certificate_that_expired_while_all_replicas_were_down_is_renewed_at_start()
     assert!(now() > not_after, "the serving certificate has expired");
     let replicas = install.replicas(2);
     let _logs = Logs(&replicas);
-    proxy.set(&[replicas[0].addr, replicas[1].addr]);
-    let refs: Vec<&Spawned> = replicas.iter().collect();
+    proxy.spread(&replicas);
     rt.block_on(async {
         install.admitted("pods admitted after the restart").await;
-        let renewed = total(
-            &refs,
-            "persistence_webhook_certificate_renewals_total{kind=\"serving\"}",
-        )
+        let renewed = renewals(&replicas, "serving")
         .await;
         assert!(renewed >= 1.0, "a serving renewal at start");
         assert_eq!(install.secret_bundle().await.0, bundle, "the CA is kept");

@@ -159,12 +159,18 @@ impl CertificateMetrics {
         }
         registry.register(
             "certificate_renewals",
-            "Writes of the certificate Secret by this replica, by kind (created, serving, ca-trust, ca-switch, ca-drop, replace)",
+            format!(
+                "Writes of the certificate Secret by this replica, by kind ({})",
+                Self::RENEWALS.join(", ")
+            ),
             self.renewals.clone(),
         );
         registry.register(
             "certificate_failures",
-            "Failed certificate steps, by step (secret, issue, load, ca-bundle, lease); each is retried with backoff",
+            format!(
+                "Failed certificate steps, by step ({}); each is retried with backoff",
+                Self::FAILURES.join(", ")
+            ),
             self.failures.clone(),
         );
         registry.register(
@@ -537,6 +543,8 @@ mod tests {
             "persistence_webhook_certificate_leader 1",
             "persistence_webhook_ca_bundle_writes_total 1",
             "persistence_webhook_certificate_expiry_timestamp_seconds 0",
+            "by kind (created, serving, ca-trust, ca-switch, ca-drop, replace)",
+            "by step (secret, issue, load, ca-bundle, lease); each is retried",
         ] {
             assert!(text.contains(line), "missing {line:?} in\n{text}");
         }

@@ -90,16 +90,14 @@ pub fn load(
             ))
         }
     };
-    let credentials = match (tls_cert, tls_key, demo_dir) {
-        (None, None, None) if in_cluster.is_some() => {
-            in_cluster.expect("matched as present")
-        }
-        (Some(_), _, _) | (_, Some(_), _) if in_cluster.is_some() => {
+    let credentials = match (tls_cert, tls_key, demo_dir, in_cluster) {
+        (None, None, None, Some(creds)) => creds,
+        (Some(_), _, _, Some(_)) | (_, Some(_), _, Some(_)) => {
             return Err(anyhow!(
                 "--certificates in-cluster takes the certificate from its Secret: drop --tls-cert and --tls-key"
             ))
         }
-        (Some(cert), Some(key), _) => {
+        (Some(cert), Some(key), _, None) => {
             let pair = CertPair {
                 cert: Watched::read(cert, MAX_PEM_BYTES),
                 key: Watched::read(key, MAX_PEM_BYTES),
@@ -109,7 +107,7 @@ pub fn load(
             watcher.cert = Some(pair);
             creds
         }
-        (None, None, Some(dir)) => demo_credentials(&dir, now)?,
+        (None, None, Some(dir), _) => demo_credentials(&dir, now)?,
         _ => {
             return Err(anyhow!(
                 "--tls-cert FILE and --tls-key FILE are required together (or --demo for a throwaway certificate)"

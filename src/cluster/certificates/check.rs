@@ -11,10 +11,10 @@ use super::lease::Leadership;
 use super::material::{self, unix, Material};
 use super::schedule::{next_step, Step};
 use super::secret::{Created, SecretStore, Stored};
-use super::{api, with_rbac_hint};
+use super::{api, serving, with_rbac_hint};
 use crate::server::metrics::CertificateMetrics;
 use crate::server::reload::swap_certificate;
-use crate::server::tls::{self, Resolver};
+use crate::server::tls::Resolver;
 use crate::server::AppState;
 
 /// A step that failed, for the log and the `step` label.
@@ -193,12 +193,7 @@ impl Checker {
         if m.serving.cert.pem == self.served {
             return Ok(());
         }
-        let creds = tls::load(
-            m.serving.cert.pem.as_bytes(),
-            m.serving.key.as_bytes(),
-            SystemTime::now(),
-        )
-        .map_err(|e| {
+        let creds = serving(m, SystemTime::now()).map_err(|e| {
             self.state
                 .metrics
                 .reload(crate::server::metrics::Reloaded::Certificate, false);

@@ -16,11 +16,11 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
 use k8s_openapi::api::coordination::v1::Lease as LeaseObject;
-use kube::api::{Patch, PatchParams, PostParams};
+use kube::api::{Patch, PatchParams};
 use kube::Api;
 use serde_json::json;
 
-use super::FIELD_MANAGER;
+use super::{post_params, FIELD_MANAGER};
 
 /// Whether this replica holds the Lease now; cheap to clone and to ask.
 #[derive(Debug, Clone, Default)]
@@ -171,11 +171,7 @@ impl Lease {
             (Move::Create, _) => {
                 let body: LeaseObject = serde_json::from_value(self.body(Move::Create, None))
                     .map_err(kube::Error::SerdeError)?;
-                let pp = PostParams {
-                    field_manager: Some(FIELD_MANAGER.into()),
-                    ..PostParams::default()
-                };
-                self.api.create(&pp, &body).await.map(|_| ())
+                self.api.create(&post_params(), &body).await.map(|_| ())
             }
             (Move::Renew | Move::Acquire, Some(lease)) => {
                 let body = self.body(step, Some(lease));

@@ -41,6 +41,14 @@ use secret::{Created, SecretStore};
 /// Our field manager, on every object we write.
 pub const FIELD_MANAGER: &str = "persistence-webhook";
 
+/// Create and replace parameters naming [`FIELD_MANAGER`].
+fn post_params() -> kube::api::PostParams {
+    kube::api::PostParams {
+        field_manager: Some(FIELD_MANAGER.into()),
+        ..kube::api::PostParams::default()
+    }
+}
+
 /// The in-cluster certificates of one replica, ready to run.
 #[derive(Debug)]
 pub struct InCluster {

@@ -8,11 +8,11 @@ use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::ByteString;
-use kube::api::{ObjectMeta, PostParams};
+use kube::api::ObjectMeta;
 use kube::Api;
 
 use super::material::Material;
-use super::FIELD_MANAGER;
+use super::{post_params, FIELD_MANAGER};
 
 /// The Secret as read.
 #[derive(Debug, Clone)]
@@ -59,10 +59,7 @@ impl SecretStore {
 
     /// Creates it with `material`, unless it exists.
     pub async fn create(&self, material: &Material) -> Result<Created, kube::Error> {
-        let pp = PostParams {
-            field_manager: Some(FIELD_MANAGER.into()),
-            ..PostParams::default()
-        };
+        let pp = post_params();
         match self.api.create(&pp, &self.object(material, None)).await {
             Ok(secret) => Ok(Created::Ours(stored(secret))),
             Err(kube::Error::Api(e)) if e.code == 409 => Ok(Created::Theirs),
@@ -77,10 +74,7 @@ impl SecretStore {
         material: &Material,
         read: &Stored,
     ) -> Result<Option<Stored>, kube::Error> {
-        let pp = PostParams {
-            field_manager: Some(FIELD_MANAGER.into()),
-            ..PostParams::default()
-        };
+        let pp = post_params();
         let mut object = self.object(material, read.resource_version.clone());
         object.type_.clone_from(&read.type_);
         match self.api.replace(&self.name, &pp, &object).await {
