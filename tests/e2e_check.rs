@@ -63,21 +63,7 @@ struct Pki {
 impl Pki {
     fn new() -> Pki {
         let dir = tempfile::tempdir().expect("tempdir");
-        let out = Command::new(BIN)
-            .args(["certs", "--out"])
-            .arg(dir.path())
-            .args(["--ip", "127.0.0.1", "--dns", "localhost"])
-            .output()
-            .expect("certs runs");
-        assert!(
-            out.status.success(),
-            "certs: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let ca_bundle = String::from_utf8(out.stdout)
-            .expect("utf-8")
-            .trim()
-            .to_owned();
+        let ca_bundle = certs_in(dir.path());
         Pki { dir, ca_bundle }
     }
 
