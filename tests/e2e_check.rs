@@ -79,6 +79,10 @@ impl Pki {
 
 /// The install: the webhook process, its registration and the manifests.
 struct Install {
+    /// First, so the registration goes before the webhook stops: a stopped
+    /// webhook with failurePolicy Fail would block the other e2e files'
+    /// pods in labelled namespaces.
+    _registered: Registered,
     pki: Pki,
     hook: Option<common::Spawned>,
     _config: tempfile::TempDir,
@@ -86,17 +90,6 @@ struct Install {
 
 impl Drop for Install {
     fn drop(&mut self) {
-        // A stopped webhook with failurePolicy Fail would block the other
-        // e2e files' pods in labelled namespaces.
-        let _ = kubectl(
-            &[
-                "delete",
-                "mutatingwebhookconfiguration",
-                NAME,
-                "--ignore-not-found",
-            ],
-            None,
-        );
         if std::thread::panicking() {
             if let Some(hook) = &self.hook {
                 for line in hook.logs.try_iter() {
@@ -347,6 +340,7 @@ impl Install {
         kubectl_ok(&["apply", "-f", "-"], Some(&secret));
         pods_ready(true);
         Install {
+            _registered: Registered(NAME),
             pki,
             hook: Some(hook),
             _config: config,
