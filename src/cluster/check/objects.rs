@@ -138,6 +138,7 @@ impl<'de> Deserialize<'de> for KeysOnly {
 
 /// The serving Secret's `data`: the two certificates decoded, every other
 /// value (the private key) skipped unread.
+#[derive(Default)]
 struct CertsOnly {
     tls_crt: Option<Vec<u8>>,
     ca_crt: Option<Vec<u8>>,
@@ -153,18 +154,10 @@ impl<'de> Deserialize<'de> for CertsOnly {
                 f.write_str("a map of Secret keys")
             }
             fn visit_unit<E: de::Error>(self) -> Result<CertsOnly, E> {
-                Ok(CertsOnly {
-                    tls_crt: None,
-                    ca_crt: None,
-                    keys: BTreeSet::new(),
-                })
+                Ok(CertsOnly::default())
             }
             fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<CertsOnly, A::Error> {
-                let mut out = CertsOnly {
-                    tls_crt: None,
-                    ca_crt: None,
-                    keys: BTreeSet::new(),
-                };
+                let mut out = CertsOnly::default();
                 while let Some(key) = map.next_key::<String>()? {
                     let slot = match key.as_str() {
                         "tls.crt" => Some(&mut out.tls_crt),
