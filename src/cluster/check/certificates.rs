@@ -188,11 +188,12 @@ pub fn judge(input: &Inputs<'_>) -> (Vec<Check>, Option<bool>) {
             None
         }
         Lookup::Error(e) => {
-            checks.push(Check::warn(
+            checks.push(super::objects::unreadable(
                 "serving-secret",
                 secret_title,
-                format!("cannot read it: {e}"),
-                "run check with the permissions of manifests/check (get on secrets)",
+                "it",
+                e,
+                "secrets",
             ));
             None
         }
