@@ -63,21 +63,7 @@ struct Pki {
 impl Pki {
     fn new() -> Pki {
         let dir = tempfile::tempdir().expect("tempdir");
-        let out = Command::new(BIN)
-            .args(["certs", "--out"])
-            .arg(dir.path())
-            .args(["--ip", "127.0.0.1", "--dns", "localhost"])
-            .output()
-            .expect("certs runs");
-        assert!(
-            out.status.success(),
-            "certs: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let ca_bundle = String::from_utf8(out.stdout)
-            .expect("utf-8")
-            .trim()
-            .to_owned();
+        let ca_bundle = certs_in(dir.path());
         Pki { dir, ca_bundle }
     }
 
@@ -93,6 +79,10 @@ impl Pki {
 
 /// The install: the webhook process, its registration and the manifests.
 struct Install {
+    /// First, so the registration goes before the webhook stops: a stopped
+    /// webhook with failurePolicy Fail would block the other e2e files'
+    /// pods in labelled namespaces.
+    _registered: Registered,
     pki: Pki,
     hook: Option<common::Spawned>,
     _config: tempfile::TempDir,
@@ -100,17 +90,6 @@ struct Install {
 
 impl Drop for Install {
     fn drop(&mut self) {
-        // A stopped webhook with failurePolicy Fail would block the other
-        // e2e files' pods in labelled namespaces.
-        let _ = kubectl(
-            &[
-                "delete",
-                "mutatingwebhookconfiguration",
-                NAME,
-                "--ignore-not-found",
-            ],
-            None,
-        );
         if std::thread::panicking() {
             if let Some(hook) = &self.hook {
                 for line in hook.logs.try_iter() {
@@ -361,6 +340,7 @@ impl Install {
         kubectl_ok(&["apply", "-f", "-"], Some(&secret));
         pods_ready(true);
         Install {
+            _registered: Registered(NAME),
             pki,
             hook: Some(hook),
             _config: config,
@@ -440,6 +420,12 @@ impl Run {
         found[0].clone()
     }
 
+    /// That check's result is `result`.
+    fn is(&self, group: &str, id: &str, result: &str) {
+        let c = self.one(group, id);
+        assert_eq!(c["result"], result, "{group}/{id}: {}", self.text);
+    }
+
     /// Exactly one check failed: this one; its detail and hint say so.
     fn fails_only(&self, group: &str, id: &str, detail: &str, hint: &str) {
         let failed = self.with("failed");
@@ -486,8 +472,7 @@ fn a_healthy_install_reports_no_failure() {
         ("namespace chk-healthy", "namespace-selected"),
         ("namespace chk-healthy", "probe"),
     ] {
-        let c = run.one(group, id);
-        assert_eq!(c["result"], "passed", "{group}/{id}: {}", run.text);
+        run.is(group, id, "passed");
     }
     assert_eq!(
         run.one("namespace chk-healthy", "probe")["detail"],
@@ -588,10 +573,7 @@ fn no_webhook_configuration() {
         "not found",
         "kubectl apply -k manifests/overlays/self-managed",
     );
-    assert_eq!(
-        run.one("namespace chk-noconfig", "probe")["result"],
-        "skipped"
-    );
+    run.is("namespace chk-noconfig", "probe", "skipped");
 }
 
 #[test]
@@ -612,10 +594,7 @@ fn a_ca_bundle_from_another_ca() {
         "does not verify",
         "caBundle",
     );
-    assert_eq!(
-        run.one("namespace chk-otherca", "probe")["result"],
-        "skipped"
-    );
+    run.is("namespace chk-otherca", "probe", "skipped");
 }
 
 #[test]
@@ -650,10 +629,7 @@ fn the_webhook_process_stopped() {
         "0 of 2 replicas ready",
         "kubectl -n persistence-webhook logs deploy/persistence-webhook",
     );
-    assert_eq!(
-        run.one("namespace chk-stopped", "probe")["result"],
-        "skipped"
-    );
+    run.is("namespace chk-stopped", "probe", "skipped");
 }
 
 #[test]
@@ -755,10 +731,7 @@ fn a_config_that_does_not_validate() {
         "data.data1.mountPath",
         "persistence-webhook mutate --config",
     );
-    assert_eq!(
-        run.one("namespace chk-badconfig", "references")["result"],
-        "skipped"
-    );
+    run.is("namespace chk-badconfig", "references", "skipped");
 }
 
 #[test]
@@ -797,10 +770,7 @@ fn a_service_registration_needs_ready_endpoints() {
         "no ready endpoint (2 not ready)",
         "kubectl -n persistence-webhook get pods,endpoints",
     );
-    assert_eq!(
-        run.one("namespace chk-service", "probe")["result"],
-        "skipped"
-    );
+    run.is("namespace chk-service", "probe", "skipped");
     assert_eq!(
         run.one("certificates", "serving-cert-names")["detail"],
         "covers persistence-webhook.persistence-webhook.svc"
@@ -873,14 +843,8 @@ fn fifty_namespaces_take_seconds() {
         })
         .unwrap_or_default();
     assert_eq!(groups, 50);
-    assert_eq!(
-        run.one("namespace chk-scale-07", "claim")["result"],
-        "passed"
-    );
-    assert_eq!(
-        run.one("namespace chk-scale-07", "probe")["result"],
-        "passed"
-    );
+    run.is("namespace chk-scale-07", "claim", "passed");
+    run.is("namespace chk-scale-07", "probe", "passed");
     kubectl_ok(
         &["delete", "namespace", "-l", "chk-scale=yes", "--wait=false"],
         None,
@@ -960,7 +924,7 @@ fn check_runs_with_only_its_rbac() {
         .map(|(_, c)| c["id"].clone())
         .collect();
     assert_eq!(warnings, [json!("api-version")], "{}", run.text);
-    assert_eq!(run.one("namespace chk-rbac", "probe")["result"], "passed");
+    run.is("namespace chk-rbac", "probe", "passed");
     let who = format!("--as=system:serviceaccount:{NS}:persistence-webhook-check");
     for (verb, resource, allowed) in [
         ("get", "secrets", "yes"),

@@ -83,22 +83,14 @@ pub struct CheckArgs {
     pub concurrency: u16,
 
     /// Deadline of each API request (a dry run waits for the webhook, up to
-    /// its timeoutSeconds).
+    /// its timeoutSeconds); 1ms to 1h.
     #[arg(long, value_name = "DURATION", default_value = "35s",
-          value_parser = humantime_duration)]
+          value_parser = crate::cli::duration_in::<1, 3_600_000>)]
     pub timeout: humantime::Duration,
 
     /// Text for people, or JSON (the same content) for tools.
     #[arg(long, short = 'o', value_enum, default_value_t = CheckOutput::Text)]
     pub output: CheckOutput,
-}
-
-fn humantime_duration(s: &str) -> Result<humantime::Duration, String> {
-    let d: humantime::Duration = s.parse().map_err(|e| format!("{e} (examples: 10s, 1m)"))?;
-    if d.is_zero() {
-        return Err("must be above zero".into());
-    }
-    Ok(d)
 }
 
 /// `check --output`.
@@ -176,6 +168,28 @@ mod tests {
             };
         }
         at.as_str().unwrap_or_else(|| panic!("{path:?} in {v:?}"))
+    }
+
+    /// `--timeout` is a human duration above zero; the message names the
+    /// range and gives examples.
+    #[test]
+    fn timeout_is_a_bounded_human_duration() {
+        let parse = |t: &str| {
+            crate::cli::Cli::try_parse_from(["persistence-webhook", "check", "--timeout", t])
+                .map_err(|e| e.to_string())
+        };
+        let Ok(crate::cli::Cli {
+            command: crate::cli::Command::Check(args),
+            ..
+        }) = parse("1m")
+        else {
+            panic!("1m parses");
+        };
+        assert_eq!(*args.timeout, std::time::Duration::from_secs(60));
+        let zero = parse("0s").err().unwrap_or_default();
+        assert!(zero.contains("must be between 1ms and 1h"), "{zero}");
+        let word = parse("soon").err().unwrap_or_default();
+        assert!(word.contains("examples: 500ms, 10s, 2m"), "{word}");
     }
 
     /// The flags' defaults are the manifests' names, and the ClusterRole

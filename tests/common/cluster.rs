@@ -97,6 +97,26 @@ pub fn created(ns: &str, manifest: &str, dry_run: DryRun) -> Value {
     serde_json::from_str(&out).expect("kubectl -o json prints JSON")
 }
 
+/// Runs `certs --out DIR` for 127.0.0.1 and localhost (`tls.crt`,
+/// `tls.key` in `dir`); returns the caBundle it prints.
+pub fn certs_in(dir: &Path) -> String {
+    let out = Command::new(BIN)
+        .args(["certs", "--out"])
+        .arg(dir)
+        .args(["--ip", "127.0.0.1", "--dns", "localhost"])
+        .output()
+        .expect("certs runs");
+    assert!(
+        out.status.success(),
+        "certs: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout)
+        .expect("utf-8")
+        .trim()
+        .to_owned()
+}
+
 /// The webhook binary serving on 127.0.0.1 with certificates from `certs`.
 pub struct Webhook {
     pub server: Spawned,
@@ -109,21 +129,7 @@ impl Webhook {
     pub fn start(config_text: &str) -> Webhook {
         let dir = tempfile::tempdir().expect("tempdir");
         let certs = dir.path().join("certs");
-        let out = Command::new(BIN)
-            .args(["certs", "--out"])
-            .arg(&certs)
-            .args(["--ip", "127.0.0.1", "--dns", "localhost"])
-            .output()
-            .expect("certs runs");
-        assert!(
-            out.status.success(),
-            "certs: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let ca_bundle = String::from_utf8(out.stdout)
-            .expect("utf-8")
-            .trim()
-            .to_owned();
+        let ca_bundle = certs_in(&certs);
         let config = dir.path().join("persistence.yaml");
         std::fs::write(&config, config_text).expect("config");
         let path = |p: PathBuf| p.to_str().expect("utf-8").to_owned();

@@ -91,13 +91,6 @@ fn describe(x: &X509Certificate<'_>, der: CertificateDer<'static>) -> Cert {
     }
 }
 
-fn unix(t: SystemTime) -> i64 {
-    match t.duration_since(SystemTime::UNIX_EPOCH) {
-        Ok(d) => i64::try_from(d.as_secs()).unwrap_or(i64::MAX),
-        Err(e) => -i64::try_from(e.duration().as_secs()).unwrap_or(i64::MAX),
-    }
-}
-
 /// `YYYY-MM-DD` of a unix time.
 fn date(secs: i64) -> String {
     match time::OffsetDateTime::from_unix_timestamp(secs) {
@@ -142,7 +135,7 @@ fn verifies(chain: &[Cert], ca: &Cert) -> Result<(), String> {
 /// the serving certificate (`None`: it could not be judged), which the
 /// probes need.
 pub fn judge(input: &Inputs<'_>) -> (Vec<Check>, Option<bool>) {
-    let now = unix(input.now);
+    let now = crate::cluster::certificates::material::unix(input.now);
     let mut checks = Vec::new();
     let fix_bundle = "self-managed: persistence-webhook certs --out manifests/overlays/self-managed/certs, then kubectl apply -k manifests/overlays/self-managed; cert-manager: check the cert-manager.io/inject-ca-from annotation and the cainjector's logs";
 
@@ -195,11 +188,12 @@ pub fn judge(input: &Inputs<'_>) -> (Vec<Check>, Option<bool>) {
             None
         }
         Lookup::Error(e) => {
-            checks.push(Check::warn(
+            checks.push(super::objects::unreadable(
                 "serving-secret",
                 secret_title,
-                format!("cannot read it: {e}"),
-                "run check with the permissions of manifests/check (get on secrets)",
+                "it",
+                e,
+                "secrets",
             ));
             None
         }

@@ -29,12 +29,7 @@ pub fn judge(
         }
         Lookup::Error(e) => {
             return (
-                Check::warn(
-                    "config-validates",
-                    title,
-                    format!("cannot read it: {e}"),
-                    "run check with the permissions of manifests/check (get on configmaps)",
-                ),
+                super::objects::unreadable("config-validates", title, "it", e, "configmaps"),
                 None,
             )
         }

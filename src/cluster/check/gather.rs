@@ -120,11 +120,12 @@ pub async fn report(
     };
     let (hook_checks, registration) = match &hook {
         Lookup::Error(e) => (
-            vec![Check::warn(
+            vec![super::objects::unreadable(
                 "webhook-exists",
                 format!("MutatingWebhookConfiguration {name} exists"),
-                format!("cannot read it: {e}"),
-                "run check with the permissions of manifests/check",
+                "it",
+                e,
+                "mutatingwebhookconfigurations",
             )],
             None,
         ),

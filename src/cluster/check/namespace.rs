@@ -163,12 +163,7 @@ pub fn secret(
                 from_file.join(" ")
             ),
         ),
-        Lookup::Error(e) => Check::warn(
-            "secret",
-            title,
-            format!("cannot read it: {e}"),
-            "run check with the permissions of manifests/check (get on secrets)",
-        ),
+        Lookup::Error(e) => super::objects::unreadable("secret", title, "it", e, "secrets"),
         Lookup::Found(s) => {
             let missing: BTreeSet<String> = wanted.difference(&s.keys).cloned().collect();
             if missing.is_empty() {
@@ -223,12 +218,9 @@ pub fn claim(
                 "create PersistentVolumeClaim {name} in {namespace} (kubectl -n {namespace} apply -f pvc.yaml), or limit those stores with namespaces: in the config"
             ),
         ),
-        Lookup::Error(e) => Check::warn(
-            "claim",
-            title,
-            format!("cannot read it: {e}"),
-            "run check with the permissions of manifests/check (get on persistentvolumeclaims)",
-        ),
+        Lookup::Error(e) => {
+            super::objects::unreadable("claim", title, "it", e, "persistentvolumeclaims")
+        }
         Lookup::Found(pvc) => {
             let phase = pvc
                 .status

@@ -53,6 +53,24 @@ impl<T> Lookup<T> {
     }
 }
 
+/// The warning for an object `check` could not read (`what`: "it", "its
+/// Endpoints"): the error, and the grant of `manifests/check` that reads
+/// `resource`.
+pub fn unreadable(
+    id: &'static str,
+    title: impl Into<String>,
+    what: &str,
+    error: &str,
+    resource: &str,
+) -> super::report::Check {
+    super::report::Check::warn(
+        id,
+        title,
+        format!("cannot read {what}: {error}"),
+        format!("run check with the permissions of manifests/check (get on {resource})"),
+    )
+}
+
 /// A Secret of a store: its name and the names of its keys (`data` and
 /// `stringData`), nothing else.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -138,6 +156,7 @@ impl<'de> Deserialize<'de> for KeysOnly {
 
 /// The serving Secret's `data`: the two certificates decoded, every other
 /// value (the private key) skipped unread.
+#[derive(Default)]
 struct CertsOnly {
     tls_crt: Option<Vec<u8>>,
     ca_crt: Option<Vec<u8>>,
@@ -153,18 +172,10 @@ impl<'de> Deserialize<'de> for CertsOnly {
                 f.write_str("a map of Secret keys")
             }
             fn visit_unit<E: de::Error>(self) -> Result<CertsOnly, E> {
-                Ok(CertsOnly {
-                    tls_crt: None,
-                    ca_crt: None,
-                    keys: BTreeSet::new(),
-                })
+                Ok(CertsOnly::default())
             }
             fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<CertsOnly, A::Error> {
-                let mut out = CertsOnly {
-                    tls_crt: None,
-                    ca_crt: None,
-                    keys: BTreeSet::new(),
-                };
+                let mut out = CertsOnly::default();
                 while let Some(key) = map.next_key::<String>()? {
                     let slot = match key.as_str() {
                         "tls.crt" => Some(&mut out.tls_crt),
@@ -313,6 +324,25 @@ secret_resource!(ServingSecret);
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// An unreadable object is a warning that says why and which grant of
+    /// manifests/check reads it.
+    #[test]
+    fn an_unreadable_object_names_the_grant_that_reads_it() {
+        let c = unreadable(
+            "service-endpoints",
+            "Service ns/x has ready endpoints",
+            "its Endpoints",
+            "forbidden",
+            "endpoints",
+        );
+        assert_eq!(c.result, super::super::report::Status::Warning);
+        assert_eq!(c.detail, "cannot read its Endpoints: forbidden");
+        assert_eq!(
+            c.hint.as_deref(),
+            Some("run check with the permissions of manifests/check (get on endpoints)")
+        );
+    }
 
     const APPLIED: &str = r#"{
       "apiVersion": "v1", "kind": "Secret",

@@ -114,12 +114,7 @@ pub fn deployment(
             (check, None)
         }
         Lookup::Error(e) => (
-            Check::warn(
-                "deployment-ready",
-                title,
-                format!("cannot read it: {e}"),
-                "run check with the permissions of manifests/check",
-            ),
+            super::objects::unreadable("deployment-ready", title, "it", e, "deployments"),
             None,
         ),
         Lookup::Found(d) => {
@@ -206,12 +201,7 @@ pub fn endpoints(
         ),
         Lookup::Error(e) => {
             return (
-                Check::warn(
-                    "service-endpoints",
-                    title,
-                    format!("cannot read it: {e}"),
-                    "run check with the permissions of manifests/check",
-                ),
+                super::objects::unreadable("service-endpoints", title, "it", e, "services"),
                 None,
             )
         }
@@ -248,12 +238,7 @@ pub fn endpoints(
         .count();
     if let Lookup::Error(e) = endpoints {
         return (
-            Check::warn(
-                "service-endpoints",
-                title,
-                format!("cannot read its Endpoints: {e}"),
-                "run check with the permissions of manifests/check",
-            ),
+            super::objects::unreadable("service-endpoints", title, "its Endpoints", e, "endpoints"),
             None,
         );
     }
