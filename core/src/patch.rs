@@ -24,7 +24,7 @@ use crate::vocabulary::ANNOTATION_PERSISTENCE;
 mod diff;
 mod wanted;
 
-pub use diff::build;
+pub use diff::{build, covers};
 pub use wanted::{default_store, targeted, wanted, Wanted};
 
 /// A targeted container that sets SDK variables itself (SPEC §7): it keeps

@@ -116,7 +116,7 @@ fn not_present<T>(items: &[T], present: &[bool], json: impl Fn(&T) -> &Value) ->
 /// API server defaults our volumes after the patch (`hostPath.type: ""`,
 /// `secret.defaultMode: 420`), so a re-admitted pod carries more than we
 /// wrote and is still ours.
-pub(super) fn covers(have: &Value, ours: &Value) -> bool {
+pub fn covers(have: &Value, ours: &Value) -> bool {
     match (have, ours) {
         (Value::Object(h), Value::Object(o)) => o
             .iter()

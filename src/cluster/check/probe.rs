@@ -21,6 +21,7 @@ use super::report::Check;
 use super::webhook::OPT_OUT;
 use crate::bounds::Bounds;
 use crate::config::Config;
+use crate::patch::covers;
 use crate::review::{review_with, Decision};
 use crate::vocabulary::{ANNOTATION_INJECTED, LABEL_INJECTION, RESERVED_ENV, VOLUME_PREFIX};
 
@@ -108,20 +109,6 @@ pub fn predict(
     })
 }
 
-/// Every field of `want` is in `got` with the same value (arrays: same
-/// length, element by element); `got` may have more (API defaults).
-pub fn contains(got: &Value, want: &Value) -> bool {
-    match (got, want) {
-        (Value::Object(g), Value::Object(w)) => w
-            .iter()
-            .all(|(k, wv)| g.get(k).is_some_and(|gv| contains(gv, wv))),
-        (Value::Array(g), Value::Array(w)) => {
-            g.len() == w.len() && g.iter().zip(w).all(|(gv, wv)| contains(gv, wv))
-        }
-        _ => got == want,
-    }
-}
-
 fn named<'a>(list: &'a Value, name: &str) -> Option<&'a Value> {
     list.as_array()?.iter().find(|x| x["name"] == name)
 }
@@ -174,7 +161,7 @@ pub fn differences(baseline: &Value, predicted: &Value, actual: &Value) -> Vec<S
         ));
     } else {
         for (w, g) in want_vols.iter().zip(&got_vols) {
-            if !contains(g, w) {
+            if !covers(g, w) {
                 diffs.push(format!("volume {}: predicted {w}, got {g}", w["name"]));
             }
         }
@@ -197,7 +184,7 @@ pub fn differences(baseline: &Value, predicted: &Value, actual: &Value) -> Vec<S
                     .collect()
             };
             let (wm, gm) = (Value::Array(pick(want)), Value::Array(pick(got)));
-            if !contains(&gm, &wm) {
+            if !covers(&gm, &wm) {
                 diffs.push(format!("container {name}: mounts predicted {wm}, got {gm}"));
             }
             let before = named(&baseline["spec"][list], name)
@@ -209,7 +196,7 @@ pub fn differences(baseline: &Value, predicted: &Value, actual: &Value) -> Vec<S
                     continue;
                 }
                 match named(&got["env"], var) {
-                    Some(g) if contains(g, env) => {}
+                    Some(g) if covers(g, env) => {}
                     Some(g) => diffs.push(format!(
                         "container {name}: env {var} predicted {env}, got {g}"
                     )),
