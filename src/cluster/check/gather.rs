@@ -254,7 +254,7 @@ fn api_checks(info: &VersionInfo) -> Vec<Check> {
             "api-version",
             "the API server's version is supported",
             format!("cannot read the version {}.{}", info.major, info.minor),
-            "kubectl version",
+            "run `kubectl version` and make sure the server is Kubernetes 1.21 or later, which the manifests need",
         ),
     });
     checks
