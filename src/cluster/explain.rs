@@ -18,7 +18,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use anyhow::{anyhow, Context as _, Result};
-use k8s_openapi::api::admissionregistration::v1::{MutatingWebhook, MutatingWebhookConfiguration};
+use k8s_openapi::api::admissionregistration::v1::MutatingWebhookConfiguration;
 use k8s_openapi::api::core::v1::Namespace;
 use kube::api::{Api, ApiResource, DynamicObject};
 use kube::core::GroupVersionKind;
@@ -26,7 +26,7 @@ use serde::Serialize;
 use serde_json::Value;
 
 use super::check::selector::selects;
-use super::check::webhook::{ENTRY, OPT_OUT};
+use super::check::webhook::{entry, sends_pod_create, ENTRY, OPT_OUT};
 use crate::cli::{ExplainArgs, ExplainOutput};
 use crate::config::Config;
 use crate::explain::{account, Account};
@@ -240,16 +240,6 @@ fn api_error(e: kube::Error, what: &str) -> anyhow::Error {
     }
 }
 
-/// The webhook entry of the configuration: the manifests' name, or its
-/// only entry.
-fn entry(configuration: &MutatingWebhookConfiguration) -> Option<&MutatingWebhook> {
-    let entries = configuration.webhooks.as_deref().unwrap_or_default();
-    entries.iter().find(|w| w.name == ENTRY).or(match entries {
-        [only] => Some(only),
-        _ => None,
-    })
-}
-
 fn labels_of(object: &Value, key: &str) -> BTreeMap<String, String> {
     object["metadata"][key]
         .as_object()
@@ -259,21 +249,6 @@ fn labels_of(object: &Value, key: &str) -> BTreeMap<String, String> {
                 .collect()
         })
         .unwrap_or_default()
-}
-
-/// Whether the rules send a CREATE of a v1 pod (namespaced); `covers`
-/// takes `*` for any value.
-fn sends_pod_create(hook: &MutatingWebhook) -> bool {
-    let covers = |list: Option<&Vec<String>>, want: &str| {
-        list.is_some_and(|l| l.iter().any(|x| x == want || x == "*"))
-    };
-    hook.rules.iter().flatten().any(|r| {
-        covers(r.operations.as_ref(), "CREATE")
-            && covers(r.api_groups.as_ref(), "")
-            && covers(r.api_versions.as_ref(), "v1")
-            && covers(r.resources.as_ref(), "pods")
-            && r.scope.as_deref().is_none_or(|s| s != "Cluster")
-    })
 }
 
 /// A Kubernetes timestamp (`2006-01-02T15:04:05Z`) as comparable text;

@@ -104,11 +104,7 @@ pub fn judge(
         return (checks, None);
     };
     let entries = config.webhooks.as_deref().unwrap_or_default();
-    let entry = entries.iter().find(|w| w.name == ENTRY).or(match entries {
-        [only] => Some(only),
-        _ => None,
-    });
-    let Some(hook) = entry else {
+    let Some(hook) = entry(config) else {
         let names: Vec<&str> = entries.iter().map(|w| w.name.as_str()).collect();
         let checks = vec![Check::fail(
             "webhook-exists",
@@ -153,21 +149,36 @@ pub fn judge(
     (checks, registration)
 }
 
+/// Our entry of a webhook configuration: the one named
+/// `persistence.polyaxon.com`, or the only one there is.
+pub(crate) fn entry(config: &MutatingWebhookConfiguration) -> Option<&MutatingWebhook> {
+    let entries = config.webhooks.as_deref().unwrap_or_default();
+    entries.iter().find(|w| w.name == ENTRY).or(match entries {
+        [only] => Some(only),
+        _ => None,
+    })
+}
+
 fn covers(list: Option<&Vec<String>>, want: &str) -> bool {
     list.is_some_and(|l| l.iter().any(|x| x == want || x == "*"))
 }
 
-fn rules(hook: &MutatingWebhook) -> Check {
-    const TITLE: &str = "rules send pod CREATE (v1)";
-    let rules = hook.rules.as_deref().unwrap_or_default();
-    let pod_create = rules.iter().any(|r| {
+/// Whether the entry's rules send a CREATE of a v1 pod (namespaced); `*`
+/// matches any value.
+pub(crate) fn sends_pod_create(hook: &MutatingWebhook) -> bool {
+    hook.rules.iter().flatten().any(|r| {
         covers(r.operations.as_ref(), "CREATE")
             && covers(r.api_groups.as_ref(), "")
             && covers(r.api_versions.as_ref(), "v1")
             && covers(r.resources.as_ref(), "pods")
             && r.scope.as_deref().is_none_or(|s| s != "Cluster")
-    });
-    if !pod_create {
+    })
+}
+
+fn rules(hook: &MutatingWebhook) -> Check {
+    const TITLE: &str = "rules send pod CREATE (v1)";
+    let rules = hook.rules.as_deref().unwrap_or_default();
+    if !sends_pod_create(hook) {
         return Check::fail(
             "webhook-rules",
             TITLE,
