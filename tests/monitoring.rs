@@ -153,6 +153,10 @@ fn every_alert_has_a_severity_its_annotations_and_a_runbook_in_the_readme() {
         .expect("a README section \"Monitoring\"");
     let alerts = alerts();
     assert!(alerts.len() >= 11, "{} alerts", alerts.len());
+    let tests = std::fs::read_dir(repo("manifests/monitoring/tests"))
+        .expect("manifests/monitoring/tests")
+        .map(|e| std::fs::read_to_string(e.expect("entry").path()).expect("a test file"))
+        .collect::<String>();
     for rule in &alerts {
         let name = rule["alert"].as_str().expect("a name");
         let severity = rule["labels"]["severity"].as_str();
@@ -180,10 +184,6 @@ fn every_alert_has_a_severity_its_annotations_and_a_runbook_in_the_readme() {
             "{name}: its runbook heading is not in the README's Monitoring section"
         );
         // The promtool tests exercise it.
-        let tests = std::fs::read_dir(repo("manifests/monitoring/tests"))
-            .expect("manifests/monitoring/tests")
-            .map(|e| std::fs::read_to_string(e.expect("entry").path()).expect("a test file"))
-            .collect::<String>();
         assert!(
             tests.contains(&format!("alertname: {name}\n")),
             "{name}: no promtool test"
