@@ -15,15 +15,14 @@ mod common;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::{eventually, serve_args_for, Volume};
+use common::{eventually, serve_args_for, Volume, REVIEW};
 use persistence_webhook::server::{self, Running};
 use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-/// A real kube-apiserver capture: pod `webhook-pod` in `default`, one
-/// container `main`, no annotation.
-use common::REVIEW;
+/// The uid of [`REVIEW`], the real kube-apiserver capture (pod
+/// `webhook-pod` in `default`, one container `main`, no annotation).
 const UID: &str = "ecb6a916-9f88-4324-86e2-32ca92226e38";
 
 /// The hostile-input config, shared with the other hostile-input file.
