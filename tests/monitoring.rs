@@ -560,17 +560,7 @@ fn expectations() -> BTreeMap<(&'static str, &'static str), Check> {
 
 /// One review posted; the answer's `response`.
 async fn post(client: &reqwest::Client, addr: SocketAddr, body: &[u8]) -> Value {
-    let answer: Value = client
-        .post(format!("https://localhost:{}/mutate", addr.port()))
-        .header("content-type", "application/json")
-        .body(body.to_vec())
-        .send()
-        .await
-        .expect("a review answered")
-        .json()
-        .await
-        .expect("an AdmissionReview");
-    answer["response"].clone()
+    common::answer_to(client, addr.port(), body.to_vec()).await["response"].clone()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
