@@ -38,21 +38,13 @@ struct Server {
 }
 
 impl Server {
+    /// The server with a 2 s request timeout and a 1 s header-read timeout.
     async fn start() -> Server {
-        Server::start_with("2s").await
-    }
-
-    async fn start_with(request_timeout: &str) -> Server {
         let issued = common::pki();
         let files = Volume::serving(CONFIG, &issued);
         let args = serve_args_for(
             &files,
-            &[
-                "--request-timeout",
-                request_timeout,
-                "--header-read-timeout",
-                "1s",
-            ],
+            &["--request-timeout", "2s", "--header-read-timeout", "1s"],
         );
         let running = server::start(args).await.expect("the server starts");
 
