@@ -26,7 +26,7 @@ binary="$IMAGE_OUT/context/persistence-webhook"
 strip -o "$binary" "target/$IMAGE_TARGET/release/persistence-webhook"
 # Static: no program interpreter, no shared library (the image has no libc).
 if readelf -l "$binary" | grep -q INTERP || readelf -d "$binary" | grep -q NEEDED; then
-  die "$binary is not static"
+  die "$binary is not static (readelf shows an interpreter or shared libraries) and the image has no libc: check that nothing (RUSTFLAGS, .cargo/config.toml) sets target-feature=-crt-static for $IMAGE_TARGET"
 fi
 
 start=$(date +%s)

@@ -26,10 +26,12 @@ cleanup() {
 }
 trap cleanup EXIT
 
+bah inspect --type image "$IMAGE_TAG" >/dev/null 2>&1 \
+  || die "no image $IMAGE_TAG in $IMAGE_OUT/storage: build it first with bash image/build.sh"
 user="$(bah inspect --type image --format '{{.OCIv1.Config.User}}' "$IMAGE_TAG")"
 [ "$user" = "65532:65532" ] || die "the image runs as '$user', not 65532:65532"
 entry="$(bah inspect --type image --format '{{.OCIv1.Config.Entrypoint}}' "$IMAGE_TAG")"
-[ "$entry" = "[/persistence-webhook]" ] || die "entrypoint $entry"
+[ "$entry" = "[/persistence-webhook]" ] || die "the image's entrypoint is $entry, not [/persistence-webhook]: image/Containerfile's ENTRYPOINT must be the path it copies the binary to"
 echo "image config: user $user, entrypoint $entry"
 
 ctr="$(bah from "$IMAGE_TAG")"

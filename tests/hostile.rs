@@ -15,15 +15,14 @@ mod common;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::{eventually, serve_args_for, Volume};
+use common::{eventually, serve_args_for, Volume, REVIEW};
 use persistence_webhook::server::{self, Running};
 use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-/// A real kube-apiserver capture: pod `webhook-pod` in `default`, one
-/// container `main`, no annotation.
-use common::REVIEW;
+/// The uid of [`REVIEW`], the real kube-apiserver capture (pod
+/// `webhook-pod` in `default`, one container `main`, no annotation).
 const UID: &str = "ecb6a916-9f88-4324-86e2-32ca92226e38";
 
 /// The hostile-input config, shared with the other hostile-input file.
@@ -39,21 +38,13 @@ struct Server {
 }
 
 impl Server {
+    /// The server with a 2 s request timeout and a 1 s header-read timeout.
     async fn start() -> Server {
-        Server::start_with("2s").await
-    }
-
-    async fn start_with(request_timeout: &str) -> Server {
         let issued = common::pki();
         let files = Volume::serving(CONFIG, &issued);
         let args = serve_args_for(
             &files,
-            &[
-                "--request-timeout",
-                request_timeout,
-                "--header-read-timeout",
-                "1s",
-            ],
+            &["--request-timeout", "2s", "--header-read-timeout", "1s"],
         );
         let running = server::start(args).await.expect("the server starts");
 

@@ -10,7 +10,8 @@ use std::time::Duration;
 
 use axum::body::Bytes;
 use common::{
-    eventually, metric, metrics_page, pki, serve_args_for, tls_connector, Spawned, Volume, REVIEW,
+    answer_to, eventually, metric, metrics_page, pki, serve_args_for, tls_connector, Spawned,
+    Volume, REVIEW,
 };
 use persistence_webhook::certs::Issued;
 use persistence_webhook::server::{self, Running};
@@ -476,7 +477,7 @@ fn plain_logs_keep_one_event_per_line() {
             .add_root_certificate(reqwest::Certificate::from_pem(&ca).expect("CA"))
             .build()
             .expect("client");
-        answer_to(&c, port.parse().expect("a port"), &review).await
+        answer_to(&c, port.parse().expect("a port"), to_body(&review)).await
     });
     assert_eq!(answer["response"]["allowed"], false);
     let status = Command::new("kill")
@@ -515,7 +516,7 @@ async fn a_huge_uid_or_name_makes_a_short_log_line() {
     review["request"]["object"]["metadata"]["annotations"] =
         serde_json::json!({"polyaxon.com/persistence": "data: [nope]"});
     let c = common::client_h1(&[&issued]);
-    let answer = answer_to(&c, server.addr.port(), &review).await;
+    let answer = answer_to(&c, server.addr.port(), to_body(&review)).await;
     assert_eq!(answer["response"]["allowed"], false);
     assert_eq!(
         answer["response"]["uid"].as_str().map(str::len),
@@ -539,16 +540,6 @@ async fn a_huge_uid_or_name_makes_a_short_log_line() {
     assert!(denied[0].contains("(200000 bytes)"), "{}", denied[0]);
 }
 
-/// The AdmissionReview answer of the server on `port` to `review`.
-async fn answer_to(client: &reqwest::Client, port: u16, review: &Value) -> Value {
-    client
-        .post(format!("https://localhost:{port}/mutate"))
-        .header("content-type", "application/json")
-        .body(serde_json::to_vec(review).expect("JSON"))
-        .send()
-        .await
-        .expect("answered")
-        .json()
-        .await
-        .expect("an AdmissionReview")
+fn to_body(review: &Value) -> Vec<u8> {
+    serde_json::to_vec(review).expect("JSON")
 }

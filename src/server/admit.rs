@@ -204,10 +204,11 @@ impl Drop for Slot {
     }
 }
 
-/// What a review holds while it computes: its body (and buffer room), its
-/// slot, and for a large body the heavy-review permit. They travel with the
-/// work, so a review whose client has timed out keeps them until it really
-/// ends: the memory bound counts work, not waiting clients.
+/// What a review holds while it computes: its body (and buffer room) and
+/// its slot (a large body's heavy-review permit joins them in the blocking
+/// job, see [`answer`]). They travel with the work, so a review whose client
+/// has timed out keeps them until it really ends: the memory bound counts
+/// work, not waiting clients.
 struct Held {
     body: Arc<Received>,
     _slot: Slot,

@@ -2,7 +2,10 @@
 # The client-compatibility suite (SPEC §7): installs what it needs, builds the
 # webhook, then runs harness.py. Called by .ci/run; by hand:
 #
-#   bash tests/clients/run.sh [--only CASE] [--keep]
+#   bash tests/clients/run.sh [--only CASE] [--keep] [--ablate]
+#
+# (--ablate also reruns each client without each variable it was given and
+# lists those it failed without: the README's "read by" column.)
 #
 # Installs, idempotently, into a cache outside the repository
 # ($PW_CLIENT_COMPAT_CACHE, default ~/.cache/persistence-webhook/client-compat):

@@ -407,6 +407,25 @@ pub fn tls_connector(ca: &Issued, alpn: &[&[u8]]) -> tokio_rustls::TlsConnector 
     tokio_rustls::TlsConnector::from(std::sync::Arc::new(tls))
 }
 
+/// POSTs `body` as JSON to `/mutate` of the server on `port` (its
+/// certificate names `localhost`): the AdmissionReview it answers.
+pub async fn answer_to(
+    client: &reqwest::Client,
+    port: u16,
+    body: impl Into<reqwest::Body>,
+) -> Value {
+    client
+        .post(format!("https://localhost:{port}/mutate"))
+        .header("content-type", "application/json")
+        .body(body)
+        .send()
+        .await
+        .expect("answered")
+        .json()
+        .await
+        .expect("an AdmissionReview")
+}
+
 /// The JSON Patch in an AdmissionReview answer, decoded.
 pub fn patch_of(answer: &Value) -> Option<Vec<Value>> {
     use base64::Engine as _;
