@@ -48,6 +48,8 @@ pub struct Decided {
     pub patch: Value,
     /// The object with the patch applied (as it was when not patched).
     pub object: Value,
+    /// The response's `warnings` (SPEC §8), as `kubectl` would print them.
+    pub warnings: Vec<String>,
 }
 
 impl Decided {
@@ -149,6 +151,7 @@ pub fn decide(setting: &Setting<'_>, object: &Value) -> Result<Decided> {
         response: reviewed.response,
         patch,
         object: patched,
+        warnings: reviewed.notes.warnings,
     })
 }
 

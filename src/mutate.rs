@@ -32,7 +32,8 @@ pub struct Printed {
     pub verdict: Verdict,
     /// For stdout (may be empty).
     pub stdout: String,
-    /// For stderr (the denial message), if any.
+    /// For stderr: the response's warnings, one `Warning: ...` line each
+    /// as `kubectl` prints them, then the denial message, if any.
     pub stderr: Option<String>,
 }
 
@@ -73,13 +74,18 @@ pub fn run(args: &MutateArgs) -> Result<Printed> {
 
     let reviewed =
         review_with(&config, &args.bounds.into(), &body).map_err(|e| anyhow!("{input}: {e}"))?;
-    let (verdict, stderr) = match &reviewed.decision {
-        Decision::Denied(denial) => (Verdict::Denied, Some(format!("denied: {denial}"))),
+    let mut lines: Vec<String> = reviewed.notes.warnings.iter().map(|w| warning(w)).collect();
+    let verdict = match &reviewed.decision {
+        Decision::Denied(denial) => {
+            lines.push(format!("denied: {denial}"));
+            Verdict::Denied
+        }
         // The server would refuse it too, but for a CI run it is broken
         // input, not a policy decision: exit 2.
         Decision::Invalid(m) => bail!("{input}: {m}"),
-        Decision::Unchanged(_) | Decision::Patched(_) => (Verdict::Allowed, None),
+        Decision::Unchanged(_) | Decision::Patched(_) => Verdict::Allowed,
     };
+    let stderr = (!lines.is_empty()).then(|| lines.join("\n"));
     let patch = match &reviewed.decision {
         Decision::Patched(p) => p.0.clone(),
         _ => Vec::new(),
@@ -106,6 +112,11 @@ pub fn run(args: &MutateArgs) -> Result<Printed> {
         stdout,
         stderr,
     })
+}
+
+/// One of the response's warnings as `kubectl` prints it (SPEC §8).
+pub(crate) fn warning(text: &str) -> String {
+    format!("Warning: {text}")
 }
 
 /// `v` as indented JSON with a final newline, as the commands print it.

@@ -45,6 +45,24 @@ fn allowed(cmd: &mut Command) -> String {
     String::from_utf8(out).expect("stdout is UTF-8")
 }
 
+/// Runs `cmd`, requires exit 0 and exactly `warnings` on stderr (SPEC §8:
+/// `mutate` prints the response's warnings), and returns stdout.
+fn allowed_warned(cmd: &mut Command, warnings: &[&str]) -> String {
+    let want: String = warnings.iter().map(|w| format!("Warning: {w}\n")).collect();
+    let out = cmd
+        .assert()
+        .success()
+        .stderr(want)
+        .get_output()
+        .stdout
+        .clone();
+    String::from_utf8(out).expect("stdout is UTF-8")
+}
+
+/// The warning `examples/pods/init-subset.yaml` earns: its `containers:`
+/// leaves the metrics sidecar without stores.
+const METRICS_GETS_NONE: &str = "container metrics gets no stores: annotation polyaxon.com/persistence targets only the containers it names in containers:";
+
 fn yaml(text: &str) -> Value {
     serde_yaml::from_str(text).expect("stdout is one YAML document")
 }
@@ -242,12 +260,10 @@ fn review_input_that_is_not_a_pod_create_passes_unchanged() {
 
 #[test]
 fn namespace_flag_for_a_pod_without_one() {
-    let pod = yaml(&allowed(&mut mutate(&[
-        "--pod",
-        INIT_SUBSET,
-        "--namespace",
-        "team-a",
-    ])));
+    let pod = yaml(&allowed_warned(
+        &mut mutate(&["--pod", INIT_SUBSET, "--namespace", "team-a"]),
+        &[METRICS_GETS_NONE],
+    ));
     assert_eq!(pod["metadata"]["namespace"], json!("team-a"));
     let init = &pod["spec"]["initContainers"][0];
     assert_eq!(
@@ -308,7 +324,10 @@ fn generate_name_pod_writes_to_gcs_under_the_admission_uid() {
 
 #[test]
 fn containers_subset_leaves_the_sidecar_alone() {
-    let pod = yaml(&allowed(&mut mutate(&["--pod", INIT_SUBSET])));
+    let pod = yaml(&allowed_warned(
+        &mut mutate(&["--pod", INIT_SUBSET]),
+        &[METRICS_GETS_NONE],
+    ));
     let manifest = yaml(&read(INIT_SUBSET));
     let init = &pod["spec"]["initContainers"][0];
     let main = &pod["spec"]["containers"][0];
@@ -710,4 +729,71 @@ fn the_sdk_example_config_gives_the_sdk_variables() {
     assert!(keys.get("gs://public-datasets").is_none(), "{keys}");
     assert!(keys.get("s3://datasets").is_some(), "{keys}");
     assert_eq!(env_value(main, "GOOGLE_APPLICATION_CREDENTIALS"), None);
+}
+
+/// SPEC §8: `mutate` prints the response's warnings on stderr, one
+/// `Warning: ...` line each as kubectl does, and still exits 0; in a stream
+/// each line names the object it is about.
+#[test]
+fn mutate_prints_the_responses_warnings_on_stderr() {
+    let pod = r#"
+apiVersion: v1
+kind: Pod
+metadata:
+  name: own-key
+  annotations:
+    polyaxon.com/persistence: "{data: [datasets], outputs: runs}"
+spec:
+  containers:
+    - name: main
+      image: python:3.11
+      env:
+        - {name: AWS_ACCESS_KEY_ID, value: mine}
+"#;
+    let dir = tempfile::tempdir().expect("a scratch directory");
+    let file = dir.path().join("pod.yaml");
+    std::fs::write(&file, pod).expect("the pod is written");
+    let sdk = repo("examples/persistence-sdk.yaml");
+    let run = |input: &Path| {
+        let mut cmd = Command::cargo_bin("persistence-webhook").expect("the binary is built");
+        cmd.args(["mutate", "--config"])
+            .arg(&sdk)
+            .arg("--pod")
+            .arg(input);
+        cmd.assert().success()
+    };
+    let out = run(&file);
+    let stderr = String::from_utf8_lossy(&out.get_output().stderr).into_owned();
+    assert_eq!(
+        stderr.lines().count(),
+        1,
+        "one warning line, nothing else:\n{stderr}"
+    );
+    assert!(
+        stderr.starts_with("Warning: container \"main\" sets AWS_ACCESS_KEY_ID itself"),
+        "{stderr}"
+    );
+    // The pod keeps its own key: the warning is not an error.
+    let stored = yaml(&String::from_utf8_lossy(&out.get_output().stdout));
+    assert_eq!(
+        env_value(&stored["spec"]["containers"][0], "AWS_ACCESS_KEY_ID"),
+        Some("mine")
+    );
+
+    // Two objects: the warning names the one it is about.
+    let stream = dir.path().join("stream.yaml");
+    std::fs::write(
+        &stream,
+        format!("{pod}---\n{}", pod.replace("own-key", "second")),
+    )
+    .expect("the stream is written");
+    let out = run(&stream);
+    let stderr = String::from_utf8_lossy(&out.get_output().stderr).into_owned();
+    let lines: Vec<&str> = stderr.lines().collect();
+    assert_eq!(lines.len(), 2, "{stderr}");
+    assert!(
+        lines[0].contains("own-key") && lines[0].contains(": Warning: container \"main\""),
+        "{stderr}"
+    );
+    assert!(lines[1].contains("second"), "{stderr}");
 }

@@ -9,7 +9,7 @@ use std::path::Path;
 use anyhow::{bail, Context, Result};
 use serde_json::{json, Value};
 
-use super::{pretty, Printed, Verdict};
+use super::{pretty, warning, Printed, Verdict};
 use crate::cli::{MutateArgs, Output};
 use crate::config::Config;
 use crate::dry_run::{decide_all, Decided, Setting};
@@ -36,11 +36,16 @@ pub(super) fn run(
     };
     let decided = decide_all(&setting, &docs).with_context(|| input.clone())?;
 
-    let mut denials = Vec::new();
+    let mut lines = Vec::new();
+    let mut denied = false;
     let mut entries = Vec::new();
     for (at, d) in &decided {
+        for w in &d.warnings {
+            lines.push(format!("{at} ({}): {}", d.label(), warning(w)));
+        }
         if let Decision::Denied(denial) = &d.decision {
-            denials.push(format!("{at} ({}): denied: {denial}", d.label()));
+            denied = true;
+            lines.push(format!("{at} ({}): denied: {denial}", d.label()));
         } else {
             *manifests::object_mut(&mut docs, *at)? = d.object.clone();
         }
@@ -51,13 +56,13 @@ pub(super) fn run(
         Output::Patch | Output::Review => pretty(&entries)?,
     };
     Ok(Printed {
-        verdict: if denials.is_empty() {
-            Verdict::Allowed
-        } else {
+        verdict: if denied {
             Verdict::Denied
+        } else {
+            Verdict::Allowed
         },
         stdout,
-        stderr: (!denials.is_empty()).then(|| denials.join("\n")),
+        stderr: (!lines.is_empty()).then(|| lines.join("\n")),
     })
 }
 
