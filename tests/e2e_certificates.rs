@@ -1,5 +1,5 @@
 //! `serve --certificates in-cluster` end to end against a real
-//! kube-apiserver (v1.20.2 from `kube-local`): two replicas, two processes of
+//! kube-apiserver (from `tests/cluster/kube-local`): two replicas, two processes of
 //! the real binary, behind one address the API server calls (a TCP proxy in
 //! this test that spreads connections over both, as a Service would).
 //!
@@ -138,7 +138,7 @@ impl Install {
         let url = format!("https://127.0.0.1:{}/mutate", proxy.addr.port());
         let mut registration: serde_json::Value =
             serde_json::from_str(&registration(name, &url, "")).expect("JSON");
-        // Only this test's namespace (1.20 has no kubernetes.io/metadata.name).
+        // Only this test's namespace, by a label of its own.
         kubectl_ok(
             &["label", "namespace", &ns, &format!("pw-certs-test={name}")],
             None,
@@ -709,18 +709,9 @@ fn replicas_work_with_exactly_the_overlays_rbac() {
         pod["volumes"],
         json!([{"name": "config", "configMap": {"name": "persistence-webhook-config"}}])
     );
-    // The whole overlay is accepted (kube-local is 1.20: PDB as v1beta1).
+    // The whole overlay is accepted, as rendered.
     let _ = kubectl(&["create", "namespace", "persistence-webhook"], None);
-    let adapted: Vec<String> = docs
-        .iter()
-        .cloned()
-        .map(|mut d| {
-            if d["kind"] == "PodDisruptionBudget" {
-                d["apiVersion"] = json!("policy/v1beta1");
-            }
-            d.to_string()
-        })
-        .collect();
+    let adapted: Vec<String> = docs.iter().map(|d| d.to_string()).collect();
     kubectl_ok(
         &["apply", "--dry-run=server", "-f", "-"],
         Some(&adapted.join("\n")),
@@ -741,40 +732,8 @@ fn replicas_work_with_exactly_the_overlays_rbac() {
     kubectl_ok(&["apply", "-f", "-"], Some(&service_account));
     kubectl_ok(&["apply", "-f", "-"], Some(&rbac.join("\n")));
     let _rbac = Rbac(rbac.join("\n"));
-    // A kubeconfig with the ServiceAccount's token (1.20 makes token Secrets).
-    let mut secret = String::new();
-    common::eventually_blocking("the ServiceAccount's token Secret", || {
-        let (_, out, _) = kubectl(
-            &[
-                "-n",
-                "persistence-webhook",
-                "get",
-                "serviceaccount",
-                "persistence-webhook",
-                "-o",
-                "jsonpath={.secrets[0].name}",
-            ],
-            None,
-        );
-        secret = out.trim().to_owned();
-        !secret.is_empty()
-    });
-    let token = kubectl_ok(
-        &[
-            "-n",
-            "persistence-webhook",
-            "get",
-            "secret",
-            &secret,
-            "-o",
-            "jsonpath={.data.token}",
-        ],
-        None,
-    );
-    use base64::Engine as _;
-    let token = base64::engine::general_purpose::STANDARD
-        .decode(token.trim())
-        .expect("base64 token");
+    // A kubeconfig with a token of the ServiceAccount (the TokenRequest API).
+    let token = service_account_token("persistence-webhook", "persistence-webhook");
     let mut config: serde_json::Value = serde_json::from_str(&kubectl_ok(
         &[
             "config",
@@ -788,7 +747,7 @@ fn replicas_work_with_exactly_the_overlays_rbac() {
         None,
     ))
     .expect("kubeconfig JSON");
-    config["users"][0]["user"] = json!({"token": String::from_utf8(token).expect("utf-8")});
+    config["users"][0]["user"] = json!({"token": token});
     let kubeconfig = tempfile::NamedTempFile::new().expect("kubeconfig");
     std::fs::write(kubeconfig.path(), config.to_string()).expect("write kubeconfig");
     let kubeconfig_path = kubeconfig.path().to_str().expect("utf-8").to_owned();

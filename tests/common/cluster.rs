@@ -66,6 +66,18 @@ pub fn kubectl(args: &[&str], stdin: Option<&str>) -> (bool, String, String) {
     )
 }
 
+/// A token for ServiceAccount `ns/name` from the TokenRequest API
+/// (`kubectl create token`): since Kubernetes 1.24 no token Secret is made.
+pub fn service_account_token(ns: &str, name: &str) -> String {
+    let out = kubectl_ok(
+        &["-n", ns, "create", "token", name, "--duration=1h"],
+        None,
+    );
+    let token = out.trim().to_owned();
+    assert!(!token.is_empty(), "kubectl create token {ns}/{name} printed nothing");
+    token
+}
+
 pub fn kubectl_ok(args: &[&str], stdin: Option<&str>) -> String {
     let (ok, out, err) = kubectl(args, stdin);
     assert!(ok, "kubectl {args:?} failed:\n{err}\n{out}");
