@@ -111,6 +111,8 @@ const WANT: &[(&str, Want)] = &[
             STORES_IN_DEFAULT,
         ]),
     ),
+    ("apiserver-1.36-defaults", Want::Patched),
+    ("apiserver-1.36-native-sidecar", Want::Patched),
     ("dry-run", Want::Patched),
     ("explicit-data-outputs", Want::Patched),
     ("generate-name", Want::Patched),
