@@ -10,6 +10,8 @@ use std::time::{Duration, SystemTime};
 
 use crate::cli::CertsArgs;
 
+mod pair;
+
 use rcgen::{
     BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
     KeyPair, KeyUsagePurpose,
@@ -62,7 +64,8 @@ pub struct Issued {
 /// Issues a new CA and serving certificate valid from `now`.
 pub fn issue(req: &CertRequest, now: SystemTime) -> Result<Issued, rcgen::Error> {
     let (ca_cert, ca_key) = new_ca(req, now)?;
-    let (cert_pem, key_pem) = serving(req, now, &ca_cert, &ca_key)?;
+    let ca_not_before = validity(req, now).0;
+    let (cert_pem, key_pem) = serving(req, now, ca_not_before, &ca_cert, &ca_key)?;
     Ok(Issued {
         ca_cert_pem: ca_cert.pem(),
         ca_key_pem: ca_key.serialize_pem(),
@@ -230,7 +233,7 @@ pub fn renew(
         });
     }
     let (cert_pem, key_pem) =
-        serving(&capped, now, &ca_cert, &ca_key).map_err(RenewError::Issue)?;
+        serving(&capped, now, ca_not_before, &ca_cert, &ca_key).map_err(RenewError::Issue)?;
     Ok(Renewed {
         issued: Issued {
             ca_cert_pem: ca_cert_pem.to_owned(),
@@ -267,10 +270,24 @@ fn validity(req: &CertRequest, now: SystemTime) -> (time::OffsetDateTime, time::
     )
 }
 
-/// The serving certificate and key, signed by the CA.
+/// The same, for a certificate signed by a CA valid from `ca_not_before`:
+/// never valid before its issuer is (a client checking the chain at that
+/// moment would find the CA not yet valid).
+fn validity_under(
+    req: &CertRequest,
+    now: SystemTime,
+    ca_not_before: time::OffsetDateTime,
+) -> (time::OffsetDateTime, time::OffsetDateTime) {
+    let (not_before, not_after) = validity(req, now);
+    (not_before.max(ca_not_before), not_after)
+}
+
+/// The serving certificate and key, signed by the CA (whose validity starts
+/// at `ca_not_before`).
 fn serving(
     req: &CertRequest,
     now: SystemTime,
+    ca_not_before: time::OffsetDateTime,
     ca_cert: &rcgen::Certificate,
     ca_key: &KeyPair,
 ) -> Result<(String, String), rcgen::Error> {
@@ -279,7 +296,7 @@ fn serving(
     leaf.distinguished_name = name(&format!("{}.{}.svc", req.service, req.namespace));
     leaf.key_usages = vec![KeyUsagePurpose::DigitalSignature];
     leaf.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
-    (leaf.not_before, leaf.not_after) = validity(req, now);
+    (leaf.not_before, leaf.not_after) = validity_under(req, now, ca_not_before);
     let cert = leaf.signed_by(&key, ca_cert, ca_key)?;
     Ok((cert.pem(), key.serialize_pem()))
 }
@@ -328,13 +345,18 @@ pub fn run(args: &CertsArgs) -> anyhow::Result<Written> {
     let (ca_crt, ca_key) = (out.join("ca.crt"), out.join("ca.key"));
     let mut notes = Vec::new();
     let issued = if args.renew {
+        // Through the operator-file reader: a FIFO, a device or a huge file
+        // in place of the CA is refused at once, never waited on.
         let read = |p: &Path| {
-            std::fs::read_to_string(p).with_context(|| {
-                format!(
-                    "--renew needs the CA in --out, but cannot read {}",
-                    p.display()
-                )
-            })
+            crate::file::read(p, crate::file::MAX_PEM_BYTES)
+                .map_err(anyhow::Error::new)
+                .and_then(|bytes| String::from_utf8(bytes).context("it is not UTF-8 text"))
+                .with_context(|| {
+                    format!(
+                        "--renew needs the CA in --out, but cannot read {}",
+                        p.display()
+                    )
+                })
         };
         let (cert, key) = (read(&ca_crt)?, read(&ca_key)?);
         let renewed = renew(&req, SystemTime::now(), &cert, &key).map_err(|e| match e {
@@ -363,16 +385,9 @@ pub fn run(args: &CertsArgs) -> anyhow::Result<Written> {
     std::fs::create_dir_all(out)
         .with_context(|| format!("cannot create --out {}", out.display()))?;
     let bundle = ca_bundle(&issued.ca_cert_pem);
-    let ca_files = [
+    let files = [
         ("ca.crt", issued.ca_cert_pem.as_str(), 0o644),
         ("ca.key", issued.ca_key_pem.as_str(), 0o600),
-    ];
-    let ca_files = if args.renew {
-        &ca_files[..0]
-    } else {
-        &ca_files[..]
-    };
-    let files = [
         ("tls.crt", issued.cert_pem.as_str(), 0o644),
         ("tls.key", issued.key_pem.as_str(), 0o600),
         ("ca-bundle.b64", &format!("{bundle}\n"), 0o644),
@@ -382,35 +397,13 @@ pub fn run(args: &CertsArgs) -> anyhow::Result<Written> {
             0o644,
         ),
     ];
-    let mut written = Vec::new();
-    for &(name, content, mode) in ca_files.iter().chain(files.iter()) {
-        let path = out.join(name);
-        write_file(&path, content.as_bytes(), mode)
-            .with_context(|| format!("cannot write {}", path.display()))?;
-        written.push(path);
-    }
+    let written = pair::publish(out, &files)
+        .with_context(|| format!("cannot write the certificates into {}", out.display()))?;
     Ok(Written {
         files: written,
         ca_bundle: bundle,
         notes,
     })
-}
-
-/// Writes through a temporary file and a rename, created with `mode`, so a
-/// reader never sees half a key and a key is never world-readable.
-fn write_file(path: &Path, content: &[u8], mode: u32) -> std::io::Result<()> {
-    use std::io::Write as _;
-    use std::os::unix::fs::OpenOptionsExt as _;
-    let tmp = path.with_extension("tmp");
-    let _ = std::fs::remove_file(&tmp);
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(mode)
-        .open(&tmp)?;
-    f.write_all(content)?;
-    f.sync_all()?;
-    std::fs::rename(&tmp, path)
 }
 
 fn name(common_name: &str) -> DistinguishedName {
@@ -422,6 +415,95 @@ fn name(common_name: &str) -> DistinguishedName {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn args_in(out: &Path, renew: bool) -> CertsArgs {
+        CertsArgs {
+            service: "pw".into(),
+            namespace: "sys".into(),
+            dns: vec![],
+            ip: vec![],
+            validity: Duration::from_secs(86400).into(),
+            out: out.to_owned(),
+            force: false,
+            renew,
+        }
+    }
+
+    /// `certs --renew` reads the CA through the operator-file reader: a FIFO
+    /// in place of `ca.key` is refused, saying what it is, instead of
+    /// waiting forever for a writer.
+    #[test]
+    fn renew_refuses_a_fifo_in_place_of_the_ca_without_waiting() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        run(&args_in(dir.path(), false)).expect("first issue");
+        let key = dir.path().join("ca.key");
+        std::fs::remove_file(&key).expect("the key link is removed");
+        let made = std::process::Command::new("mkfifo")
+            .arg(&key)
+            .status()
+            .expect("mkfifo runs");
+        assert!(made.success());
+        let (tx, rx) = std::sync::mpsc::channel();
+        let out = dir.path().to_owned();
+        std::thread::spawn(move || {
+            let _ = tx.send(run(&args_in(&out, true)).map(|_| ()));
+        });
+        // Generous: the refusal is immediate; only a blocked open takes long.
+        let err = rx
+            .recv_timeout(Duration::from_secs(60))
+            .expect("--renew returned instead of waiting on the FIFO")
+            .expect_err("a FIFO is not a CA key");
+        let text = format!("{err:#}");
+        assert!(text.contains("FIFO"), "{text}");
+        assert!(text.contains("ca.key"), "{text}");
+    }
+
+    /// A reader polling `tls.crt` and `tls.key` while `certs --renew` runs
+    /// again and again never finds a key that does not match the
+    /// certificate: when the certificate read before and after the key is
+    /// the same, the key is that certificate's.
+    #[test]
+    fn a_polling_reader_never_sees_a_key_from_another_certificate() {
+        use std::sync::atomic::{AtomicBool, Ordering};
+        use std::sync::Arc;
+        let dir = tempfile::tempdir().expect("tempdir");
+        run(&args_in(dir.path(), false)).expect("first issue");
+        let done = Arc::new(AtomicBool::new(false));
+        let reader = {
+            let (done, out) = (done.clone(), dir.path().to_owned());
+            std::thread::spawn(move || {
+                let (mut compared, mut mismatched) = (0u32, 0u32);
+                while !done.load(Ordering::Relaxed) {
+                    let read = |f: &str| std::fs::read_to_string(out.join(f));
+                    let (Ok(before), Ok(key), Ok(after)) =
+                        (read("tls.crt"), read("tls.key"), read("tls.crt"))
+                    else {
+                        mismatched += 1; // a name must never be missing
+                        continue;
+                    };
+                    if before != after {
+                        continue; // a renewal fell between the reads
+                    }
+                    compared += 1;
+                    let key = KeyPair::from_pem(&key).expect("the key parses");
+                    let (_, pem) =
+                        x509_parser::pem::parse_x509_pem(before.as_bytes()).expect("PEM");
+                    let cert = pem.parse_x509().expect("X.509");
+                    if cert.public_key().raw != key.public_key_der().as_slice() {
+                        mismatched += 1;
+                    }
+                }
+                (compared, mismatched)
+            })
+        };
+        for _ in 0..40 {
+            run(&args_in(dir.path(), true)).expect("renew");
+        }
+        done.store(true, Ordering::Relaxed);
+        let (compared, mismatched) = reader.join().expect("the reader ends");
+        assert!(compared > 0, "the reader compared no pair");
+        assert_eq!(mismatched, 0, "pairs that did not match (of {compared})");
+    }
 
     #[test]
     fn renew_keeps_the_ca_and_signs_with_it() {
@@ -579,6 +661,41 @@ mod tests {
                 .to_string();
             assert!(err.contains(want), "{err}");
             assert!(err.contains("`certs --force`"), "{err}");
+        }
+    }
+
+    /// A renewal right after the CA was made would backdate the serving
+    /// certificate (five minutes, or a tenth of its validity) to before the
+    /// CA's own notBefore: the chain would then have a moment in which the
+    /// leaf is valid and its issuer is not. The leaf starts with its CA.
+    #[test]
+    fn a_renewed_certificate_never_starts_before_its_ca() {
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_795_435_200);
+        // The CA is backdated by 5 minutes from `now`; renewing 1 minute
+        // later would backdate the leaf to 4 minutes before the CA.
+        let ca = issue(&request(30), now).expect("CA");
+        let ca_start = CertificateParams::from_ca_cert_pem(&ca.ca_cert_pem)
+            .expect("the CA parses")
+            .not_before;
+        for later in [0, 60, 299, 301, 3600] {
+            let at = now + Duration::from_secs(later);
+            let renewed =
+                renew(&request(30), at, &ca.ca_cert_pem, &ca.ca_key_pem).expect("renewed");
+            let (_, leaf) =
+                x509_parser::pem::parse_x509_pem(renewed.issued.cert_pem.as_bytes()).expect("PEM");
+            let leaf = leaf.parse_x509().expect("X.509");
+            let start = leaf.validity().not_before.timestamp();
+            assert!(
+                start >= ca_start.unix_timestamp(),
+                "{later} s after the CA: the leaf starts at {start}, the CA at {}",
+                ca_start.unix_timestamp()
+            );
+            let backdated = time::OffsetDateTime::from(at - Duration::from_secs(300));
+            assert_eq!(
+                start,
+                backdated.max(ca_start).unix_timestamp(),
+                "{later} s after the CA: backdated five minutes, but not before the CA"
+            );
         }
     }
 

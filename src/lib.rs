@@ -20,6 +20,7 @@ pub mod cli;
 pub mod cluster;
 pub mod dry_run;
 pub mod explain;
+pub mod file;
 pub mod logs;
 pub mod manifests;
 pub mod mutate;

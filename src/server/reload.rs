@@ -10,8 +10,6 @@
 //! writer; the poll runs on a thread of its own, so neither the async workers
 //! nor shutdown ever wait for a read.
 
-mod file;
-
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -24,16 +22,14 @@ use super::tls::{self, Credentials, Culprit, Resolver, TlsError};
 use super::AppState;
 use crate::certs::{self, CertRequest};
 use crate::config::Config;
-use file::FileError;
+use crate::file::{self, FileError};
 
 /// The largest `--config` file read, in bytes. A real config is a few KiB;
 /// this leaves room for thousands of stores and still bounds what a poll
 /// holds (the last version and the new one).
 pub const MAX_CONFIG_BYTES: u64 = 16 * 1024 * 1024;
 
-/// The largest `--tls-cert` or `--tls-key` file read, in bytes. A PEM chain
-/// of a few certificates is under 10 KiB.
-pub const MAX_PEM_BYTES: u64 = 1024 * 1024;
+pub use crate::file::MAX_PEM_BYTES;
 
 /// A poll still running after this long is reported (once): a read is stuck
 /// on a hung volume, and new versions wait for it.

@@ -13,6 +13,10 @@ use std::io::Read;
 use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
 use std::path::Path;
 
+/// The most a certificate or key file may hold (a chain of a few
+/// certificates is a few KiB).
+pub const MAX_PEM_BYTES: u64 = 1024 * 1024;
+
 /// Why a file was not read.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum FileError {
