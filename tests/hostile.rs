@@ -770,6 +770,8 @@ async fn peer_flood_figures() {
             .and_then(|s| s.parse().ok())
             .unwrap_or(20),
     );
+    // reqwest needs the process's rustls provider before any client is built.
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let flooder = IpAddr::from([127, 0, 0, 2]);
     let honest = IpAddr::from([127, 0, 0, 3]);
     let mut rows = Vec::new();

@@ -63,6 +63,13 @@ const CLOSE_GRACE: Duration = Duration::from_secs(1);
 /// short enough that a freed descriptor is soon used.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 
+/// Connections the kernel may hold completed for `accept` (capped by the
+/// host's `net.core.somaxconn`). Larger than the usual 128: a peer
+/// reconnecting in a loop fills the backlog between two accepts, and an
+/// API server's connection that finds it full has its SYN dropped and
+/// retried a second later.
+pub const LISTEN_BACKLOG: u32 = 1024;
+
 /// At most one log line per this long about failing accepts.
 const ACCEPT_ERROR_LOG_EVERY: Duration = Duration::from_secs(30);
 
@@ -191,7 +198,7 @@ pub async fn serve(
         let conn = Conn {
             tcp,
             peer,
-            seat,
+            place: Place { seat, _slot: slot },
             tls: tls.clone(),
             app: app.clone(),
             builder: builder.clone(),
@@ -199,7 +206,6 @@ pub async fn serve(
             port,
             metrics: metrics.clone(),
             stop: stop.clone(),
-            _slot: slot,
         };
         tasks.spawn(conn.run());
     }
@@ -243,8 +249,8 @@ fn http_builder(limits: &ConnLimits) -> auto::Builder<TokioExecutor> {
 struct Conn {
     tcp: TcpStream,
     peer: SocketAddr,
-    /// The connection's place in its peer's share, given back on close.
-    seat: Seat,
+    /// Its place in its peer's share and in the port, given back on close.
+    place: Place,
     tls: Option<TlsAcceptor>,
     app: Router,
     builder: Arc<auto::Builder<TokioExecutor>>,
@@ -252,6 +258,14 @@ struct Conn {
     port: Port,
     metrics: Arc<Metrics>,
     stop: watch::Receiver<bool>,
+}
+
+/// A connection's place: its peer's seat, then its slot in the port. Fields
+/// drop in this order, so by the time the accept loop can take the freed
+/// slot, the peer's count is already down (else a peer at exactly its share
+/// could be refused while the port had room for it).
+struct Place {
+    seat: Seat,
     _slot: OwnedSemaphorePermit,
 }
 
@@ -260,7 +274,7 @@ impl Conn {
         let Conn {
             tcp,
             peer,
-            seat,
+            place,
             tls,
             app,
             builder,
@@ -268,12 +282,11 @@ impl Conn {
             port,
             metrics,
             stop,
-            _slot,
         } = self;
         let _open = metrics.connection_opened(port);
         let first_deadline = Instant::now() + limits.header_read_timeout;
         let activity = Arc::new(Activity::new());
-        let bodies = seat.bodies();
+        let bodies = place.seat.bodies();
         let service = {
             let activity = activity.clone();
             hyper::service::service_fn(move |mut req: hyper::Request<Incoming>| {

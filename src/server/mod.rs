@@ -293,13 +293,21 @@ pub async fn start(args: ServeArgs) -> Result<Running> {
     let resolver = Arc::new(tls::Resolver::new(loaded.credentials.key.clone()));
 
     let bind = |addr: SocketAddr, flag: &str| -> Result<tokio::net::TcpListener> {
-        let socket = std::net::TcpListener::bind(addr)
+        let socket = if addr.is_ipv4() {
+            tokio::net::TcpSocket::new_v4()
+        } else {
+            tokio::net::TcpSocket::new_v6()
+        }
+        .with_context(|| format!("preparing {flag} {addr}"))?;
+        socket
+            .set_reuseaddr(true)
+            .with_context(|| format!("preparing {flag} {addr}"))?;
+        socket
+            .bind(addr)
             .with_context(|| format!("cannot listen on {flag} {addr}"))?;
         socket
-            .set_nonblocking(true)
-            .with_context(|| format!("preparing {flag} {addr}"))?;
-        tokio::net::TcpListener::from_std(socket)
-            .with_context(|| format!("preparing {flag} {addr}"))
+            .listen(listener::LISTEN_BACKLOG)
+            .with_context(|| format!("cannot listen on {flag} {addr}"))
     };
     let webhook_socket = bind(addr, "--addr")?;
     let metrics_socket = bind(metrics_addr, "--metrics-addr")?;
