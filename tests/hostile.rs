@@ -813,7 +813,7 @@ async fn peer_flood_figures() {
         )
         .unwrap_or(0.0);
         rows.push(format!(
-            "| {label} | 400 held by 127.0.0.2 ({opened} opened, {refused} refused, {limited} limit waits) | {} |",
+            "| {label} | 400 held by 127.0.0.2 ({opened} connects completed, {refused} refused by the server, {limited} limit waits) | {} |",
             loaded.row()
         ));
         assert!(server.stop().success());
