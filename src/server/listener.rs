@@ -179,10 +179,11 @@ pub async fn serve(
             // Over its share: refused at once, so it never holds a slot or
             // waits ahead of anyone. A reset rather than a FIN: a peer that
             // reconnects in a loop leaves no TIME_WAIT sockets here.
+            // Counted before the peer can see it closed.
+            metrics.connection_refused(port, Refused::PeerShare);
             let _ = tcp.set_zero_linger();
             drop(tcp);
             drop(slot);
-            metrics.connection_refused(port, Refused::PeerShare);
             if refused_logged.is_none_or(|at| at.elapsed() >= ACCEPT_ERROR_LOG_EVERY) {
                 tracing::warn!(
                     port = port.as_str(),
