@@ -406,6 +406,19 @@ pub struct ServeArgs {
     )]
     pub max_connections: usize,
 
+    /// Open connections one source address may hold on each port (at most
+    /// --max-connections), and the same fraction of the body buffers; a
+    /// connection over it is closed at once, before its TLS handshake. The
+    /// API server needs a few (it multiplexes reviews over HTTP/2).
+    /// [default: 32, or --max-connections if lower]
+    #[arg(
+        long,
+        value_name = "N",
+        env = "PERSISTENCE_WEBHOOK_MAX_CONNECTIONS_PER_PEER",
+        value_parser = count_in::<1, 1_000_000>
+    )]
+    pub max_connections_per_peer: Option<usize>,
+
     /// Open connections on the metrics port.
     #[arg(
         long,
@@ -569,6 +582,11 @@ mod tests {
             ("--max-in-flight", "0", "must be between 1 and 4096"),
             ("--max-connections", "0", "must be between 1 and 1000000"),
             (
+                "--max-connections-per-peer",
+                "0",
+                "must be between 1 and 1000000",
+            ),
+            (
                 "--max-metrics-connections",
                 "0",
                 "must be between 1 and 65536",
@@ -603,9 +621,10 @@ mod tests {
             (
                 d.max_in_flight,
                 d.max_connections,
+                d.max_connections_per_peer,
                 d.max_metrics_connections
             ),
-            (4, 128, 32)
+            (4, 128, None, 32)
         );
         assert_eq!(d.max_body_buffer_bytes, 32 * 1024 * 1024);
     }

@@ -12,6 +12,8 @@
 
 mod common;
 
+use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -33,6 +35,7 @@ const CONFIG: &str = include_str!("common/hostile.yaml");
 struct Server {
     running: Running,
     client: reqwest::Client,
+    issued: persistence_webhook::certs::Issued,
     raw: tokio_rustls::TlsConnector,
     _files: Volume,
 }
@@ -40,20 +43,24 @@ struct Server {
 impl Server {
     /// The server with a 2 s request timeout and a 1 s header-read timeout.
     async fn start() -> Server {
+        Server::start_with(&["--request-timeout", "2s", "--header-read-timeout", "1s"]).await
+    }
+
+    /// The server with these flags.
+    async fn start_with(flags: &[&str]) -> Server {
         let issued = common::pki();
         let files = Volume::serving(CONFIG, &issued);
-        let args = serve_args_for(
-            &files,
-            &["--request-timeout", "2s", "--header-read-timeout", "1s"],
-        );
+        let args = serve_args_for(&files, flags);
         let running = server::start(args).await.expect("the server starts");
 
         let client = common::client(&[&issued]);
+        let raw = common::tls_connector(&issued, &[b"http/1.1"]);
 
         Server {
             running,
             client,
-            raw: common::tls_connector(&issued, &[b"http/1.1"]),
+            issued,
+            raw,
             _files: files,
         }
     }
@@ -421,4 +428,410 @@ async fn an_announced_length_over_the_limit_is_413_at_once() {
         s.assert_responsive(what).await;
     }
     s.stop().await;
+}
+
+/// A TCP connection to `to` from the source address `from` (all of
+/// 127.0.0.0/8 is loopback on Linux, so each address is a peer of its own).
+/// A connection the server resets at once may fail here already.
+async fn connect_from(from: IpAddr, to: SocketAddr) -> std::io::Result<TcpStream> {
+    let socket = tokio::net::TcpSocket::new_v4().expect("a socket");
+    socket
+        .bind(SocketAddr::new(from, 0))
+        .expect("bind the source address");
+    socket.connect(to).await
+}
+
+/// Says nothing on the connection and waits until the server closes it:
+/// the bytes it sent (none, before a TLS handshake) or how it ended.
+async fn silent_until_closed(tcp: std::io::Result<TcpStream>) -> Result<usize, std::io::ErrorKind> {
+    let mut tcp = tcp.map_err(|e| e.kind())?;
+    let mut buf = Vec::new();
+    let read = tokio::time::timeout(common::HANG, tcp.read_to_end(&mut buf))
+        .await
+        .expect("closed by the server, or held for the whole test and aborted");
+    match read {
+        Ok(_) => Ok(buf.len()),
+        Err(e) => Err(e.kind()),
+    }
+}
+
+/// A refused connection was closed before anything was said on it: a FIN
+/// or a reset, no bytes.
+fn refused_before_tls(ended: &Result<usize, std::io::ErrorKind>) -> bool {
+    matches!(ended, Ok(0) | Err(std::io::ErrorKind::ConnectionReset))
+}
+
+/// Fair shares per peer. One peer (127.0.0.2) holds silent TCP connections,
+/// three times its share, and keeps reopening each one the server closes;
+/// meanwhile another peer (127.0.0.3, standing in for the API server) sends
+/// reviews, each on a new TLS connection, as the API server does after an
+/// idle close. Before the per-peer share, such a flood pushed an honest
+/// peer's reviews past the API server's timeout; the figures come from
+/// `peer_flood_figures` below, never asserted here.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_peer_over_its_share_is_refused_while_another_keeps_reviewing() {
+    const SHARE: usize = 4;
+    const FLOOD: usize = 3 * SHARE;
+    const REOPENERS: usize = 4;
+    const REVIEWS: usize = 20;
+    let s = Server::start_with(&[
+        "--request-timeout",
+        "2s",
+        // A silent connection that is let in stays open for the whole test:
+        // any that closes was refused, not timed out.
+        "--header-read-timeout",
+        "60s",
+        "--max-connections",
+        "16",
+        "--max-connections-per-peer",
+        "4",
+    ])
+    .await;
+    let addr = s.running.addr;
+    let flooder = IpAddr::from([127, 0, 0, 2]);
+    let honest = IpAddr::from([127, 0, 0, 3]);
+    let metrics = s.running.state.metrics.clone();
+    let metric = move |name: &str| common::metric(&metrics.render(), name).unwrap_or(-1.0);
+    let refused =
+        "persistence_webhook_connections_refused_total{port=\"webhook\",reason=\"peer-share\"}";
+    let open = "persistence_webhook_connections_open{port=\"webhook\"}";
+
+    // At its share and past it: the share is let in, the rest closed at once.
+    let mut flood = Vec::new();
+    for _ in 0..FLOOD {
+        flood.push(tokio::spawn(silent_until_closed(
+            connect_from(flooder, addr).await,
+        )));
+    }
+    eventually("all but the flooder's share are closed", || {
+        std::future::ready(flood.iter().filter(|t| t.is_finished()).count() >= FLOOD - SHARE)
+    })
+    .await;
+    let (closed, held): (Vec<_>, Vec<_>) = flood.into_iter().partition(|t| t.is_finished());
+    for t in closed {
+        let ended = t.await.expect("task");
+        assert!(refused_before_tls(&ended), "{ended:?}");
+    }
+    assert_eq!(held.len(), SHARE, "the share is held, not closed");
+    eventually("every refusal is counted, and the share is open", || {
+        std::future::ready(
+            metric(refused) == (FLOOD - SHARE) as f64 && metric(open) == SHARE as f64,
+        )
+    })
+    .await;
+
+    // The flooder reopens every connection the server closes, without end.
+    let stop = Arc::new(AtomicBool::new(false));
+    let reopened = Arc::new(AtomicUsize::new(0));
+    let mut reopeners = Vec::new();
+    for _ in 0..REOPENERS {
+        let (stop, reopened) = (stop.clone(), reopened.clone());
+        reopeners.push(tokio::spawn(async move {
+            // Bounded, in case the stop is never given.
+            for _ in 0..100_000 {
+                if stop.load(Ordering::Relaxed) {
+                    break;
+                }
+                let ended = silent_until_closed(connect_from(flooder, addr).await).await;
+                assert!(
+                    refused_before_tls(&ended),
+                    "a reopened connection: {ended:?}"
+                );
+                reopened.fetch_add(1, Ordering::Relaxed);
+            }
+        }));
+    }
+    eventually("the flood of reopened connections is under way", || {
+        std::future::ready(reopened.load(Ordering::Relaxed) >= REOPENERS)
+    })
+    .await;
+
+    // The other peer's reviews, each on a new TLS connection, all answered.
+    for i in 0..REVIEWS {
+        let client = reqwest::Client::builder()
+            .tls_built_in_root_certs(false)
+            .add_root_certificate(
+                reqwest::Certificate::from_pem(s.issued.ca_cert_pem.as_bytes()).expect("CA"),
+            )
+            .local_address(honest)
+            .timeout(common::HANG)
+            .build()
+            .expect("client");
+        let resp = client
+            .post(s.url())
+            .header("content-type", "application/json")
+            .body(REVIEW)
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("review {i} of the honest peer: {e}"));
+        assert_eq!(resp.status(), 200, "review {i}");
+        let answer: Value = resp.json().await.expect("an AdmissionReview");
+        assert_eq!(answer["response"]["uid"], UID, "review {i}");
+        assert_eq!(answer["response"]["allowed"], true, "review {i}");
+        assert_eq!(answer["response"]["patchType"], "JSONPatch", "review {i}");
+    }
+    assert!(
+        reopeners.iter().all(|t| !t.is_finished()),
+        "the flood went on through every review"
+    );
+
+    stop.store(true, Ordering::Relaxed);
+    for t in reopeners {
+        t.await.expect("a reopener ends cleanly");
+    }
+    let reopened = reopened.load(Ordering::Relaxed);
+    // Every refusal counted once, whatever its address: the metric has no
+    // address label.
+    eventually("every refusal is counted", || {
+        std::future::ready(metric(refused) == (FLOOD - SHARE + reopened) as f64)
+    })
+    .await;
+    assert!(
+        held.iter().all(|t| !t.is_finished()),
+        "the share is still held"
+    );
+    eventually(
+        "only the flooder's share is open once the reviews are done",
+        || std::future::ready(metric(open) == SHARE as f64),
+    )
+    .await;
+    assert!(
+        !metrics_page_has_address(&s.running.state.metrics.render()),
+        "no metric names a peer"
+    );
+    eprintln!(
+        "per-peer flood: {} connections refused while {REVIEWS} reviews were answered",
+        FLOOD - SHARE + reopened
+    );
+
+    // The flooder lets go: its held connections close, and it is a peer like
+    // any other again.
+    for t in held {
+        t.abort();
+    }
+    eventually("the flooder's connections are gone", || {
+        std::future::ready(metric(open) == 0.0)
+    })
+    .await;
+    let before = metric(refused);
+    let again = connect_from(flooder, addr).await.expect("connected");
+    eventually("the flooder's new connection is let in", || {
+        std::future::ready(metric(open) == 1.0)
+    })
+    .await;
+    assert_eq!(metric(refused), before, "not refused");
+    drop(again);
+    s.assert_responsive("a peer over its share").await;
+    s.stop().await;
+}
+
+/// Whether a metrics page names a loopback address anywhere.
+fn metrics_page_has_address(page: &str) -> bool {
+    page.contains("127.0.0.")
+}
+
+/// The honest peer's reviews in one phase: latencies of the answered ones,
+/// and how many failed (no answer within the API server's 10 s, or a wrong one).
+#[derive(Default)]
+struct Latencies {
+    answered: Vec<Duration>,
+    failed: usize,
+}
+
+impl Latencies {
+    fn row(&mut self) -> String {
+        self.answered.sort();
+        let n = self.answered.len();
+        let at = |q: usize| {
+            self.answered
+                .get((n * q / 100).min(n.saturating_sub(1)))
+                .map_or("-".to_owned(), |d| {
+                    format!("{:.1} ms", d.as_secs_f64() * 1e3)
+                })
+        };
+        let max = self.answered.last().map_or("-".to_owned(), |d| {
+            format!("{:.1} ms", d.as_secs_f64() * 1e3)
+        });
+        format!("{n} | {} | {} | {max} | {}", at(50), at(99), self.failed)
+    }
+}
+
+/// The honest peer: `loops` clients in parallel for `length`, each review on
+/// a new TLS connection from `from`, given up after 10 s (the API server's
+/// `timeoutSeconds`).
+async fn honest_reviews(
+    from: IpAddr,
+    port: u16,
+    ca_pem: &str,
+    loops: usize,
+    length: Duration,
+) -> Latencies {
+    let until = Instant::now() + length;
+    let mut tasks = Vec::new();
+    for _ in 0..loops {
+        let ca = reqwest::Certificate::from_pem(ca_pem.as_bytes()).expect("CA");
+        tasks.push(tokio::spawn(async move {
+            let mut got = Latencies::default();
+            while Instant::now() < until {
+                let client = reqwest::Client::builder()
+                    .tls_built_in_root_certs(false)
+                    .add_root_certificate(ca.clone())
+                    .local_address(from)
+                    .timeout(Duration::from_secs(10))
+                    .build()
+                    .expect("client");
+                let started = Instant::now();
+                let answered = async {
+                    let resp = client
+                        .post(format!("https://localhost:{port}/mutate"))
+                        .header("content-type", "application/json")
+                        .body(REVIEW)
+                        .send()
+                        .await
+                        .ok()?;
+                    let answer: Value = resp.json().await.ok()?;
+                    (answer["response"]["uid"] == UID).then_some(())
+                };
+                match answered.await {
+                    Some(()) => got.answered.push(started.elapsed()),
+                    None => got.failed += 1,
+                }
+            }
+            got
+        }));
+    }
+    let mut all = Latencies::default();
+    for t in tasks {
+        let got = t.await.expect("an honest loop");
+        all.answered.extend(got.answered);
+        all.failed += got.failed;
+    }
+    all
+}
+
+/// The flooder of issue 20, on a thread and runtime of its own: `held`
+/// silent TCP connections from `from`, each reopened as soon as the server
+/// closes it, until `stop`. Returns how many connections it opened.
+fn flood(
+    from: IpAddr,
+    to: SocketAddr,
+    held: usize,
+    stop: tokio::sync::watch::Receiver<bool>,
+) -> std::thread::JoinHandle<usize> {
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("the flooder's runtime");
+        rt.block_on(async move {
+            let opened = Arc::new(AtomicUsize::new(0));
+            let mut tasks = Vec::new();
+            for _ in 0..held {
+                let (opened, mut stop) = (opened.clone(), stop.clone());
+                tasks.push(tokio::spawn(async move {
+                    while !*stop.borrow() {
+                        let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+                        let connected = match socket.bind(SocketAddr::new(from, 0)) {
+                            Ok(()) => socket.connect(to).await.ok(),
+                            Err(_) => None,
+                        };
+                        let Some(mut tcp) = connected else {
+                            // Out of ports or descriptors for a moment.
+                            tokio::time::sleep(Duration::from_millis(10)).await;
+                            continue;
+                        };
+                        opened.fetch_add(1, Ordering::Relaxed);
+                        let mut buf = [0u8; 64];
+                        tokio::select! {
+                            _ = async { while let Ok(1..) = tcp.read(&mut buf).await {} } => {}
+                            _ = stop.wait_for(|s| *s) => {}
+                        }
+                    }
+                }));
+            }
+            for t in tasks {
+                let _ = t.await;
+            }
+            opened.load(Ordering::Relaxed)
+        })
+    })
+}
+
+/// The benchmark behind the per-peer share: the honest peer's review
+/// latency (each review on a new TLS connection, 4 at a time) with nobody
+/// else on the port, then while one other peer holds 400 silent connections
+/// and reopens each one the server closes; with the share effectively off
+/// (`--max-connections-per-peer 128`, the whole port) and at its default.
+/// The server is the binary at its defaults. Prints a table, asserts
+/// nothing; `BENCH_SECONDS` sets each phase's length (default 20):
+///
+/// ```sh
+/// cargo test --release --test hostile peer_flood_figures -- --ignored --nocapture
+/// ```
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a benchmark that prints figures; run it with -- --ignored --nocapture"]
+async fn peer_flood_figures() {
+    let length = Duration::from_secs(
+        std::env::var("BENCH_SECONDS")
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(20),
+    );
+    // reqwest needs the process's rustls provider before any client is built.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let flooder = IpAddr::from([127, 0, 0, 2]);
+    let honest = IpAddr::from([127, 0, 0, 3]);
+    let mut rows = Vec::new();
+    for (label, flags) in [
+        (
+            "before: --max-connections-per-peer 128 (off)",
+            &["--max-connections-per-peer", "128"][..],
+        ),
+        ("after: the default (32)", &[][..]),
+    ] {
+        let issued = common::pki();
+        let vol = Volume::serving(CONFIG, &issued);
+        let server = common::Spawned::serving(&vol, flags, "warn,persistence_webhook::server=info");
+        let port = server.addr.port();
+        let mut quiet = honest_reviews(honest, port, &issued.ca_cert_pem, 4, length).await;
+        rows.push(format!("| {label} | unloaded | {} |", quiet.row()));
+
+        let (stop, stopped) = tokio::sync::watch::channel(false);
+        let flooding = flood(flooder, server.addr, 400, stopped);
+        // Let the flood take hold before measuring.
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let mut loaded = honest_reviews(honest, port, &issued.ca_cert_pem, 4, length).await;
+        let _ = stop.send(true);
+        let opened = tokio::task::spawn_blocking(move || flooding.join())
+            .await
+            .expect("join")
+            .expect("the flooder");
+        let page = common::metrics_page(server.metrics)
+            .await
+            .unwrap_or_default();
+        let refused = common::metric(
+            &page,
+            "persistence_webhook_connections_refused_total{port=\"webhook\",reason=\"peer-share\"}",
+        )
+        .unwrap_or(0.0);
+        let limited = common::metric(
+            &page,
+            "persistence_webhook_connections_limited_total{port=\"webhook\"}",
+        )
+        .unwrap_or(0.0);
+        rows.push(format!(
+            "| {label} | 400 held by 127.0.0.2 ({opened} connects completed, {refused} refused by the server, {limited} limit waits) | {} |",
+            loaded.row()
+        ));
+        assert!(server.stop().success());
+    }
+    println!(
+        "peer-flood ({}s a phase, 4 honest loops, each review on a new TLS connection):",
+        length.as_secs()
+    );
+    println!("| server | other peer | reviews answered | median | p99 | max | failed |");
+    println!("|---|---|---|---|---|---|---|");
+    for row in rows {
+        println!("{row}");
+    }
 }

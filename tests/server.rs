@@ -410,6 +410,31 @@ fn start_refuses_bad_files_naming_the_flag() {
     }
 }
 
+#[test]
+fn start_refuses_limits_that_contradict_each_other_naming_the_flag() {
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    let cases = [
+        (
+            ["--max-connections", "8", "--max-connections-per-peer", "9"],
+            "--max-connections-per-peer (9) must be at most --max-connections (8): lower --max-connections-per-peer, or raise --max-connections",
+        ),
+        (
+            ["--max-body-bytes", "4096", "--max-body-buffer-bytes", "2048"],
+            "--max-body-buffer-bytes (2048) must be at least --max-body-bytes (4096)",
+        ),
+    ];
+    for (flags, want) in cases {
+        // Refused before anything is loaded or bound (so --demo writes nothing).
+        let mut argv = vec!["--demo"];
+        argv.extend_from_slice(&flags);
+        let err = rt
+            .block_on(server::start(serve_args(&argv)))
+            .expect_err(want);
+        let msg = format!("{err:#}");
+        assert!(msg.contains(want), "{flags:?}: {msg}");
+    }
+}
+
 /// The real binary: SIGTERM in the middle of requests whose bodies are still
 /// arriving; every one is answered and the process exits 0.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

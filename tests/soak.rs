@@ -201,8 +201,17 @@ async fn many_concurrent_large_reviews_stay_under_the_memory_ceiling() {
     let server = Spawned::serving(
         &vol,
         // A burst far past the body buffer: bodies wait their turn for
-        // room, which --body-read-timeout would otherwise cut short.
-        &["--request-timeout", "30s", "--body-read-timeout", "30s"],
+        // room, which --body-read-timeout would otherwise cut short. All
+        // from one address: its share is the whole port, so the burst meets
+        // the shared limits this test is about.
+        &[
+            "--request-timeout",
+            "30s",
+            "--body-read-timeout",
+            "30s",
+            "--max-connections-per-peer",
+            "128",
+        ],
         "warn,persistence_webhook::server=info",
     );
     let c = client_h1(&[&pki]);
@@ -317,10 +326,20 @@ async fn worst_inputs_of_every_class_at_once_stay_under_the_written_bound() {
         .unwrap_or(14);
     let pki = pki();
     let vol = Volume::serving(&config("out"), &pki);
-    // The manifests' flags (manifests/base/deployment.yaml), defaults otherwise.
+    // The manifests' flags (manifests/base/deployment.yaml), defaults
+    // otherwise, but for the per-peer share: every class comes from
+    // 127.0.0.1 here, so one peer is let take the whole port (the bound
+    // does not depend on how the port is split among peers).
     let server = Spawned::serving(
         &vol,
-        &["--request-timeout", "8s", "--shutdown-delay", "0s"],
+        &[
+            "--request-timeout",
+            "8s",
+            "--shutdown-delay",
+            "0s",
+            "--max-connections-per-peer",
+            "128",
+        ],
         "warn,persistence_webhook::server=info",
     );
     let (_, idle_peak) = server.rss_kib();
@@ -552,6 +571,9 @@ async fn one_connection_holds_at_most_its_written_share() {
             "20s",
             "--max-body-buffer-bytes",
             "4194304",
+            // 100 connections from one address.
+            "--max-connections-per-peer",
+            "128",
         ],
         "warn,persistence_webhook::server=info",
     );

@@ -353,6 +353,9 @@ async fn running_out_of_descriptors_is_logged_counted_and_recovered_from() {
         &vol.serve_flags(&[
             "--max-connections",
             "200",
+            // 80 connections from one address, all let in.
+            "--max-connections-per-peer",
+            "200",
             "--header-read-timeout",
             "30s",
             "--reload-interval",

@@ -18,7 +18,8 @@ use tokio::time::{timeout_at, Instant};
 use tracing::{field, Instrument};
 
 use super::intake::{self, IntakeError, Received};
-use super::metrics::{Metrics, TimedOut};
+use super::metrics::{BodyRefused, Metrics, TimedOut};
+use super::peers::PeerBodies;
 use super::AppState;
 use crate::review::{review_with, Decision, Reason, Reviewed};
 
@@ -136,11 +137,15 @@ pub(super) async fn mutate(State(state): State<Arc<AppState>>, req: Request) -> 
     // once, so a body still arriving after it is a stalled or hostile
     // upload, and its share of the body budget is better given back.
     let body_timeout = limits.body_read_timeout.min(timeout);
+    // The peer's share of the body budget, handed over by its connection
+    // (absent when the router is called without the listener, in tests).
+    let peer = req.extensions().get::<Arc<PeerBodies>>().cloned();
     async {
         let body = match intake::read(
             req.into_body(),
             announced,
             &state.bodies,
+            peer.as_deref(),
             limits.max_body_bytes,
             intake::Deadlines {
                 client: body_timeout,
@@ -153,11 +158,16 @@ pub(super) async fn mutate(State(state): State<Arc<AppState>>, req: Request) -> 
             Err(e @ IntakeError::TooLarge { .. }) => {
                 return plain(StatusCode::PAYLOAD_TOO_LARGE, format!("{e}\n"))
             }
-            Err(e @ (IntakeError::TimedOut { .. } | IntakeError::Busy)) => {
+            Err(e @ (IntakeError::TimedOut { .. } | IntakeError::Busy | IntakeError::PeerBusy)) => {
                 state.metrics.timed_out(TimedOut::Body);
+                match e {
+                    IntakeError::Busy => state.metrics.body_refused(BodyRefused::Budget),
+                    IntakeError::PeerBusy => state.metrics.body_refused(BodyRefused::PeerShare),
+                    _ => {}
+                }
                 tracing::warn!(timeout = ?body_timeout, error = %e, "Review timed out receiving the body");
                 let (status, within, flag) = match e {
-                    IntakeError::Busy => (StatusCode::SERVICE_UNAVAILABLE, timeout, "--request-timeout or ?timeout="),
+                    IntakeError::Busy | IntakeError::PeerBusy => (StatusCode::SERVICE_UNAVAILABLE, timeout, "--request-timeout or ?timeout="),
                     _ => (StatusCode::REQUEST_TIMEOUT, body_timeout, "--body-read-timeout"),
                 };
                 return plain(

@@ -17,6 +17,11 @@
 //! stalled uploads queued for the main budget never delay them. A review
 //! slot is taken only after the whole body is here, so slow uploaders never
 //! hold a slot.
+//!
+//! Each peer (source address) has a share of both pools (`peers`): a body
+//! first reserves from its own peer's share, then from the shared pool, so
+//! one peer's uploads can hold at most its share of either, and a body
+//! waiting for its peer's room holds nothing of the shared pools.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -26,6 +31,8 @@ use http_body_util::BodyExt;
 use prometheus_client::metrics::gauge::Gauge;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::time::{timeout_at, Instant};
+
+use super::peers::PeerBodies;
 
 /// Bodies up to this size reserve from the small pool.
 pub const SMALL_BODY_BYTES: usize = 64 * 1024;
@@ -58,6 +65,9 @@ impl BodyBudget {
 pub struct Received {
     bytes: Vec<u8>,
     reserved: Option<OwnedSemaphorePermit>,
+    /// The same room in the peer's own share, when the request came
+    /// through a connection that has one.
+    peer_reserved: Option<OwnedSemaphorePermit>,
     held: Gauge,
 }
 
@@ -96,6 +106,10 @@ pub enum IntakeError {
     /// No room for the body in the budget before the request's deadline.
     #[error("the server is busy: no room to receive the body in time (--max-body-buffer-bytes)")]
     Busy,
+    /// No room in this peer's own share of the budget before the deadline:
+    /// its other uploads hold it.
+    #[error("this client's share of the body buffer is held by its other uploads: no room to receive the body in time (--max-connections-per-peer)")]
+    PeerBusy,
     /// The client stopped sending, or sent something hyper refused.
     #[error("the body could not be read: {0}")]
     Broken(String),
@@ -111,17 +125,20 @@ pub struct Deadlines {
     pub request: Instant,
 }
 
-/// Reads `body` whole, or says why not. `announced` is its `Content-Length`.
+/// Reads `body` whole, or says why not. `announced` is its `Content-Length`;
+/// `peer` is its peer's share of the budget, if it has one.
 pub async fn read(
     mut body: Body,
     announced: Option<u64>,
     budget: &BodyBudget,
+    peer: Option<&PeerBodies>,
     limit: usize,
     deadlines: Deadlines,
 ) -> Result<Received, IntakeError> {
     let mut received = Received {
         bytes: Vec::new(),
         reserved: None,
+        peer_reserved: None,
         held: budget.held.clone(),
     };
     let mut client_left = deadlines.client;
@@ -157,7 +174,7 @@ pub async fn read(
                 .and_then(|n| usize::try_from(n).ok())
                 .unwrap_or(limit)
                 .clamp(chunk.len(), limit);
-            reserve(&mut received, size, budget, deadlines.request).await?;
+            reserve(&mut received, size, budget, peer, deadlines.request).await?;
         }
         if need > received.room() {
             // hyper holds a body to its announced length; this is only
@@ -171,21 +188,29 @@ pub async fn read(
     }
 }
 
-/// Reserves room for the whole body, all at once, waiting (holding nothing)
-/// until `deadline`.
+/// Reserves room for the whole body, all at once, waiting (holding nothing
+/// of the shared pools) until `deadline`: first in the peer's own share,
+/// then in the pool every peer shares.
 async fn reserve(
     received: &mut Received,
     size: usize,
     budget: &BodyBudget,
+    peer: Option<&PeerBodies>,
     deadline: Instant,
 ) -> Result<(), IntakeError> {
-    let pool = if size <= SMALL_BODY_BYTES {
-        &budget.small
-    } else {
-        &budget.large
-    };
+    let small = size <= SMALL_BODY_BYTES;
+    let pool = if small { &budget.small } else { &budget.large };
     // `size` is at most --max-body-bytes, far below u32::MAX.
     let n = u32::try_from(size).map_err(|_| IntakeError::TooLarge { limit: size })?;
+    if let Some(peer) = peer {
+        let own = if small { &peer.small } else { &peer.large };
+        // A share always fits one body of the largest size (`Share::of`).
+        let permit = timeout_at(deadline, own.clone().acquire_many_owned(n))
+            .await
+            .map_err(|_| IntakeError::PeerBusy)?
+            .map_err(|_| IntakeError::Broken("the server is shutting down".into()))?;
+        received.peer_reserved = Some(permit);
+    }
     let permit = timeout_at(deadline, pool.clone().acquire_many_owned(n))
         .await
         .map_err(|_| IntakeError::Busy)?
@@ -225,7 +250,15 @@ mod tests {
         n: usize,
         deadlines: Deadlines,
     ) -> Result<Received, IntakeError> {
-        read(Body::from(vec![b'x'; n]), Some(n as u64), b, MIB, deadlines).await
+        read(
+            Body::from(vec![b'x'; n]),
+            Some(n as u64),
+            b,
+            None,
+            MIB,
+            deadlines,
+        )
+        .await
     }
 
     /// A body that sends `frames` and then stalls forever.
@@ -257,9 +290,16 @@ mod tests {
     #[tokio::test]
     async fn a_body_with_no_length_reserves_the_limit() {
         let b = budget(4 * MIB);
-        let got = read(Body::from(vec![7u8; 100_000]), None, &b, 2 * MIB, later())
-            .await
-            .expect("read");
+        let got = read(
+            Body::from(vec![7u8; 100_000]),
+            None,
+            &b,
+            None,
+            2 * MIB,
+            later(),
+        )
+        .await
+        .expect("read");
         assert_eq!(got.bytes().len(), 100_000);
         assert_eq!(b.held.get(), 2 * MIB as i64);
         assert_eq!(b.large.available_permits(), 2 * MIB);
@@ -268,7 +308,7 @@ mod tests {
     #[tokio::test]
     async fn refuses_a_body_over_the_limit() {
         let b = budget(MIB);
-        let err = read(Body::from(vec![0u8; 2000]), None, &b, 1000, later())
+        let err = read(Body::from(vec![0u8; 2000]), None, &b, None, 1000, later())
             .await
             .expect_err("too large");
         assert!(
@@ -335,6 +375,7 @@ mod tests {
             stalling(&[10]),
             Some(4 * MIB as u64),
             &b,
+            None,
             4 * MIB,
             deadlines,
         )
@@ -346,5 +387,80 @@ mod tests {
         );
         assert_eq!(b.held.get(), 0, "a failed read returns its room");
         assert_eq!(b.large.available_permits(), 8 * MIB);
+    }
+
+    #[tokio::test]
+    async fn one_peer_holds_at_most_its_share_and_another_peer_still_gets_room() {
+        use crate::server::peers::{PeerTable, Share};
+        use std::net::{IpAddr, Ipv4Addr};
+        // A quarter of an 8 MiB budget per peer: 2 MiB, room for one 2 MiB body.
+        let b = budget(8 * MIB);
+        let table = PeerTable::new(Share::of(4, 16, 8 * MIB, 2 * MIB));
+        let flooder = table
+            .admit(IpAddr::V4(Ipv4Addr::new(127, 0, 0, 2)))
+            .expect("seat");
+        let honest = table
+            .admit(IpAddr::V4(Ipv4Addr::new(127, 0, 0, 3)))
+            .expect("seat");
+        let read_as = |peer: Arc<PeerBodies>, n: usize, deadlines: Deadlines| {
+            let b = &b;
+            async move {
+                read(
+                    Body::from(vec![b'x'; n]),
+                    Some(n as u64),
+                    b,
+                    Some(&peer),
+                    2 * MIB,
+                    deadlines,
+                )
+                .await
+            }
+        };
+        let first = read_as(flooder.bodies(), 2 * MIB, later())
+            .await
+            .expect("the peer's first large body fits its share");
+        let err = read_as(
+            flooder.bodies(),
+            2 * MIB,
+            within(Duration::from_millis(200)),
+        )
+        .await
+        .expect_err("its share is held");
+        assert!(matches!(err, IntakeError::PeerBusy), "{err}");
+        assert_eq!(
+            err.to_string(),
+            "this client's share of the body buffer is held by its other uploads: no room to receive the body in time (--max-connections-per-peer)"
+        );
+        assert_eq!(
+            b.held.get(),
+            2 * MIB as i64,
+            "the waiting body held nothing shared"
+        );
+        let other = read_as(honest.bodies(), 2 * MIB, later())
+            .await
+            .expect("another peer's body still has room");
+        assert_eq!(other.bytes().len(), 2 * MIB);
+        // Small bodies: the flooder's small share (a quarter of the pool) runs
+        // out while the shared small pool still has room for the other peer.
+        let mut smalls = Vec::new();
+        while let Ok(got) = read_as(
+            flooder.bodies(),
+            SMALL_BODY_BYTES,
+            within(Duration::from_millis(50)),
+        )
+        .await
+        {
+            smalls.push(got);
+        }
+        assert_eq!(smalls.len() * SMALL_BODY_BYTES, SMALL_POOL_BYTES / 4);
+        let small = read_as(honest.bodies(), SMALL_BODY_BYTES, later())
+            .await
+            .expect("the other peer's small body");
+        drop((first, smalls, small, other));
+        assert_eq!(b.held.get(), 0);
+        let again = read_as(flooder.bodies(), 2 * MIB, later())
+            .await
+            .expect("room once the peer's bodies are answered");
+        assert_eq!(again.bytes().len(), 2 * MIB);
     }
 }

@@ -4,6 +4,12 @@
 //! - at most `max_connections` open per port; past it the accept loop waits
 //!   (new clients queue in the kernel backlog), logs once per burst and
 //!   counts each wait;
+//! - at most a peer's share (`--max-connections-per-peer`) open from one
+//!   source address: a connection over it is closed right after accept,
+//!   before its TLS handshake (a reset, so no TIME_WAIT is left here), and
+//!   counted; it never waits ahead of other peers' connections. Each
+//!   accepted connection hands its peer's share of the body budget to its
+//!   requests (see `peers`);
 //! - the TLS handshake *and* the first request's headers must arrive within
 //!   `header_read_timeout` of the connection being accepted;
 //! - a connection with no request in progress for `idle_timeout` is closed,
@@ -34,7 +40,8 @@ use tokio::time::{sleep, sleep_until, timeout_at, Instant};
 use tokio_rustls::TlsAcceptor;
 use tower::ServiceExt;
 
-use super::metrics::{Closed, Metrics, Port};
+use super::metrics::{Closed, Metrics, Port, Refused};
+use super::peers::{PeerTable, Seat, Share};
 
 /// HTTP/1 read buffer and HTTP/2 stream window: one frame of a large body
 /// at a time. hyper's default read-ahead (~400 KiB) was most of the memory
@@ -56,6 +63,13 @@ const CLOSE_GRACE: Duration = Duration::from_secs(1);
 /// short enough that a freed descriptor is soon used.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 
+/// Connections the kernel may hold completed for `accept` (capped by the
+/// host's `net.core.somaxconn`). Larger than the usual 128: a peer
+/// reconnecting in a loop fills the backlog between two accepts, and an
+/// API server's connection that finds it full has its SYN dropped and
+/// retried a second later.
+pub const LISTEN_BACKLOG: u32 = 1024;
+
 /// At most one log line per this long about failing accepts.
 const ACCEPT_ERROR_LOG_EVERY: Duration = Duration::from_secs(30);
 
@@ -68,6 +82,8 @@ pub struct ConnLimits {
     pub header_read_timeout: Duration,
     /// A connection with no request in progress for this long is closed.
     pub idle_timeout: Duration,
+    /// What one source address may hold.
+    pub peer_share: Share,
 }
 
 /// One listening port and how to serve it.
@@ -101,9 +117,11 @@ pub async fn serve(
     } = listener;
     let builder = Arc::new(http_builder(&limits));
     let slots = Arc::new(Semaphore::new(limits.max_connections));
+    let peers = PeerTable::new(limits.peer_share);
     let mut tasks = JoinSet::new();
     let mut at_limit = false;
     let mut accept_failed_logged: Option<Instant> = None;
+    let mut refused_logged: Option<Instant> = None;
     loop {
         while tasks.try_join_next().is_some() {}
         let slot = match slots.clone().try_acquire_owned() {
@@ -157,10 +175,31 @@ pub async fn serve(
                 }
             }
         };
+        let Some(seat) = peers.admit(peer.ip()) else {
+            // Over its share: refused at once, so it never holds a slot or
+            // waits ahead of anyone. A reset rather than a FIN: a peer that
+            // reconnects in a loop leaves no TIME_WAIT sockets here.
+            // Counted before the peer can see it closed.
+            metrics.connection_refused(port, Refused::PeerShare);
+            let _ = tcp.set_zero_linger();
+            drop(tcp);
+            drop(slot);
+            if refused_logged.is_none_or(|at| at.elapsed() >= ACCEPT_ERROR_LOG_EVERY) {
+                tracing::warn!(
+                    port = port.as_str(),
+                    %peer,
+                    share = limits.peer_share.connections,
+                    "A peer holds its share of connections: refusing its new ones until some close (--max-connections-per-peer; further refusals are only counted for a while)"
+                );
+                refused_logged = Some(Instant::now());
+            }
+            continue;
+        };
         let _ = tcp.set_nodelay(true);
         let conn = Conn {
             tcp,
             peer,
+            place: Place { seat, _slot: slot },
             tls: tls.clone(),
             app: app.clone(),
             builder: builder.clone(),
@@ -168,7 +207,6 @@ pub async fn serve(
             port,
             metrics: metrics.clone(),
             stop: stop.clone(),
-            _slot: slot,
         };
         tasks.spawn(conn.run());
     }
@@ -212,6 +250,8 @@ fn http_builder(limits: &ConnLimits) -> auto::Builder<TokioExecutor> {
 struct Conn {
     tcp: TcpStream,
     peer: SocketAddr,
+    /// Its place in its peer's share and in the port, given back on close.
+    place: Place,
     tls: Option<TlsAcceptor>,
     app: Router,
     builder: Arc<auto::Builder<TokioExecutor>>,
@@ -219,6 +259,14 @@ struct Conn {
     port: Port,
     metrics: Arc<Metrics>,
     stop: watch::Receiver<bool>,
+}
+
+/// A connection's place: its peer's seat, then its slot in the port. Fields
+/// drop in this order, so by the time the accept loop can take the freed
+/// slot, the peer's count is already down (else a peer at exactly its share
+/// could be refused while the port had room for it).
+struct Place {
+    seat: Seat,
     _slot: OwnedSemaphorePermit,
 }
 
@@ -227,6 +275,7 @@ impl Conn {
         let Conn {
             tcp,
             peer,
+            place,
             tls,
             app,
             builder,
@@ -234,15 +283,18 @@ impl Conn {
             port,
             metrics,
             stop,
-            _slot,
         } = self;
         let _open = metrics.connection_opened(port);
         let first_deadline = Instant::now() + limits.header_read_timeout;
         let activity = Arc::new(Activity::new());
+        let bodies = place.seat.bodies();
         let service = {
             let activity = activity.clone();
-            hyper::service::service_fn(move |req: hyper::Request<Incoming>| {
+            hyper::service::service_fn(move |mut req: hyper::Request<Incoming>| {
                 let busy = activity.begin();
+                // The peer's share of the body budget goes with each request
+                // (an Arc: no lookup per request).
+                req.extensions_mut().insert(bodies.clone());
                 let app = app.clone();
                 async move {
                     let response = app.oneshot(req).await;

@@ -80,6 +80,48 @@ impl Closed {
     }
 }
 
+/// Why a connection was refused right after it was accepted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refused {
+    /// Its peer (source address) already held its share of connections
+    /// (`--max-connections-per-peer`).
+    PeerShare,
+}
+
+impl Refused {
+    /// Every reason, for counters created up front.
+    pub const ALL: [Refused; 1] = [Refused::PeerShare];
+
+    /// The `reason` label.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Refused::PeerShare => "peer-share",
+        }
+    }
+}
+
+/// Which budget had no room for a body before its deadline (503).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BodyRefused {
+    /// The budget every peer shares (`--max-body-buffer-bytes`).
+    Budget,
+    /// The peer's own share of it (`--max-connections-per-peer`).
+    PeerShare,
+}
+
+impl BodyRefused {
+    /// Every reason, for counters created up front.
+    pub const ALL: [BodyRefused; 2] = [BodyRefused::Budget, BodyRefused::PeerShare];
+
+    /// The `reason` label.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BodyRefused::Budget => "budget",
+            BodyRefused::PeerShare => "peer-share",
+        }
+    }
+}
+
 /// Where a review ran out of time.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TimedOut {
@@ -222,6 +264,8 @@ pub struct Metrics {
     connections_open: Family<Labels, Gauge>,
     connections_limited: Family<Labels, Counter>,
     connections_closed: Family<Labels2, Counter>,
+    connections_refused: Family<Labels2, Counter>,
+    bodies_refused: Family<Labels, Counter>,
     accept_errors: Family<Labels2, Counter>,
     timeouts: Family<Labels, Counter>,
 }
@@ -330,6 +374,7 @@ impl Metrics {
         let connections_open = Family::<Labels, Gauge>::default();
         let connections_limited = Family::<Labels, Counter>::default();
         let connections_closed = Family::<Labels2, Counter>::default();
+        let connections_refused = Family::<Labels2, Counter>::default();
         let accept_errors = Family::<Labels2, Counter>::default();
         for port in [Port::Webhook, Port::Metrics] {
             let p = port.as_str();
@@ -337,6 +382,9 @@ impl Metrics {
             let _ = connections_limited.get_or_create(&[("port", p)]);
             for why in [Closed::HeaderTimeout, Closed::Idle, Closed::Handshake] {
                 let _ = connections_closed.get_or_create(&[("port", p), ("reason", why.as_str())]);
+            }
+            for why in Refused::ALL {
+                let _ = connections_refused.get_or_create(&[("port", p), ("reason", why.as_str())]);
             }
             for kind in ["descriptors", "other"] {
                 let _ = accept_errors.get_or_create(&[("port", p), ("kind", kind)]);
@@ -356,6 +404,20 @@ impl Metrics {
             "connections_closed",
             "Connections the server closed itself, by port and reason (header-timeout, idle, handshake-failed)",
             connections_closed.clone(),
+        );
+        registry.register(
+            "connections_refused",
+            "Connections closed right after accept, before the TLS handshake, by port and reason (peer-share: the source address already held --max-connections-per-peer); never by address",
+            connections_refused.clone(),
+        );
+        let bodies_refused = Family::<Labels, Counter>::default();
+        for why in BodyRefused::ALL {
+            let _ = bodies_refused.get_or_create(&[("reason", why.as_str())]);
+        }
+        registry.register(
+            "bodies_refused",
+            "Request bodies answered 503 for want of room before their deadline, by reason (budget: --max-body-buffer-bytes; peer-share: the client's own share of it)",
+            bodies_refused.clone(),
         );
         registry.register(
             "accept_errors",
@@ -380,6 +442,8 @@ impl Metrics {
             connections_open,
             connections_limited,
             connections_closed,
+            connections_refused,
+            bodies_refused,
             accept_errors,
             timeouts,
             registry,
@@ -444,6 +508,20 @@ impl Metrics {
             .inc();
     }
 
+    /// Counts a connection refused right after accept.
+    pub fn connection_refused(&self, port: Port, why: Refused) {
+        self.connections_refused
+            .get_or_create(&[("port", port.as_str()), ("reason", why.as_str())])
+            .inc();
+    }
+
+    /// Counts a body refused (503) for want of room in a budget.
+    pub fn body_refused(&self, why: BodyRefused) {
+        self.bodies_refused
+            .get_or_create(&[("reason", why.as_str())])
+            .inc();
+    }
+
     /// Counts a failed accept; `descriptors` when out of file descriptors.
     pub fn accept_error(&self, port: Port, descriptors: bool) {
         let kind = if descriptors { "descriptors" } else { "other" };
@@ -485,6 +563,8 @@ mod tests {
         m.connection_closed(Port::Metrics, Closed::Idle);
         m.accept_error(Port::Webhook, true);
         m.timed_out(TimedOut::Slot);
+        m.connection_refused(Port::Webhook, Refused::PeerShare);
+        m.body_refused(BodyRefused::PeerShare);
         let text = m.render();
         drop(open);
         assert!(m
@@ -506,6 +586,10 @@ mod tests {
             "persistence_webhook_accept_errors_total{port=\"webhook\",kind=\"descriptors\"} 1",
             "persistence_webhook_connections_limited_total{port=\"metrics\"} 0",
             "persistence_webhook_review_timeouts_total{phase=\"slot\"} 1",
+            "persistence_webhook_connections_refused_total{port=\"webhook\",reason=\"peer-share\"} 1",
+            "persistence_webhook_connections_refused_total{port=\"metrics\",reason=\"peer-share\"} 0",
+            "persistence_webhook_bodies_refused_total{reason=\"peer-share\"} 1",
+            "persistence_webhook_bodies_refused_total{reason=\"budget\"} 0",
             "persistence_webhook_body_buffer_bytes 0",
             "persistence_webhook_review_slots_in_use 0",
             "persistence_webhook_review_slots_limit 4",

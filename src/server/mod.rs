@@ -6,6 +6,7 @@ pub mod admit;
 pub mod intake;
 pub mod listener;
 pub mod metrics;
+pub mod peers;
 pub mod reload;
 pub mod tls;
 
@@ -29,6 +30,7 @@ use crate::config::{Config, Role};
 use intake::BodyBudget;
 use listener::{ConnLimits, Listener};
 use metrics::{Metrics, Port};
+use peers::Share;
 
 /// Request limits.
 #[derive(Debug, Clone, Copy)]
@@ -219,6 +221,7 @@ pub async fn start(args: ServeArgs) -> Result<Running> {
         idle_timeout,
         max_in_flight,
         max_connections,
+        max_connections_per_peer,
         max_metrics_connections,
         drain_timeout,
         shutdown_delay,
@@ -231,6 +234,15 @@ pub async fn start(args: ServeArgs) -> Result<Running> {
             "--max-body-buffer-bytes ({max_body_buffer_bytes}) must be at least --max-body-bytes ({max_body_bytes}), or no body of the largest size could ever be received"
         );
     }
+
+    let max_connections_per_peer = match max_connections_per_peer {
+        Some(n) if n > max_connections => anyhow::bail!(
+            "--max-connections-per-peer ({n}) must be at most --max-connections ({max_connections}): lower --max-connections-per-peer, or raise --max-connections"
+        ),
+        Some(n) => n,
+        // Unset, it follows a lowered --max-connections down.
+        None => peers::DEFAULT_CONNECTIONS_PER_PEER.min(max_connections),
+    };
 
     // Everything is loaded and checked before a socket is bound.
     let in_cluster = if certificates.in_cluster() {
@@ -281,13 +293,21 @@ pub async fn start(args: ServeArgs) -> Result<Running> {
     let resolver = Arc::new(tls::Resolver::new(loaded.credentials.key.clone()));
 
     let bind = |addr: SocketAddr, flag: &str| -> Result<tokio::net::TcpListener> {
-        let socket = std::net::TcpListener::bind(addr)
+        let socket = if addr.is_ipv4() {
+            tokio::net::TcpSocket::new_v4()
+        } else {
+            tokio::net::TcpSocket::new_v6()
+        }
+        .with_context(|| format!("preparing {flag} {addr}"))?;
+        socket
+            .set_reuseaddr(true)
+            .with_context(|| format!("preparing {flag} {addr}"))?;
+        socket
+            .bind(addr)
             .with_context(|| format!("cannot listen on {flag} {addr}"))?;
         socket
-            .set_nonblocking(true)
-            .with_context(|| format!("preparing {flag} {addr}"))?;
-        tokio::net::TcpListener::from_std(socket)
-            .with_context(|| format!("preparing {flag} {addr}"))
+            .listen(listener::LISTEN_BACKLOG)
+            .with_context(|| format!("cannot listen on {flag} {addr}"))
     };
     let webhook_socket = bind(addr, "--addr")?;
     let metrics_socket = bind(metrics_addr, "--metrics-addr")?;
@@ -299,10 +319,19 @@ pub async fn start(args: ServeArgs) -> Result<Running> {
         .context("reading the bound metrics address")?;
 
     let tls = tokio_rustls::TlsAcceptor::from(Arc::new(tls::server_config(resolver.clone())));
-    let conn_limits = |max_connections| ConnLimits {
+    // Each port splits its own connections; the metrics port has no bodies
+    // to share, and a smaller cap, within which one peer may hold at most
+    // as many as on the webhook port.
+    let conn_limits = |max_connections: usize| ConnLimits {
         max_connections,
         header_read_timeout: *header_read_timeout,
         idle_timeout: *idle_timeout,
+        peer_share: Share::of(
+            max_connections_per_peer.min(max_connections),
+            max_connections,
+            max_body_buffer_bytes,
+            max_body_bytes,
+        ),
     };
     let webhook = Listener {
         socket: webhook_socket,
@@ -356,6 +385,7 @@ pub async fn start(args: ServeArgs) -> Result<Running> {
         metrics_addr = %metrics_bound,
         stores = loaded.config.stores(Role::Data).len() + loaded.config.stores(Role::Outputs).len(),
         max_connections,
+        max_connections_per_peer,
         max_in_flight,
         open_files,
         demo,
