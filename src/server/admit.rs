@@ -246,8 +246,9 @@ async fn answer(state: &AppState, held: Held, deadline: Instant, timeout: Durati
             let cancelled = cancelled.clone();
             tokio::task::spawn_blocking(move || {
                 let (_heavy, held) = (heavy, held);
-                (!cancelled.load(Ordering::Relaxed))
-                    .then(|| review_with(&config, &bounds, held.body.bytes()))
+                unless_late(deadline, &cancelled, || {
+                    review_with(&config, &bounds, held.body.bytes())
+                })
             })
         };
         match timeout_at(deadline, job).await {
@@ -273,6 +274,22 @@ async fn answer(state: &AppState, held: Held, deadline: Instant, timeout: Durati
             plain(StatusCode::BAD_REQUEST, format!("{e}\n"))
         }
     }
+}
+
+/// Runs `review` only if its deadline has not passed and no one gave up on
+/// it: a job that a busy blocking pool starts late never starts at all (the
+/// API server stopped waiting; the work would only delay the next review).
+/// The clock is read here, on the thread that would do the work, so a job
+/// started after the deadline but before the waiter noticed is skipped too.
+fn unless_late<T>(
+    deadline: Instant,
+    cancelled: &AtomicBool,
+    review: impl FnOnce() -> T,
+) -> Option<T> {
+    if cancelled.load(Ordering::Relaxed) || Instant::now() >= deadline {
+        return None;
+    }
+    Some(review())
 }
 
 fn respond(state: &AppState, reviewed: Reviewed, seconds: f64) -> Response {
@@ -359,6 +376,25 @@ fn timed_out(state: &AppState, phase: TimedOut, timeout: Duration, body: &Receiv
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A review whose deadline passed before a blocking thread picked it up
+    /// never starts; nor one its waiter gave up on; an on-time one does.
+    #[test]
+    fn a_review_whose_deadline_passed_before_it_starts_never_starts() {
+        let started = std::cell::Cell::new(0);
+        let review = || started.set(started.get() + 1);
+        let now = Instant::now();
+        let fresh = AtomicBool::new(false);
+        assert_eq!(unless_late(now, &fresh, review), None, "at the deadline");
+        let past = now.checked_sub(Duration::from_millis(1)).unwrap_or(now);
+        assert_eq!(unless_late(past, &fresh, review), None, "after it");
+        let later = now + Duration::from_secs(3600);
+        let given_up = AtomicBool::new(true);
+        assert_eq!(unless_late(later, &given_up, review), None, "given up");
+        assert_eq!(started.get(), 0, "no late review started");
+        assert_eq!(unless_late(later, &fresh, review), Some(()), "on time");
+        assert_eq!(started.get(), 1);
+    }
 
     #[test]
     fn query_timeout_parses_go_durations() {
