@@ -1475,11 +1475,11 @@ fn check_any_answer(config: &Config, body: &[u8]) -> Result<Option<Decision>, Te
         Err(e) => {
             let json = serde_json::from_slice::<Value>(body);
             match &e {
-                ReviewError::NotJson(_) => {
+                ReviewError::NotJson { .. } => {
                     prop_assert!(json.is_err(), "{} for JSON", e);
                 }
                 // A type error can come before a syntax error: either body.
-                ReviewError::NotReview(_) => {}
+                ReviewError::NotReview { .. } => {}
                 ReviewError::Version(v) => {
                     prop_assert!(
                         !["admission.k8s.io/v1", "admission.k8s.io/v1beta1"].contains(&v.as_str()),

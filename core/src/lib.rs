@@ -30,4 +30,4 @@ pub mod vocabulary;
 
 pub use bounds::Bounds;
 pub use config::{Config, ConfigError};
-pub use review::{review, review_with, Decision, ReviewError, Reviewed};
+pub use review::{review, review_with, Decision, ParseError, ReviewError, Reviewed};

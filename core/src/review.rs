@@ -118,18 +118,57 @@ impl Trace {
 }
 
 /// A body that cannot be answered with an AdmissionReview at all (there is no
-/// uid to echo). The server answers these with HTTP 400.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+/// uid to echo). The server answers these with HTTP 400. The message is
+/// clipped for logs and answers; the parser's own error, when one said so,
+/// is kept whole as the source.
+#[derive(Debug, thiserror::Error)]
 pub enum ReviewError {
     /// Not JSON.
-    #[error("the body is not JSON: {0}")]
-    NotJson(String),
+    #[error("the body is not JSON: {message}")]
+    NotJson {
+        /// What is wrong, clipped.
+        message: String,
+        /// The parser's error.
+        #[source]
+        source: Option<ParseError>,
+    },
     /// JSON, but not an AdmissionReview with a request uid.
-    #[error("the body is not an AdmissionReview: {0}")]
-    NotReview(String),
+    #[error("the body is not an AdmissionReview: {message}")]
+    NotReview {
+        /// What is wrong, clipped.
+        message: String,
+        /// The parser's error, when the shape was judged by one.
+        #[source]
+        source: Option<ParseError>,
+    },
     /// An AdmissionReview of a version this webhook does not speak.
     #[error("unsupported AdmissionReview apiVersion {0:?} (expected {API_V1} or {API_V1BETA1})")]
     Version(String),
+}
+
+/// The error a parser gave for a body, kept as the source of a
+/// [`ReviewError`].
+#[derive(Debug, thiserror::Error)]
+pub enum ParseError {
+    /// The body is not UTF-8.
+    #[error(transparent)]
+    Utf8(#[from] std::str::Utf8Error),
+    /// serde_json refused it.
+    #[error(transparent)]
+    Json(#[from] serde_json::Error),
+}
+
+impl ReviewError {
+    fn not_json(message: String, source: impl Into<ParseError>) -> Self {
+        ReviewError::NotJson {
+            message,
+            source: Some(source.into()),
+        }
+    }
+
+    fn not_review(message: String, source: Option<ParseError>) -> Self {
+        ReviewError::NotReview { message, source }
+    }
 }
 
 /// Reviews one AdmissionReview body against `config`, with the default
@@ -154,8 +193,9 @@ pub fn review_traced(
 ) -> Result<Reviewed, ReviewError> {
     // JSON is UTF-8 throughout, including strings the typed view skips
     // unread; checking once up front also lets the parser skip re-checking.
-    let body = std::str::from_utf8(body)
-        .map_err(|e| ReviewError::NotJson(format!("invalid UTF-8 at byte {}", e.valid_up_to())))?;
+    let body = std::str::from_utf8(body).map_err(|e| {
+        ReviewError::not_json(format!("invalid UTF-8 at byte {}", e.valid_up_to()), e)
+    })?;
     let parsed: ReviewIn = match serde_json::from_str(body) {
         Ok(parsed) => parsed,
         Err(e) => return malformed(config, bounds, body, e, trace),
@@ -163,13 +203,14 @@ pub fn review_traced(
     let api_version = check_version(parsed.api_version.as_deref())?;
     if let Some(kind) = parsed.kind.as_deref() {
         if kind != "AdmissionReview" {
-            return Err(ReviewError::NotReview(format!(
-                "kind is {kind:?}, expected \"AdmissionReview\""
-            )));
+            return Err(ReviewError::not_review(
+                format!("kind is {kind:?}, expected \"AdmissionReview\""),
+                None,
+            ));
         }
     }
     let Some(request) = parsed.request else {
-        return Err(ReviewError::NotReview("it has no request".into()));
+        return Err(ReviewError::not_review("it has no request".into(), None));
     };
     let mut notes = Notes::default();
     let (subject, decision) = decide(config, bounds, &request, &mut notes, trace);
@@ -192,7 +233,10 @@ fn malformed(
     trace: Option<&mut Trace>,
 ) -> Result<Reviewed, ReviewError> {
     if error.is_syntax() || error.is_eof() {
-        return Err(ReviewError::NotJson(clip_message(error.to_string())));
+        return Err(ReviewError::not_json(
+            clip_message(error.to_string()),
+            error,
+        ));
     }
     if let Ok(raw) = serde_json::from_str::<ReviewRaw>(body) {
         let api_version = check_version(raw.api_version.as_deref())?;
@@ -207,7 +251,10 @@ fn malformed(
         });
     }
     let Ok(min) = serde_json::from_str::<UidOnly>(body) else {
-        return Err(ReviewError::NotReview(clip_message(error.to_string())));
+        return Err(ReviewError::not_review(
+            clip_message(error.to_string()),
+            Some(error.into()),
+        ));
     };
     let api_version = check_version(min.api_version.as_deref())?;
     let decision = Decision::Invalid(clip_message(format!("malformed AdmissionReview: {error}")));

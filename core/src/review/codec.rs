@@ -323,7 +323,10 @@ pub(super) fn check_version(v: Option<&str>) -> Result<&'static str, ReviewError
         Some(API_V1) => Ok(API_V1),
         Some(API_V1BETA1) => Ok(API_V1BETA1),
         Some(other) => Err(ReviewError::Version(crate::text::clip(other))),
-        None => Err(ReviewError::NotReview("apiVersion is missing".into())),
+        None => Err(ReviewError::NotReview {
+            message: "apiVersion is missing".into(),
+            source: None,
+        }),
     }
 }
 

@@ -318,6 +318,43 @@ fn unanswerable_bodies_are_errors() {
     }
 }
 
+/// The parser's error travels as the source, whole (its position intact),
+/// while the message stays the clipped one the answer carries.
+#[test]
+fn unanswerable_bodies_keep_the_parsers_error_as_their_source() {
+    use std::error::Error as _;
+    let cases: [(&[u8], &str, bool); 4] = [
+        (b"{\"apiVersion\":", "not JSON", true),
+        (b"\xff\xfe", "not JSON", true),
+        (br#"{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","request":{"operation":"CREATE"}}"#, "not an AdmissionReview", true),
+        (
+            br#"{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview"}"#,
+            "no request",
+            false,
+        ),
+    ];
+    for (input, want, has_source) in cases {
+        let err = review(&config(), input).expect_err(want);
+        assert!(err.to_string().contains(want), "{input:?}: {err}");
+        match err.source() {
+            Some(source) => {
+                assert!(has_source, "{input:?}: unexpected source {source}");
+                let parse = source
+                    .downcast_ref::<ParseError>()
+                    .expect("the source is the parser's error");
+                match parse {
+                    ParseError::Json(e) => {
+                        assert!(e.line() >= 1, "{input:?}: a JSON error knows its line");
+                        assert!(err.to_string().ends_with(&e.to_string()), "{err} / {e}");
+                    }
+                    ParseError::Utf8(e) => assert_eq!(e.valid_up_to(), 0, "{input:?}"),
+                }
+            }
+            None => assert!(!has_source, "{input:?}: the parser's error was dropped"),
+        }
+    }
+}
+
 #[test]
 fn denials_are_typed_and_the_response_keeps_the_message() {
     let annotated = |key: &str, value: &str| {
