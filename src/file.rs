@@ -94,9 +94,9 @@ fn regular(kind: FileType) -> Result<(), FileError> {
 fn size(limit: u64) -> String {
     const KIB: u64 = 1024;
     const MIB: u64 = 1024 * KIB;
-    if limit >= MIB && limit % MIB == 0 {
+    if limit >= MIB && limit.is_multiple_of(MIB) {
         format!("{} MiB", limit / MIB)
-    } else if limit >= KIB && limit % KIB == 0 {
+    } else if limit >= KIB && limit.is_multiple_of(KIB) {
         format!("{} KiB", limit / KIB)
     } else {
         format!("{limit} bytes")

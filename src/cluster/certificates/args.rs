@@ -191,7 +191,7 @@ impl Settings {
 /// would say "2months 29days 2h 52m 48s" for 90 days), else humantime's form.
 fn show(d: Duration) -> String {
     const DAY: u64 = 86400;
-    if d.as_secs() >= DAY && d.as_secs() % DAY == 0 && d.subsec_nanos() == 0 {
+    if d.as_secs() >= DAY && d.as_secs().is_multiple_of(DAY) && d.subsec_nanos() == 0 {
         format!("{}days", d.as_secs() / DAY)
     } else {
         humantime::format_duration(d).to_string()

@@ -365,12 +365,11 @@ mod tests {
     #[test]
     fn a_refusal_names_the_verb_the_object_and_the_rbac() {
         let error = |code| {
-            kube::Error::Api(kube::error::ErrorResponse {
-                status: "Failure".into(),
-                message: "no".into(),
-                reason: "Forbidden".into(),
-                code,
-            })
+            kube::Error::Api(
+                kube::core::Status::failure("no", "Forbidden")
+                    .with_code(code)
+                    .boxed(),
+            )
         };
         let forbidden = format!("{:#}", with_rbac_hint(error(403), "get the Secret s"));
         assert!(
