@@ -595,6 +595,43 @@ fn a_ca_bundle_from_another_ca() {
     run.is("namespace chk-otherca", "probe", "skipped");
 }
 
+/// Rules that never send a pod CREATE: the rules check fails and says so,
+/// and the probe is skipped pointing at the rules (it used to fail with a
+/// hint about the namespaceSelector and the logs).
+#[test]
+#[ignore = "needs a real API server: run by .ci/run with kube-local"]
+fn rules_that_never_send_pod_create() {
+    let _install = Install::healthy();
+    team("chk-rules");
+    kubectl_ok(
+        &[
+            "patch",
+            "mutatingwebhookconfiguration",
+            "persistence-webhook",
+            "--type=json",
+            "-p",
+            r#"[{"op": "replace", "path": "/webhooks/0/rules/0/operations", "value": ["UPDATE"]}]"#,
+        ],
+        None,
+    );
+    let run = check(&[]);
+    run.fails_only(
+        "webhook configuration",
+        "webhook-rules",
+        "never called for new pods",
+        "operations: [CREATE]",
+    );
+    let probe = run.one("namespace chk-rules", "probe");
+    assert_eq!(probe["result"], "skipped", "{}", run.text);
+    assert!(
+        probe["detail"]
+            .as_str()
+            .is_some_and(|d| d.contains("rules never send a pod CREATE")),
+        "{}",
+        run.text
+    );
+}
+
 #[test]
 #[ignore = "needs a real API server: run by .ci/run with kube-local"]
 fn the_webhook_process_stopped() {

@@ -99,24 +99,56 @@ fn date(secs: i64) -> String {
     }
 }
 
+/// Why a CA does not verify the chain.
+enum Unverified {
+    /// The leaf's and the CA's validity never overlap.
+    Dates(String),
+    /// Anything else (issuer, signature, usage), in words.
+    Chain(String),
+}
+
+impl Unverified {
+    fn text(&self) -> &str {
+        match self {
+            Unverified::Dates(t) | Unverified::Chain(t) => t,
+        }
+    }
+}
+
 /// Whether `ca` verifies the chain, judged at a moment when both the leaf
 /// and the CA are valid (the dates are judged by the expiry checks).
-fn verifies(chain: &[Cert], ca: &Cert) -> Result<(), String> {
+fn verifies(chain: &[Cert], ca: &Cert) -> Result<(), Unverified> {
     let Some(leaf) = chain.first() else {
-        return Err("no certificate".into());
+        return Err(Unverified::Chain("no certificate".into()));
     };
-    let anchor = webpki::anchor_from_trusted_cert(&ca.der)
-        .map_err(|e| format!("{} is not usable as a CA: {e}", ca.subject))?;
-    let ee = webpki::EndEntityCert::try_from(&leaf.der)
-        .map_err(|e| format!("the serving certificate is refused: {e}"))?;
+    let anchor = webpki::anchor_from_trusted_cert(&ca.der).map_err(|e| {
+        Unverified::Chain(format!(
+            "{} is not usable as a CA: {}",
+            ca.subject,
+            in_words(&e, ca)
+        ))
+    })?;
+    let ee = webpki::EndEntityCert::try_from(&leaf.der).map_err(|e| {
+        Unverified::Chain(format!(
+            "the serving certificate is refused: {}",
+            in_words(&e, ca)
+        ))
+    })?;
     let intermediates: Vec<CertificateDer<'_>> = chain[1..].iter().map(|c| c.der.clone()).collect();
     let from = leaf.not_before.max(ca.not_before);
     let to = leaf.not_after.min(ca.not_after);
-    let at = if from <= to {
-        from + (to - from) / 2
-    } else {
-        from
-    };
+    if from > to {
+        // No moment at which both are valid: no client can ever accept it.
+        return Err(Unverified::Dates(format!(
+            "the serving certificate is valid from {} to {} and {} from {} to {}: the two never overlap, so no client ever accepts the pair",
+            date(leaf.not_before),
+            date(leaf.not_after),
+            ca.subject,
+            date(ca.not_before),
+            date(ca.not_after)
+        )));
+    }
+    let at = from + (to - from) / 2;
     let at = UnixTime::since_unix_epoch(Duration::from_secs(u64::try_from(at).unwrap_or(0)));
     ee.verify_for_usage(
         webpki::ALL_VERIFICATION_ALGS,
@@ -128,7 +160,30 @@ fn verifies(chain: &[Cert], ca: &Cert) -> Result<(), String> {
         None,
     )
     .map(|_| ())
-    .map_err(|e| format!("{e:?}"))
+    .map_err(|e| Unverified::Chain(in_words(&e, ca)))
+}
+
+/// A chain-verification error as a sentence (webpki's own text is a Rust
+/// debug value).
+fn in_words(e: &webpki::Error, ca: &Cert) -> String {
+    use webpki::Error as E;
+    match e {
+        E::UnknownIssuer => format!("it is not issued by {}", ca.subject),
+        E::InvalidSignatureForPublicKey => {
+            format!("its signature does not verify with the key of {}", ca.subject)
+        }
+        E::CaUsedAsEndEntity => "the serving certificate is itself a CA".to_owned(),
+        E::EndEntityUsedAsCa => format!("{} is not a CA certificate", ca.subject),
+        E::RequiredEkuNotFoundContext(_) => {
+            "the serving certificate is not for server authentication (extended key usage serverAuth is missing)".to_owned()
+        }
+        E::UnsupportedSignatureAlgorithmContext(_)
+        | E::UnsupportedSignatureAlgorithmForPublicKeyContext(_) => {
+            "it is signed with an algorithm Kubernetes clients do not accept".to_owned()
+        }
+        E::BadDer | E::BadDerTime | E::TrailingData(_) => "it is not valid DER".to_owned(),
+        other => format!("verification failed ({other})"),
+    }
 }
 
 /// Judges the certificates. The flag says whether the caBundle verifies
@@ -241,6 +296,13 @@ pub fn judge(input: &Inputs<'_>) -> (Vec<Check>, Option<bool>) {
             }
             if verifying.is_empty() {
                 let names: Vec<&str> = cas.iter().map(|c| c.subject.as_str()).collect();
+                let dates_only = errors.iter().all(|e| matches!(e, Unverified::Dates(_)));
+                let texts: Vec<&str> = errors.iter().map(Unverified::text).collect();
+                let hint = if dates_only {
+                    "issue tls.crt again from the CA in caBundle, within its validity: persistence-webhook certs --renew --out DIR; re-apply the overlay (self-managed), or renew the Certificate (cert-manager)"
+                } else {
+                    "put the CA that issued tls.crt into caBundle: persistence-webhook certs --renew --out DIR keeps the CA; re-apply the overlay (self-managed), or fix the inject-ca-from annotation (cert-manager)"
+                };
                 checks.push(Check::fail(
                     "ca-bundle-verifies",
                     VERIFIES,
@@ -248,9 +310,9 @@ pub fn judge(input: &Inputs<'_>) -> (Vec<Check>, Option<bool>) {
                         "the certificate is issued by {}, which the caBundle ({}) does not verify ({}): the API server refuses the webhook's TLS",
                         chain[0].issuer,
                         names.join("; "),
-                        errors.join("; ")
+                        texts.join("; ")
                     ),
-                    "put the CA that issued tls.crt into caBundle: persistence-webhook certs --renew --out DIR keeps the CA; re-apply the overlay (self-managed), or fix the inject-ca-from annotation (cert-manager)",
+                    hint,
                 ));
                 Some(false)
             } else {
@@ -357,7 +419,7 @@ pub fn judge(input: &Inputs<'_>) -> (Vec<Check>, Option<bool>) {
 
 fn expiry(id: &'static str, title: &str, cert: &Cert, now: i64, hint: &str) -> Check {
     let left = cert.not_after - now;
-    let days = left / 86_400;
+    let span = remaining(left);
     let warn_secs = i64::try_from(EXPIRY_WARNING.as_secs()).unwrap_or(i64::MAX);
     if now < cert.not_before {
         Check::fail(
@@ -382,7 +444,7 @@ fn expiry(id: &'static str, title: &str, cert: &Cert, now: i64, hint: &str) -> C
             id,
             title,
             format!(
-                "{} expires on {} (in {days} days)",
+                "{} expires on {} (in {span})",
                 cert.subject,
                 date(cert.not_after)
             ),
@@ -392,9 +454,24 @@ fn expiry(id: &'static str, title: &str, cert: &Cert, now: i64, hint: &str) -> C
         Check::pass(
             id,
             title,
-            format!("until {} ({days} days)", date(cert.not_after)),
+            format!("until {} ({span} left)", date(cert.not_after)),
         )
     }
+}
+
+/// `secs` (positive) for people, rounded to the nearest unit so that two
+/// runs a moment apart say the same: days from two days on, hours under two
+/// days, minutes under two hours.
+fn remaining(secs: i64) -> String {
+    let round = |unit: i64| (secs + unit / 2) / unit;
+    let (n, unit) = if secs >= 2 * 86_400 {
+        (round(86_400), "day")
+    } else if secs >= 2 * 3_600 {
+        (round(3_600), "hour")
+    } else {
+        (round(60), "minute")
+    };
+    format!("{n} {unit}{}", if n == 1 { "" } else { "s" })
 }
 
 /// Whether a DNS name is covered by the SANs (exactly, or by a wildcard

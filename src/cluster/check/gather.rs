@@ -193,6 +193,8 @@ pub async fn report(
     }
     let probe_blocked = if registration.is_none() {
         Some("needs the webhook configuration".to_owned())
+    } else if registration.as_ref().is_some_and(|r| !r.sends_pod_create) {
+        Some("the webhook's rules never send a pod CREATE, so the API server never calls it (see rules in webhook configuration)".to_owned())
     } else if verified == Some(false) {
         Some("the caBundle does not verify the serving certificate (see certificates)".to_owned())
     } else if ready == Some(false) {

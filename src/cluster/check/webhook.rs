@@ -85,6 +85,9 @@ pub struct Registration {
     pub target: Target,
     /// Which namespaces are sent.
     pub namespace_selector: Option<LabelSelector>,
+    /// Whether its rules send a pod CREATE at all (else no probe can tell
+    /// anything: the API server never calls the webhook).
+    pub sends_pod_create: bool,
 }
 
 /// Judges the configuration (`None`: not found).
@@ -145,6 +148,7 @@ pub fn judge(
             .filter(|b| !b.is_empty()),
         target,
         namespace_selector: hook.namespace_selector.clone(),
+        sends_pod_create: sends_pod_create(hook),
     });
     (checks, registration)
 }

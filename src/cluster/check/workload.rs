@@ -124,7 +124,17 @@ pub fn deployment(
                 .as_ref()
                 .and_then(|s| s.ready_replicas)
                 .unwrap_or(0);
-            if ready <= 0 {
+            if want == 0 {
+                (
+                    Check::fail(
+                        "deployment-ready",
+                        title,
+                        "scaled to zero (spec.replicas: 0): no pod serves the webhook; with failurePolicy Fail, pods in opted-in namespaces are refused",
+                        format!("kubectl -n {namespace} scale deployment {name} --replicas=2 (the manifests run 2)"),
+                    ),
+                    Some(false),
+                )
+            } else if ready <= 0 {
                 (
                     Check::fail(
                         "deployment-ready",
@@ -364,6 +374,23 @@ mod tests {
             ..one.spec.clone().unwrap_or_default()
         });
         assert!(deployment(&Lookup::Found(one), "pw", "pw", None).0.passed());
+        // Scaled to zero: said so, with the command that scales it back,
+        // not "0 of 0 ready" and the logs of pods that do not exist.
+        let mut zero = with_ready(None);
+        zero.spec = Some(DeploymentSpec {
+            replicas: Some(0),
+            ..zero.spec.clone().unwrap_or_default()
+        });
+        let (c, ok) = deployment(&Lookup::Found(zero), "pw", "web", Some(&svc));
+        assert_eq!((c.result, ok), (Status::Failed, Some(false)));
+        assert!(c.detail.starts_with("scaled to zero"), "{c:#?}");
+        assert!(!c.detail.contains("0 of 0"), "{c:#?}");
+        let hint = c.hint.as_deref().unwrap_or_default();
+        assert!(
+            hint.contains("kubectl -n pw scale deployment web --replicas="),
+            "{c:#?}"
+        );
+        assert!(!hint.contains("logs"), "{c:#?}");
     }
 
     #[test]

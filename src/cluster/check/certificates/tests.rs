@@ -156,3 +156,74 @@ fn wildcards_cover_one_label() {
     assert!(!covers_dns(&sans, "a.hook.ns.svc"));
     assert!(!covers_dns(&sans, "ns.svc"));
 }
+
+/// A serving certificate whose validity ends before its CA's begins: the
+/// message says what is wrong with the dates in words (not a Rust debug
+/// value), and the hint is to issue it again, not to change the caBundle.
+#[test]
+fn a_certificate_outside_its_cas_validity_is_explained_in_words() {
+    use rcgen::{CertificateParams, KeyPair};
+    let now = SystemTime::now();
+    // The CA starts in ten days; the leaf it signs ended yesterday.
+    let ca = issued(now + 10 * DAY, 365 * DAY);
+    let ca_key = KeyPair::from_pem(&ca.ca_key_pem).expect("CA key");
+    let ca_cert = CertificateParams::from_ca_cert_pem(&ca.ca_cert_pem)
+        .expect("CA params")
+        .self_signed(&ca_key)
+        .expect("CA cert");
+    let mut leaf = CertificateParams::new(vec![SVC.to_owned()]).expect("leaf params");
+    leaf.not_before = time::OffsetDateTime::from(now - 3 * DAY);
+    leaf.not_after = time::OffsetDateTime::from(now - DAY);
+    let leaf_key = KeyPair::generate().expect("key");
+    let leaf = leaf
+        .signed_by(&leaf_key, &ca_cert, &ca_key)
+        .expect("signed");
+    let (checks, ok) = run(Some(&ca.ca_cert_pem), &found(&leaf.pem()), SVC, now);
+    assert_eq!(ok, Some(false));
+    let c = checks
+        .iter()
+        .find(|c| c.id == "ca-bundle-verifies")
+        .expect("the check");
+    assert_eq!(c.result, Status::Failed, "{c:#?}");
+    assert!(c.detail.contains("never overlap"), "{}", c.detail);
+    assert!(
+        !c.detail.contains("UnixTime") && !c.detail.contains("CertExpired"),
+        "{}",
+        c.detail
+    );
+    let hint = c.hint.as_deref().unwrap_or_default();
+    assert!(hint.starts_with("issue tls.crt again"), "{hint}");
+}
+
+/// Time left reads the same on two runs a moment apart, and a one-day
+/// certificate is counted in hours ("in 0 days" and "in 1 days" were both
+/// seen for it).
+#[test]
+fn time_left_is_stable_and_in_hours_under_two_days() {
+    let cases = [
+        (86_400 - 30, "24 hours"),
+        (86_400 + 30, "24 hours"),
+        (3 * 3_600, "3 hours"),
+        (2 * 86_400 - 1, "48 hours"),
+        (2 * 86_400, "2 days"),
+        (30 * 86_400 - 60, "30 days"),
+        (3_600, "60 minutes"),
+        (60, "1 minute"),
+        (5 * 86_400 + 43_199, "5 days"),
+    ];
+    for (secs, want) in cases {
+        assert_eq!(remaining(secs), want, "{secs} s");
+    }
+    let now = SystemTime::now();
+    let pki = issued(now, DAY);
+    for later in [Duration::ZERO, Duration::from_secs(90)] {
+        let (checks, _) = run(
+            Some(&pki.ca_cert_pem),
+            &found(&pki.cert_pem),
+            SVC,
+            now + later,
+        );
+        let (_, detail) = status(&checks, "serving-cert-expiry");
+        assert!(detail.contains("(in 24 hours)"), "{detail}");
+    }
+}
