@@ -1,7 +1,8 @@
 //! Live `explain` (SPEC §8): `--pod NAMESPACE/NAME` read through the
 //! kubeconfig. It reads the pod, its namespace and the
-//! MutatingWebhookConfiguration (`--webhook-name`), nothing else, and
-//! writes nothing.
+//! MutatingWebhookConfiguration (`--webhook-name`), without `--config` the
+//! webhook's Deployment and ConfigMap too, nothing else, and writes
+//! nothing.
 //!
 //! A mutated pod (it carries `polyaxon.com/persistence-injected`) is told
 //! by what it got, and re-reviewed with today's config: `already-injected`
