@@ -488,7 +488,9 @@ fn config_is_required_offline_and_optional_for_a_live_pod() {
     let offline =
         "--config FILE is required to explain a pod file or a review (offline, no cluster is read)";
     let bad = bad.to_str().expect("UTF-8");
-    let cases: &[(&str, &[&str], Option<&str>, i32, &str)] = &[
+    /// (why, args, PERSISTENCE_WEBHOOK_CONFIG, exit code, stderr fragment)
+    type Case<'a> = (&'a str, &'a [&'a str], Option<&'a str>, i32, &'a str);
+    let cases: &[Case] = &[
         (
             "a pod file",
             &["--pod", "examples/pods/training.yaml"],
