@@ -43,7 +43,8 @@ pub enum Command {
     /// Say in plain words what the webhook does with a pod and why: offline
     /// for a pod file or an AdmissionReview (the decision `serve` and
     /// `mutate` make), or for a live pod (`--pod NAMESPACE/NAME`, through
-    /// the kubeconfig): what it got, or why it was not mutated. Exit 0 when
+    /// the kubeconfig, against the installed config unless --config): what
+    /// it got, or why it was not mutated. Exit 0 when
     /// explained (whatever the decision), 2 for usage, input, config or
     /// cluster errors.
     Explain(ExplainArgs),
