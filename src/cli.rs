@@ -62,8 +62,8 @@ pub struct ExplainArgs {
     /// `persistence:` key): the one the decision is explained against.
     /// Required for a pod file or a review (offline, no cluster is read).
     /// For a live pod it defaults to the installed config: the ConfigMap
-    /// the webhook's Deployment (--webhook-namespace, --webhook-name)
-    /// mounts at its --config, found as `check` finds it.
+    /// the webhook's Deployment (--webhook-namespace, --webhook-name, the
+    /// names `check` uses) mounts at the path of its `serve --config`.
     #[arg(long, value_name = "FILE", env = "PERSISTENCE_WEBHOOK_CONFIG")]
     pub config: Option<PathBuf>,
 

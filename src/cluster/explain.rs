@@ -16,8 +16,8 @@
 //! with it now. The verdict ([`judge`]) is pure; [`run`] only reads.
 //!
 //! Today's config is `--config` when given, else the installed one: the
-//! ConfigMap the webhook's Deployment mounts ([`installed`]), found as
-//! `check` finds it.
+//! ConfigMap the webhook's Deployment mounts ([`installed`]), located and
+//! parsed by `check`'s `config_map` room.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
