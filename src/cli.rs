@@ -43,7 +43,8 @@ pub enum Command {
     /// Say in plain words what the webhook does with a pod and why: offline
     /// for a pod file or an AdmissionReview (the decision `serve` and
     /// `mutate` make), or for a live pod (`--pod NAMESPACE/NAME`, through
-    /// the kubeconfig): what it got, or why it was not mutated. Exit 0 when
+    /// the kubeconfig, against the installed config unless --config): what
+    /// it got, or why it was not mutated. Exit 0 when
     /// explained (whatever the decision), 2 for usage, input, config or
     /// cluster errors.
     Explain(ExplainArgs),
@@ -59,8 +60,12 @@ pub enum Command {
 pub struct ExplainArgs {
     /// The persistence config (YAML, with or without the top-level
     /// `persistence:` key): the one the decision is explained against.
+    /// Required for a pod file or a review (offline, no cluster is read).
+    /// For a live pod it defaults to the installed config: the ConfigMap
+    /// the webhook's Deployment (--webhook-namespace, --webhook-name, the
+    /// names `check` uses) mounts at the path of its `serve --config`.
     #[arg(long, value_name = "FILE", env = "PERSISTENCE_WEBHOOK_CONFIG")]
-    pub config: PathBuf,
+    pub config: Option<PathBuf>,
 
     /// A pod manifest, YAML or JSON (`-` reads stdin); or, when no such file
     /// exists, `NAMESPACE/NAME` of a live pod, read through the kubeconfig
@@ -86,9 +91,15 @@ pub struct ExplainArgs {
     #[arg(long, value_enum, default_value_t = ExplainOutput::Text)]
     pub output: ExplainOutput,
 
-    /// The MutatingWebhookConfiguration to look at for a live pod.
+    /// For a live pod: the MutatingWebhookConfiguration to look at, and
+    /// (without --config) the Deployment whose mounted config is read.
     #[arg(long, value_name = "NAME", default_value = "persistence-webhook")]
     pub webhook_name: String,
+
+    /// For a live pod without --config: the namespace of the webhook's
+    /// Deployment and ConfigMap.
+    #[arg(long, value_name = "NS", default_value = "persistence-webhook")]
+    pub webhook_namespace: String,
 
     /// How to reach the API server for a live pod.
     #[command(flatten)]

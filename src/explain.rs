@@ -110,18 +110,27 @@ pub struct ContainerAccount {
 /// Runs `explain` on a pod file or an AdmissionReview: the account, as text
 /// or JSON. Errors are usage, input or config errors (exit 2).
 pub fn run(args: &ExplainArgs) -> Result<String> {
-    let config = crate::mutate::load_config(&args.config, "--config")?;
+    if let Some(pod) = &args.pod {
+        if pod != "-" && !Path::new(pod).exists() {
+            if let Some((namespace, name)) = crate::cluster::explain::live_name(pod) {
+                if let Some(flag) = args.namespace.as_deref().filter(|n| *n != namespace) {
+                    bail!("--pod {pod} is in namespace {namespace}, not --namespace {flag}");
+                }
+                return crate::cluster::explain::run(args, namespace, name);
+            }
+        }
+    }
+    // Offline: no cluster is read, so there is no installed config to
+    // fall back on.
+    let Some(config) = &args.config else {
+        bail!(
+            "--config FILE is required to explain a pod file or a review (offline, no cluster is read); only a live pod, --pod NAMESPACE/NAME, is explained against the installed config without it"
+        );
+    };
+    let config = crate::mutate::load_config(config, "--config")?;
     let body = match (&args.pod, &args.review) {
         (Some(pod), _) => {
             let path = Path::new(pod);
-            if pod != "-" && !path.exists() {
-                if let Some((namespace, name)) = crate::cluster::explain::live_name(pod) {
-                    if let Some(flag) = args.namespace.as_deref().filter(|n| *n != namespace) {
-                        bail!("--pod {pod} is in namespace {namespace}, not --namespace {flag}");
-                    }
-                    return crate::cluster::explain::run(args, &config, namespace, name);
-                }
-            }
             let text = crate::mutate::read(path).with_context(|| {
                 format!("cannot read --pod {pod} (a file, `-`, or NAMESPACE/NAME of a live pod)")
             })?;

@@ -16,6 +16,7 @@ const TRAINING: &str = "examples/pods/training.yaml";
 const GENERATE_NAME_GCS: &str = "examples/pods/generate-name-gcs.yaml";
 const INIT_SUBSET: &str = "examples/pods/init-subset.yaml";
 const BAD_SELECTION: &str = "examples/pods/bad-selection.yaml";
+const NATIVE_SIDECAR: &str = "examples/pods/native-sidecar.yaml";
 const DEFAULT_UID: &str = "00000000-0000-0000-0000-000000000000";
 
 fn repo(path: &str) -> PathBuf {
@@ -349,6 +350,76 @@ fn containers_subset_leaves_the_sidecar_alone() {
             c["name"]
         );
     }
+}
+
+/// A native sidecar (an init container with `restartPolicy: Always`) is an
+/// init container to SPEC §3: named in `containers:` it gets exactly what
+/// the same pod gives it without the restartPolicy, which it keeps with
+/// its probe; the init container not named is left alone.
+#[test]
+fn a_native_sidecar_is_mutated_like_any_init_container() {
+    const FETCH_GETS_NONE: &str = "container fetch gets no stores: annotation polyaxon.com/persistence targets only the containers it names in containers:";
+    let sidecar = yaml(&allowed_warned(
+        &mut mutate(&["--pod", NATIVE_SIDECAR, "--namespace", "ml"]),
+        &[FETCH_GETS_NONE],
+    ));
+    let manifest = yaml(&read(NATIVE_SIDECAR));
+    let uploader = &sidecar["spec"]["initContainers"][1];
+    assert_eq!(uploader["name"], json!("uploader"));
+    assert_eq!(uploader["restartPolicy"], json!("Always"));
+    assert_eq!(
+        uploader["startupProbe"],
+        manifest["spec"]["initContainers"][1]["startupProbe"]
+    );
+    assert_eq!(
+        env_value(uploader, "POLYAXON_RUN_OUTPUTS_PATH"),
+        Some("/outputs/host/ml/train-and-upload")
+    );
+    assert_eq!(
+        &sidecar["spec"]["initContainers"][0], &manifest["spec"]["initContainers"][0],
+        "fetch is not named: untouched"
+    );
+    // The same pod with a plain init container: the same pod out, but the
+    // restartPolicy.
+    let mut plain = manifest.clone();
+    if let Some(c) = plain["spec"]["initContainers"][1].as_object_mut() {
+        c.remove("restartPolicy");
+    }
+    let file = tempfile::NamedTempFile::new().expect("tempfile");
+    std::fs::write(file.path(), serde_json::to_string(&plain).expect("JSON")).expect("pod");
+    let path = file.path().to_str().expect("UTF-8");
+    let mut out = yaml(&allowed_warned(
+        &mut mutate(&["--pod", path, "--namespace", "ml"]),
+        &[FETCH_GETS_NONE],
+    ));
+    out["spec"]["initContainers"][1]["restartPolicy"] = json!("Always");
+    assert_eq!(out, sidecar);
+    // And the patch touches the sidecar by its index, as any init container.
+    let patch = json_out(&allowed_warned(
+        &mut mutate(&[
+            "--pod",
+            NATIVE_SIDECAR,
+            "--namespace",
+            "ml",
+            "--output",
+            "patch",
+        ]),
+        &[FETCH_GETS_NONE],
+    ));
+    let paths: Vec<&str> = patch
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|op| op["path"].as_str())
+        .filter(|p| p.starts_with("/spec/initContainers/"))
+        .collect();
+    assert!(
+        !paths.is_empty()
+            && paths
+                .iter()
+                .all(|p| p.starts_with("/spec/initContainers/1/")),
+        "{paths:?}"
+    );
 }
 
 // --- exit statuses ----------------------------------------------------------

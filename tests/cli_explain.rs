@@ -449,3 +449,105 @@ fn a_live_pod_without_a_reachable_cluster_exits_2_naming_it() {
     );
     assert!(out.stdout.is_empty());
 }
+
+/// `--config` rules: a pod file or a review is explained offline and needs
+/// it (no cluster is read, so there is no installed config to fall back
+/// on); a live pod does not (it reads the installed one), and a `--config`
+/// given for a live pod is read first, before any cluster.
+#[test]
+fn config_is_required_offline_and_optional_for_a_live_pod() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let kubeconfig = dir.path().join("kubeconfig");
+    // An API server nobody listens on.
+    std::fs::write(
+        &kubeconfig,
+        "apiVersion: v1\nkind: Config\nclusters:\n- name: c\n  cluster: {server: \"https://127.0.0.1:9\"}\nusers:\n- name: u\n  user: {token: t}\ncontexts:\n- name: x\n  context: {cluster: c, user: u}\ncurrent-context: x\n",
+    )
+    .expect("kubeconfig");
+    let bad = dir.path().join("bad.yaml");
+    std::fs::write(&bad, "data:\n  d1: {mountPath: relative, hostPath: /x}\n").expect("bad config");
+    let run = |args: &[&str], env: Option<&str>| {
+        let mut cmd = Command::cargo_bin("persistence-webhook").expect("the binary is built");
+        cmd.current_dir(env!("CARGO_MANIFEST_DIR"))
+            .env_remove("PERSISTENCE_WEBHOOK_CONFIG")
+            .arg("explain")
+            .args(args)
+            .arg("--kubeconfig")
+            .arg(&kubeconfig)
+            .write_stdin(pod(json!({}), main_only()).to_string());
+        if let Some(config) = env {
+            cmd.env("PERSISTENCE_WEBHOOK_CONFIG", config);
+        }
+        let out = cmd.output().expect("explain runs");
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let offline =
+        "--config FILE is required to explain a pod file or a review (offline, no cluster is read)";
+    let bad = bad.to_str().expect("UTF-8");
+    /// (why, args, PERSISTENCE_WEBHOOK_CONFIG, exit code, stderr fragment)
+    type Case<'a> = (&'a str, &'a [&'a str], Option<&'a str>, i32, &'a str);
+    let cases: &[Case] = &[
+        (
+            "a pod file",
+            &["--pod", "examples/pods/training.yaml"],
+            None,
+            2,
+            offline,
+        ),
+        ("a pod on stdin", &["--pod", "-"], None, 2, offline),
+        (
+            "a review",
+            &["--review", "tests/fixtures/bare-pod/review.json"],
+            None,
+            2,
+            offline,
+        ),
+        (
+            "a live pod reads the installed config from the cluster",
+            &["--pod", "ml/train"],
+            None,
+            2,
+            "cannot reach the API server to read pod ml/train",
+        ),
+        (
+            "a bad --config for a live pod fails before the cluster",
+            &["--pod", "ml/train", "--config", bad],
+            None,
+            2,
+            "data.d1.mountPath",
+        ),
+        (
+            "PERSISTENCE_WEBHOOK_CONFIG stands for --config",
+            &["--pod", "-"],
+            Some(CONFIG),
+            0,
+            "",
+        ),
+    ];
+    for (why, args, env, code, fragment) in cases {
+        let (got, out, err) = run(args, *env);
+        assert_eq!(got, *code, "{why}: {err}{out}");
+        assert!(err.contains(fragment), "{why}: {err}");
+        if *code == 2 {
+            assert!(out.is_empty(), "{why}: {out}");
+        }
+    }
+    // The help says where the config comes from.
+    let help = Command::cargo_bin("persistence-webhook")
+        .expect("the binary is built")
+        .args(["explain", "--help"])
+        .output()
+        .expect("explain --help runs");
+    let help = String::from_utf8_lossy(&help.stdout);
+    for fragment in [
+        "installed config",
+        "--webhook-namespace",
+        "Required for a pod file",
+    ] {
+        assert!(help.contains(fragment), "{fragment}: {help}");
+    }
+}

@@ -293,6 +293,166 @@ fn reinvocation_keeps_each_injection_exactly_once() {
     );
 }
 
+/// The webhook's mounts (volumes named `pw-*`) and env of container `i` of
+/// `list`: what it added, without what the API server adds (the
+/// ServiceAccount token's mount).
+fn ours(pod: &Value, list: &str, i: usize) -> (Vec<Value>, Vec<(String, Value)>) {
+    let mounts = pod["spec"][list][i]["volumeMounts"]
+        .as_array()
+        .map(|m| {
+            m.iter()
+                .filter(|m| m["name"].as_str().is_some_and(|n| n.starts_with("pw-")))
+                .cloned()
+                .collect()
+        })
+        .unwrap_or_default();
+    (mounts, env_of(pod, list, i))
+}
+
+/// Native sidecars (Kubernetes 1.33+: an init container with
+/// `restartPolicy: Always`) are init containers to SPEC §3: an outputs
+/// uploader gets the stores like any init container, `containers:` can
+/// name it alone, the API server stores the pod with its restartPolicy
+/// kept, and `mutate` offline predicts exactly what it got.
+#[test]
+#[ignore = "needs a real API server: run by .ci/run with kube-local"]
+fn native_sidecars_get_the_stores_like_any_init_container() {
+    let hook = Webhook::start(CONFIG);
+    let url = format!("https://127.0.0.1:{}/mutate", hook.port);
+    let name = "persistence-webhook-e2e-sidecar";
+    kubectl_ok(
+        &["apply", "-f", "-"],
+        Some(&registration(name, &url, &hook.ca_bundle)),
+    );
+    let _registered = Registered(name);
+    let ns = "pw-e2e-sidecar";
+    namespace(ns, true);
+    common::eventually_blocking("the webhook mutates a server dry run", || {
+        let (ok, out, _) = create(ns, &pod("probe", json!({}), json!({})), DryRun::Yes);
+        ok && out.contains("POLYAXON_RUN_DATA_PATHS")
+    });
+    let uploader = json!({
+        "name": "uploader", "image": "busybox:1.36", "restartPolicy": "Always",
+        "command": ["sh", "-c", "while sleep 60; do :; done"],
+        "startupProbe": {"exec": {"command": ["true"]}, "periodSeconds": 5}
+    });
+    let fetch = json!({"name": "fetch", "image": "busybox:1.36", "command": ["true"]});
+    let init = json!({"initContainers": [fetch, uploader]});
+    let offline = |manifest: &str| -> Value {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (config, file) = (dir.path().join("config.yaml"), dir.path().join("pod.json"));
+        std::fs::write(&config, CONFIG).expect("config");
+        std::fs::write(&file, manifest).expect("pod");
+        let out = Command::new(BIN)
+            .env_remove("PERSISTENCE_WEBHOOK_CONFIG")
+            .args(["mutate", "--namespace", ns, "--config"])
+            .arg(&config)
+            .arg("--pod")
+            .arg(&file)
+            .output()
+            .expect("mutate runs");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_yaml::from_slice(&out.stdout).expect("mutate prints the pod")
+    };
+
+    // 1. Every container: the uploader gets what `fetch` (a plain init
+    //    container) and `main` get, and keeps its restartPolicy.
+    let sel = json!({"polyaxon.com/persistence": "data: [data1]\noutputs: outputs1"});
+    let manifest = pod("upload", sel, init.clone());
+    let stored = created(ns, &manifest, DryRun::No);
+    let stored: Value = serde_json::from_str(&kubectl_ok(
+        &["-n", ns, "get", "pod", "upload", "-o", "json"],
+        None,
+    ))
+    .unwrap_or(stored);
+    let side = &stored["spec"]["initContainers"][1];
+    assert_eq!(side["name"], "uploader");
+    assert_eq!(side["restartPolicy"], "Always", "{side}");
+    assert_eq!(
+        side["startupProbe"]["exec"]["command"],
+        json!(["true"]),
+        "{side}"
+    );
+    assert_eq!(
+        env_value(&stored, "initContainers", 1, "POLYAXON_RUN_OUTPUTS_PATH").as_deref(),
+        Some("/outputs/1/pw-e2e-sidecar/upload")
+    );
+    let (mounts, env) = ours(&stored, "initContainers", 1);
+    assert_eq!(mounts.len(), 2, "data1 and outputs1: {mounts:?}");
+    assert_eq!(
+        ours(&stored, "initContainers", 0),
+        (mounts.clone(), env.clone())
+    );
+    assert_eq!(ours(&stored, "containers", 0), (mounts, env));
+    // `mutate` predicted it, container by container.
+    let predicted = offline(&manifest);
+    assert_eq!(
+        predicted["spec"]["initContainers"][1]["restartPolicy"],
+        "Always"
+    );
+    for (list, i) in [
+        ("initContainers", 0),
+        ("initContainers", 1),
+        ("containers", 0),
+    ] {
+        assert_eq!(
+            ours(&predicted, list, i),
+            ours(&stored, list, i),
+            "{list}[{i}]"
+        );
+    }
+    assert_eq!(
+        injected(&stored),
+        Some(
+            json!({"data": ["data1"], "outputs": "outputs1", "outputsPath": "/outputs/1/pw-e2e-sidecar/upload"})
+        )
+    );
+
+    // 2. `containers:` names the sidecar alone: only it gets the stores.
+    let sel = json!({"polyaxon.com/persistence": "data: [data1]\noutputs: outputs1\ncontainers: [uploader]"});
+    let manifest = pod("upload-only", sel, init);
+    let (ok, out, err) = create(ns, &manifest, DryRun::No);
+    assert!(ok, "kubectl create failed:\n{err}\n{out}");
+    let stored: Value = serde_json::from_str(&out).expect("pod JSON");
+    assert_eq!(
+        stored["spec"]["initContainers"][1]["restartPolicy"],
+        "Always"
+    );
+    assert_eq!(
+        env_value(&stored, "initContainers", 1, "POLYAXON_RUN_OUTPUTS_PATH").as_deref(),
+        Some("/outputs/1/pw-e2e-sidecar/upload-only")
+    );
+    assert_eq!(ours(&stored, "initContainers", 1).0.len(), 2, "{stored}");
+    for (list, i) in [("initContainers", 0), ("containers", 0)] {
+        assert_eq!(
+            ours(&stored, list, i),
+            (vec![], vec![]),
+            "{list}[{i}] gets nothing"
+        );
+    }
+    // The warning names the containers left without stores.
+    assert!(
+        err.contains("Warning:") && err.contains("main") && err.contains("fetch"),
+        "{err}"
+    );
+    let predicted = offline(&manifest);
+    for (list, i) in [
+        ("initContainers", 0),
+        ("initContainers", 1),
+        ("containers", 0),
+    ] {
+        assert_eq!(
+            ours(&predicted, list, i),
+            ours(&stored, list, i),
+            "{list}[{i}]"
+        );
+    }
+}
+
 /// The manifests render, and the API server accepts them as rendered, but
 /// for cert-manager's objects: its CRDs are not installed on the test
 /// cluster.

@@ -966,3 +966,173 @@ fn an_unreachable_api_server_is_exit_2_with_the_reason() {
     assert_eq!(usage.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&usage.stderr).contains("--output"));
 }
+
+/// `explain --pod NS/NAME` with its own flags; (exit code, stdout, stderr).
+fn explain(extra: &[&str]) -> (i32, String, String) {
+    let out = Command::new(BIN)
+        .env_remove("PERSISTENCE_WEBHOOK_CONFIG")
+        .arg("explain")
+        .args(extra)
+        .output()
+        .expect("explain runs");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// A kubeconfig for ServiceAccount `ns/name` (a token from the
+/// TokenRequest API), in `dir`.
+fn kubeconfig_as(dir: &Path, ns: &str, name: &str) -> String {
+    let token = service_account_token(ns, name);
+    let admin: Value = serde_json::from_str(&kubectl_ok(
+        &["config", "view", "--raw", "--minify", "-o", "json"],
+        None,
+    ))
+    .expect("kubeconfig JSON");
+    let kubeconfig = json!({
+        "apiVersion": "v1", "kind": "Config",
+        "clusters": [{"name": "c", "cluster": admin["clusters"][0]["cluster"]}],
+        "users": [{"name": name, "user": {"token": token}}],
+        "contexts": [{"name": name, "context": {"cluster": "c", "user": name}}],
+        "current-context": name
+    });
+    let file = dir.join(format!("{name}.kubeconfig"));
+    std::fs::write(&file, kubeconfig.to_string()).expect("kubeconfig");
+    file.to_str().expect("utf-8").to_owned()
+}
+
+/// Live `explain --pod NS/NAME` without `--config` reads the installed
+/// config (the ConfigMap the Deployment of `manifests/base` mounts) and
+/// gives the same account as `--config` of the same file; without the
+/// reads it needs, or with a config that does not validate, it says which
+/// object, which verb and what to do.
+#[test]
+#[ignore = "needs a real API server: run by .ci/run with kube-local"]
+fn explain_without_config_reads_the_installed_config() {
+    let _install = Install::healthy();
+    let ns = "chk-explain";
+    team(ns);
+    let sel = json!({"polyaxon.com/persistence": "data: [data1, data-gcs]\noutputs: outputs1"});
+    let stored = created(ns, &pod("train", sel, json!({})), DryRun::No);
+    assert!(injected(&stored).is_some(), "the webhook mutated it");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("persistence.yaml");
+    std::fs::write(&file, CONFIG).expect("config");
+    let file = file.to_str().expect("utf-8");
+    let target = format!("{ns}/train");
+
+    let run = |extra: &[&str]| {
+        let mut args = vec!["--pod", target.as_str()];
+        args.extend_from_slice(extra);
+        let (code, out, err) = explain(&args);
+        assert_eq!(code, 0, "explain {args:?}:\n{err}\n{out}");
+        out
+    };
+    let installed: Value =
+        serde_json::from_str(&run(&["--output", "json"])).expect("explain prints JSON");
+    let given: Value = serde_json::from_str(&run(&["--output", "json", "--config", file]))
+        .expect("explain prints JSON");
+    assert_eq!(installed["live"]["verdict"], "mutated", "{installed:#}");
+    assert_eq!(installed["live"], given["live"]);
+    assert_eq!(installed["account"], given["account"]);
+    assert_eq!(
+        installed["config"],
+        json!({"from": "installed", "deployment": format!("{NS}/{NAME}"),
+               "configMap": format!("{NS}/persistence-webhook-config"), "key": "persistence.yaml"})
+    );
+    assert_eq!(given["config"], json!({"from": "file", "path": file}));
+    // The text: the same lines but the one naming the config.
+    let (a, b) = (run(&[]), run(&["--config", file]));
+    let differ: Vec<(&str, &str)> = a.lines().zip(b.lines()).filter(|(x, y)| x != y).collect();
+    assert_eq!(a.lines().count(), b.lines().count(), "{a}\n---\n{b}");
+    assert_eq!(
+        differ,
+        [(
+            "what the webhook would do with it now (today's config: ConfigMap persistence-webhook/persistence-webhook-config, key persistence.yaml, mounted by Deployment persistence-webhook/persistence-webhook):",
+            format!("what the webhook would do with it now (today's config: --config {file}):").as_str()
+        )],
+        "{a}"
+    );
+
+    // Without get on deployments and configmaps in the webhook's
+    // namespace: the object, the verb and the grant; --config needs no
+    // such read.
+    let who = "pw-explain-reader";
+    kubectl_ok(&["-n", ns, "create", "serviceaccount", who], None);
+    let role = json!({
+        "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
+        "metadata": {"name": who},
+        "rules": [
+            {"apiGroups": [""], "resources": ["pods", "namespaces"], "verbs": ["get"]},
+            {"apiGroups": ["admissionregistration.k8s.io"],
+             "resources": ["mutatingwebhookconfigurations"], "verbs": ["get"]}
+        ]
+    });
+    kubectl_ok(&["apply", "-f", "-"], Some(&role.to_string()));
+    let _ = kubectl(
+        &["delete", "clusterrolebinding", who, "--ignore-not-found"],
+        None,
+    );
+    kubectl_ok(
+        &[
+            "create",
+            "clusterrolebinding",
+            who,
+            &format!("--clusterrole={who}"),
+            &format!("--serviceaccount={ns}:{who}"),
+        ],
+        None,
+    );
+    let reader = kubeconfig_as(dir.path(), ns, who);
+    let (code, out, err) = explain(&["--pod", &target, "--kubeconfig", &reader]);
+    assert_eq!(code, 2, "{err}\n{out}");
+    assert!(out.is_empty(), "{out}");
+    for fragment in [
+        "forbidden to get deployments persistence-webhook/persistence-webhook",
+        "needs get on deployments and configmaps in namespace persistence-webhook",
+        "manifests/check",
+        "or pass --config FILE",
+    ] {
+        assert!(err.contains(fragment), "{fragment:?} in {err}");
+    }
+    let (code, out, err) = explain(&[
+        "--pod",
+        &target,
+        "--kubeconfig",
+        &reader,
+        "--config",
+        file,
+        "--output",
+        "json",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let with_file: Value = serde_json::from_str(&out).expect("JSON");
+    assert_eq!(with_file["account"], given["account"]);
+    kubectl_ok(&["delete", "clusterrolebinding", who], None);
+    kubectl_ok(&["delete", "clusterrole", who], None);
+
+    // An installed config that does not validate: named, with the field.
+    let bad = json!({
+        "apiVersion": "v1", "kind": "ConfigMap",
+        "metadata": {"name": "persistence-webhook-config", "namespace": NS},
+        "data": {"persistence.yaml": "data:\n  data1: {mountPath: relative/path, hostPath: /x}\n"}
+    });
+    kubectl_ok(&["apply", "-f", "-"], Some(&bad.to_string()));
+    let (code, _, err) = explain(&["--pod", &target]);
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("the installed config, ConfigMap persistence-webhook/persistence-webhook-config, does not validate")
+            && err.contains("data.data1.mountPath"),
+        "{err}"
+    );
+    // No Deployment there: which one, and the flags to name another.
+    let (code, _, err) = explain(&["--pod", &target, "--webhook-namespace", "nowhere"]);
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("Deployment nowhere/persistence-webhook not found")
+            && err.contains("--webhook-namespace"),
+        "{err}"
+    );
+}

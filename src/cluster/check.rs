@@ -22,7 +22,7 @@ use clap::{Args, ValueEnum};
 use super::ClusterArgs;
 
 mod certificates;
-mod config_map;
+pub(crate) mod config_map;
 mod gather;
 mod namespace;
 pub mod objects;

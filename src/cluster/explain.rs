@@ -1,7 +1,8 @@
 //! Live `explain` (SPEC §8): `--pod NAMESPACE/NAME` read through the
 //! kubeconfig. It reads the pod, its namespace and the
-//! MutatingWebhookConfiguration (`--webhook-name`), nothing else, and
-//! writes nothing.
+//! MutatingWebhookConfiguration (`--webhook-name`), without `--config` the
+//! webhook's Deployment and ConfigMap too, nothing else, and writes
+//! nothing.
 //!
 //! A mutated pod (it carries `polyaxon.com/persistence-injected`) is told
 //! by what it got, and re-reviewed with today's config: `already-injected`
@@ -13,6 +14,10 @@
 //! pod still has nothing. Either way the offline account of re-reviewing
 //! the pod ([`crate::explain::account`]) says what the webhook would do
 //! with it now. The verdict ([`judge`]) is pure; [`run`] only reads.
+//!
+//! Today's config is `--config` when given, else the installed one: the
+//! ConfigMap the webhook's Deployment mounts ([`installed`]), located and
+//! parsed by `check`'s `config_map` room.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
@@ -28,12 +33,50 @@ use serde_json::Value;
 use super::check::selector::selects;
 use super::check::webhook::{entry, sends_pod_create, ENTRY, OPT_OUT};
 use crate::cli::{ExplainArgs, ExplainOutput};
-use crate::config::Config;
 use crate::explain::{account, Account};
 use crate::vocabulary::{ANNOTATION_INJECTED, LABEL_INJECTION, RESERVED_ENV, VOLUME_PREFIX};
 
-/// How long each of the three reads may take.
+mod installed;
+
+/// How long each read may take.
 const TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Where today's config came from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "from", rename_all = "kebab-case")]
+pub enum ConfigSource {
+    /// `--config FILE`.
+    File {
+        /// The path as given.
+        path: String,
+    },
+    /// The ConfigMap the webhook's Deployment mounts.
+    Installed {
+        /// `namespace/name` of the Deployment.
+        deployment: String,
+        /// `namespace/name` of the ConfigMap.
+        #[serde(rename = "configMap")]
+        config_map: String,
+        /// Its key.
+        key: String,
+    },
+}
+
+impl std::fmt::Display for ConfigSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ConfigSource::File { path } => write!(f, "--config {path}"),
+            ConfigSource::Installed {
+                deployment,
+                config_map,
+                key,
+            } => write!(
+                f,
+                "ConfigMap {config_map}, key {key}, mounted by Deployment {deployment}"
+            ),
+        }
+    }
+}
 
 /// Why a live pod has, or has not, the webhook's stores.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -156,18 +199,41 @@ pub fn live_name(pod: &str) -> Option<(&str, &str)> {
 }
 
 /// Reads the live pod `namespace/name`, its namespace and the webhook
-/// configuration, and explains it against `config`: the text or JSON
-/// `--output` asks for. Errors (no cluster, not found, forbidden) name what
-/// was read: exit 2.
-pub fn run(args: &ExplainArgs, config: &Config, namespace: &str, name: &str) -> Result<String> {
+/// configuration, and explains it against `--config`, or without it
+/// against the installed config: the text or JSON `--output` asks for.
+/// Errors (no cluster, not found, forbidden, no installed config) name
+/// what was read: exit 2.
+pub fn run(args: &ExplainArgs, namespace: &str, name: &str) -> Result<String> {
+    // A file is read before the cluster: a bad one fails fast.
+    let file = match &args.config {
+        Some(path) => Some((
+            crate::mutate::load_config(path, "--config")?,
+            ConfigSource::File {
+                path: path.display().to_string(),
+            },
+        )),
+        None => None,
+    };
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
-    let objects = runtime.block_on(read(args, namespace, name))?;
+    let (objects, (config, source)) = runtime.block_on(async {
+        let client = super::client(&args.cluster, TIMEOUT)
+            .await
+            .with_context(|| {
+                format!("cannot reach the API server to read pod {namespace}/{name}")
+            })?;
+        let objects = read(&client, args, namespace, name).await?;
+        let config = match file {
+            Some(file) => file,
+            None => installed::load(&client, &args.webhook_namespace, &args.webhook_name).await?,
+        };
+        anyhow::Ok((objects, config))
+    })?;
     let (pod, labels, configuration) = &objects;
     let body = crate::dry_run::review_body(pod, namespace, &args.uid);
-    let today = account(config, &args.bounds.into(), &body)
+    let today = account(&config, &args.bounds.into(), &body)
         .with_context(|| format!("re-reviewing pod {namespace}/{name}"))?;
     let live = judge(
         &Objects {
@@ -178,7 +244,7 @@ pub fn run(args: &ExplainArgs, config: &Config, namespace: &str, name: &str) -> 
         &args.webhook_name,
         &today,
     );
-    render(&live, &today, args.output)
+    render(&live, &today, &source, args.output)
 }
 
 type Read = (
@@ -187,10 +253,12 @@ type Read = (
     Option<MutatingWebhookConfiguration>,
 );
 
-async fn read(args: &ExplainArgs, namespace: &str, name: &str) -> Result<Read> {
-    let client = super::client(&args.cluster, TIMEOUT)
-        .await
-        .with_context(|| format!("cannot reach the API server to read pod {namespace}/{name}"))?;
+async fn read(
+    client: &kube::Client,
+    args: &ExplainArgs,
+    namespace: &str,
+    name: &str,
+) -> Result<Read> {
     let resource =
         ApiResource::from_gvk_with_plural(&GroupVersionKind::gvk("", "v1", "Pod"), "pods");
     let pods: Api<DynamicObject> = Api::namespaced_with(client.clone(), namespace, &resource);
@@ -213,7 +281,7 @@ async fn read(args: &ExplainArgs, namespace: &str, name: &str) -> Result<Read> {
         .unwrap_or_default()
         .into_iter()
         .collect();
-    let configuration = Api::<MutatingWebhookConfiguration>::all(client)
+    let configuration = Api::<MutatingWebhookConfiguration>::all(client.clone())
         .get_opt(&args.webhook_name)
         .await
         .map_err(|e| {
@@ -510,8 +578,9 @@ fn received(pod: &Value, today: &Account) -> Vec<Received> {
     out
 }
 
-/// The live part in plain words, then the account of today's review.
-pub fn text(live: &Live, today: &Account) -> String {
+/// The live part in plain words, then the account of today's review
+/// against the config from `source`.
+pub fn text(live: &Live, today: &Account, source: &ConfigSource) -> String {
     use std::fmt::Write as _;
     let mut s = String::new();
     let _ = writeln!(s, "live pod {}: {}", live.pod, live.verdict.as_str());
@@ -563,19 +632,24 @@ pub fn text(live: &Live, today: &Account) -> String {
     }
     let _ = writeln!(
         s,
-        "\nwhat the webhook would do with it now (today's config):"
+        "\nwhat the webhook would do with it now (today's config: {source}):"
     );
     s.push_str(&crate::explain::text(today));
     s
 }
 
-/// `{"live": ..., "account": ...}` or the text.
-pub fn render(live: &Live, today: &Account, output: ExplainOutput) -> Result<String> {
+/// `{"live": ..., "account": ..., "config": ...}` or the text.
+pub fn render(
+    live: &Live,
+    today: &Account,
+    source: &ConfigSource,
+    output: ExplainOutput,
+) -> Result<String> {
     Ok(match output {
-        ExplainOutput::Text => text(live, today),
-        ExplainOutput::Json => {
-            crate::mutate::pretty(&serde_json::json!({"live": live, "account": today}))?
-        }
+        ExplainOutput::Text => text(live, today, source),
+        ExplainOutput::Json => crate::mutate::pretty(
+            &serde_json::json!({"live": live, "account": today, "config": source}),
+        )?,
     })
 }
 

@@ -23,8 +23,8 @@ pub use k8s_openapi::api::admissionregistration::v1::{
 };
 pub use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec, DeploymentStatus};
 pub use k8s_openapi::api::core::v1::{
-    ConfigMap, Container, EndpointAddress, EndpointSubset, Endpoints, Namespace,
-    PersistentVolumeClaim, PersistentVolumeClaimStatus, PodSpec, PodTemplateSpec, Service,
+    ConfigMap, Container, EndpointAddress, EndpointSubset, Endpoints, KeyToPath, Namespace,
+    PersistentVolumeClaim, PersistentVolumeClaimStatus, PodSpec, PodTemplateSpec, Service, Volume,
 };
 pub use k8s_openapi::apimachinery::pkg::apis::meta::v1::{
     LabelSelector, LabelSelectorRequirement, ObjectMeta,

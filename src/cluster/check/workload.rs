@@ -7,11 +7,11 @@ use std::time::Duration;
 
 use clap::Parser as _;
 
-use super::objects::{Deployment, Endpoints, Lookup, Service};
+use super::objects::{Container, Deployment, Endpoints, Lookup, Service};
 use super::report::Check;
 use super::webhook::Target;
 use crate::bounds::Bounds;
-use crate::cli::{Cli, Command};
+use crate::cli::{Cli, Command, ServeArgs};
 
 /// The settings of `serve` that the checks compare against.
 #[derive(Debug, Clone, PartialEq)]
@@ -25,16 +25,39 @@ pub struct ServeSettings {
     pub from: String,
 }
 
-fn parse_serve(args: &[String]) -> Result<(Duration, Bounds), String> {
+/// A container's args parsed by `serve`'s own parser; the error is the
+/// parser's first line.
+pub(crate) fn serve_args(args: &[String]) -> Result<ServeArgs, String> {
     let argv = std::iter::once("persistence-webhook").chain(args.iter().map(String::as_str));
     match Cli::try_parse_from(argv) {
         Ok(Cli {
             command: Command::Serve(s),
             ..
-        }) => Ok((*s.request_timeout, s.bounds.into())),
+        }) => Ok(s),
         Ok(_) => Err("not a serve command".into()),
         Err(e) => Err(e.to_string().lines().next().unwrap_or_default().to_owned()),
     }
+}
+
+fn parse_serve(args: &[String]) -> Result<(Duration, Bounds), String> {
+    serve_args(args).map(|s| (*s.request_timeout, s.bounds.into()))
+}
+
+/// The Deployment's container that runs `serve` (its args start with
+/// `serve`), with those args.
+pub(crate) fn serve_container(deployment: &Deployment) -> Option<(&Container, &[String])> {
+    deployment
+        .spec
+        .as_ref()
+        .and_then(|s| s.template.spec.as_ref())
+        .and_then(|p| {
+            p.containers.iter().find_map(|c| {
+                c.args
+                    .as_deref()
+                    .filter(|a| a.first().is_some_and(|x| x == "serve"))
+                    .map(|a| (c, a))
+            })
+        })
 }
 
 /// `serve`'s settings from the Deployment's container that runs `serve`
@@ -46,16 +69,7 @@ pub fn serve_settings(deployment: Option<&Deployment>) -> ServeSettings {
             parse_serve(&args).unwrap_or((Duration::from_secs(8), Bounds::default()));
         (request_timeout, bounds)
     };
-    let args = deployment
-        .and_then(|d| d.spec.as_ref())
-        .and_then(|s| s.template.spec.as_ref())
-        .and_then(|p| {
-            p.containers.iter().find_map(|c| {
-                c.args
-                    .as_ref()
-                    .filter(|a| a.first().is_some_and(|x| x == "serve"))
-            })
-        });
+    let args = deployment.and_then(serve_container).map(|(_, args)| args);
     match args {
         Some(args) => match parse_serve(args) {
             Ok((request_timeout, bounds)) => ServeSettings {

@@ -2,6 +2,7 @@
 //! server decides, and a mutated pod re-reviewed with today's config.
 
 use super::*;
+use crate::config::Config;
 use k8s_openapi::api::admissionregistration::v1::RuleWithOperations;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, LabelSelectorRequirement};
 use serde_json::json;
@@ -225,8 +226,17 @@ fn a_mutated_pod_is_told_what_it_got_and_whether_today_gives_the_same() {
         "{:?}",
         main.mounts
     );
-    let text = text(&v, &today(&got));
+    let installed = ConfigSource::Installed {
+        deployment: "pw/pw".into(),
+        config_map: "pw/pw-config".into(),
+        key: "persistence.yaml".into(),
+    };
+    let text = text(&v, &today(&got), &installed);
     assert!(text.starts_with("live pod team/train: mutated\n"), "{text}");
+    assert!(
+        text.contains("(today's config: ConfigMap pw/pw-config, key persistence.yaml, mounted by Deployment pw/pw):"),
+        "{text}"
+    );
     assert!(
         text.contains("outputs outputs1 at /outputs/1/team/train"),
         "{text}"
@@ -246,8 +256,19 @@ fn a_mutated_pod_is_told_what_it_got_and_whether_today_gives_the_same() {
     assert_eq!(v.differences[0].had, "data1, old");
     assert_eq!(v.differences[0].today, "data1");
     assert_eq!(v.differences[1].today, "outputs1");
-    let json = render(&v, &today(&changed), ExplainOutput::Json).expect("JSON");
+    let file = ConfigSource::File {
+        path: "persistence.yaml".into(),
+    };
+    let json = render(&v, &today(&changed), &file, ExplainOutput::Json).expect("JSON");
     let json: Value = serde_json::from_str(&json).expect("valid JSON");
+    assert_eq!(
+        json["config"],
+        json!({"from": "file", "path": "persistence.yaml"})
+    );
+    assert_eq!(
+        serde_json::to_value(&installed).expect("JSON"),
+        json!({"from": "installed", "deployment": "pw/pw", "configMap": "pw/pw-config", "key": "persistence.yaml"})
+    );
     assert_eq!(json["live"]["verdict"], "mutated-differs");
     assert_eq!(json["live"]["got"]["outputsPath"], "/outputs/1/team/train");
     // Today's review rewrites the annotation to what it selects.
