@@ -156,7 +156,9 @@ fn explain_warnings_and_audit_annotations_on_a_real_api_server() {
         v["live"]["got"],
         json!({"data": ["data-gcs", "data1"], "outputs": "outputs1", "outputsPath": "/outputs/1/pw-explain/train"})
     );
-    assert_eq!(v["account"]["reason"], "already-injected");
+    // Re-reviewed without its additions, today's config patches it again
+    // with exactly what it has.
+    assert_eq!(v["account"]["outcome"], "patched", "{v:#}");
     let main = &v["live"]["containers"][0];
     assert_eq!(main["name"], "main");
     assert!(
@@ -186,13 +188,15 @@ fn explain_warnings_and_audit_annotations_on_a_real_api_server() {
         json!([{"field": "data", "had": "data-gcs, data1", "today": "data1"}]),
         "{v:#}"
     );
-    // Re-reviewed, the pod's own POLYAXON_RUN_DATA_PATHS (from the first
-    // admission) now conflicts: today's config would refuse it.
-    assert_eq!(v["account"]["reason"], "env-conflict", "{v:#}");
+    // Re-reviewed without what the webhook added (its POLYAXON_RUN_DATA_PATHS
+    // of the first admission would conflict with today's): today's config
+    // patches it, and the verdict says what it would give instead.
+    assert_eq!(v["account"]["outcome"], "patched", "{v:#}");
+    assert!(v["account"]["reason"].is_null(), "{v:#}");
     assert!(
-        v["live"]["why"]
-            .as_str()
-            .is_some_and(|w| w.contains("would refuse it (env-conflict)")),
+        v["live"]["why"].as_str().is_some_and(
+            |w| w.contains("today's config would give data data1 instead of data-gcs, data1")
+        ),
         "{v:#}"
     );
 

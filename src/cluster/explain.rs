@@ -36,6 +36,7 @@ use crate::cli::{ExplainArgs, ExplainOutput};
 use crate::explain::{account, Account};
 use crate::vocabulary::{ANNOTATION_INJECTED, LABEL_INJECTION, RESERVED_ENV, VOLUME_PREFIX};
 
+pub mod additions;
 mod installed;
 
 /// How long each read may take.
@@ -188,6 +189,9 @@ pub struct Objects<'a> {
     pub namespace_labels: &'a BTreeMap<String, String>,
     /// The MutatingWebhookConfiguration, `None` when it does not exist.
     pub configuration: Option<&'a MutatingWebhookConfiguration>,
+    /// For a mutated pod: whether re-reviewing it without the webhook's
+    /// additions ([`additions`]) gives exactly the additions it has.
+    pub same_today: Option<bool>,
 }
 
 /// `NAMESPACE/NAME` when `pod` has that form (two non-empty parts without
@@ -232,19 +236,65 @@ pub fn run(args: &ExplainArgs, namespace: &str, name: &str) -> Result<String> {
         anyhow::Ok((objects, config))
     })?;
     let (pod, labels, configuration) = &objects;
-    let body = crate::dry_run::review_body(pod, namespace, &args.uid);
-    let today = account(&config, &args.bounds.into(), &body)
+    let (today, same_today) = rereview(&config, &args.bounds.into(), pod, namespace, &args.uid)
         .with_context(|| format!("re-reviewing pod {namespace}/{name}"))?;
     let live = judge(
         &Objects {
             pod,
             namespace_labels: labels,
             configuration: configuration.as_ref(),
+            same_today,
         },
         &args.webhook_name,
         &today,
     );
     render(&live, &today, &source, args.output)
+}
+
+/// The account of re-reviewing the live `pod` with today's config and, for
+/// a mutated pod, whether today gives exactly what it has. A mutated pod
+/// is re-reviewed without what the webhook added ([`additions`]), as if
+/// created today: the values an older config wrote would otherwise
+/// conflict with today's (`env-conflict`) instead of being compared.
+pub fn rereview(
+    config: &crate::config::Config,
+    bounds: &crate::Bounds,
+    pod: &Value,
+    namespace: &str,
+    uid: &str,
+) -> Result<(Account, Option<bool>)> {
+    let mutated = labels_of(pod, "annotations").contains_key(ANNOTATION_INJECTED);
+    let reviewed = if mutated {
+        additions::without_ours(pod)
+    } else {
+        pod.clone()
+    };
+    let body = crate::dry_run::review_body(&reviewed, namespace, uid);
+    let today = account(config, bounds, &body)?;
+    let same = mutated.then(|| same_as_today(config, bounds, &body, &reviewed, pod));
+    Ok((today, same))
+}
+
+/// Whether today's patch of the pod without our additions (`bare`, whose
+/// review `body` is) gives exactly the additions the stored pod has.
+fn same_as_today(
+    config: &crate::config::Config,
+    bounds: &crate::Bounds,
+    body: &[u8],
+    bare: &Value,
+    stored: &Value,
+) -> bool {
+    let Ok(reviewed) = crate::review::review_with(config, bounds, body) else {
+        return false;
+    };
+    let crate::review::Decision::Patched(patch) = &reviewed.decision else {
+        return false;
+    };
+    let mut predicted = bare.clone();
+    if json_patch::patch(&mut predicted, &patch.0).is_err() {
+        return false;
+    }
+    additions::same(&additions::ours(stored), &additions::ours(&predicted))
 }
 
 type Read = (
@@ -351,8 +401,7 @@ pub fn judge(objects: &Objects<'_>, webhook_name: &str, today: &Account) -> Live
         let got = parse_got(recorded);
         live.containers = received(pod, today);
         live.differences = differences(&got, today);
-        let same =
-            today.reason.as_deref() == Some("already-injected") && live.differences.is_empty();
+        let same = objects.same_today == Some(true) && live.differences.is_empty();
         live.got = Some(got);
         if same {
             live.verdict = Verdict::Mutated;
@@ -360,9 +409,20 @@ pub fn judge(objects: &Objects<'_>, webhook_name: &str, today: &Account) -> Live
         } else {
             live.verdict = Verdict::MutatedDiffers;
             live.why = match today.outcome.as_str() {
-                "patched" => "the webhook mutated it; today's config would add more (see the account below)".to_owned(),
+                "patched" if !live.differences.is_empty() => {
+                    let said: Vec<String> = live
+                        .differences
+                        .iter()
+                        .map(|d| format!("{} {} instead of {}", d.field, d.today, d.had))
+                        .collect();
+                    format!(
+                        "the webhook mutated it under another config: today's config would give {} (a re-created pod gets today's; see the account below)",
+                        said.join(", ")
+                    )
+                }
+                "patched" => "the webhook mutated it under another config: today's config selects the same stores, but what they add differs (mount paths, variables or credentials; a re-created pod gets today's, see the account below)".to_owned(),
                 "denied" => format!(
-                    "the webhook mutated it; re-reviewed as it stands, today's config would refuse it ({}): what it got no longer matches what today's config gives (see the differences; a re-created pod is reviewed afresh)",
+                    "the webhook mutated it; re-reviewed without what the webhook added, today's config would refuse it ({}): a re-created pod would be refused (see the account below)",
                     today.reason.as_deref().unwrap_or("denied")
                 ),
                 _ => "the webhook mutated it; today's config selects something else (see the differences)".to_owned(),

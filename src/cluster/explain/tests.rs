@@ -19,10 +19,20 @@ fn config() -> Config {
     Config::from_yaml(CONFIG).expect("the test config is valid")
 }
 
-fn today(pod: &Value) -> Account {
+fn rereviewed(pod: &Value, config: &Config) -> (Account, Option<bool>) {
     let ns = pod["metadata"]["namespace"].as_str().unwrap_or("team");
-    let body = crate::dry_run::review_body(pod, ns, crate::cli::DEFAULT_UID);
-    account(&config(), &crate::Bounds::default(), &body).expect("reviewable")
+    rereview(
+        config,
+        &crate::Bounds::default(),
+        pod,
+        ns,
+        crate::cli::DEFAULT_UID,
+    )
+    .expect("reviewable")
+}
+
+fn today(pod: &Value) -> Account {
+    rereviewed(pod, &config()).0
 }
 
 fn pod(labels: Value, annotations: Value, created: &str) -> Value {
@@ -82,14 +92,25 @@ fn verdict(
     labels: &BTreeMap<String, String>,
     conf: Option<&MutatingWebhookConfiguration>,
 ) -> Live {
+    verdict_with(pod, labels, conf, &config())
+}
+
+fn verdict_with(
+    pod: &Value,
+    labels: &BTreeMap<String, String>,
+    conf: Option<&MutatingWebhookConfiguration>,
+    config: &Config,
+) -> Live {
+    let (today, same_today) = rereviewed(pod, config);
     judge(
         &Objects {
             pod,
             namespace_labels: labels,
             configuration: conf,
+            same_today,
         },
         "persistence-webhook",
-        &today(pod),
+        &today,
     )
 }
 
@@ -241,7 +262,7 @@ fn a_mutated_pod_is_told_what_it_got_and_whether_today_gives_the_same() {
         text.contains("outputs outputs1 at /outputs/1/team/train"),
         "{text}"
     );
-    assert!(text.contains("(already-injected)"), "{text}");
+    assert!(!text.contains("env-conflict"), "{text}");
 
     // The annotation says something today's config does not select.
     let mut changed = got.clone();
@@ -273,7 +294,51 @@ fn a_mutated_pod_is_told_what_it_got_and_whether_today_gives_the_same() {
     assert_eq!(json["live"]["got"]["outputsPath"], "/outputs/1/team/train");
     // Today's review rewrites the annotation to what it selects.
     assert_eq!(json["account"]["outcome"], "patched");
-    assert!(v.why.contains("would add more"), "{}", v.why);
+    assert!(
+        v.why.contains("today's config would give data data1 instead of data1, old, outputs outputs1 instead of outputs0"),
+        "{}",
+        v.why
+    );
+}
+
+/// A pod mutated under an older config (its outputs store mounted
+/// elsewhere then) is re-reviewed without the webhook's additions: the
+/// answer is that today's config gives other values, with the account of
+/// what it gives, not an `env-conflict` with the values the older config
+/// wrote.
+#[test]
+fn a_pod_mutated_under_an_older_config_is_compared_not_refused() {
+    let reg = registration(EARLY);
+    let got = mutated(&pod(json!({}), json!({}), LATE));
+    let newer = Config::from_yaml(&CONFIG.replace("/outputs/1", "/outputs/new"))
+        .expect("the newer config is valid");
+    // Re-reviewed as it stands, the older values conflict with today's.
+    let ns = "team";
+    let body = crate::dry_run::review_body(&got, ns, crate::cli::DEFAULT_UID);
+    let as_it_stands = account(&newer, &crate::Bounds::default(), &body).expect("reviewable");
+    assert_eq!(as_it_stands.outcome, "denied", "{as_it_stands:?}");
+    // Without our additions: today's config patches it, differently.
+    let v = verdict_with(&got, &opted_in(), Some(&reg), &newer);
+    assert_eq!(v.verdict, Verdict::MutatedDiffers, "{}", v.why);
+    assert!(
+        v.why.contains(
+            "today's config would give outputsPath /outputs/new/team/train instead of /outputs/1/team/train"
+        ),
+        "the same stores, another path: {}",
+        v.why
+    );
+    let (today, same) = rereviewed(&got, &newer);
+    assert_eq!((today.outcome.as_str(), same), ("patched", Some(false)));
+    assert!(
+        today
+            .outputs
+            .as_ref()
+            .is_some_and(|o| o.path.starts_with("/outputs/new")),
+        "{:?}",
+        today.outputs
+    );
+    // With the config it was mutated under, it is the same.
+    assert_eq!(rereviewed(&got, &config()).1, Some(true));
 }
 
 #[test]
