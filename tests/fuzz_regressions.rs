@@ -1,6 +1,6 @@
 //! Every saved fuzz crash in `tests/fuzz_regressions/` replayed by
 //! `cargo test`, through the same logic as its target in `fuzz/` and the
-//! invariants of the one SPEC oracle (`tests/common/spec.rs`):
+//! invariants of the one SPEC oracle (`core/tests/model/spec.rs`):
 //!
 //! - `review_bytes-*`: the bytes as a review body; an answer must be a JSON
 //!   AdmissionReview echoing the uid it reports.
@@ -13,7 +13,7 @@
 //!
 //! A file of another name fails the test, so no saved input is skipped.
 
-#[path = "common/spec.rs"]
+#[path = "../core/tests/model/spec.rs"]
 mod spec;
 
 use std::path::{Path, PathBuf};

@@ -37,9 +37,9 @@ use persistence_webhook::review::{review, Decision, Skip};
 use persistence_webhook::Config;
 use serde_json::{json, Value};
 
-#[path = "common/describe.rs"]
+#[path = "../core/tests/model/describe.rs"]
 mod describe;
-#[path = "common/spec.rs"]
+#[path = "../core/tests/model/spec.rs"]
 mod spec;
 use describe::describe;
 
@@ -373,7 +373,7 @@ fn selected(case: &Case, original: &Value) -> Result<spec::Selection, String> {
     })
 }
 
-/// SPEC §3-§5 for a patched pod: the one model in tests/common/spec.rs,
+/// SPEC §3-§5 for a patched pod: the one model in core/tests/model/spec.rs,
 /// fed with the case's config and the pod's own annotations (not with the
 /// webhook's code).
 fn check_spec(case: &Case, original: &Value, patched: &Value) -> Result<(), String> {

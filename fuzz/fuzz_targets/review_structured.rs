@@ -25,9 +25,9 @@
 
 #![no_main]
 
-#[path = "../../tests/common/describe.rs"]
+#[path = "../../core/tests/model/describe.rs"]
 mod describe;
-#[path = "../../tests/common/spec.rs"]
+#[path = "../../core/tests/model/spec.rs"]
 mod spec;
 use describe::describe;
 
@@ -762,7 +762,7 @@ impl Request {
 // Checks
 
 /// Every SPEC invariant of a patched answer, from the one oracle in
-/// tests/common/spec.rs; panics with what failed.
+/// core/tests/model/spec.rs; panics with what failed.
 fn check_patched(
     config: &Config,
     req: &Request,

@@ -7,7 +7,7 @@
 //! an AdmissionReview, and their selection is always a valid one. Every
 //! answer is checked against SPEC.md's invariants (the patch applies, the
 //! result is a Pod, admitting it again changes nothing, nothing else moves)
-//! and against the one model of SPEC §3 and §4 in `tests/common/spec.rs`,
+//! and against the one model of SPEC §3 and §4 in `tests/model/spec.rs`,
 //! independent of the crate's own code.
 
 use std::cell::RefCell;
@@ -15,9 +15,9 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 
 use base64::Engine as _;
-use persistence_webhook::k8s::Pod;
-use persistence_webhook::review::{review, Decision, ReviewError, Skip};
-use persistence_webhook::Config;
+use persistence_webhook_core::k8s::Pod;
+use persistence_webhook_core::review::{review, Decision, ReviewError, Skip};
+use persistence_webhook_core::Config;
 use proptest::prelude::*;
 use proptest::sample::Index;
 use proptest::strategy::ValueTree;
@@ -28,7 +28,7 @@ use serde_json::{json, Map, Value};
 // Names from SPEC.md, spelled out here rather than imported, so that the
 // tests pin the contract and not the implementation.
 
-#[path = "common/spec.rs"]
+#[path = "model/spec.rs"]
 mod spec;
 
 use spec::{
@@ -245,7 +245,7 @@ impl GenStore {
         }
     }
 
-    /// The store as the SPEC model in tests/common/spec.rs takes it.
+    /// The store as the SPEC model in tests/model/spec.rs takes it.
     fn describe(&self) -> spec::StoreSpec {
         let volume = |source| spec::StoreKind::Volume {
             mount_path: self.mount_path(),
@@ -741,7 +741,7 @@ fn pod_plan() -> impl Strategy<Value = PodPlan> {
 }
 
 /// A generated pod, the stores it selected (for coverage) and what SPEC
-/// §3-§4 says it gets, from the one model in tests/common/spec.rs.
+/// §3-§4 says it gets, from the one model in tests/model/spec.rs.
 struct Built {
     pod: Value,
     data: Vec<GenStore>,
@@ -1145,7 +1145,7 @@ fn array<'v>(v: &'v Value, key: &str) -> &'v [Value] {
 }
 
 /// Every SPEC property of one allowed, patched answer: the one model's
-/// check (tests/common/spec.rs), and the situations it exercised.
+/// check (tests/model/spec.rs), and the situations it exercised.
 fn check_patched_pod(built: &Built, patched: &Value, cov: &Coverage) -> Result<(), TestCaseError> {
     spec::check_patched_pod(&built.pod, patched, &built.expected).map_err(fail)?;
     for list in ["initContainers", "containers"] {

@@ -4,7 +4,7 @@
 //! should get (plain-data stores and selection in, [`expect`] and
 //! [`check_patched_pod`]). Used by the golden, property
 //! and fuzz-regression tests, and by the fuzz targets
-//! (`#[path = "../../tests/common/spec.rs"] mod spec;`), so it depends only
+//! (`#[path = "../../core/tests/model/spec.rs"] mod spec;`), so it depends only
 //! on crates the fuzz crate has too: serde_json, base64 and json-patch.
 #![allow(dead_code)]
 
