@@ -69,12 +69,12 @@ pub fn kubectl(args: &[&str], stdin: Option<&str>) -> (bool, String, String) {
 /// A token for ServiceAccount `ns/name` from the TokenRequest API
 /// (`kubectl create token`): since Kubernetes 1.24 no token Secret is made.
 pub fn service_account_token(ns: &str, name: &str) -> String {
-    let out = kubectl_ok(
-        &["-n", ns, "create", "token", name, "--duration=1h"],
-        None,
-    );
+    let out = kubectl_ok(&["-n", ns, "create", "token", name, "--duration=1h"], None);
     let token = out.trim().to_owned();
-    assert!(!token.is_empty(), "kubectl create token {ns}/{name} printed nothing");
+    assert!(
+        !token.is_empty(),
+        "kubectl create token {ns}/{name} printed nothing"
+    );
     token
 }
 

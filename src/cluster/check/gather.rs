@@ -389,6 +389,10 @@ async fn one_namespace(
             &probe::Webhook {
                 webhook_namespace: &shared.args.webhook_namespace,
                 webhook_name: &shared.args.webhook_name,
+                conditions: shared
+                    .registration
+                    .map(|r| r.match_conditions.as_slice())
+                    .unwrap_or_default(),
             },
         )
     };
