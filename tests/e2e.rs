@@ -205,6 +205,37 @@ fn pods_are_mutated_by_a_real_api_server() {
         "opted out: {out}"
     );
 
+    // 7. The shipped matchConditions keep pods from the webhook even where
+    //    the selectors send them: a mislabelled kube- namespace, and a
+    //    static pod's mirror in an opted-in namespace. Stored as created.
+    let system = "kube-pw-e2e";
+    namespace(system, true);
+    let out = created(system, &pod("system", json!({}), json!({})), DryRun::No);
+    assert!(
+        env_of(&out, "containers", 0).is_empty()
+            && injected(&out).is_none()
+            && volume_names(&out).iter().all(|v| !v.starts_with("pw-")),
+        "a kube- namespace, even labelled: {out}"
+    );
+    let mirror = pod(
+        "mirror",
+        json!({"kubernetes.io/config.mirror": "0123abcd"}),
+        json!({"nodeName": "node-1"}),
+    );
+    let out = created(ns, &mirror, DryRun::No);
+    assert!(
+        env_of(&out, "containers", 0).is_empty() && injected(&out).is_none(),
+        "a mirror pod: {out}"
+    );
+    // ...and a dry run is treated like the real request.
+    let out = created(
+        ns,
+        &mirror.replace("\"mirror\"", "\"mirror-dry\""),
+        DryRun::Yes,
+    );
+    assert!(injected(&out).is_none(), "a mirror pod, dry run: {out}");
+    let _ = kubectl(&["delete", "namespace", system, "--wait=false"], None);
+
     eprintln!("e2e pods: {:.1}s", started.elapsed().as_secs_f64());
 }
 

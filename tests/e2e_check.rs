@@ -574,6 +574,98 @@ fn no_webhook_configuration() {
     run.is("namespace chk-noconfig", "probe", "skipped");
 }
 
+/// The registration with one more matchCondition, once the API server
+/// applies it: a server dry run in `ns` is no longer mutated.
+fn add_match_condition(ns: &str, name: &str, expression: &str) {
+    let op = json!([{"op": "add", "path": "/webhooks/0/matchConditions/-",
+                     "value": {"name": name, "expression": expression}}]);
+    kubectl_ok(
+        &[
+            "patch",
+            "mutatingwebhookconfiguration",
+            NAME,
+            "--type=json",
+            "-p",
+            &op.to_string(),
+        ],
+        None,
+    );
+    common::eventually_blocking("the API server applies the new matchCondition", || {
+        let (ok, out, _) = create(ns, &pod("cond", json!({}), json!({})), DryRun::Yes);
+        ok && !out.contains("POLYAXON_RUN_DATA_PATHS")
+    });
+}
+
+#[test]
+#[ignore = "needs a real API server: run by .ci/run with kube-local"]
+fn a_match_condition_that_excludes_pods() {
+    let _install = Install::healthy();
+    team("chk-cond");
+    // The shipped conditions pass, each listed by name.
+    let run = check(&[]);
+    run.is(
+        "webhook configuration",
+        "webhook-match-conditions",
+        "passed",
+    );
+    let listed = run.one("webhook configuration", "webhook-match-conditions");
+    assert!(
+        listed["detail"]
+            .as_str()
+            .is_some_and(|d| d.contains("not-kubernetes-system-namespace")
+                && d.contains("not-webhook-namespace")
+                && d.contains("not-mirror-pod")),
+        "{}",
+        run.text
+    );
+    run.is("namespace chk-cond", "probe", "passed");
+
+    // One false for this namespace only: the probe names it.
+    add_match_condition(
+        "chk-cond",
+        "not-chk-cond",
+        "request.namespace != 'chk-cond'",
+    );
+    let run = check(&[]);
+    run.fails_only(
+        "namespace chk-cond",
+        "probe",
+        "matchCondition not-chk-cond (request.namespace != 'chk-cond') is false for a pod CREATE in namespace chk-cond",
+        "fix matchCondition not-chk-cond",
+    );
+
+    // One false for every request: the configuration check fails, naming it.
+    add_match_condition(
+        "chk-cond",
+        "never",
+        "request.operation == 'CREATE' && false",
+    );
+    let run = check(&[]);
+    let failed: Vec<String> = run
+        .with("failed")
+        .iter()
+        .map(|(g, c)| format!("{g}/{}", c["id"].as_str().unwrap_or_default()))
+        .collect();
+    assert_eq!(
+        failed,
+        [
+            "webhook configuration/webhook-match-conditions",
+            "namespace chk-cond/probe"
+        ],
+        "{}",
+        run.text
+    );
+    let c = run.one("webhook configuration", "webhook-match-conditions");
+    assert!(
+        c["detail"]
+            .as_str()
+            .is_some_and(|d| d.contains("matchCondition never is false for every request")),
+        "{}",
+        run.text
+    );
+    assert_eq!(run.code, 1);
+}
+
 #[test]
 #[ignore = "needs a real API server: run by .ci/run with kube-local"]
 fn a_ca_bundle_from_another_ca() {

@@ -1,8 +1,9 @@
 //! SPEC §8 against a real kube-apiserver (kube-local): `kubectl create`
 //! prints the webhook's warning, the API server's audit log records its
 //! audit annotations, and `explain --pod NAMESPACE/NAME` tells a mutated
-//! pod, a pod in an unlabelled namespace, an opted-out pod and a pod
-//! created before the webhook was registered apart.
+//! pod, a pod in an unlabelled namespace, an opted-out pod, a pod kept
+//! from the webhook by a matchCondition (named) and a pod created before
+//! the webhook was registered apart.
 //!
 //! Ignored by default; `.ci/run` runs them with the other `e2e*` files.
 //! Without a reachable API server (or, for the audit part, without
@@ -251,6 +252,33 @@ fn explain_warnings_and_audit_annotations_on_a_real_api_server() {
     let v = explain_json(&config, "pw-explain/early");
     assert_eq!(v["live"]["verdict"], "created-before-registration", "{v:#}");
     assert_eq!(v["live"]["mutated"], false);
+
+    // 6b. Kept from the webhook by a shipped matchCondition: a mislabelled
+    //     kube- namespace, and a static pod's mirror; explain names it.
+    let system = "kube-pw-explain";
+    namespace(system, true);
+    created(system, &pod("system", json!({}), json!({})), DryRun::No);
+    let v = explain_json(&config, "kube-pw-explain/system");
+    assert_eq!(v["live"]["verdict"], "excluded-by-match-condition", "{v:#}");
+    assert_eq!(
+        v["live"]["match_condition"], "not-kubernetes-system-namespace",
+        "{v:#}"
+    );
+    let mirror = pod(
+        "mirror",
+        json!({"kubernetes.io/config.mirror": "0123abcd"}),
+        json!({"nodeName": "node-1"}),
+    );
+    let stored = created(on, &mirror, DryRun::No);
+    assert!(injected(&stored).is_none(), "{stored}");
+    let (code, text, err) = explain(&config, "pw-explain/mirror", "text");
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        text.starts_with("live pod pw-explain/mirror: excluded-by-match-condition\n")
+            && text.contains("matchCondition not-mirror-pod of webhook persistence.polyaxon.com"),
+        "{text}"
+    );
+    let _ = kubectl(&["delete", "namespace", system, "--wait=false"], None);
 
     // 7. A pod that does not exist: exit 2, naming it.
     let (code, _, err) = explain(&config, "pw-explain/nope", "text");

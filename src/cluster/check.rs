@@ -24,6 +24,7 @@ use super::ClusterArgs;
 mod certificates;
 pub(crate) mod config_map;
 mod gather;
+pub(crate) mod match_conditions;
 mod namespace;
 pub mod objects;
 mod probe;

@@ -10,8 +10,10 @@
 //! why, in the order the API server decides: its namespace is not selected
 //! (the webhook was never called), it opted out, it was created before the
 //! webhook was registered, the configuration's rules or selectors exclude
-//! it (or there is no configuration), else the webhook was called and the
-//! pod still has nothing. Either way the offline account of re-reviewing
+//! it (or there is no configuration), one of its `matchConditions` is
+//! false for the pod (evaluated offline by `check`'s
+//! [`match_conditions`](super::check::match_conditions), which names it),
+//! else the webhook was called and the pod still has nothing. Either way the offline account of re-reviewing
 //! the pod ([`crate::explain::account`]) says what the webhook would do
 //! with it now. The verdict ([`judge`]) is pure; [`run`] only reads.
 //!
@@ -30,6 +32,7 @@ use kube::core::GroupVersionKind;
 use serde::Serialize;
 use serde_json::Value;
 
+use super::check::match_conditions::{evaluate, excluding, Bindings, Outcome};
 use super::check::selector::selects;
 use super::check::webhook::{entry, sends_pod_create, ENTRY, OPT_OUT};
 use crate::cli::{ExplainArgs, ExplainOutput};
@@ -99,6 +102,9 @@ pub enum Verdict {
     NoConfiguration,
     /// The configuration's rules or `objectSelector` do not send it.
     ExcludedByConfiguration,
+    /// One of the entry's `matchConditions` is false for it (named in
+    /// [`Live::match_condition`]).
+    ExcludedByMatchCondition,
     /// The webhook was called (as far as the configuration says) and the
     /// pod still has nothing.
     NotMutated,
@@ -115,6 +121,7 @@ impl Verdict {
             Verdict::CreatedBeforeRegistration => "created-before-registration",
             Verdict::NoConfiguration => "no-configuration",
             Verdict::ExcludedByConfiguration => "excluded-by-configuration",
+            Verdict::ExcludedByMatchCondition => "excluded-by-match-condition",
             Verdict::NotMutated => "not-mutated",
         }
     }
@@ -140,6 +147,8 @@ pub struct Live {
     pub differences: Vec<Difference>,
     /// The MutatingWebhookConfiguration looked at, when it exists.
     pub webhook_configuration: Option<String>,
+    /// The `matchCondition` that kept the pod from the webhook.
+    pub match_condition: Option<String>,
 }
 
 /// The `persistence-injected` annotation of a mutated pod.
@@ -396,6 +405,7 @@ pub fn judge(objects: &Objects<'_>, webhook_name: &str, today: &Account) -> Live
         containers: Vec::new(),
         differences: Vec::new(),
         webhook_configuration: objects.configuration.and_then(|c| c.metadata.name.clone()),
+        match_condition: None,
     };
     if let Some(recorded) = recorded {
         let got = parse_got(recorded);
@@ -453,6 +463,11 @@ pub fn judge(objects: &Objects<'_>, webhook_name: &str, today: &Account) -> Live
         (Some(c), Some(r)) if c < r => Some((c, r)),
         _ => None,
     };
+    // The API server evaluates them last, on the request it would send.
+    let conditions = hook
+        .and_then(|h| h.match_conditions.as_deref())
+        .map(|c| evaluate(c, &Bindings::pod_create(pod, namespace, false)))
+        .unwrap_or_default();
     (live.verdict, live.why) = if !namespace_selected {
         (
             Verdict::NamespaceNotSelected,
@@ -492,11 +507,33 @@ pub fn judge(objects: &Objects<'_>, webhook_name: &str, today: &Account) -> Live
             Verdict::ExcludedByConfiguration,
             format!("the objectSelector of webhook {hook_name} does not select the pod's labels: the API server never called it"),
         )
+    } else if let Some(c) = excluding(&conditions) {
+        live.match_condition = Some(c.name.clone());
+        (
+            Verdict::ExcludedByMatchCondition,
+            format!(
+                "matchCondition {} of webhook {hook_name} ({}) is false for it, so the API server never called the webhook (evaluated on the stored pod in namespace {namespace})",
+                c.name, c.expression
+            ),
+        )
     } else {
+        let unknown: Vec<&str> = conditions
+            .iter()
+            .filter(|j| matches!(j.outcome, Outcome::Unknown(_) | Outcome::Error(_)))
+            .map(|j| j.name.as_str())
+            .collect();
+        let unknown = if unknown.is_empty() {
+            String::new()
+        } else {
+            format!(
+                ", matchCondition {} (not evaluated offline) was false for it",
+                unknown.join(", ")
+            )
+        };
         (
             Verdict::NotMutated,
             format!(
-                "the configuration sends it to the webhook, yet it has no {ANNOTATION_INJECTED} annotation: the webhook was called but another webhook or the API server's admission changed or replaced the result, the webhook was unreachable under failurePolicy Ignore, or it was created within seconds of the registration; {}",
+                "the configuration sends it to the webhook, yet it has no {ANNOTATION_INJECTED} annotation: the webhook was called but another webhook or the API server's admission changed or replaced the result{unknown}, the webhook was unreachable under failurePolicy Ignore, or it was created within seconds of the registration; {}",
                 match today.outcome.as_str() {
                     "denied" => "today the webhook would refuse it (below)",
                     "patched" => "today the webhook would mutate it (below)",

@@ -174,6 +174,15 @@ impl Drop for Webhook {
     }
 }
 
+/// The `matchConditions` the manifests ship (`manifests/base`), as JSON.
+pub fn shipped_match_conditions() -> Value {
+    let yaml = include_str!("../../manifests/base/mutatingwebhookconfiguration.yaml");
+    let config: Value = serde_yaml::from_str(yaml).expect("the manifest is YAML");
+    let conditions = config["webhooks"][0]["matchConditions"].clone();
+    assert!(conditions.is_array(), "the manifest ships matchConditions");
+    conditions
+}
+
 /// The registration the manifests use, pointed at a URL instead of a Service.
 pub fn registration(name: &str, url: &str, ca_bundle: &str) -> String {
     json!({
@@ -194,6 +203,7 @@ pub fn registration(name: &str, url: &str, ca_bundle: &str) -> String {
             "objectSelector": {"matchExpressions": [
                 {"key": "polyaxon.com/persistence-injection", "operator": "NotIn", "values": ["disabled"]}
             ]},
+            "matchConditions": shipped_match_conditions(),
             "rules": [{"operations": ["CREATE"], "apiGroups": [""], "apiVersions": ["v1"], "resources": ["pods"], "scope": "Namespaced"}],
             "clientConfig": {"url": url, "caBundle": ca_bundle}
         }]

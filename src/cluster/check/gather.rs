@@ -25,8 +25,9 @@ use crate::bounds::Bounds;
 use crate::config::Config;
 use crate::vocabulary::LABEL_INJECTION;
 
-/// The oldest minor version the manifests support.
-const OLDEST_MINOR: u32 = 21;
+/// The oldest minor version the manifests support: `matchConditions` are
+/// GA there.
+const OLDEST_MINOR: u32 = 30;
 
 /// What an API error says, without the client's wrapping.
 fn reason(e: &kube::Error) -> String {
@@ -247,16 +248,21 @@ fn api_checks(info: &VersionInfo) -> Vec<Check> {
             "api-version",
             "the API server's version is supported",
             format!(
-                "1.{m} is older than the manifests need (1.{OLDEST_MINOR}: policy/v1 PodDisruptionBudget, the kubernetes.io/metadata.name namespace label)"
+                "1.{m} is older than the oldest supported (1.{OLDEST_MINOR}, where the webhook's matchConditions are GA): {}",
+                match m {
+                    28.. => "its matchConditions apply as beta (on by default), untested",
+                    27 => "its matchConditions are dropped unless the AdmissionWebhookMatchConditions feature gate is on, so mislabelled kube- namespaces and mirror pods are sent to the webhook",
+                    _ => "it does not know matchConditions (kubectl apply refuses them), so mislabelled kube- namespaces and mirror pods are sent to the webhook once they are removed",
+                }
             ),
-            "upgrade the cluster, or serve the PodDisruptionBudget as policy/v1beta1 (manifests/README.md)",
+            "upgrade the cluster (the README's \"Install on a cluster\" says what is lost below 1.30)",
         ),
         Some(m) => Check::pass("api-version", "the API server's version is supported", format!("1.{m}")),
         None => Check::warn(
             "api-version",
             "the API server's version is supported",
             format!("cannot read the version {}.{}", info.major, info.minor),
-            "run `kubectl version` and make sure the server is Kubernetes 1.21 or later, which the manifests need",
+            "run `kubectl version` and make sure the server is Kubernetes 1.30 or later, the oldest supported",
         ),
     });
     checks
@@ -391,6 +397,10 @@ async fn one_namespace(
             &probe::Webhook {
                 webhook_namespace: &shared.args.webhook_namespace,
                 webhook_name: &shared.args.webhook_name,
+                conditions: shared
+                    .registration
+                    .map(|r| r.match_conditions.as_slice())
+                    .unwrap_or_default(),
             },
         )
     };
@@ -423,18 +433,26 @@ mod tests {
     }
 
     #[test]
-    fn the_version_warns_below_1_21_and_reads_vendor_minors() {
+    fn the_version_warns_below_1_30_and_reads_vendor_minors() {
         let cases = [
-            ("1", "20", Status::Warning),
-            ("1", "21", Status::Passed),
-            ("1", "30+", Status::Passed),
-            ("1", "19+", Status::Warning),
-            ("2", "0", Status::Warning),
+            ("1", "20", Status::Warning, "does not know matchConditions"),
+            ("1", "27", Status::Warning, "feature gate"),
+            ("1", "29", Status::Warning, "beta"),
+            ("1", "30", Status::Passed, "1.30"),
+            ("1", "36+", Status::Passed, "1.36"),
+            ("1", "19+", Status::Warning, "does not know"),
+            ("2", "0", Status::Warning, "1.30 or later"),
         ];
-        for (major, minor, want) in cases {
+        for (major, minor, want, fragment) in cases {
             let checks = api_checks(&version(major, minor));
             assert!(checks[0].passed());
             assert_eq!(checks[1].result, want, "{major}.{minor}: {:#?}", checks[1]);
+            let text = format!(
+                "{} {}",
+                checks[1].detail,
+                checks[1].hint.as_deref().unwrap_or_default()
+            );
+            assert!(text.contains(fragment), "{major}.{minor}: {:#?}", checks[1]);
         }
     }
 }

@@ -17,6 +17,8 @@
 
 use serde_json::{json, Value};
 
+use super::match_conditions::{evaluate, excluding, Bindings, Outcome};
+use super::objects::MatchCondition;
 use super::report::Check;
 use super::webhook::OPT_OUT;
 use crate::bounds::Bounds;
@@ -252,6 +254,9 @@ pub struct Webhook<'a> {
     pub webhook_namespace: &'a str,
     /// The webhook's name, for hints.
     pub webhook_name: &'a str,
+    /// The registration's `matchConditions`, to name the one that kept the
+    /// probe from the webhook.
+    pub conditions: &'a [MatchCondition],
 }
 
 fn refused(message: &str, t: &Webhook<'_>) -> Check {
@@ -272,6 +277,49 @@ fn refused(message: &str, t: &Webhook<'_>) -> Check {
         TITLE,
         format!("the API server refused the probe pod, so the patch could not be checked: {message}"),
         "an admission policy, quota or PodSecurity rule refused it: try kubectl create --dry-run=server of a pod there, or pass --probe-image an image your policies allow",
+    )
+}
+
+/// The probe came back without the patch: a matchCondition that is false
+/// for it is named (the API server skipped the webhook); else the
+/// conditions not evaluated offline are listed beside the usual causes.
+fn unpatched(actual: &Value, namespace: &str, t: &Webhook<'_>) -> Check {
+    let judged = evaluate(t.conditions, &Bindings::pod_create(actual, namespace, true));
+    if let Some(c) = excluding(&judged) {
+        return Check::fail(
+            ID,
+            TITLE,
+            format!(
+                "the probe was admitted without the webhook's patch: matchCondition {} ({}) is false for a pod CREATE in namespace {namespace}, so the API server does not call the webhook for its pods",
+                c.name, c.expression
+            ),
+            format!(
+                "fix matchCondition {} (kubectl get mutatingwebhookconfiguration {} -o yaml), or take the opt-in label off the namespace",
+                c.name, t.webhook_name
+            ),
+        );
+    }
+    let unknown: Vec<&str> = judged
+        .iter()
+        .filter(|j| matches!(j.outcome, Outcome::Unknown(_) | Outcome::Error(_)))
+        .map(|j| j.name.as_str())
+        .collect();
+    let conditions = if unknown.is_empty() {
+        String::new()
+    } else {
+        format!(
+            ", or matchCondition {} (not evaluated offline) is false for it",
+            unknown.join(", ")
+        )
+    };
+    Check::fail(
+        ID,
+        TITLE,
+        format!("the probe was admitted without the webhook's patch: the API server did not call it{conditions}, or the call failed and failurePolicy is Ignore"),
+        format!(
+            "compare the namespace's labels with the namespaceSelector and the matchConditions (kubectl get mutatingwebhookconfiguration {} -o yaml), and read the webhook's logs",
+            t.webhook_name
+        ),
     )
 }
 
@@ -340,15 +388,7 @@ pub fn judge(
         }
         (Expected::Patched(predicted), Ok(actual)) => {
             if injected(actual).is_none() && ours(&actual["spec"]["volumes"]).is_empty() && actual["spec"]["containers"][0]["env"].is_null() {
-                return Check::fail(
-                    ID,
-                    TITLE,
-                    "the probe was admitted without the webhook's patch: the API server did not call it, or the call failed and failurePolicy is Ignore",
-                    format!(
-                        "compare the namespace's labels with the namespaceSelector (kubectl get mutatingwebhookconfiguration {} -o yaml), and read the webhook's logs",
-                        t.webhook_name
-                    ),
-                );
+                return unpatched(actual, namespace, t);
             }
             let diffs = differences(baseline, predicted, actual);
             if diffs.is_empty() {

@@ -1,12 +1,15 @@
 //! Verdicts on the MutatingWebhookConfiguration (the "webhook
 //! configuration" group): that it exists and that its rules, selectors,
-//! `sideEffects`, `failurePolicy`, `timeoutSeconds`, `reinvocationPolicy`
-//! and `clientConfig` are the ones the webhook needs. Pure: it judges a
+//! `sideEffects`, `failurePolicy`, `timeoutSeconds`, `reinvocationPolicy`,
+//! `matchConditions` and `clientConfig` are the ones the webhook needs. Pure: it judges a
 //! built object and returns what the later groups need from it.
 
 use std::time::Duration;
 
-use super::objects::{LabelSelector, MutatingWebhook, MutatingWebhookConfiguration};
+use super::match_conditions::{always_false, reads_dry_run};
+use super::objects::{
+    LabelSelector, MatchCondition, MutatingWebhook, MutatingWebhookConfiguration,
+};
 use super::report::Check;
 use super::selector::{labels, selects};
 use crate::vocabulary::LABEL_INJECTION;
@@ -88,6 +91,9 @@ pub struct Registration {
     /// Whether its rules send a pod CREATE at all (else no probe can tell
     /// anything: the API server never calls the webhook).
     pub sends_pod_create: bool,
+    /// The entry's `matchConditions`, in order (the probe names the one
+    /// that kept it from the webhook).
+    pub match_conditions: Vec<MatchCondition>,
 }
 
 /// Judges the configuration (`None`: not found).
@@ -132,6 +138,7 @@ pub fn judge(
     checks.push(rules(hook));
     checks.push(namespace_selector(hook));
     checks.push(object_selector(hook));
+    checks.push(match_conditions(hook));
     checks.push(side_effects(hook));
     checks.push(failure_policy(hook));
     checks.push(timeout(hook, expect));
@@ -149,6 +156,7 @@ pub fn judge(
         target,
         namespace_selector: hook.namespace_selector.clone(),
         sends_pod_create: sends_pod_create(hook),
+        match_conditions: hook.match_conditions.clone().unwrap_or_default(),
     });
     (checks, registration)
 }
@@ -283,6 +291,52 @@ fn object_selector(hook: &MutatingWebhook) -> Check {
         TITLE,
         format!("{LABEL_INJECTION}={OPT_OUT} is not sent"),
     )
+}
+
+fn match_conditions(hook: &MutatingWebhook) -> Check {
+    const ID: &str = "webhook-match-conditions";
+    const TITLE: &str = "matchConditions let pods through";
+    let conditions = hook.match_conditions.as_deref().unwrap_or_default();
+    if conditions.is_empty() {
+        return Check::pass(ID, TITLE, "none: every pod the selectors send is reviewed");
+    }
+    let listed = conditions
+        .iter()
+        .map(|c| format!("{} ({})", c.name, c.expression))
+        .collect::<Vec<_>>()
+        .join("; ");
+    let names = |pick: fn(&str) -> bool| -> Vec<&str> {
+        conditions
+            .iter()
+            .filter(|c| pick(&c.expression))
+            .map(|c| c.name.as_str())
+            .collect()
+    };
+    let never = names(always_false);
+    if !never.is_empty() {
+        return Check::fail(
+            ID,
+            TITLE,
+            format!(
+                "matchCondition {} is false for every request: the API server never calls the webhook, so no pod gets its stores (conditions: {listed})",
+                never.join(", ")
+            ),
+            format!("fix or remove it, as in {MANIFEST}"),
+        );
+    }
+    let dry = names(reads_dry_run);
+    if !dry.is_empty() {
+        return Check::warn(
+            ID,
+            TITLE,
+            format!(
+                "matchCondition {} reads request.dryRun: a server dry run (kubectl create --dry-run=server, this check's probe) may get another answer than the real pod (conditions: {listed})",
+                dry.join(", ")
+            ),
+            format!("leave request.dryRun out of matchConditions, as in {MANIFEST}: the webhook has no side effects"),
+        );
+    }
+    Check::pass(ID, TITLE, listed)
 }
 
 fn side_effects(hook: &MutatingWebhook) -> Check {

@@ -3,7 +3,7 @@
 
 use super::*;
 use crate::config::Config;
-use k8s_openapi::api::admissionregistration::v1::RuleWithOperations;
+use k8s_openapi::api::admissionregistration::v1::{MatchCondition, RuleWithOperations};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, LabelSelectorRequirement};
 use serde_json::json;
 
@@ -196,6 +196,52 @@ fn not_mutated_pods_are_told_why_in_the_api_servers_order() {
     let v = verdict(&plain, &opted_in(), Some(&other));
     assert_eq!(v.verdict, Verdict::NoConfiguration);
     assert!(v.why.contains("no webhook entry"), "{}", v.why);
+
+    // A matchCondition false for the pod is named; the API server
+    // evaluates them after the selectors and rules.
+    let mut conditioned = registration(EARLY);
+    if let Some(h) = conditioned.webhooks.as_mut().and_then(|w| w.first_mut()) {
+        h.match_conditions = Some(vec![
+            MatchCondition {
+                name: "not-kubernetes-system-namespace".into(),
+                expression: "!request.namespace.startsWith('kube-')".into(),
+            },
+            MatchCondition {
+                name: "not-team".into(),
+                expression: "request.namespace != 'team'".into(),
+            },
+        ]);
+    }
+    let v = verdict(&plain, &opted_in(), Some(&conditioned));
+    assert_eq!(v.verdict, Verdict::ExcludedByMatchCondition);
+    assert_eq!(v.verdict.as_str(), "excluded-by-match-condition");
+    assert_eq!(v.match_condition.as_deref(), Some("not-team"));
+    assert!(
+        v.why.contains("matchCondition not-team of webhook persistence.polyaxon.com (request.namespace != 'team') is false"),
+        "{}",
+        v.why
+    );
+    // The namespace and the opt-out label still come first.
+    assert_eq!(
+        verdict(&opted_out, &opted_in(), Some(&conditioned)).verdict,
+        Verdict::OptedOut
+    );
+    // A condition not evaluated offline is named as a possible cause.
+    if let Some(h) = conditioned.webhooks.as_mut().and_then(|w| w.first_mut()) {
+        h.match_conditions = Some(vec![MatchCondition {
+            name: "no-nodes".into(),
+            expression: "!('system:nodes' in request.userInfo.groups)".into(),
+        }]);
+    }
+    let v = verdict(&plain, &opted_in(), Some(&conditioned));
+    assert_eq!(v.verdict, Verdict::NotMutated);
+    assert_eq!(v.match_condition, None);
+    assert!(
+        v.why
+            .contains("matchCondition no-nodes (not evaluated offline)"),
+        "{}",
+        v.why
+    );
 
     // Everything sends it: the webhook was called; today it would patch.
     let v = verdict(&plain, &opted_in(), Some(&reg));

@@ -1,6 +1,7 @@
 //! Verdicts of `probe` on built objects.
 
 use super::*;
+use crate::cluster::check::objects::MatchCondition;
 use crate::cluster::check::report::Status;
 use serde_json::Map;
 
@@ -73,6 +74,7 @@ fn target() -> Webhook<'static> {
     Webhook {
         webhook_namespace: "pw",
         webhook_name: "persistence-webhook",
+        conditions: &[],
     }
 }
 
@@ -201,6 +203,56 @@ fn refusals_and_unpatched_results_are_told_apart() {
     let c = judged(Ok(baseline()));
     assert_eq!(c.result, Status::Failed);
     assert!(c.detail.contains("without the webhook's patch"), "{c:#?}");
+    assert!(!c.detail.contains("matchCondition"), "{c:#?}");
+    // A matchCondition false for the probe is named.
+    let config = Config::from_yaml(CONFIG).expect("valid");
+    let conditions = [
+        MatchCondition {
+            name: "not-kubernetes-system-namespace".into(),
+            expression: "!request.namespace.startsWith('kube-')".into(),
+        },
+        MatchCondition {
+            name: "only-annotated".into(),
+            expression: "has(object.metadata.annotations) && 'polyaxon.com/persistence' in object.metadata.annotations".into(),
+        },
+        MatchCondition {
+            name: "no-nodes".into(),
+            expression: "!('system:nodes' in request.userInfo.groups)".into(),
+        },
+    ];
+    let with = |conditions: &[MatchCondition]| {
+        judge(
+            &config,
+            &Bounds::default(),
+            "team-a",
+            &Ok(baseline()),
+            &Ok(baseline()),
+            &Webhook {
+                conditions,
+                ..target()
+            },
+        )
+    };
+    let c = with(&conditions);
+    assert_eq!(c.result, Status::Failed);
+    assert!(
+        c.detail
+            .contains("matchCondition only-annotated (has(object.metadata.annotations)")
+            && c.detail.contains("namespace team-a"),
+        "{c:#?}"
+    );
+    assert!(c
+        .hint
+        .as_deref()
+        .is_some_and(|h| h.contains("fix matchCondition only-annotated")));
+    // None false, one not evaluated offline: it is named as a possible cause.
+    let c = with(&[conditions[0].clone(), conditions[2].clone()]);
+    assert_eq!(c.result, Status::Failed);
+    assert!(
+        c.detail
+            .contains("or matchCondition no-nodes (not evaluated offline)"),
+        "{c:#?}"
+    );
     let down = "Internal error occurred: failed calling webhook \"persistence.polyaxon.com\": Post \"https://127.0.0.1:1/mutate\": dial tcp 127.0.0.1:1: connect: connection refused";
     let c = judged(Err(down.into()));
     assert_eq!(c.result, Status::Failed);

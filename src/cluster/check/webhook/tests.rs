@@ -39,7 +39,7 @@ fn the_manifests_configuration_passes_every_check() {
     for c in &checks {
         assert_eq!(c.result, Status::Passed, "{c:#?}");
     }
-    assert_eq!(checks.len(), 10);
+    assert_eq!(checks.len(), 11);
     let reg = reg.expect("registration");
     assert_eq!(
         reg.target,
@@ -54,6 +54,26 @@ fn the_manifests_configuration_passes_every_check() {
         "persistence-webhook.persistence-webhook.svc"
     );
     assert_eq!(reg.ca_bundle, None, "the base has no caBundle");
+    let names: Vec<&str> = reg
+        .match_conditions
+        .iter()
+        .map(|c| c.name.as_str())
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "not-kubernetes-system-namespace",
+            "not-webhook-namespace",
+            "not-mirror-pod"
+        ]
+    );
+    let c = only(&checks, "webhook-match-conditions");
+    assert!(
+        c.detail.starts_with(
+            "not-kubernetes-system-namespace (!request.namespace.startsWith('kube-'));"
+        ),
+        "{c:#?}"
+    );
 }
 
 #[test]
@@ -163,6 +183,51 @@ fn each_bad_field_fails_or_warns_its_own_check() {
             "webhook-object-selector",
             Status::Failed,
             "ordinary pods",
+        ),
+        (
+            "a matchCondition always false",
+            |h| {
+                if let Some(c) = h.match_conditions.as_mut() {
+                    c.push(MatchCondition {
+                        name: "never".into(),
+                        expression: "request.namespace == 'x' && false".into(),
+                    });
+                }
+            },
+            "webhook-match-conditions",
+            Status::Failed,
+            "matchCondition never is false for every request",
+        ),
+        (
+            "a matchCondition on dryRun",
+            |h| {
+                h.match_conditions = Some(vec![MatchCondition {
+                    name: "real-only".into(),
+                    expression: "!request.dryRun".into(),
+                }]);
+            },
+            "webhook-match-conditions",
+            Status::Warning,
+            "matchCondition real-only reads request.dryRun",
+        ),
+        (
+            "no matchConditions",
+            |h| h.match_conditions = None,
+            "webhook-match-conditions",
+            Status::Passed,
+            "none",
+        ),
+        (
+            "a matchCondition outside the subset",
+            |h| {
+                h.match_conditions = Some(vec![MatchCondition {
+                    name: "no-nodes".into(),
+                    expression: "!('system:nodes' in request.userInfo.groups)".into(),
+                }]);
+            },
+            "webhook-match-conditions",
+            Status::Passed,
+            "no-nodes",
         ),
         (
             "sideEffects Some",
