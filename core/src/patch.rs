@@ -18,7 +18,6 @@
 
 use crate::config::Store;
 use crate::pod::annotation_field;
-use crate::review::Reason;
 use crate::vocabulary::ANNOTATION_PERSISTENCE;
 
 mod diff;
@@ -106,16 +105,6 @@ pub enum Conflict {
 }
 
 impl Conflict {
-    /// The stable reason of the denial this conflict becomes.
-    pub fn reason(&self) -> Reason {
-        match self {
-            Conflict::MountPath { .. } => Reason::MountConflict,
-            Conflict::Env { .. } => Reason::EnvConflict,
-            Conflict::ForeignMount { .. } => Reason::ForeignMount,
-            Conflict::OwnMounts { .. } => Reason::OwnMounts,
-        }
-    }
-
     /// The field to fix, as a Kubernetes field path: the pod's own item,
     /// or the selection when two selected stores collide.
     pub fn field(&self) -> String {

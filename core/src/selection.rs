@@ -12,7 +12,6 @@ use serde::Deserialize;
 
 use crate::config::{Config, Role, Store};
 use crate::pod::{annotation_field, Annotations};
-use crate::review::Reason;
 use crate::text::clip;
 use crate::vocabulary::{ANNOTATION_PERSISTENCE, ANNOTATION_UNIQUE_NAME};
 use kubelet::SubPathError;
@@ -209,21 +208,6 @@ impl<'de> Deserialize<'de> for OneOrMany {
 }
 
 impl SelectionError {
-    /// The stable reason of the denial this error becomes.
-    pub fn reason(&self) -> Reason {
-        match self {
-            SelectionError::Syntax { .. } | SelectionError::OutputsList { .. } => {
-                Reason::BadSelection
-            }
-            SelectionError::UnknownStore { .. } => Reason::UnknownStore,
-            SelectionError::NotAvailable { .. } => Reason::StoreNotInNamespace,
-            SelectionError::UnknownContainer { .. } => Reason::UnknownContainer,
-            SelectionError::NoContainers => Reason::NoContainers,
-            SelectionError::SubPath { .. } => Reason::BadSubpath,
-            SelectionError::UniqueName { .. } => Reason::BadUniqueName,
-        }
-    }
-
     /// The pod field the author must fix, as a Kubernetes field path.
     pub fn field(&self) -> String {
         match self {

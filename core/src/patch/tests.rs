@@ -821,6 +821,6 @@ fn polyaxon_variables_still_conflict() {
     let pod = r#"{"metadata":{"name":"pod"},"spec":{"containers":[{"name":"main","env":[
         {"name":"minio.json","value":"x"}]}]}}"#;
     let err = sdk_run(pod, "data: [a-minio]").expect_err("conflict");
-    assert_eq!(err.reason(), crate::review::Reason::EnvConflict);
+    assert!(matches!(err, Conflict::Env { .. }), "{err:?}");
     assert_eq!(err.field(), "spec.containers[0].env[minio.json]");
 }

@@ -206,10 +206,40 @@ impl std::error::Error for Denial {
     }
 }
 
+impl From<&SelectionError> for Reason {
+    /// The stable reason of the denial a selection error becomes: owned
+    /// here, with the reasons, so selection never names review.
+    fn from(e: &SelectionError) -> Reason {
+        match e {
+            SelectionError::Syntax { .. } | SelectionError::OutputsList { .. } => {
+                Reason::BadSelection
+            }
+            SelectionError::UnknownStore { .. } => Reason::UnknownStore,
+            SelectionError::NotAvailable { .. } => Reason::StoreNotInNamespace,
+            SelectionError::UnknownContainer { .. } => Reason::UnknownContainer,
+            SelectionError::NoContainers => Reason::NoContainers,
+            SelectionError::SubPath { .. } => Reason::BadSubpath,
+            SelectionError::UniqueName { .. } => Reason::BadUniqueName,
+        }
+    }
+}
+
+impl From<&Conflict> for Reason {
+    /// The stable reason of the denial a patch conflict becomes.
+    fn from(e: &Conflict) -> Reason {
+        match e {
+            Conflict::MountPath { .. } => Reason::MountConflict,
+            Conflict::Env { .. } => Reason::EnvConflict,
+            Conflict::ForeignMount { .. } => Reason::ForeignMount,
+            Conflict::OwnMounts { .. } => Reason::OwnMounts,
+        }
+    }
+}
+
 impl From<SelectionError> for Denial {
     fn from(e: SelectionError) -> Denial {
         Denial {
-            reason: e.reason(),
+            reason: Reason::from(&e),
             field: Some(e.field()),
             cause: e.into(),
         }
@@ -219,7 +249,7 @@ impl From<SelectionError> for Denial {
 impl From<Conflict> for Denial {
     fn from(e: Conflict) -> Denial {
         Denial {
-            reason: e.reason(),
+            reason: Reason::from(&e),
             field: Some(e.field()),
             cause: e.into(),
         }
