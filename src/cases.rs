@@ -176,7 +176,7 @@ fn check_case(file: &Path, bounds: Bounds) -> Result<(Option<String>, Vec<Checke
         config: &config,
         bounds,
         namespace: case.namespace.as_deref(),
-        uid: case.uid.as_deref().unwrap_or(crate::cli::DEFAULT_UID),
+        uid: case.uid.as_deref().unwrap_or(crate::flags::DEFAULT_UID),
     };
     let mut decided: Vec<(String, Position, Decided)> = Vec::new();
     for input in &case.inputs {

@@ -21,6 +21,7 @@ pub mod cluster;
 pub mod dry_run;
 pub mod explain;
 pub mod file;
+pub mod flags;
 pub mod logs;
 pub mod manifests;
 pub mod mutate;

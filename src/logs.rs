@@ -10,7 +10,7 @@ use std::io::{self, Write};
 use tracing_subscriber::fmt::MakeWriter;
 use tracing_subscriber::EnvFilter;
 
-use crate::cli::LogFormat;
+use crate::flags::LogFormat;
 
 /// Installs the process's subscriber: level from `RUST_LOG` (default info),
 /// to stderr, in `format`.

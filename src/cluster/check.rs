@@ -86,7 +86,7 @@ pub struct CheckArgs {
     /// Deadline of each API request (a dry run waits for the webhook, up to
     /// its timeoutSeconds); 1ms to 1h.
     #[arg(long, value_name = "DURATION", default_value = "35s",
-          value_parser = crate::cli::duration_in::<1, 3_600_000>)]
+          value_parser = crate::flags::duration_in::<1, 3_600_000>)]
     pub timeout: humantime::Duration,
 
     /// Text for people, or JSON (the same content) for tools.

@@ -67,7 +67,7 @@ pub struct CertificateArgs {
         value_name = "DURATION",
         env = "PERSISTENCE_WEBHOOK_LEASE_DURATION",
         default_value = "15s",
-        value_parser = crate::cli::duration_in::<1_000, 600_000>
+        value_parser = crate::flags::duration_in::<1_000, 600_000>
     )]
     pub lease_duration: humantime::Duration,
 
@@ -101,7 +101,7 @@ pub struct CertificateArgs {
         value_name = "DURATION",
         env = "PERSISTENCE_WEBHOOK_CA_VALIDITY",
         default_value = "5years",
-        value_parser = crate::cli::human_duration
+        value_parser = crate::flags::human_duration
     )]
     pub ca_validity: humantime::Duration,
 
@@ -112,7 +112,7 @@ pub struct CertificateArgs {
         value_name = "DURATION",
         env = "PERSISTENCE_WEBHOOK_SERVING_VALIDITY",
         default_value = "90days",
-        value_parser = crate::cli::human_duration
+        value_parser = crate::flags::human_duration
     )]
     pub serving_validity: humantime::Duration,
 
@@ -123,7 +123,7 @@ pub struct CertificateArgs {
         value_name = "DURATION",
         env = "PERSISTENCE_WEBHOOK_CERTIFICATE_CHECK_INTERVAL",
         default_value = "10s",
-        value_parser = crate::cli::duration_in::<100, 3_600_000>
+        value_parser = crate::flags::duration_in::<100, 3_600_000>
     )]
     pub certificate_check_interval: humantime::Duration,
 
