@@ -20,10 +20,12 @@ use crate::config::Store;
 use crate::pod::annotation_field;
 use crate::vocabulary::ANNOTATION_PERSISTENCE;
 
+mod covers;
 mod diff;
 mod wanted;
 
-pub use diff::{build, covers};
+pub use covers::covers;
+pub use diff::build;
 pub use wanted::{default_store, targeted, wanted, Wanted};
 
 /// A targeted container that sets SDK variables itself (SPEC §7): it keeps

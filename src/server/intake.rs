@@ -33,12 +33,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::time::{timeout_at, Instant};
 
 use super::peers::PeerBodies;
-
-/// Bodies up to this size reserve from the small pool.
-pub const SMALL_BODY_BYTES: usize = 64 * 1024;
-/// The small pool: 128 bodies of the largest small size at once (typical
-/// AdmissionReviews are 5 to 20 KiB, so several hundred).
-pub const SMALL_POOL_BYTES: usize = 128 * SMALL_BODY_BYTES;
+pub use super::peers::{SMALL_BODY_BYTES, SMALL_POOL_BYTES};
 
 /// Bytes that request bodies may hold, all requests together.
 #[derive(Debug)]

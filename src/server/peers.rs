@@ -19,7 +19,12 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use tokio::sync::Semaphore;
 
-use super::intake::{SMALL_BODY_BYTES, SMALL_POOL_BYTES};
+/// Bodies up to this size reserve from the small pool (intake's, and each
+/// peer's share of it). Defined here, below intake, which uses the shares.
+pub const SMALL_BODY_BYTES: usize = 64 * 1024;
+/// The small pool: 128 bodies of the largest small size at once (typical
+/// AdmissionReviews are 5 to 20 KiB, so several hundred).
+pub const SMALL_POOL_BYTES: usize = 128 * SMALL_BODY_BYTES;
 
 /// `--max-connections-per-peer` when not given (or `--max-connections`
 /// if lower): a quarter of the default 128. The API server multiplexes its

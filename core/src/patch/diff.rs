@@ -112,22 +112,6 @@ fn not_present<T>(items: &[T], present: &[bool], json: impl Fn(&T) -> &Value) ->
         .collect()
 }
 
-/// Whether `have` holds everything in `ours`. Extra fields are allowed: the
-/// API server defaults our volumes after the patch (`hostPath.type: ""`,
-/// `secret.defaultMode: 420`), so a re-admitted pod carries more than we
-/// wrote and is still ours.
-pub fn covers(have: &Value, ours: &Value) -> bool {
-    match (have, ours) {
-        (Value::Object(h), Value::Object(o)) => o
-            .iter()
-            .all(|(k, v)| h.get(k).is_some_and(|hv| covers(hv, v))),
-        (Value::Array(h), Value::Array(o)) => {
-            h.len() == o.len() && h.iter().zip(o).all(|(h, o)| covers(h, o))
-        }
-        _ => have == ours,
-    }
-}
-
 /// Adds `items` to the list at `path`: one `-` append each when the list
 /// exists, else the whole list at once (its parent must exist first).
 fn append(path: &[&str], exists: bool, items: Vec<Value>, ops: &mut Vec<PatchOperation>) {

@@ -3,18 +3,26 @@
 //! ([`Wanted`]), indexed for the diff, and the estimate of the patch's size
 //! checked against the bounds before any per-container work.
 
+mod estimate;
+mod sdk_env;
+mod volume_namer;
+
+pub use estimate::targeted;
+use estimate::OP_BYTES;
+pub(super) use estimate::{json_len, json_str_bytes};
+pub use sdk_env::default_store;
+use sdk_env::sdk_env;
+use volume_namer::VolumeNamer;
+
 use std::collections::{BTreeMap, HashMap};
 
 use serde::Serialize;
 use serde_json::Value;
 
-use super::diff::covers;
 use super::{describe, Conflict};
-use crate::bounds::Estimate;
 use crate::config::{Backend, Provider, SdkKeys, Store};
 use crate::k8s;
-use crate::names;
-use crate::pod::{PodView, VolumeView};
+use crate::pod::VolumeView;
 use crate::selection::Selection;
 use crate::text::clip;
 use crate::vocabulary::sdk_env_group;
@@ -162,112 +170,6 @@ impl Wanted {
 
     pub(super) fn env_named(&self, name: &str) -> Option<usize> {
         self.env_index.find(name, |i| &self.env[i].name)
-    }
-}
-
-/// Serialised overhead of one `add` operation around its path and value:
-/// `{"op":"add","path":"","value":}` and the `,` between operations.
-const OP_BYTES: u64 = r#"{"op":"add","path":"","value":},"#.len() as u64;
-/// The longest pointer to a container's list item, without the index:
-/// `/spec/initContainers/` + `/volumeMounts/-`.
-const CONTAINER_POINTER_BYTES: u64 = "/spec/initContainers//volumeMounts/-".len() as u64;
-
-impl Wanted {
-    /// An upper bound on the patch for `containers` targeted containers, the
-    /// last of which has index `max_index` in its list. Independent of what
-    /// the pod already has, so a re-admitted pod gets the same estimate.
-    pub fn estimate(&self, containers: usize, max_index: usize) -> Estimate {
-        let containers = containers as u64;
-        let per_container = (self.mounts.len() + self.env.len()) as u64;
-        let index_digits = max_index.to_string().len() as u64;
-        let per_item = OP_BYTES + CONTAINER_POINTER_BYTES + index_digits;
-        let container_bytes = per_item * per_container + self.item_bytes;
-        Estimate {
-            containers,
-            per_container,
-            items: containers.saturating_mul(per_container),
-            bytes: containers
-                .saturating_mul(container_bytes)
-                .saturating_add(self.shared_bytes)
-                .saturating_add(2),
-        }
-    }
-}
-
-/// How many containers (and init containers) the selection targets, and the
-/// highest index among them, for [`Wanted::estimate`].
-pub fn targeted(pod: &PodView<'_>, selection: &Selection<'_>) -> (usize, usize) {
-    let Some(spec) = &pod.spec else {
-        return (0, 0);
-    };
-    let mut count = 0;
-    let mut max_index = 0;
-    for list in [&spec.init_containers, &spec.containers] {
-        for (i, c) in list.iter().flatten().enumerate() {
-            if selection.targets(&c.name) {
-                count += 1;
-                max_index = max_index.max(i);
-            }
-        }
-    }
-    (count, max_index)
-}
-
-/// The serialised size of `value`, counted without building the string.
-pub(super) fn json_len(value: &Value) -> u64 {
-    struct Count(u64);
-    impl std::io::Write for Count {
-        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-            self.0 += buf.len() as u64;
-            Ok(buf.len())
-        }
-        fn flush(&mut self) -> std::io::Result<()> {
-            Ok(())
-        }
-    }
-    let mut count = Count(0);
-    match serde_json::to_writer(&mut count, value) {
-        Ok(()) => count.0,
-        Err(_) => 0,
-    }
-}
-
-/// The size of `s` as a JSON string: quotes, and escapes (`\"`, `\n`, ...
-/// two bytes; other control characters `\u00XX`, six).
-pub(super) fn json_str_bytes(s: &str) -> u64 {
-    let escapes: u64 = s
-        .bytes()
-        .map(|b| match b {
-            b'"' | b'\\' | b'\n' | b'\r' | b'\t' | 0x08 | 0x0c => 1,
-            0..=0x1f => 5,
-            _ => 0,
-        })
-        .sum();
-    s.len() as u64 + 2 + escapes
-}
-
-impl WantMount {
-    /// At least the size of [`WantMount::json`]: `{"mountPath":..,
-    /// "name":..,"readOnly":true,"subPath":..}`.
-    pub(super) fn json_bytes(&self) -> u64 {
-        let sub_path = self
-            .sub_path
-            .as_deref()
-            .map_or(0, |s| 11 + json_str_bytes(s));
-        let read_only = if self.read_only { 16 } else { 0 };
-        22 + json_str_bytes(&self.path) + json_str_bytes(&self.volume) + sub_path + read_only
-    }
-}
-
-impl WantEnv {
-    /// At least the size of [`WantEnv::json`]: `{"name":..,"value":..}` or
-    /// `{"name":..,"valueFrom":{"secretKeyRef":{"key":..,"name":..}}}`.
-    pub(super) fn json_bytes(&self) -> u64 {
-        let value = match &self.value {
-            EnvValue::Plain(v) => 10 + json_str_bytes(v),
-            EnvValue::Secret { secret, key } => 47 + json_str_bytes(key) + json_str_bytes(secret),
-        };
-        8 + json_str_bytes(&self.name) + value
     }
 }
 
@@ -428,202 +330,6 @@ pub fn wanted(sel: &Selection<'_>, pod_volumes: &[VolumeView<'_>]) -> Result<Wan
         item_bytes,
         shared_bytes,
     })
-}
-
-/// A provider's default store among the selected ones (SPEC §7): the
-/// outputs store if it is of that provider, else the first selected data
-/// store of that provider by name. Only its settings become SDK variables.
-pub fn default_store<'c>(sel: &Selection<'c>, provider: Provider) -> Option<&'c Store> {
-    let of =
-        |s: &&Store| matches!(s.backend(), Backend::Cloud { provider: p, .. } if *p == provider);
-    sel.outputs
-        .as_ref()
-        .map(|o| o.store)
-        .filter(of)
-        .or_else(|| sel.data.iter().copied().find(of))
-}
-
-/// The SDK variables of one provider's default store (SPEC §7), and for
-/// GCS the key file they point to. A variable is set only when its field
-/// is given; a keyless store gets no credential.
-fn sdk_env(
-    store: &Store,
-    namer: &mut VolumeNamer<'_, '_>,
-    volumes: &mut Vec<WantVolume>,
-    mounts: &mut Vec<WantMount>,
-    env: &mut Vec<WantEnv>,
-) {
-    let Backend::Cloud {
-        provider,
-        bucket,
-        credentials,
-        endpoint,
-        region,
-    } = store.backend()
-    else {
-        return;
-    };
-    // The SDK keys, with the Secret that holds them (none on a keyless store).
-    let sdk = credentials.as_ref().map(|c| (c.secret.as_str(), &c.sdk));
-    let secret_ref = |secret: &str, key: &str| EnvValue::Secret {
-        secret: secret.to_owned(),
-        key: key.to_owned(),
-    };
-    match provider {
-        Provider::Gcs => {
-            if let Some(c) = credentials {
-                let what = "the GCS credentials".to_owned();
-                let volume = k8s::volume(
-                    GCS_CREDENTIALS_VOLUME,
-                    k8s::VolumeSource::SecretKey {
-                        secret: &c.secret,
-                        key: &c.secret_key,
-                    },
-                );
-                let (name, json) = namer.name(GCS_CREDENTIALS_VOLUME, &volume);
-                mounts.push(want_mount(
-                    what.clone(),
-                    &name,
-                    GCS_CREDENTIALS_DIR,
-                    None,
-                    true,
-                ));
-                volumes.push(WantVolume { name, json });
-                env.push(want_env(
-                    ENV_GOOGLE_CREDENTIALS,
-                    EnvValue::Plain(format!("{GCS_CREDENTIALS_DIR}/{}", c.secret_key)),
-                ));
-            }
-            if let Some(endpoint) = endpoint {
-                env.push(want_env(
-                    ENV_STORAGE_EMULATOR_HOST,
-                    EnvValue::Plain(endpoint.clone()),
-                ));
-            }
-        }
-        Provider::S3 => {
-            if let Some((
-                secret,
-                SdkKeys::S3 {
-                    access_key_id,
-                    secret_access_key,
-                    session_token,
-                },
-            )) = sdk
-            {
-                env.push(want_env(
-                    ENV_AWS_ACCESS_KEY_ID,
-                    secret_ref(secret, access_key_id),
-                ));
-                env.push(want_env(
-                    ENV_AWS_SECRET_ACCESS_KEY,
-                    secret_ref(secret, secret_access_key),
-                ));
-                if let Some(token) = session_token {
-                    env.push(want_env(ENV_AWS_SESSION_TOKEN, secret_ref(secret, token)));
-                }
-            }
-            if let Some(endpoint) = endpoint {
-                env.push(want_env(
-                    ENV_AWS_ENDPOINT_URL_S3,
-                    EnvValue::Plain(endpoint.clone()),
-                ));
-            }
-            if let Some(region) = region {
-                env.push(want_env(ENV_AWS_REGION, EnvValue::Plain(region.clone())));
-                env.push(want_env(
-                    ENV_AWS_DEFAULT_REGION,
-                    EnvValue::Plain(region.clone()),
-                ));
-            }
-        }
-        Provider::Azure => {
-            if let Some(account) = Provider::azure_account(bucket) {
-                env.push(want_env(
-                    ENV_AZURE_STORAGE_ACCOUNT_NAME,
-                    EnvValue::Plain(account.to_owned()),
-                ));
-            }
-            match sdk {
-                Some((secret, SdkKeys::AzureConnectionString(key))) => env.push(want_env(
-                    ENV_AZURE_STORAGE_CONNECTION_STRING,
-                    secret_ref(secret, key),
-                )),
-                Some((secret, SdkKeys::AzureAccountKey(key))) => env.push(want_env(
-                    ENV_AZURE_STORAGE_ACCOUNT_KEY,
-                    secret_ref(secret, key),
-                )),
-                _ => {}
-            }
-        }
-    }
-}
-
-/// Names the webhook's volumes so that none takes a name the pod already
-/// uses for other content (SPEC §4): the preferred name when it is free or
-/// already holds exactly our volume (a re-admitted pod), else the first
-/// free alternate [`names::alternate_volume_name`]. Deterministic, so a
-/// re-admitted pod gets the same names and no patch.
-struct VolumeNamer<'p, 'a> {
-    pod: &'p [VolumeView<'a>],
-    /// The pod's volumes by name, when there are too many to scan.
-    by_name: Option<HashMap<&'p str, usize>>,
-    /// The names given so far in this review.
-    taken: Vec<String>,
-}
-
-impl<'p, 'a> VolumeNamer<'p, 'a> {
-    fn new(pod: &'p [VolumeView<'a>]) -> Self {
-        let by_name = (pod.len() > SCAN_AT_MOST).then(|| {
-            let mut map = HashMap::with_capacity(pod.len());
-            for (i, v) in pod.iter().enumerate() {
-                map.entry(v.name.as_ref()).or_insert(i);
-            }
-            map
-        });
-        VolumeNamer {
-            pod,
-            by_name,
-            taken: Vec::new(),
-        }
-    }
-
-    fn pod_volume(&self, name: &str) -> Option<&VolumeView<'a>> {
-        match &self.by_name {
-            Some(map) => map.get(name).map(|&i| &self.pod[i]),
-            None => self.pod.iter().find(|v| v.name == name),
-        }
-    }
-
-    /// The name for a volume whose preferred name is `preferred`, and the
-    /// volume under that name.
-    fn name(&mut self, preferred: &str, volume: &Value) -> (String, Value) {
-        // Each refused candidate is a distinct pod volume or a name given
-        // earlier, so this ends within pod volumes + taken + 1 steps.
-        for n in 1.. {
-            let candidate = match n {
-                1 => preferred.to_owned(),
-                n => names::alternate_volume_name(preferred, n),
-            };
-            if self.taken.contains(&candidate) {
-                continue;
-            }
-            let mut json = volume.clone();
-            if n > 1 {
-                json["name"] = Value::String(candidate.clone());
-            }
-            let free = match self.pod_volume(&candidate) {
-                None => true,
-                Some(have) => serde_json::from_str::<Value>(have.raw.get())
-                    .is_ok_and(|have| covers(&have, &json)),
-            };
-            if free {
-                self.taken.push(candidate.clone());
-                return (candidate, json);
-            }
-        }
-        unreachable!("the candidates are unbounded and the pod's volumes are not")
-    }
 }
 
 fn to_json<T: Serialize>(value: &T) -> String {
