@@ -1281,3 +1281,94 @@ fn no_expired_certificate_and_no_failed_create_when_the_holder_is_killed_at_the_
     assert_eq!(certificates(&bundle), 1, "the rotation ended");
     assert_eq!(rt.block_on(install.configured_bundles()), vec![bundle]);
 }
+
+/// The API server away past the end of the serving certificate: nobody can
+/// renew it, so each replica serves a stopgap from the Secret's CA (trusted
+/// by the caBundle) rather than the certificate it sees expire; once the API
+/// server is back, the holder's renewal replaces the stopgaps.
+#[test]
+#[ignore = "needs a real API server: run by .ci/run with kube-local"]
+fn replicas_serve_a_stopgap_rather_than_an_expired_certificate_when_nobody_can_renew() {
+    let kube_local = std::env::var("KUBE_LOCAL").expect(
+        "KUBE_LOCAL must name the kube-local script: this test stops and starts the API server",
+    );
+    let kube_local_run = |verb: &str| {
+        let out = std::process::Command::new(&kube_local)
+            .arg(verb)
+            .output()
+            .expect("kube-local runs");
+        assert!(
+            out.status.success(),
+            "kube-local {verb}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    let (rt, proxy, install) = setup("pw-certs-stopgap");
+    let replicas = install.replicas(2);
+    let _logs = Logs(&replicas);
+    proxy.spread(&replicas);
+    let (bundle, state) = rt.block_on(async {
+        install.admitted("the first pod admitted").await;
+        let state = install.secret_state().await.expect("the Secret");
+        (install.secret_bundle().await.0, state)
+    });
+    let ending = state.dates.1;
+    kube_local_run("stop");
+    let stopped = Instant::now();
+    let (mut probes, mut expired, mut least_left) = (0, Vec::new(), i64::MAX);
+    let mut served = vec![0; replicas.len()];
+    rt.block_on(async {
+        // Until two seconds past the end of the Secret's certificate.
+        while now_ms() < ending * 1000 + 2000 {
+            for (i, r) in replicas.iter().enumerate() {
+                let not_after = served_not_after(r.addr).await.expect("a handshake");
+                let left = not_after * 1000 - now_ms();
+                probes += 1;
+                least_left = least_left.min(left);
+                if left < 0 {
+                    expired.push((i, not_after));
+                }
+                served[i] = not_after;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        for r in &replicas {
+            handshake(r.addr, &bundle)
+                .await
+                .expect("the stopgap is trusted by the caBundle");
+        }
+    });
+    let outage = stopped.elapsed();
+    assert!(
+        expired.is_empty(),
+        "expired certificates served: {expired:?}"
+    );
+    assert!(
+        served.iter().all(|na| *na > ending),
+        "each replica serves a stopgap ending after {ending}: {served:?}"
+    );
+    let stopgaps = rt.block_on(renewals(&replicas, "stopgap"));
+    assert_eq!(stopgaps, 2.0, "one stopgap per replica");
+    kube_local_run("start");
+    let restarted = Instant::now();
+    rt.block_on(async {
+        install
+            .admitted("pods admitted once the API server is back")
+            .await;
+        common::eventually("every replica serves the holder's renewal", || async {
+            let Some(now) = install.secret_state().await else {
+                return false;
+            };
+            let mut all = now.dates.1 > ending;
+            for r in &replicas {
+                all &= served_not_after(r.addr).await == Ok(now.dates.1);
+            }
+            all
+        })
+        .await;
+        println!(
+            "stopgap: API server away {outage:?}, past the end of the serving certificate; {probes} direct probes, none expired (least time left {least_left} ms); {stopgaps} stopgaps; every replica served the holder's renewal {:?} after the restart",
+            restarted.elapsed()
+        );
+    });
+}

@@ -290,9 +290,13 @@ impl Checker {
             .map(Duration::from_millis)
     }
 
-    /// Whether the served certificate ends within [`WAKE`].
+    /// Whether the served certificate ends within [`WAKE`] and has not
+    /// ended yet: a turn then is bounded, so that a stopgap can still come
+    /// in time. (Once it has ended no stopgap was possible: the turns that
+    /// may replace the CA are not cut short.)
     pub(super) fn expiring(&self) -> bool {
-        self.expiry_wake().is_none()
+        let now = unix_ms(SystemTime::now());
+        self.expiry_wake().is_none() && now < material::ms(self.served_not_after)
     }
 
     /// After a turn: a stopgap if the served certificate ends within
