@@ -299,7 +299,7 @@ impl InCluster {
                         Err(Failure {
                             step: "secret",
                             error: anyhow::anyhow!(
-                                "no answer from the API server within {:?} of the served certificate's end",
+                                "no answer from the API server within {:?}, with the served certificate about to end",
                                 check::WAKE / 2
                             ),
                         })
