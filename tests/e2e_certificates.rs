@@ -9,7 +9,9 @@
 //! start the API server). Without them they FAIL, loudly: they never skip.
 //!
 //! Lifetimes are short (flags): a serving certificate of 30 s, a CA of 2 min,
-//! checks every second, a Lease of 4 s. Each test prints its figures.
+//! checks every second, a Lease of 4 s; the killed-holder test runs three
+//! replicas at the shortest lifetimes the flags accept with those checks and
+//! that Lease (26 s and 78 s). Each test prints its figures.
 
 #[path = "common/cluster.rs"]
 mod cluster;
@@ -45,6 +47,19 @@ const LIFETIMES: &[&str] = &[
     "30s",
     "--ca-validity",
     "2m",
+    "--lease-duration",
+    "4s",
+];
+
+/// The shortest lifetimes the flags accept with checks of 1 s and a Lease
+/// of 4 s (a unit test in `args` pins them: a second less is refused).
+const SHORTEST: &[&str] = &[
+    "--certificate-check-interval",
+    "1s",
+    "--serving-validity",
+    "26s",
+    "--ca-validity",
+    "78s",
     "--lease-duration",
     "4s",
 ];
@@ -104,6 +119,8 @@ struct Install {
     object: &'static str,
     /// More flags for each replica.
     extra: Vec<String>,
+    /// The lifetime flags.
+    lifetimes: &'static [&'static str],
     ns: String,
     config: tempfile::NamedTempFile,
     client: kube::Client,
@@ -162,6 +179,7 @@ impl Install {
             system_ns,
             object,
             extra: Vec::new(),
+            lifetimes: LIFETIMES,
             ns,
             config,
             client,
@@ -190,7 +208,7 @@ impl Install {
         .iter()
         .map(|s| s.to_string())
         .collect();
-        flags.extend(LIFETIMES.iter().map(|s| s.to_string()));
+        flags.extend(self.lifetimes.iter().map(|s| s.to_string()));
         flags.extend(self.extra.iter().cloned());
         flags
     }
@@ -913,5 +931,444 @@ fn a_certificate_that_expired_while_all_replicas_were_down_is_renewed_at_start()
             handshake(r.addr, &bundle).await.expect("a valid certificate");
         }
         println!("expired: both replicas down until the serving certificate had expired ({wait}s); restarted, one renewed it before serving, the CA kept");
+    });
+}
+
+/// Accepts any certificate: the probe reads what a replica serves, then
+/// judges its dates itself.
+#[derive(Debug)]
+struct AnyCertificate(Arc<rustls::crypto::CryptoProvider>);
+
+impl rustls::client::danger::ServerCertVerifier for AnyCertificate {
+    fn verify_server_cert(
+        &self,
+        _: &rustls::pki_types::CertificateDer<'_>,
+        _: &[rustls::pki_types::CertificateDer<'_>],
+        _: &rustls::pki_types::ServerName<'_>,
+        _: &[u8],
+        _: rustls::pki_types::UnixTime,
+    ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
+        Ok(rustls::client::danger::ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &rustls::pki_types::CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &rustls::pki_types::CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
+    }
+}
+
+/// The notAfter (unix seconds) of the certificate `addr` serves.
+async fn served_not_after(addr: SocketAddr) -> Result<i64, String> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+        .expect("TLS versions")
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(AnyCertificate(provider)))
+        .with_no_client_auth();
+    let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
+    let tcp = tokio::net::TcpStream::connect(addr)
+        .await
+        .map_err(|e| format!("connect: {e}"))?;
+    let name = rustls::pki_types::ServerName::try_from("127.0.0.1").expect("name");
+    let tls = connector
+        .connect(name, tcp)
+        .await
+        .map_err(|e| format!("handshake: {e}"))?;
+    let leaf = tls
+        .get_ref()
+        .1
+        .peer_certificates()
+        .and_then(|c| c.first())
+        .ok_or("no certificate")?
+        .to_vec();
+    let (_, cert) = x509_parser::parse_x509_certificate(&leaf).map_err(|e| e.to_string())?;
+    Ok(cert.validity().not_after.timestamp())
+}
+
+/// Unix milliseconds now.
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_millis() as i64
+}
+
+/// What the probe saw: every replica, read directly every 100 ms.
+#[derive(Debug, Default)]
+struct Probed {
+    probes: u64,
+    /// (replica, notAfter, when) of every expired certificate served.
+    expired: Vec<(SocketAddr, i64, i64)>,
+    /// Handshakes that failed (a replica that is up must answer).
+    failed: Vec<String>,
+    /// The least time left (ms) on a certificate served.
+    least_left_ms: Option<i64>,
+}
+
+/// The Secret's serving certificate and rotation phase.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct SecretState {
+    tls_crt: String,
+    /// notBefore and notAfter of `tls_crt` (unix seconds).
+    dates: (i64, i64),
+    phase: &'static str,
+    /// The signer's PEM.
+    signer: String,
+}
+
+impl Install {
+    async fn secret_state(&self) -> Option<SecretState> {
+        let secret = Api::<Secret>::namespaced(self.client.clone(), self.system_ns)
+            .get(self.object)
+            .await
+            .ok()?;
+        let data = secret.data.unwrap_or_default();
+        let text = |k: &str| {
+            data.get(k)
+                .map(|b| String::from_utf8_lossy(&b.0).into_owned())
+        };
+        let tls_crt = text("tls.crt")?;
+        let der = common::leaf_der(&tls_crt);
+        let (_, leaf) = x509_parser::parse_x509_certificate(&der).ok()?;
+        let v = leaf.validity();
+        let phase = match (text("ca-next.crt"), text("ca-previous.crt")) {
+            (Some(_), _) => "trusting",
+            (None, Some(_)) => "switched",
+            (None, None) => "steady",
+        };
+        Some(SecretState {
+            dates: (v.not_before.timestamp(), v.not_after.timestamp()),
+            tls_crt,
+            phase,
+            signer: text("ca-signer.crt")?,
+        })
+    }
+}
+
+/// A kill of the Lease holder and what followed.
+#[derive(Debug)]
+struct Kill {
+    moment: &'static str,
+    at: Instant,
+    /// Since the kill: another replica holds the Lease.
+    takeover: Option<Duration>,
+    /// Since the kill: the Secret changed (the new holder's first step).
+    first_step: Option<Duration>,
+    holder_pid: u32,
+}
+
+/// Three replicas at the shortest lifetimes the flags accept, under
+/// continuous pod creation; the Lease holder is SIGKILLed at the worst
+/// moments: 250 ms before a serving renewal is due, in a CA rotation's
+/// first phase 250 ms before the switch is due, and as soon as the second
+/// phase begins. A replacement replica starts after each takeover, as a
+/// Deployment would. A probe reads, every 100 ms, the certificate each live
+/// replica serves, directly: none may have expired, and no create may fail.
+#[test]
+#[ignore = "needs a real API server: run by .ci/run with kube-local"]
+fn no_expired_certificate_and_no_failed_create_when_the_holder_is_killed_at_the_worst_moments() {
+    let (rt, proxy, mut install) = setup("pw-certs-kills");
+    install.lifetimes = SHORTEST;
+    let mut replicas = install.replicas(3);
+    proxy.spread(&replicas);
+    let live: Arc<Mutex<Vec<SocketAddr>>> =
+        Arc::new(Mutex::new(replicas.iter().map(|r| r.addr).collect()));
+    let probed: Arc<Mutex<Probed>> = Arc::default();
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let probe = {
+        let (live, probed, stop) = (live.clone(), probed.clone(), stop.clone());
+        rt.spawn(async move {
+            while !stop.load(Ordering::Relaxed) {
+                let addrs = live.lock().expect("live").clone();
+                for addr in addrs {
+                    let result = served_not_after(addr).await;
+                    let now = now_ms();
+                    let still_live = live.lock().expect("live").contains(&addr);
+                    let mut p = probed.lock().expect("probed");
+                    p.probes += 1;
+                    match result {
+                        Ok(not_after) => {
+                            let left = not_after * 1000 - now;
+                            p.least_left_ms = Some(p.least_left_ms.map_or(left, |l| l.min(left)));
+                            // X.509: valid through its notAfter second.
+                            if left < 0 {
+                                p.expired.push((addr, not_after, now));
+                            }
+                        }
+                        Err(e) if still_live => p.failed.push(format!("{addr}: {e}")),
+                        Err(_) => {}
+                    }
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        })
+    };
+    let pid = |r: &Spawned| r.child.id();
+    let holder_index = |replicas: &[Spawned], holder: &str| {
+        replicas
+            .iter()
+            .position(|r| holder.ends_with(&format!("_{}", pid(r))))
+    };
+    let started = Instant::now();
+    let (mut creates, mut failures, mut unmutated) = (0u32, Vec::<String>::new(), 0u32);
+    let mut kills: Vec<Kill> = Vec::new();
+    let mut steps: Vec<(Duration, String)> = Vec::new();
+    let mut last_state: Option<SecretState> = None;
+    let mut switch_kill_at: Option<i64> = None;
+    let mut replaced = 0;
+    rt.block_on(install.admitted("the first pod admitted through the three replicas"));
+    loop {
+        // What the Secret and the Lease say now.
+        let state = rt.block_on(install.secret_state());
+        let holder = rt.block_on(install.lease_holder());
+        if let (Some(state), Some(last)) = (&state, &last_state) {
+            let kind = if state.phase != last.phase {
+                Some(format!("{} -> {}", last.phase, state.phase))
+            } else if state.tls_crt != last.tls_crt {
+                Some("serving".to_owned())
+            } else {
+                None
+            };
+            if let Some(kind) = kind {
+                steps.push((started.elapsed(), kind));
+                for k in kills.iter_mut().filter(|k| k.first_step.is_none()) {
+                    k.first_step = Some(k.at.elapsed());
+                }
+                if state.phase == "trusting" && last.phase == "steady" {
+                    // The switch is due three checks after phase 1 began
+                    // (and the bundle seen in place, a check later at most).
+                    switch_kill_at = Some(now_ms() + 3000 - 250);
+                }
+            }
+        }
+        for k in kills.iter_mut().filter(|k| k.takeover.is_none()) {
+            if holder
+                .as_deref()
+                .is_some_and(|h| !h.ends_with(&format!("_{}", k.holder_pid)))
+            {
+                k.takeover = Some(k.at.elapsed());
+                // A Deployment replaces the dead pod.
+                let mut more = install.replicas(1);
+                replicas.append(&mut more);
+                proxy.spread(&replicas);
+                *live.lock().expect("live") = replicas.iter().map(|r| r.addr).collect();
+                replaced += 1;
+            }
+        }
+        // The worst moments, and when (unix ms).
+        let moment = match (&state, kills.len()) {
+            (Some(s), 0) if s.phase == "steady" => {
+                let (nb, na) = (s.dates.0 * 1000, s.dates.1 * 1000);
+                let renew_at = nb + (na - nb) * 2 / 3;
+                Some(("250 ms before a serving renewal was due", renew_at - 250))
+            }
+            (Some(s), 1) if s.phase == "trusting" => switch_kill_at.map(|t| {
+                (
+                    "in the CA rotation's first phase, 250 ms before the switch was due",
+                    t,
+                )
+            }),
+            (Some(s), 2) if s.phase == "switched" => {
+                Some(("as the CA rotation's second phase began", now_ms()))
+            }
+            _ => None,
+        }
+        .filter(|(_, at)| now_ms() + 200 >= *at);
+        let settled = kills.iter().all(|k| k.takeover.is_some());
+        if let (Some((moment, at)), true, Some(h)) = (moment, settled, holder.as_deref()) {
+            std::thread::sleep(Duration::from_millis((at - now_ms()).max(0) as u64));
+            let index =
+                holder_index(&replicas, h).unwrap_or_else(|| panic!("the holder {h} is a replica"));
+            let mut victim = replicas.remove(index);
+            // Out of the proxy and the probe first, as endpoints would be.
+            proxy.spread(&replicas);
+            *live.lock().expect("live") = replicas.iter().map(|r| r.addr).collect();
+            let holder_pid = pid(&victim);
+            victim.child.kill().expect("SIGKILL the holder");
+            let _ = victim.child.wait();
+            kills.push(Kill {
+                moment,
+                at: Instant::now(),
+                takeover: None,
+                first_step: None,
+                holder_pid,
+            });
+        }
+        last_state = state;
+        // A pod, through the API server, the proxy and a replica.
+        match rt.block_on(install.create_pod()) {
+            Ok(true) => {}
+            Ok(false) => unmutated += 1,
+            Err(e) => failures.push(format!("{:?}: {e}", started.elapsed())),
+        }
+        creates += 1;
+        let dropped = steps.iter().any(|(_, k)| k == "switched -> steady");
+        let renewed_after_drop = steps
+            .iter()
+            .skip_while(|(_, k)| k != "switched -> steady")
+            .any(|(_, k)| k == "serving");
+        if kills.len() == 3 && settled && dropped && renewed_after_drop {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(240),
+            "not done in 4 minutes: kills {kills:?}, steps {steps:?}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    stop.store(true, Ordering::Relaxed);
+    let _ = rt.block_on(probe);
+    let _logs = Logs(&replicas);
+    let elapsed = started.elapsed();
+    let probed = std::mem::take(&mut *probed.lock().expect("probed"));
+    let stopgaps = rt.block_on(renewals(&replicas, "stopgap"));
+    let serving = steps.iter().filter(|(_, k)| k == "serving").count();
+    println!(
+        "kills: three replicas (serving 26s, CA 78s, check 1s, Lease 4s), {creates} creates in {elapsed:?}, {} failed, {unmutated} not mutated; {} direct probes of the replicas, {} served an expired certificate, {} failed, least time left on a served certificate {:?} ms; {serving} serving renewals, steps {steps:?}; stopgaps on the live replicas {stopgaps}; {replaced} replacements",
+        failures.len(),
+        probed.probes,
+        probed.expired.len(),
+        probed.failed.len(),
+        probed.least_left_ms,
+    );
+    for k in &kills {
+        println!(
+            "kills: holder killed {}: Lease taken over after {:?}, the new holder's first step after {:?}",
+            k.moment, k.takeover, k.first_step
+        );
+    }
+    assert!(
+        probed.expired.is_empty(),
+        "expired certificates served: {:?}",
+        probed.expired
+    );
+    assert!(
+        probed.failed.is_empty(),
+        "failed handshakes: {:#?}",
+        probed.failed
+    );
+    assert!(failures.is_empty(), "failed creates: {failures:#?}");
+    assert_eq!(unmutated, 0, "every pod mutated");
+    let (bundle, _) = rt.block_on(install.secret_bundle());
+    assert_eq!(certificates(&bundle), 1, "the rotation ended");
+    assert_eq!(rt.block_on(install.configured_bundles()), vec![bundle]);
+}
+
+/// The API server away past the end of the serving certificate: nobody can
+/// renew it, so each replica serves a stopgap from the Secret's CA (trusted
+/// by the caBundle) rather than the certificate it sees expire; once the API
+/// server is back, the holder's renewal replaces the stopgaps.
+#[test]
+#[ignore = "needs a real API server: run by .ci/run with kube-local"]
+fn replicas_serve_a_stopgap_rather_than_an_expired_certificate_when_nobody_can_renew() {
+    let kube_local = std::env::var("KUBE_LOCAL").expect(
+        "KUBE_LOCAL must name the kube-local script: this test stops and starts the API server",
+    );
+    let kube_local_run = |verb: &str| {
+        let out = std::process::Command::new(&kube_local)
+            .arg(verb)
+            .output()
+            .expect("kube-local runs");
+        assert!(
+            out.status.success(),
+            "kube-local {verb}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    let (rt, proxy, install) = setup("pw-certs-stopgap");
+    let replicas = install.replicas(2);
+    let _logs = Logs(&replicas);
+    proxy.spread(&replicas);
+    let (bundle, state) = rt.block_on(async {
+        install.admitted("the first pod admitted").await;
+        let state = install.secret_state().await.expect("the Secret");
+        (install.secret_bundle().await.0, state)
+    });
+    let ending = state.dates.1;
+    kube_local_run("stop");
+    let stopped = Instant::now();
+    let (mut probes, mut expired, mut least_left) = (0, Vec::new(), i64::MAX);
+    let mut served = vec![0; replicas.len()];
+    rt.block_on(async {
+        // Until two seconds past the end of the Secret's certificate.
+        while now_ms() < ending * 1000 + 2000 {
+            for (i, r) in replicas.iter().enumerate() {
+                let not_after = served_not_after(r.addr).await.expect("a handshake");
+                let left = not_after * 1000 - now_ms();
+                probes += 1;
+                least_left = least_left.min(left);
+                if left < 0 {
+                    expired.push((i, not_after));
+                }
+                served[i] = not_after;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        for r in &replicas {
+            handshake(r.addr, &bundle)
+                .await
+                .expect("the stopgap is trusted by the caBundle");
+        }
+    });
+    let outage = stopped.elapsed();
+    assert!(
+        expired.is_empty(),
+        "expired certificates served: {expired:?}"
+    );
+    assert!(
+        served.iter().all(|na| *na > ending),
+        "each replica serves a stopgap ending after {ending}: {served:?}"
+    );
+    let stopgaps = rt.block_on(renewals(&replicas, "stopgap"));
+    assert_eq!(stopgaps, 2.0, "one stopgap per replica");
+    kube_local_run("start");
+    let restarted = Instant::now();
+    rt.block_on(async {
+        install
+            .admitted("pods admitted once the API server is back")
+            .await;
+        common::eventually("every replica serves the holder's renewal", || async {
+            let Some(now) = install.secret_state().await else {
+                return false;
+            };
+            let mut all = now.dates.1 > ending;
+            for r in &replicas {
+                all &= served_not_after(r.addr).await == Ok(now.dates.1);
+            }
+            all
+        })
+        .await;
+        println!(
+            "stopgap: API server away {outage:?}, past the end of the serving certificate; {probes} direct probes, none expired (least time left {least_left} ms); {stopgaps} stopgaps; every replica served the holder's renewal {:?} after the restart",
+            restarted.elapsed()
+        );
     });
 }

@@ -171,13 +171,14 @@ pub struct CertificateMetrics {
 
 impl CertificateMetrics {
     /// The `kind` labels of renewals.
-    pub const RENEWALS: [&'static str; 6] = [
+    pub const RENEWALS: [&'static str; 7] = [
         "created",
         "serving",
         "ca-trust",
         "ca-switch",
         "ca-drop",
         "replace",
+        "stopgap",
     ];
     /// The `step` labels of failures.
     pub const FAILURES: [&'static str; 5] = ["secret", "issue", "load", "ca-bundle", "lease"];
@@ -202,7 +203,7 @@ impl CertificateMetrics {
         registry.register(
             "certificate_renewals",
             format!(
-                "Writes of the certificate Secret by this replica, by kind ({})",
+                "Writes of the certificate Secret by this replica, by kind ({}; stopgap: a serving certificate of its own, not written, when the Secret held nothing fresher near the end of the one served)",
                 Self::RENEWALS.join(", ")
             ),
             self.renewals.clone(),
@@ -627,7 +628,7 @@ mod tests {
             "persistence_webhook_certificate_leader 1",
             "persistence_webhook_ca_bundle_writes_total 1",
             "persistence_webhook_certificate_expiry_timestamp_seconds 0",
-            "by kind (created, serving, ca-trust, ca-switch, ca-drop, replace)",
+            "by kind (created, serving, ca-trust, ca-switch, ca-drop, replace, stopgap;",
             "by step (secret, issue, load, ca-bundle, lease); each is retried",
         ] {
             assert!(text.contains(line), "missing {line:?} in\n{text}");

@@ -1,6 +1,17 @@
 //! One check of the in-cluster certificates, every check interval: read the
 //! Secret and serve its certificate; and on the Lease holder, keep the
 //! caBundle in place and take the rotation step that is due.
+//!
+//! A replica never keeps serving a certificate it can see expire: the loop
+//! wakes [`WAKE`] before the served certificate's notAfter and reads the
+//! Secret (a fresher certificate is swapped in at once); if the Secret holds
+//! none (the holder died and no other has taken over yet, or the API server
+//! is slow or away), the replica serves a stopgap of its own, issued from
+//! the Secret's signer as last read (trusted: the signer is always in the
+//! caBundle). The stopgap is never written: the Secret stays the Lease
+//! holder's, and the holder's next certificate replaces it. With a signer
+//! that has expired too nothing this replica could issue would be trusted;
+//! it says so and waits for the holder to replace the CA.
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -8,7 +19,7 @@ use std::time::{Duration, SystemTime};
 use super::args::Settings;
 use super::ca_bundle::{Synced, WebhookConfiguration};
 use super::lease::Leadership;
-use super::material::{self, unix, Material};
+use super::material::{self, unix_ms, Material};
 use super::schedule::{next_step, Step};
 use super::secret::{Created, SecretStore, Stored};
 use super::{api, serving, with_rbac_hint};
@@ -38,11 +49,54 @@ pub(super) struct Checker {
     pub(super) metrics: CertificateMetrics,
     /// The serving certificate served now (PEM).
     pub(super) served: String,
+    /// Its notAfter (unix seconds).
+    pub(super) served_not_after: i64,
+    /// The Secret's content as last read: the signer of a stopgap.
+    pub(super) last: Material,
+    /// An expired signer was logged (once until it changes).
+    pub(super) signer_expiry_reported: bool,
     /// The bundle last seen in place in the webhook configuration, and since
-    /// when (unix seconds), while we hold the Lease.
+    /// when (unix milliseconds), while we hold the Lease.
     pub(super) bundle_seen: Option<(String, i64)>,
     /// A missing webhook configuration was logged (once until it appears).
     pub(super) missing_reported: bool,
+}
+
+/// How long before the served certificate's notAfter a replica reads the
+/// Secret again, and serves a stopgap if it holds nothing fresher. Under the
+/// flags' rules the Lease holder's renewal reaches every replica at least
+/// the rules' slack (1 s) before the end, so this is a last resort.
+pub(super) const WAKE: Duration = Duration::from_secs(1);
+
+/// What a replica does about the certificate it serves, at `now` (unix
+/// ms), given the Secret's content as last read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Expiry {
+    /// It ends later than [`WAKE`] from now: nothing.
+    Fresh,
+    /// It ends within [`WAKE`] and the Secret has nothing fresher: a
+    /// stopgap from the Secret's signer.
+    Stopgap,
+    /// The same, but the signer ends within [`WAKE`] too: nothing this
+    /// replica issues would be trusted.
+    SignerExpiring,
+}
+
+/// Whether the certificate ending at `served_not_after` (unix seconds) must
+/// be replaced by a stopgap at `now` (unix ms). Pure.
+pub(super) fn expiry(served_not_after: i64, last: &Material, now: i64) -> Expiry {
+    let wake = i64::try_from(WAKE.as_millis()).unwrap_or(i64::MAX);
+    let ending = |not_after_ms: i64| now >= not_after_ms.saturating_sub(wake);
+    if !ending(material::ms(served_not_after)) {
+        Expiry::Fresh
+    } else if !ending(last.serving.cert.not_after_ms()) {
+        // The Secret's is fresher: the next read swaps it in.
+        Expiry::Fresh
+    } else if ending(last.signer.cert.not_after_ms()) {
+        Expiry::SignerExpiring
+    } else {
+        Expiry::Stopgap
+    }
 }
 
 /// Most rotation steps taken in one check (a step writes the Secret, and a
@@ -94,9 +148,9 @@ impl Checker {
                 tracing::warn!(step, error = %format!("{error:#}"), "Cannot serve the Secret's certificate; renewing");
             }
             self.sync_bundle(&material).await?;
-            let now = unix(SystemTime::now());
+            let now = unix_ms(SystemTime::now());
             let seen = self.bundle_seen.as_ref().map(|(_, t)| *t);
-            let step = next_step(&material, now, seen, secs(self.settings.settle));
+            let step = next_step(&material, now, seen, self.settings.settle);
             let next = match self.issue(step, &material) {
                 Ok(Some(next)) => next,
                 Ok(None) => return Ok(()),
@@ -187,10 +241,20 @@ impl Checker {
         Ok(())
     }
 
-    /// Serves the Secret's certificate if it is not the one served already.
+    /// Serves the Secret's certificate if it is not the one served already
+    /// (and not one that ends within [`WAKE`] while ours ends later: a
+    /// stopgap outlives an expiring Secret).
     fn serve(&mut self, m: &Material) -> Result<(), Failure> {
         self.metrics.ca_expiry.set(m.signer.cert.not_after);
+        self.last = m.clone();
         if m.serving.cert.pem == self.served {
+            return Ok(());
+        }
+        let now = unix_ms(SystemTime::now());
+        let wake = i64::try_from(WAKE.as_millis()).unwrap_or(i64::MAX);
+        if now >= m.serving.cert.not_after_ms().saturating_sub(wake)
+            && self.served_not_after > m.serving.cert.not_after
+        {
             return Ok(());
         }
         let creds = serving(m, SystemTime::now()).map_err(|e| {
@@ -205,12 +269,80 @@ impl Checker {
         let not_after = creds.not_after;
         swap_certificate(&self.state, &self.resolver, creds);
         self.served = m.serving.cert.pem.clone();
+        self.served_not_after = m.serving.cert.not_after;
         tracing::info!(
             secret = self.secret.name(),
             not_after,
             "Reloaded the serving certificate from the Secret"
         );
         Ok(())
+    }
+
+    /// When the loop must wake to look at the served certificate again
+    /// ([`WAKE`] before its notAfter), if that is still ahead.
+    pub(super) fn expiry_wake(&self) -> Option<Duration> {
+        let at = material::ms(self.served_not_after)
+            .saturating_sub(i64::try_from(WAKE.as_millis()).unwrap_or(i64::MAX));
+        let left = at.saturating_sub(unix_ms(SystemTime::now()));
+        u64::try_from(left)
+            .ok()
+            .filter(|l| *l > 0)
+            .map(Duration::from_millis)
+    }
+
+    /// Whether the served certificate ends within [`WAKE`] and has not
+    /// ended yet: a turn then is bounded, so that a stopgap can still come
+    /// in time. (Once it has ended no stopgap was possible: the turns that
+    /// may replace the CA are not cut short.)
+    pub(super) fn expiring(&self) -> bool {
+        let now = unix_ms(SystemTime::now());
+        self.expiry_wake().is_none() && now < material::ms(self.served_not_after)
+    }
+
+    /// After a turn: a stopgap if the served certificate ends within
+    /// [`WAKE`] and the Secret, as last read, has nothing fresher.
+    pub(super) fn keep_valid(&mut self) {
+        let now = SystemTime::now();
+        match expiry(self.served_not_after, &self.last, unix_ms(now)) {
+            Expiry::Fresh => {}
+            Expiry::SignerExpiring => {
+                if !self.signer_expiry_reported {
+                    tracing::error!(
+                        not_after = self.served_not_after,
+                        ca_not_after = self.last.signer.cert.not_after,
+                        "The serving certificate expires and so does its CA: nothing this replica can issue would be trusted; the Lease holder replaces the CA"
+                    );
+                }
+                self.signer_expiry_reported = true;
+            }
+            Expiry::Stopgap => {
+                self.signer_expiry_reported = false;
+                let issued = self
+                    .settings
+                    .issuer
+                    .renew_serving(&self.last, now)
+                    .map_err(anyhow::Error::new)
+                    .and_then(|m| Ok((serving(&m, now)?, m.serving.cert)));
+                match issued {
+                    Ok((creds, cert)) => {
+                        swap_certificate(&self.state, &self.resolver, creds);
+                        self.metrics.renewed("stopgap");
+                        tracing::warn!(
+                            secret = self.secret.name(),
+                            expiring = self.served_not_after,
+                            not_after = cert.not_after,
+                            "The Secret holds no fresher serving certificate: serving one of this replica's own, from the Secret's CA, until the Lease holder renews it"
+                        );
+                        self.served = cert.pem;
+                        self.served_not_after = cert.not_after;
+                    }
+                    Err(error) => {
+                        self.metrics.failed("issue");
+                        tracing::error!(error = %format!("{error:#}"), "Cannot issue a stopgap serving certificate");
+                    }
+                }
+            }
+        }
     }
 
     /// Puts the Secret's bundle into every entry of the webhook
@@ -224,7 +356,7 @@ impl Checker {
             );
             failed("ca-bundle")(with_rbac_hint(e, &what))
         })?;
-        let now = unix(SystemTime::now());
+        let now = unix_ms(SystemTime::now());
         match &synced {
             Synced::InPlace => {}
             Synced::Written(entries) => {
@@ -258,6 +390,58 @@ impl Checker {
     }
 }
 
-fn secs(d: Duration) -> i64 {
-    i64::try_from(d.as_secs()).unwrap_or(i64::MAX)
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cluster::certificates::material::{Dated, Keyed, Rotation};
+
+    fn keyed(not_before: i64, not_after: i64) -> Keyed {
+        Keyed {
+            cert: Dated {
+                pem: format!("{not_before}-{not_after}"),
+                not_before,
+                not_after,
+            },
+            key: String::new(),
+        }
+    }
+
+    /// What a replica does as its certificate (ending at 100 s) nears its
+    /// end, by what the Secret held at its last read.
+    #[test]
+    fn a_replica_replaces_a_certificate_it_sees_expire() {
+        let secret = |serving: (i64, i64), signer: (i64, i64)| Material {
+            serving: keyed(serving.0, serving.1),
+            signer: keyed(signer.0, signer.1),
+            rotation: Rotation::Steady,
+        };
+        let same = secret((74, 100), (0, 1000));
+        let fresher = secret((90, 116), (0, 1000));
+        let signer_ending = secret((74, 100), (0, 100));
+        let cases = [
+            (&same, 98_999, Expiry::Fresh, "more than a second left"),
+            (
+                &same,
+                99_000,
+                Expiry::Stopgap,
+                "a second left, nothing fresher",
+            ),
+            (&same, 100_500, Expiry::Stopgap, "expired, nothing fresher"),
+            (
+                &fresher,
+                99_500,
+                Expiry::Fresh,
+                "the Secret's is swapped in",
+            ),
+            (
+                &signer_ending,
+                99_500,
+                Expiry::SignerExpiring,
+                "the CA ends too",
+            ),
+        ];
+        for (last, now, want, why) in cases {
+            assert_eq!(expiry(100, last, now), want, "{why}");
+        }
+    }
 }

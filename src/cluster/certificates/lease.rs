@@ -23,8 +23,14 @@ use serde_json::json;
 use super::{post_params, FIELD_MANAGER};
 
 /// Whether this replica holds the Lease now; cheap to clone and to ask.
+/// Gaining it is signalled, so that a new holder acts at once rather than
+/// at its next check: a takeover already spent most of the time a renewal
+/// had left.
 #[derive(Debug, Clone, Default)]
-pub struct Leadership(Arc<Mutex<Option<Instant>>>);
+pub struct Leadership {
+    until: Arc<Mutex<Option<Instant>>>,
+    gained: Arc<tokio::sync::Notify>,
+}
 
 impl Leadership {
     /// True until the renewal deadline of the last successful renewal.
@@ -32,18 +38,29 @@ impl Leadership {
         self.until().is_some_and(|t| Instant::now() < t)
     }
 
+    /// Completes once this replica gains the Lease after not holding it
+    /// (at once if that happened since the last call).
+    pub async fn gained(&self) {
+        self.gained.notified().await;
+    }
+
     fn until(&self) -> Option<Instant> {
         *self
-            .0
+            .until
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     fn set(&self, until: Option<Instant>) {
+        let was = self.held();
         *self
-            .0
+            .until
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner) = until;
+        if !was && self.held() {
+            // One stored permit: a check running now is followed by another.
+            self.gained.notify_one();
+        }
     }
 }
 
@@ -318,6 +335,25 @@ mod tests {
                 other => panic!("{why}: {other:?}"),
             }
         }
+    }
+
+    #[tokio::test]
+    async fn gaining_the_lease_wakes_the_checks_once() {
+        let l = Leadership::default();
+        let woken = || async {
+            tokio::time::timeout(Duration::from_millis(50), l.gained())
+                .await
+                .is_ok()
+        };
+        assert!(!woken().await, "not held: no signal");
+        l.set(Some(Instant::now() + Duration::from_secs(10)));
+        assert!(l.held());
+        assert!(woken().await, "gained: the check runs at once");
+        l.set(Some(Instant::now() + Duration::from_secs(10)));
+        assert!(!woken().await, "a renewal is no gain");
+        l.set(None);
+        l.set(Some(Instant::now() + Duration::from_secs(10)));
+        assert!(woken().await, "gained again");
     }
 
     #[test]

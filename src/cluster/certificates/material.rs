@@ -33,8 +33,12 @@ pub mod keys {
     pub const NEXT_KEY: &str = "ca-next.key";
     /// Rotation, second phase: the old CA, still trusted, no longer signing.
     pub const PREVIOUS_CRT: &str = "ca-previous.crt";
-    /// When the current rotation phase began (unix seconds).
+    /// When the current rotation phase began (unix seconds, rounded up:
+    /// what versions that count whole seconds read).
     pub const PHASE_SINCE: &str = "rotation-phase-since";
+    /// The same to the millisecond; read when it agrees with
+    /// [`PHASE_SINCE`] (a writer that knows only seconds drops it).
+    pub const PHASE_SINCE_MS: &str = "rotation-phase-since-ms";
 }
 
 /// A certificate (PEM) and its validity (unix seconds).
@@ -66,9 +70,16 @@ impl Dated {
         })
     }
 
-    /// The moment two thirds of its life have passed: when it is renewed.
-    pub fn renew_at(&self) -> i64 {
-        self.not_before + (self.not_after - self.not_before) * 2 / 3
+    /// The moment two thirds of its life have passed, when it is renewed
+    /// (unix milliseconds: a third of 26 s is not a whole second).
+    pub fn renew_at_ms(&self) -> i64 {
+        let (start, end) = (ms(self.not_before), ms(self.not_after));
+        start.saturating_add(end.saturating_sub(start) * 2 / 3)
+    }
+
+    /// notAfter in unix milliseconds.
+    pub fn not_after_ms(&self) -> i64 {
+        ms(self.not_after)
     }
 }
 
@@ -90,7 +101,7 @@ pub enum Rotation {
     Trusting {
         /// The new CA.
         next: Keyed,
-        /// When this phase began (unix seconds).
+        /// When this phase began (unix milliseconds).
         since: i64,
     },
     /// Phase 2: the new CA signs; the old one is still trusted, for the
@@ -98,7 +109,7 @@ pub enum Rotation {
     Switched {
         /// The old CA.
         previous: Dated,
-        /// When this phase began (unix seconds).
+        /// When this phase began (unix milliseconds).
         since: i64,
     },
 }
@@ -206,7 +217,7 @@ impl Issuer {
         Ok(Material {
             rotation: Rotation::Trusting {
                 next: self.ca(now)?,
-                since: unix(now),
+                since: unix_ms(now),
             },
             ..m.clone()
         })
@@ -223,7 +234,7 @@ impl Issuer {
             signer: next.clone(),
             rotation: Rotation::Switched {
                 previous: m.signer.cert.clone(),
-                since: unix(now),
+                since: unix_ms(now),
             },
         })
     }
@@ -271,11 +282,13 @@ impl Material {
             Rotation::Trusting { next, since } => {
                 put(keys::NEXT_CRT, &next.cert.pem);
                 put(keys::NEXT_KEY, &next.key);
-                put(keys::PHASE_SINCE, &since.to_string());
+                put(keys::PHASE_SINCE, &ceil_secs(*since).to_string());
+                put(keys::PHASE_SINCE_MS, &since.to_string());
             }
             Rotation::Switched { previous, since } => {
                 put(keys::PREVIOUS_CRT, &previous.pem);
-                put(keys::PHASE_SINCE, &since.to_string());
+                put(keys::PHASE_SINCE, &ceil_secs(*since).to_string());
+                put(keys::PHASE_SINCE_MS, &since.to_string());
             }
         }
         data.insert(keys::CA_BUNDLE.to_owned(), self.bundle().into_bytes());
@@ -302,15 +315,23 @@ impl Material {
                 key: need(key)?,
             })
         };
-        let since = || -> Result<i64, MaterialError> {
-            need(keys::PHASE_SINCE)?
-                .trim()
-                .parse()
-                .map_err(|e: std::num::ParseIntError| MaterialError::Invalid {
-                    key: keys::PHASE_SINCE,
-                    why: e.to_string(),
-                })
-        };
+        // Milliseconds when the precise key agrees with the seconds one;
+        // else the seconds (a Secret written by a version without it).
+        let since =
+            || -> Result<i64, MaterialError> {
+                let secs: i64 = need(keys::PHASE_SINCE)?.trim().parse().map_err(
+                    |e: std::num::ParseIntError| MaterialError::Invalid {
+                        key: keys::PHASE_SINCE,
+                        why: e.to_string(),
+                    },
+                )?;
+                let precise = text(keys::PHASE_SINCE_MS)
+                    .ok()
+                    .flatten()
+                    .and_then(|t| t.trim().parse::<i64>().ok())
+                    .filter(|m| ceil_secs(*m) == secs);
+                Ok(precise.unwrap_or_else(|| ms(secs)))
+            };
         let rotation = match (text(keys::NEXT_CRT)?, text(keys::PREVIOUS_CRT)?) {
             (Some(_), _) => Rotation::Trusting {
                 next: keyed(keys::NEXT_CRT, keys::NEXT_KEY)?,
@@ -335,6 +356,23 @@ pub fn unix(t: SystemTime) -> i64 {
     t.duration_since(SystemTime::UNIX_EPOCH)
         .map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
         .unwrap_or(0)
+}
+
+/// `t` as unix milliseconds (0 before 1970): the schedule's clock.
+pub fn unix_ms(t: SystemTime) -> i64 {
+    t.duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}
+
+/// Unix seconds as milliseconds.
+pub fn ms(secs: i64) -> i64 {
+    secs.saturating_mul(1000)
+}
+
+/// Unix milliseconds as seconds, rounded up: never before the moment.
+fn ceil_secs(ms: i64) -> i64 {
+    ms.div_euclid(1000) + i64::from(ms.rem_euclid(1000) != 0)
 }
 
 #[cfg(test)]
@@ -385,7 +423,7 @@ mod tests {
         let Rotation::Trusting { next, since } = &trusting.rotation else {
             panic!("phase 1: {:?}", trusting.rotation)
         };
-        assert_eq!(*since, unix(now));
+        assert_eq!(*since, unix_ms(now));
         assert_eq!(trusting.serving, steady.serving, "phase 1 serves as before");
         assert_eq!(trusting.signer, steady.signer, "the old CA still signs");
         let both = format!("{}\n{}\n", old.pem.trim_end(), next.cert.pem.trim_end());
@@ -410,6 +448,34 @@ mod tests {
         // Steps out of order change nothing.
         assert_eq!(i.switch(&steady, now).expect("no-op"), steady);
         assert_eq!(trusting.drop_previous(), trusting);
+    }
+
+    /// A phase's start is kept to the millisecond, and still read from a
+    /// Secret written by a version that knew only seconds.
+    #[test]
+    fn the_phase_start_round_trips_to_the_millisecond() {
+        let at = SystemTime::UNIX_EPOCH + Duration::from_millis(1_795_435_200_250);
+        let m = issuer().fresh(at).expect("fresh");
+        let trusting = issuer().trust_next(&m, at).expect("phase 1");
+        let mut data = trusting.to_data();
+        let text =
+            |d: &BTreeMap<String, Vec<u8>>, k| String::from_utf8(d[k].clone()).expect("text");
+        assert_eq!(text(&data, keys::PHASE_SINCE_MS), "1795435200250");
+        assert_eq!(text(&data, keys::PHASE_SINCE), "1795435201", "rounded up");
+        let since =
+            |d: &BTreeMap<String, Vec<u8>>| match Material::from_data(d).expect("reads").rotation {
+                Rotation::Trusting { since, .. } => since,
+                other => panic!("{other:?}"),
+            };
+        assert_eq!(since(&data), 1_795_435_200_250);
+        data.insert(keys::PHASE_SINCE.into(), b"1795435300".to_vec());
+        assert_eq!(
+            since(&data),
+            1_795_435_300_000,
+            "disagreeing: the seconds win"
+        );
+        data.remove(keys::PHASE_SINCE_MS);
+        assert_eq!(since(&data), 1_795_435_300_000, "an older writer's seconds");
     }
 
     #[test]

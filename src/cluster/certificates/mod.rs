@@ -11,7 +11,9 @@
 //! when), [`lease`] (who writes), [`secret`] and [`ca_bundle`] (the two
 //! objects written), `check` (one check of the loop). This file starts it
 //! all: the first read before the server binds, then the Lease and check
-//! loops beside the server. The review path never comes here.
+//! loops beside the server. The check loop turns every check interval, at
+//! once when this replica gains the Lease, and a second before the served
+//! certificate ends. The review path never comes here.
 
 pub mod args;
 pub mod ca_bundle;
@@ -84,6 +86,7 @@ fn identity() -> String {
 /// each: a replica that cannot reach the API server at start has nothing to
 /// serve, and says why.
 pub async fn prepare(args: &CertificateArgs) -> anyhow::Result<InCluster> {
+    args.check_lifetimes()?;
     let client = super::client(&args.cluster, Duration::from_secs(10))
         .await
         .context("--certificates in-cluster needs the API server")?;
@@ -169,7 +172,7 @@ async fn first_material(
     let (fixed, kind) = match Material::from_data(&stored.data) {
         Ok(material) => match serving(&material, now) {
             Ok(credentials) => return Ok(Some((material, credentials, None))),
-            Err(e) if material::unix(now) < material.signer.cert.not_after => {
+            Err(e) if material::unix_ms(now) < material.signer.cert.not_after_ms() => {
                 tracing::warn!(secret = secret.name(), error = %e, "The Secret's serving certificate cannot be served; issuing a new one from its CA");
                 (issuer.renew_serving(&material, now)?, "serving")
             }
@@ -274,17 +277,37 @@ impl InCluster {
             settings,
             secret,
             webhook,
-            leadership,
+            leadership: leadership.clone(),
             state,
             resolver,
             metrics,
-            served: first.serving.cert.pem,
+            served: first.serving.cert.pem.clone(),
+            served_not_after: first.serving.cert.not_after,
+            last: first,
+            signer_expiry_reported: false,
             bundle_seen: None,
             missing_reported: false,
         };
         let mut backoff = Backoff::new(checker.settings.check_interval);
         loop {
-            let wait = match checker.check().await {
+            // Near the served certificate's end a turn is bounded: the
+            // stopgap below must come before the end, API server or not.
+            let turn = if checker.expiring() {
+                tokio::time::timeout(check::WAKE / 2, checker.check())
+                    .await
+                    .unwrap_or_else(|_| {
+                        Err(Failure {
+                            step: "secret",
+                            error: anyhow::anyhow!(
+                                "no answer from the API server within {:?}, with the served certificate about to end",
+                                check::WAKE / 2
+                            ),
+                        })
+                    })
+            } else {
+                checker.check().await
+            };
+            let wait = match turn {
                 Ok(()) => {
                     backoff = Backoff::new(checker.settings.check_interval);
                     checker.settings.check_interval
@@ -296,8 +319,13 @@ impl InCluster {
                     retry
                 }
             };
+            checker.keep_valid();
+            let wait = checker.expiry_wake().map_or(wait, |w| w.min(wait));
             tokio::select! {
                 () = tokio::time::sleep(wait) => {}
+                () = leadership.gained() => {
+                    tracing::info!("Gained the certificates Lease: checking at once");
+                }
                 _ = stop.wait_for(|s| *s) => break,
             }
         }

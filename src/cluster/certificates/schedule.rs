@@ -1,5 +1,7 @@
 //! When to renew what: the one decision the Lease holder takes on every
 //! check, from the Secret's content and the time. Pure: no I/O, no clock.
+//! Every time is in unix milliseconds and the settle time is honoured to
+//! the millisecond (a third of a 26 s life, three checks of 100 ms).
 //!
 //! - The serving certificate is renewed at two thirds of its life.
 //! - The CA is renewed at two thirds of its life, in three steps: the new CA
@@ -8,6 +10,8 @@
 //!   once every replica has had the settle time to load it, the old CA goes.
 //! - A signer past its end is replaced at once: nothing it signed is trusted
 //!   any more, so there is nothing left to overlap with.
+
+use std::time::Duration;
 
 use super::material::{Material, Rotation};
 
@@ -42,15 +46,21 @@ impl Step {
     }
 }
 
-/// What is due at `now` (unix seconds). `bundle_in_place_since` is when this
-/// Lease holder first saw the webhook configuration carry the Secret's
-/// current caBundle (`None`: not yet); `settle` is how long a change takes
-/// to reach the API server and every replica (seconds).
-pub fn next_step(m: &Material, now: i64, bundle_in_place_since: Option<i64>, settle: i64) -> Step {
-    if now >= m.signer.cert.not_after {
+/// What is due at `now` (unix milliseconds). `bundle_in_place_since` is
+/// when this Lease holder first saw the webhook configuration carry the
+/// Secret's current caBundle (`None`: not yet; unix milliseconds); `settle`
+/// is how long a change takes to reach the API server and every replica.
+pub fn next_step(
+    m: &Material,
+    now: i64,
+    bundle_in_place_since: Option<i64>,
+    settle: Duration,
+) -> Step {
+    let settle = i64::try_from(settle.as_millis()).unwrap_or(i64::MAX);
+    if now >= m.signer.cert.not_after_ms() {
         return Step::Replace;
     }
-    let serving_due = now >= m.serving.cert.renew_at();
+    let serving_due = now >= m.serving.cert.renew_at_ms();
     match &m.rotation {
         Rotation::Trusting { since, .. } => {
             let settled = |t: i64| now >= t.saturating_add(settle);
@@ -72,7 +82,7 @@ pub fn next_step(m: &Material, now: i64, bundle_in_place_since: Option<i64>, set
             }
         }
         Rotation::Steady => {
-            if now >= m.signer.cert.renew_at() {
+            if now >= m.signer.cert.renew_at_ms() {
                 Step::TrustNextCa
             } else if serving_due {
                 Step::RenewServing
@@ -88,6 +98,7 @@ mod tests {
     use super::*;
     use crate::cluster::certificates::material::{Dated, Keyed};
 
+    /// Certificates count whole seconds; the schedule's times are in ms.
     fn dated(not_before: i64, not_after: i64) -> Dated {
         Dated {
             pem: format!("{not_before}-{not_after}"),
@@ -103,12 +114,12 @@ mod tests {
         }
     }
 
-    /// CA 0..3000 (renewed from 2000), serving 0..300 (renewed from 200).
+    /// CA 0..3000 s (renewed from 2000 s), serving 0..300 s (from 200 s).
     fn material(rotation: Rotation) -> Material {
         serving_from(0, rotation)
     }
 
-    /// The same with a serving certificate from `t` to `t + 300`.
+    /// The same with a serving certificate from `t` to `t + 300` (seconds).
     fn serving_from(t: i64, rotation: Rotation) -> Material {
         Material {
             serving: keyed(t, t + 300),
@@ -117,26 +128,28 @@ mod tests {
         }
     }
 
+    const S: i64 = 1000;
+
     #[test]
     fn steps_follow_the_lifetimes_and_the_rotation_phases() {
-        const SETTLE: i64 = 30;
+        let settle = Duration::from_secs(30);
         let steady = material(Rotation::Steady);
-        // Phases begun at `since`, with a serving certificate issued then.
-        let trusting = |since| {
+        // Phases begun at `since` (seconds), with a serving certificate issued then.
+        let trusting = |since: i64| {
             serving_from(
                 since,
                 Rotation::Trusting {
                     next: keyed(since, since + 3000),
-                    since,
+                    since: since * S,
                 },
             )
         };
-        let switched = |since| {
+        let switched = |since: i64| {
             serving_from(
                 since,
                 Rotation::Switched {
                     previous: dated(-3000, 100_000),
-                    since,
+                    since: since * S,
                 },
             )
         };
@@ -182,37 +195,151 @@ mod tests {
             (&trusting(1000), 3000, None, Step::Replace, "signer expired"),
         ];
         for (m, now, seen, want, why) in cases {
-            assert_eq!(next_step(m, now, seen, SETTLE), want, "{why} (t={now})");
+            let seen = seen.map(|t: i64| t * S);
+            assert_eq!(
+                next_step(m, now * S, seen, settle),
+                want,
+                "{why} (t={now}s)"
+            );
         }
     }
 
-    /// A whole CA life, checked every second with an API server that takes
-    /// the bundle at once: the rotation ends long before the old CA does,
-    /// and the old CA signs nothing after the switch.
+    /// The cases: three checks of 100 ms (a settle of whole seconds
+    /// was 0), three of 1 s begun late in a second (counted in whole
+    /// seconds it shrank to 2 s), and a third of a 26 s life.
     #[test]
-    fn a_simulated_life_rotates_the_ca_before_it_expires() {
-        const SETTLE: i64 = 30;
-        let mut m = material(Rotation::Steady);
+    fn times_are_honoured_to_the_millisecond() {
+        let ms = Duration::from_millis;
+        // Serving certificates from 1000 s: not due in these cases.
+        let trusting = |since: i64| {
+            serving_from(
+                1000,
+                Rotation::Trusting {
+                    next: keyed(1000, 4000),
+                    since,
+                },
+            )
+        };
+        let switched = |since: i64| {
+            serving_from(
+                1000,
+                Rotation::Switched {
+                    previous: dated(-3000, 100_000),
+                    since,
+                },
+            )
+        };
+        let serving = Material {
+            serving: keyed(0, 26),
+            ..material(Rotation::Steady)
+        };
+        let cases = [
+            (
+                trusting(1_000_900),
+                1_001_249,
+                1_000_950,
+                ms(300),
+                Step::Wait,
+            ),
+            (
+                trusting(1_000_900),
+                1_001_250,
+                1_000_950,
+                ms(300),
+                Step::SwitchToNextCa,
+            ),
+            (switched(1_000_999), 1_001_298, 0, ms(300), Step::Wait),
+            (
+                switched(1_000_999),
+                1_001_299,
+                0,
+                ms(300),
+                Step::DropPreviousCa,
+            ),
+            (
+                trusting(1_000_999),
+                1_003_000,
+                1_000_999,
+                ms(3000),
+                Step::Wait,
+            ),
+            (
+                trusting(1_000_999),
+                1_003_998,
+                1_000_999,
+                ms(3000),
+                Step::Wait,
+            ),
+            (
+                trusting(1_000_999),
+                1_003_999,
+                1_000_999,
+                ms(3000),
+                Step::SwitchToNextCa,
+            ),
+            (switched(1_000_999), 1_003_998, 0, ms(3000), Step::Wait),
+            (
+                switched(1_000_999),
+                1_003_999,
+                0,
+                ms(3000),
+                Step::DropPreviousCa,
+            ),
+            (serving.clone(), 17_332, 0, ms(3000), Step::Wait),
+            (serving, 17_333, 0, ms(3000), Step::RenewServing),
+        ];
+        for (m, now, seen, settle, want) in cases {
+            assert_eq!(
+                next_step(&m, now, Some(seen), settle),
+                want,
+                "t={now}ms, settle {settle:?}, {:?}",
+                m.rotation
+            );
+        }
+    }
+
+    /// A whole CA life (`ca` seconds, serving certificates of `serving`
+    /// seconds) checked every `check` from `offset` ms, with an API server
+    /// that takes the bundle at once: every step taken, in order.
+    fn simulate(
+        ca: i64,
+        serving: i64,
+        check: Duration,
+        offset: i64,
+    ) -> (Vec<(i64, Step)>, Material) {
+        let settle = check * 3;
+        let step_ms = i64::try_from(check.as_millis()).expect("ms");
+        let mut m = Material {
+            serving: keyed(0, serving),
+            signer: keyed(0, ca),
+            rotation: Rotation::Steady,
+        };
         let mut seen: Option<(String, i64)> = None;
         let mut steps = Vec::new();
-        for now in 0..3000 {
+        let mut now = offset;
+        while now < ca * S {
             let bundle = m.bundle();
             let since = match &seen {
                 Some((b, t)) if *b == bundle => *t,
                 _ => now,
             };
             seen = Some((bundle, since));
-            let step = next_step(&m, now, Some(since), SETTLE);
+            let step = next_step(&m, now, Some(since), settle);
             let signer = m.signer.cert.clone();
+            // Certificates count whole seconds: issued from the second begun.
+            let t = now / S;
             m = match step {
-                Step::Wait => continue,
+                Step::Wait => {
+                    now += step_ms;
+                    continue;
+                }
                 Step::RenewServing => Material {
-                    serving: keyed(now, (now + 300).min(signer.not_after)),
+                    serving: keyed(t, (t + serving).min(signer.not_after)),
                     ..m
                 },
                 Step::TrustNextCa => Material {
                     rotation: Rotation::Trusting {
-                        next: keyed(now, now + 3000),
+                        next: keyed(t, t + ca),
                         since: now,
                     },
                     ..m
@@ -222,7 +349,7 @@ mod tests {
                         panic!("switch outside phase 1")
                     };
                     Material {
-                        serving: keyed(now, now + 300),
+                        serving: keyed(t, t + serving),
                         signer: next,
                         rotation: Rotation::Switched {
                             previous: signer,
@@ -231,18 +358,46 @@ mod tests {
                     }
                 }
                 Step::DropPreviousCa => m.drop_previous(),
-                Step::Replace => panic!("the CA expired at t={now}"),
+                Step::Replace => panic!("the CA expired at t={now}ms"),
             };
             steps.push((now, step));
+            now += step_ms;
         }
-        let at = |want: Step| steps.iter().find(|(_, s)| *s == want).map(|(t, _)| *t);
+        (steps, m)
+    }
+
+    fn first(steps: &[(i64, Step)], want: Step) -> Option<i64> {
+        steps.iter().find(|(_, s)| *s == want).map(|(t, _)| *t)
+    }
+
+    /// Checked every second: the rotation ends long before the old CA
+    /// does, and the old CA signs nothing after the switch.
+    #[test]
+    fn a_simulated_life_rotates_the_ca_before_it_expires() {
+        let (steps, m) = simulate(3000, 300, Duration::from_secs(1), 0);
         // The new bundle is seen in place at the next check (2001).
-        assert_eq!(at(Step::TrustNextCa), Some(2000));
-        assert_eq!(at(Step::SwitchToNextCa), Some(2031));
-        assert_eq!(at(Step::DropPreviousCa), Some(2061));
+        assert_eq!(first(&steps, Step::TrustNextCa), Some(2_000_000));
+        assert_eq!(first(&steps, Step::SwitchToNextCa), Some(2_004_000));
+        assert_eq!(first(&steps, Step::DropPreviousCa), Some(2_007_000));
         assert_eq!(m.rotation, Rotation::Steady);
         assert_eq!(m.signer.cert.not_before, 2000, "the new CA signs");
         let renewals = steps.iter().filter(|(_, s)| *s == Step::RenewServing);
         assert!(renewals.count() >= 10, "{steps:?}");
+    }
+
+    /// Checked every 100 ms, off the second: each phase waits exactly its
+    /// three checks (300 ms) and the rotation ends with the old CA dropped.
+    #[test]
+    fn a_life_checked_every_100ms_settles_each_phase_for_300ms() {
+        let (steps, m) = simulate(78, 26, Duration::from_millis(100), 37);
+        let trust = first(&steps, Step::TrustNextCa).expect("trusted");
+        let switch = first(&steps, Step::SwitchToNextCa).expect("switched");
+        let drop = first(&steps, Step::DropPreviousCa).expect("dropped");
+        assert_eq!(trust, 52_037, "at two thirds of 78 s, the first check");
+        // Seen in place at the next check, then three checks.
+        assert_eq!(switch, trust + 100 + 300, "{steps:?}");
+        assert_eq!(drop, switch + 300, "{steps:?}");
+        assert_eq!(m.rotation, Rotation::Steady);
+        assert_eq!(m.signer.cert.not_before, 52, "the new CA signs");
     }
 }
