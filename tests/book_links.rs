@@ -35,22 +35,24 @@ fn normalize(path: &Path) -> PathBuf {
 /// The text of a page as mdBook sees it: `{{#include FILE}}` lines replaced
 /// by that file (a path relative to the page).
 fn page_text(path: &Path) -> String {
-    let text = std::fs::read_to_string(path)
-        .unwrap_or_else(|e| panic!("reading {}: {e}", path.display()));
+    let text =
+        std::fs::read_to_string(path).unwrap_or_else(|e| panic!("reading {}: {e}", path.display()));
     let dir = path.parent().expect("a page has a folder");
     text.lines()
-        .map(|line| match line
-            .trim()
-            .strip_prefix("{{#include ")
-            .and_then(|rest| rest.strip_suffix("}}"))
-        {
-            Some(file) => {
-                let included = normalize(&dir.join(file.trim()));
-                std::fs::read_to_string(&included).unwrap_or_else(|e| {
-                    panic!("{}: includes {}: {e}", path.display(), included.display())
-                })
+        .map(|line| {
+            match line
+                .trim()
+                .strip_prefix("{{#include ")
+                .and_then(|rest| rest.strip_suffix("}}"))
+            {
+                Some(file) => {
+                    let included = normalize(&dir.join(file.trim()));
+                    std::fs::read_to_string(&included).unwrap_or_else(|e| {
+                        panic!("{}: includes {}: {e}", path.display(), included.display())
+                    })
+                }
+                None => line.to_owned(),
             }
-            None => line.to_owned(),
         })
         .collect::<Vec<_>>()
         .join("\n")
@@ -293,8 +295,11 @@ fn the_checker_finds_what_it_should() {
         ["#a-1", "p.png"]
     );
     let dir = tempfile::tempdir().expect("a temporary folder");
-    std::fs::write(dir.path().join("a.md"), "# Here\n\n[ok](#here) [bad](#there) [gone](b.md)\n")
-        .expect("a page");
+    std::fs::write(
+        dir.path().join("a.md"),
+        "# Here\n\n[ok](#here) [bad](#there) [gone](b.md)\n",
+    )
+    .expect("a page");
     let problems = broken_links(dir.path(), &[PathBuf::from("a.md")]);
     assert_eq!(problems.len(), 2, "{problems:?}");
     assert!(problems[0].contains("#there"), "{problems:?}");

@@ -189,7 +189,9 @@ fn every_alert_has_its_runbook_page_and_its_runbook_url_names_it() {
             summary.contains(&format!("]({in_book})")),
             "{name}: {in_book} is not in docs/src/SUMMARY.md"
         );
-        let in_index = page.strip_prefix(&format!("{RUNBOOKS}/")).expect("in runbooks");
+        let in_index = page
+            .strip_prefix(&format!("{RUNBOOKS}/"))
+            .expect("in runbooks");
         assert!(
             index.contains(&format!("]({in_index})")),
             "{name}: {RUNBOOKS}/README.md does not list {in_index}"
@@ -203,7 +205,10 @@ fn every_alert_has_its_runbook_page_and_its_runbook_url_names_it() {
         .filter(|f| f != "README.md")
         .map(|f| format!("{RUNBOOKS}/{f}"))
         .collect();
-    assert_eq!(on_disk, pages, "runbook pages without an alert, or alerts without a page");
+    assert_eq!(
+        on_disk, pages,
+        "runbook pages without an alert, or alerts without a page"
+    );
 }
 
 #[test]
