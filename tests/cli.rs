@@ -756,9 +756,10 @@ fn certs_renew_warns_when_the_ca_makes_the_certificate_much_shorter_lived() {
     }
 }
 
-/// The README's example config for today's clients: a pod with no selection
-/// gets every data store, the S3 outputs store's SDK variables, and the
-/// keyless GCS store without any credential.
+/// The book's example config for today's clients
+/// (docs/src/reference/sdk-stores.md): a pod with no selection gets every
+/// data store, the S3 outputs store's SDK variables, and the keyless GCS
+/// store without any credential.
 #[test]
 fn the_sdk_example_config_gives_the_sdk_variables() {
     let mut cmd = Command::cargo_bin("persistence-webhook").expect("the binary is built");

@@ -1,7 +1,8 @@
 //! The operator's kit in `manifests/monitoring/`: the alert rules, the
 //! prometheus-operator overlay and the Grafana dashboard.
 //!
-//! The plain tests check the files against each other, the README and the
+//! The plain tests check the files against each other, the book's runbook
+//! pages (`docs/src/runbooks/`) and the
 //! metrics the server registers. The ignored one,
 //! `dashboard_queries_answer_from_a_real_prometheus`, starts a real
 //! Prometheus (the `prometheus` binary: `$PROMETHEUS`, else from `PATH`)
@@ -23,8 +24,11 @@ use common::{Spawned, Volume};
 use serde_json::Value;
 use serde_yaml::Value as Yaml;
 
-/// Where each runbook_url points, up to the anchor.
-const RUNBOOK_BASE: &str = "https://github.com/OWNER/persistence-webhook/blob/main/README.md#";
+/// Where each runbook_url points, up to the page's path in the repository.
+const RUNBOOK_BASE: &str = "https://github.com/OWNER/persistence-webhook/blob/main/";
+
+/// The folder of the book that holds one runbook page per alert.
+const RUNBOOKS: &str = "docs/src/runbooks";
 
 /// Metrics the rules or the dashboard read that this server does not
 /// register itself: `up` (Prometheus) and kube-state-metrics.
@@ -112,26 +116,6 @@ fn metric_names(promql: &str) -> BTreeSet<String> {
     names
 }
 
-/// The anchors GitHub gives the README's headings.
-fn readme_anchors() -> BTreeSet<String> {
-    read("README.md")
-        .lines()
-        .filter(|l| l.starts_with('#'))
-        .map(|l| {
-            l.trim_start_matches('#')
-                .trim()
-                .to_lowercase()
-                .chars()
-                .filter_map(|c| match c {
-                    ' ' => Some('-'),
-                    c if c.is_alphanumeric() || c == '-' || c == '_' => Some(c),
-                    _ => None,
-                })
-                .collect()
-        })
-        .collect()
-}
-
 #[test]
 fn the_prometheus_rule_says_what_rules_yaml_says() {
     let plain = yaml("manifests/monitoring/rules.yaml");
@@ -144,13 +128,7 @@ fn the_prometheus_rule_says_what_rules_yaml_says() {
 }
 
 #[test]
-fn every_alert_has_a_severity_its_annotations_and_a_runbook_in_the_readme() {
-    let anchors = readme_anchors();
-    let readme = read("README.md");
-    let monitoring = readme
-        .split("\n## ")
-        .find(|s| s.starts_with("Monitoring"))
-        .expect("a README section \"Monitoring\"");
+fn every_alert_has_a_severity_its_annotations_and_a_promtool_test() {
     let alerts = alerts();
     assert!(alerts.len() >= 11, "{} alerts", alerts.len());
     let tests = std::fs::read_dir(repo("manifests/monitoring/tests"))
@@ -168,27 +146,69 @@ fn every_alert_has_a_severity_its_annotations_and_a_runbook_in_the_readme() {
             let text = rule["annotations"][key].as_str().unwrap_or_default();
             assert!(text.len() > 20, "{name}: {key} {text:?}");
         }
-        let url = rule["annotations"]["runbook_url"]
-            .as_str()
-            .unwrap_or_else(|| panic!("{name}: no runbook_url"));
-        let anchor = url
-            .strip_prefix(RUNBOOK_BASE)
-            .unwrap_or_else(|| panic!("{name}: runbook_url {url} is not under {RUNBOOK_BASE}"));
-        assert_eq!(anchor, name.to_lowercase(), "{name}: anchor");
-        assert!(
-            anchors.contains(anchor),
-            "{name}: the README has no heading for #{anchor}"
-        );
-        assert!(
-            monitoring.contains(&format!("\n#### {name}\n")),
-            "{name}: its runbook heading is not in the README's Monitoring section"
-        );
         // The promtool tests exercise it.
         assert!(
             tests.contains(&format!("alertname: {name}\n")),
             "{name}: no promtool test"
         );
     }
+}
+
+/// Each alert has one page of the book, `docs/src/runbooks/<name, lowercase>.md`,
+/// headed by the alert's name and listed in the book's SUMMARY.md, and its
+/// `runbook_url` names exactly that page's path in the repository.
+#[test]
+fn every_alert_has_its_runbook_page_and_its_runbook_url_names_it() {
+    let summary = read("docs/src/SUMMARY.md");
+    let index = read(&format!("{RUNBOOKS}/README.md"));
+    let mut pages = BTreeSet::new();
+    for rule in &alerts() {
+        let name = rule["alert"].as_str().expect("a name");
+        let page = format!("{RUNBOOKS}/{}.md", name.to_lowercase());
+        let text = std::fs::read_to_string(repo(&page))
+            .unwrap_or_else(|e| panic!("{name}: no runbook page {page}: {e}"));
+        assert_eq!(
+            text.lines().next(),
+            Some(format!("# {name}").as_str()),
+            "{name}: {page} does not start with the heading # {name}"
+        );
+        assert!(
+            text.lines().skip(1).any(|l| !l.trim().is_empty()),
+            "{name}: {page} is empty"
+        );
+        let url = rule["annotations"]["runbook_url"]
+            .as_str()
+            .unwrap_or_else(|| panic!("{name}: no runbook_url"));
+        assert_eq!(
+            url,
+            format!("{RUNBOOK_BASE}{page}"),
+            "{name}: runbook_url does not name its page"
+        );
+        let in_book = page.strip_prefix("docs/src/").expect("under docs/src");
+        assert!(
+            summary.contains(&format!("]({in_book})")),
+            "{name}: {in_book} is not in docs/src/SUMMARY.md"
+        );
+        let in_index = page
+            .strip_prefix(&format!("{RUNBOOKS}/"))
+            .expect("in runbooks");
+        assert!(
+            index.contains(&format!("]({in_index})")),
+            "{name}: {RUNBOOKS}/README.md does not list {in_index}"
+        );
+        pages.insert(page);
+    }
+    // No page for an alert that is gone.
+    let on_disk: BTreeSet<String> = std::fs::read_dir(repo(RUNBOOKS))
+        .expect(RUNBOOKS)
+        .map(|e| e.expect("entry").file_name().into_string().expect("UTF-8"))
+        .filter(|f| f != "README.md")
+        .map(|f| format!("{RUNBOOKS}/{f}"))
+        .collect();
+    assert_eq!(
+        on_disk, pages,
+        "runbook pages without an alert, or alerts without a page"
+    );
 }
 
 #[test]
@@ -299,7 +319,7 @@ fn dashboard_panels_use_the_datasource_variable_and_filter_by_job_and_pod() {
         assert!(p["gridPos"]["w"].as_i64().is_some());
     }
     let queries = panel_queries();
-    // Titles the README describes.
+    // Titles the book's dashboard page describes.
     for required in [
         "Reviews per second by outcome",
         "Denied and unchanged reviews per second by reason",

@@ -5,7 +5,7 @@
 //!   is replaced every second (valid and invalid versions alternating) and
 //!   the certificate rotated every few seconds, the way Secret and ConfigMap
 //!   volumes publish files. `SOAK_SECONDS` sets the duration (default 6, as
-//!   in CI; `docs/hardening.md` has a longer run).
+//!   in CI; `docs/src/reference/hardening.md` has a longer run).
 //! - `many_concurrent_large_reviews_stay_under_the_memory_ceiling`: 256
 //!   concurrent reviews of ~1 MiB pods.
 //!
@@ -304,12 +304,12 @@ async fn http2_streams_waiting_for_a_slot_do_not_starve_the_others() {
     assert!(server.stop().success());
 }
 
-/// Every class of hostile input from docs/hardening.md at once, against the
+/// Every class of hostile input from docs/src/reference/hardening.md at once, against the
 /// binary with the manifests' flags: stalled HTTP/2 uploads, silent TLS and
 /// HTTP/2 connections, slow uploaders, bodies of the largest size, pods whose
 /// patch is as large as the bounds allow, pods that would amplify past them,
 /// and `containers:` lists as long as the pod. Peak RSS is reported against
-/// the written bound (docs/hardening.md, "Memory bound") and must stay under
+/// the written bound (docs/src/reference/hardening.md, "Memory bound") and must stay under
 /// it and under the manifests' 256 MiB limit.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn worst_inputs_of_every_class_at_once_stay_under_the_written_bound() {
@@ -517,7 +517,7 @@ async fn worst_inputs_of_every_class_at_once_stay_under_the_written_bound() {
     assert!(server.stop().success(), "clean exit");
 }
 
-/// The written memory bound (docs/hardening.md, "Memory bound") for the
+/// The written memory bound (docs/src/reference/hardening.md, "Memory bound") for the
 /// default flags, in KiB, over the measured `base`:
 ///
 /// base + (max_connections + max_metrics_connections) x 320 KiB
@@ -556,7 +556,7 @@ fn bare_containers(n: usize, listed: Option<usize>) -> Vec<u8> {
 /// set to 4 MiB here), so every other stream waits unread and every
 /// connection's flow-control windows fill. The per-connection figure is the
 /// RSS growth beyond that one body, divided by the connections; it is the
-/// coefficient of the written bound (docs/hardening.md).
+/// coefficient of the written bound (docs/src/reference/hardening.md).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_connection_holds_at_most_its_written_share() {
     const CONNECTIONS: u64 = 100;

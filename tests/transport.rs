@@ -1,4 +1,4 @@
-//! Connections over the real server (issue classes of docs/hardening.md):
+//! Connections over the real server (issue classes of docs/src/reference/hardening.md):
 //! silent and idle connections are closed, HTTP/1.1 and HTTP/2 alike and on
 //! both ports; the connection limit queues new clients; running out of file
 //! descriptors is logged, counted and recovered from; slow uploaders hold

@@ -12,13 +12,13 @@
 //! webhook was registered, the configuration's rules or selectors exclude
 //! it (or there is no configuration), one of its `matchConditions` is
 //! false for the pod (evaluated offline by `check`'s
-//! [`match_conditions`](super::check::match_conditions), which names it),
+//! `match_conditions`, which names it),
 //! else the webhook was called and the pod still has nothing. Either way the offline account of re-reviewing
 //! the pod ([`crate::explain::account`]) says what the webhook would do
 //! with it now. The verdict ([`judge`]) is pure; [`run`] only reads.
 //!
 //! Today's config is `--config` when given, else the installed one: the
-//! ConfigMap the webhook's Deployment mounts ([`installed`]), located and
+//! ConfigMap the webhook's Deployment mounts (`installed`), located and
 //! parsed by `check`'s `config_map` room.
 
 use std::collections::{BTreeMap, BTreeSet};

@@ -3,7 +3,7 @@
 //! the pure core's `review_with` decides (inline for small bodies, on the
 //! blocking pool one at a time for large ones), and the answer is logged
 //! and counted. Everything a review holds travels with its work, so the
-//! memory bound (docs/hardening.md) counts work, not waiting clients.
+//! memory bound (docs/src/reference/hardening.md) counts work, not waiting clients.
 
 use std::borrow::Cow;
 use std::sync::atomic::{AtomicBool, Ordering};

@@ -6,7 +6,7 @@
 //!
 //! A new version that does not load is refused: the last good one keeps
 //! serving, the failure is logged once with its reason and counted. Files are
-//! read through [`file`]: regular files only, capped, never waiting on a
+//! read through [`crate::file`]: regular files only, capped, never waiting on a
 //! writer; the poll runs on a thread of its own, so neither the async workers
 //! nor shutdown ever wait for a read.
 

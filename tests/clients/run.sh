@@ -5,7 +5,8 @@
 #   bash tests/clients/run.sh [--only CASE] [--keep] [--ablate]
 #
 # (--ablate also reruns each client without each variable it was given and
-# lists those it failed without: the README's "read by" column.)
+# lists those it failed without: the "read by" column of
+# docs/src/pod-authors/using-the-stores.md.)
 #
 # Installs, idempotently, into a cache outside the repository
 # ($PW_CLIENT_COMPAT_CACHE, default ~/.cache/persistence-webhook/client-compat):

@@ -74,7 +74,7 @@ A memory quantity (resources.limits.memory) in bytes; "" if it is not one.
 {{- end }}
 
 {{/*
-The written memory bound of the bound flags, in bytes (docs/hardening.md,
+The written memory bound of the bound flags, in bytes (docs/src/reference/hardening.md,
 "Memory bound"):
   8 MiB base
   + (maxConnections + maxMetricsConnections) x 320 KiB
@@ -107,7 +107,7 @@ Refuses to render what would not work; each message names the values to change.
 {{- end }}
 {{- if lt ($bytes | int64) $bound }}
 {{- $need := div (add $bound 1048575) 1048576 }}
-{{- fail (printf "resources.limits.memory (%s) is below the webhook's memory bound of %d MiB for bounds.maxConnections=%d, bounds.maxMetricsConnections=%d, bounds.maxBodyBufferBytes=%d, bounds.maxBodyBytes=%d, bounds.maxInFlight=%d, bounds.maxPatchBytes=%d (docs/hardening.md, \"Memory bound\"): raise resources.limits.memory to at least %dMi (the default keeps a third more as margin), or lower those bounds" (toString $limit) $need (int64 $b.maxConnections) (int64 $b.maxMetricsConnections) (int64 $b.maxBodyBufferBytes) (int64 $b.maxBodyBytes) (int64 $b.maxInFlight) (int64 $b.maxPatchBytes) $need) }}
+{{- fail (printf "resources.limits.memory (%s) is below the webhook's memory bound of %d MiB for bounds.maxConnections=%d, bounds.maxMetricsConnections=%d, bounds.maxBodyBufferBytes=%d, bounds.maxBodyBytes=%d, bounds.maxInFlight=%d, bounds.maxPatchBytes=%d (docs/src/reference/hardening.md, \"Memory bound\"): raise resources.limits.memory to at least %dMi (the default keeps a third more as margin), or lower those bounds" (toString $limit) $need (int64 $b.maxConnections) (int64 $b.maxMetricsConnections) (int64 $b.maxBodyBufferBytes) (int64 $b.maxBodyBytes) (int64 $b.maxInFlight) (int64 $b.maxPatchBytes) $need) }}
 {{- end }}
 {{- end }}
 {{- if ge (int .Values.server.requestTimeoutSeconds) (int .Values.webhook.timeoutSeconds) }}

@@ -255,7 +255,7 @@ fn api_checks(info: &VersionInfo) -> Vec<Check> {
                     _ => "it does not know matchConditions (kubectl apply refuses them), so mislabelled kube- namespaces and mirror pods are sent to the webhook once they are removed",
                 }
             ),
-            "upgrade the cluster (the README's \"Install on a cluster\" says what is lost below 1.30)",
+            "upgrade the cluster (docs/src/operators/install.md, \"Supported Kubernetes\", says what is lost below 1.30)",
         ),
         Some(m) => Check::pass("api-version", "the API server's version is supported", format!("1.{m}")),
         None => Check::warn(
