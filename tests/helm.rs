@@ -24,7 +24,7 @@ use helm::*;
 
 const BIN: &str = env!("CARGO_BIN_EXE_persistence-webhook");
 
-/// The golden cases: `tests/fixtures/helm/<case>.yaml` is `helm template`
+/// The golden cases: `tests/helm-goldens/<case>.yaml` is `helm template`
 /// with `charts/persistence-webhook/ci/<case>-values.yaml` (none for `default`).
 const GOLDEN_CASES: &[&str] = &[
     "default",
@@ -47,7 +47,7 @@ fn values_file(case: &str) -> String {
 #[ignore = "needs the pinned helm (HELM): run by .ci/run"]
 fn goldens() {
     let update = std::env::var_os("UPDATE_GOLDEN").is_some_and(|v| !v.is_empty() && v != "0");
-    let dir = root().join("tests/fixtures/helm");
+    let dir = root().join("tests/helm-goldens");
     let mut failed = Vec::new();
     for case in GOLDEN_CASES {
         let file = values_file(case);
@@ -59,7 +59,7 @@ fn goldens() {
         let actual = template_ok(&args);
         let path = dir.join(format!("{case}.yaml"));
         if update {
-            std::fs::create_dir_all(&dir).expect("tests/fixtures/helm");
+            std::fs::create_dir_all(&dir).expect("tests/helm-goldens");
             std::fs::write(&path, &actual).expect("write golden");
             continue;
         }
