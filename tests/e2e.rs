@@ -327,6 +327,22 @@ fn reinvocation_keeps_each_injection_exactly_once() {
 /// The webhook's mounts (volumes named `pw-*`) and env of container `i` of
 /// `list`: what it added, without what the API server adds (the
 /// ServiceAccount token's mount).
+/// `mutate` predicted the stored sidecar pod container by container: the
+/// plain init container, the native sidecar and the main container.
+fn predicted_as_stored(predicted: &Value, stored: &Value) {
+    for (list, i) in [
+        ("initContainers", 0),
+        ("initContainers", 1),
+        ("containers", 0),
+    ] {
+        assert_eq!(
+            ours(predicted, list, i),
+            ours(stored, list, i),
+            "{list}[{i}]"
+        );
+    }
+}
+
 fn ours(pod: &Value, list: &str, i: usize) -> (Vec<Value>, Vec<(String, Value)>) {
     let mounts = pod["spec"][list][i]["volumeMounts"]
         .as_array()
@@ -425,17 +441,7 @@ fn native_sidecars_get_the_stores_like_any_init_container() {
         predicted["spec"]["initContainers"][1]["restartPolicy"],
         "Always"
     );
-    for (list, i) in [
-        ("initContainers", 0),
-        ("initContainers", 1),
-        ("containers", 0),
-    ] {
-        assert_eq!(
-            ours(&predicted, list, i),
-            ours(&stored, list, i),
-            "{list}[{i}]"
-        );
-    }
+    predicted_as_stored(&predicted, &stored);
     assert_eq!(
         injected(&stored),
         Some(
@@ -470,18 +476,7 @@ fn native_sidecars_get_the_stores_like_any_init_container() {
         err.contains("Warning:") && err.contains("main") && err.contains("fetch"),
         "{err}"
     );
-    let predicted = offline(&manifest);
-    for (list, i) in [
-        ("initContainers", 0),
-        ("initContainers", 1),
-        ("containers", 0),
-    ] {
-        assert_eq!(
-            ours(&predicted, list, i),
-            ours(&stored, list, i),
-            "{list}[{i}]"
-        );
-    }
+    predicted_as_stored(&offline(&manifest), &stored);
 }
 
 /// The manifests render, and the API server accepts them as rendered, but

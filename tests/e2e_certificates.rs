@@ -751,24 +751,8 @@ fn replicas_work_with_exactly_the_overlays_rbac() {
     kubectl_ok(&["apply", "-f", "-"], Some(&rbac.join("\n")));
     let _rbac = Rbac(rbac.join("\n"));
     // A kubeconfig with a token of the ServiceAccount (the TokenRequest API).
-    let token = service_account_token("persistence-webhook", "persistence-webhook");
-    let mut config: serde_json::Value = serde_json::from_str(&kubectl_ok(
-        &[
-            "config",
-            "view",
-            "--raw",
-            "--minify",
-            "--flatten",
-            "-o",
-            "json",
-        ],
-        None,
-    ))
-    .expect("kubeconfig JSON");
-    config["users"][0]["user"] = json!({"token": token});
-    let kubeconfig = tempfile::NamedTempFile::new().expect("kubeconfig");
-    std::fs::write(kubeconfig.path(), config.to_string()).expect("write kubeconfig");
-    let kubeconfig_path = kubeconfig.path().to_str().expect("utf-8").to_owned();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let kubeconfig_path = kubeconfig_as(dir.path(), "persistence-webhook", "persistence-webhook");
     // What the token may and may not do.
     let cases = [
         ("get", "secret/persistence-webhook-certificates", "yes"),

@@ -138,87 +138,6 @@ fn unlabel_all() {
     );
 }
 
-/// The kubelet's part: the webhook's pods Ready (or not), then the
-/// controllers' count in the Deployment.
-fn pods_ready(ready: bool) {
-    let mut names = Vec::new();
-    common::eventually_blocking(
-        "the replicaset controller creates the webhook's pods",
-        || {
-            let out = kubectl_ok(
-                &[
-                    "-n",
-                    NS,
-                    "get",
-                    "pods",
-                    "-l",
-                    "app.kubernetes.io/name=persistence-webhook",
-                    "-o",
-                    "json",
-                ],
-                None,
-            );
-            let pods: Value = serde_json::from_str(&out).expect("JSON");
-            names = pods["items"]
-                .as_array()
-                .map(|l| {
-                    l.iter()
-                        .filter(|p| p["metadata"]["deletionTimestamp"].is_null())
-                        .filter_map(|p| p["metadata"]["name"].as_str().map(str::to_owned))
-                        .collect()
-                })
-                .unwrap_or_default();
-            names.len() >= 2
-        },
-    );
-    let flag = if ready { "True" } else { "False" };
-    for (i, pod) in names.iter().enumerate() {
-        let ip = format!("10.0.0.{}", 10 + i);
-        let status = json!({"status": {
-            "phase": "Running",
-            "podIP": ip,
-            "podIPs": [{"ip": ip}],
-            "conditions": [
-                {"type": "Ready", "status": flag},
-                {"type": "ContainersReady", "status": flag}
-            ]
-        }});
-        kubectl_ok(
-            &[
-                "-n",
-                NS,
-                "patch",
-                "pod",
-                pod,
-                "--subresource=status",
-                "--type=merge",
-                "-p",
-                &status.to_string(),
-            ],
-            None,
-        );
-    }
-    let want = if ready {
-        names.len().to_string()
-    } else {
-        String::new()
-    };
-    common::eventually_blocking("the Deployment counts the pods' readiness", || {
-        kubectl_ok(
-            &[
-                "-n",
-                NS,
-                "get",
-                "deployment",
-                NAME,
-                "-o",
-                "jsonpath={.status.readyReplicas}",
-            ],
-            None,
-        ) == want
-    });
-}
-
 /// A namespace opted in, with the Secrets and the Bound claim `CONFIG`'s
 /// stores reference.
 fn team(ns: &str) {
@@ -336,7 +255,7 @@ impl Install {
             None,
         );
         kubectl_ok(&["apply", "-f", "-"], Some(&secret));
-        pods_ready(true);
+        deployment_pods_ready(NS, NAME, true, 10);
         Install {
             _registered: Registered(NAME),
             pki,
@@ -748,7 +667,7 @@ fn the_webhook_process_stopped() {
         run.text
     );
     // Once its pods are not Ready, the Deployment says so and the probes wait.
-    pods_ready(false);
+    deployment_pods_ready(NS, NAME, false, 10);
     let run = check(&[]);
     run.fails_only(
         "deployment",
@@ -988,22 +907,8 @@ fn check_runs_with_only_its_rbac() {
     team("chk-rbac");
     let dir = manifests().join("check");
     kubectl_ok(&["apply", "-k", dir.to_str().expect("utf-8")], None);
-    let token = service_account_token(NS, "persistence-webhook-check");
-    let admin: Value = serde_json::from_str(&kubectl_ok(
-        &["config", "view", "--raw", "--minify", "-o", "json"],
-        None,
-    ))
-    .expect("kubeconfig JSON");
-    let kubeconfig = json!({
-        "apiVersion": "v1", "kind": "Config",
-        "clusters": [{"name": "c", "cluster": admin["clusters"][0]["cluster"]}],
-        "users": [{"name": "check", "user": {"token": token}}],
-        "contexts": [{"name": "check", "context": {"cluster": "c", "user": "check"}}],
-        "current-context": "check"
-    });
-    let file = tempfile::NamedTempFile::new().expect("tempfile");
-    std::fs::write(file.path(), kubeconfig.to_string()).expect("kubeconfig");
-    let path = file.path().to_str().expect("utf-8").to_owned();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = kubeconfig_as(dir.path(), NS, "persistence-webhook-check");
     let run = check(&["--kubeconfig", &path]);
     assert!(run.with("failed").is_empty(), "{}", run.text);
     let warnings: Vec<Value> = run
@@ -1072,27 +977,6 @@ fn explain(extra: &[&str]) -> (i32, String, String) {
         String::from_utf8_lossy(&out.stdout).into_owned(),
         String::from_utf8_lossy(&out.stderr).into_owned(),
     )
-}
-
-/// A kubeconfig for ServiceAccount `ns/name` (a token from the
-/// TokenRequest API), in `dir`.
-fn kubeconfig_as(dir: &Path, ns: &str, name: &str) -> String {
-    let token = service_account_token(ns, name);
-    let admin: Value = serde_json::from_str(&kubectl_ok(
-        &["config", "view", "--raw", "--minify", "-o", "json"],
-        None,
-    ))
-    .expect("kubeconfig JSON");
-    let kubeconfig = json!({
-        "apiVersion": "v1", "kind": "Config",
-        "clusters": [{"name": "c", "cluster": admin["clusters"][0]["cluster"]}],
-        "users": [{"name": name, "user": {"token": token}}],
-        "contexts": [{"name": name, "context": {"cluster": "c", "user": name}}],
-        "current-context": name
-    });
-    let file = dir.join(format!("{name}.kubeconfig"));
-    std::fs::write(&file, kubeconfig.to_string()).expect("kubeconfig");
-    file.to_str().expect("utf-8").to_owned()
 }
 
 /// Live `explain --pod NS/NAME` without `--config` reads the installed

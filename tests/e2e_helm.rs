@@ -111,75 +111,6 @@ fn sync_config_map(file: &Path) -> String {
     text
 }
 
-/// The kubelet's part: the Deployment's pods Ready, then counted.
-fn pods_ready() {
-    let mut names: Vec<String> = Vec::new();
-    common::eventually_blocking(
-        "the replicaset controller creates the webhook's pods",
-        || {
-            let out = kubectl_ok(
-                &[
-                    "-n",
-                    NS,
-                    "get",
-                    "pods",
-                    "-l",
-                    "app.kubernetes.io/name=persistence-webhook",
-                    "-o",
-                    "json",
-                ],
-                None,
-            );
-            let pods: Value = serde_json::from_str(&out).expect("JSON");
-            names = pods["items"]
-                .as_array()
-                .map(|l| {
-                    l.iter()
-                        .filter(|p| p["metadata"]["deletionTimestamp"].is_null())
-                        .filter_map(|p| p["metadata"]["name"].as_str().map(str::to_owned))
-                        .collect()
-                })
-                .unwrap_or_default();
-            names.len() >= 2
-        },
-    );
-    for (i, pod) in names.iter().enumerate() {
-        let ip = format!("10.0.0.{}", 20 + i);
-        let status = json!({"status": {
-            "phase": "Running", "podIP": ip, "podIPs": [{"ip": ip}],
-            "conditions": [{"type": "Ready", "status": "True"}, {"type": "ContainersReady", "status": "True"}]
-        }});
-        kubectl_ok(
-            &[
-                "-n",
-                NS,
-                "patch",
-                "pod",
-                pod,
-                "--subresource=status",
-                "--type=merge",
-                "-p",
-                &status.to_string(),
-            ],
-            None,
-        );
-    }
-    common::eventually_blocking("the Deployment counts the pods' readiness", || {
-        kubectl_ok(
-            &[
-                "-n",
-                NS,
-                "get",
-                "deployment",
-                RELEASE,
-                "-o",
-                "jsonpath={.status.readyReplicas}",
-            ],
-            None,
-        ) == names.len().to_string()
-    });
-}
-
 /// (data stores, outputs store) a new pod in `TEAM` gets, by a server dry run.
 fn stores_of_a_new_pod() -> (Vec<String>, String) {
     let pod = created(TEAM, &pod("helm-probe", json!({}), json!({})), DryRun::Yes);
@@ -335,7 +266,7 @@ fn install_upgrade_rollback_uninstall() {
         written.contains("data1") && !written.contains("data2"),
         "{written}"
     );
-    pods_ready();
+    deployment_pods_ready(NS, RELEASE, true, 20);
     namespace(TEAM, true);
     common::eventually_blocking("the webhook serves the installed config", || {
         stores_of_a_new_pod() == (vec!["data1".to_owned()], "outputs1".to_owned())

@@ -35,12 +35,14 @@ const GOLDEN_CASES: &[&str] = &[
     "renamed",
 ];
 
-fn values_file(case: &str) -> String {
-    chart()
-        .join(format!("ci/{case}-values.yaml"))
-        .to_str()
-        .expect("utf-8")
-        .to_owned()
+/// The `helm template` arguments of a golden case: its values file under
+/// the chart's `ci/`, none for `default`.
+fn case_args(case: &str) -> Vec<String> {
+    if case == "default" {
+        return vec![];
+    }
+    let file = chart().join(format!("ci/{case}-values.yaml"));
+    vec!["-f".into(), file.to_str().expect("utf-8").to_owned()]
 }
 
 #[test]
@@ -50,12 +52,8 @@ fn goldens() {
     let dir = root().join("tests/helm-goldens");
     let mut failed = Vec::new();
     for case in GOLDEN_CASES {
-        let file = values_file(case);
-        let args: Vec<&str> = if *case == "default" {
-            vec![]
-        } else {
-            vec!["-f", &file]
-        };
+        let args = case_args(case);
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
         let actual = template_ok(&args);
         let path = dir.join(format!("{case}.yaml"));
         if update {
@@ -96,12 +94,8 @@ fn goldens() {
 #[ignore = "needs the pinned helm (HELM): run by .ci/run"]
 fn the_rendered_config_validates() {
     for case in GOLDEN_CASES {
-        let file = values_file(case);
-        let args: Vec<&str> = if *case == "default" {
-            vec![]
-        } else {
-            vec!["-f", &file]
-        };
+        let args = case_args(case);
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
         let docs = documents(&template_ok(&args));
         let config = docs
             .iter()

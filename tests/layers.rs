@@ -210,7 +210,7 @@ fn expand(tree: &str, prefix: &mut Vec<String>, out: &mut Vec<Vec<String>>) {
 
 /// The module a path names: resolved against `here`, then the longest
 /// prefix that is a module of the crate.
-fn target(path: &[String], here: &str, mods: &BTreeMap<String, PathBuf>) -> Option<String> {
+fn target(path: &[String], here: &str, mods: &BTreeMap<String, PathBuf>) -> String {
     let mut at: Vec<String> = if here.is_empty() {
         Vec::new()
     } else {
@@ -242,7 +242,7 @@ fn target(path: &[String], here: &str, mods: &BTreeMap<String, PathBuf>) -> Opti
             break;
         }
     }
-    Some(best)
+    best
 }
 
 fn related(a: &str, b: &str) -> bool {
@@ -265,10 +265,9 @@ fn edges(
         let lib = (name == "main").then_some(library).flatten();
         // A file `a/b.rs` is module `a::b`: `super` is `a`, `self` is `a::b`.
         for p in paths(&product_code(&text), lib) {
-            if let Some(to) = target(&p, name, &mods) {
-                if !related(name, &to) && mods.contains_key(&to) {
-                    out.insert((name.clone(), to));
-                }
+            let to = target(&p, name, &mods);
+            if !related(name, &to) && mods.contains_key(&to) {
+                out.insert((name.clone(), to));
             }
         }
     }

@@ -78,10 +78,115 @@ pub fn service_account_token(ns: &str, name: &str) -> String {
     token
 }
 
+/// A kubeconfig for ServiceAccount `ns/name` (a token from the
+/// TokenRequest API) against the cluster of `KUBECONFIG`, written in
+/// `dir`; returns its path.
+pub fn kubeconfig_as(dir: &Path, ns: &str, name: &str) -> String {
+    let token = service_account_token(ns, name);
+    let admin: Value = serde_json::from_str(&kubectl_ok(
+        &["config", "view", "--raw", "--minify", "-o", "json"],
+        None,
+    ))
+    .expect("kubeconfig JSON");
+    let kubeconfig = json!({
+        "apiVersion": "v1", "kind": "Config",
+        "clusters": [{"name": "c", "cluster": admin["clusters"][0]["cluster"]}],
+        "users": [{"name": name, "user": {"token": token}}],
+        "contexts": [{"name": name, "context": {"cluster": "c", "user": name}}],
+        "current-context": name
+    });
+    let file = dir.join(format!("{name}.kubeconfig"));
+    std::fs::write(&file, kubeconfig.to_string()).expect("kubeconfig");
+    file.to_str().expect("utf-8").to_owned()
+}
+
 pub fn kubectl_ok(args: &[&str], stdin: Option<&str>) -> String {
     let (ok, out, err) = kubectl(args, stdin);
     assert!(ok, "kubectl {args:?} failed:\n{err}\n{out}");
     out
+}
+
+/// The kubelet's part for the webhook's Deployment `ns/deployment`: its pods
+/// (made by the real controllers, at least two) get `Ready` (or not) through
+/// the status subresource, with pod IPs from `10.0.0.<first_ip>` on, then the
+/// controllers' count shows in the Deployment's `readyReplicas`.
+pub fn deployment_pods_ready(ns: &str, deployment: &str, ready: bool, first_ip: usize) {
+    let mut names: Vec<String> = Vec::new();
+    crate::common::eventually_blocking(
+        "the replicaset controller creates the webhook's pods",
+        || {
+            let out = kubectl_ok(
+                &[
+                    "-n",
+                    ns,
+                    "get",
+                    "pods",
+                    "-l",
+                    "app.kubernetes.io/name=persistence-webhook",
+                    "-o",
+                    "json",
+                ],
+                None,
+            );
+            let pods: Value = serde_json::from_str(&out).expect("JSON");
+            names = pods["items"]
+                .as_array()
+                .map(|l| {
+                    l.iter()
+                        .filter(|p| p["metadata"]["deletionTimestamp"].is_null())
+                        .filter_map(|p| p["metadata"]["name"].as_str().map(str::to_owned))
+                        .collect()
+                })
+                .unwrap_or_default();
+            names.len() >= 2
+        },
+    );
+    let flag = if ready { "True" } else { "False" };
+    for (i, pod) in names.iter().enumerate() {
+        let ip = format!("10.0.0.{}", first_ip + i);
+        let status = json!({"status": {
+            "phase": "Running",
+            "podIP": ip,
+            "podIPs": [{"ip": ip}],
+            "conditions": [
+                {"type": "Ready", "status": flag},
+                {"type": "ContainersReady", "status": flag}
+            ]
+        }});
+        kubectl_ok(
+            &[
+                "-n",
+                ns,
+                "patch",
+                "pod",
+                pod,
+                "--subresource=status",
+                "--type=merge",
+                "-p",
+                &status.to_string(),
+            ],
+            None,
+        );
+    }
+    let want = if ready {
+        names.len().to_string()
+    } else {
+        String::new()
+    };
+    crate::common::eventually_blocking("the Deployment counts the pods' readiness", || {
+        kubectl_ok(
+            &[
+                "-n",
+                ns,
+                "get",
+                "deployment",
+                deployment,
+                "-o",
+                "jsonpath={.status.readyReplicas}",
+            ],
+            None,
+        ) == want
+    });
 }
 
 /// Whether `kubectl create` only asks the API server (`--dry-run=server`).
