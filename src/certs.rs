@@ -10,6 +10,7 @@ use std::time::{Duration, SystemTime};
 
 use clap::Args;
 
+pub mod credentials;
 mod pair;
 
 /// Flags of `certs`.
@@ -639,7 +640,7 @@ mod tests {
             .starts_with("-----BEGIN CERTIFICATE-----"));
         assert!(issued.key_pem.contains("PRIVATE KEY"));
         assert_ne!(issued.ca_key_pem, issued.key_pem);
-        let creds = crate::server::tls::load(
+        let creds = credentials::load(
             issued.cert_pem.as_bytes(),
             issued.key_pem.as_bytes(),
             SystemTime::now(),

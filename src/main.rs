@@ -15,7 +15,7 @@ use std::io::Write;
 use std::process::ExitCode;
 
 use clap::Parser;
-use persistence_webhook::cli::{Cli, Command, MutateArgs, ServeArgs, TestArgs};
+use persistence_webhook::cli::{Cli, Command, MutateArgs, TestArgs};
 use persistence_webhook::mutate::{self, Verdict};
 
 fn main() -> ExitCode {
@@ -107,7 +107,7 @@ fn run_test(args: &TestArgs) -> ExitCode {
     }
 }
 
-fn run_serve(args: ServeArgs) -> ExitCode {
+fn run_serve(args: persistence_webhook::serve::ServeArgs) -> ExitCode {
     persistence_webhook::logs::init(args.log_format);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -119,7 +119,7 @@ fn run_serve(args: ServeArgs) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    match runtime.block_on(persistence_webhook::server::run(args)) {
+    match runtime.block_on(persistence_webhook::serve::run(args)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!("{e:#}");

@@ -18,7 +18,10 @@ const LAYERS: &[(&str, &[&str])] = &[
     ("offline", &["manifests", "workload", "dry_run", "certs"]),
     ("cluster", &["cluster"]),
     ("server", &["server"]),
-    ("commands", &["mutate", "cases", "explain", "cli", "main"]),
+    (
+        "commands",
+        &["mutate", "cases", "explain", "serve", "cli", "main"],
+    ),
 ];
 
 /// What the second pass of the middle floor has not untied yet, exactly
@@ -28,7 +31,6 @@ const LAYERS: &[(&str, &[&str])] = &[
 /// problem not listed here and on any listed one that is gone, so this list
 /// only shrinks.
 const NOT_YET: &[&str] = &[
-    "src: import circle between cli, cluster::certificates, server",
     "src: import circle between cluster::explain, explain",
     "src: cluster::certificates (cluster) imports server (server), a layer above it",
     "src: cluster::certificates (cluster) imports server::metrics (server), a layer above it",
@@ -41,7 +43,6 @@ const NOT_YET: &[&str] = &[
     "src: cluster::explain (cluster) imports cli (commands), a layer above it",
     "src: cluster::explain (cluster) imports explain (commands), a layer above it",
     "src: cluster::explain (cluster) imports mutate (commands), a layer above it",
-    "src: server (server) imports cli (commands), a layer above it",
 ];
 
 /// The core's layers, bottom first (the core's own map).

@@ -29,8 +29,9 @@ use std::time::{Duration, SystemTime};
 use anyhow::Context as _;
 use tokio::sync::watch;
 
+use crate::certs::credentials::{self, Credentials, TlsError};
 use crate::server::metrics::CertificateMetrics;
-use crate::server::tls::{self, Resolver};
+use crate::server::tls::Resolver;
 use crate::server::AppState;
 use args::Settings;
 pub use args::{CertificateArgs, CertificateSource};
@@ -59,7 +60,7 @@ pub struct InCluster {
     webhook: WebhookConfiguration,
     lease: Lease,
     /// The first serving certificate, read before the server binds.
-    pub credentials: tls::Credentials,
+    pub credentials: Credentials,
     first: Material,
     /// The renewal this replica made at start (created, replaced...).
     created: Option<&'static str>,
@@ -150,7 +151,7 @@ pub async fn prepare(args: &CertificateArgs) -> anyhow::Result<InCluster> {
 async fn first_material(
     secret: &SecretStore,
     issuer: &Issuer,
-) -> anyhow::Result<Option<(Material, tls::Credentials, Option<&'static str>)>> {
+) -> anyhow::Result<Option<(Material, Credentials, Option<&'static str>)>> {
     let now = SystemTime::now();
     let Some(stored) = secret.read().await.map_err(api("get", secret))? else {
         let fresh = issuer.fresh(now)?;
@@ -200,8 +201,8 @@ async fn first_material(
 }
 
 /// The serving credentials of `m`, checked at `now`.
-fn serving(m: &Material, now: SystemTime) -> Result<tls::Credentials, tls::TlsError> {
-    tls::load(m.serving.cert.pem.as_bytes(), m.serving.key.as_bytes(), now)
+fn serving(m: &Material, now: SystemTime) -> Result<Credentials, TlsError> {
+    credentials::load(m.serving.cert.pem.as_bytes(), m.serving.key.as_bytes(), now)
 }
 
 /// An API error on the certificate Secret, saying which verb on which

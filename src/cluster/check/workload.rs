@@ -3,6 +3,7 @@
 //! for a URL registration), and the settings `serve` runs with, read from
 //! the Deployment's args with the same flag parser. Pure.
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::Parser as _;
@@ -11,7 +12,7 @@ use super::objects::{Container, Deployment, Endpoints, Lookup, Service};
 use super::report::Check;
 use super::webhook::Target;
 use crate::bounds::Bounds;
-use crate::cli::{Cli, Command, ServeArgs};
+use crate::cli::{Cli, Command};
 
 /// The settings of `serve` that the checks compare against.
 #[derive(Debug, Clone, PartialEq)]
@@ -25,22 +26,41 @@ pub struct ServeSettings {
     pub from: String,
 }
 
+/// What `check` (and live `explain`) read of `serve`'s flags in a
+/// Deployment's args.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ServeFlags {
+    /// `--config`, from the args or (as `serve` parses) the environment.
+    pub config: Option<PathBuf>,
+    /// `--demo`.
+    pub demo: bool,
+    /// `--request-timeout`.
+    pub request_timeout: Duration,
+    /// `--max-patch-bytes`, `--max-injected-items`.
+    pub bounds: Bounds,
+}
+
 /// A container's args parsed by `serve`'s own parser; the error is the
 /// parser's first line.
-pub(crate) fn serve_args(args: &[String]) -> Result<ServeArgs, String> {
+pub(crate) fn serve_args(args: &[String]) -> Result<ServeFlags, String> {
     let argv = std::iter::once("persistence-webhook").chain(args.iter().map(String::as_str));
     match Cli::try_parse_from(argv) {
         Ok(Cli {
             command: Command::Serve(s),
             ..
-        }) => Ok(s),
+        }) => Ok(ServeFlags {
+            config: s.config,
+            demo: s.demo,
+            request_timeout: *s.request_timeout,
+            bounds: s.bounds.into(),
+        }),
         Ok(_) => Err("not a serve command".into()),
         Err(e) => Err(e.to_string().lines().next().unwrap_or_default().to_owned()),
     }
 }
 
 fn parse_serve(args: &[String]) -> Result<(Duration, Bounds), String> {
-    serve_args(args).map(|s| (*s.request_timeout, s.bounds.into()))
+    serve_args(args).map(|s| (s.request_timeout, s.bounds))
 }
 
 /// The Deployment's container that runs `serve` (its args start with
