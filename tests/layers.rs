@@ -32,13 +32,6 @@ const LAYERS: &[(&str, &[&str])] = &[
 /// only shrinks.
 const NOT_YET: &[&str] = &[
     "src: import circle between cluster::explain, explain",
-    "src: cluster::certificates (cluster) imports server (server), a layer above it",
-    "src: cluster::certificates (cluster) imports server::metrics (server), a layer above it",
-    "src: cluster::certificates (cluster) imports server::tls (server), a layer above it",
-    "src: cluster::certificates::check (cluster) imports server (server), a layer above it",
-    "src: cluster::certificates::check (cluster) imports server::metrics (server), a layer above it",
-    "src: cluster::certificates::check (cluster) imports server::reload (server), a layer above it",
-    "src: cluster::certificates::check (cluster) imports server::tls (server), a layer above it",
     "src: cluster::check::workload (cluster) imports cli (commands), a layer above it",
     "src: cluster::explain (cluster) imports cli (commands), a layer above it",
     "src: cluster::explain (cluster) imports explain (commands), a layer above it",

@@ -19,10 +19,11 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 
-use crate::cluster::certificates;
+use crate::certs::credentials::Credentials;
+use crate::cluster::certificates::{self, CertificateMetrics};
 use crate::config::Role;
 use crate::server::listener::{self, ConnLimits, Listener};
-use crate::server::metrics::{Metrics, Port};
+use crate::server::metrics::{Metrics, Port, Reloaded};
 use crate::server::peers::{self, Share};
 use crate::server::{metrics_router, reload, router, tls, AppState, Limits};
 
@@ -126,10 +127,7 @@ pub async fn start(args: ServeArgs) -> Result<Running> {
             "The open-files limit is below --max-connections + --max-metrics-connections + 64: connections may be refused for want of descriptors before the limit is reached"
         );
     }
-    let metrics = match &in_cluster {
-        Some(_) => Metrics::with_certificates(),
-        None => Metrics::new(),
-    };
+    let (metrics, certificate_metrics) = metrics(in_cluster.is_some());
     let state = Arc::new(AppState::with_metrics(
         loaded.config.clone(),
         limits,
@@ -179,8 +177,14 @@ pub async fn start(args: ServeArgs) -> Result<Running> {
 
     let (stop, stop_rx) = tokio::sync::watch::channel(false);
     let (metrics_stop, metrics_stop_rx) = tokio::sync::watch::channel(false);
-    let certificates_task = in_cluster
-        .map(|c| tokio::spawn(c.run(state.clone(), resolver.clone(), metrics_stop_rx.clone())));
+    let certificates_task = in_cluster.map(|c| {
+        let handle = ServerCertificate {
+            state: state.clone(),
+            resolver: resolver.clone(),
+        };
+        let metrics = certificate_metrics.unwrap_or_default();
+        tokio::spawn(c.run(handle, metrics, metrics_stop_rx.clone()))
+    });
     let reload_task = tokio::spawn(reload::watch(
         loaded.watcher,
         state.clone(),
@@ -230,6 +234,37 @@ pub async fn start(args: ServeArgs) -> Result<Running> {
         delay: *shutdown_delay,
         task,
     })
+}
+
+/// The process's metrics, in one registry: the server's, and with
+/// `in_cluster` the certificate loop's, registered into it.
+pub fn metrics(in_cluster: bool) -> (Metrics, Option<CertificateMetrics>) {
+    let mut metrics = Metrics::new();
+    let certificates = in_cluster.then(|| {
+        let certificates = CertificateMetrics::default();
+        certificates.register(metrics.registry());
+        certificates
+    });
+    (metrics, certificates)
+}
+
+/// The certificate loop's handle on the server: the resolver every
+/// handshake reads, and the reload metrics (through the reload path's
+/// [`reload::swap_certificate`], the one way a certificate is taken into
+/// use).
+struct ServerCertificate {
+    state: Arc<AppState>,
+    resolver: Arc<tls::Resolver>,
+}
+
+impl certificates::Serving for ServerCertificate {
+    fn swap(&self, credentials: Credentials) {
+        reload::swap_certificate(&self.state, &self.resolver, credentials);
+    }
+
+    fn refused(&self) {
+        self.state.metrics.reload(Reloaded::Certificate, false);
+    }
 }
 
 /// The connections one peer may hold, after the rules between the limit
@@ -338,5 +373,48 @@ impl Signals {
             _ = term.recv() => "SIGTERM",
             _ = int.recv() => "SIGINT",
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn in_cluster_mode_adds_the_certificate_metrics_to_the_one_registry() {
+        let (m, c) = metrics(true);
+        let c = c.expect("registered");
+        c.renewed("serving");
+        c.failed("lease");
+        c.ca_expiry.set(1_900_000_000);
+        c.leader.set(1);
+        c.ca_bundle_writes.inc();
+        let text = m.render();
+        for line in [
+            "persistence_webhook_certificate_renewals_total{kind=\"serving\"} 1",
+            "persistence_webhook_certificate_renewals_total{kind=\"ca-switch\"} 0",
+            "persistence_webhook_certificate_failures_total{step=\"lease\"} 1",
+            "persistence_webhook_certificate_failures_total{step=\"ca-bundle\"} 0",
+            "persistence_webhook_ca_expiry_timestamp_seconds 1900000000",
+            "persistence_webhook_certificate_leader 1",
+            "persistence_webhook_ca_bundle_writes_total 1",
+            "persistence_webhook_certificate_expiry_timestamp_seconds 0",
+            "by kind (created, serving, ca-trust, ca-switch, ca-drop, replace, stopgap;",
+            "by step (secret, issue, load, ca-bundle, lease); each is retried",
+        ] {
+            assert!(text.contains(line), "missing {line:?} in\n{text}");
+        }
+    }
+
+    #[test]
+    fn file_mode_has_no_certificate_loop_metrics() {
+        let (m, c) = metrics(false);
+        assert!(c.is_none());
+        let text = m.render();
+        assert!(!text.contains("certificate_leader"), "{text}");
+        assert!(
+            text.contains("persistence_webhook_certificate_expiry_timestamp_seconds 0"),
+            "{text}"
+        );
     }
 }

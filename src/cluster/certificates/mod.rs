@@ -20,25 +20,23 @@ pub mod ca_bundle;
 mod check;
 pub mod lease;
 pub mod material;
+pub mod metrics;
 pub mod schedule;
 pub mod secret;
 
-use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use anyhow::Context as _;
 use tokio::sync::watch;
 
 use crate::certs::credentials::{self, Credentials, TlsError};
-use crate::server::metrics::CertificateMetrics;
-use crate::server::tls::Resolver;
-use crate::server::AppState;
 use args::Settings;
 pub use args::{CertificateArgs, CertificateSource};
 use ca_bundle::WebhookConfiguration;
 use check::{Checker, Failure};
 use lease::{Lease, Round};
 use material::{Issuer, Material};
+pub use metrics::CertificateMetrics;
 use secret::{Created, SecretStore};
 
 /// Our field manager, on every object we write.
@@ -50,6 +48,18 @@ fn post_params() -> kube::api::PostParams {
         field_manager: Some(FIELD_MANAGER.into()),
         ..kube::api::PostParams::default()
     }
+}
+
+/// What the loop needs of the server that serves its certificate: a handle
+/// to swap it, nothing else of the server. `serve` implements it with the
+/// server's TLS resolver and reload metrics.
+pub trait Serving: Send + Sync + 'static {
+    /// Serves `credentials` from the next handshake on, and sets the
+    /// served certificate's expiry (a certificate reload that took).
+    fn swap(&self, credentials: Credentials);
+    /// Says that a certificate of the Secret could not be served (a
+    /// certificate reload refused; the current one keeps serving).
+    fn refused(&self);
 }
 
 /// The in-cluster certificates of one replica, ready to run.
@@ -251,11 +261,12 @@ impl Backoff {
 
 impl InCluster {
     /// Runs the Lease and the checks until `stop` turns true, then gives the
-    /// Lease up.
+    /// Lease up. New certificates go to `serving`; the loop counts into
+    /// `metrics`.
     pub async fn run(
         self,
-        state: Arc<AppState>,
-        resolver: Arc<Resolver>,
+        serving: impl Serving,
+        metrics: CertificateMetrics,
         mut stop: watch::Receiver<bool>,
     ) {
         let InCluster {
@@ -267,7 +278,6 @@ impl InCluster {
             first,
             created,
         } = self;
-        let metrics = state.metrics.certificates.clone().unwrap_or_default();
         if let Some(kind) = created {
             metrics.renewed(kind);
         }
@@ -279,8 +289,7 @@ impl InCluster {
             secret,
             webhook,
             leadership: leadership.clone(),
-            state,
-            resolver,
+            serving: Box::new(serving),
             metrics,
             served: first.serving.cert.pem.clone(),
             served_not_after: first.serving.cert.not_after,
