@@ -32,7 +32,6 @@ const LAYERS: &[(&str, &[&str])] = &[
 /// only shrinks.
 const NOT_YET: &[&str] = &[
     "src: import circle between cluster::explain, explain",
-    "src: cluster::check::workload (cluster) imports cli (commands), a layer above it",
     "src: cluster::explain (cluster) imports cli (commands), a layer above it",
     "src: cluster::explain (cluster) imports explain (commands), a layer above it",
     "src: cluster::explain (cluster) imports mutate (commands), a layer above it",

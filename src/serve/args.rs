@@ -2,14 +2,16 @@
 //! addresses, the config and certificate sources, and the limits, each
 //! range-checked by the shared parsers of [`crate::flags`] with the flag
 //! named in its error. The rules between flags are checked at start-up
-//! ([`super::start`]), before anything is bound.
+//! ([`super::start`]), before anything is bound. [`flags_in`] reads the
+//! same flags in a Deployment's args, for `check` and live `explain`.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
-use clap::Args;
+use clap::{Args, Parser, Subcommand};
 
 use crate::cluster::certificates::CertificateArgs;
+use crate::cluster::check::ServeFlags;
 use crate::flags::{bytes_in, count_in, duration_in, BoundsArgs, LogFormat};
 
 /// Flags of `serve`. Each can also be set by its environment variable.
@@ -218,6 +220,41 @@ pub struct ServeArgs {
     pub certificates: Box<CertificateArgs>,
 }
 
+/// The command line with `serve` alone, as the binary names itself: the
+/// same parse of `serve`'s flags and the same messages (a test pins them
+/// to `crate::cli`'s), without naming the other commands.
+#[derive(Debug, Parser)]
+#[command(name = "persistence-webhook", version, propagate_version = true)]
+struct ServeLine {
+    #[command(subcommand)]
+    command: ServeOnly,
+}
+
+#[derive(Debug, Subcommand)]
+enum ServeOnly {
+    /// Serve AdmissionReviews over HTTPS (POST /mutate), reloading the config
+    /// and the certificate when their files change.
+    Serve(ServeArgs),
+}
+
+/// A container's args (from `serve` on) parsed as `serve` parses its own:
+/// the flags `check` and live `explain` read, or the parser's first line.
+/// The command layer hands it to them (`crate::cluster::check::ServeParser`).
+pub fn flags_in(args: &[String]) -> Result<ServeFlags, String> {
+    let argv = std::iter::once("persistence-webhook").chain(args.iter().map(String::as_str));
+    match ServeLine::try_parse_from(argv) {
+        Ok(ServeLine {
+            command: ServeOnly::Serve(s),
+        }) => Ok(ServeFlags {
+            config: s.config,
+            demo: s.demo,
+            request_timeout: *s.request_timeout,
+            bounds: s.bounds.into(),
+        }),
+        Err(e) => Err(e.to_string().lines().next().unwrap_or_default().to_owned()),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -319,5 +356,65 @@ mod tests {
         assert_eq!(d.max_body_buffer_bytes, a.max_body_buffer_bytes);
         assert_eq!(d.body_read_timeout, *a.body_read_timeout);
         assert_eq!(d.bounds, Bounds::from(a.bounds));
+    }
+
+    /// `flags_in` answers as the binary's own command line does: the same
+    /// flags, the same first line of every refusal.
+    #[test]
+    fn flags_in_parses_as_the_command_line_does() {
+        let through_cli = |args: &[&str]| -> Result<ServeFlags, String> {
+            let argv = std::iter::once("persistence-webhook").chain(args.iter().copied());
+            match Cli::try_parse_from(argv) {
+                Ok(Cli {
+                    command: Command::Serve(s),
+                }) => Ok(ServeFlags {
+                    config: s.config,
+                    demo: s.demo,
+                    request_timeout: *s.request_timeout,
+                    bounds: s.bounds.into(),
+                }),
+                Ok(other) => Err(format!("not serve: {other:?}")),
+                Err(e) => Err(e.to_string().lines().next().unwrap_or_default().to_owned()),
+            }
+        };
+        let cases: &[&[&str]] = &[
+            &["serve", "--demo"],
+            &[
+                "serve",
+                "--config",
+                "/etc/pw/c.yaml",
+                "--tls-cert",
+                "a",
+                "--tls-key",
+                "b",
+            ],
+            &[
+                "serve",
+                "--config=/c.yaml",
+                "--certificates",
+                "in-cluster",
+                "--request-timeout=3s",
+                "--max-injected-items=9",
+            ],
+            &["serve", "--demo", "--no-such-flag"],
+            &["serve", "--demo", "--max-in-flight", "0"],
+            &["serve", "--demo", "--request-timeout", "soon"],
+            &["serve", "--demo", "--tls-cert", "a"],
+            &["serve", "--config", "c.yaml"],
+            &["serve", "--demo", "--certificates", "elsewhere"],
+            &["serve", "--demo", "--certificate-check-interval", "1ns"],
+            &["serve", "--help"],
+            &["serve", "-h"],
+            &["serve", "--version"],
+            &["serve"],
+        ];
+        for args in cases {
+            let owned: Vec<String> = args.iter().map(|a| (*a).to_owned()).collect();
+            let want = through_cli(args);
+            assert_eq!(flags_in(&owned), want, "{args:?}");
+        }
+        let parsed = flags_in(&["serve".into(), "--demo".into()]).expect("parses");
+        assert_eq!(parsed.request_timeout, Duration::from_secs(8));
+        assert!(parsed.demo);
     }
 }

@@ -11,7 +11,7 @@
 
 mod args;
 
-pub use args::ServeArgs;
+pub use args::{flags_in, ServeArgs};
 
 use std::net::SocketAddr;
 use std::sync::Arc;
