@@ -1,5 +1,7 @@
-//! The command line: `serve`, `mutate`, `test`, `certs`. Flags only; each command's
-//! module does the work.
+//! The command line: the list of commands. Each command's flags live beside
+//! the command (`serve`'s in [`crate::serve`], `check`'s in
+//! [`crate::cluster::check`], `certs`' in [`crate::certs`]), and its module
+//! does the work.
 
 use std::path::PathBuf;
 
@@ -15,7 +17,6 @@ pub struct Cli {
     pub command: Command,
 }
 
-pub use crate::certs::CertsArgs;
 pub use crate::flags::{BoundsArgs, LogFormat, DEFAULT_UID};
 
 /// The subcommands.
@@ -36,7 +37,7 @@ pub enum Command {
     Test(TestArgs),
     /// Make a CA and a serving certificate for the webhook Service (ECDSA
     /// P-256), and print the caBundle for the webhook configuration.
-    Certs(CertsArgs),
+    Certs(crate::certs::CertsArgs),
     /// Say in plain words what the webhook does with a pod and why: offline
     /// for a pod file or an AdmissionReview (the decision `serve` and
     /// `mutate` make), or for a live pod (`--pod NAMESPACE/NAME`, through
