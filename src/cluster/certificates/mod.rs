@@ -9,20 +9,22 @@
 //! The rooms: [`args`] (the flags and the checked settings), [`material`]
 //! (the Secret's content and the rotation steps), [`schedule`] (what is due
 //! when), [`lease`] (who writes), [`secret`] and [`ca_bundle`] (the two
-//! objects written), `check` (one check of the loop). This file starts it
-//! all: the first read before the server binds, then the Lease and check
-//! loops beside the server. The check loop turns every check interval, at
-//! once when this replica gains the Lease, and a second before the served
-//! certificate ends. The review path never comes here.
+//! objects written), `turn` (one turn of the loop), [`metrics`] (what the
+//! loop counts). This file starts it all: the first read before the server
+//! binds, then the Lease and check loops beside the server, which hand new
+//! certificates to the server through a [`Serving`] handle. The check loop
+//! turns every check interval, at once when this replica gains the Lease,
+//! and a second before the served certificate ends. The review path never
+//! comes here.
 
 pub mod args;
 pub mod ca_bundle;
-mod check;
 pub mod lease;
 pub mod material;
 pub mod metrics;
 pub mod schedule;
 pub mod secret;
+mod turn;
 
 use std::time::{Duration, SystemTime};
 
@@ -33,11 +35,11 @@ use crate::certs::credentials::{self, Credentials, TlsError};
 use args::Settings;
 pub use args::{CertificateArgs, CertificateSource};
 use ca_bundle::WebhookConfiguration;
-use check::{Checker, Failure};
 use lease::{Lease, Round};
 use material::{Issuer, Material};
 pub use metrics::CertificateMetrics;
 use secret::{Created, SecretStore};
+use turn::{Failure, Keeper};
 
 /// Our field manager, on every object we write.
 pub const FIELD_MANAGER: &str = "persistence-webhook";
@@ -284,7 +286,7 @@ impl InCluster {
         metrics.ca_expiry.set(first.signer.cert.not_after);
         let leadership = lease.leadership();
         let lease_task = tokio::spawn(hold(lease, metrics.clone(), stop.clone()));
-        let mut checker = Checker {
+        let mut keeper = Keeper {
             settings,
             secret,
             webhook,
@@ -298,39 +300,39 @@ impl InCluster {
             bundle_seen: None,
             missing_reported: false,
         };
-        let mut backoff = Backoff::new(checker.settings.check_interval);
+        let mut backoff = Backoff::new(keeper.settings.check_interval);
         loop {
             // Near the served certificate's end a turn is bounded: the
             // stopgap below must come before the end, API server or not.
-            let turn = if checker.expiring() {
-                tokio::time::timeout(check::WAKE / 2, checker.check())
+            let outcome = if keeper.expiring() {
+                tokio::time::timeout(turn::WAKE / 2, keeper.turn())
                     .await
                     .unwrap_or_else(|_| {
                         Err(Failure {
                             step: "secret",
                             error: anyhow::anyhow!(
                                 "no answer from the API server within {:?}, with the served certificate about to end",
-                                check::WAKE / 2
+                                turn::WAKE / 2
                             ),
                         })
                     })
             } else {
-                checker.check().await
+                keeper.turn().await
             };
-            let wait = match turn {
+            let wait = match outcome {
                 Ok(()) => {
-                    backoff = Backoff::new(checker.settings.check_interval);
-                    checker.settings.check_interval
+                    backoff = Backoff::new(keeper.settings.check_interval);
+                    keeper.settings.check_interval
                 }
                 Err(Failure { step, error }) => {
-                    checker.metrics.failed(step);
+                    keeper.metrics.failed(step);
                     let retry = backoff.next();
                     tracing::error!(step, error = %format!("{error:#}"), retry_in = ?retry, "Certificate check failed; still serving the current certificate");
                     retry
                 }
             };
-            checker.keep_valid();
-            let wait = checker.expiry_wake().map_or(wait, |w| w.min(wait));
+            keeper.keep_valid();
+            let wait = keeper.expiry_wake().map_or(wait, |w| w.min(wait));
             tokio::select! {
                 () = tokio::time::sleep(wait) => {}
                 () = leadership.gained() => {

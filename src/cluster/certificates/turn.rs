@@ -1,5 +1,5 @@
-//! One check of the in-cluster certificates, every check interval: read the
-//! Secret and serve its certificate; and on the Lease holder, keep the
+//! One turn of the in-cluster certificate loop, every check interval: read
+//! the Secret and serve its certificate; and on the Lease holder, keep the
 //! caBundle in place and take the rotation step that is due.
 //!
 //! A replica never keeps serving a certificate it can see expire: the loop
@@ -33,8 +33,8 @@ fn failed(step: &'static str) -> impl FnOnce(anyhow::Error) -> Failure {
     move |error| Failure { step, error }
 }
 
-/// The running loop's memory.
-pub(super) struct Checker {
+/// The running loop's memory, from one turn to the next.
+pub(super) struct Keeper {
     pub(super) settings: Settings,
     pub(super) secret: SecretStore,
     pub(super) webhook: WebhookConfiguration,
@@ -98,10 +98,10 @@ pub(super) fn expiry(served_not_after: i64, last: &Material, now: i64) -> Expiry
 /// new material may make another step due, e.g. a replaced CA).
 const STEPS_PER_CHECK: usize = 3;
 
-impl Checker {
-    /// One check: read the Secret, serve its certificate, and if we hold the
+impl Keeper {
+    /// One turn: read the Secret, serve its certificate, and if we hold the
     /// Lease, keep the caBundle in place and take the step that is due.
-    pub(super) async fn check(&mut self) -> Result<(), Failure> {
+    pub(super) async fn turn(&mut self) -> Result<(), Failure> {
         let Some(stored) = self
             .secret
             .read()
