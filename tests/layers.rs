@@ -25,9 +25,8 @@ const LAYERS: &[(&str, &[&str])] = &[
 ];
 
 /// What the second pass of the middle floor has not untied yet, exactly
-/// (ARCHITECTURE.md, "Layers"): the in-cluster certificate loop still takes
-/// the server's state, and `server`, live `explain` and `check`'s re-parse of
-/// the Deployment's args still name the command line. The check fails on any
+/// (ARCHITECTURE.md, "Layers"): live `explain` still names the command
+/// line and the offline `explain`'s account. The check fails on any
 /// problem not listed here and on any listed one that is gone, so this list
 /// only shrinks.
 const NOT_YET: &[&str] = &[
