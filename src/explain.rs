@@ -116,7 +116,7 @@ pub fn run(args: &ExplainArgs) -> Result<String> {
                 if let Some(flag) = args.namespace.as_deref().filter(|n| *n != namespace) {
                     bail!("--pod {pod} is in namespace {namespace}, not --namespace {flag}");
                 }
-                return crate::cluster::explain::run(args, namespace, name);
+                return crate::cluster::explain::run(args, namespace, name, crate::serve::flags_in);
             }
         }
     }

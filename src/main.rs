@@ -15,8 +15,10 @@ use std::io::Write;
 use std::process::ExitCode;
 
 use clap::Parser;
-use persistence_webhook::cli::{Cli, Command, MutateArgs, ServeArgs, TestArgs};
+use persistence_webhook::cli::{Cli, Command, MutateArgs, TestArgs};
+use persistence_webhook::cluster::check::{self, CheckArgs, CheckOutput};
 use persistence_webhook::mutate::{self, Verdict};
+use persistence_webhook::serve::{self, ServeArgs};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -36,7 +38,7 @@ fn main() -> ExitCode {
                 ExitCode::from(2)
             }
         },
-        Command::Check(args) => persistence_webhook::cluster::check::main(&args),
+        Command::Check(args) => run_check(&args),
         Command::Certs(args) => match persistence_webhook::certs::run(&args) {
             Ok(written) => {
                 for f in &written.files {
@@ -107,24 +109,54 @@ fn run_test(args: &TestArgs) -> ExitCode {
     }
 }
 
-fn run_serve(args: ServeArgs) -> ExitCode {
-    persistence_webhook::logs::init(args.log_format);
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
+/// The one async runtime, for the commands that talk to the network:
+/// `work` run to its end, or exit status 2 when no runtime starts.
+fn block_on<F: std::future::Future>(work: F) -> Result<F::Output, ExitCode> {
+    match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
     {
-        Ok(rt) => rt,
+        Ok(runtime) => Ok(runtime.block_on(work)),
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");
-            return ExitCode::from(2);
+            Err(ExitCode::from(2))
         }
-    };
-    match runtime.block_on(persistence_webhook::server::run(args)) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
+    }
+}
+
+fn run_check(args: &CheckArgs) -> ExitCode {
+    match block_on(check::run(args, serve::flags_in)) {
+        Ok(Ok(report)) => {
+            let text = match args.output {
+                CheckOutput::Text => report.text(),
+                CheckOutput::Json => report.json(),
+            };
+            let mut out = std::io::stdout().lock();
+            let _ = out.write_all(text.as_bytes());
+            let _ = out.flush();
+            if report.success() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            }
+        }
+        Ok(Err(e)) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(2)
+        }
+        Err(no_runtime) => no_runtime,
+    }
+}
+
+fn run_serve(args: ServeArgs) -> ExitCode {
+    persistence_webhook::logs::init(args.log_format);
+    match block_on(serve::run(args)) {
+        Ok(Ok(())) => ExitCode::SUCCESS,
+        Ok(Err(e)) => {
             tracing::error!("{e:#}");
             eprintln!("error: {e:#}");
             ExitCode::from(2)
         }
+        Err(no_runtime) => no_runtime,
     }
 }

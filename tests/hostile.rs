@@ -1,6 +1,6 @@
 //! Hostile input against the real server, for what only the transport
 //! decides: framing, slow clients, limits, TLS, HTTP/2, body sizes. TLS on
-//! 127.0.0.1:0, started in-process with `server::start`, a 2 s request
+//! 127.0.0.1:0, started in-process with `serve::start`, a 2 s request
 //! timeout and a 1 s header-read timeout (the body limit stays at its 4 MiB
 //! default). The cases that depend only on `review_with`'s answer to a body
 //! are in `review_cases.rs`.
@@ -18,7 +18,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::{eventually, serve_args_for, Volume, REVIEW};
-use persistence_webhook::server::{self, Running};
+use persistence_webhook::serve::{self, Running};
 use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -51,7 +51,7 @@ impl Server {
         let issued = common::pki();
         let files = Volume::serving(CONFIG, &issued);
         let args = serve_args_for(&files, flags);
-        let running = server::start(args).await.expect("the server starts");
+        let running = serve::start(args).await.expect("the server starts");
 
         let client = common::client(&[&issued]);
         let raw = common::tls_connector(&issued, &[b"http/1.1"]);

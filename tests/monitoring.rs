@@ -35,7 +35,7 @@ const RUNBOOKS: &str = "docs/src/runbooks";
 const FROM_ELSEWHERE: &[&str] = &["up", "kube_deployment_status_replicas_available"];
 
 /// Registered in the in-cluster certificate mode only: checked against
-/// `Metrics::with_certificates`, not scraped from the file-mode server of
+/// `serve::metrics(true)`, not scraped from the file-mode server of
 /// the Prometheus test.
 const IN_CLUSTER_ONLY: &[&str] = &["persistence_webhook_ca_expiry_timestamp_seconds"];
 
@@ -213,7 +213,7 @@ fn every_alert_has_its_runbook_page_and_its_runbook_url_names_it() {
 
 #[test]
 fn rules_and_dashboard_read_only_metrics_the_server_registers() {
-    let page = persistence_webhook::server::metrics::Metrics::with_certificates().render();
+    let page = persistence_webhook::serve::metrics(true).0.render();
     let exported: BTreeSet<&str> = page
         .lines()
         .filter(|l| !l.starts_with('#'))

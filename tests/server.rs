@@ -14,6 +14,7 @@ use common::{
     client, eventually, metric_at, outputs_store, pki, serve_args, serve_args_for, Spawned, Volume,
     REVIEW,
 };
+use persistence_webhook::serve;
 use persistence_webhook::server::{self, AppState, Limits};
 use persistence_webhook::Config;
 use serde_json::Value;
@@ -213,7 +214,7 @@ async fn tls_round_trip_http2_and_plain_http_refused() {
     let pki = pki();
     let vol = Volume::serving(CONFIG_A, &pki);
     let args = serve_args_for(&vol, &[]);
-    let running = server::start(args).await.expect("starts");
+    let running = serve::start(args).await.expect("starts");
     let addr = running.addr;
 
     let trusted = client(&[&pki]);
@@ -261,7 +262,7 @@ async fn reload_swaps_config_and_cert_under_load_and_refuses_broken_ones() {
     let (pki_a, pki_b) = (pki(), pki());
     let mut vol = Volume::serving(CONFIG_A, &pki_a);
     let args = serve_args_for(&vol, &["--reload-interval", "50ms"]);
-    let running = server::start(args).await.expect("starts");
+    let running = serve::start(args).await.expect("starts");
     let (addr, maddr) = (running.addr, running.metrics_addr);
     let both = client(&[&pki_a, &pki_b]);
 
@@ -403,7 +404,7 @@ fn start_refuses_bad_files_naming_the_flag() {
     ];
     for (flags, want) in cases {
         let err = rt
-            .block_on(server::start(serve_args(&flags)))
+            .block_on(serve::start(serve_args(&flags)))
             .expect_err(want);
         let msg = format!("{err:#}");
         assert!(msg.contains(want), "{flags:?}: {msg}");
@@ -428,7 +429,7 @@ fn start_refuses_limits_that_contradict_each_other_naming_the_flag() {
         let mut argv = vec!["--demo"];
         argv.extend_from_slice(&flags);
         let err = rt
-            .block_on(server::start(serve_args(&argv)))
+            .block_on(serve::start(serve_args(&argv)))
             .expect_err(want);
         let msg = format!("{err:#}");
         assert!(msg.contains(want), "{flags:?}: {msg}");

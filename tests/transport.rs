@@ -14,7 +14,7 @@ use common::{
     Volume, REVIEW,
 };
 use persistence_webhook::certs::Issued;
-use persistence_webhook::server::{self, Running};
+use persistence_webhook::serve::{self, Running};
 use rustls::pki_types::ServerName;
 use serde_json::Value;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
@@ -36,7 +36,7 @@ impl Server {
     async fn start(extra: &[&str]) -> Server {
         let issued = pki();
         let vol = Volume::serving(CONFIG, &issued);
-        let running = server::start(serve_args_for(&vol, extra))
+        let running = serve::start(serve_args_for(&vol, extra))
             .await
             .expect("the server starts");
         Server {

@@ -15,8 +15,6 @@
 //! It never writes: the probe pods are dry runs, stored nowhere. It reads
 //! Secrets' key names only (see [`objects`]).
 
-use std::process::ExitCode;
-
 use clap::{Args, ValueEnum};
 
 use super::ClusterArgs;
@@ -34,6 +32,7 @@ pub(crate) mod webhook;
 mod workload;
 
 pub use report::{Check, Report, Status};
+pub use workload::{ServeFlags, ServeParser};
 
 /// Flags of `check`. The defaults are the names in `manifests/base`.
 #[derive(Debug, Clone, Args)]
@@ -104,46 +103,14 @@ pub enum CheckOutput {
 }
 
 /// Runs the checks. An error means no report could be made at all (no
-/// kubeconfig, the API server unreachable): exit status 2.
-pub async fn run(args: &CheckArgs) -> anyhow::Result<Report> {
+/// kubeconfig, the API server unreachable): exit status 2; with a report,
+/// 0 when nothing failed ([`Report::success`]), else 1.
+///
+/// `parse` is `serve`'s own parser, for the flags in the Deployment's args
+/// (handed in by the command layer: `crate::serve::flags_in`).
+pub async fn run(args: &CheckArgs, parse: ServeParser) -> anyhow::Result<Report> {
     let client = super::client(&args.cluster, *args.timeout).await?;
-    gather::report(client, args, std::time::SystemTime::now()).await
-}
-
-/// The command: prints the report; exit 0 when nothing failed, 1 when
-/// something did, 2 when there is no report (with the reason on stderr).
-pub fn main(args: &CheckArgs) -> ExitCode {
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("error: cannot start the async runtime: {e}");
-            return ExitCode::from(2);
-        }
-    };
-    match runtime.block_on(run(args)) {
-        Ok(report) => {
-            let text = match args.output {
-                CheckOutput::Text => report.text(),
-                CheckOutput::Json => report.json(),
-            };
-            use std::io::Write as _;
-            let mut out = std::io::stdout().lock();
-            let _ = out.write_all(text.as_bytes());
-            let _ = out.flush();
-            if report.success() {
-                ExitCode::SUCCESS
-            } else {
-                ExitCode::from(1)
-            }
-        }
-        Err(e) => {
-            eprintln!("error: {e:#}");
-            ExitCode::from(2)
-        }
-    }
+    gather::report(client, args, std::time::SystemTime::now(), parse).await
 }
 
 #[cfg(test)]

@@ -215,8 +215,14 @@ pub fn live_name(pod: &str) -> Option<(&str, &str)> {
 /// configuration, and explains it against `--config`, or without it
 /// against the installed config: the text or JSON `--output` asks for.
 /// Errors (no cluster, not found, forbidden, no installed config) name
-/// what was read: exit 2.
-pub fn run(args: &ExplainArgs, namespace: &str, name: &str) -> Result<String> {
+/// what was read: exit 2. `serve_parser` reads the Deployment's `serve`
+/// args (`crate::serve::flags_in`).
+pub fn run(
+    args: &ExplainArgs,
+    namespace: &str,
+    name: &str,
+    serve_parser: crate::cluster::check::ServeParser,
+) -> Result<String> {
     // A file is read before the cluster: a bad one fails fast.
     let file = match &args.config {
         Some(path) => Some((
@@ -240,7 +246,15 @@ pub fn run(args: &ExplainArgs, namespace: &str, name: &str) -> Result<String> {
         let objects = read(&client, args, namespace, name).await?;
         let config = match file {
             Some(file) => file,
-            None => installed::load(&client, &args.webhook_namespace, &args.webhook_name).await?,
+            None => {
+                installed::load(
+                    &client,
+                    &args.webhook_namespace,
+                    &args.webhook_name,
+                    serve_parser,
+                )
+                .await?
+            }
         };
         anyhow::Ok((objects, config))
     })?;

@@ -49,6 +49,9 @@ pub enum Port {
 }
 
 impl Port {
+    /// Both ports, for counters created up front.
+    pub const ALL: [Port; 2] = [Port::Webhook, Port::Metrics];
+
     /// The `port` label.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -70,6 +73,9 @@ pub enum Closed {
 }
 
 impl Closed {
+    /// Every reason, for counters created up front.
+    pub const ALL: [Closed; 3] = [Closed::HeaderTimeout, Closed::Idle, Closed::Handshake];
+
     /// The `reason` label.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -134,6 +140,9 @@ pub enum TimedOut {
 }
 
 impl TimedOut {
+    /// Every phase, for counters created up front.
+    pub const ALL: [TimedOut; 3] = [TimedOut::Body, TimedOut::Slot, TimedOut::Review];
+
     /// The `phase` label.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -154,102 +163,12 @@ impl Drop for OpenConnection {
     }
 }
 
-/// The in-cluster certificates' metrics (`serve --certificates in-cluster`
-/// only: in file mode the CA is not the server's to watch).
-#[derive(Debug, Clone, Default)]
-pub struct CertificateMetrics {
-    renewals: Family<Labels, Counter>,
-    failures: Family<Labels, Counter>,
-    /// Writes of the caBundle into the webhook configuration (first fill,
-    /// rotations and restores after an overwrite).
-    pub ca_bundle_writes: Counter,
-    /// notAfter of the CA that signs the serving certificate (unix seconds).
-    pub ca_expiry: Gauge,
-    /// 1 while this replica holds the Lease and writes the certificates.
-    pub leader: Gauge,
-}
-
-impl CertificateMetrics {
-    /// The `kind` labels of renewals.
-    pub const RENEWALS: [&'static str; 7] = [
-        "created",
-        "serving",
-        "ca-trust",
-        "ca-switch",
-        "ca-drop",
-        "replace",
-        "stopgap",
-    ];
-    /// The `step` labels of failures.
-    pub const FAILURES: [&'static str; 5] = ["secret", "issue", "load", "ca-bundle", "lease"];
-
-    /// Counts a renewal (a write of the Secret) of `kind`.
-    pub fn renewed(&self, kind: &'static str) {
-        self.renewals.get_or_create(&[("kind", kind)]).inc();
-    }
-
-    /// Counts a failed `step`.
-    pub fn failed(&self, step: &'static str) {
-        self.failures.get_or_create(&[("step", step)]).inc();
-    }
-
-    fn register(&self, registry: &mut Registry) {
-        for kind in Self::RENEWALS {
-            let _ = self.renewals.get_or_create(&[("kind", kind)]);
-        }
-        for step in Self::FAILURES {
-            let _ = self.failures.get_or_create(&[("step", step)]);
-        }
-        registry.register(
-            "certificate_renewals",
-            format!(
-                "Writes of the certificate Secret by this replica, by kind ({}; stopgap: a serving certificate of its own, not written, when the Secret held nothing fresher near the end of the one served)",
-                Self::RENEWALS.join(", ")
-            ),
-            self.renewals.clone(),
-        );
-        registry.register(
-            "certificate_failures",
-            format!(
-                "Failed certificate steps, by step ({}); each is retried with backoff",
-                Self::FAILURES.join(", ")
-            ),
-            self.failures.clone(),
-        );
-        registry.register(
-            "ca_bundle_writes",
-            "Writes of the caBundle into the MutatingWebhookConfiguration (fills, rotations, restores)",
-            self.ca_bundle_writes.clone(),
-        );
-        registry.register(
-            "ca_expiry_timestamp_seconds",
-            "notAfter of the CA that signs the serving certificate, as a unix timestamp",
-            self.ca_expiry.clone(),
-        );
-        registry.register(
-            "certificate_leader",
-            "1 while this replica holds the Lease and writes the certificates",
-            self.leader.clone(),
-        );
-    }
-}
-
 /// The process's metrics.
 #[derive(Debug)]
 pub struct Metrics {
-    /// Set in `--certificates in-cluster` mode.
-    pub certificates: Option<CertificateMetrics>,
     registry: Registry,
-    /// `reviews_total{outcome="patched",reason=""}`.
-    patched: Counter,
-    /// `reviews_total{outcome=...,reason=...}`, indexed by `Reason as usize`.
-    by_reason: [Counter; Reason::ALL.len()],
-    latency: Histogram,
-    request_latency: Histogram,
-    reloads: Family<Labels2, Counter>,
-    /// `last_reload_successful{kind}`: 0 while the latest version of the
-    /// files was refused, else 1.
-    reload_ok: Family<Labels, Gauge>,
+    reviews: Reviews,
+    reloads: Reloads,
     /// The serving certificate's notAfter (unix seconds).
     pub cert_expiry: Gauge,
     /// Increments each time a new config is taken into use (1 at start).
@@ -262,13 +181,8 @@ pub struct Metrics {
     pub slots_limit: Gauge,
     /// Request body bytes held right now (at most `--max-body-buffer-bytes`).
     pub body_buffer_bytes: Gauge,
-    connections_open: Family<Labels, Gauge>,
-    connections_limited: Family<Labels, Counter>,
-    connections_closed: Family<Labels2, Counter>,
-    connections_refused: Family<Labels2, Counter>,
-    bodies_refused: Family<Labels, Counter>,
-    accept_errors: Family<Labels2, Counter>,
-    timeouts: Family<Labels, Counter>,
+    connections: Connections,
+    overload: Overload,
 }
 
 impl Default for Metrics {
@@ -277,19 +191,26 @@ impl Default for Metrics {
     }
 }
 
-impl Metrics {
-    /// Registers every metric, and the in-cluster certificates' ones.
-    pub fn with_certificates() -> Metrics {
-        let mut m = Metrics::new();
-        let certificates = CertificateMetrics::default();
-        certificates.register(&mut m.registry);
-        m.certificates = Some(certificates);
-        m
-    }
+/// Registers a gauge.
+fn gauge(registry: &mut Registry, name: &str, help: &str) -> Gauge {
+    let gauge = Gauge::default();
+    registry.register(name, help, gauge.clone());
+    gauge
+}
 
-    /// Registers every metric.
-    pub fn new() -> Metrics {
-        let mut registry = Registry::with_prefix("persistence_webhook");
+/// The answers: how many, by outcome and reason, and how long they took.
+#[derive(Debug)]
+struct Reviews {
+    /// `reviews_total{outcome="patched",reason=""}`.
+    patched: Counter,
+    /// `reviews_total{outcome=...,reason=...}`, indexed by `Reason as usize`.
+    by_reason: [Counter; Reason::ALL.len()],
+    latency: Histogram,
+    request_latency: Histogram,
+}
+
+impl Reviews {
+    fn register(registry: &mut Registry) -> Reviews {
         // Every (outcome, reason) pair up front: a bounded set (the reasons'
         // stable names, "" for patched), and no lock on the hot path.
         let by_outcome = Family::<Labels2, Counter>::default();
@@ -318,6 +239,26 @@ impl Metrics {
             "Time from a POST /mutate request's headers to its answer: the body, the wait for a slot and the review, timeouts included",
             request_latency.clone(),
         );
+        Reviews {
+            patched,
+            by_reason,
+            latency,
+            request_latency,
+        }
+    }
+}
+
+/// Reloads of the config and the certificate, and whether the latest took.
+#[derive(Debug)]
+struct Reloads {
+    reloads: Family<Labels2, Counter>,
+    /// `last_reload_successful{kind}`: 0 while the latest version of the
+    /// files was refused, else 1.
+    reload_ok: Family<Labels, Gauge>,
+}
+
+impl Reloads {
+    fn register(registry: &mut Registry) -> Reloads {
         let reloads = Family::<Labels2, Counter>::default();
         let reload_ok = Family::<Labels, Gauge>::default();
         for kind in [Reloaded::Config, Reloaded::Certificate] {
@@ -336,81 +277,77 @@ impl Metrics {
             "0 while the latest version of the files (config or certificate) was refused and the last good one still serves, else 1",
             reload_ok.clone(),
         );
-        let cert_expiry = Gauge::default();
-        registry.register(
-            "certificate_expiry_timestamp_seconds",
-            "notAfter of the serving certificate in use, as a unix timestamp",
-            cert_expiry.clone(),
-        );
-        let config_generation = Gauge::default();
-        registry.register(
-            "config_generation",
-            "Generation of the persistence config in use: 1 at start, +1 per successful reload",
-            config_generation.clone(),
-        );
-        let in_flight = Gauge::default();
-        registry.register(
-            "reviews_in_flight",
-            "Reviews being received or computed right now (waiting ones included)",
-            in_flight.clone(),
-        );
-        let slots_in_use = Gauge::default();
-        registry.register(
-            "review_slots_in_use",
-            "Review slots taken; at --max-in-flight, complete requests wait for one",
-            slots_in_use.clone(),
-        );
-        let slots_limit = Gauge::default();
-        registry.register(
-            "review_slots_limit",
-            "Review slots there are (--max-in-flight)",
-            slots_limit.clone(),
-        );
-        let body_buffer_bytes = Gauge::default();
-        registry.register(
-            "body_buffer_bytes",
-            "Request body bytes held right now, received or being reviewed (at most --max-body-buffer-bytes)",
-            body_buffer_bytes.clone(),
-        );
-        let connections_open = Family::<Labels, Gauge>::default();
-        let connections_limited = Family::<Labels, Counter>::default();
-        let connections_closed = Family::<Labels2, Counter>::default();
-        let connections_refused = Family::<Labels2, Counter>::default();
-        let accept_errors = Family::<Labels2, Counter>::default();
-        for port in [Port::Webhook, Port::Metrics] {
+        Reloads { reloads, reload_ok }
+    }
+}
+
+/// The connections of both ports: open, waiting for room, closed and
+/// refused by the server.
+#[derive(Debug)]
+struct Connections {
+    open: Family<Labels, Gauge>,
+    limited: Family<Labels, Counter>,
+    closed: Family<Labels2, Counter>,
+    refused: Family<Labels2, Counter>,
+}
+
+impl Connections {
+    fn register(registry: &mut Registry) -> Connections {
+        let open = Family::<Labels, Gauge>::default();
+        let limited = Family::<Labels, Counter>::default();
+        let closed = Family::<Labels2, Counter>::default();
+        let refused = Family::<Labels2, Counter>::default();
+        for port in Port::ALL {
             let p = port.as_str();
-            let _ = connections_open.get_or_create(&[("port", p)]);
-            let _ = connections_limited.get_or_create(&[("port", p)]);
-            for why in [Closed::HeaderTimeout, Closed::Idle, Closed::Handshake] {
-                let _ = connections_closed.get_or_create(&[("port", p), ("reason", why.as_str())]);
+            let _ = open.get_or_create(&[("port", p)]);
+            let _ = limited.get_or_create(&[("port", p)]);
+            for why in Closed::ALL {
+                let _ = closed.get_or_create(&[("port", p), ("reason", why.as_str())]);
             }
             for why in Refused::ALL {
-                let _ = connections_refused.get_or_create(&[("port", p), ("reason", why.as_str())]);
-            }
-            for kind in ["descriptors", "other"] {
-                let _ = accept_errors.get_or_create(&[("port", p), ("kind", kind)]);
+                let _ = refused.get_or_create(&[("port", p), ("reason", why.as_str())]);
             }
         }
         registry.register(
             "connections_open",
             "Open connections, by port",
-            connections_open.clone(),
+            open.clone(),
         );
         registry.register(
             "connections_limited",
             "Times the accept loop found --max-connections open and made new connections wait, by port",
-            connections_limited.clone(),
+            limited.clone(),
         );
         registry.register(
             "connections_closed",
             "Connections the server closed itself, by port and reason (header-timeout, idle, handshake-failed)",
-            connections_closed.clone(),
+            closed.clone(),
         );
         registry.register(
             "connections_refused",
             "Connections closed right after accept, before the TLS handshake, by port and reason (peer-share: the source address already held --max-connections-per-peer); never by address",
-            connections_refused.clone(),
+            refused.clone(),
         );
+        Connections {
+            open,
+            limited,
+            closed,
+            refused,
+        }
+    }
+}
+
+/// Work turned away or failed under load: bodies without room, failed
+/// accepts, reviews out of time.
+#[derive(Debug)]
+struct Overload {
+    bodies_refused: Family<Labels, Counter>,
+    accept_errors: Family<Labels2, Counter>,
+    timeouts: Family<Labels, Counter>,
+}
+
+impl Overload {
+    fn register(registry: &mut Registry) -> Overload {
         let bodies_refused = Family::<Labels, Counter>::default();
         for why in BodyRefused::ALL {
             let _ = bodies_refused.get_or_create(&[("reason", why.as_str())]);
@@ -420,13 +357,19 @@ impl Metrics {
             "Request bodies answered 503 for want of room before their deadline, by reason (budget: --max-body-buffer-bytes; peer-share: the client's own share of it)",
             bodies_refused.clone(),
         );
+        let accept_errors = Family::<Labels2, Counter>::default();
+        for port in Port::ALL {
+            for kind in ["descriptors", "other"] {
+                let _ = accept_errors.get_or_create(&[("port", port.as_str()), ("kind", kind)]);
+            }
+        }
         registry.register(
             "accept_errors",
             "Failed accepts, by port and kind (descriptors: out of file descriptors)",
             accept_errors.clone(),
         );
         let timeouts = Family::<Labels, Counter>::default();
-        for phase in [TimedOut::Body, TimedOut::Slot, TimedOut::Review] {
+        for phase in TimedOut::ALL {
             let _ = timeouts.get_or_create(&[("phase", phase.as_str())]);
         }
         registry.register(
@@ -434,53 +377,98 @@ impl Metrics {
             "Reviews answered 503 at their deadline, by phase (body, slot, review)",
             timeouts.clone(),
         );
+        Overload {
+            bodies_refused,
+            accept_errors,
+            timeouts,
+        }
+    }
+}
+
+impl Metrics {
+    /// Registers every metric of the server.
+    pub fn new() -> Metrics {
+        let mut registry = Registry::with_prefix("persistence_webhook");
+        let reviews = Reviews::register(&mut registry);
+        let reloads = Reloads::register(&mut registry);
+        let cert_expiry = gauge(
+            &mut registry,
+            "certificate_expiry_timestamp_seconds",
+            "notAfter of the serving certificate in use, as a unix timestamp",
+        );
+        let config_generation = gauge(
+            &mut registry,
+            "config_generation",
+            "Generation of the persistence config in use: 1 at start, +1 per successful reload",
+        );
+        let in_flight = gauge(
+            &mut registry,
+            "reviews_in_flight",
+            "Reviews being received or computed right now (waiting ones included)",
+        );
+        let slots_in_use = gauge(
+            &mut registry,
+            "review_slots_in_use",
+            "Review slots taken; at --max-in-flight, complete requests wait for one",
+        );
+        let slots_limit = gauge(
+            &mut registry,
+            "review_slots_limit",
+            "Review slots there are (--max-in-flight)",
+        );
+        let body_buffer_bytes = gauge(
+            &mut registry,
+            "body_buffer_bytes",
+            "Request body bytes held right now, received or being reviewed (at most --max-body-buffer-bytes)",
+        );
+        let connections = Connections::register(&mut registry);
+        let overload = Overload::register(&mut registry);
         Metrics {
-            certificates: None,
+            registry,
+            reviews,
+            reloads,
+            cert_expiry,
+            config_generation,
             in_flight,
             slots_in_use,
             slots_limit,
             body_buffer_bytes,
-            connections_open,
-            connections_limited,
-            connections_closed,
-            connections_refused,
-            bodies_refused,
-            accept_errors,
-            timeouts,
-            registry,
-            patched,
-            by_reason,
-            latency,
-            request_latency,
-            reloads,
-            reload_ok,
-            cert_expiry,
-            config_generation,
+            connections,
+            overload,
         }
+    }
+
+    /// The registry, for metrics another room owns (the in-cluster
+    /// certificates'): registered there, they render with these, under the
+    /// same prefix.
+    pub fn registry(&mut self) -> &mut Registry {
+        &mut self.registry
     }
 
     /// Counts one answered review: `None` when it was patched, else why not.
     pub fn review(&self, reason: Option<Reason>, seconds: f64) {
         match reason {
-            None => self.patched.inc(),
+            None => self.reviews.patched.inc(),
             // `Reason::ALL` is in declaration order, so the discriminant is the index.
-            Some(r) => self.by_reason[r as usize].inc(),
+            Some(r) => self.reviews.by_reason[r as usize].inc(),
         };
-        self.latency.observe(seconds);
+        self.reviews.latency.observe(seconds);
     }
 
     /// Times one `POST /mutate` request, from its headers to its answer.
     pub fn request(&self, seconds: f64) {
-        self.request_latency.observe(seconds);
+        self.reviews.request_latency.observe(seconds);
     }
 
     /// Counts one reload attempt; its result is the latest one until the next.
     pub fn reload(&self, what: Reloaded, ok: bool) {
         let result = if ok { "success" } else { "failure" };
         self.reloads
+            .reloads
             .get_or_create(&[("kind", what.label()), ("result", result)])
             .inc();
-        self.reload_ok
+        self.reloads
+            .reload_ok
             .get_or_create(&[("kind", what.label())])
             .set(i64::from(ok));
     }
@@ -488,7 +476,8 @@ impl Metrics {
     /// Counts an open connection until the guard is dropped.
     pub fn connection_opened(&self, port: Port) -> OpenConnection {
         let gauge = self
-            .connections_open
+            .connections
+            .open
             .get_or_create(&[("port", port.as_str())])
             .clone();
         gauge.inc();
@@ -497,28 +486,32 @@ impl Metrics {
 
     /// Counts one time the connection limit made the accept loop wait.
     pub fn connection_limited(&self, port: Port) {
-        self.connections_limited
+        self.connections
+            .limited
             .get_or_create(&[("port", port.as_str())])
             .inc();
     }
 
     /// Counts a connection the server closed itself.
     pub fn connection_closed(&self, port: Port, why: Closed) {
-        self.connections_closed
+        self.connections
+            .closed
             .get_or_create(&[("port", port.as_str()), ("reason", why.as_str())])
             .inc();
     }
 
     /// Counts a connection refused right after accept.
     pub fn connection_refused(&self, port: Port, why: Refused) {
-        self.connections_refused
+        self.connections
+            .refused
             .get_or_create(&[("port", port.as_str()), ("reason", why.as_str())])
             .inc();
     }
 
     /// Counts a body refused (503) for want of room in a budget.
     pub fn body_refused(&self, why: BodyRefused) {
-        self.bodies_refused
+        self.overload
+            .bodies_refused
             .get_or_create(&[("reason", why.as_str())])
             .inc();
     }
@@ -526,14 +519,16 @@ impl Metrics {
     /// Counts a failed accept; `descriptors` when out of file descriptors.
     pub fn accept_error(&self, port: Port, descriptors: bool) {
         let kind = if descriptors { "descriptors" } else { "other" };
-        self.accept_errors
+        self.overload
+            .accept_errors
             .get_or_create(&[("port", port.as_str()), ("kind", kind)])
             .inc();
     }
 
     /// Counts a review answered 503 at its deadline.
     pub fn timed_out(&self, phase: TimedOut) {
-        self.timeouts
+        self.overload
+            .timeouts
             .get_or_create(&[("phase", phase.as_str())])
             .inc();
     }
@@ -607,31 +602,5 @@ mod tests {
             .render()
             .contains("persistence_webhook_last_reload_successful{kind=\"config\"} 1"));
         assert!(!text.contains("ca_expiry"), "file mode has no CA to watch");
-    }
-
-    #[test]
-    fn in_cluster_mode_adds_the_certificate_metrics() {
-        let m = Metrics::with_certificates();
-        let c = m.certificates.clone().expect("registered");
-        c.renewed("serving");
-        c.failed("lease");
-        c.ca_expiry.set(1_900_000_000);
-        c.leader.set(1);
-        c.ca_bundle_writes.inc();
-        let text = m.render();
-        for line in [
-            "persistence_webhook_certificate_renewals_total{kind=\"serving\"} 1",
-            "persistence_webhook_certificate_renewals_total{kind=\"ca-switch\"} 0",
-            "persistence_webhook_certificate_failures_total{step=\"lease\"} 1",
-            "persistence_webhook_certificate_failures_total{step=\"ca-bundle\"} 0",
-            "persistence_webhook_ca_expiry_timestamp_seconds 1900000000",
-            "persistence_webhook_certificate_leader 1",
-            "persistence_webhook_ca_bundle_writes_total 1",
-            "persistence_webhook_certificate_expiry_timestamp_seconds 0",
-            "by kind (created, serving, ca-trust, ca-switch, ca-drop, replace, stopgap;",
-            "by step (secret, issue, load, ca-bundle, lease); each is retried",
-        ] {
-            assert!(text.contains(line), "missing {line:?} in\n{text}");
-        }
     }
 }

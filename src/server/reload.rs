@@ -18,8 +18,9 @@ use anyhow::{anyhow, Context, Result};
 use tokio::sync::watch as signal;
 
 use super::metrics::Reloaded;
-use super::tls::{self, Credentials, Culprit, Resolver, TlsError};
+use super::tls::Resolver;
 use super::AppState;
+use crate::certs::credentials::{self, Credentials, Culprit, TlsError};
 use crate::certs::{self, CertRequest};
 use crate::config::Config;
 use crate::file::{self, FileError};
@@ -135,7 +136,7 @@ fn demo_credentials(dir: &Path, now: SystemTime) -> Result<Credentials> {
         ca = %ca.display(),
         "Demo mode: built-in example config and a throwaway certificate for localhost; trust it with curl --cacert"
     );
-    tls::load(issued.cert_pem.as_bytes(), issued.key_pem.as_bytes(), now)
+    credentials::load(issued.cert_pem.as_bytes(), issued.key_pem.as_bytes(), now)
         .map_err(|e| anyhow!("the demo certificate: {e}"))
 }
 
@@ -200,7 +201,7 @@ impl CertPair {
             .map_err(|e| refused(format!("--tls-cert {cert_path}: {e}")))?;
         let key =
             (self.key.last.as_ref()).map_err(|e| refused(format!("--tls-key {key_path}: {e}")))?;
-        tls::load(cert, key, now).map_err(|e| Refusal {
+        credentials::load(cert, key, now).map_err(|e| Refusal {
             not_yet_valid: matches!(e, TlsError::NotYetValid(_)),
             reason: match e.file() {
                 Culprit::Cert => format!("--tls-cert {cert_path}: {e}"),

@@ -13,7 +13,8 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, SystemTime};
 
 use persistence_webhook::certs::{issue, CertRequest, Issued};
-use persistence_webhook::cli::{Cli, Command as Sub, ServeArgs};
+use persistence_webhook::cli::{Cli, Command as Sub};
+use persistence_webhook::serve::ServeArgs;
 use serde_json::Value;
 
 /// A real kube-apiserver capture: `kubectl create` of a pod, no annotation.

@@ -9,36 +9,37 @@
 //! The rooms: [`args`] (the flags and the checked settings), [`material`]
 //! (the Secret's content and the rotation steps), [`schedule`] (what is due
 //! when), [`lease`] (who writes), [`secret`] and [`ca_bundle`] (the two
-//! objects written), `check` (one check of the loop). This file starts it
-//! all: the first read before the server binds, then the Lease and check
-//! loops beside the server. The check loop turns every check interval, at
-//! once when this replica gains the Lease, and a second before the served
-//! certificate ends. The review path never comes here.
+//! objects written), `turn` (one turn of the loop), [`metrics`] (what the
+//! loop counts). This file starts it all: the first read before the server
+//! binds, then the Lease and check loops beside the server, which hand new
+//! certificates to the server through a [`Serving`] handle. The check loop
+//! turns every check interval, at once when this replica gains the Lease,
+//! and a second before the served certificate ends. The review path never
+//! comes here.
 
 pub mod args;
 pub mod ca_bundle;
-mod check;
 pub mod lease;
 pub mod material;
+pub mod metrics;
 pub mod schedule;
 pub mod secret;
+mod turn;
 
-use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use anyhow::Context as _;
 use tokio::sync::watch;
 
-use crate::server::metrics::CertificateMetrics;
-use crate::server::tls::{self, Resolver};
-use crate::server::AppState;
+use crate::certs::credentials::{self, Credentials, TlsError};
 use args::Settings;
 pub use args::{CertificateArgs, CertificateSource};
 use ca_bundle::WebhookConfiguration;
-use check::{Checker, Failure};
 use lease::{Lease, Round};
 use material::{Issuer, Material};
+pub use metrics::CertificateMetrics;
 use secret::{Created, SecretStore};
+use turn::{Failure, Keeper};
 
 /// Our field manager, on every object we write.
 pub const FIELD_MANAGER: &str = "persistence-webhook";
@@ -51,6 +52,18 @@ fn post_params() -> kube::api::PostParams {
     }
 }
 
+/// What the loop needs of the server that serves its certificate: a handle
+/// to swap it, nothing else of the server. `serve` implements it with the
+/// server's TLS resolver and reload metrics.
+pub trait Serving: Send + Sync + 'static {
+    /// Serves `credentials` from the next handshake on, and sets the
+    /// served certificate's expiry (a certificate reload that took).
+    fn swap(&self, credentials: Credentials);
+    /// Says that a certificate of the Secret could not be served (a
+    /// certificate reload refused; the current one keeps serving).
+    fn refused(&self);
+}
+
 /// The in-cluster certificates of one replica, ready to run.
 #[derive(Debug)]
 pub struct InCluster {
@@ -59,7 +72,7 @@ pub struct InCluster {
     webhook: WebhookConfiguration,
     lease: Lease,
     /// The first serving certificate, read before the server binds.
-    pub credentials: tls::Credentials,
+    pub credentials: Credentials,
     first: Material,
     /// The renewal this replica made at start (created, replaced...).
     created: Option<&'static str>,
@@ -150,7 +163,7 @@ pub async fn prepare(args: &CertificateArgs) -> anyhow::Result<InCluster> {
 async fn first_material(
     secret: &SecretStore,
     issuer: &Issuer,
-) -> anyhow::Result<Option<(Material, tls::Credentials, Option<&'static str>)>> {
+) -> anyhow::Result<Option<(Material, Credentials, Option<&'static str>)>> {
     let now = SystemTime::now();
     let Some(stored) = secret.read().await.map_err(api("get", secret))? else {
         let fresh = issuer.fresh(now)?;
@@ -200,8 +213,8 @@ async fn first_material(
 }
 
 /// The serving credentials of `m`, checked at `now`.
-fn serving(m: &Material, now: SystemTime) -> Result<tls::Credentials, tls::TlsError> {
-    tls::load(m.serving.cert.pem.as_bytes(), m.serving.key.as_bytes(), now)
+fn serving(m: &Material, now: SystemTime) -> Result<Credentials, TlsError> {
+    credentials::load(m.serving.cert.pem.as_bytes(), m.serving.key.as_bytes(), now)
 }
 
 /// An API error on the certificate Secret, saying which verb on which
@@ -250,11 +263,12 @@ impl Backoff {
 
 impl InCluster {
     /// Runs the Lease and the checks until `stop` turns true, then gives the
-    /// Lease up.
+    /// Lease up. New certificates go to `serving`; the loop counts into
+    /// `metrics`.
     pub async fn run(
         self,
-        state: Arc<AppState>,
-        resolver: Arc<Resolver>,
+        serving: impl Serving,
+        metrics: CertificateMetrics,
         mut stop: watch::Receiver<bool>,
     ) {
         let InCluster {
@@ -266,20 +280,18 @@ impl InCluster {
             first,
             created,
         } = self;
-        let metrics = state.metrics.certificates.clone().unwrap_or_default();
         if let Some(kind) = created {
             metrics.renewed(kind);
         }
         metrics.ca_expiry.set(first.signer.cert.not_after);
         let leadership = lease.leadership();
         let lease_task = tokio::spawn(hold(lease, metrics.clone(), stop.clone()));
-        let mut checker = Checker {
+        let mut keeper = Keeper {
             settings,
             secret,
             webhook,
             leadership: leadership.clone(),
-            state,
-            resolver,
+            serving: Box::new(serving),
             metrics,
             served: first.serving.cert.pem.clone(),
             served_not_after: first.serving.cert.not_after,
@@ -288,39 +300,39 @@ impl InCluster {
             bundle_seen: None,
             missing_reported: false,
         };
-        let mut backoff = Backoff::new(checker.settings.check_interval);
+        let mut backoff = Backoff::new(keeper.settings.check_interval);
         loop {
             // Near the served certificate's end a turn is bounded: the
             // stopgap below must come before the end, API server or not.
-            let turn = if checker.expiring() {
-                tokio::time::timeout(check::WAKE / 2, checker.check())
+            let outcome = if keeper.expiring() {
+                tokio::time::timeout(turn::WAKE / 2, keeper.turn())
                     .await
                     .unwrap_or_else(|_| {
                         Err(Failure {
                             step: "secret",
                             error: anyhow::anyhow!(
                                 "no answer from the API server within {:?}, with the served certificate about to end",
-                                check::WAKE / 2
+                                turn::WAKE / 2
                             ),
                         })
                     })
             } else {
-                checker.check().await
+                keeper.turn().await
             };
-            let wait = match turn {
+            let wait = match outcome {
                 Ok(()) => {
-                    backoff = Backoff::new(checker.settings.check_interval);
-                    checker.settings.check_interval
+                    backoff = Backoff::new(keeper.settings.check_interval);
+                    keeper.settings.check_interval
                 }
                 Err(Failure { step, error }) => {
-                    checker.metrics.failed(step);
+                    keeper.metrics.failed(step);
                     let retry = backoff.next();
                     tracing::error!(step, error = %format!("{error:#}"), retry_in = ?retry, "Certificate check failed; still serving the current certificate");
                     retry
                 }
             };
-            checker.keep_valid();
-            let wait = checker.expiry_wake().map_or(wait, |w| w.min(wait));
+            keeper.keep_valid();
+            let wait = keeper.expiry_wake().map_or(wait, |w| w.min(wait));
             tokio::select! {
                 () = tokio::time::sleep(wait) => {}
                 () = leadership.gained() => {

@@ -10,7 +10,7 @@ use std::path::{Component, Path, PathBuf};
 
 use super::objects::{ConfigMap, Deployment, KeyToPath, Lookup, Volume};
 use super::report::Check;
-use super::workload::{serve_args, serve_container};
+use super::workload::{serve_container, ServeParser};
 use crate::config::{Config, ConfigError, Role};
 
 /// Where the webhook's Deployment reads its persistence config.
@@ -103,14 +103,15 @@ pub enum Unlocated {
 }
 
 /// The ConfigMap and key the Deployment's `serve` container reads its
-/// config from: its `--config` path (parsed by `serve`'s own parser), the
+/// config from: its `--config` path (read by `serve_parser`, `serve`'s own
+/// parser), the
 /// deepest volume mount holding that path (with its `subPath`), and the
 /// ConfigMap volume (or projected ConfigMap source) behind it, through its
 /// `items` when it lists them.
-pub fn locate(deployment: &Deployment) -> Result<Source, Unlocated> {
+pub fn locate(deployment: &Deployment, serve_parser: ServeParser) -> Result<Source, Unlocated> {
     let (container, args) = serve_container(deployment).ok_or(Unlocated::NoServe)?;
     let name = || container.name.clone();
-    let serve = serve_args(args).map_err(|reason| Unlocated::Args {
+    let serve = serve_parser(args).map_err(|reason| Unlocated::Args {
         container: name(),
         reason,
     })?;
@@ -576,13 +577,13 @@ mod tests {
             ),
         ];
         for (why, d, want) in cases {
-            assert_eq!(locate(&d), want, "{why}");
+            assert_eq!(locate(&d, crate::serve::flags_in), want, "{why}");
         }
         let bad = deployment(&["serve", "--no-such-flag"], n.clone(), n.clone(), n);
         assert!(
-            matches!(locate(&bad), Err(Unlocated::Args { ref reason, .. }) if reason.contains("--no-such-flag")),
+            matches!(locate(&bad, crate::serve::flags_in), Err(Unlocated::Args { ref reason, .. }) if reason.contains("--no-such-flag")),
             "{:?}",
-            locate(&bad)
+            locate(&bad, crate::serve::flags_in)
         );
     }
 

@@ -20,6 +20,7 @@ use super::objects::{
 };
 use super::report::{Check, Report};
 use super::webhook::{Expect, Registration, Target, OPT_IN};
+use super::workload::ServeParser;
 use super::{certificates, config_map, namespace, probe, webhook, workload, CheckArgs};
 use crate::bounds::Bounds;
 use crate::config::Config;
@@ -77,12 +78,14 @@ struct Shared<'a> {
     probe_blocked: Option<String>,
 }
 
-/// Builds the whole report. Fails only when the API server cannot be
-/// reached at all.
+/// Builds the whole report, reading `serve`'s flags in the Deployment's
+/// args with `parse`. Fails only when the API server cannot be reached at
+/// all.
 pub async fn report(
     client: kube::Client,
     args: &CheckArgs,
     now: SystemTime,
+    parse: ServeParser,
 ) -> anyhow::Result<Report> {
     let info = client
         .apiserver_version()
@@ -111,7 +114,7 @@ pub async fn report(
     );
 
     // The webhook configuration, judged against serve's actual timeout.
-    let settings = workload::serve_settings(deploy.found());
+    let settings = workload::serve_settings(deploy.found(), parse);
     let expect = Expect {
         config_name: name,
         namespace: ns,

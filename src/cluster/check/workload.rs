@@ -3,15 +3,13 @@
 //! for a URL registration), and the settings `serve` runs with, read from
 //! the Deployment's args with the same flag parser. Pure.
 
+use std::path::PathBuf;
 use std::time::Duration;
-
-use clap::Parser as _;
 
 use super::objects::{Container, Deployment, Endpoints, Lookup, Service};
 use super::report::Check;
 use super::webhook::Target;
 use crate::bounds::Bounds;
-use crate::cli::{Cli, Command, ServeArgs};
 
 /// The settings of `serve` that the checks compare against.
 #[derive(Debug, Clone, PartialEq)]
@@ -25,23 +23,25 @@ pub struct ServeSettings {
     pub from: String,
 }
 
-/// A container's args parsed by `serve`'s own parser; the error is the
-/// parser's first line.
-pub(crate) fn serve_args(args: &[String]) -> Result<ServeArgs, String> {
-    let argv = std::iter::once("persistence-webhook").chain(args.iter().map(String::as_str));
-    match Cli::try_parse_from(argv) {
-        Ok(Cli {
-            command: Command::Serve(s),
-            ..
-        }) => Ok(s),
-        Ok(_) => Err("not a serve command".into()),
-        Err(e) => Err(e.to_string().lines().next().unwrap_or_default().to_owned()),
-    }
+/// What `check` (and live `explain`) read of `serve`'s flags in a
+/// Deployment's args.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ServeFlags {
+    /// `--config`, from the args or (as `serve` parses) the environment.
+    pub config: Option<PathBuf>,
+    /// `--demo`.
+    pub demo: bool,
+    /// `--request-timeout`.
+    pub request_timeout: Duration,
+    /// `--max-patch-bytes`, `--max-injected-items`.
+    pub bounds: Bounds,
 }
 
-fn parse_serve(args: &[String]) -> Result<(Duration, Bounds), String> {
-    serve_args(args).map(|s| (*s.request_timeout, s.bounds.into()))
-}
+/// `serve`'s own parser of a container's args (from `serve` on): the
+/// flags `check` reads, or the parser's first line. The command layer hands
+/// it in (`crate::serve::flags_in`), so that `check` judges the args as
+/// `serve` would take them without naming the command line.
+pub type ServeParser = fn(&[String]) -> Result<ServeFlags, String>;
 
 /// The Deployment's container that runs `serve` (its args start with
 /// `serve`), with those args.
@@ -61,17 +61,17 @@ pub(crate) fn serve_container(deployment: &Deployment) -> Option<(&Container, &[
 }
 
 /// `serve`'s settings from the Deployment's container that runs `serve`
-/// (its args parsed by `serve`'s own parser), else `serve`'s defaults.
-pub fn serve_settings(deployment: Option<&Deployment>) -> ServeSettings {
+/// (its args read by `parse`, `serve`'s own parser), else `serve`'s
+/// defaults.
+pub fn serve_settings(deployment: Option<&Deployment>, parse: ServeParser) -> ServeSettings {
+    let settings = |args: &[String]| parse(args).map(|s| (s.request_timeout, s.bounds));
     let defaults = || {
         let args = ["serve".to_owned(), "--demo".to_owned()];
-        let (request_timeout, bounds) =
-            parse_serve(&args).unwrap_or((Duration::from_secs(8), Bounds::default()));
-        (request_timeout, bounds)
+        settings(&args).unwrap_or((Duration::from_secs(8), Bounds::default()))
     };
     let args = deployment.and_then(serve_container).map(|(_, args)| args);
     match args {
-        Some(args) => match parse_serve(args) {
+        Some(args) => match settings(args) {
             Ok((request_timeout, bounds)) => ServeSettings {
                 request_timeout,
                 bounds,
@@ -312,7 +312,7 @@ mod tests {
     #[test]
     fn serve_settings_come_from_the_deployments_args() {
         let d = manifest();
-        let s = serve_settings(Some(&d));
+        let s = serve_settings(Some(&d), crate::serve::flags_in);
         assert_eq!(s.request_timeout, Duration::from_secs(8));
         assert_eq!(s.bounds.max_patch_bytes, 1_048_576);
         assert_eq!(s.from, "the Deployment's args");
@@ -333,7 +333,7 @@ mod tests {
                 args.push("--max-injected-items=9".into());
             }
         }
-        let s = serve_settings(Some(&fast));
+        let s = serve_settings(Some(&fast), crate::serve::flags_in);
         assert_eq!(s.request_timeout, Duration::from_secs(3));
         assert_eq!(s.bounds.max_injected_items, 9);
         // Args serve would refuse: the defaults, and the message says why.
@@ -345,14 +345,14 @@ mod tests {
         {
             args.push("--no-such-flag".into());
         }
-        let s = serve_settings(Some(&fast));
+        let s = serve_settings(Some(&fast), crate::serve::flags_in);
         assert_eq!(s.request_timeout, Duration::from_secs(8));
         assert!(
             s.from.contains("do not parse") && s.from.contains("--no-such-flag"),
             "{}",
             s.from
         );
-        let s = serve_settings(None);
+        let s = serve_settings(None, crate::serve::flags_in);
         assert_eq!(
             (s.request_timeout, s.from.as_str()),
             (Duration::from_secs(8), "serve's default")

@@ -12,6 +12,7 @@ use kube::api::Api;
 use super::ConfigSource;
 use crate::cluster::check::config_map::{locate, parse};
 use crate::cluster::check::objects::{ConfigMap, Deployment};
+use crate::cluster::check::ServeParser;
 use crate::config::Config;
 
 /// What a user without the reads can do instead, or what grants them.
@@ -48,11 +49,13 @@ fn api_error(
     }
 }
 
-/// Reads the config the webhook's Deployment `namespace/name` mounts.
+/// Reads the config the webhook's Deployment `namespace/name` mounts
+/// (its `serve` args read by `serve_parser`).
 pub async fn load(
     client: &kube::Client,
     namespace: &str,
     name: &str,
+    serve_parser: ServeParser,
 ) -> Result<(Config, ConfigSource)> {
     let deployment = Api::<Deployment>::namespaced(client.clone(), namespace)
         .get_opt(name)
@@ -63,7 +66,7 @@ pub async fn load(
                 "Deployment {namespace}/{name} not found: explain reads the installed config from the ConfigMap it mounts; name your install with --webhook-namespace and --webhook-name, or pass --config FILE"
             )
         })?;
-    let source = locate(&deployment).map_err(|e| {
+    let source = locate(&deployment, serve_parser).map_err(|e| {
         anyhow!(
             "Deployment {namespace}/{name} does not say where its config is: {e}; pass --config FILE"
         )

@@ -1,5 +1,5 @@
-//! One check of the in-cluster certificates, every check interval: read the
-//! Secret and serve its certificate; and on the Lease holder, keep the
+//! One turn of the in-cluster certificate loop, every check interval: read
+//! the Secret and serve its certificate; and on the Lease holder, keep the
 //! caBundle in place and take the rotation step that is due.
 //!
 //! A replica never keeps serving a certificate it can see expire: the loop
@@ -13,7 +13,6 @@
 //! that has expired too nothing this replica could issue would be trusted;
 //! it says so and waits for the holder to replace the CA.
 
-use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use super::args::Settings;
@@ -22,11 +21,7 @@ use super::lease::Leadership;
 use super::material::{self, unix_ms, Material};
 use super::schedule::{next_step, Step};
 use super::secret::{Created, SecretStore, Stored};
-use super::{api, serving, with_rbac_hint};
-use crate::server::metrics::CertificateMetrics;
-use crate::server::reload::swap_certificate;
-use crate::server::tls::Resolver;
-use crate::server::AppState;
+use super::{api, serving, with_rbac_hint, CertificateMetrics, Serving};
 
 /// A step that failed, for the log and the `step` label.
 pub(super) struct Failure {
@@ -38,14 +33,14 @@ fn failed(step: &'static str) -> impl FnOnce(anyhow::Error) -> Failure {
     move |error| Failure { step, error }
 }
 
-/// The running loop's memory.
-pub(super) struct Checker {
+/// The running loop's memory, from one turn to the next.
+pub(super) struct Keeper {
     pub(super) settings: Settings,
     pub(super) secret: SecretStore,
     pub(super) webhook: WebhookConfiguration,
     pub(super) leadership: Leadership,
-    pub(super) state: Arc<AppState>,
-    pub(super) resolver: Arc<Resolver>,
+    /// The server's handle: where a new certificate goes.
+    pub(super) serving: Box<dyn Serving>,
     pub(super) metrics: CertificateMetrics,
     /// The serving certificate served now (PEM).
     pub(super) served: String,
@@ -103,10 +98,10 @@ pub(super) fn expiry(served_not_after: i64, last: &Material, now: i64) -> Expiry
 /// new material may make another step due, e.g. a replaced CA).
 const STEPS_PER_CHECK: usize = 3;
 
-impl Checker {
-    /// One check: read the Secret, serve its certificate, and if we hold the
+impl Keeper {
+    /// One turn: read the Secret, serve its certificate, and if we hold the
     /// Lease, keep the caBundle in place and take the step that is due.
-    pub(super) async fn check(&mut self) -> Result<(), Failure> {
+    pub(super) async fn turn(&mut self) -> Result<(), Failure> {
         let Some(stored) = self
             .secret
             .read()
@@ -258,16 +253,14 @@ impl Checker {
             return Ok(());
         }
         let creds = serving(m, SystemTime::now()).map_err(|e| {
-            self.state
-                .metrics
-                .reload(crate::server::metrics::Reloaded::Certificate, false);
+            self.serving.refused();
             failed("load")(anyhow::Error::new(e).context(format!(
                 "the serving certificate of the Secret {}",
                 self.secret.name()
             )))
         })?;
         let not_after = creds.not_after;
-        swap_certificate(&self.state, &self.resolver, creds);
+        self.serving.swap(creds);
         self.served = m.serving.cert.pem.clone();
         self.served_not_after = m.serving.cert.not_after;
         tracing::info!(
@@ -325,7 +318,7 @@ impl Checker {
                     .and_then(|m| Ok((serving(&m, now)?, m.serving.cert)));
                 match issued {
                     Ok((creds, cert)) => {
-                        swap_certificate(&self.state, &self.resolver, creds);
+                        self.serving.swap(creds);
                         self.metrics.renewed("stopgap");
                         tracing::warn!(
                             secret = self.secret.name(),
