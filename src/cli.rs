@@ -90,19 +90,10 @@ pub struct ExplainArgs {
     #[arg(long, value_enum, default_value_t = ExplainOutput::Text)]
     pub output: ExplainOutput,
 
-    /// For a live pod: the MutatingWebhookConfiguration to look at, and
-    /// (without --config) the Deployment whose mounted config is read.
-    #[arg(long, value_name = "NAME", default_value = "persistence-webhook")]
-    pub webhook_name: String,
-
-    /// For a live pod without --config: the namespace of the webhook's
-    /// Deployment and ConfigMap.
-    #[arg(long, value_name = "NS", default_value = "persistence-webhook")]
-    pub webhook_namespace: String,
-
-    /// How to reach the API server for a live pod.
+    /// For a live pod: which webhook to look at, and how to reach the API
+    /// server.
     #[command(flatten)]
-    pub cluster: crate::cluster::ClusterArgs,
+    pub live: crate::cluster::explain::LiveArgs,
 
     /// The bounds on one review, as `serve` applies them.
     #[command(flatten)]

@@ -24,18 +24,31 @@ fn main() -> ExitCode {
         Command::Mutate(args) => run_mutate(&args),
         Command::Serve(args) => run_serve(args),
         Command::Test(args) => run_test(&args),
-        Command::Explain(args) => match persistence_webhook::explain::run(&args) {
-            Ok(out) => {
-                let mut stdout = std::io::stdout().lock();
-                let _ = stdout.write_all(out.as_bytes());
-                let _ = stdout.flush();
-                ExitCode::SUCCESS
+        Command::Explain(args) => {
+            // The runtime for explain: a live pod is read through the API.
+            let runtime = match tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(rt) => rt,
+                Err(e) => {
+                    eprintln!("error: cannot start the async runtime: {e}");
+                    return ExitCode::from(2);
+                }
+            };
+            match runtime.block_on(persistence_webhook::explain::run(&args)) {
+                Ok(out) => {
+                    let mut stdout = std::io::stdout().lock();
+                    let _ = stdout.write_all(out.as_bytes());
+                    let _ = stdout.flush();
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("error: {e:#}");
+                    ExitCode::from(2)
+                }
             }
-            Err(e) => {
-                eprintln!("error: {e:#}");
-                ExitCode::from(2)
-            }
-        },
+        }
         Command::Check(args) => persistence_webhook::cluster::check::main(&args),
         Command::Certs(args) => match persistence_webhook::certs::run(&args) {
             Ok(written) => {

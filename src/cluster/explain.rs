@@ -14,8 +14,8 @@
 //! false for the pod (evaluated offline by `check`'s
 //! `match_conditions`, which names it),
 //! else the webhook was called and the pod still has nothing. Either way the offline account of re-reviewing
-//! the pod ([`crate::explain::account`]) says what the webhook would do
-//! with it now. The verdict ([`judge`]) is pure; [`run`] only reads.
+//! the pod ([`crate::offline::account`]) says what the webhook would do
+//! with it now. The verdict ([`judge`]) is pure; [`explain`] only reads.
 //!
 //! Today's config is `--config` when given, else the installed one: the
 //! ConfigMap the webhook's Deployment mounts (`installed`), located and
@@ -25,6 +25,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use anyhow::{anyhow, Context as _, Result};
+use clap::Args;
 use k8s_openapi::api::admissionregistration::v1::MutatingWebhookConfiguration;
 use k8s_openapi::api::core::v1::Namespace;
 use kube::api::{Api, ApiResource, DynamicObject};
@@ -35,8 +36,8 @@ use serde_json::Value;
 use super::check::match_conditions::{evaluate, excluding, Bindings, Outcome};
 use super::check::selector::selects;
 use super::check::webhook::{entry, sends_pod_create, ENTRY, OPT_OUT};
-use crate::cli::{ExplainArgs, ExplainOutput};
-use crate::explain::{account, Account};
+use crate::config::Config;
+use crate::offline::account::{account, Account};
 use crate::vocabulary::{ANNOTATION_INJECTED, LABEL_INJECTION, RESERVED_ENV, VOLUME_PREFIX};
 
 pub mod additions;
@@ -44,6 +45,54 @@ mod installed;
 
 /// How long each read may take.
 const TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The flags only a live pod needs: which webhook to look at, and how to
+/// reach the API server. Flattened into `explain`'s.
+#[derive(Debug, Args)]
+pub struct LiveArgs {
+    /// For a live pod: the MutatingWebhookConfiguration to look at, and
+    /// (without --config) the Deployment whose mounted config is read.
+    #[arg(long, value_name = "NAME", default_value = "persistence-webhook")]
+    pub webhook_name: String,
+
+    /// For a live pod without --config: the namespace of the webhook's
+    /// Deployment and ConfigMap.
+    #[arg(long, value_name = "NS", default_value = "persistence-webhook")]
+    pub webhook_namespace: String,
+
+    /// How to reach the API server for a live pod.
+    #[command(flatten)]
+    pub cluster: super::ClusterArgs,
+}
+
+/// A live pod explained: the verdict, the account of re-reviewing it with
+/// today's config, and where that config came from.
+#[derive(Debug, Clone)]
+pub struct Explained {
+    /// What the live pod says.
+    pub live: Live,
+    /// What the webhook would do with it now.
+    pub today: Account,
+    /// Where today's config came from.
+    pub source: ConfigSource,
+}
+
+impl Explained {
+    /// `{"live": ..., "account": ..., "config": ...}`, as `--output json`
+    /// prints it.
+    pub fn json(&self) -> Value {
+        serde_json::json!({
+            "live": self.live,
+            "account": self.today,
+            "config": self.source,
+        })
+    }
+
+    /// The live part in plain words, then the account of today's review.
+    pub fn text(&self) -> String {
+        text(&self.live, &self.today, &self.source)
+    }
+}
 
 /// Where today's config came from.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -212,52 +261,43 @@ pub fn live_name(pod: &str) -> Option<(&str, &str)> {
 }
 
 /// Reads the live pod `namespace/name`, its namespace and the webhook
-/// configuration, and explains it against `--config`, or without it
-/// against the installed config: the text or JSON `--output` asks for.
-/// Errors (no cluster, not found, forbidden, no installed config) name
-/// what was read: exit 2.
-pub fn run(args: &ExplainArgs, namespace: &str, name: &str) -> Result<String> {
-    // A file is read before the cluster: a bad one fails fast.
-    let file = match &args.config {
-        Some(path) => Some((
-            crate::mutate::load_config(path, "--config")?,
-            ConfigSource::File {
-                path: path.display().to_string(),
-            },
-        )),
-        None => None,
+/// configuration, and explains it against `file` (`--config`, read by the
+/// caller before the cluster, so a bad one fails fast), or without it
+/// against the installed config. Errors (no cluster, not found,
+/// forbidden, no installed config) name what was read.
+pub async fn explain(
+    args: &LiveArgs,
+    namespace: &str,
+    name: &str,
+    file: Option<(Config, ConfigSource)>,
+    bounds: &crate::Bounds,
+    uid: &str,
+) -> Result<Explained> {
+    let client = super::client(&args.cluster, TIMEOUT)
+        .await
+        .with_context(|| format!("cannot reach the API server to read pod {namespace}/{name}"))?;
+    let (pod, labels, configuration) = read(&client, &args.webhook_name, namespace, name).await?;
+    let (config, source) = match file {
+        Some(file) => file,
+        None => installed::load(&client, &args.webhook_namespace, &args.webhook_name).await?,
     };
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .context("cannot start the async runtime")?;
-    let (objects, (config, source)) = runtime.block_on(async {
-        let client = super::client(&args.cluster, TIMEOUT)
-            .await
-            .with_context(|| {
-                format!("cannot reach the API server to read pod {namespace}/{name}")
-            })?;
-        let objects = read(&client, args, namespace, name).await?;
-        let config = match file {
-            Some(file) => file,
-            None => installed::load(&client, &args.webhook_namespace, &args.webhook_name).await?,
-        };
-        anyhow::Ok((objects, config))
-    })?;
-    let (pod, labels, configuration) = &objects;
-    let (today, same_today) = rereview(&config, &args.bounds.into(), pod, namespace, &args.uid)
+    let (today, same_today) = rereview(&config, bounds, &pod, namespace, uid)
         .with_context(|| format!("re-reviewing pod {namespace}/{name}"))?;
     let live = judge(
         &Objects {
-            pod,
-            namespace_labels: labels,
+            pod: &pod,
+            namespace_labels: &labels,
             configuration: configuration.as_ref(),
             same_today,
         },
         &args.webhook_name,
         &today,
     );
-    render(&live, &today, &source, args.output)
+    Ok(Explained {
+        live,
+        today,
+        source,
+    })
 }
 
 /// The account of re-reviewing the live `pod` with today's config and, for
@@ -266,7 +306,7 @@ pub fn run(args: &ExplainArgs, namespace: &str, name: &str) -> Result<String> {
 /// created today: the values an older config wrote would otherwise
 /// conflict with today's (`env-conflict`) instead of being compared.
 pub fn rereview(
-    config: &crate::config::Config,
+    config: &Config,
     bounds: &crate::Bounds,
     pod: &Value,
     namespace: &str,
@@ -287,7 +327,7 @@ pub fn rereview(
 /// Whether today's patch of the pod without our additions (`bare`, whose
 /// review `body` is) gives exactly the additions the stored pod has.
 fn same_as_today(
-    config: &crate::config::Config,
+    config: &Config,
     bounds: &crate::Bounds,
     body: &[u8],
     bare: &Value,
@@ -314,7 +354,7 @@ type Read = (
 
 async fn read(
     client: &kube::Client,
-    args: &ExplainArgs,
+    webhook_name: &str,
     namespace: &str,
     name: &str,
 ) -> Result<Read> {
@@ -341,14 +381,9 @@ async fn read(
         .into_iter()
         .collect();
     let configuration = Api::<MutatingWebhookConfiguration>::all(client.clone())
-        .get_opt(&args.webhook_name)
+        .get_opt(webhook_name)
         .await
-        .map_err(|e| {
-            api_error(
-                e,
-                &format!("MutatingWebhookConfiguration {}", args.webhook_name),
-            )
-        })?;
+        .map_err(|e| api_error(e, &format!("MutatingWebhookConfiguration {webhook_name}")))?;
     Ok((pod, labels, configuration))
 }
 
@@ -731,23 +766,8 @@ pub fn text(live: &Live, today: &Account, source: &ConfigSource) -> String {
         s,
         "\nwhat the webhook would do with it now (today's config: {source}):"
     );
-    s.push_str(&crate::explain::text(today));
+    s.push_str(&crate::offline::account::text(today));
     s
-}
-
-/// `{"live": ..., "account": ..., "config": ...}` or the text.
-pub fn render(
-    live: &Live,
-    today: &Account,
-    source: &ConfigSource,
-    output: ExplainOutput,
-) -> Result<String> {
-    Ok(match output {
-        ExplainOutput::Text => text(live, today, source),
-        ExplainOutput::Json => crate::mutate::pretty(
-            &serde_json::json!({"live": live, "account": today, "config": source}),
-        )?,
-    })
 }
 
 #[cfg(test)]

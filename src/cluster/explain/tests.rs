@@ -326,8 +326,12 @@ fn a_mutated_pod_is_told_what_it_got_and_whether_today_gives_the_same() {
     let file = ConfigSource::File {
         path: "persistence.yaml".into(),
     };
-    let json = render(&v, &today(&changed), &file, ExplainOutput::Json).expect("JSON");
-    let json: Value = serde_json::from_str(&json).expect("valid JSON");
+    let json = Explained {
+        live: v.clone(),
+        today: today(&changed),
+        source: file,
+    }
+    .json();
     assert_eq!(
         json["config"],
         json!({"from": "file", "path": "persistence.yaml"})
