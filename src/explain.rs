@@ -13,8 +13,9 @@ use serde_json::Value;
 
 use crate::cli::{ExplainArgs, ExplainOutput};
 use crate::cluster::explain::{live_name, ConfigSource};
-use crate::manifests;
 use crate::offline::account::{self, account, Account};
+use crate::offline::io::{load_config, parse_review, pretty, read};
+use crate::offline::manifests;
 
 /// Runs `explain` on a pod file, an AdmissionReview or a live pod: the
 /// account, as text or JSON. Errors are usage, input, config or cluster
@@ -38,7 +39,7 @@ async fn live(args: &ExplainArgs, namespace: &str, name: &str) -> Result<String>
     // A file is read before the cluster: a bad one fails fast.
     let file = match &args.config {
         Some(path) => Some((
-            crate::mutate::load_config(path, "--config")?,
+            load_config(path, "--config")?,
             ConfigSource::File {
                 path: path.display().to_string(),
             },
@@ -56,7 +57,7 @@ async fn live(args: &ExplainArgs, namespace: &str, name: &str) -> Result<String>
     .await?;
     Ok(match args.output {
         ExplainOutput::Text => explained.text(),
-        ExplainOutput::Json => crate::mutate::pretty(&explained.json())?,
+        ExplainOutput::Json => pretty(&explained.json())?,
     })
 }
 
@@ -69,11 +70,11 @@ fn offline(args: &ExplainArgs) -> Result<String> {
             "--config FILE is required to explain a pod file or a review (offline, no cluster is read); only a live pod, --pod NAMESPACE/NAME, is explained against the installed config without it"
         );
     };
-    let config = crate::mutate::load_config(config, "--config")?;
+    let config = load_config(config, "--config")?;
     let body = match (&args.pod, &args.review) {
         (Some(pod), _) => {
             let path = Path::new(pod);
-            let text = crate::mutate::read(path).with_context(|| {
+            let text = read(path).with_context(|| {
                 format!("cannot read --pod {pod} (a file, `-`, or NAMESPACE/NAME of a live pod)")
             })?;
             let docs = manifests::parse(&text).with_context(|| format!("--pod {pod}"))?;
@@ -86,11 +87,12 @@ fn offline(args: &ExplainArgs) -> Result<String> {
                 );
             }
             manifests::require_mapping(&object).with_context(|| format!("--pod {pod}"))?;
-            let namespace = crate::dry_run::namespace_of(&object, args.namespace.as_deref())?;
-            crate::dry_run::review_body(&object, &namespace, &args.uid)
+            let namespace =
+                crate::offline::dry_run::namespace_of(&object, args.namespace.as_deref())?;
+            crate::offline::dry_run::review_body(&object, &namespace, &args.uid)
         }
         (None, Some(path)) => {
-            let value = crate::mutate::parse_review(path)?;
+            let value = parse_review(path)?;
             serde_json::to_vec(&value).context("re-encoding the review")?
         }
         (None, None) => bail!("give --pod FILE (or NAMESPACE/NAME of a live pod) or --review FILE"),
@@ -103,6 +105,6 @@ fn offline(args: &ExplainArgs) -> Result<String> {
 fn render(account: &Account, output: ExplainOutput) -> Result<String> {
     Ok(match output {
         ExplainOutput::Text => account::text(account),
-        ExplainOutput::Json => crate::mutate::pretty(account)?,
+        ExplainOutput::Json => pretty(account)?,
     })
 }

@@ -92,8 +92,8 @@ fn run_mutate(args: &MutateArgs) -> ExitCode {
 }
 
 fn run_test(args: &TestArgs) -> ExitCode {
-    use persistence_webhook::cases;
-    let results = match cases::run(&args.dir, args.bounds.into()) {
+    use persistence_webhook::test;
+    let results = match test::run(&args.dir, args.bounds.into()) {
         Ok(r) => r,
         Err(e) => {
             eprintln!("error: {e:#}");
@@ -101,10 +101,10 @@ fn run_test(args: &TestArgs) -> ExitCode {
         }
     };
     let mut out = std::io::stdout().lock();
-    let _ = out.write_all(cases::summary(&results).as_bytes());
+    let _ = out.write_all(test::summary(&results).as_bytes());
     let _ = out.flush();
     if let Some(path) = &args.junit {
-        let written = cases::junit(&results).and_then(|xml| {
+        let written = test::junit(&results).and_then(|xml| {
             std::fs::write(path, xml)
                 .map_err(|e| anyhow::anyhow!("--junit {}: {e}", path.display()))
         });

@@ -15,13 +15,10 @@ use std::path::{Path, PathBuf};
 /// ARCHITECTURE.md's "Layers".
 const LAYERS: &[(&str, &[&str])] = &[
     ("bottom", &["flags", "file", "logs"]),
-    (
-        "offline",
-        &["offline", "manifests", "workload", "dry_run", "certs"],
-    ),
+    ("offline", &["offline", "certs"]),
     ("cluster", &["cluster"]),
     ("server", &["server"]),
-    ("commands", &["mutate", "cases", "explain", "cli", "main"]),
+    ("commands", &["mutate", "test", "explain", "cli", "main"]),
 ];
 
 /// What the second pass of the middle floor has not untied yet, exactly

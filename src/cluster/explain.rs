@@ -318,7 +318,7 @@ pub fn rereview(
     } else {
         pod.clone()
     };
-    let body = crate::dry_run::review_body(&reviewed, namespace, uid);
+    let body = crate::offline::dry_run::review_body(&reviewed, namespace, uid);
     let today = account(config, bounds, &body)?;
     let same = mutated.then(|| same_as_today(config, bounds, &body, &reviewed, pod));
     Ok((today, same))

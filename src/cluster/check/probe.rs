@@ -96,7 +96,7 @@ pub fn predict(
     let mut pod = baseline.clone();
     pod["metadata"]["labels"] = probe_labels(false);
     // The request the API server sends: built where `mutate` builds it.
-    let body = crate::dry_run::review_body(&pod, namespace, "persistence-webhook-check");
+    let body = crate::offline::dry_run::review_body(&pod, namespace, "persistence-webhook-check");
     let reviewed = review_with(config, bounds, &body).map_err(|e| e.to_string())?;
     Ok(match reviewed.decision {
         Decision::Patched(patch) => {

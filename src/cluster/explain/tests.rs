@@ -256,7 +256,7 @@ fn not_mutated_pods_are_told_why_in_the_api_servers_order() {
 
 /// The pod the webhook made from `pod` with today's config.
 fn mutated(pod: &Value) -> Value {
-    let body = crate::dry_run::review_body(pod, "team", crate::flags::DEFAULT_UID);
+    let body = crate::offline::dry_run::review_body(pod, "team", crate::flags::DEFAULT_UID);
     let reviewed = crate::review_with(&config(), &crate::Bounds::default(), &body).expect("review");
     let crate::Decision::Patched(patch) = reviewed.decision else {
         panic!("expected a patch, got {:?}", reviewed.decision)
@@ -364,7 +364,7 @@ fn a_pod_mutated_under_an_older_config_is_compared_not_refused() {
         .expect("the newer config is valid");
     // Re-reviewed as it stands, the older values conflict with today's.
     let ns = "team";
-    let body = crate::dry_run::review_body(&got, ns, crate::flags::DEFAULT_UID);
+    let body = crate::offline::dry_run::review_body(&got, ns, crate::flags::DEFAULT_UID);
     let as_it_stands = account(&newer, &crate::Bounds::default(), &body).expect("reviewable");
     assert_eq!(as_it_stands.outcome, "denied", "{as_it_stands:?}");
     // Without our additions: today's config patches it, differently.
