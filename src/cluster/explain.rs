@@ -11,10 +11,12 @@
 //! (the webhook was never called), it opted out, it was created before the
 //! webhook was registered, the configuration's rules or selectors exclude
 //! it (or there is no configuration), one of its `matchConditions` is
-//! false for the pod (evaluated offline by `check`'s
-//! `match_conditions`, which names it),
-//! else the webhook was called and the pod still has nothing. Either way the offline account of re-reviewing
-//! the pod ([`crate::offline::account`]) says what the webhook would do
+//! false for the pod (evaluated offline by
+//! [`crate::cluster::registration::match_conditions`], which names it),
+//! else the webhook was called and the pod still has nothing; what the
+//! registration says is read by [`crate::cluster::registration`], as
+//! `check` reads it. Either way the offline account of re-reviewing the
+//! pod ([`crate::offline::account`]) says what the webhook would do
 //! with it now. The verdict ([`judge`]) is pure; [`explain`] only reads.
 //!
 //! Today's config is `--config` when given, else the installed one: the
@@ -33,12 +35,15 @@ use kube::core::GroupVersionKind;
 use serde::Serialize;
 use serde_json::Value;
 
-use super::check::match_conditions::{evaluate, excluding, Bindings, Outcome};
-use super::check::selector::selects;
-use super::check::webhook::{entry, sends_pod_create, ENTRY, OPT_OUT};
+use super::registration::match_conditions::{evaluate, excluding, Bindings, Outcome};
+use super::registration::selector::selects;
+use super::registration::{entry, sends_pod_create};
 use crate::config::Config;
 use crate::offline::account::{account, Account};
-use crate::vocabulary::{ANNOTATION_INJECTED, LABEL_INJECTION, RESERVED_ENV, VOLUME_PREFIX};
+use crate::vocabulary::{
+    ANNOTATION_INJECTED, LABEL_INJECTION, OPT_IN, OPT_OUT, RESERVED_ENV, VOLUME_PREFIX,
+    WEBHOOK_ENTRY,
+};
 
 pub mod additions;
 mod installed;
@@ -475,7 +480,7 @@ pub fn judge(objects: &Objects<'_>, webhook_name: &str, today: &Account) -> Live
         }
         return live;
     }
-    let hook_name = hook.map_or(ENTRY, |h| h.name.as_str());
+    let hook_name = hook.map_or(WEBHOOK_ENTRY, |h| h.name.as_str());
     // 1. The namespace: the configuration's selector, or the manifests'
     //    opt-in label when there is no configuration.
     let namespace_selected = match hook {
@@ -485,7 +490,7 @@ pub fn judge(objects: &Objects<'_>, webhook_name: &str, today: &Account) -> Live
                 .namespace_labels
                 .get(LABEL_INJECTION)
                 .map(String::as_str)
-                == Some("enabled")
+                == Some(OPT_IN)
         }
     };
     let pod_opted_out = pod_labels.get(LABEL_INJECTION).map(String::as_str) == Some(OPT_OUT);
@@ -507,7 +512,7 @@ pub fn judge(objects: &Objects<'_>, webhook_name: &str, today: &Account) -> Live
         (
             Verdict::NamespaceNotSelected,
             format!(
-                "its namespace {namespace} is not selected by the namespaceSelector of {} (it lacks the label {LABEL_INJECTION}=enabled), so the API server never called the webhook: kubectl label namespace {namespace} {LABEL_INJECTION}=enabled, then re-create the pod",
+                "its namespace {namespace} is not selected by the namespaceSelector of {} (it lacks the label {LABEL_INJECTION}={OPT_IN}), so the API server never called the webhook: kubectl label namespace {namespace} {LABEL_INJECTION}={OPT_IN}, then re-create the pod",
                 objects.configuration.map_or_else(|| "the webhook configuration".to_owned(), |_| format!("MutatingWebhookConfiguration {webhook_name}")),
             ),
         )
@@ -521,7 +526,7 @@ pub fn judge(objects: &Objects<'_>, webhook_name: &str, today: &Account) -> Live
             Verdict::NoConfiguration,
             match objects.configuration {
                 None => format!("there is no MutatingWebhookConfiguration {webhook_name}: the API server calls no webhook (install it, or name yours with --webhook-name)"),
-                Some(_) => format!("MutatingWebhookConfiguration {webhook_name} has no webhook entry {ENTRY}: the API server never calls ours"),
+                Some(_) => format!("MutatingWebhookConfiguration {webhook_name} has no webhook entry {WEBHOOK_ENTRY}: the API server never calls ours"),
             },
         )
     } else if let Some((created, registered)) = before {

@@ -54,7 +54,7 @@ fn registration(created: &str) -> MutatingWebhookConfiguration {
     serde_json::from_value(json!({
         "metadata": {"name": "persistence-webhook", "creationTimestamp": created},
         "webhooks": [{
-            "name": ENTRY,
+            "name": WEBHOOK_ENTRY,
             "admissionReviewVersions": ["v1"],
             "sideEffects": "None",
             "clientConfig": {"url": "https://127.0.0.1/mutate"},
