@@ -40,6 +40,7 @@ use super::registration::selector::selects;
 use super::registration::{entry, sends_pod_create};
 use crate::config::Config;
 use crate::offline::account::{account, Account};
+use crate::review::Outcome as Decided;
 use crate::vocabulary::{
     ANNOTATION_INJECTED, LABEL_INJECTION, OPT_IN, OPT_OUT, RESERVED_ENV, VOLUME_PREFIX,
     WEBHOOK_ENTRY,
@@ -235,12 +236,41 @@ pub struct Received {
 /// One field where the annotation and today's config differ.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Difference {
-    /// `data`, `outputs` or `outputsPath`.
-    pub field: String,
+    /// The field of the annotation.
+    pub field: Field,
     /// What the annotation records.
     pub had: String,
     /// What today's config gives (`none` for nothing).
     pub today: String,
+}
+
+/// A field of the `persistence-injected` annotation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub enum Field {
+    /// The data stores.
+    Data,
+    /// The outputs store.
+    Outputs,
+    /// The outputs path.
+    OutputsPath,
+}
+
+impl Field {
+    /// Its key in the annotation.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Field::Data => "data",
+            Field::Outputs => "outputs",
+            Field::OutputsPath => "outputsPath",
+        }
+    }
+}
+
+impl std::fmt::Display for Field {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 /// The live objects [`judge`] decides from.
@@ -458,8 +488,8 @@ pub fn judge(objects: &Objects<'_>, webhook_name: &str, today: &Account) -> Live
             live.why = "the webhook mutated it, and today's config gives the same".to_owned();
         } else {
             live.verdict = Verdict::MutatedDiffers;
-            live.why = match today.outcome.as_str() {
-                "patched" if !live.differences.is_empty() => {
+            live.why = match today.outcome {
+                Decided::Patched if !live.differences.is_empty() => {
                     let said: Vec<String> = live
                         .differences
                         .iter()
@@ -470,8 +500,8 @@ pub fn judge(objects: &Objects<'_>, webhook_name: &str, today: &Account) -> Live
                         said.join(", ")
                     )
                 }
-                "patched" => "the webhook mutated it under another config: today's config selects the same stores, but what they add differs (mount paths, variables or credentials; a re-created pod gets today's, see the account below)".to_owned(),
-                "denied" => format!(
+                Decided::Patched => "the webhook mutated it under another config: today's config selects the same stores, but what they add differs (mount paths, variables or credentials; a re-created pod gets today's, see the account below)".to_owned(),
+                Decided::Denied => format!(
                     "the webhook mutated it; re-reviewed without what the webhook added, today's config would refuse it ({}): a re-created pod would be refused (see the account below)",
                     today.reason.as_deref().unwrap_or("denied")
                 ),
@@ -574,9 +604,9 @@ pub fn judge(objects: &Objects<'_>, webhook_name: &str, today: &Account) -> Live
             Verdict::NotMutated,
             format!(
                 "the configuration sends it to the webhook, yet it has no {ANNOTATION_INJECTED} annotation: the webhook was called but another webhook or the API server's admission changed or replaced the result{unknown}, the webhook was unreachable under failurePolicy Ignore, or it was created within seconds of the registration; {}",
-                match today.outcome.as_str() {
-                    "denied" => "today the webhook would refuse it (below)",
-                    "patched" => "today the webhook would mutate it (below)",
+                match today.outcome {
+                    Decided::Denied => "today the webhook would refuse it (below)",
+                    Decided::Patched => "today the webhook would mutate it (below)",
                     _ => "today the webhook would leave it as it is (below)",
                 }
             ),
@@ -606,7 +636,7 @@ fn parse_got(recorded: &str) -> Got {
 /// Where the annotation and today's selection differ.
 fn differences(got: &Got, today: &Account) -> Vec<Difference> {
     let mut out = Vec::new();
-    if today.data.is_empty() && today.outputs.is_none() && today.outcome != "patched" {
+    if today.data.is_empty() && today.outputs.is_none() && today.outcome != Decided::Patched {
         // Nothing was selected today (a refusal of the selection itself, a
         // skip): the account says why.
         return out;
@@ -622,7 +652,7 @@ fn differences(got: &Got, today: &Account) -> Vec<Difference> {
     };
     if had != now {
         out.push(Difference {
-            field: "data".into(),
+            field: Field::Data,
             had: list(&had),
             today: list(&now),
         });
@@ -631,7 +661,7 @@ fn differences(got: &Got, today: &Account) -> Vec<Difference> {
     let outputs_now = today.outputs.as_ref().map(|o| o.store.clone());
     if got.outputs != outputs_now {
         out.push(Difference {
-            field: "outputs".into(),
+            field: Field::Outputs,
             had: got.outputs.clone().unwrap_or_else(none),
             today: outputs_now.unwrap_or_else(none),
         });
@@ -639,7 +669,7 @@ fn differences(got: &Got, today: &Account) -> Vec<Difference> {
     let path_now = today.outputs.as_ref().map(|o| o.path.clone());
     if got.outputs_path != path_now {
         out.push(Difference {
-            field: "outputsPath".into(),
+            field: Field::OutputsPath,
             had: got.outputs_path.clone().unwrap_or_else(none),
             today: path_now.unwrap_or_else(none),
         });

@@ -8,10 +8,10 @@
 use std::collections::BTreeMap;
 
 use anyhow::{anyhow, Result};
-use serde::Serialize;
+use serde::{Serialize, Serializer};
 
 use crate::config::{Config, Role};
-use crate::review::{review_traced, Decision, Trace};
+use crate::review::{review_traced, Decision, Outcome, Trace};
 use crate::selection::OutputsChoice;
 
 /// At most this many stores are listed as left out, per role.
@@ -23,7 +23,8 @@ pub struct Account {
     /// `namespace/name` (or `namespace/generateName*`).
     pub pod: String,
     /// `patched`, `unchanged`, `denied` or `invalid`.
-    pub outcome: String,
+    #[serde(serialize_with = "outcome_name")]
+    pub outcome: Outcome,
     /// The stable reason when not patched (`already-injected`, `opted-out`,
     /// `unknown-store`, ...).
     pub reason: Option<String>,
@@ -81,7 +82,8 @@ pub struct LeftOut {
     /// The store.
     pub store: String,
     /// `data` or `outputs`.
-    pub role: String,
+    #[serde(serialize_with = "role_name")]
+    pub role: Role,
     /// `not asked for`, `not granted to namespace X`, ...
     pub why: String,
 }
@@ -192,7 +194,12 @@ pub fn account(config: &Config, bounds: &crate::Bounds, body: &[u8]) -> Result<A
         .collect();
     Ok(Account {
         pod: format!("{namespace}/{}", subject.name),
-        outcome: reviewed.decision.outcome().to_owned(),
+        outcome: match &reviewed.decision {
+            Decision::Patched(_) => Outcome::Patched,
+            Decision::Unchanged(_) => Outcome::Unchanged,
+            Decision::Denied(_) => Outcome::Denied,
+            Decision::Invalid(_) => Outcome::Invalid,
+        },
         reason,
         field,
         message,
@@ -240,7 +247,7 @@ fn left_out(config: &Config, namespace: &str, trace: &Trace) -> (Vec<LeftOut>, u
             };
             out.push(LeftOut {
                 store: name.clone(),
-                role: role.as_str().to_owned(),
+                role,
                 why,
             });
         }
@@ -252,7 +259,7 @@ fn left_out(config: &Config, namespace: &str, trace: &Trace) -> (Vec<LeftOut>, u
 pub fn text(a: &Account) -> String {
     use std::fmt::Write as _;
     let mut s = String::new();
-    let _ = write!(s, "pod {}: {}", a.pod, a.outcome);
+    let _ = write!(s, "pod {}: {}", a.pod, a.outcome.as_str());
     if let Some(reason) = &a.reason {
         let _ = write!(s, " ({reason})");
     }
@@ -286,7 +293,7 @@ pub fn text(a: &Account) -> String {
         }
     }
     if !a.containers.is_empty()
-        && (a.outcome == "patched" || a.reason.as_deref() == Some("already-injected"))
+        && (a.outcome == Outcome::Patched || a.reason.as_deref() == Some("already-injected"))
     {
         let _ = writeln!(s, "\ncontainers:");
         for c in &a.containers {
@@ -318,4 +325,14 @@ pub fn text(a: &Account) -> String {
         }
     }
     s
+}
+
+/// An outcome by its stable name, as logs and metrics label it.
+fn outcome_name<S: Serializer>(outcome: &Outcome, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(outcome.as_str())
+}
+
+/// A role by its section's key (`data`, `outputs`).
+fn role_name<S: Serializer>(role: &Role, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(role.as_str())
 }

@@ -366,7 +366,7 @@ fn a_pod_mutated_under_an_older_config_is_compared_not_refused() {
     let ns = "team";
     let body = crate::offline::dry_run::review_body(&got, ns, crate::flags::DEFAULT_UID);
     let as_it_stands = account(&newer, &crate::Bounds::default(), &body).expect("reviewable");
-    assert_eq!(as_it_stands.outcome, "denied", "{as_it_stands:?}");
+    assert_eq!(as_it_stands.outcome.as_str(), "denied", "{as_it_stands:?}");
     // Without our additions: today's config patches it, differently.
     let v = verdict_with(&got, &opted_in(), Some(&reg), &newer);
     assert_eq!(v.verdict, Verdict::MutatedDiffers, "{}", v.why);
