@@ -6,16 +6,72 @@
 //! (`--pod NAMESPACE/NAME`) is read and judged by
 //! [`crate::cluster::explain`].
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
+use clap::{Args, ValueEnum};
 use serde_json::Value;
 
-use crate::cli::{ExplainArgs, ExplainOutput};
-use crate::cluster::explain::{live_name, ConfigSource};
+use crate::cluster::explain::{live_name, ConfigSource, LiveArgs};
+use crate::flags::{BoundsArgs, DEFAULT_UID};
 use crate::offline::account::{self, account, Account};
 use crate::offline::io::{load_config, parse_review, pretty, read};
 use crate::offline::manifests;
+
+/// Flags of `explain`.
+#[derive(Debug, Args)]
+pub struct ExplainArgs {
+    /// The persistence config (YAML, with or without the top-level
+    /// `persistence:` key): the one the decision is explained against.
+    /// Required for a pod file or a review (offline, no cluster is read).
+    /// For a live pod it defaults to the installed config: the ConfigMap
+    /// the webhook's Deployment (--webhook-namespace, --webhook-name, the
+    /// names `check` uses) mounts at the path of its `serve --config`.
+    #[arg(long, value_name = "FILE", env = "PERSISTENCE_WEBHOOK_CONFIG")]
+    pub config: Option<PathBuf>,
+
+    /// A pod manifest, YAML or JSON (`-` reads stdin); or, when no such file
+    /// exists, `NAMESPACE/NAME` of a live pod, read through the kubeconfig
+    /// (with its namespace and the webhook configuration) to say what it
+    /// got or why it got nothing, and what today's config would do.
+    #[arg(long, short = 'f', value_name = "FILE|NAMESPACE/NAME")]
+    pub pod: Option<String>,
+
+    /// An AdmissionReview request, JSON or YAML (`-` reads stdin).
+    #[arg(long, value_name = "FILE", conflicts_with = "pod")]
+    pub review: Option<PathBuf>,
+
+    /// Namespace for a pod file whose manifest has none (default: `default`).
+    #[arg(long, short = 'n', value_name = "NS")]
+    pub namespace: Option<String>,
+
+    /// Admission uid for a pod file; a generateName pod's outputs sub-path
+    /// ends with it.
+    #[arg(long, value_name = "UID", default_value = DEFAULT_UID)]
+    pub uid: String,
+
+    /// Plain words, or the same account as JSON for tools.
+    #[arg(long, value_enum, default_value_t = ExplainOutput::Text)]
+    pub output: ExplainOutput,
+
+    /// For a live pod: which webhook to look at, and how to reach the API
+    /// server.
+    #[command(flatten)]
+    pub live: LiveArgs,
+
+    /// The bounds on one review, as `serve` applies them.
+    #[command(flatten)]
+    pub bounds: BoundsArgs,
+}
+
+/// What `explain` prints.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ExplainOutput {
+    /// Plain words.
+    Text,
+    /// The same account as JSON.
+    Json,
+}
 
 /// Runs `explain` on a pod file, an AdmissionReview or a live pod: the
 /// account, as text or JSON. Errors are usage, input, config or cluster

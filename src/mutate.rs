@@ -3,15 +3,68 @@
 //! same bounds exactly as the server does, and prints the pod, the patch or the response.
 //! A stream of manifests, a `List` or a workload goes to its `stream` room.
 
+use std::path::PathBuf;
+
 use anyhow::{anyhow, bail, Context, Result};
+use clap::{Args, ValueEnum};
 use serde_json::{json, Value};
 
-use crate::cli::{MutateArgs, Output};
+use crate::flags::{BoundsArgs, DEFAULT_UID};
 use crate::offline::io::{load_config, parse_review, pretty, read};
 use crate::offline::manifests;
 use crate::review::{review_with, Decision};
 
 mod stream;
+
+/// Flags of `mutate`.
+#[derive(Debug, Args)]
+#[command(group = clap::ArgGroup::new("input").required(true).args(["pod", "review"]))]
+pub struct MutateArgs {
+    /// The persistence config (YAML, with or without the top-level `persistence:` key).
+    #[arg(long, value_name = "FILE", env = "PERSISTENCE_WEBHOOK_CONFIG")]
+    pub config: PathBuf,
+
+    /// A pod manifest, YAML or JSON (`-` reads stdin); or manifests as a
+    /// repository holds them: a YAML stream or a `List` of Pods, Jobs,
+    /// CronJobs, Deployments, StatefulSets, DaemonSets, ReplicaSets (their
+    /// pod templates are mutated) and other kinds (passed through).
+    #[arg(long, short = 'f', visible_alias = "file", value_name = "FILE")]
+    pub pod: Option<PathBuf>,
+
+    /// An AdmissionReview request, JSON or YAML (`-` reads stdin).
+    #[arg(long, value_name = "FILE")]
+    pub review: Option<PathBuf>,
+
+    /// What to print: the mutated pod (YAML), the JSON Patch, or the
+    /// AdmissionReview response. For a stream: the stream, or a JSON list
+    /// with one entry per Pod or workload.
+    #[arg(long, value_enum, default_value_t = Output::Pod)]
+    pub output: Output,
+
+    /// Namespace for a pod whose manifest has none (default: `default`, as kubectl).
+    #[arg(long, short = 'n', value_name = "NS")]
+    pub namespace: Option<String>,
+
+    /// Admission uid for a `--pod` input; a generateName pod's outputs
+    /// sub-path ends with it.
+    #[arg(long, value_name = "UID", default_value = DEFAULT_UID)]
+    pub uid: String,
+
+    /// The bounds on one review, as `serve` applies them.
+    #[command(flatten)]
+    pub bounds: BoundsArgs,
+}
+
+/// `mutate --output`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Output {
+    /// The pod after the patch, as YAML.
+    Pod,
+    /// The JSON Patch array (`[]` when nothing changes).
+    Patch,
+    /// The AdmissionReview response JSON, as the API server would receive it.
+    Review,
+}
 
 /// How `mutate` ended, mapped to the exit status by `main`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -28,14 +28,32 @@ use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
 use anyhow::{anyhow, bail, Context, Result};
+use clap::Args;
 use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::{json, Value};
 
 use crate::bounds::Bounds;
+use crate::flags::BoundsArgs;
 use crate::offline::dry_run::{decide_all, Decided, Setting};
 use crate::offline::io::{load_config, read};
 use crate::offline::manifests::{self, Position};
 use crate::review::{Decision, Reason};
+
+/// Flags of `test`.
+#[derive(Debug, Args)]
+pub struct TestArgs {
+    /// The directory searched for persistence-test.yaml files (recursively).
+    #[arg(value_name = "DIR")]
+    pub dir: PathBuf,
+
+    /// Also write a JUnit XML report here, for CI systems.
+    #[arg(long, value_name = "FILE")]
+    pub junit: Option<PathBuf>,
+
+    /// The bounds on one review, as `serve` applies them.
+    #[command(flatten)]
+    pub bounds: BoundsArgs,
+}
 
 /// The file name that makes a case.
 pub const CASE_FILE: &str = "persistence-test.yaml";

@@ -10,7 +10,7 @@ use anyhow::{bail, Context, Result};
 use serde_json::{json, Value};
 
 use super::{warning, Printed, Verdict};
-use crate::cli::{MutateArgs, Output};
+use super::{MutateArgs, Output};
 use crate::config::Config;
 use crate::offline::dry_run::{decide_all, Decided, Setting};
 use crate::offline::io::pretty;

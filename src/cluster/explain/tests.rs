@@ -1,8 +1,13 @@
 //! The live verdict on built objects: every "why" in the order the API
 //! server decides, and a mutated pod re-reviewed with today's config.
 
+use std::collections::BTreeMap;
+
 use super::*;
 use crate::config::Config;
+use crate::offline::account::account;
+use crate::vocabulary::{ANNOTATION_INJECTED, LABEL_INJECTION, WEBHOOK_ENTRY};
+use k8s_openapi::api::admissionregistration::v1::MutatingWebhookConfiguration;
 use k8s_openapi::api::admissionregistration::v1::{MatchCondition, RuleWithOperations};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, LabelSelectorRequirement};
 use serde_json::json;
