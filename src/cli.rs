@@ -3,9 +3,7 @@
 //! [`crate::cluster::check`], `certs`' in [`crate::certs`]), and its module
 //! does the work.
 
-use std::path::PathBuf;
-
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::{Parser, Subcommand};
 
 /// Kubernetes mutating admission webhook that gives pods the data and outputs
 /// stores they select (Polyaxon-style persistence).
@@ -17,7 +15,10 @@ pub struct Cli {
     pub command: Command,
 }
 
+pub use crate::explain::{ExplainArgs, ExplainOutput};
 pub use crate::flags::{BoundsArgs, LogFormat, DEFAULT_UID};
+pub use crate::mutate::{MutateArgs, Output};
+pub use crate::test::TestArgs;
 
 /// The subcommands.
 #[derive(Debug, Subcommand)]
@@ -51,136 +52,6 @@ pub enum Command {
     /// hint. Exit 0 when nothing failed, 1 when something did, 2 when the
     /// API server cannot be reached.
     Check(crate::cluster::check::CheckArgs),
-}
-
-/// Flags of `explain`.
-#[derive(Debug, Args)]
-pub struct ExplainArgs {
-    /// The persistence config (YAML, with or without the top-level
-    /// `persistence:` key): the one the decision is explained against.
-    /// Required for a pod file or a review (offline, no cluster is read).
-    /// For a live pod it defaults to the installed config: the ConfigMap
-    /// the webhook's Deployment (--webhook-namespace, --webhook-name, the
-    /// names `check` uses) mounts at the path of its `serve --config`.
-    #[arg(long, value_name = "FILE", env = "PERSISTENCE_WEBHOOK_CONFIG")]
-    pub config: Option<PathBuf>,
-
-    /// A pod manifest, YAML or JSON (`-` reads stdin); or, when no such file
-    /// exists, `NAMESPACE/NAME` of a live pod, read through the kubeconfig
-    /// (with its namespace and the webhook configuration) to say what it
-    /// got or why it got nothing, and what today's config would do.
-    #[arg(long, short = 'f', value_name = "FILE|NAMESPACE/NAME")]
-    pub pod: Option<String>,
-
-    /// An AdmissionReview request, JSON or YAML (`-` reads stdin).
-    #[arg(long, value_name = "FILE", conflicts_with = "pod")]
-    pub review: Option<PathBuf>,
-
-    /// Namespace for a pod file whose manifest has none (default: `default`).
-    #[arg(long, short = 'n', value_name = "NS")]
-    pub namespace: Option<String>,
-
-    /// Admission uid for a pod file; a generateName pod's outputs sub-path
-    /// ends with it.
-    #[arg(long, value_name = "UID", default_value = DEFAULT_UID)]
-    pub uid: String,
-
-    /// Plain words, or the same account as JSON for tools.
-    #[arg(long, value_enum, default_value_t = ExplainOutput::Text)]
-    pub output: ExplainOutput,
-
-    /// For a live pod: the MutatingWebhookConfiguration to look at, and
-    /// (without --config) the Deployment whose mounted config is read.
-    #[arg(long, value_name = "NAME", default_value = "persistence-webhook")]
-    pub webhook_name: String,
-
-    /// For a live pod without --config: the namespace of the webhook's
-    /// Deployment and ConfigMap.
-    #[arg(long, value_name = "NS", default_value = "persistence-webhook")]
-    pub webhook_namespace: String,
-
-    /// How to reach the API server for a live pod.
-    #[command(flatten)]
-    pub cluster: crate::cluster::ClusterArgs,
-
-    /// The bounds on one review, as `serve` applies them.
-    #[command(flatten)]
-    pub bounds: BoundsArgs,
-}
-
-/// What `explain` prints.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum ExplainOutput {
-    /// Plain words.
-    Text,
-    /// The same account as JSON.
-    Json,
-}
-
-/// Flags of `test`.
-#[derive(Debug, Args)]
-pub struct TestArgs {
-    /// The directory searched for persistence-test.yaml files (recursively).
-    #[arg(value_name = "DIR")]
-    pub dir: PathBuf,
-
-    /// Also write a JUnit XML report here, for CI systems.
-    #[arg(long, value_name = "FILE")]
-    pub junit: Option<PathBuf>,
-
-    /// The bounds on one review, as `serve` applies them.
-    #[command(flatten)]
-    pub bounds: BoundsArgs,
-}
-
-/// Flags of `mutate`.
-#[derive(Debug, Args)]
-#[command(group = clap::ArgGroup::new("input").required(true).args(["pod", "review"]))]
-pub struct MutateArgs {
-    /// The persistence config (YAML, with or without the top-level `persistence:` key).
-    #[arg(long, value_name = "FILE", env = "PERSISTENCE_WEBHOOK_CONFIG")]
-    pub config: PathBuf,
-
-    /// A pod manifest, YAML or JSON (`-` reads stdin); or manifests as a
-    /// repository holds them: a YAML stream or a `List` of Pods, Jobs,
-    /// CronJobs, Deployments, StatefulSets, DaemonSets, ReplicaSets (their
-    /// pod templates are mutated) and other kinds (passed through).
-    #[arg(long, short = 'f', visible_alias = "file", value_name = "FILE")]
-    pub pod: Option<PathBuf>,
-
-    /// An AdmissionReview request, JSON or YAML (`-` reads stdin).
-    #[arg(long, value_name = "FILE")]
-    pub review: Option<PathBuf>,
-
-    /// What to print: the mutated pod (YAML), the JSON Patch, or the
-    /// AdmissionReview response. For a stream: the stream, or a JSON list
-    /// with one entry per Pod or workload.
-    #[arg(long, value_enum, default_value_t = Output::Pod)]
-    pub output: Output,
-
-    /// Namespace for a pod whose manifest has none (default: `default`, as kubectl).
-    #[arg(long, short = 'n', value_name = "NS")]
-    pub namespace: Option<String>,
-
-    /// Admission uid for a `--pod` input; a generateName pod's outputs
-    /// sub-path ends with it.
-    #[arg(long, value_name = "UID", default_value = DEFAULT_UID)]
-    pub uid: String,
-
-    /// The bounds on one review, as `serve` applies them.
-    #[command(flatten)]
-    pub bounds: BoundsArgs,
-}
-
-/// `mutate --output`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum Output {
-    /// The pod after the patch, as YAML.
-    Pod,
-    /// The JSON Patch array (`[]` when nothing changes).
-    Patch,
-    /// The AdmissionReview response JSON, as the API server would receive it.
-    Review,
 }
 
 #[cfg(test)]

@@ -1,125 +1,125 @@
 //! `persistence-webhook explain`: the decision `serve` and `mutate` make,
 //! told in plain words (SPEC §8). The account is recorded by the same
-//! review ([`crate::review::review_traced`]); this module only reads the
-//! input, adds what the config says about the stores left out, and writes
-//! the account as text or JSON. A live pod (`--pod NAMESPACE/NAME`) is
-//! read and judged in [`crate::cluster::explain`].
+//! review ([`crate::review::review_traced`]) and built by
+//! [`crate::offline::account`]; this command only reads the input (a pod
+//! file or a review) and writes the account as text or JSON. A live pod
+//! (`--pod NAMESPACE/NAME`) is read and judged by
+//! [`crate::cluster::explain`].
 
-use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
-use anyhow::{anyhow, bail, Context, Result};
-use serde::Serialize;
+use anyhow::{bail, Context, Result};
+use clap::{Args, ValueEnum};
 use serde_json::Value;
 
-use crate::cli::{ExplainArgs, ExplainOutput};
-use crate::config::{Config, Role};
-use crate::manifests;
-use crate::review::{review_traced, Decision, Trace};
-use crate::selection::OutputsChoice;
+use crate::cluster::explain::{live_name, ConfigSource, LiveArgs};
+use crate::flags::{BoundsArgs, DEFAULT_UID};
+use crate::offline::account::{self, account, Account};
+use crate::offline::io::{load_config, parse_review, pretty, read};
+use crate::offline::manifests;
 
-/// At most this many stores are listed as left out, per role.
-const LEFT_OUT_LISTED: usize = 20;
+/// Flags of `explain`.
+#[derive(Debug, Args)]
+pub struct ExplainArgs {
+    /// The persistence config (YAML, with or without the top-level
+    /// `persistence:` key): the one the decision is explained against.
+    /// Required for a pod file or a review (offline, no cluster is read).
+    /// For a live pod it defaults to the installed config: the ConfigMap
+    /// the webhook's Deployment (--webhook-namespace, --webhook-name, the
+    /// names `check` uses) mounts at the path of its `serve --config`.
+    #[arg(long, value_name = "FILE", env = "PERSISTENCE_WEBHOOK_CONFIG")]
+    pub config: Option<PathBuf>,
 
-/// What the webhook does with one pod, and why.
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
-pub struct Account {
-    /// `namespace/name` (or `namespace/generateName*`).
-    pub pod: String,
-    /// `patched`, `unchanged`, `denied` or `invalid`.
-    pub outcome: String,
-    /// The stable reason when not patched (`already-injected`, `opted-out`,
-    /// `unknown-store`, ...).
-    pub reason: Option<String>,
-    /// The field concerned by a denial.
-    pub field: Option<String>,
-    /// The denial's message, for the pod's author.
-    pub message: Option<String>,
-    /// The data stores the pod gets, each with why.
-    pub data: Vec<StoreAccount>,
-    /// The outputs store, with why and where the run writes.
-    pub outputs: Option<OutputsAccount>,
-    /// Stores of the config the pod does not get, with why.
-    pub left_out: Vec<LeftOut>,
-    /// Stores not listed in `left_out` (past the first 20 of a role).
-    pub left_out_more: usize,
-    /// Every container and init container: what it receives and keeps.
-    pub containers: Vec<ContainerAccount>,
-    /// The response's warnings (SPEC §8).
-    pub warnings: Vec<String>,
-    /// The response's audit annotations (a patched pod only).
-    pub audit_annotations: BTreeMap<String, String>,
+    /// A pod manifest, YAML or JSON (`-` reads stdin); or, when no such file
+    /// exists, `NAMESPACE/NAME` of a live pod, read through the kubeconfig
+    /// (with its namespace and the webhook configuration) to say what it
+    /// got or why it got nothing, and what today's config would do.
+    #[arg(long, short = 'f', value_name = "FILE|NAMESPACE/NAME")]
+    pub pod: Option<String>,
+
+    /// An AdmissionReview request, JSON or YAML (`-` reads stdin).
+    #[arg(long, value_name = "FILE", conflicts_with = "pod")]
+    pub review: Option<PathBuf>,
+
+    /// Namespace for a pod file whose manifest has none (default: `default`).
+    #[arg(long, short = 'n', value_name = "NS")]
+    pub namespace: Option<String>,
+
+    /// Admission uid for a pod file; a generateName pod's outputs sub-path
+    /// ends with it.
+    #[arg(long, value_name = "UID", default_value = DEFAULT_UID)]
+    pub uid: String,
+
+    /// Plain words, or the same account as JSON for tools.
+    #[arg(long, value_enum, default_value_t = ExplainOutput::Text)]
+    pub output: ExplainOutput,
+
+    /// For a live pod: which webhook to look at, and how to reach the API
+    /// server.
+    #[command(flatten)]
+    pub live: LiveArgs,
+
+    /// The bounds on one review, as `serve` applies them.
+    #[command(flatten)]
+    pub bounds: BoundsArgs,
 }
 
-/// A data store the pod gets.
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
-pub struct StoreAccount {
-    /// The store.
-    pub store: String,
-    /// Its mount path or bucket.
-    pub path: String,
-    /// `asked for`, or `all data by default`.
-    pub why: String,
+/// What `explain` prints.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ExplainOutput {
+    /// Plain words.
+    Text,
+    /// The same account as JSON.
+    Json,
 }
 
-/// The outputs store the pod gets.
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
-pub struct OutputsAccount {
-    /// The store.
-    pub store: String,
-    /// `<mountPath or bucket>/<sub-path>`.
-    pub path: String,
-    /// The run's sub-path.
-    pub sub_path: String,
-    /// `asked for`, `defaultOutputs`, or `first available by name`.
-    pub why: String,
-    /// The rule that gave the sub-path.
-    pub sub_path_rule: String,
-    /// For a kept recorded path: what today's rules give instead.
-    pub today: Option<String>,
-}
-
-/// A store the pod does not get.
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
-pub struct LeftOut {
-    /// The store.
-    pub store: String,
-    /// `data` or `outputs`.
-    pub role: String,
-    /// `not asked for`, `not granted to namespace X`, ...
-    pub why: String,
-}
-
-/// One container or init container.
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
-pub struct ContainerAccount {
-    /// Its name.
-    pub name: String,
-    /// Whether the selection targets it (`containers:`).
-    pub targeted: bool,
-    /// The mounts it receives (path, volume, options, store).
-    pub mounts: Vec<String>,
-    /// The env vars it receives.
-    pub env: Vec<String>,
-    /// SDK variables it sets itself and keeps.
-    pub keeps_own: Vec<String>,
-    /// The webhook's variables it therefore does not get.
-    pub left_out: Vec<String>,
-}
-
-/// Runs `explain` on a pod file or an AdmissionReview: the account, as text
-/// or JSON. Errors are usage, input or config errors (exit 2).
-pub fn run(args: &ExplainArgs) -> Result<String> {
+/// Runs `explain` on a pod file, an AdmissionReview or a live pod: the
+/// account, as text or JSON. Errors are usage, input, config or cluster
+/// errors (exit 2).
+pub async fn run(args: &ExplainArgs) -> Result<String> {
     if let Some(pod) = &args.pod {
         if pod != "-" && !Path::new(pod).exists() {
-            if let Some((namespace, name)) = crate::cluster::explain::live_name(pod) {
+            if let Some((namespace, name)) = live_name(pod) {
                 if let Some(flag) = args.namespace.as_deref().filter(|n| *n != namespace) {
                     bail!("--pod {pod} is in namespace {namespace}, not --namespace {flag}");
                 }
-                return crate::cluster::explain::run(args, namespace, name, crate::serve::flags_in);
+                return live(args, namespace, name).await;
             }
         }
     }
+    offline(args)
+}
+
+/// A live pod, against `--config` or the installed config.
+async fn live(args: &ExplainArgs, namespace: &str, name: &str) -> Result<String> {
+    // A file is read before the cluster: a bad one fails fast.
+    let file = match &args.config {
+        Some(path) => Some((
+            load_config(path, "--config")?,
+            ConfigSource::File {
+                path: path.display().to_string(),
+            },
+        )),
+        None => None,
+    };
+    let explained = crate::cluster::explain::explain(
+        &args.live,
+        namespace,
+        name,
+        file,
+        &args.bounds.into(),
+        &args.uid,
+        crate::serve::flags_in,
+    )
+    .await?;
+    Ok(match args.output {
+        ExplainOutput::Text => explained.text(),
+        ExplainOutput::Json => pretty(&explained.json())?,
+    })
+}
+
+/// A pod file or a review: no cluster is read.
+fn offline(args: &ExplainArgs) -> Result<String> {
     // Offline: no cluster is read, so there is no installed config to
     // fall back on.
     let Some(config) = &args.config else {
@@ -127,11 +127,11 @@ pub fn run(args: &ExplainArgs) -> Result<String> {
             "--config FILE is required to explain a pod file or a review (offline, no cluster is read); only a live pod, --pod NAMESPACE/NAME, is explained against the installed config without it"
         );
     };
-    let config = crate::mutate::load_config(config, "--config")?;
+    let config = load_config(config, "--config")?;
     let body = match (&args.pod, &args.review) {
         (Some(pod), _) => {
             let path = Path::new(pod);
-            let text = crate::mutate::read(path).with_context(|| {
+            let text = read(path).with_context(|| {
                 format!("cannot read --pod {pod} (a file, `-`, or NAMESPACE/NAME of a live pod)")
             })?;
             let docs = manifests::parse(&text).with_context(|| format!("--pod {pod}"))?;
@@ -144,11 +144,12 @@ pub fn run(args: &ExplainArgs) -> Result<String> {
                 );
             }
             manifests::require_mapping(&object).with_context(|| format!("--pod {pod}"))?;
-            let namespace = crate::dry_run::namespace_of(&object, args.namespace.as_deref())?;
-            crate::dry_run::review_body(&object, &namespace, &args.uid)
+            let namespace =
+                crate::offline::dry_run::namespace_of(&object, args.namespace.as_deref())?;
+            crate::offline::dry_run::review_body(&object, &namespace, &args.uid)
         }
         (None, Some(path)) => {
-            let value = crate::mutate::parse_review(path)?;
+            let value = parse_review(path)?;
             serde_json::to_vec(&value).context("re-encoding the review")?
         }
         (None, None) => bail!("give --pod FILE (or NAMESPACE/NAME of a live pod) or --review FILE"),
@@ -158,226 +159,9 @@ pub fn run(args: &ExplainArgs) -> Result<String> {
 }
 
 /// The account as `--output` asks for it.
-pub fn render(account: &Account, output: ExplainOutput) -> Result<String> {
+fn render(account: &Account, output: ExplainOutput) -> Result<String> {
     Ok(match output {
-        ExplainOutput::Text => text(account),
-        ExplainOutput::Json => crate::mutate::pretty(account)?,
+        ExplainOutput::Text => account::text(account),
+        ExplainOutput::Json => pretty(account)?,
     })
-}
-
-/// The account of one AdmissionReview body: the review `serve` makes,
-/// traced, and the config's other stores with why the pod does not get them.
-pub fn account(config: &Config, bounds: &crate::Bounds, body: &[u8]) -> Result<Account> {
-    let mut trace = Trace::default();
-    let reviewed = review_traced(config, bounds, body, Some(&mut trace))
-        .map_err(|e| anyhow!("not a reviewable AdmissionReview: {e}"))?;
-    let subject = &reviewed.subject;
-    let namespace = subject.namespace.as_str();
-    let (reason, field, message) = match &reviewed.decision {
-        Decision::Patched(_) => (None, None, None),
-        Decision::Unchanged(skip) => (Some(skip.reason().to_string()), None, None),
-        Decision::Denied(d) => (
-            Some(d.reason().to_string()),
-            d.field().map(str::to_owned),
-            Some(d.to_string()),
-        ),
-        Decision::Invalid(m) => (Some("malformed".to_owned()), None, Some(m.clone())),
-    };
-    let data_why = if trace.data_by_default {
-        "all data by default"
-    } else {
-        "asked for"
-    };
-    let data = trace
-        .data
-        .iter()
-        .map(|(store, path)| StoreAccount {
-            store: store.clone(),
-            path: path.clone(),
-            why: data_why.to_owned(),
-        })
-        .collect();
-    let outputs = trace.outputs.as_ref().map(|o| OutputsAccount {
-        store: o.store.clone(),
-        path: o.path.clone(),
-        sub_path: o.sub_path.clone(),
-        why: match o.choice {
-            OutputsChoice::Asked => "asked for",
-            OutputsChoice::DefaultOutputs => "defaultOutputs",
-            OutputsChoice::FirstAvailable => "first available by name",
-        }
-        .to_owned(),
-        sub_path_rule: o.rule.clone(),
-        today: o.derived.clone(),
-    });
-    // The config's other stores: only once the selection was resolved.
-    let selected = !trace.targeted.is_empty() || !trace.data.is_empty() || trace.outputs.is_some();
-    let (left_out, left_out_more) = if selected {
-        left_out(config, namespace, &trace)
-    } else {
-        (Vec::new(), 0)
-    };
-    let kept: BTreeMap<&str, &crate::patch::Kept> = trace
-        .kept
-        .iter()
-        .map(|k| (k.container.as_str(), k))
-        .collect();
-    let containers = trace
-        .targeted
-        .iter()
-        .map(|(name, targeted)| {
-            let k = kept.get(name.as_str());
-            ContainerAccount {
-                name: name.clone(),
-                targeted: *targeted,
-                mounts: if *targeted {
-                    trace.mounts.clone()
-                } else {
-                    Vec::new()
-                },
-                // What it receives: the webhook's variables but those it
-                // keeps of its own.
-                env: if *targeted {
-                    trace
-                        .env
-                        .iter()
-                        .filter(|e| k.is_none_or(|k| !k.left_out.contains(e)))
-                        .cloned()
-                        .collect()
-                } else {
-                    Vec::new()
-                },
-                keeps_own: k.map(|k| k.own.clone()).unwrap_or_default(),
-                left_out: k.map(|k| k.left_out.clone()).unwrap_or_default(),
-            }
-        })
-        .collect();
-    Ok(Account {
-        pod: format!("{namespace}/{}", subject.name),
-        outcome: reviewed.decision.outcome().to_owned(),
-        reason,
-        field,
-        message,
-        data,
-        outputs,
-        left_out,
-        left_out_more,
-        containers,
-        warnings: reviewed.notes.warnings.clone(),
-        audit_annotations: reviewed
-            .notes
-            .audit
-            .iter()
-            .map(|(k, v)| ((*k).to_owned(), v.clone()))
-            .collect(),
-    })
-}
-
-/// Every store of the config the pod does not get, with why: not granted
-/// to its namespace, or granted but not asked for (at most 20 per role).
-fn left_out(config: &Config, namespace: &str, trace: &Trace) -> (Vec<LeftOut>, usize) {
-    let mut out = Vec::new();
-    let mut more = 0;
-    for role in [Role::Data, Role::Outputs] {
-        let mut listed = 0;
-        for (name, store) in config.stores(role) {
-            let got = match role {
-                Role::Data => trace.data.iter().any(|(n, _)| n == name),
-                Role::Outputs => trace.outputs.as_ref().is_some_and(|o| &o.store == name),
-            };
-            if got {
-                continue;
-            }
-            if listed == LEFT_OUT_LISTED {
-                more += 1;
-                continue;
-            }
-            listed += 1;
-            let why = if !store.available_in(namespace) {
-                format!("not granted to namespace {namespace}")
-            } else if role == Role::Outputs && trace.outputs.is_some() {
-                "a run gets one outputs store".to_owned()
-            } else {
-                "not asked for".to_owned()
-            };
-            out.push(LeftOut {
-                store: name.clone(),
-                role: role.as_str().to_owned(),
-                why,
-            });
-        }
-    }
-    (out, more)
-}
-
-/// The account in plain words.
-pub fn text(a: &Account) -> String {
-    use std::fmt::Write as _;
-    let mut s = String::new();
-    let _ = write!(s, "pod {}: {}", a.pod, a.outcome);
-    if let Some(reason) = &a.reason {
-        let _ = write!(s, " ({reason})");
-    }
-    s.push('\n');
-    if let Some(message) = &a.message {
-        let _ = writeln!(s, "  {message}");
-        if let Some(field) = &a.field {
-            let _ = writeln!(s, "  field: {field}");
-        }
-    }
-    if !a.data.is_empty() || a.outputs.is_some() {
-        let _ = writeln!(s, "\nstores:");
-    }
-    for d in &a.data {
-        let _ = writeln!(s, "  data {} at {} ({})", d.store, d.path, d.why);
-    }
-    if let Some(o) = &a.outputs {
-        let _ = writeln!(s, "  outputs {} at {} ({})", o.store, o.path, o.why);
-        let _ = writeln!(s, "    sub-path {} from {}", o.sub_path, o.sub_path_rule);
-        if let Some(today) = &o.today {
-            let _ = writeln!(s, "    (today's rules would give {today})");
-        }
-    }
-    if !a.left_out.is_empty() {
-        let _ = writeln!(s, "\nleft out:");
-        for l in &a.left_out {
-            let _ = writeln!(s, "  {} {}: {}", l.role, l.store, l.why);
-        }
-        if a.left_out_more > 0 {
-            let _ = writeln!(s, "  and {} more", a.left_out_more);
-        }
-    }
-    if !a.containers.is_empty()
-        && (a.outcome == "patched" || a.reason.as_deref() == Some("already-injected"))
-    {
-        let _ = writeln!(s, "\ncontainers:");
-        for c in &a.containers {
-            if !c.targeted {
-                let _ = writeln!(s, "  {}: no stores (not named in containers:)", c.name);
-                continue;
-            }
-            let _ = writeln!(s, "  {}:", c.name);
-            for m in &c.mounts {
-                let _ = writeln!(s, "    mount {m}");
-            }
-            if !c.env.is_empty() {
-                let _ = writeln!(s, "    env {}", c.env.join(", "));
-            }
-            if !c.keeps_own.is_empty() {
-                let _ = writeln!(
-                    s,
-                    "    keeps its own {}; does not get {}",
-                    c.keeps_own.join(", "),
-                    c.left_out.join(", ")
-                );
-            }
-        }
-    }
-    if !a.warnings.is_empty() {
-        let _ = writeln!(s, "\nwarnings:");
-        for w in &a.warnings {
-            let _ = writeln!(s, "  {w}");
-        }
-    }
-    s
 }

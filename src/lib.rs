@@ -14,20 +14,18 @@ pub use persistence_webhook_core::{
     bounds, config, k8s, names, patch, pod, review, selection, vocabulary,
 };
 
-pub mod cases;
 pub mod certs;
 pub mod cli;
 pub mod cluster;
-pub mod dry_run;
 pub mod explain;
 pub mod file;
 pub mod flags;
 pub mod logs;
-pub mod manifests;
 pub mod mutate;
+pub mod offline;
 pub mod serve;
 pub mod server;
-pub mod workload;
+pub mod test;
 
 pub use bounds::Bounds;
 pub use config::{Config, ConfigError};

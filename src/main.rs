@@ -26,17 +26,18 @@ fn main() -> ExitCode {
         Command::Mutate(args) => run_mutate(&args),
         Command::Serve(args) => run_serve(args),
         Command::Test(args) => run_test(&args),
-        Command::Explain(args) => match persistence_webhook::explain::run(&args) {
-            Ok(out) => {
+        Command::Explain(args) => match block_on(persistence_webhook::explain::run(&args)) {
+            Ok(Ok(out)) => {
                 let mut stdout = std::io::stdout().lock();
                 let _ = stdout.write_all(out.as_bytes());
                 let _ = stdout.flush();
                 ExitCode::SUCCESS
             }
-            Err(e) => {
+            Ok(Err(e)) => {
                 eprintln!("error: {e:#}");
                 ExitCode::from(2)
             }
+            Err(no_runtime) => no_runtime,
         },
         Command::Check(args) => run_check(&args),
         Command::Certs(args) => match persistence_webhook::certs::run(&args) {
@@ -81,8 +82,8 @@ fn run_mutate(args: &MutateArgs) -> ExitCode {
 }
 
 fn run_test(args: &TestArgs) -> ExitCode {
-    use persistence_webhook::cases;
-    let results = match cases::run(&args.dir, args.bounds.into()) {
+    use persistence_webhook::test;
+    let results = match test::run(&args.dir, args.bounds.into()) {
         Ok(r) => r,
         Err(e) => {
             eprintln!("error: {e:#}");
@@ -90,10 +91,10 @@ fn run_test(args: &TestArgs) -> ExitCode {
         }
     };
     let mut out = std::io::stdout().lock();
-    let _ = out.write_all(cases::summary(&results).as_bytes());
+    let _ = out.write_all(test::summary(&results).as_bytes());
     let _ = out.flush();
     if let Some(path) = &args.junit {
-        let written = cases::junit(&results).and_then(|xml| {
+        let written = test::junit(&results).and_then(|xml| {
             std::fs::write(path, xml)
                 .map_err(|e| anyhow::anyhow!("--junit {}: {e}", path.display()))
         });

@@ -3,18 +3,68 @@
 //! same bounds exactly as the server does, and prints the pod, the patch or the response.
 //! A stream of manifests, a `List` or a workload goes to its `stream` room.
 
-use std::io::Read;
-use std::path::Path;
+use std::path::PathBuf;
 
 use anyhow::{anyhow, bail, Context, Result};
+use clap::{Args, ValueEnum};
 use serde_json::{json, Value};
 
-use crate::cli::{MutateArgs, Output};
-use crate::config::Config;
-use crate::manifests;
+use crate::flags::{BoundsArgs, DEFAULT_UID};
+use crate::offline::io::{load_config, parse_review, pretty, read};
+use crate::offline::manifests;
 use crate::review::{review_with, Decision};
 
 mod stream;
+
+/// Flags of `mutate`.
+#[derive(Debug, Args)]
+#[command(group = clap::ArgGroup::new("input").required(true).args(["pod", "review"]))]
+pub struct MutateArgs {
+    /// The persistence config (YAML, with or without the top-level `persistence:` key).
+    #[arg(long, value_name = "FILE", env = "PERSISTENCE_WEBHOOK_CONFIG")]
+    pub config: PathBuf,
+
+    /// A pod manifest, YAML or JSON (`-` reads stdin); or manifests as a
+    /// repository holds them: a YAML stream or a `List` of Pods, Jobs,
+    /// CronJobs, Deployments, StatefulSets, DaemonSets, ReplicaSets (their
+    /// pod templates are mutated) and other kinds (passed through).
+    #[arg(long, short = 'f', visible_alias = "file", value_name = "FILE")]
+    pub pod: Option<PathBuf>,
+
+    /// An AdmissionReview request, JSON or YAML (`-` reads stdin).
+    #[arg(long, value_name = "FILE")]
+    pub review: Option<PathBuf>,
+
+    /// What to print: the mutated pod (YAML), the JSON Patch, or the
+    /// AdmissionReview response. For a stream: the stream, or a JSON list
+    /// with one entry per Pod or workload.
+    #[arg(long, value_enum, default_value_t = Output::Pod)]
+    pub output: Output,
+
+    /// Namespace for a pod whose manifest has none (default: `default`, as kubectl).
+    #[arg(long, short = 'n', value_name = "NS")]
+    pub namespace: Option<String>,
+
+    /// Admission uid for a `--pod` input; a generateName pod's outputs
+    /// sub-path ends with it.
+    #[arg(long, value_name = "UID", default_value = DEFAULT_UID)]
+    pub uid: String,
+
+    /// The bounds on one review, as `serve` applies them.
+    #[command(flatten)]
+    pub bounds: BoundsArgs,
+}
+
+/// `mutate --output`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Output {
+    /// The pod after the patch, as YAML.
+    Pod,
+    /// The JSON Patch array (`[]` when nothing changes).
+    Patch,
+    /// The AdmissionReview response JSON, as the API server would receive it.
+    Review,
+}
 
 /// How `mutate` ended, mapped to the exit status by `main`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -119,65 +169,10 @@ pub(crate) fn warning(text: &str) -> String {
     format!("Warning: {text}")
 }
 
-/// `v` as indented JSON with a final newline, as the commands print it.
-pub(crate) fn pretty<T: serde::Serialize>(v: &T) -> Result<String> {
-    let mut s = serde_json::to_string_pretty(v).context("printing JSON")?;
-    s.push('\n');
-    Ok(s)
-}
-
-pub(crate) fn read(path: &Path) -> std::io::Result<String> {
-    if path == Path::new("-") {
-        let mut s = String::new();
-        std::io::stdin().read_to_string(&mut s)?;
-        Ok(s)
-    } else {
-        std::fs::read_to_string(path)
-    }
-}
-
-/// The persistence config at `path`, validated as `serve` validates it;
-/// `label` names where the path came from in messages (`--config`, or
-/// `config` for a case file's field).
-pub(crate) fn load_config(path: &Path, label: &str) -> Result<Config> {
-    let text = read(path).with_context(|| format!("cannot read {label} {}", path.display()))?;
-    Config::from_yaml(&text).map_err(|e| anyhow!("{label} {}: {e}", path.display()))
-}
-
-/// The `--review` document from a file (or stdin): one YAML or JSON mapping.
-pub(crate) fn parse_review(path: &Path) -> Result<Value> {
-    let flag = "--review";
-    let text = read(path).with_context(|| format!("cannot read {flag} {}", path.display()))?;
-    // JSON first when it looks like JSON; YAML otherwise, or when that
-    // fails (flow-style YAML also starts with `{`).
-    let json = text
-        .trim_start()
-        .starts_with('{')
-        .then(|| serde_json::from_str::<Value>(&text).ok())
-        .flatten();
-    let value: Value = match json {
-        Some(v) => v,
-        None => serde_yaml::from_str(&text).with_context(|| {
-            format!(
-                "{flag} {}: not valid YAML or JSON (one document expected)",
-                path.display()
-            )
-        })?,
-    };
-    if !value.is_object() {
-        bail!(
-            "{flag} {}: expected a mapping, found {}",
-            path.display(),
-            manifests::kind(&value)
-        );
-    }
-    Ok(value)
-}
-
 /// The AdmissionReview the API server would send for `kubectl create` of
 /// this pod, with the namespace filled in as the API server does.
 fn review_for_pod(mut pod: Value, args: &MutateArgs) -> Result<(Vec<u8>, Value)> {
-    let namespace = crate::dry_run::namespace_of(&pod, args.namespace.as_deref())?;
+    let namespace = crate::offline::dry_run::namespace_of(&pod, args.namespace.as_deref())?;
     let meta = pod
         .as_object_mut()
         .expect("checked to be a mapping")
@@ -187,6 +182,6 @@ fn review_for_pod(mut pod: Value, args: &MutateArgs) -> Result<(Vec<u8>, Value)>
         bail!("metadata must be a mapping");
     };
     meta.insert("namespace".into(), Value::String(namespace.clone()));
-    let body = crate::dry_run::review_body(&pod, &namespace, &args.uid);
+    let body = crate::offline::dry_run::review_body(&pod, &namespace, &args.uid);
     Ok((body, pod))
 }

@@ -2,11 +2,11 @@
 //! server does to the pod the workload's controller creates from it
 //! (SPEC §6). The pod is built here as each controller builds it (the
 //! template's metadata and spec, the name or generateName, the controller
-//! ownerReference), written independently of `src/workload.rs`, reviewed
+//! ownerReference), written independently of `src/offline/workload.rs`, reviewed
 //! through the core's `review` exactly as the API server would send it,
 //! patched, and compared with the template `mutate`'s code returned.
 
-use persistence_webhook::dry_run::{self, Setting};
+use persistence_webhook::offline::dry_run::{self, Setting};
 use persistence_webhook::review::{review, Decision};
 use persistence_webhook::{Bounds, Config};
 use proptest::prelude::*;

@@ -16,7 +16,7 @@ use serde_json::value::RawValue;
 
 use crate::vocabulary::{
     ANNOTATION_INJECTED, ANNOTATION_OUTPUTS_SUBPATH, ANNOTATION_PERSISTENCE,
-    ANNOTATION_UNIQUE_NAME, LABEL_INJECTION,
+    ANNOTATION_UNIQUE_NAME, LABEL_INJECTION, OPT_OUT,
 };
 
 /// The pod as the decision sees it.
@@ -193,7 +193,7 @@ impl<'de> Deserialize<'de> for OptOut {
                 let mut out = false;
                 while let Some(key) = map.next_key::<Cow<'de, str>>()? {
                     if key == LABEL_INJECTION {
-                        out = map.next_value::<Cow<'de, str>>()? == "disabled";
+                        out = map.next_value::<Cow<'de, str>>()? == OPT_OUT;
                     } else {
                         map.next_value::<IgnoredAny>()?;
                     }

@@ -15,8 +15,15 @@ pub const ANNOTATION_OUTPUTS_SUBPATH: &str = "polyaxon.com/outputs-subpath";
 pub const ANNOTATION_UNIQUE_NAME: &str = "polyaxon.com/unique-name";
 /// Annotation the webhook writes, recording what it injected.
 pub const ANNOTATION_INJECTED: &str = "polyaxon.com/persistence-injected";
-/// Label that opts a namespace in (`enabled`) or a pod out (`disabled`).
+/// Label that opts a namespace in ([`OPT_IN`]) or a pod out ([`OPT_OUT`]).
 pub const LABEL_INJECTION: &str = "polyaxon.com/persistence-injection";
+/// The value of [`LABEL_INJECTION`] that opts a namespace in.
+pub const OPT_IN: &str = "enabled";
+/// The value of [`LABEL_INJECTION`] that opts a pod out.
+pub const OPT_OUT: &str = "disabled";
+/// The name of the webhook's entry in the MutatingWebhookConfiguration the
+/// manifests and the chart install (`check` and live `explain` look for it).
+pub const WEBHOOK_ENTRY: &str = "persistence.polyaxon.com";
 
 /// JSON object `{store: path}` of the run's data stores.
 pub const ENV_DATA_PATHS: &str = "POLYAXON_RUN_DATA_PATHS";

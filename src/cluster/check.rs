@@ -22,12 +22,10 @@ use super::ClusterArgs;
 mod certificates;
 pub(crate) mod config_map;
 mod gather;
-pub(crate) mod match_conditions;
 mod namespace;
 pub mod objects;
 mod probe;
 pub mod report;
-pub(crate) mod selector;
 pub(crate) mod webhook;
 mod workload;
 
@@ -115,7 +113,6 @@ pub async fn run(args: &CheckArgs, parse: ServeParser) -> anyhow::Result<Report>
 
 #[cfg(test)]
 mod tests {
-    use super::*;
     use clap::Parser;
     use serde_yaml::Value;
 
@@ -189,7 +186,7 @@ mod tests {
             );
         }
         let hook = &yaml("base/mutatingwebhookconfiguration.yaml")[0]["webhooks"][0];
-        assert_eq!(str_at(hook, &["name"]), webhook::ENTRY);
+        assert_eq!(str_at(hook, &["name"]), crate::vocabulary::WEBHOOK_ENTRY);
         let self_managed = &yaml("overlays/self-managed/kustomization.yaml")[0];
         assert_eq!(
             args.tls_secret,

@@ -11,39 +11,89 @@
 //! (the webhook was never called), it opted out, it was created before the
 //! webhook was registered, the configuration's rules or selectors exclude
 //! it (or there is no configuration), one of its `matchConditions` is
-//! false for the pod (evaluated offline by `check`'s
-//! `match_conditions`, which names it),
-//! else the webhook was called and the pod still has nothing. Either way the offline account of re-reviewing
-//! the pod ([`crate::explain::account`]) says what the webhook would do
-//! with it now. The verdict ([`judge`]) is pure; [`run`] only reads.
+//! false for the pod (evaluated offline by
+//! [`crate::cluster::registration::match_conditions`], which names it),
+//! else the webhook was called and the pod still has nothing; what the
+//! registration says is read by [`crate::cluster::registration`], as
+//! `check` reads it. Either way the offline account of re-reviewing the
+//! pod ([`crate::offline::account`]) says what the webhook would do
+//! with it now. The verdict ([`judge`]) is pure; [`explain`] only reads.
 //!
 //! Today's config is `--config` when given, else the installed one: the
 //! ConfigMap the webhook's Deployment mounts (`installed`), located and
 //! parsed by `check`'s `config_map` room.
 
-use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
-use anyhow::{anyhow, Context as _, Result};
-use k8s_openapi::api::admissionregistration::v1::MutatingWebhookConfiguration;
-use k8s_openapi::api::core::v1::Namespace;
-use kube::api::{Api, ApiResource, DynamicObject};
-use kube::core::GroupVersionKind;
+use anyhow::{Context as _, Result};
+use clap::Args;
 use serde::Serialize;
 use serde_json::Value;
 
-use super::check::match_conditions::{evaluate, excluding, Bindings, Outcome};
-use super::check::selector::selects;
-use super::check::webhook::{entry, sends_pod_create, ENTRY, OPT_OUT};
-use crate::cli::{ExplainArgs, ExplainOutput};
-use crate::explain::{account, Account};
-use crate::vocabulary::{ANNOTATION_INJECTED, LABEL_INJECTION, RESERVED_ENV, VOLUME_PREFIX};
+use crate::config::Config;
+use crate::offline::account::Account;
 
 pub mod additions;
 mod installed;
+mod read;
+mod rereview;
+mod text;
+mod verdict;
+
+pub use rereview::rereview;
+pub use text::text;
+pub use verdict::{judge, Difference, Field, Got, Live, Objects, Received, Verdict};
 
 /// How long each read may take.
 const TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The flags only a live pod needs: which webhook to look at, and how to
+/// reach the API server. Flattened into `explain`'s.
+#[derive(Debug, Args)]
+pub struct LiveArgs {
+    /// For a live pod: the MutatingWebhookConfiguration to look at, and
+    /// (without --config) the Deployment whose mounted config is read.
+    #[arg(long, value_name = "NAME", default_value = "persistence-webhook")]
+    pub webhook_name: String,
+
+    /// For a live pod without --config: the namespace of the webhook's
+    /// Deployment and ConfigMap.
+    #[arg(long, value_name = "NS", default_value = "persistence-webhook")]
+    pub webhook_namespace: String,
+
+    /// How to reach the API server for a live pod.
+    #[command(flatten)]
+    pub cluster: super::ClusterArgs,
+}
+
+/// A live pod explained: the verdict, the account of re-reviewing it with
+/// today's config, and where that config came from.
+#[derive(Debug, Clone)]
+pub struct Explained {
+    /// What the live pod says.
+    pub live: Live,
+    /// What the webhook would do with it now.
+    pub today: Account,
+    /// Where today's config came from.
+    pub source: ConfigSource,
+}
+
+impl Explained {
+    /// `{"live": ..., "account": ..., "config": ...}`, as `--output json`
+    /// prints it.
+    pub fn json(&self) -> Value {
+        serde_json::json!({
+            "live": self.live,
+            "account": self.today,
+            "config": self.source,
+        })
+    }
+
+    /// The live part in plain words, then the account of today's review.
+    pub fn text(&self) -> String {
+        text(&self.live, &self.today, &self.source)
+    }
+}
 
 /// Where today's config came from.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -82,127 +132,6 @@ impl std::fmt::Display for ConfigSource {
     }
 }
 
-/// Why a live pod has, or has not, the webhook's stores.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Verdict {
-    /// It was mutated, and today's config gives the same.
-    Mutated,
-    /// It was mutated, and today's config would give something else.
-    MutatedDiffers,
-    /// Its namespace is not selected by the configuration's
-    /// `namespaceSelector`: the API server never called the webhook.
-    NamespaceNotSelected,
-    /// It carries the opt-out label.
-    OptedOut,
-    /// It was created before the webhook configuration was.
-    CreatedBeforeRegistration,
-    /// There is no MutatingWebhookConfiguration of that name (or it has no
-    /// webhook entry).
-    NoConfiguration,
-    /// The configuration's rules or `objectSelector` do not send it.
-    ExcludedByConfiguration,
-    /// One of the entry's `matchConditions` is false for it (named in
-    /// [`Live::match_condition`]).
-    ExcludedByMatchCondition,
-    /// The webhook was called (as far as the configuration says) and the
-    /// pod still has nothing.
-    NotMutated,
-}
-
-impl Verdict {
-    /// The stable kebab-case name.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Verdict::Mutated => "mutated",
-            Verdict::MutatedDiffers => "mutated-differs",
-            Verdict::NamespaceNotSelected => "namespace-not-selected",
-            Verdict::OptedOut => "opted-out",
-            Verdict::CreatedBeforeRegistration => "created-before-registration",
-            Verdict::NoConfiguration => "no-configuration",
-            Verdict::ExcludedByConfiguration => "excluded-by-configuration",
-            Verdict::ExcludedByMatchCondition => "excluded-by-match-condition",
-            Verdict::NotMutated => "not-mutated",
-        }
-    }
-}
-
-/// What the live pod says, besides the account of re-reviewing it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Live {
-    /// `namespace/name`.
-    pub pod: String,
-    /// Whether it carries the `persistence-injected` annotation.
-    pub mutated: bool,
-    /// The verdict's stable name.
-    pub verdict: Verdict,
-    /// The verdict in plain words.
-    pub why: String,
-    /// What the annotation records (a mutated pod).
-    pub got: Option<Got>,
-    /// Per container and init container: the webhook's env vars and mounts
-    /// it has (a mutated pod).
-    pub containers: Vec<Received>,
-    /// Where the annotation and today's config differ (a mutated pod).
-    pub differences: Vec<Difference>,
-    /// The MutatingWebhookConfiguration looked at, when it exists.
-    pub webhook_configuration: Option<String>,
-    /// The `matchCondition` that kept the pod from the webhook.
-    pub match_condition: Option<String>,
-}
-
-/// The `persistence-injected` annotation of a mutated pod.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct Got {
-    /// The data stores.
-    pub data: Vec<String>,
-    /// The outputs store.
-    pub outputs: Option<String>,
-    /// The outputs path.
-    pub outputs_path: Option<String>,
-}
-
-/// The webhook's env vars and mounts one container of the live pod has.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Received {
-    /// The container's name.
-    pub name: String,
-    /// Whether it is an init container.
-    pub init: bool,
-    /// The webhook's env vars it has (names only, never a value).
-    pub env: Vec<String>,
-    /// SDK variables it sets itself and kept (re-review of today's config).
-    pub keeps_own: Vec<String>,
-    /// Its mounts of the webhook's volumes: `path (volume V[, subPath S][, read-only])`.
-    pub mounts: Vec<String>,
-}
-
-/// One field where the annotation and today's config differ.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Difference {
-    /// `data`, `outputs` or `outputsPath`.
-    pub field: String,
-    /// What the annotation records.
-    pub had: String,
-    /// What today's config gives (`none` for nothing).
-    pub today: String,
-}
-
-/// The live objects [`judge`] decides from.
-#[derive(Debug, Clone)]
-pub struct Objects<'a> {
-    /// The pod, as the API server returns it.
-    pub pod: &'a Value,
-    /// Its namespace's labels.
-    pub namespace_labels: &'a BTreeMap<String, String>,
-    /// The MutatingWebhookConfiguration, `None` when it does not exist.
-    pub configuration: Option<&'a MutatingWebhookConfiguration>,
-    /// For a mutated pod: whether re-reviewing it without the webhook's
-    /// additions ([`additions`]) gives exactly the additions it has.
-    pub same_today: Option<bool>,
-}
-
 /// `NAMESPACE/NAME` when `pod` has that form (two non-empty parts without
 /// further `/`), for `--pod` values that name no file.
 pub fn live_name(pod: &str) -> Option<(&str, &str)> {
@@ -212,555 +141,53 @@ pub fn live_name(pod: &str) -> Option<(&str, &str)> {
 }
 
 /// Reads the live pod `namespace/name`, its namespace and the webhook
-/// configuration, and explains it against `--config`, or without it
-/// against the installed config: the text or JSON `--output` asks for.
-/// Errors (no cluster, not found, forbidden, no installed config) name
-/// what was read: exit 2. `serve_parser` reads the Deployment's `serve`
-/// args (`crate::serve::flags_in`).
-pub fn run(
-    args: &ExplainArgs,
+/// configuration, and explains it against `file` (`--config`, read by the
+/// caller before the cluster, so a bad one fails fast), or without it
+/// against the installed config. Errors (no cluster, not found,
+/// forbidden, no installed config) name what was read. `serve_parser`
+/// reads the Deployment's `serve` args (`crate::serve::flags_in`).
+pub async fn explain(
+    args: &LiveArgs,
     namespace: &str,
     name: &str,
+    file: Option<(Config, ConfigSource)>,
+    bounds: &crate::Bounds,
+    uid: &str,
     serve_parser: crate::cluster::check::ServeParser,
-) -> Result<String> {
-    // A file is read before the cluster: a bad one fails fast.
-    let file = match &args.config {
-        Some(path) => Some((
-            crate::mutate::load_config(path, "--config")?,
-            ConfigSource::File {
-                path: path.display().to_string(),
-            },
-        )),
-        None => None,
+) -> Result<Explained> {
+    let client = super::client(&args.cluster, TIMEOUT)
+        .await
+        .with_context(|| format!("cannot reach the API server to read pod {namespace}/{name}"))?;
+    let (pod, labels, configuration) =
+        read::read(&client, &args.webhook_name, namespace, name).await?;
+    let (config, source) = match file {
+        Some(file) => file,
+        None => {
+            installed::load(
+                &client,
+                &args.webhook_namespace,
+                &args.webhook_name,
+                serve_parser,
+            )
+            .await?
+        }
     };
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .context("cannot start the async runtime")?;
-    let (objects, (config, source)) = runtime.block_on(async {
-        let client = super::client(&args.cluster, TIMEOUT)
-            .await
-            .with_context(|| {
-                format!("cannot reach the API server to read pod {namespace}/{name}")
-            })?;
-        let objects = read(&client, args, namespace, name).await?;
-        let config = match file {
-            Some(file) => file,
-            None => {
-                installed::load(
-                    &client,
-                    &args.webhook_namespace,
-                    &args.webhook_name,
-                    serve_parser,
-                )
-                .await?
-            }
-        };
-        anyhow::Ok((objects, config))
-    })?;
-    let (pod, labels, configuration) = &objects;
-    let (today, same_today) = rereview(&config, &args.bounds.into(), pod, namespace, &args.uid)
+    let (today, same_today) = rereview(&config, bounds, &pod, namespace, uid)
         .with_context(|| format!("re-reviewing pod {namespace}/{name}"))?;
     let live = judge(
         &Objects {
-            pod,
-            namespace_labels: labels,
+            pod: &pod,
+            namespace_labels: &labels,
             configuration: configuration.as_ref(),
             same_today,
         },
         &args.webhook_name,
         &today,
     );
-    render(&live, &today, &source, args.output)
-}
-
-/// The account of re-reviewing the live `pod` with today's config and, for
-/// a mutated pod, whether today gives exactly what it has. A mutated pod
-/// is re-reviewed without what the webhook added ([`additions`]), as if
-/// created today: the values an older config wrote would otherwise
-/// conflict with today's (`env-conflict`) instead of being compared.
-pub fn rereview(
-    config: &crate::config::Config,
-    bounds: &crate::Bounds,
-    pod: &Value,
-    namespace: &str,
-    uid: &str,
-) -> Result<(Account, Option<bool>)> {
-    let mutated = labels_of(pod, "annotations").contains_key(ANNOTATION_INJECTED);
-    let reviewed = if mutated {
-        additions::without_ours(pod)
-    } else {
-        pod.clone()
-    };
-    let body = crate::dry_run::review_body(&reviewed, namespace, uid);
-    let today = account(config, bounds, &body)?;
-    let same = mutated.then(|| same_as_today(config, bounds, &body, &reviewed, pod));
-    Ok((today, same))
-}
-
-/// Whether today's patch of the pod without our additions (`bare`, whose
-/// review `body` is) gives exactly the additions the stored pod has.
-fn same_as_today(
-    config: &crate::config::Config,
-    bounds: &crate::Bounds,
-    body: &[u8],
-    bare: &Value,
-    stored: &Value,
-) -> bool {
-    let Ok(reviewed) = crate::review::review_with(config, bounds, body) else {
-        return false;
-    };
-    let crate::review::Decision::Patched(patch) = &reviewed.decision else {
-        return false;
-    };
-    let mut predicted = bare.clone();
-    if json_patch::patch(&mut predicted, &patch.0).is_err() {
-        return false;
-    }
-    additions::same(&additions::ours(stored), &additions::ours(&predicted))
-}
-
-type Read = (
-    Value,
-    BTreeMap<String, String>,
-    Option<MutatingWebhookConfiguration>,
-);
-
-async fn read(
-    client: &kube::Client,
-    args: &ExplainArgs,
-    namespace: &str,
-    name: &str,
-) -> Result<Read> {
-    let resource =
-        ApiResource::from_gvk_with_plural(&GroupVersionKind::gvk("", "v1", "Pod"), "pods");
-    let pods: Api<DynamicObject> = Api::namespaced_with(client.clone(), namespace, &resource);
-    let pod = match pods.get_opt(name).await {
-        Ok(Some(pod)) => pod,
-        Ok(None) => {
-            return Err(anyhow!(
-                "pod {namespace}/{name} not found (kubectl -n {namespace} get pod {name})"
-            ))
-        }
-        Err(e) => return Err(api_error(e, &format!("pod {namespace}/{name}"))),
-    };
-    let pod = serde_json::to_value(pod).context("re-encoding the pod")?;
-    let ns = Api::<Namespace>::all(client.clone())
-        .get_opt(namespace)
-        .await
-        .map_err(|e| api_error(e, &format!("namespace {namespace}")))?;
-    let labels = ns
-        .and_then(|n| n.metadata.labels)
-        .unwrap_or_default()
-        .into_iter()
-        .collect();
-    let configuration = Api::<MutatingWebhookConfiguration>::all(client.clone())
-        .get_opt(&args.webhook_name)
-        .await
-        .map_err(|e| {
-            api_error(
-                e,
-                &format!("MutatingWebhookConfiguration {}", args.webhook_name),
-            )
-        })?;
-    Ok((pod, labels, configuration))
-}
-
-/// An API error, naming the object and saying what kind of failure it is.
-fn api_error(e: kube::Error, what: &str) -> anyhow::Error {
-    match e {
-        kube::Error::Api(r) if r.code == 403 => anyhow!(
-            "forbidden to read {what}: {} (explain needs get on pods, namespaces and mutatingwebhookconfigurations)",
-            r.message
-        ),
-        kube::Error::Api(r) => anyhow!("reading {what}: {} ({})", r.message, r.reason),
-        other => anyhow!(
-            "cannot reach the API server to read {what}: {:#}",
-            anyhow::Error::from(other)
-        ),
-    }
-}
-
-fn labels_of(object: &Value, key: &str) -> BTreeMap<String, String> {
-    object["metadata"][key]
-        .as_object()
-        .map(|m| {
-            m.iter()
-                .filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_owned())))
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
-/// A Kubernetes timestamp (`2006-01-02T15:04:05Z`) as comparable text;
-/// `None` for any other form.
-fn timestamp(v: &Value) -> Option<&str> {
-    let s = v.as_str()?;
-    let b = s.as_bytes();
-    (s.len() == 20 && b[4] == b'-' && b[10] == b'T' && b[19] == b'Z').then_some(s)
-}
-
-/// The verdict on a live pod, from the objects read and the account of
-/// re-reviewing it with today's config. Pure.
-pub fn judge(objects: &Objects<'_>, webhook_name: &str, today: &Account) -> Live {
-    let pod = objects.pod;
-    let namespace = pod["metadata"]["namespace"].as_str().unwrap_or_default();
-    let name = pod["metadata"]["name"].as_str().unwrap_or_default();
-    let annotations = labels_of(pod, "annotations");
-    let pod_labels = labels_of(pod, "labels");
-    let recorded = annotations.get(ANNOTATION_INJECTED);
-    let hook = objects.configuration.and_then(entry);
-    let mut live = Live {
-        pod: format!("{namespace}/{name}"),
-        mutated: recorded.is_some(),
-        verdict: Verdict::NotMutated,
-        why: String::new(),
-        got: None,
-        containers: Vec::new(),
-        differences: Vec::new(),
-        webhook_configuration: objects.configuration.and_then(|c| c.metadata.name.clone()),
-        match_condition: None,
-    };
-    if let Some(recorded) = recorded {
-        let got = parse_got(recorded);
-        live.containers = received(pod, today);
-        live.differences = differences(&got, today);
-        let same = objects.same_today == Some(true) && live.differences.is_empty();
-        live.got = Some(got);
-        if same {
-            live.verdict = Verdict::Mutated;
-            live.why = "the webhook mutated it, and today's config gives the same".to_owned();
-        } else {
-            live.verdict = Verdict::MutatedDiffers;
-            live.why = match today.outcome.as_str() {
-                "patched" if !live.differences.is_empty() => {
-                    let said: Vec<String> = live
-                        .differences
-                        .iter()
-                        .map(|d| format!("{} {} instead of {}", d.field, d.today, d.had))
-                        .collect();
-                    format!(
-                        "the webhook mutated it under another config: today's config would give {} (a re-created pod gets today's; see the account below)",
-                        said.join(", ")
-                    )
-                }
-                "patched" => "the webhook mutated it under another config: today's config selects the same stores, but what they add differs (mount paths, variables or credentials; a re-created pod gets today's, see the account below)".to_owned(),
-                "denied" => format!(
-                    "the webhook mutated it; re-reviewed without what the webhook added, today's config would refuse it ({}): a re-created pod would be refused (see the account below)",
-                    today.reason.as_deref().unwrap_or("denied")
-                ),
-                _ => "the webhook mutated it; today's config selects something else (see the differences)".to_owned(),
-            };
-        }
-        return live;
-    }
-    let hook_name = hook.map_or(ENTRY, |h| h.name.as_str());
-    // 1. The namespace: the configuration's selector, or the manifests'
-    //    opt-in label when there is no configuration.
-    let namespace_selected = match hook {
-        Some(h) => selects(h.namespace_selector.as_ref(), objects.namespace_labels),
-        None => {
-            objects
-                .namespace_labels
-                .get(LABEL_INJECTION)
-                .map(String::as_str)
-                == Some("enabled")
-        }
-    };
-    let pod_opted_out = pod_labels.get(LABEL_INJECTION).map(String::as_str) == Some(OPT_OUT);
-    let created = timestamp(&pod["metadata"]["creationTimestamp"]);
-    let registered = objects
-        .configuration
-        .and_then(|c| serde_json::to_value(&c.metadata.creation_timestamp).ok());
-    let registered = registered.as_ref().and_then(timestamp);
-    let before = match (created, registered) {
-        (Some(c), Some(r)) if c < r => Some((c, r)),
-        _ => None,
-    };
-    // The API server evaluates them last, on the request it would send.
-    let conditions = hook
-        .and_then(|h| h.match_conditions.as_deref())
-        .map(|c| evaluate(c, &Bindings::pod_create(pod, namespace, false)))
-        .unwrap_or_default();
-    (live.verdict, live.why) = if !namespace_selected {
-        (
-            Verdict::NamespaceNotSelected,
-            format!(
-                "its namespace {namespace} is not selected by the namespaceSelector of {} (it lacks the label {LABEL_INJECTION}=enabled), so the API server never called the webhook: kubectl label namespace {namespace} {LABEL_INJECTION}=enabled, then re-create the pod",
-                objects.configuration.map_or_else(|| "the webhook configuration".to_owned(), |_| format!("MutatingWebhookConfiguration {webhook_name}")),
-            ),
-        )
-    } else if pod_opted_out {
-        (
-            Verdict::OptedOut,
-            format!("it carries the opt-out label {LABEL_INJECTION}={OPT_OUT}, so it gets nothing"),
-        )
-    } else if hook.is_none() {
-        (
-            Verdict::NoConfiguration,
-            match objects.configuration {
-                None => format!("there is no MutatingWebhookConfiguration {webhook_name}: the API server calls no webhook (install it, or name yours with --webhook-name)"),
-                Some(_) => format!("MutatingWebhookConfiguration {webhook_name} has no webhook entry {ENTRY}: the API server never calls ours"),
-            },
-        )
-    } else if let Some((created, registered)) = before {
-        (
-            Verdict::CreatedBeforeRegistration,
-            format!("it was created at {created}, before MutatingWebhookConfiguration {webhook_name} was registered at {registered}: re-create it to get its stores"),
-        )
-    } else if let Some(h) = hook.filter(|h| !sends_pod_create(h)) {
-        (
-            Verdict::ExcludedByConfiguration,
-            format!(
-                "the rules of webhook {} do not send pod CREATEs: the API server never called it",
-                h.name
-            ),
-        )
-    } else if hook.is_some_and(|h| !selects(h.object_selector.as_ref(), &pod_labels)) {
-        (
-            Verdict::ExcludedByConfiguration,
-            format!("the objectSelector of webhook {hook_name} does not select the pod's labels: the API server never called it"),
-        )
-    } else if let Some(c) = excluding(&conditions) {
-        live.match_condition = Some(c.name.clone());
-        (
-            Verdict::ExcludedByMatchCondition,
-            format!(
-                "matchCondition {} of webhook {hook_name} ({}) is false for it, so the API server never called the webhook (evaluated on the stored pod in namespace {namespace})",
-                c.name, c.expression
-            ),
-        )
-    } else {
-        let unknown: Vec<&str> = conditions
-            .iter()
-            .filter(|j| matches!(j.outcome, Outcome::Unknown(_) | Outcome::Error(_)))
-            .map(|j| j.name.as_str())
-            .collect();
-        let unknown = if unknown.is_empty() {
-            String::new()
-        } else {
-            format!(
-                ", matchCondition {} (not evaluated offline) was false for it",
-                unknown.join(", ")
-            )
-        };
-        (
-            Verdict::NotMutated,
-            format!(
-                "the configuration sends it to the webhook, yet it has no {ANNOTATION_INJECTED} annotation: the webhook was called but another webhook or the API server's admission changed or replaced the result{unknown}, the webhook was unreachable under failurePolicy Ignore, or it was created within seconds of the registration; {}",
-                match today.outcome.as_str() {
-                    "denied" => "today the webhook would refuse it (below)",
-                    "patched" => "today the webhook would mutate it (below)",
-                    _ => "today the webhook would leave it as it is (below)",
-                }
-            ),
-        )
-    };
-    live
-}
-
-/// The annotation's `{data, outputs, outputsPath}` (an unreadable one
-/// gives nothing: the differences then show it).
-fn parse_got(recorded: &str) -> Got {
-    let v: Value = serde_json::from_str(recorded).unwrap_or(Value::Null);
-    Got {
-        data: v["data"]
-            .as_array()
-            .map(|a| {
-                a.iter()
-                    .filter_map(|s| s.as_str().map(str::to_owned))
-                    .collect()
-            })
-            .unwrap_or_default(),
-        outputs: v["outputs"].as_str().map(str::to_owned),
-        outputs_path: v["outputsPath"].as_str().map(str::to_owned),
-    }
-}
-
-/// Where the annotation and today's selection differ.
-fn differences(got: &Got, today: &Account) -> Vec<Difference> {
-    let mut out = Vec::new();
-    if today.data.is_empty() && today.outputs.is_none() && today.outcome != "patched" {
-        // Nothing was selected today (a refusal of the selection itself, a
-        // skip): the account says why.
-        return out;
-    }
-    let had: BTreeSet<&str> = got.data.iter().map(String::as_str).collect();
-    let now: BTreeSet<&str> = today.data.iter().map(|d| d.store.as_str()).collect();
-    let list = |s: &BTreeSet<&str>| {
-        if s.is_empty() {
-            "none".to_owned()
-        } else {
-            s.iter().copied().collect::<Vec<_>>().join(", ")
-        }
-    };
-    if had != now {
-        out.push(Difference {
-            field: "data".into(),
-            had: list(&had),
-            today: list(&now),
-        });
-    }
-    let none = || "none".to_owned();
-    let outputs_now = today.outputs.as_ref().map(|o| o.store.clone());
-    if got.outputs != outputs_now {
-        out.push(Difference {
-            field: "outputs".into(),
-            had: got.outputs.clone().unwrap_or_else(none),
-            today: outputs_now.unwrap_or_else(none),
-        });
-    }
-    let path_now = today.outputs.as_ref().map(|o| o.path.clone());
-    if got.outputs_path != path_now {
-        out.push(Difference {
-            field: "outputsPath".into(),
-            had: got.outputs_path.clone().unwrap_or_else(none),
-            today: path_now.unwrap_or_else(none),
-        });
-    }
-    out
-}
-
-/// Per container: the webhook's env vars (the reserved names and those
-/// today's config sets) and its mounts of the webhook's volumes (`pw-*`).
-fn received(pod: &Value, today: &Account) -> Vec<Received> {
-    let ours: BTreeSet<&str> = RESERVED_ENV
-        .iter()
-        .copied()
-        .chain(
-            today
-                .containers
-                .iter()
-                .flat_map(|c| c.env.iter().map(String::as_str)),
-        )
-        .collect();
-    let mut out = Vec::new();
-    for (list, init) in [("initContainers", true), ("containers", false)] {
-        for c in pod["spec"][list].as_array().into_iter().flatten() {
-            let name = c["name"].as_str().unwrap_or_default();
-            let keeps_own: Vec<String> = today
-                .containers
-                .iter()
-                .find(|a| a.name == name)
-                .map(|a| a.keeps_own.clone())
-                .unwrap_or_default();
-            let env = c["env"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .filter_map(|e| e["name"].as_str())
-                .filter(|n| ours.contains(n) && !keeps_own.iter().any(|k| k == n))
-                .map(str::to_owned)
-                .collect();
-            let mounts = c["volumeMounts"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .filter(|m| {
-                    m["name"]
-                        .as_str()
-                        .is_some_and(|n| n.starts_with(VOLUME_PREFIX))
-                })
-                .map(|m| {
-                    let mut d = format!(
-                        "{} (volume {}",
-                        m["mountPath"].as_str().unwrap_or_default(),
-                        m["name"].as_str().unwrap_or_default()
-                    );
-                    if let Some(sub) = m["subPath"].as_str() {
-                        d.push_str(&format!(", subPath {sub}"));
-                    }
-                    if m["readOnly"].as_bool() == Some(true) {
-                        d.push_str(", read-only");
-                    }
-                    d.push(')');
-                    d
-                })
-                .collect();
-            out.push(Received {
-                name: name.to_owned(),
-                init,
-                env,
-                keeps_own,
-                mounts,
-            });
-        }
-    }
-    out
-}
-
-/// The live part in plain words, then the account of today's review
-/// against the config from `source`.
-pub fn text(live: &Live, today: &Account, source: &ConfigSource) -> String {
-    use std::fmt::Write as _;
-    let mut s = String::new();
-    let _ = writeln!(s, "live pod {}: {}", live.pod, live.verdict.as_str());
-    let _ = writeln!(s, "  {}", live.why);
-    if let Some(got) = &live.got {
-        let _ = writeln!(s, "\nit got (from its {ANNOTATION_INJECTED} annotation):");
-        let _ = writeln!(
-            s,
-            "  data {}",
-            if got.data.is_empty() {
-                "none".to_owned()
-            } else {
-                got.data.join(", ")
-            }
-        );
-        let _ = writeln!(
-            s,
-            "  outputs {} at {}",
-            got.outputs.as_deref().unwrap_or("none"),
-            got.outputs_path.as_deref().unwrap_or("none")
-        );
-        for c in &live.containers {
-            let kind = if c.init {
-                "init container"
-            } else {
-                "container"
-            };
-            if c.env.is_empty() && c.mounts.is_empty() && c.keeps_own.is_empty() {
-                let _ = writeln!(s, "  {kind} {}: nothing of the webhook's", c.name);
-                continue;
-            }
-            let _ = writeln!(s, "  {kind} {}:", c.name);
-            for m in &c.mounts {
-                let _ = writeln!(s, "    mount {m}");
-            }
-            if !c.env.is_empty() {
-                let _ = writeln!(s, "    env {}", c.env.join(", "));
-            }
-            if !c.keeps_own.is_empty() {
-                let _ = writeln!(s, "    keeps its own {}", c.keeps_own.join(", "));
-            }
-        }
-    }
-    if !live.differences.is_empty() {
-        let _ = writeln!(s, "\ntoday's config differs:");
-        for d in &live.differences {
-            let _ = writeln!(s, "  {}: had {}, today {}", d.field, d.had, d.today);
-        }
-    }
-    let _ = writeln!(
-        s,
-        "\nwhat the webhook would do with it now (today's config: {source}):"
-    );
-    s.push_str(&crate::explain::text(today));
-    s
-}
-
-/// `{"live": ..., "account": ..., "config": ...}` or the text.
-pub fn render(
-    live: &Live,
-    today: &Account,
-    source: &ConfigSource,
-    output: ExplainOutput,
-) -> Result<String> {
-    Ok(match output {
-        ExplainOutput::Text => text(live, today, source),
-        ExplainOutput::Json => crate::mutate::pretty(
-            &serde_json::json!({"live": live, "account": today, "config": source}),
-        )?,
+    Ok(Explained {
+        live,
+        today,
+        source,
     })
 }
 

@@ -13,6 +13,7 @@ use kube::config::{KubeConfigOptions, Kubeconfig};
 
 pub mod check;
 pub mod explain;
+pub mod registration;
 
 /// How to reach the API server: flattened into the commands that need it.
 #[derive(Debug, Clone, Default, Args)]

@@ -1,6 +1,6 @@
 //! `mutate` on what a repository holds (SPEC §6): a stream of documents or a
 //! `List`, where each Pod and each workload's pod template is decided by
-//! [`crate::dry_run`] and every other object passes through untouched. The
+//! [`crate::offline::dry_run`] and every other object passes through untouched. The
 //! stream comes out in its order; every denial is reported with its
 //! position, kind and name.
 
@@ -9,11 +9,12 @@ use std::path::Path;
 use anyhow::{bail, Context, Result};
 use serde_json::{json, Value};
 
-use super::{pretty, warning, Printed, Verdict};
-use crate::cli::{MutateArgs, Output};
+use super::{warning, Printed, Verdict};
+use super::{MutateArgs, Output};
 use crate::config::Config;
-use crate::dry_run::{decide_all, Decided, Setting};
-use crate::manifests::{self, Position};
+use crate::offline::dry_run::{decide_all, Decided, Setting};
+use crate::offline::io::pretty;
+use crate::offline::manifests::{self, Position};
 use crate::review::Decision;
 
 /// Decides every object of `docs` (read from `--pod path`) and prints the

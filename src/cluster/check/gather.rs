@@ -19,12 +19,12 @@ use super::objects::{
     PersistentVolumeClaim, SecretKeys, Service, ServingSecret, VersionInfo,
 };
 use super::report::{Check, Report};
-use super::webhook::{Expect, Registration, Target, OPT_IN};
+use super::webhook::{Expect, Registration, Target};
 use super::workload::ServeParser;
 use super::{certificates, config_map, namespace, probe, webhook, workload, CheckArgs};
 use crate::bounds::Bounds;
 use crate::config::Config;
-use crate::vocabulary::LABEL_INJECTION;
+use crate::vocabulary::{LABEL_INJECTION, OPT_IN};
 
 /// The oldest minor version the manifests support: `matchConditions` are
 /// GA there.

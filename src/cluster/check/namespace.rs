@@ -7,10 +7,9 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use super::objects::{LabelSelector, Lookup, PersistentVolumeClaim, SecretKeys};
 use super::report::Check;
-use super::selector::selects;
-use super::webhook::OPT_IN;
+use crate::cluster::registration::selector::selects;
 use crate::config::{Backend, Config, Role, Source};
-use crate::vocabulary::LABEL_INJECTION;
+use crate::vocabulary::{LABEL_INJECTION, OPT_IN};
 
 /// What the stores available in a namespace reference there.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -253,7 +252,7 @@ mod tests {
     use super::*;
     use crate::cluster::check::objects::{LabelSelectorRequirement, PersistentVolumeClaimStatus};
     use crate::cluster::check::report::Status;
-    use crate::cluster::check::selector::labels;
+    use crate::cluster::registration::selector::labels;
 
     const CONFIG: &str = r#"
 data:

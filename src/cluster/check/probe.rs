@@ -17,15 +17,16 @@
 
 use serde_json::{json, Value};
 
-use super::match_conditions::{evaluate, excluding, Bindings, Outcome};
 use super::objects::MatchCondition;
 use super::report::Check;
-use super::webhook::OPT_OUT;
 use crate::bounds::Bounds;
+use crate::cluster::registration::match_conditions::{evaluate, excluding, Bindings, Outcome};
 use crate::config::Config;
 use crate::patch::covers;
 use crate::review::{review_with, Decision};
-use crate::vocabulary::{ANNOTATION_INJECTED, LABEL_INJECTION, RESERVED_ENV, VOLUME_PREFIX};
+use crate::vocabulary::{
+    ANNOTATION_INJECTED, LABEL_INJECTION, OPT_OUT, RESERVED_ENV, VOLUME_PREFIX,
+};
 
 /// The probe pod's name (a dry run stores nothing, so it never collides
 /// with itself; only a real pod of this name would make the dry run fail).
@@ -96,7 +97,7 @@ pub fn predict(
     let mut pod = baseline.clone();
     pod["metadata"]["labels"] = probe_labels(false);
     // The request the API server sends: built where `mutate` builds it.
-    let body = crate::dry_run::review_body(&pod, namespace, "persistence-webhook-check");
+    let body = crate::offline::dry_run::review_body(&pod, namespace, "persistence-webhook-check");
     let reviewed = review_with(config, bounds, &body).map_err(|e| e.to_string())?;
     Ok(match reviewed.decision {
         Decision::Patched(patch) => {

@@ -6,20 +6,14 @@
 
 use std::time::Duration;
 
-use super::match_conditions::{always_false, reads_dry_run};
 use super::objects::{
     LabelSelector, MatchCondition, MutatingWebhook, MutatingWebhookConfiguration,
 };
 use super::report::Check;
-use super::selector::{labels, selects};
-use crate::vocabulary::LABEL_INJECTION;
-
-/// The webhook's entry in the manifests' configuration.
-pub const ENTRY: &str = "persistence.polyaxon.com";
-/// The value of [`LABEL_INJECTION`] that opts a namespace in.
-pub const OPT_IN: &str = "enabled";
-/// The value of [`LABEL_INJECTION`] that opts a pod out.
-pub const OPT_OUT: &str = "disabled";
+use crate::cluster::registration::match_conditions::{always_false, reads_dry_run};
+use crate::cluster::registration::selector::{labels, selects};
+use crate::cluster::registration::{entry, sends_pod_create};
+use crate::vocabulary::{LABEL_INJECTION, OPT_IN, OPT_OUT, WEBHOOK_ENTRY};
 /// Where the manifests keep the configuration, for hints.
 const MANIFEST: &str = "manifests/base/mutatingwebhookconfiguration.yaml";
 
@@ -119,7 +113,7 @@ pub fn judge(
             "webhook-exists",
             title,
             format!(
-                "it has no webhook named {ENTRY} (it has: {})",
+                "it has no webhook named {WEBHOOK_ENTRY} (it has: {})",
                 if names.is_empty() {
                     "none".to_owned()
                 } else {
@@ -159,32 +153,6 @@ pub fn judge(
         match_conditions: hook.match_conditions.clone().unwrap_or_default(),
     });
     (checks, registration)
-}
-
-/// Our entry of a webhook configuration: the one named
-/// `persistence.polyaxon.com`, or the only one there is.
-pub(crate) fn entry(config: &MutatingWebhookConfiguration) -> Option<&MutatingWebhook> {
-    let entries = config.webhooks.as_deref().unwrap_or_default();
-    entries.iter().find(|w| w.name == ENTRY).or(match entries {
-        [only] => Some(only),
-        _ => None,
-    })
-}
-
-fn covers(list: Option<&Vec<String>>, want: &str) -> bool {
-    list.is_some_and(|l| l.iter().any(|x| x == want || x == "*"))
-}
-
-/// Whether the entry's rules send a CREATE of a v1 pod (namespaced); `*`
-/// matches any value.
-pub(crate) fn sends_pod_create(hook: &MutatingWebhook) -> bool {
-    hook.rules.iter().flatten().any(|r| {
-        covers(r.operations.as_ref(), "CREATE")
-            && covers(r.api_groups.as_ref(), "")
-            && covers(r.api_versions.as_ref(), "v1")
-            && covers(r.resources.as_ref(), "pods")
-            && r.scope.as_deref().is_none_or(|s| s != "Cluster")
-    })
 }
 
 fn rules(hook: &MutatingWebhook) -> Check {

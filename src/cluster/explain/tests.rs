@@ -1,8 +1,13 @@
 //! The live verdict on built objects: every "why" in the order the API
 //! server decides, and a mutated pod re-reviewed with today's config.
 
+use std::collections::BTreeMap;
+
 use super::*;
 use crate::config::Config;
+use crate::offline::account::account;
+use crate::vocabulary::{ANNOTATION_INJECTED, LABEL_INJECTION, WEBHOOK_ENTRY};
+use k8s_openapi::api::admissionregistration::v1::MutatingWebhookConfiguration;
 use k8s_openapi::api::admissionregistration::v1::{MatchCondition, RuleWithOperations};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, LabelSelectorRequirement};
 use serde_json::json;
@@ -54,7 +59,7 @@ fn registration(created: &str) -> MutatingWebhookConfiguration {
     serde_json::from_value(json!({
         "metadata": {"name": "persistence-webhook", "creationTimestamp": created},
         "webhooks": [{
-            "name": ENTRY,
+            "name": WEBHOOK_ENTRY,
             "admissionReviewVersions": ["v1"],
             "sideEffects": "None",
             "clientConfig": {"url": "https://127.0.0.1/mutate"},
@@ -256,7 +261,7 @@ fn not_mutated_pods_are_told_why_in_the_api_servers_order() {
 
 /// The pod the webhook made from `pod` with today's config.
 fn mutated(pod: &Value) -> Value {
-    let body = crate::dry_run::review_body(pod, "team", crate::flags::DEFAULT_UID);
+    let body = crate::offline::dry_run::review_body(pod, "team", crate::flags::DEFAULT_UID);
     let reviewed = crate::review_with(&config(), &crate::Bounds::default(), &body).expect("review");
     let crate::Decision::Patched(patch) = reviewed.decision else {
         panic!("expected a patch, got {:?}", reviewed.decision)
@@ -326,8 +331,12 @@ fn a_mutated_pod_is_told_what_it_got_and_whether_today_gives_the_same() {
     let file = ConfigSource::File {
         path: "persistence.yaml".into(),
     };
-    let json = render(&v, &today(&changed), &file, ExplainOutput::Json).expect("JSON");
-    let json: Value = serde_json::from_str(&json).expect("valid JSON");
+    let json = Explained {
+        live: v.clone(),
+        today: today(&changed),
+        source: file,
+    }
+    .json();
     assert_eq!(
         json["config"],
         json!({"from": "file", "path": "persistence.yaml"})
@@ -360,9 +369,9 @@ fn a_pod_mutated_under_an_older_config_is_compared_not_refused() {
         .expect("the newer config is valid");
     // Re-reviewed as it stands, the older values conflict with today's.
     let ns = "team";
-    let body = crate::dry_run::review_body(&got, ns, crate::flags::DEFAULT_UID);
+    let body = crate::offline::dry_run::review_body(&got, ns, crate::flags::DEFAULT_UID);
     let as_it_stands = account(&newer, &crate::Bounds::default(), &body).expect("reviewable");
-    assert_eq!(as_it_stands.outcome, "denied", "{as_it_stands:?}");
+    assert_eq!(as_it_stands.outcome.as_str(), "denied", "{as_it_stands:?}");
     // Without our additions: today's config patches it, differently.
     let v = verdict_with(&got, &opted_in(), Some(&reg), &newer);
     assert_eq!(v.verdict, Verdict::MutatedDiffers, "{}", v.why);

@@ -364,7 +364,9 @@ fn a_url_registration_names_its_host_and_an_entry_is_found_by_name() {
         w.insert(0, other);
     }
     let (checks, _) = judge(Some(&two), &expect());
-    assert!(only(&checks, "webhook-exists").detail.contains(ENTRY));
+    assert!(only(&checks, "webhook-exists")
+        .detail
+        .contains(WEBHOOK_ENTRY));
     assert!(only(&checks, "webhook-side-effects").passed());
     if let Some(w) = two.webhooks.as_mut() {
         w[1].name = "renamed".into();

@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 
-use super::objects::LabelSelector;
+use crate::cluster::check::objects::LabelSelector;
 
 /// Whether `selector` selects an object with `labels`. An absent or empty
 /// selector selects everything; an unknown operator selects nothing (the

@@ -21,7 +21,7 @@ use std::fmt;
 
 use serde_json::{json, Value};
 
-use super::objects::MatchCondition;
+use crate::cluster::check::objects::MatchCondition;
 
 /// What one condition says about one request.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -17,7 +17,7 @@ fn on(expression: &str, pod: &Value) -> Outcome {
 /// The conditions the manifests ship.
 fn shipped() -> Vec<(String, String)> {
     let yaml = include_str!("../../../../manifests/base/mutatingwebhookconfiguration.yaml");
-    let config: super::super::objects::MutatingWebhookConfiguration =
+    let config: crate::cluster::check::objects::MutatingWebhookConfiguration =
         serde_yaml::from_str(yaml).expect("the manifest parses");
     config
         .webhooks

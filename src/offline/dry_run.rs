@@ -1,6 +1,6 @@
 //! One object of a manifest, decided offline as the API server would have
 //! the webhook decide it (SPEC §6): a Pod as it is, a workload through the
-//! pod its controller creates ([`crate::workload`]). The AdmissionReview is
+//! pod its controller creates ([`super::workload`]). The AdmissionReview is
 //! built here and answered by the core's `review_with`, the server's code;
 //! the patch is then carried back onto the object (for a workload, onto its
 //! template). Shared by `mutate` and `test`.
@@ -8,12 +8,12 @@
 use anyhow::{anyhow, bail, Context, Result};
 use serde_json::{json, Value};
 
+use super::manifests::{self, Position};
+use super::workload::{self, Workload};
 use crate::bounds::Bounds;
 use crate::config::Config;
-use crate::manifests::{self, Position};
 use crate::review::{review_with, Decision, API_V1};
 use crate::vocabulary::ANNOTATION_INJECTED;
-use crate::workload::{self, Workload};
 
 /// What a dry run needs besides the object.
 #[derive(Debug, Clone, Copy)]

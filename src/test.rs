@@ -1,6 +1,6 @@
 //! `persistence-webhook test DIR` (SPEC §6): a directory of cases, each the
 //! manifests a repository holds and what the webhook must decide for them,
-//! checked with the same code as `mutate` ([`crate::dry_run`]), like
+//! checked with the same code as `mutate` ([`crate::offline::dry_run`]), like
 //! `kyverno test` or `gator verify`: a summary per case, each difference
 //! shown, and a JUnit report for CI systems.
 //!
@@ -28,14 +28,32 @@ use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
 use anyhow::{anyhow, bail, Context, Result};
+use clap::Args;
 use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::{json, Value};
 
 use crate::bounds::Bounds;
-use crate::dry_run::{decide_all, Decided, Setting};
-use crate::manifests::{self, Position};
-use crate::mutate;
+use crate::flags::BoundsArgs;
+use crate::offline::dry_run::{decide_all, Decided, Setting};
+use crate::offline::io::{load_config, read};
+use crate::offline::manifests::{self, Position};
 use crate::review::{Decision, Reason};
+
+/// Flags of `test`.
+#[derive(Debug, Args)]
+pub struct TestArgs {
+    /// The directory searched for persistence-test.yaml files (recursively).
+    #[arg(value_name = "DIR")]
+    pub dir: PathBuf,
+
+    /// Also write a JUnit XML report here, for CI systems.
+    #[arg(long, value_name = "FILE")]
+    pub junit: Option<PathBuf>,
+
+    /// The bounds on one review, as `serve` applies them.
+    #[command(flatten)]
+    pub bounds: BoundsArgs,
+}
 
 /// The file name that makes a case.
 pub const CASE_FILE: &str = "persistence-test.yaml";
@@ -171,7 +189,7 @@ fn check_case(file: &Path, bounds: Bounds) -> Result<(Option<String>, Vec<Checke
         .with_context(|| format!("{}: not a valid case", file.display()))?;
     let base = file.parent().unwrap_or(Path::new("."));
     let config_path = base.join(&case.config);
-    let config = mutate::load_config(&config_path, "config")?;
+    let config = load_config(&config_path, "config")?;
     let setting = Setting {
         config: &config,
         bounds,
@@ -181,8 +199,7 @@ fn check_case(file: &Path, bounds: Bounds) -> Result<(Option<String>, Vec<Checke
     let mut decided: Vec<(String, Position, Decided)> = Vec::new();
     for input in &case.inputs {
         let path = base.join(input);
-        let text =
-            mutate::read(&path).with_context(|| format!("cannot read input {}", path.display()))?;
+        let text = read(&path).with_context(|| format!("cannot read input {}", path.display()))?;
         let docs = manifests::parse(&text).with_context(|| format!("input {}", path.display()))?;
         let all =
             decide_all(&setting, &docs).with_context(|| format!("input {}", path.display()))?;
