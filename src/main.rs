@@ -110,24 +110,26 @@ fn run_test(args: &TestArgs) -> ExitCode {
     }
 }
 
-/// The one async runtime, for the commands that talk to the network:
-/// `work` run to its end, or exit status 2 when no runtime starts.
-fn block_on<F: std::future::Future>(work: F) -> Result<F::Output, ExitCode> {
-    match tokio::runtime::Builder::new_multi_thread()
+/// The one async runtime, for the commands that talk to the network
+/// (kept by the caller until its result is mapped), or exit status 2 when
+/// none starts.
+fn runtime() -> Result<tokio::runtime::Runtime, ExitCode> {
+    tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
-    {
-        Ok(runtime) => Ok(runtime.block_on(work)),
-        Err(e) => {
+        .map_err(|e| {
             eprintln!("error: cannot start the async runtime: {e}");
-            Err(ExitCode::from(2))
-        }
-    }
+            ExitCode::from(2)
+        })
 }
 
 fn run_check(args: &CheckArgs) -> ExitCode {
-    match block_on(check::run(args, serve::flags_in)) {
-        Ok(Ok(report)) => {
+    let runtime = match runtime() {
+        Ok(runtime) => runtime,
+        Err(no_runtime) => return no_runtime,
+    };
+    match runtime.block_on(check::run(args, serve::flags_in)) {
+        Ok(report) => {
             let text = match args.output {
                 CheckOutput::Text => report.text(),
                 CheckOutput::Json => report.json(),
@@ -141,23 +143,25 @@ fn run_check(args: &CheckArgs) -> ExitCode {
                 ExitCode::from(1)
             }
         }
-        Ok(Err(e)) => {
+        Err(e) => {
             eprintln!("error: {e:#}");
             ExitCode::from(2)
         }
-        Err(no_runtime) => no_runtime,
     }
 }
 
 fn run_serve(args: ServeArgs) -> ExitCode {
     persistence_webhook::logs::init(args.log_format);
-    match block_on(serve::run(args)) {
-        Ok(Ok(())) => ExitCode::SUCCESS,
-        Ok(Err(e)) => {
+    let runtime = match runtime() {
+        Ok(runtime) => runtime,
+        Err(no_runtime) => return no_runtime,
+    };
+    match runtime.block_on(serve::run(args)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
             tracing::error!("{e:#}");
             eprintln!("error: {e:#}");
             ExitCode::from(2)
         }
-        Err(no_runtime) => no_runtime,
     }
 }
