@@ -26,19 +26,7 @@ fn main() -> ExitCode {
         Command::Mutate(args) => run_mutate(&args),
         Command::Serve(args) => run_serve(args),
         Command::Test(args) => run_test(&args),
-        Command::Explain(args) => match block_on(persistence_webhook::explain::run(&args)) {
-            Ok(Ok(out)) => {
-                let mut stdout = std::io::stdout().lock();
-                let _ = stdout.write_all(out.as_bytes());
-                let _ = stdout.flush();
-                ExitCode::SUCCESS
-            }
-            Ok(Err(e)) => {
-                eprintln!("error: {e:#}");
-                ExitCode::from(2)
-            }
-            Err(no_runtime) => no_runtime,
-        },
+        Command::Explain(args) => run_explain(&args),
         Command::Check(args) => run_check(&args),
         Command::Certs(args) => match persistence_webhook::certs::run(&args) {
             Ok(written) => {
@@ -121,6 +109,25 @@ fn runtime() -> Result<tokio::runtime::Runtime, ExitCode> {
             eprintln!("error: cannot start the async runtime: {e}");
             ExitCode::from(2)
         })
+}
+
+fn run_explain(args: &persistence_webhook::explain::ExplainArgs) -> ExitCode {
+    let runtime = match runtime() {
+        Ok(runtime) => runtime,
+        Err(no_runtime) => return no_runtime,
+    };
+    match runtime.block_on(persistence_webhook::explain::run(args)) {
+        Ok(out) => {
+            let mut stdout = std::io::stdout().lock();
+            let _ = stdout.write_all(out.as_bytes());
+            let _ = stdout.flush();
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(2)
+        }
+    }
 }
 
 fn run_check(args: &CheckArgs) -> ExitCode {
