@@ -25,6 +25,7 @@ pub mod flags;
 pub mod logs;
 pub mod manifests;
 pub mod mutate;
+pub mod policy;
 pub mod server;
 pub mod workload;
 

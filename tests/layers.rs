@@ -18,7 +18,10 @@ const LAYERS: &[(&str, &[&str])] = &[
     ("offline", &["manifests", "workload", "dry_run", "certs"]),
     ("cluster", &["cluster"]),
     ("server", &["server"]),
-    ("commands", &["mutate", "cases", "explain", "cli", "main"]),
+    (
+        "commands",
+        &["mutate", "cases", "explain", "policy", "cli", "main"],
+    ),
 ];
 
 /// What the second pass of the middle floor has not untied yet, exactly
@@ -49,7 +52,7 @@ const CORE_LAYERS: &[(&str, &[&str])] = &[
     ("vocabulary", &["vocabulary", "text", "names", "k8s"]),
     ("model", &["config", "pod", "bounds"]),
     ("decision", &["selection", "patch"]),
-    ("review", &["review"]),
+    ("review", &["review", "policy"]),
 ];
 
 /// One crate's sources: module path (`a::b`) to file.
