@@ -7,9 +7,9 @@
 //! The mutating policy makes the webhook's decision in CEL (`program`):
 //! what the config fixes is computed here per namespace class
 //! (`classes`), what the pod decides is left to CEL. A pod the webhook
-//! would deny gets only an annotation carrying the request's uid and the
-//! webhook's message, which the validating policy refuses with that
-//! message, so the pod is never stored. A config the policies cannot
+//! would deny gets only an annotation carrying the webhook's message, which
+//! the validating policy refuses with that message, so the pod is never
+//! stored (an allowed pod never keeps that annotation). A config the policies cannot
 //! express is refused with the store and the reason; nothing is dropped.
 
 use serde_json::{json, Value};
@@ -171,7 +171,7 @@ pub fn generate(config: &Config, options: &Options) -> Result<Vec<Value>, Policy
         },
     });
     let marked = format!(
-        "has(object.metadata.annotations) && {key} in object.metadata.annotations && object.metadata.annotations[{key}].startsWith(request.uid + ' ')",
+        "has(object.metadata.annotations) && {key} in object.metadata.annotations",
         key = cel::lit(POLICY_DENIED_ANNOTATION)
     );
     let validating = json!({
@@ -185,7 +185,7 @@ pub fn generate(config: &Config, options: &Options) -> Result<Vec<Value>, Policy
             "validations": [{
                 "expression": format!("!({marked})"),
                 "messageExpression": format!(
-                    "object.metadata.annotations[{}].substring(request.uid.size() + 1)",
+                    "string(object.metadata.annotations[{}])",
                     cel::lit(POLICY_DENIED_ANNOTATION)
                 ),
                 "reason": "Invalid",

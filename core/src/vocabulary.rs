@@ -16,9 +16,10 @@ pub const ANNOTATION_UNIQUE_NAME: &str = "polyaxon.com/unique-name";
 /// Annotation the webhook writes, recording what it injected.
 pub const ANNOTATION_INJECTED: &str = "polyaxon.com/persistence-injected";
 /// Annotation the MutatingAdmissionPolicy (`persistence-webhook policy`)
-/// writes on a pod the webhook would deny: the request's uid, a space and
-/// the webhook's message. The ValidatingAdmissionPolicy refuses a pod that
-/// carries it with this request's uid, so the pod is never stored with it.
+/// writes on a pod the webhook would deny: the webhook's message. The
+/// ValidatingAdmissionPolicy refuses a pod that carries it, and the
+/// mutating policy removes it from a pod it allows, so no pod is stored
+/// with it.
 pub const POLICY_DENIED_ANNOTATION: &str = "polyaxon.com/persistence-denied";
 /// Label that opts a namespace in (`enabled`) or a pod out (`disabled`).
 pub const LABEL_INJECTION: &str = "polyaxon.com/persistence-injection";

@@ -36,6 +36,13 @@ use crate::vocabulary::{
     POLICY_DENIED_ANNOTATION, SDK_ENV_GROUPS,
 };
 
+/// A pod whose sub-path would be `<namespace>/<generateName><uid>`: CEL
+/// in admission policies has no `request.uid`, so the policy cannot give
+/// it the webhook's sub-path and refuses it, saying so (the hybrid install
+/// sends such pods to the webhook instead).
+const NO_UID_HEAD: &str = "the pod has no name yet (generateName \"";
+const NO_UID_TAIL: &str = "\") and no polyaxon.com/outputs-subpath or polyaxon.com/unique-name annotation and no Job as its controller: its outputs sub-path would be <namespace>/<generateName><admission uid>, and admission policies do not see the admission uid; give the pod a name or a sub-path annotation, or let the webhook admit it (hybrid install)";
+
 /// The most decimal digits an alternate volume name's number can have: a
 /// pod of 10 million volumes is far past the API server's request size.
 const ALTERNATE_DIGITS: u32 = 7;
@@ -251,9 +258,11 @@ pub(super) fn program(config: &Config) -> Result<Program, PolicyError> {
         ),
     );
     let iso = |p: &str| format!("(variables.cfg.outIso != '' ? variables.ns + '/' + {p} : {p})");
+    // Every value through string(): a variable read in another's literal
+    // is typed dyn, and literals must be of one type.
     let cand = |src: &str, path: &str, fin: &str, err: &str| {
         format!(
-            "{{'src': {}, 'path': {path}, 'final': {fin}, 'err': {err}}}",
+            "{{'src': {}, 'path': string({path}), 'final': string({fin}), 'err': string({err})}}",
             lit(src)
         )
     };
@@ -318,15 +327,19 @@ pub(super) fn program(config: &Config) -> Result<Program, PolicyError> {
             ),
             generated = cand(
                 &SubPathSource::GenerateName.to_string(),
-                "variables.ns + '/' + object.metadata.generateName + request.uid",
-                "variables.ns + '/' + object.metadata.generateName + request.uid",
-                "''"
+                "''",
+                "''",
+                &format!(
+                    "{} + object.metadata.generateName + {}",
+                    lit(NO_UID_HEAD),
+                    lit(NO_UID_TAIL)
+                )
             ),
             uid = cand(
                 &SubPathSource::PodName.to_string(),
-                "variables.ns + '/' + request.uid",
-                "variables.ns + '/' + request.uid",
-                "''"
+                "''",
+                "''",
+                &format!("{} + {}", lit(NO_UID_HEAD), lit(NO_UID_TAIL))
             ),
         ),
     );
@@ -429,17 +442,16 @@ pub(super) fn program(config: &Config) -> Result<Program, PolicyError> {
             )
         })
         .collect();
-    var(
-        "vols",
-        if items.is_empty() {
-            "[]".to_owned()
-        } else {
-            format!(
-                "variables.cfg.vols == '' ? [] : variables.cfg.vols.split(',').map(k, [{}][int(k)])",
-                item_objects.join(", ")
-            )
-        },
-    );
+    // Object initializers exist only in the mutation's expression: the
+    // volumes are built there.
+    let vols = if items.is_empty() {
+        "[]".to_owned()
+    } else {
+        format!(
+            "(variables.cfg.vols == '' ? [] : variables.cfg.vols.split(',').map(k, [{}][int(k)]))",
+            item_objects.join(", ")
+        )
+    };
 
     // --- mounts and env of each targeted container ------------------------
     let mut mounts = Vec::new();
@@ -479,18 +491,18 @@ pub(super) fn program(config: &Config) -> Result<Program, PolicyError> {
         }
         if let Some(out) = class.outputs {
             if let Backend::Volume { .. } = out.backend() {
-                let v = format!("variables.vn{}", item_of_store[out.name()]);
+                let v = format!("string(variables.vn{})", item_of_store[out.name()]);
                 mounts.push(mount(
                     &v,
-                    "variables.outPath",
-                    "variables.cand.final",
+                    "string(variables.outPath)",
+                    "string(variables.cand.final)",
                     false,
                     &describe(out),
                 ));
             }
         }
         if let Some(key) = gcs_key(class) {
-            let v = format!("variables.vn{}", item_of_key[&key]);
+            let v = format!("string(variables.vn{})", item_of_key[&key]);
             mounts.push(mount(
                 &v,
                 &lit(GCS_CREDENTIALS_DIR),
@@ -605,10 +617,18 @@ pub(super) fn program(config: &Config) -> Result<Program, PolicyError> {
             .replace('/', "~1")
     );
     let denial = format!(
-        "has(object.metadata.annotations) ? [JSONPatch{{op: 'add', path: {p}, value: request.uid + ' ' + variables.denied}}] : \
-         [JSONPatch{{op: 'add', path: '/metadata/annotations', value: {{{k}: request.uid + ' ' + variables.denied}}}}]",
+        "has(object.metadata.annotations) ? [JSONPatch{{op: 'add', path: {p}, value: variables.denied}}] : \
+         [JSONPatch{{op: 'add', path: '/metadata/annotations', value: {{{k}: variables.denied}}}}]",
         p = lit(&denied_pointer),
         k = lit(POLICY_DENIED_ANNOTATION),
+    );
+    // The denial annotation is the policy's alone: an allowed pod never
+    // keeps one, so the validating policy refuses only what this request
+    // marked.
+    let unmark = format!(
+        "({has} ? [JSONPatch{{op: 'remove', path: {p}}}] : [])",
+        has = has_annotation(POLICY_DENIED_ANNOTATION),
+        p = lit(&denied_pointer),
     );
     let annotation_ops = format!(
         "(has(object.metadata.annotations) ? ({has} && {get} == variables.annotation ? [] : [JSONPatch{{op: 'add', path: {p}, value: variables.annotation}}]) : \
@@ -618,10 +638,11 @@ pub(super) fn program(config: &Config) -> Result<Program, PolicyError> {
         p = lit(&injected_pointer),
         k = lit(ANNOTATION_INJECTED),
     );
-    let volume_ops = "[lists.range(variables.volNames.size()).filter(k, !(has(object.spec.volumes) && object.spec.volumes.exists(v, v.name == variables.volNames[k]))).map(k, variables.vols[k])]\
-        .map(ms, ms.size() == 0 ? [] : has(object.spec.volumes) ? ms.map(v, JSONPatch{op: 'add', path: '/spec/volumes/-', value: v}) : [JSONPatch{op: 'add', path: '/spec/volumes', value: ms}])[0]";
+    let volume_ops = "[lists.range(variables.volNames.size()).filter(k, !(has(object.spec.volumes) && object.spec.volumes.exists(v, v.name == variables.volNames[k]))).map(k, VOLS[k])]\
+        .map(ms, ms.size() == 0 ? [] : (has(object.spec.volumes) ? [] : [JSONPatch{op: 'add', path: '/spec/volumes', value: []}]) + ms.map(v, JSONPatch{op: 'add', path: '/spec/volumes/-', value: v}))[0]";
+    let volume_ops = volume_ops.replace("VOLS", &vols);
     let patch = format!(
-        "variables.denied != '' ? ({denial}) : {annotation_ops} + {volume_ops} + {init} + {main}",
+        "variables.denied != '' ? ({denial}) : {unmark} + {annotation_ops} + {volume_ops} + {init} + {main}",
         init = container_ops("initContainers"),
         main = container_ops("containers"),
     );
@@ -796,9 +817,15 @@ fn class_env(class: &Class<'_>) -> Vec<EnvEntry> {
         secret: secret.to_owned(),
         key: key.to_owned(),
     };
-    let mut env = vec![plain(ENV_DATA_PATHS, "variables.cfg.dataPaths".to_owned())];
+    let mut env = vec![plain(
+        ENV_DATA_PATHS,
+        "string(variables.cfg.dataPaths)".to_owned(),
+    )];
     if class.outputs.is_some() {
-        env.push(plain(ENV_OUTPUTS_PATH, "variables.outPath".to_owned()));
+        env.push(plain(
+            ENV_OUTPUTS_PATH,
+            "string(variables.outPath)".to_owned(),
+        ));
     }
     let mut secret_keys: BTreeMap<&str, &str> = BTreeMap::new();
     for store in class.data.iter().chain(class.outputs.iter()) {
@@ -811,7 +838,10 @@ fn class_env(class: &Class<'_>) -> Vec<EnvEntry> {
         }
     }
     if !secret_keys.is_empty() {
-        env.push(plain(ENV_ACCESS_KEYS, "variables.accessKeys".to_owned()));
+        env.push(plain(
+            ENV_ACCESS_KEYS,
+            "string(variables.accessKeys)".to_owned(),
+        ));
     }
     for (key, secret) in &secret_keys {
         env.push(secret_ref(key, secret, key));
@@ -1050,7 +1080,7 @@ fn container_ops(list: &str) -> String {
     let base = format!("'/spec/{list}/' + string(i)");
     let append = |field: &str, items: &str, present: &str| {
         format!(
-            "[{items}].map(xs, xs.size() == 0 ? [] : {present} ? xs.map(x, JSONPatch{{op: 'add', path: {base} + '/{field}/-', value: x}}) : [JSONPatch{{op: 'add', path: {base} + '/{field}', value: xs}}])[0]"
+            "[{items}].map(xs, xs.size() == 0 ? [] : ({present} ? [] : [JSONPatch{{op: 'add', path: {base} + '/{field}', value: []}}]) + xs.map(x, JSONPatch{{op: 'add', path: {base} + '/{field}/-', value: x}}))[0]"
         )
     };
     let mounts = append(
