@@ -293,7 +293,47 @@ fn normalise(mut pod: Value) -> String {
         }
     }
     let text = serde_json::to_string_pretty(&pod).expect("JSON");
-    without_uuids(&text)
+    without_token_volume(&without_uuids(&text))
+}
+
+/// The ServiceAccount token volume's random suffix (`kube-api-access-x7k2p`).
+fn without_token_volume(text: &str) -> String {
+    let marker = "kube-api-access-";
+    let mut out = String::new();
+    let mut rest = text;
+    while let Some(at) = rest.find(marker) {
+        out.push_str(&rest[..at + marker.len()]);
+        rest = &rest[at + marker.len()..];
+        let n = rest
+            .bytes()
+            .take_while(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
+            .count();
+        out.push_str("<random>");
+        rest = &rest[n..];
+    }
+    out.push_str(rest);
+    out
+}
+
+/// The first lines where two answers differ, with a line of context.
+fn difference(a: &Answer, b: &Answer) -> String {
+    let text = |x: &Answer| match x {
+        Answer::Stored(s) => format!("stored:\n{s}"),
+        Answer::Denied(m) => format!("denied: {m}"),
+    };
+    let (a, b) = (text(a), text(b));
+    let (la, lb): (Vec<&str>, Vec<&str>) = (a.lines().collect(), b.lines().collect());
+    let Some(first) = (0..la.len().max(lb.len())).find(|&i| la.get(i) != lb.get(i)) else {
+        return "(same lines)".to_owned();
+    };
+    let from = first.saturating_sub(2);
+    let show = |l: &[&str]| l[from.min(l.len())..(first + 6).min(l.len())].join("\n");
+    format!(
+        "at line {}:\n--- webhook\n{}\n--- policy\n{}",
+        first + 1,
+        show(&la),
+        show(&lb)
+    )
 }
 
 /// Every UUID (the admission uid in a generateName pod's sub-path differs
@@ -431,13 +471,28 @@ fn both_paths(cases: &[(String, String, String)]) -> Vec<(String, Answer, Answer
         .collect()
 }
 
+/// What the policies refuse by design where the webhook stores the pod: a
+/// generateName pod whose sub-path needs the admission uid, which CEL in
+/// admission policies does not see (in a namespace with an outputs store).
+const NO_UID: &str = "admission policies do not see the admission uid";
+
+fn needs_uid(webhook: &Answer) -> bool {
+    matches!(webhook, Answer::Stored(pod) if pod.contains("<namespace>/<generateName>") || pod.contains("\"generateName\"") && !pod.contains("ownerReferences") && !pod.contains("outputs-subpath") && !pod.contains("unique-name") && pod.contains("POLYAXON_RUN_OUTPUTS_PATH"))
+}
+
 fn report(results: &[(String, Answer, Answer)]) {
     let mut failed = Vec::new();
     for (case, webhook, policy) in results {
+        if needs_uid(webhook) {
+            if !matches!(policy, Answer::Denied(m) if m.contains(NO_UID)) {
+                failed.push(format!(
+                    "{case}: the policy should refuse it ({NO_UID}): {policy:?}"
+                ));
+            }
+            continue;
+        }
         if webhook != policy {
-            failed.push(format!(
-                "{case}:\n--- webhook\n{webhook:?}\n--- policy\n{policy:?}"
-            ));
+            failed.push(format!("{case}: {}", difference(webhook, policy)));
         }
     }
     assert!(

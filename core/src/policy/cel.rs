@@ -42,24 +42,86 @@ pub(super) fn bind(var: &str, value: &str, body: &str) -> String {
 }
 
 /// The user text `expr` as the webhook quotes it (`{:?}` of
-/// [`clip`](crate::text::clip)): cut where its escaped form passes
-/// [`CLIP_BYTES`], then `... (<n> bytes)`, in double quotes. `strings.quote`
-/// escapes `"`, `\` and the C escapes as Rust does; other control
-/// characters are kept raw where Rust writes `\u{..}`.
+/// [`clip`](crate::text::clip)): each character Rust's `Debug` escapes
+/// among `"`, `\\`, the control characters and the invisible ones written
+/// as Rust writes it, the text cut where its escaped form passes
+/// [`CLIP_BYTES`] and followed by `... (<n> bytes)`, all in double quotes.
+/// (Other characters Rust escapes, unassigned code points and combining
+/// marks, are kept raw.)
 pub(super) fn quote_clip(expr: &str, var: &str) -> String {
     let budget = CLIP_BYTES;
-    // Every character costs at least one byte, so the cut lies within the
-    // first budget + 1 characters: only those are measured.
-    let head = format!(
-        "{var}.substring(0, {var}.size() > {n} ? {n} : {var}.size())",
-        n = budget + 1
-    );
+    let n = budget + 1;
+    let class = "variables.escClass";
+    let escapes = "variables.esc";
+    let escaped = |x: &str| {
+        format!(
+            "({x}.matches({class}) ? {x}.split('').map(ch, ch in {escapes} ? {escapes}[ch] : ch).join('') : {x})"
+        )
+    };
+    // A text of more bytes than the budget is cut (escaping only adds):
+    // then only its first budget + 1 characters are measured, each by the
+    // length of its escape, so the cost is bounded whatever the text.
     let body = format!(
-        "bytes(strings.quote({var})).size() - 2 <= {budget} ? strings.quote({var}) : \
-         strings.quote({head}.substring(0, lists.range({var}.size() > {n} ? {n} : {var}.size()).filter(k, bytes(strings.quote({var}.substring(0, k + 1))).size() - 2 > {budget})[0]) + '... (' + string(bytes({var}).size()) + ' bytes)')",
-        n = budget + 1
+        "bytes({var}).size() <= {budget} && bytes({whole}).size() <= {budget} ? '\"' + {whole} + '\"' : \
+         '\"' + [{var}.substring(0, {var}.size() > {n} ? {n} : {var}.size())].map(t, [[t.split('').map(ch, bytes(ch in {escapes} ? {escapes}[ch] : ch).size())].map(lens, lists.range(lens.size()).filter(k, lens.slice(0, k + 1).sum() > {budget})[0])[0]].map(cut, {cut_escaped})[0])[0] + '... (' + string(bytes({var}).size()) + ' bytes)\"'",
+        whole = escaped(var),
+        cut_escaped = escaped("t.substring(0, cut)"),
     );
     bind(var, expr, &body)
+}
+
+/// The characters Rust's `Debug` of a string escapes that the policy
+/// writes as Rust does: `"`, `\\`, C0, DEL, C1 and the invisible ones.
+fn debug_chars() -> Vec<char> {
+    let mut chars: Vec<char> = ['"', '\\']
+        .into_iter()
+        .chain((0..0x20).chain(0x7F..0xA0).filter_map(char::from_u32))
+        .collect();
+    for (lo, hi) in invisible_ranges() {
+        chars.extend((lo..=hi).filter_map(char::from_u32));
+    }
+    chars
+}
+
+/// [`debug_chars`] as one RE2 class of ranges (the policy's variable
+/// `escClass`).
+pub(super) fn debug_class() -> String {
+    let mut ranges: Vec<(u32, u32)> = Vec::new();
+    let mut codes: Vec<u32> = debug_chars().into_iter().map(u32::from).collect();
+    codes.sort_unstable();
+    for code in codes {
+        match ranges.last_mut() {
+            Some((_, hi)) if *hi + 1 == code => *hi = code,
+            _ => ranges.push((code, code)),
+        }
+    }
+    let mut class = String::from("[");
+    for (lo, hi) in ranges {
+        if lo == hi {
+            class.push_str(&format!("\\x{{{lo:X}}}"));
+        } else {
+            class.push_str(&format!("\\x{{{lo:X}}}-\\x{{{hi:X}}}"));
+        }
+    }
+    class.push(']');
+    class
+}
+
+/// The map from each of [`debug_chars`] to its escape, as Rust writes it
+/// (the policy's variable `esc`).
+pub(super) fn debug_escapes() -> String {
+    let entries: Vec<String> = debug_chars()
+        .into_iter()
+        .map(|c| {
+            let quoted = format!("{:?}", c.to_string());
+            format!(
+                "{}: {}",
+                lit(&c.to_string()),
+                lit(&quoted[1..quoted.len() - 1])
+            )
+        })
+        .collect();
+    format!("{{{}}}", entries.join(", "))
 }
 
 /// Go's `filepath.Clean` of a container's mount path, relative to the
@@ -116,8 +178,9 @@ fn invisible_ranges() -> Vec<(u32, u32)> {
 }
 
 /// The map from each invisible character to its code as the webhook
-/// writes it (`U+200B`), for the message.
-fn invisible_codes() -> String {
+/// writes it (`U+200B`), for the message (the policy's variable
+/// `invCodes`).
+pub(super) fn invisible_codes() -> String {
     let mut entries = Vec::new();
     for (lo, hi) in invisible_ranges() {
         for code in lo..=hi {
@@ -140,7 +203,7 @@ pub(super) fn sub_path_problem(expr: &str, base: &str, base_debug: &str) -> Stri
          c.matches(r'^[\\x00-\\x1f\\x7f-\\x9f]$') ? 'must not contain control characters' : \
          'must not contain the invisible or bidirectional-control character U+' + {codes}[c] + ' (at byte ' + {at} + '): two directories that differ only by it look the same')[0]",
         bad = lit(&bad),
-        codes = invisible_codes(),
+        codes = "variables.invCodes",
     );
     let element = quote_clip("bad[0]", "e");
     let segments = format!(

@@ -15,7 +15,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use serde_json::{json, Value};
+use serde_json::Value;
 
 use super::cel::{self, bind, lit, quote_clip};
 use super::classes::{classes, Class};
@@ -196,6 +196,11 @@ pub(super) fn program(config: &Config) -> Result<Program, PolicyError> {
     }
     check_names_apart(&items)?;
 
+    // --- tables the messages read ----------------------------------------
+    var("esc", cel::debug_escapes());
+    var("escClass", lit(&cel::debug_class()));
+    var("invCodes", cel::invisible_codes());
+
     // --- who the pod is --------------------------------------------------
     var("ns", "request.namespace".to_owned());
     let named: Vec<String> = classes
@@ -223,7 +228,8 @@ pub(super) fn program(config: &Config) -> Result<Program, PolicyError> {
     var("cfg", format!("[{}][variables.cls]", cfgs.join(", ")));
     var(
         "podName",
-        "has(object.metadata.name) ? object.metadata.name : request.name".to_owned(),
+        "has(object.metadata.name) ? object.metadata.name : has(request.name) ? request.name : ''"
+            .to_owned(),
     );
     var(
         "job",
@@ -726,7 +732,7 @@ fn class_map(
                 provider,
                 credentials: Some(c),
                 ..
-            }) => to_json(&json!({"store": provider.as_str(), "secret_key": c.secret_key})),
+            }) => access_entry(*provider, &c.secret_key),
             _ => String::new(),
         },
     );
@@ -780,6 +786,16 @@ fn class_map(
     format!("{{{}}}", entries.join(", "))
 }
 
+/// One store's entry in polystores' keys, its fields in the webhook's
+/// order (`store`, then `secret_key`).
+fn access_entry(provider: Provider, secret_key: &str) -> String {
+    format!(
+        "{{\"store\":{},\"secret_key\":{}}}",
+        to_json(&provider.as_str()),
+        to_json(&secret_key)
+    )
+}
+
 /// polystores' keys the config fixes: every keyed data bucket (the
 /// outputs one is added per pod, by its full path), as (path, JSON entry).
 fn static_access(class: &Class<'_>) -> BTreeMap<String, String> {
@@ -791,10 +807,13 @@ fn static_access(class: &Class<'_>) -> BTreeMap<String, String> {
             ..
         } = store.backend()
         {
-            let entry = json!({"store": provider.as_str(), "secret_key": c.secret_key});
             out.insert(
                 store.path().to_owned(),
-                format!("{}:{}", to_json(&store.path()), to_json(&entry)),
+                format!(
+                    "{}:{}",
+                    to_json(&store.path()),
+                    access_entry(*provider, &c.secret_key)
+                ),
             );
         }
     }
