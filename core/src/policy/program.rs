@@ -200,6 +200,7 @@ pub(super) fn program(config: &Config) -> Result<Program, PolicyError> {
     var("esc", cel::debug_escapes());
     var("escClass", lit(&cel::debug_class()));
     var("invCodes", cel::invisible_codes());
+    var("groups", sdk_groups());
 
     // --- who the pod is --------------------------------------------------
     var("ns", "request.namespace".to_owned());
@@ -433,7 +434,7 @@ pub(super) fn program(config: &Config) -> Result<Program, PolicyError> {
     var(
         "volNames",
         format!(
-            "variables.cfg.vols == '' ? [''].filter(x, false) : variables.cfg.vols.split(',').map(k, [{}][int(k)])",
+            "[[{}]].map(all, variables.cfg.vols == '' ? [''].filter(x, false) : variables.cfg.vols.split(',').map(k, all[int(k)]))[0]",
             item_names.join(", ")
         ),
     );
@@ -454,7 +455,7 @@ pub(super) fn program(config: &Config) -> Result<Program, PolicyError> {
         "[]".to_owned()
     } else {
         format!(
-            "(variables.cfg.vols == '' ? [] : variables.cfg.vols.split(',').map(k, [{}][int(k)]))",
+            "[[{}]].map(all, variables.cfg.vols == '' ? [] : variables.cfg.vols.split(',').map(k, all[int(k)]))[0]",
             item_objects.join(", ")
         )
     };
@@ -644,8 +645,9 @@ pub(super) fn program(config: &Config) -> Result<Program, PolicyError> {
         p = lit(&injected_pointer),
         k = lit(ANNOTATION_INJECTED),
     );
-    let volume_ops = "[lists.range(variables.volNames.size()).filter(k, !(has(object.spec.volumes) && object.spec.volumes.exists(v, v.name == variables.volNames[k]))).map(k, VOLS[k])]\
-        .map(ms, ms.size() == 0 ? [] : (has(object.spec.volumes) ? [] : [JSONPatch{op: 'add', path: '/spec/volumes', value: []}]) + ms.map(v, JSONPatch{op: 'add', path: '/spec/volumes/-', value: v}))[0]";
+    // Each list built once and bound: CEL charges every construction.
+    let volume_ops = "[VOLS].map(vs, [lists.range(variables.volNames.size()).filter(k, !(has(object.spec.volumes) && object.spec.volumes.exists(v, v.name == variables.volNames[k]))).map(k, vs[k])]\
+        .map(ms, ms.size() == 0 ? [] : (has(object.spec.volumes) ? [] : [JSONPatch{op: 'add', path: '/spec/volumes', value: []}]) + ms.map(v, JSONPatch{op: 'add', path: '/spec/volumes/-', value: v}))[0])[0]";
     let volume_ops = volume_ops.replace("VOLS", &vols);
     let patch = format!(
         "variables.denied != '' ? ({denial}) : {unmark} + {annotation_ops} + {volume_ops} + {init} + {main}",
@@ -1081,16 +1083,21 @@ fn container_errors(list: &str) -> String {
     format!("(has(object.spec.{list}) ? object.spec.{list}.map(c, {per_container}).filter(x, x != '') : [])")
 }
 
-/// The operations adding one list's containers' missing mounts and env
-/// vars, container by container (SPEC §4, §7: a container that sets one of
-/// an SDK group's variables keeps the whole group).
-fn container_ops(list: &str) -> String {
+/// Each SDK variable's group (SPEC §7), as a CEL map.
+fn sdk_groups() -> String {
     let groups: Vec<String> = SDK_ENV_GROUPS
         .iter()
         .enumerate()
         .flat_map(|(g, names)| names.iter().map(move |n| format!("{}: '{g}'", lit(n))))
         .collect();
-    let group_of = format!("{{{}}}", groups.join(", "));
+    format!("{{{}}}", groups.join(", "))
+}
+
+/// The operations adding one list's containers' missing mounts and env
+/// vars, container by container (SPEC §4, §7: a container that sets one of
+/// an SDK group's variables keeps the whole group).
+fn container_ops(list: &str) -> String {
+    let group_of = "variables.groups";
     let mount_value = "m.sub != '' ? Object.spec.containers.volumeMounts{name: m.volume, mountPath: m.path, subPath: m.sub} : \
         m.ro != '' ? Object.spec.containers.volumeMounts{name: m.volume, mountPath: m.path, readOnly: true} : \
         Object.spec.containers.volumeMounts{name: m.volume, mountPath: m.path}";

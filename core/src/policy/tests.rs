@@ -56,6 +56,21 @@ fn volume_names_that_can_meet_are_refused() {
 }
 
 #[test]
+fn more_stores_than_the_cost_budget_affords_are_refused_with_the_limit() {
+    let mut yaml = String::from("data:\n");
+    for i in 0..=MAX_STORES_PER_NAMESPACE {
+        yaml.push_str(&format!("  d{i}: {{mountPath: /d/{i}}}\n"));
+    }
+    let config = Config::from_yaml(&yaml).expect("valid config");
+    let msg = generate(&config, &Options::default())
+        .expect_err("too many")
+        .to_string();
+    assert!(msg.contains("101 stores"), "{msg}");
+    assert!(msg.contains("limit of 100 stores per namespace"), "{msg}");
+    assert!(msg.contains("namespaces the config does not name"), "{msg}");
+}
+
+#[test]
 fn a_config_past_the_expression_limit_is_refused_with_the_limit() {
     // Namespaces each with a store of their own: one class per namespace.
     let mut yaml = String::from("data:\n");
@@ -97,7 +112,8 @@ fn limits() {
         }
         y
     };
-    // Stores all available everywhere: volume data stores.
+    // Stores all available everywhere: volume data stores (refused past
+    // MAX_STORES_PER_NAMESPACE first).
     let stores = |n: usize| {
         let mut y = String::from("data:\n");
         for i in 0..n {
