@@ -52,6 +52,13 @@ pub enum Command {
     /// hint. Exit 0 when nothing failed, 1 when something did, 2 when the
     /// API server cannot be reached.
     Check(crate::cluster::check::CheckArgs),
+    /// Compile the config into a MutatingAdmissionPolicy, a
+    /// ValidatingAdmissionPolicy and their bindings (Kubernetes 1.36+) that
+    /// give every pod without the polyaxon.com/persistence annotation what
+    /// the webhook gives it, with no server in its path; printed as one
+    /// YAML stream. Exit 0 printed, 1 when the config holds what the
+    /// policies cannot express, 2 for usage or config errors.
+    Policy(crate::policy::PolicyArgs),
 }
 
 #[cfg(test)]

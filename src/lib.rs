@@ -23,6 +23,7 @@ pub mod flags;
 pub mod logs;
 pub mod mutate;
 pub mod offline;
+pub mod policy;
 pub mod serve;
 pub mod server;
 pub mod test;

@@ -7,7 +7,9 @@
 //! `check`: 0 nothing failed, 1 a check failed, 2 no report (no kubeconfig,
 //! API server unreachable);
 //! `certs`: 0 written, 2 when it cannot write them;
-//! `serve`: 0 after a clean shutdown, 2 when it cannot start).
+//! `serve`: 0 after a clean shutdown, 2 when it cannot start;
+//! `policy`: 0 printed, 1 the config cannot be expressed as policies, 2
+//! usage or config error).
 
 #![forbid(unsafe_code)]
 
@@ -28,6 +30,7 @@ fn main() -> ExitCode {
         Command::Test(args) => run_test(&args),
         Command::Explain(args) => run_explain(&args),
         Command::Check(args) => run_check(&args),
+        Command::Policy(args) => run_policy(&args),
         Command::Certs(args) => match persistence_webhook::certs::run(&args) {
             Ok(written) => {
                 for f in &written.files {
@@ -61,6 +64,26 @@ fn run_mutate(args: &MutateArgs) -> ExitCode {
                 Verdict::Allowed => ExitCode::SUCCESS,
                 Verdict::Denied => ExitCode::from(1),
             }
+        }
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn run_policy(args: &persistence_webhook::policy::PolicyArgs) -> ExitCode {
+    use persistence_webhook::policy::{run, Compiled};
+    match run(args) {
+        Ok(Compiled::Objects(yaml)) => {
+            let mut out = std::io::stdout().lock();
+            let _ = out.write_all(yaml.as_bytes());
+            let _ = out.flush();
+            ExitCode::SUCCESS
+        }
+        Ok(Compiled::Refused(e)) => {
+            eprintln!("error: {e}");
+            ExitCode::from(1)
         }
         Err(e) => {
             eprintln!("error: {e:#}");

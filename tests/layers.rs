@@ -20,7 +20,9 @@ const LAYERS: &[(&str, &[&str])] = &[
     ("server", &["server"]),
     (
         "commands",
-        &["mutate", "test", "explain", "serve", "cli", "main"],
+        &[
+            "mutate", "test", "explain", "policy", "serve", "cli", "main",
+        ],
     ),
 ];
 
@@ -35,7 +37,7 @@ const CORE_LAYERS: &[(&str, &[&str])] = &[
     ("vocabulary", &["vocabulary", "text", "names", "k8s"]),
     ("model", &["config", "pod", "bounds"]),
     ("decision", &["selection", "patch"]),
-    ("review", &["review"]),
+    ("review", &["review", "policy"]),
 ];
 
 /// One crate's sources: module path (`a::b`) to file.
@@ -96,10 +98,13 @@ fn paths(code: &str, library: Option<&str>) -> Vec<Vec<String>> {
     // `use` items, with their braces.
     let mut rest = code;
     while let Some(at) = rest.find("use ") {
-        let before = rest[..at].chars().last();
+        // An item starts its line (after `pub`, `pub(crate)`): `use ` in
+        // a message ("use the webhook for it") is not an import.
+        let line = &rest[rest[..at].rfind('\n').map_or(0, |n| n + 1)..at];
         let item = &rest[at + 4..];
         rest = item;
-        if before.is_some_and(|c| c.is_alphanumeric() || c == '_') {
+        let line = line.trim();
+        if !(line.is_empty() || line == "pub" || line.starts_with("pub(")) {
             continue;
         }
         let Some(end) = item.find(';') else { break };

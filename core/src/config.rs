@@ -317,6 +317,12 @@ impl Store {
         self.isolate_namespaces
     }
 
+    /// The namespaces the store is limited to; `None` when it is available
+    /// everywhere.
+    pub fn namespaces(&self) -> Option<&BTreeSet<String>> {
+        self.namespaces.as_ref()
+    }
+
     /// Whether pods in `namespace` may use this store.
     pub fn available_in(&self, namespace: &str) -> bool {
         self.namespaces

@@ -11,7 +11,8 @@
 //! borrowed view of the pod, [`config`] the operator's stores, [`selection`]
 //! which stores and sub-path a pod gets, [`patch`] the JSON Patch, [`bounds`]
 //! the limits on it, [`review`](mod@review) bytes in and bytes out with
-//! typed outcomes; [`names`] holds the name rules and [`k8s`] the Kubernetes
+//! typed outcomes, [`policy`] the same decision compiled into admission
+//! policies for pods without a selection; [`names`] holds the name rules and [`k8s`] the Kubernetes
 //! object types and builders.
 
 #![forbid(unsafe_code)]
@@ -23,6 +24,7 @@ pub mod k8s;
 pub mod names;
 pub mod patch;
 pub mod pod;
+pub mod policy;
 pub mod review;
 pub mod selection;
 pub mod text;

@@ -15,6 +15,12 @@ pub const ANNOTATION_OUTPUTS_SUBPATH: &str = "polyaxon.com/outputs-subpath";
 pub const ANNOTATION_UNIQUE_NAME: &str = "polyaxon.com/unique-name";
 /// Annotation the webhook writes, recording what it injected.
 pub const ANNOTATION_INJECTED: &str = "polyaxon.com/persistence-injected";
+/// Annotation the MutatingAdmissionPolicy (`persistence-webhook policy`)
+/// writes on a pod the webhook would deny: the webhook's message. The
+/// ValidatingAdmissionPolicy refuses a pod that carries it, and the
+/// mutating policy removes it from a pod it allows, so no pod is stored
+/// with it.
+pub const POLICY_DENIED_ANNOTATION: &str = "polyaxon.com/persistence-denied";
 /// Label that opts a namespace in ([`OPT_IN`]) or a pod out ([`OPT_OUT`]).
 pub const LABEL_INJECTION: &str = "polyaxon.com/persistence-injection";
 /// The value of [`LABEL_INJECTION`] that opts a namespace in.

@@ -1,0 +1,93 @@
+//! `persistence-webhook policy` (SPEC §10) from the command line: the
+//! objects printed for the example config, byte for byte against
+//! `tests/policy-goldens/` (`UPDATE_POLICY_GOLDENS=1` rewrites them after
+//! a change the e2e test has proven on an API server), and the exit
+//! statuses: 1 for a config the policies cannot express, 2 for a config
+//! that is not valid.
+
+use std::path::PathBuf;
+
+use assert_cmd::Command;
+
+fn bin() -> Command {
+    Command::cargo_bin("persistence-webhook").expect("the binary is built")
+}
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+#[test]
+fn the_example_config_compiles_into_the_golden_objects() {
+    for (config, golden) in [
+        ("examples/persistence.yaml", "example.yaml"),
+        ("examples/persistence-sdk.yaml", "example-sdk.yaml"),
+    ] {
+        let out = bin()
+            .args(["policy", "--config"])
+            .arg(root().join(config))
+            .output()
+            .expect("policy runs");
+        assert!(
+            out.status.success(),
+            "{config}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let got = String::from_utf8(out.stdout).expect("utf-8");
+        let path = root().join("tests/policy-goldens").join(golden);
+        if std::env::var_os("UPDATE_POLICY_GOLDENS").is_some() {
+            std::fs::write(&path, &got).expect("golden written");
+        }
+        let want = std::fs::read_to_string(&path).unwrap_or_else(|e| {
+            panic!(
+                "{}: {e} (UPDATE_POLICY_GOLDENS=1 writes it)",
+                path.display()
+            )
+        });
+        assert!(
+            got == want,
+            "{config}: the objects differ from {} (UPDATE_POLICY_GOLDENS=1 rewrites it)",
+            path.display()
+        );
+        for kind in [
+            "kind: \"MutatingAdmissionPolicy\"",
+            "kind: \"ValidatingAdmissionPolicy\"",
+            "kind: \"MutatingAdmissionPolicyBinding\"",
+            "kind: \"ValidatingAdmissionPolicyBinding\"",
+        ] {
+            assert!(got.contains(kind), "{config}: no {kind}");
+        }
+    }
+}
+
+#[test]
+fn exit_statuses_say_what_went_wrong() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let long = "a".repeat(60);
+    let refused = dir.path().join("refused.yaml");
+    std::fs::write(
+        &refused,
+        format!("data:\n  {long}x: {{mountPath: /d/1}}\n  {long}y: {{mountPath: /d/2}}\n"),
+    )
+    .expect("written");
+    let out = bin()
+        .args(["policy", "--config"])
+        .arg(&refused)
+        .output()
+        .expect("runs");
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains(&format!("data store \"{long}x\"")), "{err}");
+    assert!(out.stdout.is_empty(), "nothing printed when refused");
+
+    let invalid = dir.path().join("invalid.yaml");
+    std::fs::write(&invalid, "data:\n  d1: {mountPath: relative}\n").expect("written");
+    let out = bin()
+        .args(["policy", "--config"])
+        .arg(&invalid)
+        .output()
+        .expect("runs");
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("d1"), "{err}");
+}
