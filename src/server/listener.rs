@@ -33,6 +33,7 @@ use axum::Router;
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
+use tokio::io::BufReader;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
@@ -47,6 +48,12 @@ use super::peers::{PeerTable, Seat, Share};
 /// at a time. hyper's default read-ahead (~400 KiB) was most of the memory
 /// with hundreds of connections (measured in tests/soak.rs).
 pub const READ_BUFFER_BYTES: usize = 64 * 1024;
+/// Socket read size under TLS. rustls asks the socket for 4 KiB at a time,
+/// so an 8 KB review took two `recvfrom` calls; reading through a buffer of
+/// one whole TLS record (16 KiB of plaintext plus its header and tag) takes
+/// any review of up to 16 KiB in one. The buffer is part of each
+/// connection's memory (see the hardening page's memory bound).
+pub const TLS_READ_BUFFER_BYTES: usize = 16 * 1024 + 256;
 /// HTTP/2 connection window: what one connection may have received and not
 /// yet handed to a handler, all streams together.
 pub const H2_CONNECTION_WINDOW_BYTES: u32 = 128 * 1024;
@@ -305,7 +312,12 @@ impl Conn {
         };
         let io: Box<dyn Io> = match tls {
             None => Box::new(tcp),
-            Some(acceptor) => match timeout_at(first_deadline, acceptor.accept(tcp)).await {
+            Some(acceptor) => match timeout_at(
+                first_deadline,
+                acceptor.accept(BufReader::with_capacity(TLS_READ_BUFFER_BYTES, tcp)),
+            )
+            .await
+            {
                 Ok(Ok(stream)) => Box::new(stream),
                 Ok(Err(e)) => {
                     metrics.connection_closed(port, Closed::Handshake);
