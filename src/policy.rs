@@ -6,11 +6,11 @@
 
 use std::path::PathBuf;
 
-use anyhow::Result;
+use anyhow::{anyhow, Context, Result};
 use clap::Args;
 
+use crate::config::Config;
 use crate::manifests;
-use crate::mutate::load_config;
 use persistence_webhook_core::policy::{self, Options, PolicyError};
 
 /// Flags of `policy`.
@@ -41,7 +41,12 @@ pub enum Compiled {
 
 /// Runs `policy`. Errors are usage or config errors (exit 2).
 pub fn run(args: &PolicyArgs) -> Result<Compiled> {
-    let config = load_config(&args.config, "--config")?;
+    // Read here rather than through `mutate`, which names the command line.
+    let path = &args.config;
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read --config {}", path.display()))?;
+    let config =
+        Config::from_yaml(&text).map_err(|e| anyhow!("--config {}: {e}", path.display()))?;
     let options = Options {
         webhook_namespace: args.webhook_namespace.clone(),
         name: args.name.clone(),
