@@ -15,6 +15,7 @@
 use serde_json::{json, Value};
 
 use crate::config::{Config, Role};
+use crate::text::clip_list;
 use crate::vocabulary::{ANNOTATION_PERSISTENCE, LABEL_INJECTION, POLICY_DENIED_ANNOTATION};
 
 mod cel;
@@ -58,7 +59,7 @@ impl Default for Options {
 pub enum PolicyError {
     /// Two volumes could be given the same alternate name, which the
     /// webhook resolves within one review and a policy cannot.
-    #[error("{first} and {second} can be given the same pod volume name (their names share the first 57 characters): the policy names each volume on its own and cannot keep them apart as the webhook does; rename one of them, or use the webhook")]
+    #[error("{first} and {second} can be given the same pod volume name (their names share the first 57 characters): the policy names each volume on its own and cannot keep them apart as the webhook does; rename one of them, or let the webhook admit these pods")]
     VolumeNames {
         /// One volume's store.
         first: String,
@@ -66,7 +67,7 @@ pub enum PolicyError {
         second: String,
     },
     /// More stores for one namespace than a pod's admission can afford.
-    #[error("{namespaces} get {stores} stores from the config, over the policy's limit of {MAX_STORES_PER_NAMESPACE} stores per namespace: the API server's CEL cost budget (a million units per expression) is spent on stores times containers, and past it pods are refused; split the config, or use the webhook for it")]
+    #[error("{namespaces} get {stores} stores from the config, over the policy's limit of {MAX_STORES_PER_NAMESPACE} stores per namespace: the API server's CEL cost budget (a million units per expression) is spent on stores times containers, and past it pods are refused; split the config, or let the webhook admit these pods")]
     TooManyStores {
         /// Which namespaces (a class).
         namespaces: String,
@@ -74,7 +75,7 @@ pub enum PolicyError {
         stores: usize,
     },
     /// A CEL expression past what the API server parses.
-    #[error("the policy's {expression} is {size} code points of CEL, over the API server's limit of {MAX_EXPRESSION_CODE_POINTS} per expression ({stores} stores, {classes} namespace classes); it grows with {grows}: split the config, or use the webhook for it")]
+    #[error("the policy's {expression} is {size} code points of CEL, over the API server's limit of {MAX_EXPRESSION_CODE_POINTS} per expression ({stores} stores, {classes} namespace classes); it grows with {grows}: split the config, or let the webhook admit these pods")]
     TooLarge {
         /// Which expression (e.g. `variable cfg`).
         expression: String,
@@ -100,7 +101,7 @@ pub fn generate(config: &Config, options: &Options) -> Result<Vec<Value>, Policy
             } else {
                 format!(
                     "namespaces {}",
-                    crate::text::clip_list(
+                    clip_list(
                         class.namespaces.iter().map(String::as_str),
                         class.namespaces.len()
                     )
