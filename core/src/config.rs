@@ -280,6 +280,7 @@ pub struct Store {
     namespaces: Option<BTreeSet<String>>,
     volume_name: String,
     isolate_namespaces: bool,
+    fragments: Fragments,
 }
 
 impl Store {
@@ -309,6 +310,11 @@ impl Store {
     /// The deterministic pod volume name used for a volume store.
     pub fn volume_name(&self) -> &str {
         &self.volume_name
+    }
+
+    /// Its parts of a patch, serialised at load.
+    pub fn fragments(&self) -> &Fragments {
+        &self.fragments
     }
 
     /// Whether every run's sub-path in this outputs store goes under
@@ -455,8 +461,11 @@ impl Config {
     }
 }
 
+mod fragments;
 mod raw;
 mod validate;
+
+pub use fragments::{EnvFragment, EnvSource, Fragments, GcsKey};
 
 use validate::Validator;
 

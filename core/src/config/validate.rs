@@ -6,6 +6,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde_json::Value;
 
+use super::fragments::Fragments;
 use super::raw::RawStore;
 use super::{
     Availability, Backend, Config, ConfigError, Credentials, Problem, Provider, Role, SdkKeys,
@@ -234,6 +235,7 @@ impl Validator {
         Some(Store {
             name: name.to_owned(),
             role,
+            fragments: Fragments::of(role, &backend),
             backend,
             namespaces,
             volume_name,

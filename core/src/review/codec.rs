@@ -9,8 +9,8 @@
 
 use std::borrow::Cow;
 
+use crate::patch::PatchJson;
 use base64::Engine as _;
-use json_patch::Patch;
 use serde::de::IgnoredAny;
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
@@ -370,9 +370,9 @@ pub(super) fn respond(api_version: &str, uid: &str, decision: &Decision, notes: 
 /// The allowed-with-patch answer, written directly: the base64 is encoded
 /// into the output buffer, not built as a `String` and then scanned again by
 /// the JSON string escaper (it never needs escaping).
-fn patched_response(api_version: &str, uid: &str, patch: &Patch, notes: &Notes) -> Vec<u8> {
+fn patched_response(api_version: &str, uid: &str, patch: &PatchJson, notes: &Notes) -> Vec<u8> {
     use base64::engine::general_purpose::STANDARD;
-    let json = serde_json::to_vec(patch).expect("a JSON Patch always serialises");
+    let json = patch.as_bytes();
     let b64_len = base64::encoded_len(json.len(), true).expect("a patch is far below usize::MAX");
     let mut out = Vec::with_capacity(b64_len + uid.len() + 128);
     out.extend_from_slice(b"{\"apiVersion\":");
@@ -383,7 +383,7 @@ fn patched_response(api_version: &str, uid: &str, patch: &Patch, notes: &Notes) 
     let start = out.len();
     out.resize(start + b64_len, 0);
     let written = STANDARD
-        .encode_slice(&json, &mut out[start..])
+        .encode_slice(json, &mut out[start..])
         .expect("the buffer was sized by encoded_len");
     out.truncate(start + written);
     out.push(b'"');
