@@ -339,6 +339,9 @@ pub struct Config {
     default_outputs: Option<String>,
     data_index: Availability,
     outputs_index: Availability,
+    /// Every store's `secretKey`: the env vars the webhook can set besides
+    /// the SPEC's own names.
+    env_keys: std::collections::HashSet<String>,
 }
 
 /// Which stores of a role each namespace may use, so that a review walks
@@ -443,6 +446,12 @@ impl Config {
     /// walking them.
     pub fn available_count(&self, role: Role, namespace: &str) -> usize {
         self.index(role).count(namespace)
+    }
+
+    /// Every bucket store's `secretKey`, the name of the env var that
+    /// references it: with the SPEC's names, every env var a review can set.
+    pub fn env_keys(&self) -> &std::collections::HashSet<String> {
+        &self.env_keys
     }
 
     /// The config's `defaultOutputs`, as written.

@@ -117,6 +117,7 @@ impl Validator {
         }
         if self.problems.is_empty() {
             Ok(Config {
+                env_keys: self.secret_keys.into_keys().collect(),
                 data_index: Availability::new(&self.data),
                 outputs_index: Availability::new(&self.outputs),
                 data: self.data,

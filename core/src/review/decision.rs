@@ -9,7 +9,7 @@ use crate::bounds::Bounds;
 use crate::config::Config;
 use crate::patch;
 use crate::patch::{Kept, PatchJson};
-use crate::pod::PodView;
+use crate::pod::{Keep, PodView};
 use crate::selection::{self, PodIdentity, Selection};
 use crate::text::{clip, clip_list};
 use crate::vocabulary::{
@@ -122,7 +122,7 @@ pub(super) fn decide(
         ObjectIn::Raw(raw) => {
             let text = raw.get();
             let result = if text.starts_with('{') {
-                serde_json::from_str::<PodView>(text).map_err(|e| e.to_string())
+                crate::pod::read(text, Keep::Ours(config.env_keys())).map_err(|e| e.to_string())
             } else {
                 Err("it is not a JSON object".to_owned())
             };
