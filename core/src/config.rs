@@ -339,9 +339,8 @@ pub struct Config {
     default_outputs: Option<String>,
     data_index: Availability,
     outputs_index: Availability,
-    /// Every store's `secretKey`: the env vars the webhook can set besides
-    /// the SPEC's own names.
-    env_keys: std::collections::HashSet<String>,
+    /// What of a pod its reviews can read.
+    relevant: crate::pod::Relevant,
 }
 
 /// Which stores of a role each namespace may use, so that a review walks
@@ -448,10 +447,10 @@ impl Config {
         self.index(role).count(namespace)
     }
 
-    /// Every bucket store's `secretKey`, the name of the env var that
-    /// references it: with the SPEC's names, every env var a review can set.
-    pub fn env_keys(&self) -> &std::collections::HashSet<String> {
-        &self.env_keys
+    /// What of a pod's containers its reviews can read: the env vars and
+    /// mounts that can meet the webhook's.
+    pub fn relevant(&self) -> &crate::pod::Relevant {
+        &self.relevant
     }
 
     /// The config's `defaultOutputs`, as written.

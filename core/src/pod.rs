@@ -35,22 +35,52 @@ pub struct PodView<'a> {
 ///
 /// Volumes: only those named with the webhook's prefix
 /// ([`VOLUME_PREFIX`]) are kept (every name the webhook gives has it).
-/// Env vars: with [`Keep::Ours`], only those the webhook can set (the
-/// SPEC's names, [`RESERVED_ENV`], and the config's `secretKey` names).
+/// With [`Keep::Ours`], env vars and mounts too: see [`Relevant`].
 #[derive(Debug, Clone, Copy)]
 pub enum Keep<'k> {
-    /// Every env var (a view read without a config).
-    AllEnv,
-    /// The SPEC's env var names and these (the config's `secretKey`s).
-    Ours(&'k HashSet<String>),
+    /// Every env var and mount (a view read without a config).
+    All,
+    /// Only the env vars and mounts that can meet the webhook's.
+    Ours(&'k Relevant),
+}
+
+/// What of a pod's containers a config's reviews can read: the env vars
+/// the webhook can set (the SPEC's names, [`RESERVED_ENV`], and these
+/// `secretKey`s), and the mounts of a volume named with its prefix or at a
+/// path where it can mount (a data store's, the GCS key's, or under an
+/// outputs store's mount path).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Relevant {
+    /// Every bucket store's `secretKey`.
+    pub env_keys: HashSet<String>,
+    /// Every data volume store's mount path, and the GCS key's directory.
+    pub mount_paths: HashSet<String>,
+    /// Every outputs volume store's mount path: a run's directory is
+    /// beneath one.
+    pub outputs_roots: HashSet<String>,
 }
 
 impl Keep<'_> {
     fn env(&self, name: &str) -> bool {
         match self {
-            Keep::AllEnv => true,
-            Keep::Ours(keys) => RESERVED_ENV.contains(&name) || keys.contains(name),
+            Keep::All => true,
+            Keep::Ours(r) => RESERVED_ENV.contains(&name) || r.env_keys.contains(name),
         }
+    }
+
+    fn mount(&self, m: &Mount<'_>) -> bool {
+        let Keep::Ours(r) = self else {
+            return true;
+        };
+        if m.name.starts_with(VOLUME_PREFIX) || r.outputs_roots.contains("/") {
+            return true;
+        }
+        let path = crate::names::clean_path(&m.mount_path);
+        r.mount_paths.contains(path.as_ref())
+            || path
+                .match_indices('/')
+                .skip(1)
+                .any(|(i, _)| r.outputs_roots.contains(&path[..i]))
     }
 }
 
@@ -74,7 +104,7 @@ pub fn read<'a>(text: &'a str, keep: Keep<'_>) -> Result<PodView<'a>, serde_json
 
 impl<'de: 'a, 'a> Deserialize<'de> for PodView<'a> {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        d.deserialize_map(PodVisitor(Keep::AllEnv))
+        d.deserialize_map(PodVisitor(Keep::All))
     }
 }
 
@@ -413,7 +443,8 @@ pub struct Container<'a> {
     /// `env`, only the variables a review can need (see [`Keep`]); `None`
     /// when absent.
     pub env: Option<Vec<Env<'a>>>,
-    /// `volumeMounts`; `None` when absent.
+    /// `volumeMounts`, only the mounts a review can need (see [`Keep`]);
+    /// `None` when absent.
     pub volume_mounts: Option<Vec<Mount<'a>>>,
 }
 
@@ -434,7 +465,7 @@ impl<'de, 'k> Visitor<'de> for ContainerVisitor<'k> {
                 "volumeMounts" => once(
                     &mut mounts,
                     "volumeMounts",
-                    map.next_value_seed(Objects(Derived::<Mount<'de>>(std::marker::PhantomData)))?,
+                    map.next_value_seed(MountList(self.0))?,
                 )?,
                 _ => {
                     map.next_value::<IgnoredAny>()?;
@@ -446,6 +477,38 @@ impl<'de, 'k> Visitor<'de> for ContainerVisitor<'k> {
             env: env.flatten(),
             volume_mounts: mounts.flatten(),
         })
+    }
+}
+
+/// A container's `volumeMounts` (or null): every entry read, only those
+/// `Keep` names kept.
+struct MountList<'k>(Keep<'k>);
+
+impl<'de, 'k> de::DeserializeSeed<'de> for MountList<'k> {
+    type Value = Option<Vec<Mount<'de>>>;
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de, 'k> Visitor<'de> for MountList<'k> {
+    type Value = Option<Vec<Mount<'de>>>;
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a list of JSON objects")
+    }
+    fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+    fn visit_seq<S: de::SeqAccess<'de>>(self, mut seq: S) -> Result<Self::Value, S::Error> {
+        let mut out = Vec::new();
+        while let Some(m) =
+            seq.next_element_seed(ObjectSeed::<Mount<'de>>(std::marker::PhantomData))?
+        {
+            if self.0.mount(&m) {
+                out.push(m);
+            }
+        }
+        Ok(Some(out))
     }
 }
 
@@ -731,8 +794,11 @@ mod tests {
             {"name":"POLYAXON_RUN_OUTPUTS_PATH","value":"/o"},{"name":"k.json","value":"x"},
             {"name":"AWS_REGION"},{"name":"B","valueFrom":{"secretKeyRef":{"name":"s","key":"k"}}}]},
             {"name":"d","env":[{"name":"A"}]},{"name":"e","env":null}]}}"#;
-        let keys: HashSet<String> = ["k.json".to_owned()].into();
-        let pod = read(json, Keep::Ours(&keys)).expect("parses");
+        let relevant = Relevant {
+            env_keys: ["k.json".to_owned()].into(),
+            ..Relevant::default()
+        };
+        let pod = read(json, Keep::Ours(&relevant)).expect("parses");
         let containers = pod.spec.expect("spec").containers.expect("containers");
         let names = |c: &Container| -> Option<Vec<String>> {
             c.env
@@ -747,11 +813,42 @@ mod tests {
                 "AWS_REGION".into()
             ])
         );
-        assert_eq!(names(&containers[1]), Some(vec![]), "the list is there, empty");
+        assert_eq!(
+            names(&containers[1]),
+            Some(vec![]),
+            "the list is there, empty"
+        );
         assert_eq!(names(&containers[2]), None);
         let all: PodView = serde_json::from_str(json).expect("parses");
         let first = &all.spec.expect("spec").containers.expect("containers")[0];
-        assert_eq!(first.env.as_ref().map(Vec::len), Some(5), "without a config: all");
+        assert_eq!(
+            first.env.as_ref().map(Vec::len),
+            Some(5),
+            "without a config: all"
+        );
+    }
+
+    #[test]
+    fn only_mounts_that_can_meet_ours_are_kept() {
+        let json = r#"{"spec":{"containers":[{"name":"c","volumeMounts":[
+            {"name":"a","mountPath":"/a"},{"name":"pw-x","mountPath":"/anywhere"},
+            {"name":"b","mountPath":"/data/1"},{"name":"c","mountPath":"data/1/"},
+            {"name":"d","mountPath":"/out"},{"name":"e","mountPath":"/out/run/1"},
+            {"name":"f","mountPath":"/outside/run"}]}]}}"#;
+        let relevant = Relevant {
+            mount_paths: ["/data/1".to_owned()].into(),
+            outputs_roots: ["/out".to_owned()].into(),
+            ..Relevant::default()
+        };
+        let pod = read(json, Keep::Ours(&relevant)).expect("parses");
+        let c = &pod.spec.expect("spec").containers.expect("containers")[0];
+        let names: Vec<&str> = c
+            .volume_mounts
+            .iter()
+            .flatten()
+            .map(|m| m.name.as_ref())
+            .collect();
+        assert_eq!(names, ["pw-x", "b", "c", "e"]);
     }
 
     #[test]

@@ -15,7 +15,7 @@ use super::{
 use crate::k8s;
 use crate::names;
 use crate::text::clip;
-use crate::vocabulary::RESERVED_ENV;
+use crate::vocabulary::{GCS_CREDENTIALS_DIR, RESERVED_ENV};
 
 #[derive(Default)]
 pub(super) struct Validator {
@@ -116,8 +116,23 @@ impl Validator {
             }
         }
         if self.problems.is_empty() {
-            Ok(Config {
+            let mut relevant = crate::pod::Relevant {
                 env_keys: self.secret_keys.into_keys().collect(),
+                ..Default::default()
+            };
+            relevant.mount_paths.insert(GCS_CREDENTIALS_DIR.to_owned());
+            for (stores, paths) in [
+                (&self.data, &mut relevant.mount_paths),
+                (&self.outputs, &mut relevant.outputs_roots),
+            ] {
+                for store in stores.values() {
+                    if let Backend::Volume { mount_path, .. } = store.backend() {
+                        paths.insert(mount_path.clone());
+                    }
+                }
+            }
+            Ok(Config {
+                relevant,
                 data_index: Availability::new(&self.data),
                 outputs_index: Availability::new(&self.outputs),
                 data: self.data,

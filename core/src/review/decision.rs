@@ -122,7 +122,7 @@ pub(super) fn decide(
         ObjectIn::Raw(raw) => {
             let text = raw.get();
             let result = if text.starts_with('{') {
-                crate::pod::read(text, Keep::Ours(config.env_keys())).map_err(|e| e.to_string())
+                crate::pod::read(text, Keep::Ours(config.relevant())).map_err(|e| e.to_string())
             } else {
                 Err("it is not a JSON object".to_owned())
             };
