@@ -280,6 +280,7 @@ pub struct Store {
     namespaces: Option<BTreeSet<String>>,
     volume_name: String,
     isolate_namespaces: bool,
+    fragments: Fragments,
 }
 
 impl Store {
@@ -311,6 +312,11 @@ impl Store {
         &self.volume_name
     }
 
+    /// Its parts of a patch, serialised at load.
+    pub fn fragments(&self) -> &Fragments {
+        &self.fragments
+    }
+
     /// Whether every run's sub-path in this outputs store goes under
     /// `<namespace>/` (`isolateNamespaces: true`, SPEC §3).
     pub fn isolates_namespaces(&self) -> bool {
@@ -339,6 +345,8 @@ pub struct Config {
     default_outputs: Option<String>,
     data_index: Availability,
     outputs_index: Availability,
+    /// What of a pod its reviews can read.
+    relevant: crate::pod::Relevant,
 }
 
 /// Which stores of a role each namespace may use, so that a review walks
@@ -445,6 +453,12 @@ impl Config {
         self.index(role).count(namespace)
     }
 
+    /// What of a pod's containers its reviews can read: the env vars and
+    /// mounts that can meet the webhook's.
+    pub fn relevant(&self) -> &crate::pod::Relevant {
+        &self.relevant
+    }
+
     /// The config's `defaultOutputs`, as written.
     pub fn default_outputs_name(&self) -> Option<&str> {
         self.default_outputs.as_deref()
@@ -461,8 +475,11 @@ impl Config {
     }
 }
 
+mod fragments;
 mod raw;
 mod validate;
+
+pub use fragments::{EnvFragment, EnvSource, Fragments, GcsKey};
 
 use validate::Validator;
 

@@ -110,6 +110,55 @@ pub fn env_secret(name: &str, secret: &str, key: &str) -> Value {
     serde_json::to_value(var).expect("a k8s EnvVar always serialises")
 }
 
+/// Appends `s` as a JSON string, escaped as serde_json escapes it.
+pub fn write_str(out: &mut Vec<u8>, s: &str) {
+    serde_json::to_writer(&mut *out, s).expect("writing a string to a Vec cannot fail");
+}
+
+/// [`volume_mount`]'s JSON, written directly: the keys in the order a
+/// serialised `serde_json::Value` gives them (sorted), so the bytes are
+/// the same.
+pub fn write_volume_mount(
+    out: &mut Vec<u8>,
+    name: &str,
+    path: &str,
+    sub_path: Option<&str>,
+    read_only: bool,
+) {
+    out.extend_from_slice(br#"{"mountPath":"#);
+    write_str(out, path);
+    out.extend_from_slice(br#","name":"#);
+    write_str(out, name);
+    if read_only {
+        out.extend_from_slice(br#","readOnly":true"#);
+    }
+    if let Some(sub_path) = sub_path {
+        out.extend_from_slice(br#","subPath":"#);
+        write_str(out, sub_path);
+    }
+    out.push(b'}');
+}
+
+/// [`env_value`]'s JSON, written directly (see [`write_volume_mount`]).
+pub fn write_env_value(out: &mut Vec<u8>, name: &str, value: &str) {
+    out.extend_from_slice(br#"{"name":"#);
+    write_str(out, name);
+    out.extend_from_slice(br#","value":"#);
+    write_str(out, value);
+    out.push(b'}');
+}
+
+/// [`env_secret`]'s JSON, written directly (see [`write_volume_mount`]).
+pub fn write_env_secret(out: &mut Vec<u8>, name: &str, secret: &str, key: &str) {
+    out.extend_from_slice(br#"{"name":"#);
+    write_str(out, name);
+    out.extend_from_slice(br#","valueFrom":{"secretKeyRef":{"key":"#);
+    write_str(out, key);
+    out.extend_from_slice(br#","name":"#);
+    write_str(out, secret);
+    out.extend_from_slice(b"}}}");
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -147,6 +196,41 @@ mod tests {
         ];
         for (source, want) in cases {
             assert_eq!(volume("v", source), want, "{source:?}");
+        }
+    }
+
+    #[test]
+    fn written_json_is_the_typed_json() {
+        let texts = [
+            "",
+            "v",
+            "/p/q",
+            "a\"b\\c",
+            "tab\there\n",
+            "\u{1}\u{1f}\u{7f}",
+            "é/ü~",
+        ];
+        let typed = |v: Value| serde_json::to_vec(&v).expect("serialises");
+        for a in texts {
+            for b in texts {
+                for read_only in [false, true] {
+                    for sub in [None, Some(b)] {
+                        let mut out = Vec::new();
+                        write_volume_mount(&mut out, a, b, sub, read_only);
+                        assert_eq!(
+                            out,
+                            typed(volume_mount(a, b, sub, read_only)),
+                            "{a:?} {b:?}"
+                        );
+                    }
+                }
+                let mut out = Vec::new();
+                write_env_value(&mut out, a, b);
+                assert_eq!(out, typed(env_value(a, b)), "{a:?} {b:?}");
+                let mut out = Vec::new();
+                write_env_secret(&mut out, a, b, a);
+                assert_eq!(out, typed(env_secret(a, b, a)), "{a:?} {b:?}");
+            }
         }
     }
 

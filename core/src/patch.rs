@@ -7,8 +7,9 @@
 //! that admitting the patched pod again yields no patch. Something of ours
 //! already present with a *different* value is a conflict, never overwritten.
 //!
-//! Two rooms: `wanted` is what the selection asks for (and its size
-//! estimate), `diff` compares it with the pod and writes the operations.
+//! Three rooms: `wanted` is what the selection asks for (and its size
+//! estimate), `diff` compares it with the pod and decides the operations,
+//! `json` writes them as bytes.
 
 // A `Conflict` is as large as its largest variant (the message's parts and
 // the field). It is built at most once per review, on the way to a denial,
@@ -22,10 +23,12 @@ use crate::vocabulary::ANNOTATION_PERSISTENCE;
 
 mod covers;
 mod diff;
+mod json;
 mod wanted;
 
 pub use covers::covers;
 pub use diff::build;
+pub use json::PatchJson;
 pub use wanted::{default_store, targeted, wanted, Wanted};
 
 /// A targeted container that sets SDK variables itself (SPEC §7): it keeps

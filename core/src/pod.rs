@@ -8,6 +8,7 @@
 //! the pod is never re-serialised from it.
 
 use std::borrow::Cow;
+use std::collections::HashSet;
 use std::fmt;
 
 use serde::de::{self, Deserializer, IgnoredAny, MapAccess, Visitor};
@@ -16,18 +17,138 @@ use serde_json::value::RawValue;
 
 use crate::vocabulary::{
     ANNOTATION_INJECTED, ANNOTATION_OUTPUTS_SUBPATH, ANNOTATION_PERSISTENCE,
-    ANNOTATION_UNIQUE_NAME, LABEL_INJECTION, OPT_OUT,
+    ANNOTATION_UNIQUE_NAME, LABEL_INJECTION, OPT_OUT, RESERVED_ENV, VOLUME_PREFIX,
 };
 
 /// The pod as the decision sees it.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default)]
 pub struct PodView<'a> {
     /// `metadata`; `None` when the object has none.
-    #[serde(borrow, default, deserialize_with = "object_or_null")]
     pub metadata: Option<Metadata<'a>>,
     /// `spec`; `None` when the object has none.
-    #[serde(borrow, default, deserialize_with = "object_or_null")]
     pub spec: Option<Spec<'a>>,
+}
+
+/// Which of the pod's entries a review can need, so that the others are
+/// skipped as they are read, never kept: a pod of many entries costs its
+/// parse, not memory.
+///
+/// Volumes: only those named with the webhook's prefix
+/// ([`VOLUME_PREFIX`]) are kept (every name the webhook gives has it).
+/// With [`Keep::Ours`], env vars and mounts too: see [`Relevant`].
+#[derive(Debug, Clone, Copy)]
+pub enum Keep<'k> {
+    /// Every env var and mount (a view read without a config).
+    All,
+    /// Only the env vars and mounts that can meet the webhook's.
+    Ours(&'k Relevant),
+}
+
+/// What of a pod's containers a config's reviews can read: the env vars
+/// the webhook can set (the SPEC's names, [`RESERVED_ENV`], and these
+/// `secretKey`s), and the mounts of a volume named with its prefix or at a
+/// path where it can mount (a data store's, the GCS key's, or under an
+/// outputs store's mount path).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Relevant {
+    /// Every bucket store's `secretKey`.
+    pub env_keys: HashSet<String>,
+    /// Every data volume store's mount path, and the GCS key's directory.
+    pub mount_paths: HashSet<String>,
+    /// Every outputs volume store's mount path: a run's directory is
+    /// beneath one.
+    pub outputs_roots: HashSet<String>,
+}
+
+impl Keep<'_> {
+    fn env(&self, name: &str) -> bool {
+        match self {
+            Keep::All => true,
+            Keep::Ours(r) => RESERVED_ENV.contains(&name) || r.env_keys.contains(name),
+        }
+    }
+
+    fn mount(&self, m: &Mount<'_>) -> bool {
+        let Keep::Ours(r) = self else {
+            return true;
+        };
+        if m.name.starts_with(VOLUME_PREFIX) || r.outputs_roots.contains("/") {
+            return true;
+        }
+        let path = crate::names::clean_path(&m.mount_path);
+        r.mount_paths.contains(path.as_ref())
+            || path
+                .match_indices('/')
+                .skip(1)
+                .any(|(i, _)| r.outputs_roots.contains(&path[..i]))
+    }
+}
+
+/// Reads a pod object (or null) with `keep`'s entries.
+pub struct PodSeed<'k>(pub Keep<'k>);
+
+impl<'de, 'k> de::DeserializeSeed<'de> for PodSeed<'k> {
+    type Value = Option<PodView<'de>>;
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_any(SeededObject(PodVisitor(self.0)))
+    }
+}
+
+/// Reads a pod object from `text` with `keep`'s entries.
+pub fn read<'a>(text: &'a str, keep: Keep<'_>) -> Result<PodView<'a>, serde_json::Error> {
+    let mut de = serde_json::Deserializer::from_str(text);
+    let pod = de::Deserializer::deserialize_map(&mut de, PodVisitor(keep))?;
+    de.end()?;
+    Ok(pod)
+}
+
+impl<'de: 'a, 'a> Deserialize<'de> for PodView<'a> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_map(PodVisitor(Keep::All))
+    }
+}
+
+/// Sets a field once: a second occurrence is serde's "duplicate field".
+fn once<T, E: de::Error>(slot: &mut Option<T>, key: &'static str, value: T) -> Result<(), E> {
+    if slot.replace(value).is_some() {
+        return Err(E::duplicate_field(key));
+    }
+    Ok(())
+}
+
+struct PodVisitor<'k>(Keep<'k>);
+
+impl<'de, 'k> Visitor<'de> for PodVisitor<'k> {
+    type Value = PodView<'de>;
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("struct PodView")
+    }
+    fn visit_map<M: MapAccess<'de>>(self, mut map: M) -> Result<Self::Value, M::Error> {
+        let (mut metadata, mut spec) = (None, None);
+        while let Some(key) = map.next_key::<Cow<'de, str>>()? {
+            match key.as_ref() {
+                "metadata" => once(
+                    &mut metadata,
+                    "metadata",
+                    map.next_value_seed(SeededObject(Derived::<Metadata<'de>>(
+                        std::marker::PhantomData,
+                    )))?,
+                )?,
+                "spec" => once(
+                    &mut spec,
+                    "spec",
+                    map.next_value_seed(SeededObject(SpecVisitor(self.0)))?,
+                )?,
+                _ => {
+                    map.next_value::<IgnoredAny>()?;
+                }
+            }
+        }
+        Ok(PodView {
+            metadata: metadata.flatten(),
+            spec: spec.flatten(),
+        })
+    }
 }
 
 /// The metadata fields the decision reads.
@@ -206,18 +327,86 @@ impl<'de> Deserialize<'de> for OptOut {
 }
 
 /// The spec fields the decision reads.
-#[derive(Debug, Default, Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[derive(Debug, Default)]
 pub struct Spec<'a> {
-    /// `spec.volumes`; `None` when absent (the patch then adds the list).
-    #[serde(borrow, default)]
+    /// `spec.volumes`, only those named with the webhook's prefix (see
+    /// [`Keep`]); `None` when absent (the patch then adds the list).
     pub volumes: Option<Vec<VolumeView<'a>>>,
     /// `spec.containers`.
-    #[serde(borrow, default, deserialize_with = "objects_or_null")]
     pub containers: Option<Vec<Container<'a>>>,
     /// `spec.initContainers`.
-    #[serde(borrow, default, deserialize_with = "objects_or_null")]
     pub init_containers: Option<Vec<Container<'a>>>,
+}
+
+struct SpecVisitor<'k>(Keep<'k>);
+
+impl<'de, 'k> Visitor<'de> for SpecVisitor<'k> {
+    type Value = Spec<'de>;
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("struct Spec")
+    }
+    fn visit_map<M: MapAccess<'de>>(self, mut map: M) -> Result<Self::Value, M::Error> {
+        let (mut volumes, mut containers, mut init) = (None, None, None);
+        while let Some(key) = map.next_key::<Cow<'de, str>>()? {
+            match key.as_ref() {
+                "volumes" => once(&mut volumes, "volumes", map.next_value_seed(OurVolumes)?)?,
+                "containers" => once(
+                    &mut containers,
+                    "containers",
+                    map.next_value_seed(Objects(ContainerVisitor(self.0)))?,
+                )?,
+                "initContainers" => once(
+                    &mut init,
+                    "initContainers",
+                    map.next_value_seed(Objects(ContainerVisitor(self.0)))?,
+                )?,
+                _ => {
+                    map.next_value::<IgnoredAny>()?;
+                }
+            }
+        }
+        Ok(Spec {
+            volumes: volumes.flatten(),
+            containers: containers.flatten(),
+            init_containers: init.flatten(),
+        })
+    }
+}
+
+/// `spec.volumes` (or null), keeping only the volumes named with the
+/// webhook's prefix: no other can hold one of ours or take its name.
+struct OurVolumes;
+
+impl<'de> de::DeserializeSeed<'de> for OurVolumes {
+    type Value = Option<Vec<VolumeView<'de>>>;
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_option(self)
+    }
+}
+
+impl<'de> Visitor<'de> for OurVolumes {
+    type Value = Option<Vec<VolumeView<'de>>>;
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a sequence")
+    }
+    fn visit_none<E: de::Error>(self) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+    fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+    fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_seq(self)
+    }
+    fn visit_seq<S: de::SeqAccess<'de>>(self, mut seq: S) -> Result<Self::Value, S::Error> {
+        let mut out = Vec::new();
+        while let Some(v) = seq.next_element::<VolumeView<'de>>()? {
+            if v.name.starts_with(VOLUME_PREFIX) {
+                out.push(v);
+            }
+        }
+        Ok(Some(out))
+    }
 }
 
 /// A pod volume: its name, and its raw JSON to compare against ours when the
@@ -247,18 +436,112 @@ impl<'de: 'a, 'a> Deserialize<'de> for VolumeView<'a> {
 }
 
 /// A container or init container.
-#[derive(Debug, Default, Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[derive(Debug, Default)]
 pub struct Container<'a> {
     /// `name`.
-    #[serde(borrow, default)]
     pub name: Cow<'a, str>,
-    /// `env`; `None` when absent.
-    #[serde(borrow, default, deserialize_with = "objects_or_null")]
+    /// `env`, only the variables a review can need (see [`Keep`]); `None`
+    /// when absent.
     pub env: Option<Vec<Env<'a>>>,
-    /// `volumeMounts`; `None` when absent.
-    #[serde(borrow, default, deserialize_with = "objects_or_null")]
+    /// `volumeMounts`, only the mounts a review can need (see [`Keep`]);
+    /// `None` when absent.
     pub volume_mounts: Option<Vec<Mount<'a>>>,
+}
+
+#[derive(Clone, Copy)]
+struct ContainerVisitor<'k>(Keep<'k>);
+
+impl<'de, 'k> Visitor<'de> for ContainerVisitor<'k> {
+    type Value = Container<'de>;
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("struct Container")
+    }
+    fn visit_map<M: MapAccess<'de>>(self, mut map: M) -> Result<Self::Value, M::Error> {
+        let (mut name, mut env, mut mounts) = (None, None, None);
+        while let Some(key) = map.next_key::<Cow<'de, str>>()? {
+            match key.as_ref() {
+                "name" => once(&mut name, "name", map.next_value::<Cow<'de, str>>()?)?,
+                "env" => once(&mut env, "env", map.next_value_seed(EnvList(self.0))?)?,
+                "volumeMounts" => once(
+                    &mut mounts,
+                    "volumeMounts",
+                    map.next_value_seed(MountList(self.0))?,
+                )?,
+                _ => {
+                    map.next_value::<IgnoredAny>()?;
+                }
+            }
+        }
+        Ok(Container {
+            name: name.unwrap_or_default(),
+            env: env.flatten(),
+            volume_mounts: mounts.flatten(),
+        })
+    }
+}
+
+/// A container's `volumeMounts` (or null): every entry read, only those
+/// `Keep` names kept.
+struct MountList<'k>(Keep<'k>);
+
+impl<'de, 'k> de::DeserializeSeed<'de> for MountList<'k> {
+    type Value = Option<Vec<Mount<'de>>>;
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de, 'k> Visitor<'de> for MountList<'k> {
+    type Value = Option<Vec<Mount<'de>>>;
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a list of JSON objects")
+    }
+    fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+    fn visit_seq<S: de::SeqAccess<'de>>(self, mut seq: S) -> Result<Self::Value, S::Error> {
+        let mut out = Vec::new();
+        while let Some(m) =
+            seq.next_element_seed(ObjectSeed::<Mount<'de>>(std::marker::PhantomData))?
+        {
+            if self.0.mount(&m) {
+                out.push(m);
+            }
+        }
+        Ok(Some(out))
+    }
+}
+
+/// A container's `env` (or null): every entry read, only those `Keep`
+/// names kept.
+struct EnvList<'k>(Keep<'k>);
+
+impl<'de, 'k> de::DeserializeSeed<'de> for EnvList<'k> {
+    type Value = Option<Vec<Env<'de>>>;
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de, 'k> Visitor<'de> for EnvList<'k> {
+    type Value = Option<Vec<Env<'de>>>;
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a list of JSON objects")
+    }
+    fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+    fn visit_seq<S: de::SeqAccess<'de>>(self, mut seq: S) -> Result<Self::Value, S::Error> {
+        let mut out = Vec::new();
+        while let Some(e) =
+            seq.next_element_seed(ObjectSeed::<Env<'de>>(std::marker::PhantomData))?
+        {
+            if self.0.env(&e.name) {
+                out.push(e);
+            }
+        }
+        Ok(Some(out))
+    }
 }
 
 /// An env var as the pod has it.
@@ -314,6 +597,80 @@ pub struct Mount<'a> {
     pub read_only: Option<bool>,
 }
 
+/// A map visitor for a type with a derived `Deserialize`.
+struct Derived<T>(std::marker::PhantomData<T>);
+
+impl<T> Clone for Derived<T> {
+    fn clone(&self) -> Self {
+        Derived(std::marker::PhantomData)
+    }
+}
+
+impl<'de, T: Deserialize<'de>> Visitor<'de> for Derived<T> {
+    type Value = T;
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a JSON object")
+    }
+    fn visit_map<M: MapAccess<'de>>(self, map: M) -> Result<T, M::Error> {
+        T::deserialize(de::value::MapAccessDeserializer::new(map))
+    }
+}
+
+/// A JSON object read by map visitor `V` (or null, `None`); see
+/// [`object_or_null`].
+struct SeededObject<V>(V);
+
+impl<'de, V: Visitor<'de>> de::DeserializeSeed<'de> for SeededObject<V> {
+    type Value = Option<V::Value>;
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de, V: Visitor<'de>> Visitor<'de> for SeededObject<V> {
+    type Value = Option<V::Value>;
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a JSON object")
+    }
+    fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+    fn visit_map<M: MapAccess<'de>>(self, map: M) -> Result<Self::Value, M::Error> {
+        self.0.visit_map(map).map(Some)
+    }
+}
+
+/// A list of JSON objects (or null), each read by map visitor `V`: not a
+/// list of lists (see [`object_or_null`]).
+struct Objects<V>(V);
+
+impl<'de, V: Visitor<'de> + Clone> de::DeserializeSeed<'de> for Objects<V> {
+    type Value = Option<Vec<V::Value>>;
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de, V: Visitor<'de> + Clone> Visitor<'de> for Objects<V> {
+    type Value = Option<Vec<V::Value>>;
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a list of JSON objects")
+    }
+    fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+    fn visit_seq<S: de::SeqAccess<'de>>(self, mut seq: S) -> Result<Self::Value, S::Error> {
+        let mut out = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(64));
+        while let Some(item) = seq.next_element_seed(SeededObject(self.0.clone()))? {
+            match item {
+                Some(item) => out.push(item),
+                None => return Err(de::Error::custom("expected a JSON object, found null")),
+            }
+        }
+        Ok(Some(out))
+    }
+}
+
 /// serde's derived structs also accept a JSON *list* of field values; a pod
 /// written that way would get a patch that cannot apply to it. These read a
 /// derived struct from a JSON object only (or null, for an optional field).
@@ -323,32 +680,6 @@ where
     T: Deserialize<'de>,
 {
     d.deserialize_any(ObjectVisitor(std::marker::PhantomData))
-}
-
-/// A list of JSON objects (or null) into `Option<Vec<T>>`; see [`object_or_null`].
-pub(crate) fn objects_or_null<'de, D, T>(d: D) -> Result<Option<Vec<T>>, D::Error>
-where
-    D: Deserializer<'de>,
-    T: Deserialize<'de>,
-{
-    struct ListVisitor<T>(std::marker::PhantomData<T>);
-    impl<'de, T: Deserialize<'de>> Visitor<'de> for ListVisitor<T> {
-        type Value = Option<Vec<T>>;
-        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-            f.write_str("a list of JSON objects")
-        }
-        fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
-            Ok(None)
-        }
-        fn visit_seq<S: de::SeqAccess<'de>>(self, mut seq: S) -> Result<Self::Value, S::Error> {
-            let mut out = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(64));
-            while let Some(item) = seq.next_element_seed(ObjectSeed(std::marker::PhantomData))? {
-                out.push(item);
-            }
-            Ok(Some(out))
-        }
-    }
-    d.deserialize_any(ListVisitor(std::marker::PhantomData))
 }
 
 struct ObjectSeed<T>(std::marker::PhantomData<T>);
@@ -431,7 +762,7 @@ mod tests {
     fn reads_only_our_fields() {
         let json = r#"{"metadata":{"name":"p","labels":{"a":"b","polyaxon.com/persistence-injection":"disabled"},
             "annotations":{"x":"y","polyaxon.com/persistence":"data: []","polyaxon.com/unique-name":"u.p.1"}},
-            "spec":{"volumes":[{"name":"v","emptyDir":{}}],"containers":[{"name":"c","image":"i",
+            "spec":{"volumes":[{"name":"v","emptyDir":{}},{"name":"pw-d","emptyDir":{}}],"containers":[{"name":"c","image":"i",
             "env":[{"name":"A","value":"1"},{"name":"K","valueFrom":{"secretKeyRef":{"name":"s","key":"k"}}}],
             "volumeMounts":[{"name":"v","mountPath":"/v"}]}]}}"#;
         let pod: PodView = serde_json::from_str(json).expect("parses");
@@ -443,8 +774,9 @@ mod tests {
         assert!(ann.outputs_subpath.is_none() && ann.injected.is_none());
         let spec = pod.spec.as_ref().expect("spec");
         let vols = spec.volumes.as_ref().expect("volumes");
-        assert_eq!(vols[0].name, "v");
-        assert_eq!(vols[0].raw.get(), r#"{"name":"v","emptyDir":{}}"#);
+        assert_eq!(vols.len(), 1, "only volumes named with our prefix");
+        assert_eq!(vols[0].name, "pw-d");
+        assert_eq!(vols[0].raw.get(), r#"{"name":"pw-d","emptyDir":{}}"#);
         let c = &spec.containers.as_ref().expect("containers")[0];
         let env = c.env.as_ref().expect("env");
         assert_eq!(env[0].value.as_deref(), Some("1"));
@@ -454,6 +786,69 @@ mod tests {
             .and_then(|v| v.secret_key_ref.as_ref());
         assert_eq!(r.map(|r| r.key.as_ref()), Some("k"));
         assert_eq!(pod.container_names(), vec!["c"]);
+    }
+
+    #[test]
+    fn only_env_vars_the_webhook_can_set_are_kept() {
+        let json = r#"{"spec":{"containers":[{"name":"c","env":[{"name":"A","value":"1"},
+            {"name":"POLYAXON_RUN_OUTPUTS_PATH","value":"/o"},{"name":"k.json","value":"x"},
+            {"name":"AWS_REGION"},{"name":"B","valueFrom":{"secretKeyRef":{"name":"s","key":"k"}}}]},
+            {"name":"d","env":[{"name":"A"}]},{"name":"e","env":null}]}}"#;
+        let relevant = Relevant {
+            env_keys: ["k.json".to_owned()].into(),
+            ..Relevant::default()
+        };
+        let pod = read(json, Keep::Ours(&relevant)).expect("parses");
+        let containers = pod.spec.expect("spec").containers.expect("containers");
+        let names = |c: &Container| -> Option<Vec<String>> {
+            c.env
+                .as_ref()
+                .map(|e| e.iter().map(|e| e.name.to_string()).collect())
+        };
+        assert_eq!(
+            names(&containers[0]),
+            Some(vec![
+                "POLYAXON_RUN_OUTPUTS_PATH".into(),
+                "k.json".into(),
+                "AWS_REGION".into()
+            ])
+        );
+        assert_eq!(
+            names(&containers[1]),
+            Some(vec![]),
+            "the list is there, empty"
+        );
+        assert_eq!(names(&containers[2]), None);
+        let all: PodView = serde_json::from_str(json).expect("parses");
+        let first = &all.spec.expect("spec").containers.expect("containers")[0];
+        assert_eq!(
+            first.env.as_ref().map(Vec::len),
+            Some(5),
+            "without a config: all"
+        );
+    }
+
+    #[test]
+    fn only_mounts_that_can_meet_ours_are_kept() {
+        let json = r#"{"spec":{"containers":[{"name":"c","volumeMounts":[
+            {"name":"a","mountPath":"/a"},{"name":"pw-x","mountPath":"/anywhere"},
+            {"name":"b","mountPath":"/data/1"},{"name":"c","mountPath":"data/1/"},
+            {"name":"d","mountPath":"/out"},{"name":"e","mountPath":"/out/run/1"},
+            {"name":"f","mountPath":"/outside/run"}]}]}}"#;
+        let relevant = Relevant {
+            mount_paths: ["/data/1".to_owned()].into(),
+            outputs_roots: ["/out".to_owned()].into(),
+            ..Relevant::default()
+        };
+        let pod = read(json, Keep::Ours(&relevant)).expect("parses");
+        let c = &pod.spec.expect("spec").containers.expect("containers")[0];
+        let names: Vec<&str> = c
+            .volume_mounts
+            .iter()
+            .flatten()
+            .map(|m| m.name.as_ref())
+            .collect();
+        assert_eq!(names, ["pw-x", "b", "c", "e"]);
     }
 
     #[test]

@@ -196,7 +196,8 @@ pub fn review_traced(
     let body = std::str::from_utf8(body).map_err(|e| {
         ReviewError::not_json(format!("invalid UTF-8 at byte {}", e.valid_up_to()), e)
     })?;
-    let parsed: ReviewIn = match serde_json::from_str(body) {
+    let keep = crate::pod::Keep::Ours(config.relevant());
+    let parsed = match ReviewIn::read(body, keep) {
         Ok(parsed) => parsed,
         Err(e) => return malformed(config, bounds, body, e, trace),
     };

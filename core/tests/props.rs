@@ -1298,7 +1298,16 @@ fn valid_selections_are_patched_correctly_and_idempotently() {
             }
         };
         let wire = wire_patch(&resp)?;
-        prop_assert_eq!(&wire, patch, "the wire patch is the decided patch");
+        prop_assert_eq!(&wire, patch.patch(), "the wire patch is the decided patch");
+        // Written as bytes, the patch is exactly what serde_json writes for
+        // its operations as values (the builder it replaced): keys sorted,
+        // no spaces, the same escapes.
+        let canonical = serde_json::to_vec(&wire).map_err(|e| fail(e.to_string()))?;
+        prop_assert_eq!(
+            String::from_utf8_lossy(patch.as_bytes()),
+            String::from_utf8_lossy(&canonical),
+            "the patch's bytes are serde_json's for its values"
+        );
 
         let mut patched = built.pod.clone();
         json_patch::patch(&mut patched, &wire)

@@ -327,7 +327,7 @@ fn respond(state: &AppState, reviewed: Reviewed, seconds: f64) -> Response {
                 outcome,
                 allowed = true,
                 patched = true,
-                operations = p.0.len(),
+                operations = p.operations(),
                 "Reviewed"
             )
         }

@@ -4,10 +4,12 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use super::fragments::Fragments;
 use super::raw::RawStore;
 use super::{Availability, Backend, Config, ConfigError, Problem, Role, Store};
 use crate::k8s;
 use crate::names;
+use crate::vocabulary::GCS_CREDENTIALS_DIR;
 
 mod cloud;
 mod credentials;
@@ -112,7 +114,23 @@ impl Validator {
             }
         }
         if self.problems.is_empty() {
+            let mut relevant = crate::pod::Relevant {
+                env_keys: self.secret_keys.into_keys().collect(),
+                ..Default::default()
+            };
+            relevant.mount_paths.insert(GCS_CREDENTIALS_DIR.to_owned());
+            for (stores, paths) in [
+                (&self.data, &mut relevant.mount_paths),
+                (&self.outputs, &mut relevant.outputs_roots),
+            ] {
+                for store in stores.values() {
+                    if let Backend::Volume { mount_path, .. } = store.backend() {
+                        paths.insert(mount_path.clone());
+                    }
+                }
+            }
             Ok(Config {
+                relevant,
                 data_index: Availability::new(&self.data),
                 outputs_index: Availability::new(&self.outputs),
                 data: self.data,
@@ -231,6 +249,7 @@ impl Validator {
         Some(Store {
             name: name.to_owned(),
             role,
+            fragments: Fragments::of(role, &backend),
             backend,
             namespaces,
             volume_name,

@@ -5,12 +5,10 @@
 //! before its children, and what is already there with the same value is
 //! skipped, so that admitting the patched pod again yields no patch.
 
-use json_patch::jsonptr::PointerBuf;
-use json_patch::{AddOperation, Patch, PatchOperation};
-use serde_json::{json, Value};
-
+use super::json::{write_list, Ops, PatchJson};
 use super::wanted::{EnvValue, WantMount, Wanted};
 use super::{Conflict, Kept};
+use crate::k8s;
 use crate::names;
 use crate::pod::{Container, Env, Mount, PodView};
 use crate::selection::Selection;
@@ -20,19 +18,22 @@ use crate::vocabulary::{
 };
 
 /// The patch for `pod`, or `None` when it already has everything. `wanted`
-/// is [`wanted`](fn@crate::patch::wanted) of the same selection (checked against the bounds first).
+/// is [`wanted`](fn@crate::patch::wanted) of the same selection (checked
+/// against the bounds first); `capacity` is the bytes to reserve (the
+/// estimate, an upper bound), so the buffer is not grown and copied.
 pub fn build(
     pod: &PodView<'_>,
     selection: &Selection<'_>,
-    wanted: &Wanted,
+    wanted: &Wanted<'_>,
     kept: &mut Vec<Kept>,
-) -> Result<Option<Patch>, Conflict> {
-    let mut ops = Vec::new();
+    capacity: usize,
+) -> Result<Option<PatchJson>, Conflict> {
+    let mut ops = Ops::with_capacity(capacity);
 
     annotation_ops(pod, &wanted.annotation, &mut ops);
     let Some(spec) = &pod.spec else {
         // No spec at all: nothing to mount into; API validation refuses the pod.
-        return Ok(finish(ops));
+        return Ok(ops.finish());
     };
     volume_ops(spec.volumes.as_deref(), wanted, &mut ops);
     let lists = [
@@ -48,41 +49,34 @@ pub fn build(
             }
         }
     }
-    Ok(finish(ops))
+    Ok(ops.finish())
 }
 
-fn finish(ops: Vec<PatchOperation>) -> Option<Patch> {
-    (!ops.is_empty()).then_some(Patch(ops))
-}
-
-fn add(path: PointerBuf, value: Value) -> PatchOperation {
-    PatchOperation::Add(AddOperation { path, value })
-}
-
-fn annotation_ops(pod: &PodView<'_>, value: &str, ops: &mut Vec<PatchOperation>) {
+fn annotation_ops(pod: &PodView<'_>, value: &str, ops: &mut Ops) {
     let meta = pod.metadata.as_ref();
+    // `{"<key>":"<value>"}`: the one entry of the map we add.
+    let entry = |out: &mut Vec<u8>| {
+        out.push(b'{');
+        k8s::write_str(out, ANNOTATION_INJECTED);
+        out.push(b':');
+        k8s::write_str(out, value);
+        out.push(b'}');
+    };
     match meta.and_then(|m| m.annotations.as_ref()) {
         Some(a) if a.injected.as_deref() == Some(value) => {}
-        Some(_) => ops.push(add(
-            PointerBuf::from_tokens(["metadata", "annotations", ANNOTATION_INJECTED]),
-            Value::String(value.to_owned()),
-        )),
-        None if meta.is_some() => ops.push(add(
-            PointerBuf::from_tokens(["metadata", "annotations"]),
-            json!({ ANNOTATION_INJECTED: value }),
-        )),
-        None => ops.push(add(
-            PointerBuf::from_tokens(["metadata"]),
-            json!({ "annotations": { ANNOTATION_INJECTED: value } }),
-        )),
+        Some(_) => ops.add(["metadata", "annotations", ANNOTATION_INJECTED], |out| {
+            k8s::write_str(out, value)
+        }),
+        None if meta.is_some() => ops.add(["metadata", "annotations"], entry),
+        None => ops.add(["metadata"], |out| {
+            out.extend_from_slice(br#"{"annotations":"#);
+            entry(out);
+            out.push(b'}');
+        }),
     }
 }
 
-fn volume_ops(
-    existing: Option<&[crate::pod::VolumeView<'_>]>,
-    wanted: &Wanted,
-    ops: &mut Vec<PatchOperation>,
-) {
+fn volume_ops(existing: Option<&[crate::pod::VolumeView<'_>]>, wanted: &Wanted<'_>, ops: &mut Ops) {
     // One pass over the pod's volumes, one lookup each. A pod volume with
     // one of our names already holds our volume: `wanted` chose the names
     // so (SPEC §4).
@@ -93,42 +87,39 @@ fn volume_ops(
         }
     }
     let missing = not_present(&wanted.volumes, &present, |v| &v.json);
-    append(
-        ["spec", "volumes"].as_slice(),
-        existing.is_some(),
-        missing,
-        ops,
-    );
+    append(&["spec", "volumes"], existing.is_some(), &missing, ops);
 }
 
 /// The JSON of each of `items` the pod does not have yet (`present[i]`
 /// false), in order.
-fn not_present<T>(items: &[T], present: &[bool], json: impl Fn(&T) -> &Value) -> Vec<Value> {
+fn not_present<'i, T>(
+    items: &'i [T],
+    present: &[bool],
+    json: impl Fn(&'i T) -> &'i [u8],
+) -> Vec<&'i [u8]> {
     items
         .iter()
         .zip(present)
         .filter(|(_, present)| !**present)
-        .map(|(item, _)| json(item).clone())
+        .map(|(item, _)| json(item))
         .collect()
 }
 
 /// Adds `items` to the list at `path`: one `-` append each when the list
 /// exists, else the whole list at once (its parent must exist first).
-fn append(path: &[&str], exists: bool, items: Vec<Value>, ops: &mut Vec<PatchOperation>) {
+fn append(path: &[&str], exists: bool, items: &[&[u8]], ops: &mut Ops) {
     if items.is_empty() {
         return;
     }
     if exists {
         for item in items {
-            let mut p = PointerBuf::from_tokens(path.iter().copied());
-            p.push_back("-");
-            ops.push(add(p, item));
+            let tokens = path.iter().copied().chain(["-"]);
+            ops.add(tokens, |out| out.extend_from_slice(item));
         }
     } else {
-        ops.push(add(
-            PointerBuf::from_tokens(path.iter().copied()),
-            Value::Array(items),
-        ));
+        ops.add(path.iter().copied(), |out| {
+            write_list(out, items.iter().copied())
+        });
     }
 }
 
@@ -136,8 +127,8 @@ fn container_ops(
     list: &'static str,
     index: usize,
     c: &Container<'_>,
-    wanted: &Wanted,
-    ops: &mut Vec<PatchOperation>,
+    wanted: &Wanted<'_>,
+    ops: &mut Ops,
     kept: &mut Vec<Kept>,
 ) -> Result<(), Conflict> {
     let position = index;
@@ -164,7 +155,7 @@ fn container_ops(
                 container: clip(&c.name),
                 path: clip(&m.path),
                 existing: clip(&h.name),
-                what: m.what.clone(),
+                what: m.what.text(),
             });
         }
     }
@@ -172,7 +163,7 @@ fn container_ops(
     append(
         &["spec", list, &index, "volumeMounts"],
         c.volume_mounts.is_some(),
-        mounts,
+        &mounts,
         ops,
     );
 
@@ -195,7 +186,7 @@ fn container_ops(
             return Err(Conflict::Env {
                 field: format!("spec.{list}[{index}].env[{}]", e.name),
                 container: clip(&c.name),
-                name: e.name.clone(),
+                name: e.name.to_string(),
                 ours: match &e.value {
                     EnvValue::Plain(v) => format!("{:?}", clip(v)),
                     EnvValue::Secret { secret, key } => {
@@ -222,7 +213,7 @@ fn container_ops(
                     .filter(|h| h.name == e.name)
                     .all(|h| same_env(h, &e.value));
             if !ours {
-                left_out.push(e.name.clone());
+                left_out.push(e.name.to_string());
             }
             *present = true;
         }
@@ -249,7 +240,7 @@ fn container_ops(
         }
     }
     let env = not_present(&wanted.env, &present, |e| &e.json);
-    append(&["spec", list, &index, "env"], c.env.is_some(), env, ops);
+    append(&["spec", list, &index, "env"], c.env.is_some(), &env, ops);
     Ok(())
 }
 
@@ -259,7 +250,7 @@ fn untargeted_mounts(
     list: &str,
     index: usize,
     c: &Container<'_>,
-    wanted: &Wanted,
+    wanted: &Wanted<'_>,
 ) -> Result<(), Conflict> {
     for h in c.volume_mounts.as_deref().unwrap_or_default() {
         if let Some(i) = wanted.mount_of_volume(&h.name) {
@@ -280,7 +271,7 @@ fn foreign_mount(
     index: &str,
     c: &Container<'_>,
     h: &Mount<'_>,
-    ours: &WantMount,
+    ours: &WantMount<'_>,
     targeted: bool,
 ) -> Conflict {
     let why = if targeted {
@@ -313,25 +304,23 @@ fn foreign_mount(
         container: clip(&c.name),
         mount: format!("{:?}{sub_path}{read_write}", clip(&h.mount_path)),
         volume: clip(&h.name),
-        what: ours.what.clone(),
+        what: ours.what.text(),
         why,
     }
 }
 
-pub(super) fn same_env(have: &Env<'_>, ours: &EnvValue) -> bool {
+pub(super) fn same_env(have: &Env<'_>, ours: &EnvValue<'_>) -> bool {
     let secret_ref = have
         .value_from
         .as_ref()
         .and_then(|v| v.secret_key_ref.as_ref());
     match ours {
         EnvValue::Plain(v) => {
-            have.value.as_deref() == Some(v.as_str()) && have.value_from.is_none()
+            have.value.as_deref() == Some(v.as_ref()) && have.value_from.is_none()
         }
         EnvValue::Secret { secret, key } => {
             have.value.as_deref().unwrap_or_default().is_empty()
-                && secret_ref.is_some_and(|r| {
-                    r.key == key.as_str() && r.name.as_deref() == Some(secret.as_str())
-                })
+                && secret_ref.is_some_and(|r| r.key == *key && r.name.as_deref() == Some(*secret))
         }
     }
 }

@@ -7,48 +7,61 @@ mod estimate;
 mod sdk_env;
 mod volume_namer;
 
+pub(super) use estimate::json_str_bytes;
 pub use estimate::targeted;
 use estimate::OP_BYTES;
-pub(super) use estimate::{json_len, json_str_bytes};
 pub use sdk_env::default_store;
 use sdk_env::sdk_env;
 use volume_namer::VolumeNamer;
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap};
 
 use serde::Serialize;
-use serde_json::Value;
 
 use super::{describe, Conflict};
-use crate::config::{Backend, Provider, SdkKeys, Store};
+use crate::config::{Backend, EnvSource, Provider, Store};
 use crate::k8s;
 use crate::pod::VolumeView;
 use crate::selection::Selection;
 use crate::text::clip;
 use crate::vocabulary::sdk_env_group;
-use crate::vocabulary::{
-    ANNOTATION_INJECTED, ENV_ACCESS_KEYS, ENV_AWS_ACCESS_KEY_ID, ENV_AWS_DEFAULT_REGION,
-    ENV_AWS_ENDPOINT_URL_S3, ENV_AWS_REGION, ENV_AWS_SECRET_ACCESS_KEY, ENV_AWS_SESSION_TOKEN,
-    ENV_AZURE_STORAGE_ACCOUNT_KEY, ENV_AZURE_STORAGE_ACCOUNT_NAME,
-    ENV_AZURE_STORAGE_CONNECTION_STRING, ENV_DATA_PATHS, ENV_GOOGLE_CREDENTIALS, ENV_OUTPUTS_PATH,
-    ENV_STORAGE_EMULATOR_HOST, GCS_CREDENTIALS_DIR, GCS_CREDENTIALS_VOLUME,
-};
+use crate::vocabulary::{ANNOTATION_INJECTED, ENV_ACCESS_KEYS, ENV_DATA_PATHS, ENV_OUTPUTS_PATH};
+
+/// What a mount or volume of ours is, in words, for conflicts and
+/// `explain`.
+#[derive(Clone, Copy)]
+pub(super) enum What<'c> {
+    /// A store's own volume.
+    Store(&'c Store),
+    /// The GCS key file of the GCS default store.
+    GcsKey,
+}
+
+impl What<'_> {
+    pub(super) fn text(self) -> String {
+        match self {
+            What::Store(store) => describe(store),
+            What::GcsKey => "the GCS credentials".to_owned(),
+        }
+    }
+}
 
 /// A mount the webhook adds to each targeted container.
-pub(super) struct WantMount {
-    pub(super) what: String,
-    pub(super) volume: String,
-    pub(super) path: String,
-    pub(super) sub_path: Option<String>,
+pub(super) struct WantMount<'c> {
+    pub(super) what: What<'c>,
+    pub(super) volume: Cow<'c, str>,
+    pub(super) path: Cow<'c, str>,
+    pub(super) sub_path: Option<Cow<'c, str>>,
     pub(super) read_only: bool,
-    pub(super) json: Value,
+    pub(super) json: Cow<'c, [u8]>,
 }
 
 /// An env var the webhook adds to each targeted container.
-pub(super) struct WantEnv {
-    pub(super) name: String,
-    pub(super) value: EnvValue,
-    pub(super) json: Value,
+pub(super) struct WantEnv<'c> {
+    pub(super) name: Cow<'c, str>,
+    pub(super) value: EnvValue<'c>,
+    pub(super) json: Cow<'c, [u8]>,
     /// For the SDK variables (SPEC §7), their group in
     /// [`SDK_ENV_GROUPS`](crate::vocabulary::SDK_ENV_GROUPS): a container
     /// that sets any variable of the group keeps its own and gets none of
@@ -57,23 +70,32 @@ pub(super) struct WantEnv {
 }
 
 /// A pod volume the webhook adds.
-pub(super) struct WantVolume {
-    pub(super) name: String,
-    pub(super) json: Value,
+pub(super) struct WantVolume<'c> {
+    pub(super) name: Cow<'c, str>,
+    pub(super) json: Cow<'c, [u8]>,
 }
 
-pub(super) enum EnvValue {
-    Plain(String),
-    Secret { secret: String, key: String },
+pub(super) enum EnvValue<'c> {
+    Plain(Cow<'c, str>),
+    Secret { secret: &'c str, key: &'c str },
+}
+
+impl<'c> EnvValue<'c> {
+    fn of(source: &'c EnvSource) -> EnvValue<'c> {
+        match source {
+            EnvSource::Plain(v) => EnvValue::Plain(Cow::Borrowed(v)),
+            EnvSource::Secret { secret, key } => EnvValue::Secret { secret, key },
+        }
+    }
 }
 
 /// Everything the selection asks for, before looking at the pod, indexed so
 /// that diffing a container costs one lookup per item the container has:
 /// linear in the pod, whatever the number of selected stores.
-pub struct Wanted {
-    pub(super) volumes: Vec<WantVolume>,
-    pub(super) mounts: Vec<WantMount>,
-    pub(super) env: Vec<WantEnv>,
+pub struct Wanted<'c> {
+    pub(super) volumes: Vec<WantVolume<'c>>,
+    pub(super) mounts: Vec<WantMount<'c>>,
+    pub(super) env: Vec<WantEnv<'c>>,
     pub(super) annotation: String,
     /// volume name -> index in `volumes`
     pub(super) volume_index: Index,
@@ -132,7 +154,7 @@ impl Index {
     }
 }
 
-impl Wanted {
+impl Wanted<'_> {
     /// What each targeted container gets, in words (for `explain`): the
     /// mounts (path, volume, options) and the env var names.
     pub fn describe(&self) -> (Vec<String>, Vec<String>) {
@@ -147,11 +169,11 @@ impl Wanted {
                 if m.read_only {
                     d.push_str(", read-only");
                 }
-                d.push_str(&format!("; {})", m.what));
+                d.push_str(&format!("; {})", m.what.text()));
                 d
             })
             .collect();
-        let env = self.env.iter().map(|e| e.name.clone()).collect();
+        let env = self.env.iter().map(|e| e.name.to_string()).collect();
         (mounts, env)
     }
 
@@ -191,27 +213,19 @@ pub(super) struct AccessKey<'a> {
 /// targeted container, the annotation. Costs what the selection selects;
 /// the pod is consulted only for its volume names (`pod_volumes`), so that
 /// a volume of ours never takes a name the pod already uses for something
-/// else (SPEC §4: a pod is never denied over a volume name).
-pub fn wanted(sel: &Selection<'_>, pod_volumes: &[VolumeView<'_>]) -> Result<Wanted, Conflict> {
+/// else (SPEC §4: a pod is never denied over a volume name). The stores'
+/// JSON is borrowed from the config, written when it loaded.
+pub fn wanted<'c>(
+    sel: &'c Selection<'c>,
+    pod_volumes: &[VolumeView<'_>],
+) -> Result<Wanted<'c>, Conflict> {
     let mut namer = VolumeNamer::new(pod_volumes);
     let mut volumes = Vec::new();
     let mut mounts = Vec::new();
     let mut data_paths = BTreeMap::new();
     let mut access_keys: BTreeMap<&str, AccessKey> = BTreeMap::new();
-    let mut secret_keys: BTreeMap<&str, &str> = BTreeMap::new();
+    let mut key_env: BTreeMap<&str, &'c Store> = BTreeMap::new();
 
-    let mut add_volume =
-        |store: &Store, volume: &Value, path: &str, sub_path: Option<&str>, read_only: bool| {
-            let (name, json) = namer.name(store.volume_name(), volume);
-            mounts.push(want_mount(
-                describe(store),
-                &name,
-                path,
-                sub_path,
-                read_only,
-            ));
-            volumes.push(WantVolume { name, json });
-        };
     for store in &sel.data {
         data_paths.insert(store.name(), store.path());
         if let Backend::Volume {
@@ -221,12 +235,42 @@ pub fn wanted(sel: &Selection<'_>, pod_volumes: &[VolumeView<'_>]) -> Result<Wan
             ..
         } = store.backend()
         {
-            add_volume(store, volume, mount_path, None, *read_only);
+            let fragments = store.fragments();
+            let (name, json) = namer.name(store.volume_name(), volume, &fragments.volume);
+            let mount = match &name {
+                Cow::Borrowed(_) => Cow::Borrowed(&*fragments.mount),
+                Cow::Owned(name) => {
+                    let mut json = Vec::new();
+                    k8s::write_volume_mount(&mut json, name, mount_path, None, *read_only);
+                    Cow::Owned(json)
+                }
+            };
+            mounts.push(WantMount {
+                what: What::Store(store),
+                volume: name.clone(),
+                path: Cow::Borrowed(mount_path),
+                sub_path: None,
+                read_only: *read_only,
+                json: mount,
+            });
+            volumes.push(WantVolume { name, json });
         }
     }
     if let Some(out) = &sel.outputs {
         if let Backend::Volume { volume, .. } = out.store.backend() {
-            add_volume(out.store, volume, &out.path, Some(&out.sub_path), false);
+            let fragments = out.store.fragments();
+            let (name, json) = namer.name(out.store.volume_name(), volume, &fragments.volume);
+            let mut mount = Vec::new();
+            k8s::write_volume_mount(&mut mount, &name, &out.path, Some(&out.sub_path), false);
+            mounts.push(WantMount {
+                what: What::Store(out.store),
+                volume: name.clone(),
+                path: Cow::Borrowed(&out.path),
+                sub_path: Some(Cow::Borrowed(&out.sub_path)),
+                read_only: false,
+                json: Cow::Owned(mount),
+            });
+            volumes.push(WantVolume { name, json });
         }
     }
     // polystores' keys: every keyed bucket, the outputs one by its full path.
@@ -246,34 +290,33 @@ pub fn wanted(sel: &Selection<'_>, pod_volumes: &[VolumeView<'_>]) -> Result<Wan
                     secret_key: &c.secret_key,
                 },
             );
-            secret_keys.insert(&c.secret_key, &c.secret);
+            key_env.insert(&c.secret_key, store);
         }
     }
 
-    let mut env = vec![want_env(
-        ENV_DATA_PATHS,
-        EnvValue::Plain(to_json(&data_paths)),
-    )];
+    let mut env = vec![plain_env(ENV_DATA_PATHS, to_json(&data_paths))];
     if let Some(out) = &sel.outputs {
-        env.push(want_env(
-            ENV_OUTPUTS_PATH,
-            EnvValue::Plain(out.path.clone()),
-        ));
+        env.push(plain_env(ENV_OUTPUTS_PATH, out.path.clone()));
     }
     if !access_keys.is_empty() {
-        env.push(want_env(
-            ENV_ACCESS_KEYS,
-            EnvValue::Plain(to_json(&access_keys)),
-        ));
+        env.push(plain_env(ENV_ACCESS_KEYS, to_json(&access_keys)));
     }
-    for (key, secret) in &secret_keys {
-        env.push(want_env(
-            key,
-            EnvValue::Secret {
-                secret: (*secret).to_owned(),
-                key: (*key).to_owned(),
-            },
-        ));
+    for (key, store) in key_env {
+        if let Backend::Cloud {
+            credentials: Some(c),
+            ..
+        } = store.backend()
+        {
+            env.push(WantEnv {
+                name: Cow::Borrowed(key),
+                value: EnvValue::Secret {
+                    secret: &c.secret,
+                    key,
+                },
+                json: Cow::Borrowed(&store.fragments().key_env),
+                group: sdk_env_group(key),
+            });
+        }
     }
     for provider in [Provider::Gcs, Provider::S3, Provider::Azure] {
         if let Some(store) = default_store(sel, provider) {
@@ -281,7 +324,7 @@ pub fn wanted(sel: &Selection<'_>, pod_volumes: &[VolumeView<'_>]) -> Result<Wan
         }
     }
 
-    let mount_by_path = Index::new(mounts.iter().map(|m| m.path.as_str()));
+    let mount_by_path = Index::new(mounts.iter().map(|m| &*m.path));
     // Two of our mounts at one path: the first one found for each path is
     // the one the index holds.
     for (i, m) in mounts.iter().enumerate() {
@@ -289,14 +332,14 @@ pub fn wanted(sel: &Selection<'_>, pod_volumes: &[VolumeView<'_>]) -> Result<Wan
         if let Some(first) = first.filter(|first| *first != i) {
             return Err(Conflict::OwnMounts {
                 path: clip(&m.path),
-                first: mounts[first].what.clone(),
-                second: m.what.clone(),
+                first: mounts[first].what.text(),
+                second: m.what.text(),
             });
         }
     }
-    let mount_by_volume = Index::new(mounts.iter().map(|m| m.volume.as_str()));
-    let volume_index = Index::new(volumes.iter().map(|v| v.name.as_str()));
-    let env_index = Index::new(env.iter().map(|e| e.name.as_str()));
+    let mount_by_volume = Index::new(mounts.iter().map(|m| &*m.volume));
+    let volume_index = Index::new(volumes.iter().map(|v| &*v.name));
+    let env_index = Index::new(env.iter().map(|e| &*e.name));
     let has_sdk_env = env.iter().any(|e| e.group.is_some());
 
     let annotation = to_json(&Injected {
@@ -304,15 +347,14 @@ pub fn wanted(sel: &Selection<'_>, pod_volumes: &[VolumeView<'_>]) -> Result<Wan
         outputs: sel.outputs.as_ref().map(|o| o.store.name()),
         outputs_path: sel.outputs.as_ref().map(|o| o.path.as_str()),
     });
-    // From the strings, not by serialising each value again: this runs on
-    // every review (it was 3 % of an ordinary review's instructions).
-    let item_bytes = mounts.iter().map(WantMount::json_bytes).sum::<u64>()
-        + env.iter().map(WantEnv::json_bytes).sum::<u64>();
+    // The JSON is written already: its length is the serialised size.
+    let item_bytes = mounts.iter().map(|m| m.json.len() as u64).sum::<u64>()
+        + env.iter().map(|e| e.json.len() as u64).sum::<u64>();
     // `/spec/volumes/-` per volume; the annotation as the longest of its
     // three forms (the `/metadata` one wraps it in two maps).
     let shared_bytes = volumes
         .iter()
-        .map(|v| OP_BYTES + "/spec/volumes/-".len() as u64 + json_len(&v.json))
+        .map(|v| OP_BYTES + "/spec/volumes/-".len() as u64 + v.json.len() as u64)
         .sum::<u64>()
         + OP_BYTES
         + json_str_bytes(&annotation)
@@ -336,32 +378,15 @@ fn to_json<T: Serialize>(value: &T) -> String {
     serde_json::to_string(value).expect("maps of strings always serialise")
 }
 
-pub(super) fn want_mount(
-    what: String,
-    volume: &str,
-    path: &str,
-    sub_path: Option<&str>,
-    read_only: bool,
-) -> WantMount {
-    WantMount {
-        what,
-        volume: volume.to_owned(),
-        path: path.to_owned(),
-        sub_path: sub_path.map(str::to_owned),
-        read_only,
-        json: k8s::volume_mount(volume, path, sub_path, read_only),
-    }
-}
-
-pub(super) fn want_env(name: &str, value: EnvValue) -> WantEnv {
-    let json = match &value {
-        EnvValue::Plain(v) => k8s::env_value(name, v),
-        EnvValue::Secret { secret, key } => k8s::env_secret(name, secret, key),
-    };
+/// One of the env vars every review writes anew (their values depend on
+/// the selection and the pod).
+fn plain_env<'c>(name: &'static str, value: String) -> WantEnv<'c> {
+    let mut json = Vec::with_capacity(value.len() + name.len() + 24);
+    k8s::write_env_value(&mut json, name, &value);
     WantEnv {
-        name: name.to_owned(),
-        value,
-        json,
+        name: Cow::Borrowed(name),
+        value: EnvValue::Plain(Cow::Owned(value)),
+        json: Cow::Owned(json),
         group: sdk_env_group(name),
     }
 }

@@ -9,29 +9,123 @@
 
 use std::borrow::Cow;
 
+use crate::patch::PatchJson;
 use base64::Engine as _;
-use json_patch::Patch;
 use serde::de::IgnoredAny;
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
 use super::{Decision, Notes, ReviewError};
-use crate::pod::PodView;
+use crate::pod::{Keep, PodSeed, PodView};
 
 /// `admission.k8s.io/v1`, what current API servers send.
 pub const API_V1: &str = "admission.k8s.io/v1";
 /// `admission.k8s.io/v1beta1`, answered in kind for old registrations.
 pub const API_V1BETA1: &str = "admission.k8s.io/v1beta1";
 
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
 pub(super) struct ReviewIn<'a> {
-    #[serde(borrow, default)]
     pub(super) api_version: Option<Cow<'a, str>>,
-    #[serde(borrow, default)]
     pub(super) kind: Option<Cow<'a, str>>,
-    #[serde(borrow, default)]
     pub(super) request: Option<RequestIn<'a>>,
+}
+
+impl<'a> ReviewIn<'a> {
+    /// Reads `body`, keeping of the pod what `keep` says.
+    pub(super) fn read(body: &'a str, keep: Keep<'_>) -> Result<ReviewIn<'a>, serde_json::Error> {
+        use serde::de::DeserializeSeed as _;
+        let mut de = serde_json::Deserializer::from_str(body);
+        let review = ReviewSeed(keep).deserialize(&mut de)?;
+        de.end()?;
+        Ok(review)
+    }
+}
+
+/// The review, as serde would derive it for `ReviewIn` (a map, or its
+/// fields in order as a list), with the pod read by [`PodSeed`].
+struct ReviewSeed<'k>(Keep<'k>);
+
+impl<'de, 'k> serde::de::DeserializeSeed<'de> for ReviewSeed<'k> {
+    type Value = ReviewIn<'de>;
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_struct("ReviewIn", &["apiVersion", "kind", "request"], self)
+    }
+}
+
+impl<'de, 'k> serde::de::Visitor<'de> for ReviewSeed<'k> {
+    type Value = ReviewIn<'de>;
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("struct ReviewIn")
+    }
+    fn visit_seq<S: serde::de::SeqAccess<'de>>(self, mut seq: S) -> Result<Self::Value, S::Error> {
+        let api_version = seq.next_element::<Option<Cow<'de, str>>>()?.flatten();
+        let kind = seq.next_element::<Option<Cow<'de, str>>>()?.flatten();
+        let request = seq.next_element_seed(OptionalRequest(self.0))?.flatten();
+        Ok(ReviewIn {
+            api_version,
+            kind,
+            request,
+        })
+    }
+    fn visit_map<M: serde::de::MapAccess<'de>>(self, mut map: M) -> Result<Self::Value, M::Error> {
+        let (mut api_version, mut kind, mut request) = (None, None, None);
+        while let Some(key) = map.next_key::<Cow<'de, str>>()? {
+            match key.as_ref() {
+                "apiVersion" => once(&mut api_version, "apiVersion", map.next_value()?)?,
+                "kind" => once(&mut kind, "kind", map.next_value()?)?,
+                "request" => once(
+                    &mut request,
+                    "request",
+                    map.next_value_seed(OptionalRequest(self.0))?,
+                )?,
+                _ => {
+                    map.next_value::<IgnoredAny>()?;
+                }
+            }
+        }
+        Ok(ReviewIn {
+            api_version: api_version.flatten(),
+            kind: kind.flatten(),
+            request: request.flatten(),
+        })
+    }
+}
+
+/// `request` or null.
+struct OptionalRequest<'k>(Keep<'k>);
+
+impl<'de, 'k> serde::de::DeserializeSeed<'de> for OptionalRequest<'k> {
+    type Value = Option<RequestIn<'de>>;
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_option(self)
+    }
+}
+
+impl<'de, 'k> serde::de::Visitor<'de> for OptionalRequest<'k> {
+    type Value = Option<RequestIn<'de>>;
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("option")
+    }
+    fn visit_none<E: serde::de::Error>(self) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+    fn visit_unit<E: serde::de::Error>(self) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+    fn visit_some<D: serde::Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_map(RequestVisitor(self.0)).map(Some)
+    }
+}
+
+/// Sets a field once: a second occurrence is serde's "duplicate field".
+fn once<T, E: serde::de::Error>(
+    slot: &mut Option<T>,
+    key: &'static str,
+    value: T,
+) -> Result<(), E> {
+    if slot.replace(value).is_some() {
+        return Err(E::duplicate_field(key));
+    }
+    Ok(())
 }
 
 /// The request, read in one pass. The API server sends `kind`, `subResource`
@@ -84,89 +178,61 @@ impl RequestIn<'_> {
     }
 }
 
-impl<'de: 'a, 'a> Deserialize<'de> for RequestIn<'a> {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V<'a>(std::marker::PhantomData<&'a ()>);
-        impl<'de: 'a, 'a> serde::de::Visitor<'de> for V<'a> {
-            type Value = RequestIn<'a>;
-            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-                f.write_str("an AdmissionRequest object")
-            }
-            fn visit_map<M: serde::de::MapAccess<'de>>(
-                self,
-                mut map: M,
-            ) -> Result<Self::Value, M::Error> {
-                use serde::de::Error as _;
-                fn once<T, E: serde::de::Error>(
-                    slot: &mut Option<T>,
-                    key: &'static str,
-                    value: T,
-                ) -> Result<(), E> {
-                    if slot.replace(value).is_some() {
-                        return Err(E::duplicate_field(key));
+/// The request's map, with the pod read by [`PodSeed`].
+struct RequestVisitor<'k>(Keep<'k>);
+
+impl<'de, 'k> serde::de::Visitor<'de> for RequestVisitor<'k> {
+    type Value = RequestIn<'de>;
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("an AdmissionRequest object")
+    }
+    fn visit_map<M: serde::de::MapAccess<'de>>(self, mut map: M) -> Result<Self::Value, M::Error> {
+        use serde::de::Error as _;
+        let mut uid = None;
+        let mut req = RequestIn {
+            uid: Cow::Borrowed(""),
+            kind: None,
+            sub_resource: None,
+            operation: None,
+            namespace: None,
+            name: None,
+            dry_run: None,
+            object: ObjectIn::Absent,
+        };
+        let mut seen_object = false;
+        while let Some(key) = map.next_key::<Cow<'de, str>>()? {
+            match key.as_ref() {
+                "uid" => once(&mut uid, "uid", map.next_value::<Cow<'de, str>>()?)?,
+                "kind" => once(&mut req.kind, "kind", map.next_value()?)?,
+                "subResource" => once(&mut req.sub_resource, "subResource", map.next_value()?)?,
+                "operation" => once(&mut req.operation, "operation", map.next_value()?)?,
+                "namespace" => once(&mut req.namespace, "namespace", map.next_value()?)?,
+                "name" => once(&mut req.name, "name", map.next_value()?)?,
+                "dryRun" => once(&mut req.dry_run, "dryRun", map.next_value()?)?,
+                "object" => {
+                    if std::mem::replace(&mut seen_object, true) {
+                        return Err(M::Error::duplicate_field("object"));
                     }
-                    Ok(())
-                }
-                let mut uid = None;
-                let mut req = RequestIn {
-                    uid: Cow::Borrowed(""),
-                    kind: None,
-                    sub_resource: None,
-                    operation: None,
-                    namespace: None,
-                    name: None,
-                    dry_run: None,
-                    object: ObjectIn::Absent,
-                };
-                let mut seen_object = false;
-                while let Some(key) = map.next_key::<Cow<'de, str>>()? {
-                    match key.as_ref() {
-                        "uid" => once(&mut uid, "uid", map.next_value::<Cow<'de, str>>()?)?,
-                        "kind" => once(&mut req.kind, "kind", map.next_value()?)?,
-                        "subResource" => {
-                            once(&mut req.sub_resource, "subResource", map.next_value()?)?
-                        }
-                        "operation" => once(&mut req.operation, "operation", map.next_value()?)?,
-                        "namespace" => once(&mut req.namespace, "namespace", map.next_value()?)?,
-                        "name" => once(&mut req.name, "name", map.next_value()?)?,
-                        "dryRun" => once(&mut req.dry_run, "dryRun", map.next_value()?)?,
-                        "object" => {
-                            if std::mem::replace(&mut seen_object, true) {
-                                return Err(M::Error::duplicate_field("object"));
-                            }
-                            req.object = match req.is_pod_create() {
-                                Some(true) => map
-                                    .next_value_seed(PodSeed)?
-                                    .map_or(ObjectIn::Absent, ObjectIn::Pod),
-                                Some(false) => {
-                                    map.next_value::<IgnoredAny>()?;
-                                    ObjectIn::Skipped
-                                }
-                                None => map
-                                    .next_value::<Option<&'de RawValue>>()?
-                                    .map_or(ObjectIn::Absent, ObjectIn::Raw),
-                            };
-                        }
-                        _ => {
+                    req.object = match req.is_pod_create() {
+                        Some(true) => map
+                            .next_value_seed(PodSeed(self.0))?
+                            .map_or(ObjectIn::Absent, ObjectIn::Pod),
+                        Some(false) => {
                             map.next_value::<IgnoredAny>()?;
+                            ObjectIn::Skipped
                         }
-                    }
+                        None => map
+                            .next_value::<Option<&'de RawValue>>()?
+                            .map_or(ObjectIn::Absent, ObjectIn::Raw),
+                    };
                 }
-                req.uid = uid.ok_or_else(|| M::Error::missing_field("uid"))?;
-                Ok(req)
+                _ => {
+                    map.next_value::<IgnoredAny>()?;
+                }
             }
         }
-        d.deserialize_map(V(std::marker::PhantomData))
-    }
-}
-
-/// Reads a Pod object (or null) in place.
-pub(super) struct PodSeed;
-
-impl<'de> serde::de::DeserializeSeed<'de> for PodSeed {
-    type Value = Option<PodView<'de>>;
-    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
-        crate::pod::object_or_null(d)
+        req.uid = uid.ok_or_else(|| M::Error::missing_field("uid"))?;
+        Ok(req)
     }
 }
 
@@ -370,9 +436,9 @@ pub(super) fn respond(api_version: &str, uid: &str, decision: &Decision, notes: 
 /// The allowed-with-patch answer, written directly: the base64 is encoded
 /// into the output buffer, not built as a `String` and then scanned again by
 /// the JSON string escaper (it never needs escaping).
-fn patched_response(api_version: &str, uid: &str, patch: &Patch, notes: &Notes) -> Vec<u8> {
+fn patched_response(api_version: &str, uid: &str, patch: &PatchJson, notes: &Notes) -> Vec<u8> {
     use base64::engine::general_purpose::STANDARD;
-    let json = serde_json::to_vec(patch).expect("a JSON Patch always serialises");
+    let json = patch.as_bytes();
     let b64_len = base64::encoded_len(json.len(), true).expect("a patch is far below usize::MAX");
     let mut out = Vec::with_capacity(b64_len + uid.len() + 128);
     out.extend_from_slice(b"{\"apiVersion\":");
@@ -383,7 +449,7 @@ fn patched_response(api_version: &str, uid: &str, patch: &Patch, notes: &Notes) 
     let start = out.len();
     out.resize(start + b64_len, 0);
     let written = STANDARD
-        .encode_slice(&json, &mut out[start..])
+        .encode_slice(json, &mut out[start..])
         .expect("the buffer was sized by encoded_len");
     out.truncate(start + written);
     out.push(b'"');

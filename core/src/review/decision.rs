@@ -2,16 +2,14 @@
 //! with the pod (skip, patch or deny), in the order SPEC §5 fixes. It reads
 //! no bytes and writes none; [`super::codec`] does.
 
-use json_patch::Patch;
-
 use super::codec::{clip_message, ObjectIn, RequestIn};
 use super::outcome::{Denial, Outcome, Reason};
 use super::Subject;
 use crate::bounds::Bounds;
 use crate::config::Config;
 use crate::patch;
-use crate::patch::Kept;
-use crate::pod::PodView;
+use crate::patch::{Kept, PatchJson};
+use crate::pod::{Keep, PodView};
 use crate::selection::{self, PodIdentity, Selection};
 use crate::text::{clip, clip_list};
 use crate::vocabulary::{
@@ -61,7 +59,7 @@ pub enum Decision {
     /// Allowed as is.
     Unchanged(Skip),
     /// Allowed with this patch.
-    Patched(Patch),
+    Patched(PatchJson),
     /// Refused by policy: the selection, a conflict or a bound. Its
     /// `Display` is the message for the user.
     Denied(Denial),
@@ -124,7 +122,7 @@ pub(super) fn decide(
         ObjectIn::Raw(raw) => {
             let text = raw.get();
             let result = if text.starts_with('{') {
-                serde_json::from_str::<PodView>(text).map_err(|e| e.to_string())
+                crate::pod::read(text, Keep::Ours(config.relevant())).map_err(|e| e.to_string())
             } else {
                 Err("it is not a JSON object".to_owned())
             };
@@ -220,10 +218,13 @@ pub(super) fn decide(
         return (subject, Decision::Denied(over.into()));
     }
     let mut kept = Vec::new();
-    let decision = match patch::build(pod, &selection, &wanted, &mut kept) {
+    // Room for the patch up front (the estimate is an upper bound; pages
+    // never written are never touched), within reason when unbounded.
+    let capacity = usize::try_from(estimate.bytes.min(16 << 20)).unwrap_or(0);
+    let decision = match patch::build(pod, &selection, &wanted, &mut kept, capacity) {
         Ok(Some(p)) => {
             debug_assert!(
-                serde_json::to_vec(&p).map_or(0, |v| v.len() as u64) <= estimate.bytes,
+                p.as_bytes().len() as u64 <= estimate.bytes,
                 "the estimate is an upper bound"
             );
             Decision::Patched(p)

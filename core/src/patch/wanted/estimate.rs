@@ -2,9 +2,7 @@
 //! against the bounds before any per-container work; and the serialised
 //! sizes it is made of, counted without building the JSON.
 
-use serde_json::Value;
-
-use super::{EnvValue, WantEnv, WantMount, Wanted};
+use super::Wanted;
 use crate::bounds::Estimate;
 use crate::pod::PodView;
 use crate::selection::Selection;
@@ -16,7 +14,7 @@ pub(super) const OP_BYTES: u64 = r#"{"op":"add","path":"","value":},"#.len() as 
 /// `/spec/initContainers/` + `/volumeMounts/-`.
 const CONTAINER_POINTER_BYTES: u64 = "/spec/initContainers//volumeMounts/-".len() as u64;
 
-impl Wanted {
+impl Wanted<'_> {
     /// An upper bound on the patch for `containers` targeted containers, the
     /// last of which has index `max_index` in its list. Independent of what
     /// the pod already has, so a re-admitted pod gets the same estimate.
@@ -57,25 +55,6 @@ pub fn targeted(pod: &PodView<'_>, selection: &Selection<'_>) -> (usize, usize) 
     (count, max_index)
 }
 
-/// The serialised size of `value`, counted without building the string.
-pub(in crate::patch) fn json_len(value: &Value) -> u64 {
-    struct Count(u64);
-    impl std::io::Write for Count {
-        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-            self.0 += buf.len() as u64;
-            Ok(buf.len())
-        }
-        fn flush(&mut self) -> std::io::Result<()> {
-            Ok(())
-        }
-    }
-    let mut count = Count(0);
-    match serde_json::to_writer(&mut count, value) {
-        Ok(()) => count.0,
-        Err(_) => 0,
-    }
-}
-
 /// The size of `s` as a JSON string: quotes, and escapes (`\"`, `\n`, ...
 /// two bytes; other control characters `\u00XX`, six).
 pub(in crate::patch) fn json_str_bytes(s: &str) -> u64 {
@@ -88,29 +67,4 @@ pub(in crate::patch) fn json_str_bytes(s: &str) -> u64 {
         })
         .sum();
     s.len() as u64 + 2 + escapes
-}
-
-impl WantMount {
-    /// At least the size of [`WantMount::json`]: `{"mountPath":..,
-    /// "name":..,"readOnly":true,"subPath":..}`.
-    pub(in crate::patch) fn json_bytes(&self) -> u64 {
-        let sub_path = self
-            .sub_path
-            .as_deref()
-            .map_or(0, |s| 11 + json_str_bytes(s));
-        let read_only = if self.read_only { 16 } else { 0 };
-        22 + json_str_bytes(&self.path) + json_str_bytes(&self.volume) + sub_path + read_only
-    }
-}
-
-impl WantEnv {
-    /// At least the size of [`WantEnv::json`]: `{"name":..,"value":..}` or
-    /// `{"name":..,"valueFrom":{"secretKeyRef":{"key":..,"name":..}}}`.
-    pub(in crate::patch) fn json_bytes(&self) -> u64 {
-        let value = match &self.value {
-            EnvValue::Plain(v) => 10 + json_str_bytes(v),
-            EnvValue::Secret { secret, key } => 47 + json_str_bytes(key) + json_str_bytes(secret),
-        };
-        8 + json_str_bytes(&self.name) + value
-    }
 }

@@ -1,0 +1,208 @@
+//! The JSON Patch as bytes: the operations written straight into one
+//! buffer, as the response carries them (base64-encoded), never built as
+//! `serde_json::Value` operations first.
+//!
+//! The bytes are those serde_json gives for the same `json_patch::Patch`
+//! of values (`{"op":"add","path":..,"value":..}`, map keys sorted, no
+//! spaces): the golden fixtures pin them and the property tests check that
+//! every patch is its own canonical serialisation.
+
+use std::fmt;
+use std::ops::Deref;
+use std::sync::OnceLock;
+
+use json_patch::Patch;
+use serde::{Serialize, Serializer};
+
+use crate::k8s;
+
+/// A JSON Patch as the bytes of its JSON text, with its number of
+/// operations. Dereferences to the parsed [`json_patch::Patch`] for the
+/// offline callers that apply it (parsed once, on first use); the server
+/// only sends the bytes.
+pub struct PatchJson {
+    json: Vec<u8>,
+    operations: usize,
+    parsed: OnceLock<Patch>,
+}
+
+impl PatchJson {
+    /// The patch's JSON text.
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.json
+    }
+
+    /// How many operations it holds.
+    pub fn operations(&self) -> usize {
+        self.operations
+    }
+
+    /// The patch's JSON text, owned.
+    pub fn into_bytes(self) -> Vec<u8> {
+        self.json
+    }
+
+    /// The patch as `json_patch` operations (parsed once).
+    pub fn patch(&self) -> &Patch {
+        self.parsed.get_or_init(|| {
+            serde_json::from_slice(&self.json).expect("the webhook's own patch is a JSON Patch")
+        })
+    }
+}
+
+impl Deref for PatchJson {
+    type Target = Patch;
+    fn deref(&self) -> &Patch {
+        self.patch()
+    }
+}
+
+impl Clone for PatchJson {
+    fn clone(&self) -> Self {
+        PatchJson {
+            json: self.json.clone(),
+            operations: self.operations,
+            parsed: OnceLock::new(),
+        }
+    }
+}
+
+impl PartialEq for PatchJson {
+    fn eq(&self, other: &Self) -> bool {
+        self.json == other.json
+    }
+}
+
+impl fmt::Debug for PatchJson {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("PatchJson")
+            .field(&String::from_utf8_lossy(&self.json))
+            .finish()
+    }
+}
+
+impl Serialize for PatchJson {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        self.patch().serialize(s)
+    }
+}
+
+/// The writer of `add` operations into one buffer.
+pub(super) struct Ops {
+    out: Vec<u8>,
+    operations: usize,
+}
+
+impl Ops {
+    /// A writer whose buffer holds `capacity` bytes before it grows (the
+    /// patch's estimate, an upper bound).
+    pub(super) fn with_capacity(capacity: usize) -> Ops {
+        let mut out = Vec::with_capacity(capacity.max(2));
+        out.push(b'[');
+        Ops { out, operations: 0 }
+    }
+
+    /// Writes one `add` operation: its pointer from `tokens` (each
+    /// escaped as RFC 6901 says), then the value `write_value` writes.
+    pub(super) fn add<'t>(
+        &mut self,
+        tokens: impl IntoIterator<Item = &'t str>,
+        write_value: impl FnOnce(&mut Vec<u8>),
+    ) {
+        if self.operations > 0 {
+            self.out.push(b',');
+        }
+        self.operations += 1;
+        self.out.extend_from_slice(br#"{"op":"add","path":""#);
+        for token in tokens {
+            self.out.push(b'/');
+            push_token(&mut self.out, token);
+        }
+        self.out.extend_from_slice(br#"","value":"#);
+        write_value(&mut self.out);
+        self.out.push(b'}');
+    }
+
+    /// The patch, or `None` when no operation was written.
+    pub(super) fn finish(mut self) -> Option<PatchJson> {
+        if self.operations == 0 {
+            return None;
+        }
+        self.out.push(b']');
+        Some(PatchJson {
+            json: self.out,
+            operations: self.operations,
+            parsed: OnceLock::new(),
+        })
+    }
+}
+
+/// A pointer token, escaped (`~` as `~0`, `/` as `~1`) and then as the
+/// inside of a JSON string.
+fn push_token(out: &mut Vec<u8>, token: &str) {
+    let plain = token
+        .bytes()
+        .all(|b| b >= 0x20 && !matches!(b, b'~' | b'/' | b'"' | b'\\'));
+    if plain {
+        out.extend_from_slice(token.as_bytes());
+        return;
+    }
+    let escaped = token.replace('~', "~0").replace('/', "~1");
+    let start = out.len();
+    k8s::write_str(out, &escaped);
+    // Drop the quotes around it.
+    out.pop();
+    out.remove(start);
+}
+
+/// Writes `items` as a JSON list.
+pub(super) fn write_list<'i>(out: &mut Vec<u8>, items: impl IntoIterator<Item = &'i [u8]>) {
+    out.push(b'[');
+    for (i, item) in items.into_iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        out.extend_from_slice(item);
+    }
+    out.push(b']');
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use json_patch::jsonptr::PointerBuf;
+    use json_patch::{AddOperation, PatchOperation};
+    use serde_json::json;
+
+    #[test]
+    fn operations_are_serde_jsons_bytes() {
+        let tokens: [&[&str]; 4] = [
+            &["spec", "containers", "12", "env", "-"],
+            &[
+                "metadata",
+                "annotations",
+                "polyaxon.com/persistence-injected",
+            ],
+            &["a~b", "c/d~1", "q\"uote", "back\\slash", "tab\t", "\u{1}"],
+            &[],
+        ];
+        let mut ops = Ops::with_capacity(0);
+        let mut want = Vec::new();
+        for (i, t) in tokens.iter().enumerate() {
+            ops.add(t.iter().copied(), |out| out.extend_from_slice(b"{\"a\":1}"));
+            want.push(PatchOperation::Add(AddOperation {
+                path: PointerBuf::from_tokens(t.iter().copied()),
+                value: json!({ "a": 1 }),
+            }));
+            assert_eq!(ops.operations, i + 1);
+        }
+        let written = ops.finish().expect("four operations");
+        assert_eq!(
+            String::from_utf8_lossy(written.as_bytes()),
+            serde_json::to_string(&Patch(want.clone())).expect("serialises")
+        );
+        assert_eq!(written.operations(), 4);
+        assert_eq!(written.patch(), &Patch(want));
+        assert!(Ops::with_capacity(10).finish().is_none());
+    }
+}
