@@ -81,7 +81,12 @@ def metadata(handler, path, email):
     if handler.headers.get("Metadata-Flavor") != "Google":
         reply(handler, 403, {"error": "Metadata-Flavor: Google missing"})
         return
-    account = "/computeMetadata/v1/instance/service-accounts/default"
+    # As GKE's metadata server: the account by the alias `default` or by
+    # its email (google-auth asks by email once it knows it).
+    prefix = "/computeMetadata/v1/instance/service-accounts/"
+    account = prefix + "default"
+    if path.startswith(prefix + email + "/"):
+        account = prefix + email
     if path == "/":
         reply(handler, 200, "ok")
     elif path == account + "/":
