@@ -383,6 +383,29 @@ fn the_checker_sees_a_circle_and_an_upward_import() {
             vec!["crate", "b", "d", "E"]
         ]
     );
+    // A `use` item starts its line (after `pub` or `pub(...)`); a `use`
+    // inside a string is words, not an import: only the inline
+    // `super::` path is read from it, not the group the braces would give.
+    let items = paths(
+        "pub use crate::{a::B, c};\npub(crate) use super::d;\n    use self::e;\n",
+        None,
+    );
+    for want in [
+        vec!["crate", "a", "B"],
+        vec!["crate", "c"],
+        vec!["super", "d"],
+        vec!["self", "e"],
+    ] {
+        assert!(items.iter().any(|p| *p == want), "{want:?} in {items:?}");
+    }
+    assert_eq!(
+        paths(
+            "let hint = \"rename it, or use super::{a, b} instead\";\n",
+            None
+        ),
+        [vec!["super"]],
+        "a `use` in a string is not read as an import"
+    );
     let layers: &[(&str, &[&str])] = &[("low", &["a"]), ("high", &["b"])];
     assert_eq!(layer_of("a::x", layers), Some(0));
     assert_eq!(layer_of("b", layers), Some(1));
