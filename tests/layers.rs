@@ -108,7 +108,11 @@ fn paths(code: &str, library: Option<&str>) -> Vec<Vec<String>> {
             continue;
         }
         let Some(end) = item.find(';') else { break };
-        let tree: String = item[..end].chars().filter(|c| !c.is_whitespace()).collect();
+        // Whitespace out, but ` as ` kept: `expand` drops the alias.
+        let tree: String = item[..end]
+            .split_whitespace()
+            .map(|t| if t == "as" { " as " } else { t })
+            .collect();
         expand(&tree, &mut Vec::new(), &mut out);
     }
     // Inline paths (`crate::a::b(...)`).
@@ -387,7 +391,7 @@ fn the_checker_sees_a_circle_and_an_upward_import() {
     // inside a string is words, not an import: only the inline
     // `super::` path is read from it, not the group the braces would give.
     let items = paths(
-        "pub use crate::{a::B, c};\npub(crate) use super::d;\n    use self::e;\n",
+        "pub use crate::{a::B, c};\npub(crate) use super::d;\n    use self::e;\nuse crate::f as g;\nuse crate::h::{I as J, k};\n",
         None,
     );
     for want in [
@@ -395,6 +399,9 @@ fn the_checker_sees_a_circle_and_an_upward_import() {
         vec!["crate", "c"],
         vec!["super", "d"],
         vec!["self", "e"],
+        vec!["crate", "f"],
+        vec!["crate", "h", "I"],
+        vec!["crate", "h", "k"],
     ] {
         assert!(items.iter().any(|p| *p == want), "{want:?} in {items:?}");
     }
