@@ -13,6 +13,7 @@
 
 #![forbid(unsafe_code)]
 
+use std::future::Future;
 use std::io::Write;
 use std::process::ExitCode;
 
@@ -42,21 +43,46 @@ fn main() -> ExitCode {
                 println!("{}", written.ca_bundle);
                 ExitCode::SUCCESS
             }
-            Err(e) => {
-                eprintln!("error: {e:#}");
-                ExitCode::from(2)
-            }
+            Err(e) => failed(&e),
         },
+    }
+}
+
+/// Writes `text` to stdout. A closed pipe (`| head`) is not worth a panic.
+fn print(text: &str) {
+    let mut out = std::io::stdout().lock();
+    let _ = out.write_all(text.as_bytes());
+    let _ = out.flush();
+}
+
+/// Tells the error on stderr: exit status 2, which every command gives when
+/// it cannot do its work (usage, input, config, cluster).
+fn failed(e: &anyhow::Error) -> ExitCode {
+    eprintln!("error: {e:#}");
+    ExitCode::from(2)
+}
+
+/// Runs `work` on the one async runtime, for the commands that talk to the
+/// network, and maps its result with `done` while the runtime still lives
+/// (its shutdown, when it is dropped, can wait on blocking threads: the
+/// result is told before); exit status 2 when no runtime starts.
+fn on_runtime<F: Future>(work: F, done: impl FnOnce(F::Output) -> ExitCode) -> ExitCode {
+    match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => done(runtime.block_on(work)),
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            ExitCode::from(2)
+        }
     }
 }
 
 fn run_mutate(args: &MutateArgs) -> ExitCode {
     match mutate::run(args) {
         Ok(printed) => {
-            let mut out = std::io::stdout().lock();
-            // A closed pipe (`| head`) is not worth a panic.
-            let _ = out.write_all(printed.stdout.as_bytes());
-            let _ = out.flush();
+            print(&printed.stdout);
             if let Some(msg) = printed.stderr {
                 eprintln!("{msg}");
             }
@@ -65,10 +91,7 @@ fn run_mutate(args: &MutateArgs) -> ExitCode {
                 Verdict::Denied => ExitCode::from(1),
             }
         }
-        Err(e) => {
-            eprintln!("error: {e:#}");
-            ExitCode::from(2)
-        }
+        Err(e) => failed(&e),
     }
 }
 
@@ -76,19 +99,14 @@ fn run_policy(args: &persistence_webhook::policy::PolicyArgs) -> ExitCode {
     use persistence_webhook::policy::{run, Compiled};
     match run(args) {
         Ok(Compiled::Objects(yaml)) => {
-            let mut out = std::io::stdout().lock();
-            let _ = out.write_all(yaml.as_bytes());
-            let _ = out.flush();
+            print(&yaml);
             ExitCode::SUCCESS
         }
         Ok(Compiled::Refused(e)) => {
             eprintln!("error: {e}");
             ExitCode::from(1)
         }
-        Err(e) => {
-            eprintln!("error: {e:#}");
-            ExitCode::from(2)
-        }
+        Err(e) => failed(&e),
     }
 }
 
@@ -96,22 +114,16 @@ fn run_test(args: &TestArgs) -> ExitCode {
     use persistence_webhook::test;
     let results = match test::run(&args.dir, args.bounds.into()) {
         Ok(r) => r,
-        Err(e) => {
-            eprintln!("error: {e:#}");
-            return ExitCode::from(2);
-        }
+        Err(e) => return failed(&e),
     };
-    let mut out = std::io::stdout().lock();
-    let _ = out.write_all(test::summary(&results).as_bytes());
-    let _ = out.flush();
+    print(&test::summary(&results));
     if let Some(path) = &args.junit {
         let written = test::junit(&results).and_then(|xml| {
             std::fs::write(path, xml)
                 .map_err(|e| anyhow::anyhow!("--junit {}: {e}", path.display()))
         });
         if let Err(e) = written {
-            eprintln!("error: {e:#}");
-            return ExitCode::from(2);
+            return failed(&e);
         }
     }
     if results.iter().all(|r| r.passed()) {
@@ -121,77 +133,43 @@ fn run_test(args: &TestArgs) -> ExitCode {
     }
 }
 
-/// The one async runtime, for the commands that talk to the network
-/// (kept by the caller until its result is mapped), or exit status 2 when
-/// none starts.
-fn runtime() -> Result<tokio::runtime::Runtime, ExitCode> {
-    tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| {
-            eprintln!("error: cannot start the async runtime: {e}");
-            ExitCode::from(2)
-        })
-}
-
 fn run_explain(args: &persistence_webhook::explain::ExplainArgs) -> ExitCode {
-    let runtime = match runtime() {
-        Ok(runtime) => runtime,
-        Err(no_runtime) => return no_runtime,
-    };
-    match runtime.block_on(persistence_webhook::explain::run(args)) {
-        Ok(out) => {
-            let mut stdout = std::io::stdout().lock();
-            let _ = stdout.write_all(out.as_bytes());
-            let _ = stdout.flush();
-            ExitCode::SUCCESS
-        }
-        Err(e) => {
-            eprintln!("error: {e:#}");
-            ExitCode::from(2)
-        }
-    }
+    on_runtime(
+        persistence_webhook::explain::run(args),
+        |explained| match explained {
+            Ok(out) => {
+                print(&out);
+                ExitCode::SUCCESS
+            }
+            Err(e) => failed(&e),
+        },
+    )
 }
 
 fn run_check(args: &CheckArgs) -> ExitCode {
-    let runtime = match runtime() {
-        Ok(runtime) => runtime,
-        Err(no_runtime) => return no_runtime,
-    };
-    match runtime.block_on(check::run(args, serve::flags_in)) {
+    on_runtime(check::run(args, serve::flags_in), |checked| match checked {
         Ok(report) => {
-            let text = match args.output {
+            print(&match args.output {
                 CheckOutput::Text => report.text(),
                 CheckOutput::Json => report.json(),
-            };
-            let mut out = std::io::stdout().lock();
-            let _ = out.write_all(text.as_bytes());
-            let _ = out.flush();
+            });
             if report.success() {
                 ExitCode::SUCCESS
             } else {
                 ExitCode::from(1)
             }
         }
-        Err(e) => {
-            eprintln!("error: {e:#}");
-            ExitCode::from(2)
-        }
-    }
+        Err(e) => failed(&e),
+    })
 }
 
 fn run_serve(args: ServeArgs) -> ExitCode {
     persistence_webhook::logs::init(args.log_format);
-    let runtime = match runtime() {
-        Ok(runtime) => runtime,
-        Err(no_runtime) => return no_runtime,
-    };
-    match runtime.block_on(serve::run(args)) {
+    on_runtime(serve::run(args), |served| match served {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!("{e:#}");
-            eprintln!("error: {e:#}");
-            ExitCode::from(2)
+            failed(&e)
         }
-    }
+    })
 }

@@ -108,7 +108,11 @@ fn paths(code: &str, library: Option<&str>) -> Vec<Vec<String>> {
             continue;
         }
         let Some(end) = item.find(';') else { break };
-        let tree: String = item[..end].chars().filter(|c| !c.is_whitespace()).collect();
+        // Whitespace out, but ` as ` kept: `expand` drops the alias.
+        let tree: String = item[..end]
+            .split_whitespace()
+            .map(|t| if t == "as" { " as " } else { t })
+            .collect();
         expand(&tree, &mut Vec::new(), &mut out);
     }
     // Inline paths (`crate::a::b(...)`).
@@ -382,6 +386,32 @@ fn the_checker_sees_a_circle_and_an_upward_import() {
             vec!["crate", "b", "c"],
             vec!["crate", "b", "d", "E"]
         ]
+    );
+    // A `use` item starts its line (after `pub` or `pub(...)`); a `use`
+    // inside a string is words, not an import: only the inline
+    // `super::` path is read from it, not the group the braces would give.
+    let items = paths(
+        "pub use crate::{a::B, c};\npub(crate) use super::d;\n    use self::e;\nuse crate::f as g;\nuse crate::h::{I as J, k};\n",
+        None,
+    );
+    for want in [
+        vec!["crate", "a", "B"],
+        vec!["crate", "c"],
+        vec!["super", "d"],
+        vec!["self", "e"],
+        vec!["crate", "f"],
+        vec!["crate", "h", "I"],
+        vec!["crate", "h", "k"],
+    ] {
+        assert!(items.iter().any(|p| *p == want), "{want:?} in {items:?}");
+    }
+    assert_eq!(
+        paths(
+            "let hint = \"rename it, or use super::{a, b} instead\";\n",
+            None
+        ),
+        [vec!["super"]],
+        "a `use` in a string is not read as an import"
     );
     let layers: &[(&str, &[&str])] = &[("low", &["a"]), ("high", &["b"])];
     assert_eq!(layer_of("a::x", layers), Some(0));

@@ -316,16 +316,38 @@ pub fn registration(name: &str, url: &str, ca_bundle: &str) -> String {
     .to_string()
 }
 
+/// A fresh namespace `name` (labelled for the webhook when `enabled`). One
+/// left by an earlier run is deleted first, its pods forced out: with no
+/// kubelet, a pod bound to a node (the mirror pods' `nodeName`) stays
+/// Terminating for ever and so would the namespace. The wait is bounded.
 pub fn namespace(name: &str, enabled: bool) {
     let _ = kubectl(
+        &[
+            "-n",
+            name,
+            "delete",
+            "pods",
+            "--all",
+            "--force",
+            "--grace-period=0",
+            "--ignore-not-found",
+        ],
+        None,
+    );
+    let (deleted, out, err) = kubectl(
         &[
             "delete",
             "namespace",
             name,
             "--ignore-not-found",
             "--wait=true",
+            "--timeout=120s",
         ],
         None,
+    );
+    assert!(
+        deleted,
+        "namespace {name} from an earlier run is not gone after 120s; see what holds it: kubectl get namespace {name} -o yaml\n{err}\n{out}"
     );
     kubectl_ok(&["create", "namespace", name], None);
     if enabled {

@@ -20,7 +20,7 @@ use serde_json::{json, Value};
 use super::objects::MatchCondition;
 use super::report::Check;
 use crate::bounds::Bounds;
-use crate::cluster::registration::match_conditions::{evaluate, excluding, Bindings, Outcome};
+use crate::cluster::registration::match_conditions::{evaluate, excluding, unevaluated, Bindings};
 use crate::config::Config;
 use crate::patch::covers;
 use crate::review::{review_with, Decision};
@@ -300,11 +300,7 @@ fn unpatched(actual: &Value, namespace: &str, t: &Webhook<'_>) -> Check {
             ),
         );
     }
-    let unknown: Vec<&str> = judged
-        .iter()
-        .filter(|j| matches!(j.outcome, Outcome::Unknown(_) | Outcome::Error(_)))
-        .map(|j| j.name.as_str())
-        .collect();
+    let unknown = unevaluated(&judged);
     let conditions = if unknown.is_empty() {
         String::new()
     } else {

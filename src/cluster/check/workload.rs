@@ -65,35 +65,24 @@ pub(crate) fn serve_container(deployment: &Deployment) -> Option<(&Container, &[
 /// defaults.
 pub fn serve_settings(deployment: Option<&Deployment>, parse: ServeParser) -> ServeSettings {
     let settings = |args: &[String]| parse(args).map(|s| (s.request_timeout, s.bounds));
-    let defaults = || {
+    let (parsed, from) = match deployment.and_then(serve_container) {
+        Some((_, args)) => match settings(args) {
+            Ok(parsed) => (Some(parsed), "the Deployment's args".to_owned()),
+            Err(e) => (
+                None,
+                format!("serve's default; the Deployment's args do not parse: {e}"),
+            ),
+        },
+        None => (None, "serve's default".to_owned()),
+    };
+    let (request_timeout, bounds) = parsed.unwrap_or_else(|| {
         let args = ["serve".to_owned(), "--demo".to_owned()];
         settings(&args).unwrap_or((Duration::from_secs(8), Bounds::default()))
-    };
-    let args = deployment.and_then(serve_container).map(|(_, args)| args);
-    match args {
-        Some(args) => match settings(args) {
-            Ok((request_timeout, bounds)) => ServeSettings {
-                request_timeout,
-                bounds,
-                from: "the Deployment's args".into(),
-            },
-            Err(e) => {
-                let (request_timeout, bounds) = defaults();
-                ServeSettings {
-                    request_timeout,
-                    bounds,
-                    from: format!("serve's default; the Deployment's args do not parse: {e}"),
-                }
-            }
-        },
-        None => {
-            let (request_timeout, bounds) = defaults();
-            ServeSettings {
-                request_timeout,
-                bounds,
-                from: "serve's default".into(),
-            }
-        }
+    });
+    ServeSettings {
+        request_timeout,
+        bounds,
+        from,
     }
 }
 

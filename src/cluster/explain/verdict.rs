@@ -9,7 +9,7 @@ use k8s_openapi::api::admissionregistration::v1::MutatingWebhookConfiguration;
 use serde::Serialize;
 use serde_json::Value;
 
-use crate::cluster::registration::match_conditions::{evaluate, excluding, Bindings, Outcome};
+use crate::cluster::registration::match_conditions::{evaluate, excluding, unevaluated, Bindings};
 use crate::cluster::registration::selector::selects;
 use crate::cluster::registration::{entry, sends_pod_create};
 use crate::offline::account::Account;
@@ -320,11 +320,7 @@ pub fn judge(objects: &Objects<'_>, webhook_name: &str, today: &Account) -> Live
             ),
         )
     } else {
-        let unknown: Vec<&str> = conditions
-            .iter()
-            .filter(|j| matches!(j.outcome, Outcome::Unknown(_) | Outcome::Error(_)))
-            .map(|j| j.name.as_str())
-            .collect();
+        let unknown = unevaluated(&conditions);
         let unknown = if unknown.is_empty() {
             String::new()
         } else {

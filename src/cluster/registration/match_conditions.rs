@@ -114,6 +114,17 @@ pub fn excluding(judged: &[Judged]) -> Option<&Judged> {
     judged.iter().find(|j| j.outcome == Outcome::False)
 }
 
+/// The names of the conditions whose value is not known offline
+/// ([`Outcome::Unknown`], [`Outcome::Error`]): any of them may have kept
+/// the request from the webhook.
+pub fn unevaluated(judged: &[Judged]) -> Vec<&str> {
+    judged
+        .iter()
+        .filter(|j| matches!(j.outcome, Outcome::Unknown(_) | Outcome::Error(_)))
+        .map(|j| j.name.as_str())
+        .collect()
+}
+
 /// Whether `expression` is false for every request (it is false with every
 /// input unknown).
 pub fn always_false(expression: &str) -> bool {

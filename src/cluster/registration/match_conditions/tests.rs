@@ -160,6 +160,30 @@ fn run_time_errors_and_unknowns_are_kept_apart() {
 }
 
 #[test]
+fn the_first_false_condition_excludes_and_the_unknown_ones_are_named() {
+    let bare = json!({"metadata": {"name": "x"}});
+    let conditions: Vec<MatchCondition> = [
+        ("holds", "true"),
+        ("user", "request.userInfo.username == 'x'"),
+        ("first-false", "false"),
+        ("fails", "request.namespace"),
+        ("second-false", "false"),
+    ]
+    .into_iter()
+    .map(|(name, expression)| MatchCondition {
+        name: name.into(),
+        expression: expression.into(),
+    })
+    .collect();
+    let judged = evaluate(&conditions, &Bindings::pod_create(&bare, "team", false));
+    assert_eq!(
+        excluding(&judged).map(|j| j.name.as_str()),
+        Some("first-false")
+    );
+    assert_eq!(unevaluated(&judged), ["user", "fails"]);
+}
+
+#[test]
 fn only_what_is_false_for_every_request_is_always_false() {
     for expr in [
         "false",
