@@ -86,23 +86,10 @@ fn debug_chars() -> Vec<char> {
 /// [`debug_chars`] as one RE2 class of ranges (the policy's variable
 /// `escClass`).
 pub(super) fn debug_class() -> String {
-    let mut ranges: Vec<(u32, u32)> = Vec::new();
     let mut codes: Vec<u32> = debug_chars().into_iter().map(u32::from).collect();
     codes.sort_unstable();
-    for code in codes {
-        match ranges.last_mut() {
-            Some((_, hi)) if *hi + 1 == code => *hi = code,
-            _ => ranges.push((code, code)),
-        }
-    }
     let mut class = String::from("[");
-    for (lo, hi) in ranges {
-        if lo == hi {
-            class.push_str(&format!("\\x{{{lo:X}}}"));
-        } else {
-            class.push_str(&format!("\\x{{{lo:X}}}-\\x{{{hi:X}}}"));
-        }
-    }
+    push_ranges(&mut class, &ranges_of(codes));
     class.push(']');
     class
 }
@@ -147,34 +134,38 @@ pub(super) fn clean(expr: &str, var: &str) -> String {
 /// bidirectional-control character).
 fn bad_char_class() -> String {
     let mut class = String::from(r"[\\\x00-\x1f\x7f-\x9f");
-    for (lo, hi) in invisible_ranges() {
+    push_ranges(&mut class, &invisible_ranges());
+    class.push(']');
+    class
+}
+
+/// Appends each range to an RE2 class, as `\x{A}` or `\x{A}-\x{B}`.
+fn push_ranges(class: &mut String, ranges: &[(u32, u32)]) {
+    for &(lo, hi) in ranges {
         if lo == hi {
             class.push_str(&format!("\\x{{{lo:X}}}"));
         } else {
             class.push_str(&format!("\\x{{{lo:X}}}-\\x{{{hi:X}}}"));
         }
     }
-    class.push(']');
-    class
 }
 
-/// The ranges of [`is_invisible`], read from the function itself (every
-/// character it names lies below U+E0200).
-fn invisible_ranges() -> Vec<(u32, u32)> {
+/// Ascending code points as inclusive ranges of consecutive ones.
+fn ranges_of(codes: impl IntoIterator<Item = u32>) -> Vec<(u32, u32)> {
     let mut ranges: Vec<(u32, u32)> = Vec::new();
-    for code in 0..0xE0200_u32 {
-        let Some(c) = char::from_u32(code) else {
-            continue;
-        };
-        if !is_invisible(c) {
-            continue;
-        }
+    for code in codes {
         match ranges.last_mut() {
             Some((_, hi)) if *hi + 1 == code => *hi = code,
             _ => ranges.push((code, code)),
         }
     }
     ranges
+}
+
+/// The ranges of [`is_invisible`], read from the function itself (every
+/// character it names lies below U+E0200).
+fn invisible_ranges() -> Vec<(u32, u32)> {
+    ranges_of((0..0xE0200_u32).filter(|&code| char::from_u32(code).is_some_and(is_invisible)))
 }
 
 /// The map from each invisible character to its code as the webhook
