@@ -20,7 +20,7 @@ use serde_json::Value;
 use super::cel::{self, bind, lit, quote_clip};
 use super::classes::{classes, Class};
 use super::PolicyError;
-use crate::config::{Backend, Config, Provider, SdkKeys, Store};
+use crate::config::{Backend, Config, EnvSource, Provider, Store};
 use crate::k8s;
 use crate::names;
 use crate::patch::{default_store, describe, Conflict};
@@ -28,11 +28,7 @@ use crate::selection::{self, SelectionError, SubPathSource};
 use crate::text::clip;
 use crate::vocabulary::{
     sdk_env_group, ANNOTATION_INJECTED, ANNOTATION_OUTPUTS_SUBPATH, ANNOTATION_UNIQUE_NAME,
-    ENV_ACCESS_KEYS, ENV_AWS_ACCESS_KEY_ID, ENV_AWS_DEFAULT_REGION, ENV_AWS_ENDPOINT_URL_S3,
-    ENV_AWS_REGION, ENV_AWS_SECRET_ACCESS_KEY, ENV_AWS_SESSION_TOKEN,
-    ENV_AZURE_STORAGE_ACCOUNT_KEY, ENV_AZURE_STORAGE_ACCOUNT_NAME,
-    ENV_AZURE_STORAGE_CONNECTION_STRING, ENV_DATA_PATHS, ENV_GOOGLE_CREDENTIALS, ENV_OUTPUTS_PATH,
-    ENV_STORAGE_EMULATOR_HOST, GCS_CREDENTIALS_DIR, GCS_CREDENTIALS_VOLUME,
+    ENV_ACCESS_KEYS, ENV_DATA_PATHS, ENV_OUTPUTS_PATH, GCS_CREDENTIALS_DIR, GCS_CREDENTIALS_VOLUME,
     POLICY_DENIED_ANNOTATION, SDK_ENV_GROUPS,
 };
 
@@ -867,78 +863,18 @@ fn class_env(class: &Class<'_>) -> Vec<EnvEntry> {
     for (key, secret) in &secret_keys {
         env.push(secret_ref(key, secret, key));
     }
+    // The SDK variables each provider's default store wrote at load, as
+    // the webhook adds them.
     let sel = selection_of(class);
     for provider in [Provider::Gcs, Provider::S3, Provider::Azure] {
         let Some(store) = default_store(&sel, provider) else {
             continue;
         };
-        let Backend::Cloud {
-            bucket,
-            credentials,
-            endpoint,
-            region,
-            ..
-        } = store.backend()
-        else {
-            continue;
-        };
-        match provider {
-            Provider::Gcs => {
-                if let Some(c) = credentials {
-                    env.push(plain(
-                        ENV_GOOGLE_CREDENTIALS,
-                        lit(&format!("{GCS_CREDENTIALS_DIR}/{}", c.secret_key)),
-                    ));
-                }
-                if let Some(e) = endpoint {
-                    env.push(plain(ENV_STORAGE_EMULATOR_HOST, lit(e)));
-                }
-            }
-            Provider::S3 => {
-                if let Some(c) = credentials {
-                    if let SdkKeys::S3 {
-                        access_key_id,
-                        secret_access_key,
-                        session_token,
-                    } = &c.sdk
-                    {
-                        env.push(secret_ref(ENV_AWS_ACCESS_KEY_ID, &c.secret, access_key_id));
-                        env.push(secret_ref(
-                            ENV_AWS_SECRET_ACCESS_KEY,
-                            &c.secret,
-                            secret_access_key,
-                        ));
-                        if let Some(t) = session_token {
-                            env.push(secret_ref(ENV_AWS_SESSION_TOKEN, &c.secret, t));
-                        }
-                    }
-                }
-                if let Some(e) = endpoint {
-                    env.push(plain(ENV_AWS_ENDPOINT_URL_S3, lit(e)));
-                }
-                if let Some(r) = region {
-                    env.push(plain(ENV_AWS_REGION, lit(r)));
-                    env.push(plain(ENV_AWS_DEFAULT_REGION, lit(r)));
-                }
-            }
-            Provider::Azure => {
-                if let Some(account) = Provider::azure_account(bucket) {
-                    env.push(plain(ENV_AZURE_STORAGE_ACCOUNT_NAME, lit(account)));
-                }
-                if let Some(c) = credentials {
-                    match &c.sdk {
-                        SdkKeys::AzureConnectionString(k) => env.push(secret_ref(
-                            ENV_AZURE_STORAGE_CONNECTION_STRING,
-                            &c.secret,
-                            k,
-                        )),
-                        SdkKeys::AzureAccountKey(k) => {
-                            env.push(secret_ref(ENV_AZURE_STORAGE_ACCOUNT_KEY, &c.secret, k))
-                        }
-                        _ => {}
-                    }
-                }
-            }
+        for e in &store.fragments().sdk_env {
+            env.push(match &e.value {
+                EnvSource::Plain(value) => plain(e.name, lit(value)),
+                EnvSource::Secret { secret, key } => secret_ref(e.name, secret, key),
+            });
         }
     }
     env
