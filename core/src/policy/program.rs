@@ -17,13 +17,14 @@ use std::collections::{BTreeMap, HashMap};
 
 use serde_json::Value;
 
-use super::cel::{self, bind, lit, quote_clip};
+use super::cel::{self, bind, fill, lit, quote_clip, sentinel};
 use super::classes::{classes, Class};
 use super::PolicyError;
 use crate::config::{Backend, Config, EnvSource, Provider, Store};
 use crate::k8s;
 use crate::names;
-use crate::patch::{default_store, describe, Conflict};
+use crate::patch::{default_store, describe, Conflict, GCS_KEY_DESCRIPTION};
+use crate::selection::kubelet::SubPathError;
 use crate::selection::{self, SelectionError, SubPathSource};
 use crate::text::clip;
 use crate::vocabulary::{
@@ -80,44 +81,6 @@ struct EnvEntry {
     value: String,
     secret: String,
     key: String,
-}
-
-/// Fills a message the core formats with sentinel arguments: each
-/// sentinel's text (or its `{:?}` form, quotes included) becomes the CEL
-/// expression given for it; the rest stays literal. The message is the
-/// webhook's own, so the policy's words cannot drift from it.
-fn fill(message: &str, holes: &[(String, String)]) -> String {
-    let mut parts = Vec::new();
-    let mut rest = message;
-    loop {
-        let next = holes
-            .iter()
-            .filter_map(|(text, expr)| rest.find(text.as_str()).map(|at| (at, text, expr)))
-            .min_by_key(|(at, _, _)| *at);
-        match next {
-            None => {
-                if !rest.is_empty() {
-                    parts.push(lit(rest));
-                }
-                break;
-            }
-            Some((at, text, expr)) => {
-                if at > 0 {
-                    parts.push(lit(&rest[..at]));
-                }
-                parts.push(format!("({expr})"));
-                rest = &rest[at + text.len()..];
-            }
-        }
-    }
-    parts.join(" + ")
-}
-
-/// The sentinel of hole `i`, and its `{:?}` form.
-fn sentinel(i: u8) -> (String, String) {
-    let s = format!("\u{1}{i}\u{1}");
-    let debug = format!("{s:?}");
-    (s, debug)
 }
 
 fn has_annotation(key: &str) -> String {
@@ -346,17 +309,24 @@ pub(super) fn program(config: &Config) -> Result<Program, PolicyError> {
             ),
         ),
     );
-    let (src_raw, _) = sentinel(0);
-    let (_, p_debug) = sentinel(1);
-    let (why_raw, _) = sentinel(2);
-    // The webhook's "{annotation}: sub-path {path:?} {why}".
-    let sub_path_message = |path: &str, why: &str| {
+    // The webhook's SelectionError::SubPath, its source and its reason
+    // standing in for theirs (neither takes a sentinel).
+    let (p_raw, p_debug) = sentinel(0);
+    let src = SubPathSource::PodName;
+    let why = SubPathError::Empty;
+    let sub_path_error = SelectionError::SubPath {
+        annotation: src,
+        path: p_raw,
+        why: why.clone(),
+    }
+    .to_string();
+    let sub_path_message = |path: &str, problem: &str| {
         fill(
-            &format!("{src_raw}: sub-path {p_debug} {why_raw}"),
+            &sub_path_error,
             &[
-                (src_raw.clone(), "variables.cand.src".to_owned()),
+                (src.to_string(), "variables.cand.src".to_owned()),
                 (p_debug.clone(), quote_clip(path, "qp")),
-                (why_raw.clone(), why.to_owned()),
+                (why.to_string(), problem.to_owned()),
             ],
         )
     };
@@ -511,7 +481,7 @@ pub(super) fn program(config: &Config) -> Result<Program, PolicyError> {
                 &lit(GCS_CREDENTIALS_DIR),
                 "''",
                 true,
-                "the GCS credentials",
+                GCS_KEY_DESCRIPTION,
             ));
         }
         for e in class_env(class) {
@@ -577,7 +547,7 @@ pub(super) fn program(config: &Config) -> Result<Program, PolicyError> {
         &Conflict::OwnMounts {
             path: path_raw.clone(),
             first: first_raw.clone(),
-            second: "the GCS credentials".to_owned(),
+            second: GCS_KEY_DESCRIPTION.to_owned(),
         }
         .to_string(),
         &[
@@ -756,7 +726,7 @@ fn class_map(
             Conflict::OwnMounts {
                 path: clip(GCS_CREDENTIALS_DIR),
                 first: describe(s),
-                second: "the GCS credentials".to_owned(),
+                second: GCS_KEY_DESCRIPTION.to_owned(),
             }
             .to_string()
         })
@@ -921,14 +891,14 @@ fn container_errors(list: &str) -> String {
         &Conflict::MountPath {
             field: String::new(),
             container: c_raw.clone(),
-            path: p_raw.clone(),
+            path: p_raw,
             existing: v_raw.clone(),
             what: w_raw.clone(),
         }
         .to_string(),
         &[
             (c_debug.clone(), q("c.name", "qc")),
-            (p_debug.clone(), q("mp[0].path", "qm")),
+            (p_debug, q("mp[0].path", "qm")),
             (v_debug.clone(), q("h.name", "qh")),
             (w_raw.clone(), "mp[0].what".to_owned()),
         ],
@@ -948,7 +918,7 @@ fn container_errors(list: &str) -> String {
             (v_debug.clone(), q("h.name", "qh")),
             (w_raw.clone(), "m.what".to_owned()),
             (
-                x_raw.clone(),
+                x_raw,
                 format!(
                     "{} + (has(h.subPath) ? ' with subPath ' + {} : '') + (m.ro != '' && !(has(h.readOnly) && h.readOnly) ? ' read-write' : '')",
                     q("h.mountPath", "qh"),
@@ -956,7 +926,7 @@ fn container_errors(list: &str) -> String {
                 ),
             ),
             (
-                y_raw.clone(),
+                y_raw,
                 format!(
                     "'only the webhook mounts it, at ' + {} + (m.sub != '' ? ' with subPath ' + {} : '') + (m.ro != '' ? ' read-only' : '')",
                     q("m.path", "qm"),
@@ -985,7 +955,6 @@ fn container_errors(list: &str) -> String {
             ),
         ],
     );
-    let _ = (p_raw, p_debug, x_raw, y_raw);
     let exact = "p == m.path && (has(h.subPath) ? h.subPath : '') == m.sub && (has(h.readOnly) && h.readOnly) == (m.ro != '')";
     let mount_error = format!(
         "[variables.mounts.filter(m, m.volume == h.name)].map(ms, ms.size() > 0 ? {ours} : {other})[0]",
