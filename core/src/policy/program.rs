@@ -18,9 +18,9 @@ use std::collections::{BTreeMap, HashMap};
 use serde_json::Value;
 
 use super::cel::{self, bind, fill, lit, quote_clip, sentinel};
-use super::classes::{classes, Class};
+use super::classes::Class;
 use super::PolicyError;
-use crate::config::{Backend, Config, EnvSource, Provider, Store};
+use crate::config::{Backend, EnvSource, Provider, Store};
 use crate::k8s;
 use crate::names;
 use crate::patch::{default_store, describe, Conflict, GCS_KEY_DESCRIPTION};
@@ -106,8 +106,7 @@ fn json_inner(s: &str) -> String {
 
 /// Builds the program, or says which store and which feature it cannot
 /// express.
-pub(super) fn program(config: &Config) -> Result<Program, PolicyError> {
-    let classes = classes(config);
+pub(super) fn program(classes: &[Class<'_>]) -> Result<Program, PolicyError> {
     let mut vars: Vec<(String, String)> = Vec::new();
     let mut var = |name: &str, expr: String| vars.push((name.to_owned(), expr));
 
@@ -115,7 +114,7 @@ pub(super) fn program(config: &Config) -> Result<Program, PolicyError> {
     let mut items: Vec<VolumeItem> = Vec::new();
     let mut item_of_store: HashMap<&str, usize> = HashMap::new();
     let mut item_of_key: BTreeMap<(String, String), usize> = BTreeMap::new();
-    for class in &classes {
+    for class in classes {
         let stores = class.data.iter().chain(class.outputs.iter());
         for store in stores {
             if let Backend::Volume { volume, .. } = store.backend() {
