@@ -5,12 +5,22 @@
 //! statuses: 1 for a config the policies cannot express, 2 for a config
 //! that is not valid.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::process::Output;
 
 use assert_cmd::Command;
 
 fn bin() -> Command {
     Command::cargo_bin("persistence-webhook").expect("the binary is built")
+}
+
+/// `persistence-webhook policy --config <config>`, run to its end.
+fn policy(config: &Path) -> Output {
+    bin()
+        .args(["policy", "--config"])
+        .arg(config)
+        .output()
+        .expect("policy runs")
 }
 
 fn root() -> PathBuf {
@@ -23,11 +33,7 @@ fn the_example_config_compiles_into_the_golden_objects() {
         ("examples/persistence.yaml", "example.yaml"),
         ("examples/persistence-sdk.yaml", "example-sdk.yaml"),
     ] {
-        let out = bin()
-            .args(["policy", "--config"])
-            .arg(root().join(config))
-            .output()
-            .expect("policy runs");
+        let out = policy(&root().join(config));
         assert!(
             out.status.success(),
             "{config}: {}",
@@ -70,11 +76,7 @@ fn exit_statuses_say_what_went_wrong() {
         format!("data:\n  {long}x: {{mountPath: /d/1}}\n  {long}y: {{mountPath: /d/2}}\n"),
     )
     .expect("written");
-    let out = bin()
-        .args(["policy", "--config"])
-        .arg(&refused)
-        .output()
-        .expect("runs");
+    let out = policy(&refused);
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains(&format!("data store \"{long}x\"")), "{err}");
@@ -82,12 +84,12 @@ fn exit_statuses_say_what_went_wrong() {
 
     let invalid = dir.path().join("invalid.yaml");
     std::fs::write(&invalid, "data:\n  d1: {mountPath: relative}\n").expect("written");
-    let out = bin()
-        .args(["policy", "--config"])
-        .arg(&invalid)
-        .output()
-        .expect("runs");
+    let out = policy(&invalid);
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("d1"), "{err}");
+    assert!(
+        err.contains("data.d1.mountPath") && err.contains("must be an absolute path"),
+        "the field and what is wrong with it: {err}"
+    );
 }

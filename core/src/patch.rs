@@ -29,7 +29,7 @@ mod wanted;
 pub use covers::covers;
 pub use diff::build;
 pub use json::PatchJson;
-pub use wanted::{default_store, targeted, wanted, Wanted};
+pub use wanted::{default_store, targeted, wanted, Wanted, GCS_KEY_DESCRIPTION};
 
 /// A targeted container that sets SDK variables itself (SPEC §7): it keeps
 /// its own, and these of the webhook's were left out (a warning, SPEC §8).

@@ -16,7 +16,9 @@ use serde_json::{json, Value};
 
 use crate::config::{Config, Role};
 use crate::text::clip_list;
-use crate::vocabulary::{ANNOTATION_PERSISTENCE, LABEL_INJECTION, POLICY_DENIED_ANNOTATION};
+use crate::vocabulary::{
+    ANNOTATION_PERSISTENCE, LABEL_INJECTION, OPT_IN, OPT_OUT, POLICY_DENIED_ANNOTATION,
+};
 
 mod cel;
 mod classes;
@@ -93,7 +95,8 @@ pub enum PolicyError {
 /// The four objects, in the order to apply them: the policies, then their
 /// bindings.
 pub fn generate(config: &Config, options: &Options) -> Result<Vec<Value>, PolicyError> {
-    for class in classes::classes(config) {
+    let classes = classes::classes(config);
+    for class in &classes {
         let stores = class.data.len() + usize::from(class.outputs.is_some());
         if stores > MAX_STORES_PER_NAMESPACE {
             let namespaces = if class.namespaces.is_empty() {
@@ -110,9 +113,8 @@ pub fn generate(config: &Config, options: &Options) -> Result<Vec<Value>, Policy
             return Err(PolicyError::TooManyStores { namespaces, stores });
         }
     }
-    let program = program::program(config)?;
+    let program = program::program(&classes)?;
     let stores = config.stores(Role::Data).len() + config.stores(Role::Outputs).len();
-    let classes = classes::classes(config).len();
     let expressions = program
         .variables
         .iter()
@@ -129,17 +131,28 @@ pub fn generate(config: &Config, options: &Options) -> Result<Vec<Value>, Policy
                 expression,
                 size,
                 stores,
-                classes,
+                classes: classes.len(),
                 grows,
             });
         }
     }
 
     let name = &options.name;
-    let labels = json!({
-        "app.kubernetes.io/name": "persistence-webhook",
-        "app.kubernetes.io/component": "policy",
-    });
+    // Every object: its kind, the shared name and labels, and its spec.
+    let object = |kind: &str, spec: Value| {
+        json!({
+            "apiVersion": "admissionregistration.k8s.io/v1",
+            "kind": kind,
+            "metadata": {
+                "name": name,
+                "labels": {
+                    "app.kubernetes.io/name": "persistence-webhook",
+                    "app.kubernetes.io/component": "policy",
+                },
+            },
+            "spec": spec,
+        })
+    };
     let constraints = json!({
         "matchPolicy": "Equivalent",
         "resourceRules": [{
@@ -173,13 +186,13 @@ pub fn generate(config: &Config, options: &Options) -> Result<Vec<Value>, Policy
     let resources = json!({
         "namespaceSelector": {
             "matchExpressions": [
-                {"key": LABEL_INJECTION, "operator": "In", "values": ["enabled"]},
+                {"key": LABEL_INJECTION, "operator": "In", "values": [OPT_IN]},
                 {"key": "kubernetes.io/metadata.name", "operator": "NotIn", "values": ["kube-system", options.webhook_namespace]},
             ],
         },
         "objectSelector": {
             "matchExpressions": [
-                {"key": LABEL_INJECTION, "operator": "NotIn", "values": ["disabled"]},
+                {"key": LABEL_INJECTION, "operator": "NotIn", "values": [OPT_OUT]},
             ],
         },
     });
@@ -188,11 +201,9 @@ pub fn generate(config: &Config, options: &Options) -> Result<Vec<Value>, Policy
         .iter()
         .map(|(name, expression)| json!({"name": name, "expression": expression}))
         .collect();
-    let mutating = json!({
-        "apiVersion": "admissionregistration.k8s.io/v1",
-        "kind": "MutatingAdmissionPolicy",
-        "metadata": {"name": name, "labels": labels},
-        "spec": {
+    let mutating = object(
+        "MutatingAdmissionPolicy",
+        json!({
             "failurePolicy": "Fail",
             "reinvocationPolicy": "IfNeeded",
             "matchConstraints": constraints,
@@ -202,17 +213,15 @@ pub fn generate(config: &Config, options: &Options) -> Result<Vec<Value>, Policy
                 "patchType": "JSONPatch",
                 "jsonPatch": {"expression": program.patch},
             }],
-        },
-    });
+        }),
+    );
     let marked = format!(
         "has(object.metadata.annotations) && {key} in object.metadata.annotations",
         key = cel::lit(POLICY_DENIED_ANNOTATION)
     );
-    let validating = json!({
-        "apiVersion": "admissionregistration.k8s.io/v1",
-        "kind": "ValidatingAdmissionPolicy",
-        "metadata": {"name": name, "labels": labels},
-        "spec": {
+    let validating = object(
+        "ValidatingAdmissionPolicy",
+        json!({
             "failurePolicy": "Fail",
             "matchConstraints": constraints,
             "matchConditions": conditions,
@@ -224,24 +233,20 @@ pub fn generate(config: &Config, options: &Options) -> Result<Vec<Value>, Policy
                 ),
                 "reason": "Invalid",
             }],
-        },
-    });
-    let mutating_binding = json!({
-        "apiVersion": "admissionregistration.k8s.io/v1",
-        "kind": "MutatingAdmissionPolicyBinding",
-        "metadata": {"name": name, "labels": labels},
-        "spec": {"policyName": name, "matchResources": resources},
-    });
-    let validating_binding = json!({
-        "apiVersion": "admissionregistration.k8s.io/v1",
-        "kind": "ValidatingAdmissionPolicyBinding",
-        "metadata": {"name": name, "labels": labels},
-        "spec": {
+        }),
+    );
+    let mutating_binding = object(
+        "MutatingAdmissionPolicyBinding",
+        json!({"policyName": name, "matchResources": resources}),
+    );
+    let validating_binding = object(
+        "ValidatingAdmissionPolicyBinding",
+        json!({
             "policyName": name,
             "validationActions": ["Deny"],
             "matchResources": resources,
-        },
-    });
+        }),
+    );
     Ok(vec![
         mutating,
         validating,

@@ -28,6 +28,10 @@ use crate::text::clip;
 use crate::vocabulary::sdk_env_group;
 use crate::vocabulary::{ANNOTATION_INJECTED, ENV_ACCESS_KEYS, ENV_DATA_PATHS, ENV_OUTPUTS_PATH};
 
+/// The GCS key file's volume and mount, in words (as `describe` words a
+/// store's), for conflicts and `explain`.
+pub const GCS_KEY_DESCRIPTION: &str = "the GCS credentials";
+
 /// What a mount or volume of ours is, in words, for conflicts and
 /// `explain`.
 #[derive(Clone, Copy)]
@@ -42,7 +46,7 @@ impl What<'_> {
     pub(super) fn text(self) -> String {
         match self {
             What::Store(store) => describe(store),
-            What::GcsKey => "the GCS credentials".to_owned(),
+            What::GcsKey => GCS_KEY_DESCRIPTION.to_owned(),
         }
     }
 }

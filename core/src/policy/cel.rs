@@ -10,7 +10,7 @@
 
 use serde_json::Value;
 
-use crate::selection::kubelet::{is_invisible, MAX_ELEMENT_BYTES, MAX_PATH_BYTES};
+use crate::selection::kubelet::{is_invisible, SubPathError, MAX_ELEMENT_BYTES, MAX_PATH_BYTES};
 use crate::text::CLIP_BYTES;
 
 /// A CEL string literal holding `s` exactly.
@@ -39,6 +39,79 @@ pub(super) fn lit(s: &str) -> String {
 /// Binds `value` to `var` in `body`: `[value].map(var, body)[0]`.
 pub(super) fn bind(var: &str, value: &str, body: &str) -> String {
     format!("[{value}].map({var}, {body})[0]")
+}
+
+/// A message the core formats, filled with sentinel arguments
+/// ([`sentinel`]), as CEL: each sentinel's text (or its `{:?}` form,
+/// quotes included) becomes the CEL expression given for it, in
+/// parentheses; the rest stays literal. The message is the webhook's own,
+/// so the policy's words cannot drift from it.
+pub(super) fn fill(message: &str, holes: &[(String, String)]) -> String {
+    splice(message, holes, lit, |expr| format!("({expr})"))
+}
+
+/// [`fill`] for the sub-path messages, whose holes are operands of `+`
+/// already: each hole's expression as it is, each literal in single
+/// quotes unless it holds one.
+fn fill_bare(message: &str, holes: &[(String, String)]) -> String {
+    let text = |s: &str| {
+        if s.contains(['\'', '\\']) {
+            lit(s)
+        } else {
+            format!("'{s}'")
+        }
+    };
+    splice(message, holes, text, str::to_owned)
+}
+
+/// `message` cut at each hole's text: the pieces between written by
+/// `text`, the holes by `hole`, joined with `+`.
+fn splice(
+    message: &str,
+    holes: &[(String, String)],
+    text: impl Fn(&str) -> String,
+    hole: impl Fn(&str) -> String,
+) -> String {
+    let mut parts = Vec::new();
+    let mut rest = message;
+    loop {
+        let next = holes
+            .iter()
+            .filter_map(|(at, expr)| rest.find(at.as_str()).map(|i| (i, at, expr)))
+            .min_by_key(|(i, _, _)| *i);
+        match next {
+            None => {
+                if !rest.is_empty() {
+                    parts.push(text(rest));
+                }
+                break;
+            }
+            Some((i, at, expr)) => {
+                if i > 0 {
+                    parts.push(text(&rest[..i]));
+                }
+                parts.push(hole(expr));
+                rest = &rest[i + at.len()..];
+            }
+        }
+    }
+    parts.join(" + ")
+}
+
+/// The sentinel of hole `i`, and its `{:?}` form.
+pub(super) fn sentinel(i: u8) -> (String, String) {
+    let s = format!("\u{1}{i}\u{1}");
+    let debug = format!("{s:?}");
+    (s, debug)
+}
+
+/// The sentinel of a numeric hole (a byte count, an offset): no message
+/// holds this number otherwise.
+pub(super) const NUMBER: usize = usize::MAX;
+
+/// [`NUMBER`] as the message writes it.
+fn number_hole() -> String {
+    NUMBER.to_string()
 }
 
 /// The user text `expr` as the webhook quotes it (`{:?}` of
@@ -86,23 +159,10 @@ fn debug_chars() -> Vec<char> {
 /// [`debug_chars`] as one RE2 class of ranges (the policy's variable
 /// `escClass`).
 pub(super) fn debug_class() -> String {
-    let mut ranges: Vec<(u32, u32)> = Vec::new();
     let mut codes: Vec<u32> = debug_chars().into_iter().map(u32::from).collect();
     codes.sort_unstable();
-    for code in codes {
-        match ranges.last_mut() {
-            Some((_, hi)) if *hi + 1 == code => *hi = code,
-            _ => ranges.push((code, code)),
-        }
-    }
     let mut class = String::from("[");
-    for (lo, hi) in ranges {
-        if lo == hi {
-            class.push_str(&format!("\\x{{{lo:X}}}"));
-        } else {
-            class.push_str(&format!("\\x{{{lo:X}}}-\\x{{{hi:X}}}"));
-        }
-    }
+    push_ranges(&mut class, &ranges_of(codes));
     class.push(']');
     class
 }
@@ -147,34 +207,38 @@ pub(super) fn clean(expr: &str, var: &str) -> String {
 /// bidirectional-control character).
 fn bad_char_class() -> String {
     let mut class = String::from(r"[\\\x00-\x1f\x7f-\x9f");
-    for (lo, hi) in invisible_ranges() {
+    push_ranges(&mut class, &invisible_ranges());
+    class.push(']');
+    class
+}
+
+/// Appends each range to an RE2 class, as `\x{A}` or `\x{A}-\x{B}`.
+fn push_ranges(class: &mut String, ranges: &[(u32, u32)]) {
+    for &(lo, hi) in ranges {
         if lo == hi {
             class.push_str(&format!("\\x{{{lo:X}}}"));
         } else {
             class.push_str(&format!("\\x{{{lo:X}}}-\\x{{{hi:X}}}"));
         }
     }
-    class.push(']');
-    class
 }
 
-/// The ranges of [`is_invisible`], read from the function itself (every
-/// character it names lies below U+E0200).
-fn invisible_ranges() -> Vec<(u32, u32)> {
+/// Ascending code points as inclusive ranges of consecutive ones.
+fn ranges_of(codes: impl IntoIterator<Item = u32>) -> Vec<(u32, u32)> {
     let mut ranges: Vec<(u32, u32)> = Vec::new();
-    for code in 0..0xE0200_u32 {
-        let Some(c) = char::from_u32(code) else {
-            continue;
-        };
-        if !is_invisible(c) {
-            continue;
-        }
+    for code in codes {
         match ranges.last_mut() {
             Some((_, hi)) if *hi + 1 == code => *hi = code,
             _ => ranges.push((code, code)),
         }
     }
     ranges
+}
+
+/// The ranges of [`is_invisible`], read from the function itself (every
+/// character it names lies below U+E0200).
+fn invisible_ranges() -> Vec<(u32, u32)> {
+    ranges_of((0..0xE0200_u32).filter(|&code| char::from_u32(code).is_some_and(is_invisible)))
 }
 
 /// The map from each invisible character to its code as the webhook
@@ -191,43 +255,85 @@ pub(super) fn invisible_codes() -> String {
     format!("{{{}}}", entries.join(", "))
 }
 
-/// What is wrong with the sub-path `expr` (as the kubelet rules' messages
-/// say it, completing "sub-path `<p>` ..."), or `''`. `base` is the CEL
-/// expression of the store's path without its trailing `/`, `base_debug`
-/// that of its `{:?}` form for the length message.
+/// What is wrong with the sub-path `expr` (the core's
+/// [`SubPathError`] messages, completing "sub-path `<p>` ..."), or `''`.
+/// `base` is the CEL expression of the store's path without its trailing
+/// `/`, `base_debug` that of its `{:?}` form for the length message.
 pub(super) fn sub_path_problem(expr: &str, base: &str, base_debug: &str) -> String {
-    let bad = bad_char_class();
-    let at = "string(bytes(p.substring(0, p.indexOf(c))).size())";
+    let bad = lit(&bad_char_class());
+    let at = || {
+        (
+            number_hole(),
+            "string(bytes(p.substring(0, p.indexOf(c))).size())".to_owned(),
+        )
+    };
+    let message = |e: SubPathError, holes: &[(String, String)]| fill_bare(&e.to_string(), holes);
     let chars = format!(
-        "[p.find({bad})].map(c, c == '\\\\' ? 'must not contain a backslash (at byte ' + {at} + '): Windows nodes read it as a separator and it is an escape character to most tools' : \
-         c.matches(r'^[\\x00-\\x1f\\x7f-\\x9f]$') ? 'must not contain control characters' : \
-         'must not contain the invisible or bidirectional-control character U+' + {codes}[c] + ' (at byte ' + {at} + '): two directories that differ only by it look the same')[0]",
-        bad = lit(&bad),
-        codes = "variables.invCodes",
+        "[p.find({bad})].map(c, c == '\\\\' ? {backslash} : \
+         c.matches(r'^[\\x00-\\x1f\\x7f-\\x9f]$') ? {control} : \
+         {invisible})[0]",
+        backslash = message(SubPathError::Backslash { at: NUMBER }, &[at()]),
+        control = message(SubPathError::Control, &[]),
+        invisible = message(
+            SubPathError::Invisible {
+                code: u32::MAX,
+                at: NUMBER,
+            },
+            &[
+                (
+                    format!("{:04X}", u32::MAX),
+                    "variables.invCodes[c]".to_owned()
+                ),
+                at(),
+            ]
+        ),
     );
-    let element = quote_clip("bad[0]", "e");
+    let (element_raw, element_debug) = sentinel(0);
+    let element_too_long = message(
+        SubPathError::ElementTooLong {
+            element: element_raw,
+            bytes: NUMBER,
+        },
+        &[
+            (number_hole(), "string(bytes(bad[0]).size())".to_owned()),
+            (element_debug, quote_clip("bad[0]", "e")),
+        ],
+    );
     let segments = format!(
         "[p.split('/').filter(s, s == '' || s == '.' || s == '..' || bytes(s).size() > {MAX_ELEMENT_BYTES})].map(bad, bad.size() == 0 ? '' : \
-         bad[0] == '' ? \"must not contain empty segments ('//' or a trailing '/')\" : \
-         bad[0] == '.' || bad[0] == '..' ? \"must not contain '.' or '..' segments\" : \
-         'has an element of ' + string(bytes(bad[0]).size()) + ' bytes (' + {element} + '), over the limit of {MAX_ELEMENT_BYTES} bytes per path element that the kubelet can create')[0]"
+         bad[0] == '' ? {empty_segment} : \
+         bad[0] == '.' || bad[0] == '..' ? {dot_segment} : \
+         {element_too_long})[0]",
+        empty_segment = message(SubPathError::EmptySegment, &[]),
+        dot_segment = message(SubPathError::DotSegment, &[]),
     );
     let too_long = too_long("p", base, base_debug);
     let body = format!(
-        "p == '' ? 'is empty' : p.startsWith('/') ? \"must be relative (it starts with '/')\" : \
+        "p == '' ? {empty} : p.startsWith('/') ? {absolute} : \
          p.matches({bad}) ? {chars} : [{segments}].map(w, w != '' ? w : {too_long})[0]",
-        bad = lit(&bad_char_class()),
+        empty = message(SubPathError::Empty, &[]),
+        absolute = message(SubPathError::Absolute, &[]),
     );
     bind("p", expr, &body)
 }
 
-/// The length rule alone (`'makes the path ...'` or `''`) on the sub-path
-/// bound to `var`.
+/// The length rule alone (the core's [`SubPathError::TooLong`] or `''`)
+/// on the sub-path bound to `var`.
 pub(super) fn too_long(var: &str, base: &str, base_debug: &str) -> String {
     let bytes = format!("(bytes({base}).size() + 1 + bytes({var}).size())");
-    format!(
-        "{bytes} > {MAX_PATH_BYTES} ? 'makes the path ' + string({bytes}) + ' bytes long (' + {base_debug} + \" + '/' + the sub-path), over the limit of {MAX_PATH_BYTES} bytes that the kubelet can create\" : ''"
-    )
+    let (base_raw, base_raw_debug) = sentinel(0);
+    let message = fill_bare(
+        &SubPathError::TooLong {
+            base: base_raw,
+            bytes: NUMBER,
+        }
+        .to_string(),
+        &[
+            (number_hole(), format!("string({bytes})")),
+            (base_raw_debug, base_debug.to_owned()),
+        ],
+    );
+    format!("{bytes} > {MAX_PATH_BYTES} ? {message} : ''")
 }
 
 /// A JSON value as a CEL value for a JSON Patch: objects become `Object`

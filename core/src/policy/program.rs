@@ -17,22 +17,19 @@ use std::collections::{BTreeMap, HashMap};
 
 use serde_json::Value;
 
-use super::cel::{self, bind, lit, quote_clip};
-use super::classes::{classes, Class};
+use super::cel::{self, bind, fill, lit, quote_clip, sentinel};
+use super::classes::Class;
 use super::PolicyError;
-use crate::config::{Backend, Config, Provider, SdkKeys, Store};
+use crate::config::{Backend, EnvSource, Provider, Store};
 use crate::k8s;
 use crate::names;
-use crate::patch::{default_store, describe, Conflict};
+use crate::patch::{default_store, describe, Conflict, GCS_KEY_DESCRIPTION};
+use crate::selection::kubelet::SubPathError;
 use crate::selection::{self, SelectionError, SubPathSource};
 use crate::text::clip;
 use crate::vocabulary::{
     sdk_env_group, ANNOTATION_INJECTED, ANNOTATION_OUTPUTS_SUBPATH, ANNOTATION_UNIQUE_NAME,
-    ENV_ACCESS_KEYS, ENV_AWS_ACCESS_KEY_ID, ENV_AWS_DEFAULT_REGION, ENV_AWS_ENDPOINT_URL_S3,
-    ENV_AWS_REGION, ENV_AWS_SECRET_ACCESS_KEY, ENV_AWS_SESSION_TOKEN,
-    ENV_AZURE_STORAGE_ACCOUNT_KEY, ENV_AZURE_STORAGE_ACCOUNT_NAME,
-    ENV_AZURE_STORAGE_CONNECTION_STRING, ENV_DATA_PATHS, ENV_GOOGLE_CREDENTIALS, ENV_OUTPUTS_PATH,
-    ENV_STORAGE_EMULATOR_HOST, GCS_CREDENTIALS_DIR, GCS_CREDENTIALS_VOLUME,
+    ENV_ACCESS_KEYS, ENV_DATA_PATHS, ENV_OUTPUTS_PATH, GCS_CREDENTIALS_DIR, GCS_CREDENTIALS_VOLUME,
     POLICY_DENIED_ANNOTATION, SDK_ENV_GROUPS,
 };
 
@@ -86,44 +83,6 @@ struct EnvEntry {
     key: String,
 }
 
-/// Fills a message the core formats with sentinel arguments: each
-/// sentinel's text (or its `{:?}` form, quotes included) becomes the CEL
-/// expression given for it; the rest stays literal. The message is the
-/// webhook's own, so the policy's words cannot drift from it.
-fn fill(message: &str, holes: &[(String, String)]) -> String {
-    let mut parts = Vec::new();
-    let mut rest = message;
-    loop {
-        let next = holes
-            .iter()
-            .filter_map(|(text, expr)| rest.find(text.as_str()).map(|at| (at, text, expr)))
-            .min_by_key(|(at, _, _)| *at);
-        match next {
-            None => {
-                if !rest.is_empty() {
-                    parts.push(lit(rest));
-                }
-                break;
-            }
-            Some((at, text, expr)) => {
-                if at > 0 {
-                    parts.push(lit(&rest[..at]));
-                }
-                parts.push(format!("({expr})"));
-                rest = &rest[at + text.len()..];
-            }
-        }
-    }
-    parts.join(" + ")
-}
-
-/// The sentinel of hole `i`, and its `{:?}` form.
-fn sentinel(i: u8) -> (String, String) {
-    let s = format!("\u{1}{i}\u{1}");
-    let debug = format!("{s:?}");
-    (s, debug)
-}
-
 fn has_annotation(key: &str) -> String {
     format!(
         "(has(object.metadata.annotations) && {} in object.metadata.annotations)",
@@ -147,8 +106,7 @@ fn json_inner(s: &str) -> String {
 
 /// Builds the program, or says which store and which feature it cannot
 /// express.
-pub(super) fn program(config: &Config) -> Result<Program, PolicyError> {
-    let classes = classes(config);
+pub(super) fn program(classes: &[Class<'_>]) -> Result<Program, PolicyError> {
     let mut vars: Vec<(String, String)> = Vec::new();
     let mut var = |name: &str, expr: String| vars.push((name.to_owned(), expr));
 
@@ -156,7 +114,7 @@ pub(super) fn program(config: &Config) -> Result<Program, PolicyError> {
     let mut items: Vec<VolumeItem> = Vec::new();
     let mut item_of_store: HashMap<&str, usize> = HashMap::new();
     let mut item_of_key: BTreeMap<(String, String), usize> = BTreeMap::new();
-    for class in &classes {
+    for class in classes {
         let stores = class.data.iter().chain(class.outputs.iter());
         for store in stores {
             if let Backend::Volume { volume, .. } = store.backend() {
@@ -350,17 +308,24 @@ pub(super) fn program(config: &Config) -> Result<Program, PolicyError> {
             ),
         ),
     );
-    let (src_raw, _) = sentinel(0);
-    let (_, p_debug) = sentinel(1);
-    let (why_raw, _) = sentinel(2);
-    // The webhook's "{annotation}: sub-path {path:?} {why}".
-    let sub_path_message = |path: &str, why: &str| {
+    // The webhook's SelectionError::SubPath, its source and its reason
+    // standing in for theirs (neither takes a sentinel).
+    let (p_raw, p_debug) = sentinel(0);
+    let src = SubPathSource::PodName;
+    let why = SubPathError::Empty;
+    let sub_path_error = SelectionError::SubPath {
+        annotation: src,
+        path: p_raw,
+        why: why.clone(),
+    }
+    .to_string();
+    let sub_path_message = |path: &str, problem: &str| {
         fill(
-            &format!("{src_raw}: sub-path {p_debug} {why_raw}"),
+            &sub_path_error,
             &[
-                (src_raw.clone(), "variables.cand.src".to_owned()),
+                (src.to_string(), "variables.cand.src".to_owned()),
                 (p_debug.clone(), quote_clip(path, "qp")),
-                (why_raw.clone(), why.to_owned()),
+                (why.to_string(), problem.to_owned()),
             ],
         )
     };
@@ -515,7 +480,7 @@ pub(super) fn program(config: &Config) -> Result<Program, PolicyError> {
                 &lit(GCS_CREDENTIALS_DIR),
                 "''",
                 true,
-                "the GCS credentials",
+                GCS_KEY_DESCRIPTION,
             ));
         }
         for e in class_env(class) {
@@ -581,7 +546,7 @@ pub(super) fn program(config: &Config) -> Result<Program, PolicyError> {
         &Conflict::OwnMounts {
             path: path_raw.clone(),
             first: first_raw.clone(),
-            second: "the GCS credentials".to_owned(),
+            second: GCS_KEY_DESCRIPTION.to_owned(),
         }
         .to_string(),
         &[
@@ -760,7 +725,7 @@ fn class_map(
             Conflict::OwnMounts {
                 path: clip(GCS_CREDENTIALS_DIR),
                 first: describe(s),
-                second: "the GCS credentials".to_owned(),
+                second: GCS_KEY_DESCRIPTION.to_owned(),
             }
             .to_string()
         })
@@ -867,78 +832,18 @@ fn class_env(class: &Class<'_>) -> Vec<EnvEntry> {
     for (key, secret) in &secret_keys {
         env.push(secret_ref(key, secret, key));
     }
+    // The SDK variables each provider's default store wrote at load, as
+    // the webhook adds them.
     let sel = selection_of(class);
     for provider in [Provider::Gcs, Provider::S3, Provider::Azure] {
         let Some(store) = default_store(&sel, provider) else {
             continue;
         };
-        let Backend::Cloud {
-            bucket,
-            credentials,
-            endpoint,
-            region,
-            ..
-        } = store.backend()
-        else {
-            continue;
-        };
-        match provider {
-            Provider::Gcs => {
-                if let Some(c) = credentials {
-                    env.push(plain(
-                        ENV_GOOGLE_CREDENTIALS,
-                        lit(&format!("{GCS_CREDENTIALS_DIR}/{}", c.secret_key)),
-                    ));
-                }
-                if let Some(e) = endpoint {
-                    env.push(plain(ENV_STORAGE_EMULATOR_HOST, lit(e)));
-                }
-            }
-            Provider::S3 => {
-                if let Some(c) = credentials {
-                    if let SdkKeys::S3 {
-                        access_key_id,
-                        secret_access_key,
-                        session_token,
-                    } = &c.sdk
-                    {
-                        env.push(secret_ref(ENV_AWS_ACCESS_KEY_ID, &c.secret, access_key_id));
-                        env.push(secret_ref(
-                            ENV_AWS_SECRET_ACCESS_KEY,
-                            &c.secret,
-                            secret_access_key,
-                        ));
-                        if let Some(t) = session_token {
-                            env.push(secret_ref(ENV_AWS_SESSION_TOKEN, &c.secret, t));
-                        }
-                    }
-                }
-                if let Some(e) = endpoint {
-                    env.push(plain(ENV_AWS_ENDPOINT_URL_S3, lit(e)));
-                }
-                if let Some(r) = region {
-                    env.push(plain(ENV_AWS_REGION, lit(r)));
-                    env.push(plain(ENV_AWS_DEFAULT_REGION, lit(r)));
-                }
-            }
-            Provider::Azure => {
-                if let Some(account) = Provider::azure_account(bucket) {
-                    env.push(plain(ENV_AZURE_STORAGE_ACCOUNT_NAME, lit(account)));
-                }
-                if let Some(c) = credentials {
-                    match &c.sdk {
-                        SdkKeys::AzureConnectionString(k) => env.push(secret_ref(
-                            ENV_AZURE_STORAGE_CONNECTION_STRING,
-                            &c.secret,
-                            k,
-                        )),
-                        SdkKeys::AzureAccountKey(k) => {
-                            env.push(secret_ref(ENV_AZURE_STORAGE_ACCOUNT_KEY, &c.secret, k))
-                        }
-                        _ => {}
-                    }
-                }
-            }
+        for e in &store.fragments().sdk_env {
+            env.push(match &e.value {
+                EnvSource::Plain(value) => plain(e.name, lit(value)),
+                EnvSource::Secret { secret, key } => secret_ref(e.name, secret, key),
+            });
         }
     }
     env
@@ -985,14 +890,14 @@ fn container_errors(list: &str) -> String {
         &Conflict::MountPath {
             field: String::new(),
             container: c_raw.clone(),
-            path: p_raw.clone(),
+            path: p_raw,
             existing: v_raw.clone(),
             what: w_raw.clone(),
         }
         .to_string(),
         &[
             (c_debug.clone(), q("c.name", "qc")),
-            (p_debug.clone(), q("mp[0].path", "qm")),
+            (p_debug, q("mp[0].path", "qm")),
             (v_debug.clone(), q("h.name", "qh")),
             (w_raw.clone(), "mp[0].what".to_owned()),
         ],
@@ -1012,7 +917,7 @@ fn container_errors(list: &str) -> String {
             (v_debug.clone(), q("h.name", "qh")),
             (w_raw.clone(), "m.what".to_owned()),
             (
-                x_raw.clone(),
+                x_raw,
                 format!(
                     "{} + (has(h.subPath) ? ' with subPath ' + {} : '') + (m.ro != '' && !(has(h.readOnly) && h.readOnly) ? ' read-write' : '')",
                     q("h.mountPath", "qh"),
@@ -1020,7 +925,7 @@ fn container_errors(list: &str) -> String {
                 ),
             ),
             (
-                y_raw.clone(),
+                y_raw,
                 format!(
                     "'only the webhook mounts it, at ' + {} + (m.sub != '' ? ' with subPath ' + {} : '') + (m.ro != '' ? ' read-only' : '')",
                     q("m.path", "qm"),
@@ -1049,7 +954,6 @@ fn container_errors(list: &str) -> String {
             ),
         ],
     );
-    let _ = (p_raw, p_debug, x_raw, y_raw);
     let exact = "p == m.path && (has(h.subPath) ? h.subPath : '') == m.sub && (has(h.readOnly) && h.readOnly) == (m.ro != '')";
     let mount_error = format!(
         "[variables.mounts.filter(m, m.volume == h.name)].map(ms, ms.size() > 0 ? {ours} : {other})[0]",

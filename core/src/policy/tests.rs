@@ -42,6 +42,52 @@ fn the_example_compiles_into_four_objects() {
     }
 }
 
+/// Every message the policy takes from the core is filled in whole: a
+/// hole the core's format no longer writes as the sentinel would leave the
+/// sentinel in the policy's text.
+#[test]
+fn no_sentinel_is_left_in_the_messages() {
+    let sdk = Config::from_yaml(
+        &std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../examples/persistence-sdk.yaml"
+        ))
+        .expect("the example is there"),
+    )
+    .expect("valid example");
+    // A sentinel as a CEL literal writes it: raw, and its `{:?}` form.
+    let mut sentinels = vec![cel::NUMBER.to_string(), format!("{:X}", u32::MAX)];
+    for i in 0..8 {
+        let (raw, debug) = cel::sentinel(i);
+        for s in [raw, debug] {
+            let quoted = cel::lit(&s);
+            sentinels.push(quoted[1..quoted.len() - 1].to_owned());
+        }
+    }
+    for config in [Config::example(), sdk] {
+        let objects = generate(&config, &Options::default()).expect("compiles");
+        let spec = &objects[0]["spec"];
+        let mut expressions: Vec<&str> = spec["variables"]
+            .as_array()
+            .expect("variables")
+            .iter()
+            .filter_map(|v| v["expression"].as_str())
+            .collect();
+        expressions.extend(spec["mutations"][0]["jsonPatch"]["expression"].as_str());
+        let text = expressions.join("\n");
+        for sentinel in &sentinels {
+            assert!(!text.contains(sentinel), "{sentinel:?} left in the policy");
+        }
+        for want in [
+            "must not contain a backslash (at byte ",
+            "'): Windows nodes read it as a separator",
+            "' bytes long (' + variables.cfg.outBaseDebug + \" + '/' + the sub-path)",
+        ] {
+            assert!(text.contains(want), "{want:?} not in the policy");
+        }
+    }
+}
+
 #[test]
 fn volume_names_that_can_meet_are_refused() {
     let long = "a".repeat(60);
