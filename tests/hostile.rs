@@ -461,8 +461,10 @@ fn refused_before_tls(ended: &Result<usize, std::io::ErrorKind>) -> bool {
     matches!(ended, Ok(0) | Err(std::io::ErrorKind::ConnectionReset))
 }
 
-/// Fair shares per peer. One peer (127.0.0.2) holds silent TCP connections,
-/// three times its share, and keeps reopening each one the server closes;
+/// Fair shares per peer. One peer (127.0.0.2) opens silent TCP connections,
+/// more than the port holds, keeps those let in (its share and what it may
+/// borrow: the port less one share), and keeps reopening each one the
+/// server closes;
 /// meanwhile another peer (127.0.0.3, standing in for the API server) sends
 /// reviews, each on a new TLS connection, as the API server does after an
 /// idle close. Before the per-peer share, such a flood pushed an honest
@@ -471,7 +473,10 @@ fn refused_before_tls(ended: &Result<usize, std::io::ErrorKind>) -> bool {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_peer_over_its_share_is_refused_while_another_keeps_reviewing() {
     const SHARE: usize = 4;
-    const FLOOD: usize = 3 * SHARE;
+    const MAX: usize = 16;
+    // Alone, the flooder borrows all the port but one share.
+    const HELD: usize = MAX - SHARE;
+    const FLOOD: usize = MAX + SHARE;
     const REOPENERS: usize = 4;
     const REVIEWS: usize = 20;
     let s = Server::start_with(&[
@@ -482,7 +487,7 @@ async fn a_peer_over_its_share_is_refused_while_another_keeps_reviewing() {
         "--header-read-timeout",
         "60s",
         "--max-connections",
-        "16",
+        &MAX.to_string(),
         "--max-connections-per-peer",
         "4",
     ])
@@ -496,7 +501,8 @@ async fn a_peer_over_its_share_is_refused_while_another_keeps_reviewing() {
         "persistence_webhook_connections_refused_total{port=\"webhook\",reason=\"peer-share\"}";
     let open = "persistence_webhook_connections_open{port=\"webhook\"}";
 
-    // At its share and past it: the share is let in, the rest closed at once.
+    // Past its share and the room it may borrow: what it may hold is let
+    // in, the rest closed at once.
     let mut flood = Vec::new();
     for _ in 0..FLOOD {
         flood.push(tokio::spawn(silent_until_closed(
@@ -504,7 +510,7 @@ async fn a_peer_over_its_share_is_refused_while_another_keeps_reviewing() {
         )));
     }
     eventually("all but the flooder's share are closed", || {
-        std::future::ready(flood.iter().filter(|t| t.is_finished()).count() >= FLOOD - SHARE)
+        std::future::ready(flood.iter().filter(|t| t.is_finished()).count() >= FLOOD - HELD)
     })
     .await;
     let (closed, held): (Vec<_>, Vec<_>) = flood.into_iter().partition(|t| t.is_finished());
@@ -512,12 +518,19 @@ async fn a_peer_over_its_share_is_refused_while_another_keeps_reviewing() {
         let ended = t.await.expect("task");
         assert!(refused_before_tls(&ended), "{ended:?}");
     }
-    assert_eq!(held.len(), SHARE, "the share is held, not closed");
-    eventually("every refusal is counted, and the share is open", || {
-        std::future::ready(
-            metric(refused) == (FLOOD - SHARE) as f64 && metric(open) == SHARE as f64,
-        )
-    })
+    assert_eq!(
+        held.len(),
+        HELD,
+        "its share and what it may borrow are held, not closed"
+    );
+    eventually(
+        "every refusal is counted, and the held ones are open",
+        || {
+            std::future::ready(
+                metric(refused) == (FLOOD - HELD) as f64 && metric(open) == HELD as f64,
+            )
+        },
+    )
     .await;
 
     // The flooder reopens every connection the server closes, without end.
@@ -583,16 +596,16 @@ async fn a_peer_over_its_share_is_refused_while_another_keeps_reviewing() {
     // Every refusal counted once, whatever its address: the metric has no
     // address label.
     eventually("every refusal is counted", || {
-        std::future::ready(metric(refused) == (FLOOD - SHARE + reopened) as f64)
+        std::future::ready(metric(refused) == (FLOOD - HELD + reopened) as f64)
     })
     .await;
     assert!(
         held.iter().all(|t| !t.is_finished()),
-        "the share is still held"
+        "the held connections are still held"
     );
     eventually(
-        "only the flooder's share is open once the reviews are done",
-        || std::future::ready(metric(open) == SHARE as f64),
+        "only the flooder's connections are open once the reviews are done",
+        || std::future::ready(metric(open) == HELD as f64),
     )
     .await;
     assert!(
@@ -601,7 +614,7 @@ async fn a_peer_over_its_share_is_refused_while_another_keeps_reviewing() {
     );
     eprintln!(
         "per-peer flood: {} connections refused while {REVIEWS} reviews were answered",
-        FLOOD - SHARE + reopened
+        FLOOD - HELD + reopened
     );
 
     // The flooder lets go: its held connections close, and it is a peer like

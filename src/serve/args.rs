@@ -161,10 +161,12 @@ pub struct ServeArgs {
     )]
     pub max_connections: usize,
 
-    /// Open connections one source address may hold on each port (at most
-    /// --max-connections), and the same fraction of the body buffers; a
-    /// connection over it is closed at once, before its TLS handshake. The
-    /// API server needs a few (it multiplexes reviews over HTTP/2).
+    /// Open connections one source address always gets on each port (at
+    /// most --max-connections), and the same fraction of the body buffers.
+    /// Past it, it may borrow connections no other peer can claim (alone:
+    /// the port less one share); a connection past that is closed at once,
+    /// before its TLS handshake. The API server calls over HTTP/1.1, a
+    /// connection per concurrent review.
     /// [default: 32, or --max-connections if lower]
     #[arg(
         long,

@@ -390,7 +390,7 @@ mod tests {
         use std::net::{IpAddr, Ipv4Addr};
         // A quarter of an 8 MiB budget per peer: 2 MiB, room for one 2 MiB body.
         let b = budget(8 * MIB);
-        let table = PeerTable::new(Share::of(4, 16, 8 * MIB, 2 * MIB));
+        let table = PeerTable::new(Share::of(4, 16, 8 * MIB, 2 * MIB), 16);
         let flooder = table
             .admit(IpAddr::V4(Ipv4Addr::new(127, 0, 0, 2)))
             .expect("seat");

@@ -5,7 +5,8 @@
 //!   (new clients queue in the kernel backlog), logs once per burst and
 //!   counts each wait;
 //! - at most a peer's share (`--max-connections-per-peer`) open from one
-//!   source address: a connection over it is closed right after accept,
+//!   source address, plus what it may borrow that no other peer can claim
+//!   (see `peers`): a connection over that is closed right after accept,
 //!   before its TLS handshake (a reset, so no TIME_WAIT is left here), and
 //!   counted; it never waits ahead of other peers' connections. Each
 //!   accepted connection hands its peer's share of the body budget to its
@@ -124,7 +125,7 @@ pub async fn serve(
     } = listener;
     let builder = Arc::new(http_builder(&limits));
     let slots = Arc::new(Semaphore::new(limits.max_connections));
-    let peers = PeerTable::new(limits.peer_share);
+    let peers = PeerTable::new(limits.peer_share, limits.max_connections);
     let mut tasks = JoinSet::new();
     let mut at_limit = false;
     let mut accept_failed_logged: Option<Instant> = None;
@@ -196,7 +197,7 @@ pub async fn serve(
                     port = port.as_str(),
                     %peer,
                     share = limits.peer_share.connections,
-                    "A peer holds its share of connections: refusing its new ones until some close (--max-connections-per-peer; further refusals are only counted for a while)"
+                    "A peer holds its share of connections and the free ones are other peers' shares: refusing its new ones until some close (--max-connections-per-peer; further refusals are only counted for a while)"
                 );
                 refused_logged = Some(Instant::now());
             }

@@ -1,6 +1,8 @@
 //! Fair shares per peer: the connections and the request-body bytes one
 //! source address may hold, so that no single peer on the network can crowd
-//! the API server out of a port (`--max-connections-per-peer`).
+//! the API server out of a port (`--max-connections-per-peer`). A peer may
+//! borrow connections past its share that no other peer can claim, so the
+//! share limits a peer only when another needs the room.
 //!
 //! The table is touched only when a connection is accepted and when it
 //! closes, never per request: a connection carries its peer's share with
@@ -27,13 +29,13 @@ pub const SMALL_BODY_BYTES: usize = 64 * 1024;
 pub const SMALL_POOL_BYTES: usize = 128 * SMALL_BODY_BYTES;
 
 /// `--max-connections-per-peer` when not given (or `--max-connections`
-/// if lower): a quarter of the default 128. The API server multiplexes its
-/// reviews over HTTP/2 (one or two connections per API server, up to 32
-/// streams each, while reviews run 4 at a time), so 32 leaves a control
-/// plane that reaches us through one proxy address room for a burst over
-/// HTTP/1.1 as wide as one HTTP/2 connection's streams, and a connection
-/// refused to the API server fails a pod creation. An attacker needs four
-/// addresses to fill the port instead of one.
+/// if lower): a quarter of the default 128, what a peer always gets. The API
+/// server calls webhooks over HTTP/1.1, a connection per concurrent call, so
+/// a burst of pod creations is a burst of connections from one address; it
+/// may go past its share by borrowing what no other peer present can claim
+/// (see [`PeerTable::admit`]), up to the port less one share. A flooder with
+/// one address likewise holds at most the port less one share, and an
+/// attacker needs four addresses to take every share of the default port.
 pub const DEFAULT_CONNECTIONS_PER_PEER: usize = 32;
 
 /// What one peer may hold at once.
@@ -99,7 +101,20 @@ impl PeerBodies {
 #[derive(Debug)]
 pub struct PeerTable {
     share: Share,
-    peers: Mutex<HashMap<IpAddr, Entry>>,
+    /// The port's `--max-connections`: what borrowing may not eat into.
+    max_connections: usize,
+    state: Mutex<State>,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    peers: HashMap<IpAddr, Entry>,
+    /// Connections open on the port, all peers together.
+    open: usize,
+    /// What the peers present have not used of their shares: the sum over
+    /// them of `share - held`, where positive. Kept as connections come and
+    /// go, so borrowing is decided without a walk of the table.
+    unclaimed: usize,
 }
 
 #[derive(Debug)]
@@ -109,11 +124,13 @@ struct Entry {
 }
 
 impl PeerTable {
-    /// An empty table giving each peer `share`.
-    pub fn new(share: Share) -> Arc<PeerTable> {
+    /// An empty table for a port of `max_connections`, giving each peer
+    /// `share`.
+    pub fn new(share: Share, max_connections: usize) -> Arc<PeerTable> {
         Arc::new(PeerTable {
             share,
-            peers: Mutex::new(HashMap::new()),
+            max_connections: max_connections.max(1),
+            state: Mutex::new(State::default()),
         })
     }
 
@@ -124,7 +141,7 @@ impl PeerTable {
 
     /// Peers with a connection open now.
     pub fn len(&self) -> usize {
-        self.lock().len()
+        self.lock().peers.len()
     }
 
     /// Whether no peer has a connection open.
@@ -132,28 +149,53 @@ impl PeerTable {
         self.len() == 0
     }
 
-    fn lock(&self) -> MutexGuard<'_, HashMap<IpAddr, Entry>> {
-        // Every update is a single insert, increment or removal: a panic
-        // elsewhere cannot leave an entry half-written.
-        self.peers.lock().unwrap_or_else(PoisonError::into_inner)
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // Every update is a single insert, increment or removal with its
+        // two counters: a panic elsewhere cannot leave an entry half-written.
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Counts a new connection from `ip`, or `None` if the peer already
-    /// holds its share of connections. The returned seat gives the
-    /// connection back when dropped.
+    /// Counts a new connection from `ip`, or `None` if it may not have one.
+    ///
+    /// A peer always gets its share. Past it, it may *borrow* a free
+    /// connection while enough stay free for every other peer present to
+    /// reach its own share and for one newcomer to get a whole one: the API
+    /// server, which calls over HTTP/1.1 with a connection per concurrent
+    /// call, can burst past its share when nobody else needs the room, and a
+    /// flooder alone still leaves a share free for it. The returned seat
+    /// gives the connection back when dropped.
     pub fn admit(self: &Arc<Self>, ip: IpAddr) -> Option<Seat> {
         // An IPv4 peer on a dual-stack socket arrives as ::ffff:a.b.c.d: one
         // peer, one key.
         let ip = ip.to_canonical();
-        let mut peers = self.lock();
+        let share = self.share.connections;
+        let mut state = self.lock();
+        let State {
+            peers,
+            open,
+            unclaimed,
+        } = &mut *state;
+        let held = peers.get(&ip).map_or(0, |e| e.connections);
+        if held >= share {
+            // Free after this one is taken (the listener holds a slot for
+            // it, so `open < max_connections`).
+            let free = self.max_connections.saturating_sub(*open + 1);
+            if free < share.saturating_add(*unclaimed) {
+                return None;
+            }
+        }
         let entry = peers.entry(ip).or_insert_with(|| Entry {
             connections: 0,
             bodies: Arc::new(PeerBodies::new(&self.share)),
         });
-        if entry.connections >= self.share.connections {
-            return None;
+        if entry.connections == 0 {
+            *unclaimed += share;
+        }
+        if entry.connections < share {
+            *unclaimed -= 1;
         }
         entry.connections += 1;
+        *open += 1;
         Some(Seat {
             table: self.clone(),
             ip,
@@ -162,10 +204,21 @@ impl PeerTable {
     }
 
     fn leave(&self, ip: IpAddr) {
-        let mut peers = self.lock();
+        let share = self.share.connections;
+        let mut state = self.lock();
+        let State {
+            peers,
+            open,
+            unclaimed,
+        } = &mut *state;
         if let Some(entry) = peers.get_mut(&ip) {
+            if entry.connections <= share {
+                *unclaimed += 1;
+            }
             entry.connections = entry.connections.saturating_sub(1);
+            *open = open.saturating_sub(1);
             if entry.connections == 0 {
+                *unclaimed = unclaimed.saturating_sub(share);
                 peers.remove(&ip);
             }
         }
@@ -205,19 +258,62 @@ mod tests {
     }
 
     fn table(per_peer: usize) -> Arc<PeerTable> {
-        PeerTable::new(Share::of(per_peer, 128, 32 * MIB, 4 * MIB))
+        PeerTable::new(Share::of(per_peer, 128, 32 * MIB, 4 * MIB), 128)
+    }
+
+    /// Seats taken by `ip` until one is refused (at most `max`).
+    fn fill(t: &Arc<PeerTable>, ip: IpAddr, max: usize) -> Vec<Seat> {
+        std::iter::from_fn(|| t.admit(ip)).take(max).collect()
     }
 
     #[test]
-    fn a_peer_holds_at_most_its_share_and_others_are_not_affected() {
-        let t = table(3);
-        let seats: Vec<_> = (0..3)
-            .map(|i| t.admit(ip(1)).unwrap_or_else(|| panic!("seat {i} of 3")))
-            .collect();
-        assert!(t.admit(ip(1)).is_none(), "a fourth connection is refused");
-        assert!(t.admit(ip(2)).is_some(), "another peer has its own share");
-        drop(seats);
-        assert!(t.admit(ip(1)).is_some(), "room again once one closes");
+    fn a_peer_alone_borrows_all_but_one_share_and_others_keep_theirs() {
+        // Share 4 of a port of 16.
+        let t = PeerTable::new(Share::of(4, 16, 32 * MIB, 4 * MIB), 16);
+        let a = fill(&t, ip(1), 16);
+        assert_eq!(a.len(), 12, "its share and all the free room but one share");
+        let b = fill(&t, ip(2), 16);
+        assert_eq!(b.len(), 4, "a newcomer gets exactly its share, no more");
+        assert!(
+            t.admit(ip(3)).is_some(),
+            "and so would a third (the listener's slots bound the port)"
+        );
+        drop(a);
+        assert_eq!(
+            fill(&t, ip(1), 16).len(),
+            8,
+            "room again once they close: 16 - B's 4 - a share"
+        );
+        drop(b);
+    }
+
+    #[test]
+    fn borrowing_leaves_room_for_what_present_peers_have_not_used_of_their_shares() {
+        let t = PeerTable::new(Share::of(4, 16, 32 * MIB, 4 * MIB), 16);
+        let b = t.admit(ip(2)).expect("one connection of B");
+        let a = fill(&t, ip(1), 16);
+        // 16 minus B's 1, B's 3 unused, a newcomer's 4: A may reach 8.
+        assert_eq!(a.len(), 8);
+        let more_b = fill(&t, ip(2), 16);
+        assert_eq!(
+            more_b.len(),
+            3,
+            "B still reaches its share of 4, and no more"
+        );
+        let c = fill(&t, ip(3), 16);
+        assert_eq!(c.len(), 4, "a newcomer still gets its whole share");
+        drop((b, more_b));
+        assert!(
+            t.admit(ip(1)).is_none(),
+            "B gone, but C holds its share and 16 - 12 - 1 < a share: A may not borrow more"
+        );
+        drop(c);
+    }
+
+    #[test]
+    fn with_the_share_equal_to_the_port_a_peer_gets_every_connection() {
+        let t = PeerTable::new(Share::of(16, 16, 32 * MIB, 4 * MIB), 16);
+        assert_eq!(fill(&t, ip(1), 32).len(), 16);
     }
 
     #[test]
@@ -242,7 +338,8 @@ mod tests {
 
     #[test]
     fn an_ipv4_peer_on_a_dual_stack_socket_is_one_peer() {
-        let t = table(1);
+        // A port of one share: nothing to borrow.
+        let t = PeerTable::new(Share::of(1, 2, 32 * MIB, 4 * MIB), 2);
         let _seat = t.admit(ip(7)).expect("first");
         let mapped = IpAddr::V6(Ipv4Addr::new(10, 0, 0, 7).to_ipv6_mapped());
         assert!(t.admit(mapped).is_none(), "the same peer, mapped");
