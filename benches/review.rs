@@ -92,7 +92,7 @@ fn shared_body() -> Vec<u8> {
 fn check_patched(config: &Config) {
     let reviewed = review(config, BODY).expect("the bench body is an AdmissionReview");
     match &reviewed.decision {
-        Decision::Patched(patch) => assert!(!patch.0.is_empty(), "an empty patch"),
+        Decision::Patched(patch) => assert!(!patch.patch().0.is_empty(), "an empty patch"),
         other => panic!("the bench review must be patched, got {other:?}"),
     }
     let shared = review(config, &shared_body()).expect("the shared body is an AdmissionReview");

@@ -137,7 +137,7 @@ pub fn run(args: &MutateArgs) -> Result<Printed> {
     };
     let stderr = (!lines.is_empty()).then(|| lines.join("\n"));
     let patch = match &reviewed.decision {
-        Decision::Patched(p) => p.0.clone(),
+        Decision::Patched(p) => p.patch().0.clone(),
         _ => Vec::new(),
     };
 

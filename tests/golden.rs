@@ -512,7 +512,7 @@ fn readmitting_a_pod_defaulted_by_the_api_server_is_unchanged() {
         if let Decision::Patched(patch) =
             review(&case.config, &case.body).expect("reviewed").decision
         {
-            json_patch::patch(&mut pod, &patch).expect("the patch applies");
+            json_patch::patch(&mut pod, patch.patch()).expect("the patch applies");
         }
         // What SetDefaults_HostPathVolumeSource and
         // SetDefaults_SecretVolumeSource add.

@@ -198,7 +198,7 @@ fn check(p: &Plan) -> Result<&'static str, TestCaseError> {
     let served = review(&config, &admission(&pod, p.namespace)).expect("an answerable review");
     let mut served_pod = pod.clone();
     if let Decision::Patched(patch) = &served.decision {
-        json_patch::patch(&mut served_pod, patch).expect("the server's patch applies");
+        json_patch::patch(&mut served_pod, patch.patch()).expect("the server's patch applies");
     }
 
     // `mutate`'s answer for the workload.

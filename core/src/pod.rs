@@ -11,7 +11,7 @@ use std::borrow::Cow;
 use std::collections::HashSet;
 use std::fmt;
 
-use serde::de::{self, Deserializer, IgnoredAny, MapAccess, Visitor};
+use serde::de::{self, DeserializeSeed as _, Deserializer, IgnoredAny, MapAccess, Visitor};
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
@@ -108,8 +108,13 @@ impl<'de: 'a, 'a> Deserialize<'de> for PodView<'a> {
     }
 }
 
-/// Sets a field once: a second occurrence is serde's "duplicate field".
-fn once<T, E: de::Error>(slot: &mut Option<T>, key: &'static str, value: T) -> Result<(), E> {
+/// Sets a field once: a second occurrence is serde's "duplicate field"
+/// (the review's codec reads its maps with it too).
+pub(crate) fn once<T, E: de::Error>(
+    slot: &mut Option<T>,
+    key: &'static str,
+    value: T,
+) -> Result<(), E> {
     if slot.replace(value).is_some() {
         return Err(E::duplicate_field(key));
     }
@@ -130,9 +135,7 @@ impl<'de, 'k> Visitor<'de> for PodVisitor<'k> {
                 "metadata" => once(
                     &mut metadata,
                     "metadata",
-                    map.next_value_seed(SeededObject(Derived::<Metadata<'de>>(
-                        std::marker::PhantomData,
-                    )))?,
+                    map.next_value_seed(SeededObject(derived::<Metadata<'de>>()))?,
                 )?,
                 "spec" => once(
                     &mut spec,
@@ -211,9 +214,7 @@ impl<'de: 'a, 'a> Deserialize<'de> for ControllerJob<'a> {
             fn visit_seq<S: de::SeqAccess<'de>>(self, mut seq: S) -> Result<Self::Value, S::Error> {
                 let mut controllers = 0_usize;
                 let mut job = None;
-                while let Some(r) =
-                    seq.next_element_seed(ObjectSeed::<OwnerRef<'de>>(std::marker::PhantomData))?
-                {
+                while let Some(r) = seq.next_element_seed(Item(derived::<OwnerRef<'de>>()))? {
                     if r.controller != Some(true) {
                         continue;
                     }
@@ -353,12 +354,12 @@ impl<'de, 'k> Visitor<'de> for SpecVisitor<'k> {
                 "containers" => once(
                     &mut containers,
                     "containers",
-                    map.next_value_seed(Objects(ContainerVisitor(self.0)))?,
+                    map.next_value_seed(Objects(ContainerVisitor(self.0), |_: &Container| true))?,
                 )?,
                 "initContainers" => once(
                     &mut init,
                     "initContainers",
-                    map.next_value_seed(Objects(ContainerVisitor(self.0)))?,
+                    map.next_value_seed(Objects(ContainerVisitor(self.0), |_: &Container| true))?,
                 )?,
                 _ => {
                     map.next_value::<IgnoredAny>()?;
@@ -457,15 +458,21 @@ impl<'de, 'k> Visitor<'de> for ContainerVisitor<'k> {
         f.write_str("struct Container")
     }
     fn visit_map<M: MapAccess<'de>>(self, mut map: M) -> Result<Self::Value, M::Error> {
+        let keep = self.0;
         let (mut name, mut env, mut mounts) = (None, None, None);
         while let Some(key) = map.next_key::<Cow<'de, str>>()? {
             match key.as_ref() {
                 "name" => once(&mut name, "name", map.next_value::<Cow<'de, str>>()?)?,
-                "env" => once(&mut env, "env", map.next_value_seed(EnvList(self.0))?)?,
+                // Every entry is read; only those `keep` names are kept.
+                "env" => once(
+                    &mut env,
+                    "env",
+                    map.next_value_seed(Objects(derived(), |e: &Env| keep.env(&e.name)))?,
+                )?,
                 "volumeMounts" => once(
                     &mut mounts,
                     "volumeMounts",
-                    map.next_value_seed(MountList(self.0))?,
+                    map.next_value_seed(Objects(derived(), |m: &Mount| keep.mount(m)))?,
                 )?,
                 _ => {
                     map.next_value::<IgnoredAny>()?;
@@ -477,70 +484,6 @@ impl<'de, 'k> Visitor<'de> for ContainerVisitor<'k> {
             env: env.flatten(),
             volume_mounts: mounts.flatten(),
         })
-    }
-}
-
-/// A container's `volumeMounts` (or null): every entry read, only those
-/// `Keep` names kept.
-struct MountList<'k>(Keep<'k>);
-
-impl<'de, 'k> de::DeserializeSeed<'de> for MountList<'k> {
-    type Value = Option<Vec<Mount<'de>>>;
-    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
-        d.deserialize_any(self)
-    }
-}
-
-impl<'de, 'k> Visitor<'de> for MountList<'k> {
-    type Value = Option<Vec<Mount<'de>>>;
-    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        f.write_str("a list of JSON objects")
-    }
-    fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
-        Ok(None)
-    }
-    fn visit_seq<S: de::SeqAccess<'de>>(self, mut seq: S) -> Result<Self::Value, S::Error> {
-        let mut out = Vec::new();
-        while let Some(m) =
-            seq.next_element_seed(ObjectSeed::<Mount<'de>>(std::marker::PhantomData))?
-        {
-            if self.0.mount(&m) {
-                out.push(m);
-            }
-        }
-        Ok(Some(out))
-    }
-}
-
-/// A container's `env` (or null): every entry read, only those `Keep`
-/// names kept.
-struct EnvList<'k>(Keep<'k>);
-
-impl<'de, 'k> de::DeserializeSeed<'de> for EnvList<'k> {
-    type Value = Option<Vec<Env<'de>>>;
-    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
-        d.deserialize_any(self)
-    }
-}
-
-impl<'de, 'k> Visitor<'de> for EnvList<'k> {
-    type Value = Option<Vec<Env<'de>>>;
-    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        f.write_str("a list of JSON objects")
-    }
-    fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
-        Ok(None)
-    }
-    fn visit_seq<S: de::SeqAccess<'de>>(self, mut seq: S) -> Result<Self::Value, S::Error> {
-        let mut out = Vec::new();
-        while let Some(e) =
-            seq.next_element_seed(ObjectSeed::<Env<'de>>(std::marker::PhantomData))?
-        {
-            if self.0.env(&e.name) {
-                out.push(e);
-            }
-        }
-        Ok(Some(out))
     }
 }
 
@@ -600,6 +543,10 @@ pub struct Mount<'a> {
 /// A map visitor for a type with a derived `Deserialize`.
 struct Derived<T>(std::marker::PhantomData<T>);
 
+fn derived<T>() -> Derived<T> {
+    Derived(std::marker::PhantomData)
+}
+
 impl<T> Clone for Derived<T> {
     fn clone(&self) -> Self {
         Derived(std::marker::PhantomData)
@@ -640,18 +587,38 @@ impl<'de, V: Visitor<'de>> Visitor<'de> for SeededObject<V> {
     }
 }
 
-/// A list of JSON objects (or null), each read by map visitor `V`: not a
-/// list of lists (see [`object_or_null`]).
-struct Objects<V>(V);
+/// A JSON object read by map visitor `V`, not null: an item of a list.
+struct Item<V>(V);
 
-impl<'de, V: Visitor<'de> + Clone> de::DeserializeSeed<'de> for Objects<V> {
+impl<'de, V: Visitor<'de>> de::DeserializeSeed<'de> for Item<V> {
+    type Value = V::Value;
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<V::Value, D::Error> {
+        SeededObject(self.0)
+            .deserialize(d)?
+            .ok_or_else(|| de::Error::custom("expected a JSON object, found null"))
+    }
+}
+
+/// A list of JSON objects (or null), each read by map visitor `V` (not a
+/// list of lists, see [`object_or_null`]), keeping those `K` keeps.
+struct Objects<V, K>(V, K);
+
+impl<'de, V, K> de::DeserializeSeed<'de> for Objects<V, K>
+where
+    V: Visitor<'de> + Clone,
+    K: Fn(&V::Value) -> bool,
+{
     type Value = Option<Vec<V::Value>>;
     fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
         d.deserialize_any(self)
     }
 }
 
-impl<'de, V: Visitor<'de> + Clone> Visitor<'de> for Objects<V> {
+impl<'de, V, K> Visitor<'de> for Objects<V, K>
+where
+    V: Visitor<'de> + Clone,
+    K: Fn(&V::Value) -> bool,
+{
     type Value = Option<Vec<V::Value>>;
     fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
         f.write_str("a list of JSON objects")
@@ -661,10 +628,9 @@ impl<'de, V: Visitor<'de> + Clone> Visitor<'de> for Objects<V> {
     }
     fn visit_seq<S: de::SeqAccess<'de>>(self, mut seq: S) -> Result<Self::Value, S::Error> {
         let mut out = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(64));
-        while let Some(item) = seq.next_element_seed(SeededObject(self.0.clone()))? {
-            match item {
-                Some(item) => out.push(item),
-                None => return Err(de::Error::custom("expected a JSON object, found null")),
+        while let Some(item) = seq.next_element_seed(Item(self.0.clone()))? {
+            if (self.1)(&item) {
+                out.push(item);
             }
         }
         Ok(Some(out))
@@ -679,34 +645,7 @@ where
     D: Deserializer<'de>,
     T: Deserialize<'de>,
 {
-    d.deserialize_any(ObjectVisitor(std::marker::PhantomData))
-}
-
-struct ObjectSeed<T>(std::marker::PhantomData<T>);
-
-impl<'de, T: Deserialize<'de>> de::DeserializeSeed<'de> for ObjectSeed<T> {
-    type Value = T;
-    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<T, D::Error> {
-        d.deserialize_any(ObjectVisitor(std::marker::PhantomData))
-            .and_then(|v: Option<T>| {
-                v.ok_or_else(|| de::Error::custom("expected a JSON object, found null"))
-            })
-    }
-}
-
-struct ObjectVisitor<T>(std::marker::PhantomData<T>);
-
-impl<'de, T: Deserialize<'de>> Visitor<'de> for ObjectVisitor<T> {
-    type Value = Option<T>;
-    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        f.write_str("a JSON object")
-    }
-    fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
-        Ok(None)
-    }
-    fn visit_map<M: MapAccess<'de>>(self, map: M) -> Result<Self::Value, M::Error> {
-        T::deserialize(de::value::MapAccessDeserializer::new(map)).map(Some)
-    }
+    SeededObject(derived::<T>()).deserialize(d)
 }
 
 /// The Kubernetes field path of annotation `key`, for denials:

@@ -1666,7 +1666,7 @@ fn structurally_mutated_reviews_are_answered_consistently() {
             // and admitting the result again changes nothing.
             cov.hit("patched");
             let mut pod = body["request"]["object"].clone();
-            json_patch::patch(&mut pod, &patch)
+            json_patch::patch(&mut pod, patch.patch())
                 .map_err(|e| fail(format!("the patch does not apply to the mutated pod: {e}")))?;
             body["request"]["object"] = pod;
             let again = review(&fx.config, &bytes(&body))

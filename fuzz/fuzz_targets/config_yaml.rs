@@ -39,7 +39,7 @@ fuzz_target!(|data: &[u8]| {
         let reviewed = review(&config, &body(namespace)).expect("a well-formed review is answered");
         if let Decision::Patched(p) = &reviewed.decision {
             let mut patched = pod();
-            if let Err(e) = json_patch::patch(&mut patched, p) {
+            if let Err(e) = json_patch::patch(&mut patched, p.patch()) {
                 panic!("the patch does not apply: {e}\nconfig: {text}\npatch: {p:?}");
             }
         }

@@ -866,7 +866,7 @@ fuzz_target!(|input: Input| {
                 config,
                 &req,
                 &pod,
-                p,
+                p.patch(),
                 &out,
                 model
                     .as_ref()

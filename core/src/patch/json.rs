@@ -8,7 +8,6 @@
 //! every patch is its own canonical serialisation.
 
 use std::fmt;
-use std::ops::Deref;
 use std::sync::OnceLock;
 
 use json_patch::Patch;
@@ -17,9 +16,10 @@ use serde::{Serialize, Serializer};
 use crate::k8s;
 
 /// A JSON Patch as the bytes of its JSON text, with its number of
-/// operations. Dereferences to the parsed [`json_patch::Patch`] for the
-/// offline callers that apply it (parsed once, on first use); the server
-/// only sends the bytes.
+/// operations. The offline callers that apply it ask for the parsed
+/// [`json_patch::Patch`] with [`PatchJson::patch`] (parsed once, on first
+/// use), so the parse shows where it happens; the server only sends the
+/// bytes.
 pub struct PatchJson {
     json: Vec<u8>,
     operations: usize,
@@ -47,13 +47,6 @@ impl PatchJson {
         self.parsed.get_or_init(|| {
             serde_json::from_slice(&self.json).expect("the webhook's own patch is a JSON Patch")
         })
-    }
-}
-
-impl Deref for PatchJson {
-    type Target = Patch;
-    fn deref(&self) -> &Patch {
-        self.patch()
     }
 }
 

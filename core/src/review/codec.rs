@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
 use super::{Decision, Notes, ReviewError};
-use crate::pod::{Keep, PodSeed, PodView};
+use crate::pod::{once, Keep, PodSeed, PodView};
 
 /// `admission.k8s.io/v1`, what current API servers send.
 pub const API_V1: &str = "admission.k8s.io/v1";
@@ -114,18 +114,6 @@ impl<'de, 'k> serde::de::Visitor<'de> for OptionalRequest<'k> {
     fn visit_some<D: serde::Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
         d.deserialize_map(RequestVisitor(self.0)).map(Some)
     }
-}
-
-/// Sets a field once: a second occurrence is serde's "duplicate field".
-fn once<T, E: serde::de::Error>(
-    slot: &mut Option<T>,
-    key: &'static str,
-    value: T,
-) -> Result<(), E> {
-    if slot.replace(value).is_some() {
-        return Err(E::duplicate_field(key));
-    }
-    Ok(())
 }
 
 /// The request, read in one pass. The API server sends `kind`, `subResource`

@@ -183,7 +183,7 @@ fn bounds_are_checked_before_the_patch_is_built() {
     )
     .expect("answered");
     match &under.decision {
-        Decision::Patched(p) => assert_eq!(p.0.len(), 1 + 1 + 2 * 2_500),
+        Decision::Patched(p) => assert_eq!(p.patch().0.len(), 1 + 1 + 2 * 2_500),
         other => panic!("2,500 × 4 = 10,000 items is within the bound: {other:?}"),
     }
     let over = review_with(
@@ -245,7 +245,7 @@ fn a_re_admitted_pod_gets_the_same_bound_answer() {
         )
     };
     let mut patched = pod_with(10);
-    json_patch::patch(&mut patched, &p.0).expect("applies");
+    json_patch::patch(&mut patched, p.patch()).expect("applies");
     let again =
         review_with(&config(), &tight, &body(API_V1, "Pod", "CREATE", patched)).expect("answered");
     assert_eq!(again.decision, Decision::Unchanged(Skip::AlreadyInjected));

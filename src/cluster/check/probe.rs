@@ -102,7 +102,7 @@ pub fn predict(
     Ok(match reviewed.decision {
         Decision::Patched(patch) => {
             let mut predicted = pod;
-            json_patch::patch(&mut predicted, &patch)
+            json_patch::patch(&mut predicted, patch.patch())
                 .map_err(|e| format!("the predicted patch does not apply: {e}"))?;
             Expected::Patched(predicted)
         }

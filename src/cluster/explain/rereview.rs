@@ -51,7 +51,7 @@ fn same_as_today(
         return false;
     };
     let mut predicted = bare.clone();
-    if json_patch::patch(&mut predicted, &patch.0).is_err() {
+    if json_patch::patch(&mut predicted, patch.patch()).is_err() {
         return false;
     }
     additions::same(&additions::ours(stored), &additions::ours(&predicted))

@@ -267,7 +267,7 @@ fn mutated(pod: &Value) -> Value {
         panic!("expected a patch, got {:?}", reviewed.decision)
     };
     let mut out = pod.clone();
-    json_patch::patch(&mut out, &patch.0).expect("the patch applies");
+    json_patch::patch(&mut out, patch.patch()).expect("the patch applies");
     out
 }
 
