@@ -8,7 +8,7 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand};
 
 use crate::cluster::certificates::CertificateArgs;
 use crate::cluster::check::ServeFlags;
@@ -239,12 +239,27 @@ enum ServeOnly {
     Serve(ServeArgs),
 }
 
-/// A container's args (from `serve` on) parsed as `serve` parses its own:
-/// the flags `check` and live `explain` read, or the parser's first line.
-/// The command layer hands it to them (`crate::cluster::check::ServeParser`).
-pub fn flags_in(args: &[String]) -> Result<ServeFlags, String> {
-    let argv = std::iter::once("persistence-webhook").chain(args.iter().map(String::as_str));
-    match ServeLine::try_parse_from(argv) {
+/// A container's args (from `serve` on) and its env vars with literal
+/// values, parsed as `serve` in that container parses them: the flags
+/// `check` and live `explain` read, or the parser's first line. This
+/// process's own environment plays no part (the `PERSISTENCE_WEBHOOK_*`
+/// fallbacks of the person running `check` are not the container's): each
+/// flag the args do not give is taken from the container's env var of that
+/// flag, as clap would. The command layer hands it to them
+/// (`crate::cluster::check::ServeParser`).
+pub fn flags_in(args: &[String], env: &[(String, String)]) -> Result<ServeFlags, String> {
+    let line = ServeLine::command();
+    let mut argv: Vec<String> = vec!["persistence-webhook".to_owned()];
+    let mut args = args.iter();
+    argv.extend(args.next().cloned());
+    if let Some(serve) = line.find_subcommand("serve") {
+        argv.extend(from_env(serve, args.as_slice(), env));
+    }
+    argv.extend(args.cloned());
+    let parsed = without_env(line)
+        .try_get_matches_from(argv)
+        .and_then(|m| ServeLine::from_arg_matches(&m));
+    match parsed {
         Ok(ServeLine {
             command: ServeOnly::Serve(s),
         }) => Ok(ServeFlags {
@@ -255,6 +270,41 @@ pub fn flags_in(args: &[String]) -> Result<ServeFlags, String> {
         }),
         Err(e) => Err(e.to_string().lines().next().unwrap_or_default().to_owned()),
     }
+}
+
+/// `line` with no flag falling back to this process's environment.
+fn without_env(line: clap::Command) -> clap::Command {
+    line.mut_subcommand("serve", |serve| {
+        serve.mut_args(|a| a.env(None::<&'static str>))
+    })
+}
+
+/// The flags `env` gives that `args` do not, written `--long=value`.
+fn from_env(serve: &clap::Command, args: &[String], env: &[(String, String)]) -> Vec<String> {
+    serve
+        .get_arguments()
+        .filter_map(|arg| {
+            let long = arg.get_long()?;
+            let var = arg.get_env()?;
+            // The last of a name wins, as in the container; an empty value
+            // is no value, as clap takes it.
+            let (_, value) = env.iter().rev().find(|(name, _)| var == name.as_str())?;
+            if value.is_empty() {
+                return None;
+            }
+            let flag = format!("--{long}");
+            let given = args
+                .iter()
+                .any(|a| *a == flag || a.strip_prefix(&flag).is_some_and(|r| r.starts_with('=')));
+            if given {
+                return None;
+            }
+            // Every flag with an env var takes a value (`--demo` has none).
+            arg.get_action()
+                .takes_values()
+                .then(|| format!("{flag}={value}"))
+        })
+        .collect()
 }
 
 #[cfg(test)]
@@ -413,10 +463,100 @@ mod tests {
         for args in cases {
             let owned: Vec<String> = args.iter().map(|a| (*a).to_owned()).collect();
             let want = through_cli(args);
-            assert_eq!(flags_in(&owned), want, "{args:?}");
+            assert_eq!(flags_in(&owned, &[]), want, "{args:?}");
         }
-        let parsed = flags_in(&["serve".into(), "--demo".into()]).expect("parses");
+        let parsed = flags_in(&["serve".into(), "--demo".into()], &[]).expect("parses");
         assert_eq!(parsed.request_timeout, Duration::from_secs(8));
         assert!(parsed.demo);
+    }
+
+    /// The container's env vars stand in for the flags its args do not
+    /// give, as clap reads them in the container; this process's own
+    /// environment is never read.
+    #[test]
+    fn flags_in_reads_the_containers_env_and_never_this_process() {
+        let owned = |v: &[&str]| v.iter().map(|a| (*a).to_owned()).collect::<Vec<_>>();
+        let env = |v: &[(&str, &str)]| {
+            v.iter()
+                .map(|(n, v)| ((*n).to_owned(), (*v).to_owned()))
+                .collect::<Vec<_>>()
+        };
+        let with_env = flags_in(
+            &owned(&[
+                "serve",
+                "--config",
+                "/c.yaml",
+                "--certificates",
+                "in-cluster",
+            ]),
+            &env(&[
+                ("PERSISTENCE_WEBHOOK_REQUEST_TIMEOUT", "3s"),
+                ("PERSISTENCE_WEBHOOK_MAX_INJECTED_ITEMS", "7"),
+                ("PERSISTENCE_WEBHOOK_MAX_INJECTED_ITEMS", "9"),
+                ("UNRELATED", "x"),
+            ]),
+        );
+        let as_flags = flags_in(
+            &owned(&[
+                "serve",
+                "--config",
+                "/c.yaml",
+                "--certificates",
+                "in-cluster",
+                "--request-timeout=3s",
+                "--max-injected-items=9",
+            ]),
+            &[],
+        );
+        assert_eq!(with_env, as_flags, "the last of a name wins");
+        assert_eq!(
+            with_env.as_ref().map(|f| f.request_timeout),
+            Ok(Duration::from_secs(3))
+        );
+
+        let args_win = flags_in(
+            &owned(&["serve", "--demo", "--request-timeout", "2s"]),
+            &env(&[("PERSISTENCE_WEBHOOK_REQUEST_TIMEOUT", "5s")]),
+        );
+        assert_eq!(
+            args_win.map(|f| f.request_timeout),
+            Ok(Duration::from_secs(2))
+        );
+
+        let config = flags_in(
+            &owned(&["serve", "--certificates", "in-cluster"]),
+            &env(&[("PERSISTENCE_WEBHOOK_CONFIG", "/etc/pw/c.yaml")]),
+        );
+        assert_eq!(
+            config.map(|f| f.config),
+            Ok(Some(PathBuf::from("/etc/pw/c.yaml")))
+        );
+
+        let empty = flags_in(
+            &owned(&["serve", "--certificates", "in-cluster"]),
+            &env(&[("PERSISTENCE_WEBHOOK_CONFIG", "")]),
+        );
+        assert!(empty.is_err(), "an empty value is no value: {empty:?}");
+
+        let bad = flags_in(
+            &owned(&["serve", "--demo"]),
+            &env(&[("PERSISTENCE_WEBHOOK_MAX_IN_FLIGHT", "0")]),
+        );
+        assert!(
+            bad.as_ref().is_err_and(|e| e.contains("--max-in-flight")),
+            "a bad env value is refused naming its flag: {bad:?}"
+        );
+
+        // Structurally: the parser has no env fallback left.
+        let line = ServeLine::command();
+        let names = |c: &clap::Command| {
+            c.find_subcommand("serve")
+                .map(|s| s.get_arguments().filter(|a| a.get_env().is_some()).count())
+        };
+        assert!(
+            names(&line).is_some_and(|n| n > 10),
+            "serve's flags have env fallbacks"
+        );
+        assert_eq!(names(&without_env(line)), Some(0));
     }
 }

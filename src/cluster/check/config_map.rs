@@ -10,7 +10,7 @@ use std::path::{Component, Path, PathBuf};
 
 use super::objects::{ConfigMap, Deployment, KeyToPath, Lookup, Volume};
 use super::report::Check;
-use super::workload::{serve_container, ServeParser};
+use super::workload::{literal_env, serve_container, ServeParser};
 use crate::config::{Config, ConfigError, Role};
 
 /// Where the webhook's Deployment reads its persistence config.
@@ -111,26 +111,15 @@ pub enum Unlocated {
 pub fn locate(deployment: &Deployment, serve_parser: ServeParser) -> Result<Source, Unlocated> {
     let (container, args) = serve_container(deployment).ok_or(Unlocated::NoServe)?;
     let name = || container.name.clone();
-    let serve = serve_parser(args).map_err(|reason| Unlocated::Args {
+    let serve = serve_parser(args, &literal_env(container)).map_err(|reason| Unlocated::Args {
         container: name(),
         reason,
     })?;
-    // serve's parser also reads this process's environment: the path
-    // counts only when the container's own args or env give it.
-    let in_args = args
-        .iter()
-        .any(|a| a == "--config" || a.starts_with("--config="));
-    let in_env = container
-        .env
-        .iter()
-        .flatten()
-        .find(|e| e.name == "PERSISTENCE_WEBHOOK_CONFIG")
-        .and_then(|e| e.value.clone());
-    let path: PathBuf = match (in_args, serve.config, in_env) {
-        (true, Some(path), _) => path,
-        (_, _, Some(value)) if !in_args => PathBuf::from(value),
-        _ if serve.demo => return Err(Unlocated::Demo { container: name() }),
-        _ => return Err(Unlocated::NoConfigFlag { container: name() }),
+    // The container's own args and env (never this process's) give the path.
+    let path: PathBuf = match serve.config {
+        Some(path) => path,
+        None if serve.demo => return Err(Unlocated::Demo { container: name() }),
+        None => return Err(Unlocated::NoConfigFlag { container: name() }),
     };
     let path_text = path.display().to_string();
     let not_mounted = || Unlocated::NotMounted {

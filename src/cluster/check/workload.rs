@@ -37,11 +37,24 @@ pub struct ServeFlags {
     pub bounds: Bounds,
 }
 
-/// `serve`'s own parser of a container's args (from `serve` on): the
-/// flags `check` reads, or the parser's first line. The command layer hands
-/// it in (`crate::serve::flags_in`), so that `check` judges the args as
-/// `serve` would take them without naming the command line.
-pub type ServeParser = fn(&[String]) -> Result<ServeFlags, String>;
+/// `serve`'s own parser of a container's args (from `serve` on) and its
+/// env vars with literal values ([`literal_env`]): the flags `check` reads,
+/// or the parser's first line. The command layer hands it in
+/// (`crate::serve::flags_in`), so that `check` judges the args as `serve`
+/// in that container would take them, without naming the command line.
+pub type ServeParser = fn(&[String], &[(String, String)]) -> Result<ServeFlags, String>;
+
+/// A container's env vars that have a literal value, in order (a value
+/// from a Secret or ConfigMap cannot be known here: its flag is read as
+/// not given).
+pub(crate) fn literal_env(container: &Container) -> Vec<(String, String)> {
+    container
+        .env
+        .iter()
+        .flatten()
+        .filter_map(|e| Some((e.name.clone(), e.value.clone()?)))
+        .collect()
+}
 
 /// The Deployment's container that runs `serve` (its args start with
 /// `serve`), with those args.
@@ -64,9 +77,11 @@ pub(crate) fn serve_container(deployment: &Deployment) -> Option<(&Container, &[
 /// (its args read by `parse`, `serve`'s own parser), else `serve`'s
 /// defaults.
 pub fn serve_settings(deployment: Option<&Deployment>, parse: ServeParser) -> ServeSettings {
-    let settings = |args: &[String]| parse(args).map(|s| (s.request_timeout, s.bounds));
+    let settings = |args: &[String], env: &[(String, String)]| {
+        parse(args, env).map(|s| (s.request_timeout, s.bounds))
+    };
     let (parsed, from) = match deployment.and_then(serve_container) {
-        Some((_, args)) => match settings(args) {
+        Some((container, args)) => match settings(args, &literal_env(container)) {
             Ok(parsed) => (Some(parsed), "the Deployment's args".to_owned()),
             Err(e) => (
                 None,
@@ -77,7 +92,7 @@ pub fn serve_settings(deployment: Option<&Deployment>, parse: ServeParser) -> Se
     };
     let (request_timeout, bounds) = parsed.unwrap_or_else(|| {
         let args = ["serve".to_owned(), "--demo".to_owned()];
-        settings(&args).unwrap_or((Duration::from_secs(8), Bounds::default()))
+        settings(&args, &[]).unwrap_or((Duration::from_secs(8), Bounds::default()))
     });
     ServeSettings {
         request_timeout,
