@@ -38,7 +38,7 @@ pub struct ServeFlags {
 }
 
 /// `serve`'s own parser of a container's args (from `serve` on) and its
-/// env vars with literal values ([`literal_env`]): the flags `check` reads,
+/// env vars with literal values (`literal_env`): the flags `check` reads,
 /// or the parser's first line. The command layer hands it in
 /// (`crate::serve::flags_in`), so that `check` judges the args as `serve`
 /// in that container would take them, without naming the command line.
