@@ -530,16 +530,26 @@ impl<'a> Containers<'a> {
             flags |= HAS_ENV;
             self.env_owners
                 .extend(std::iter::repeat_n(index, env.len()));
-            self.env.extend(env);
+            append(&mut self.env, env);
         }
         if let Some(mounts) = c.mounts {
             flags |= HAS_MOUNTS;
             self.mount_owners
                 .extend(std::iter::repeat_n(index, mounts.len()));
-            self.mounts.extend(mounts);
+            append(&mut self.mounts, mounts);
         }
         self.flags.push(flags);
         Ok(())
+    }
+}
+
+/// Appends `items` to `list`, taking the vector itself when the list is
+/// empty: one container of many entries is not copied.
+fn append<T>(list: &mut Vec<T>, mut items: Vec<T>) {
+    if list.is_empty() {
+        std::mem::swap(list, &mut items);
+    } else {
+        list.append(&mut items);
     }
 }
 

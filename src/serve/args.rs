@@ -145,7 +145,7 @@ pub struct ServeArgs {
         long,
         value_name = "N",
         env = "PERSISTENCE_WEBHOOK_MAX_IN_FLIGHT",
-        default_value_t = 4,
+        default_value_t = 20,
         value_parser = count_in::<1, 4096>
     )]
     pub max_in_flight: usize,
