@@ -147,7 +147,7 @@ fn container_ops(
             let m = &wanted.mounts[i];
             return Err(Conflict::MountPath {
                 field: mount_field(list, &index, h),
-                container: clip(&c.name),
+                container: clip(c.name),
                 path: clip(&m.path),
                 existing: clip(&h.name),
                 what: m.what.text(),
@@ -180,7 +180,7 @@ fn container_ops(
         if e.group.is_none() && !same_env(h, &e.value) {
             return Err(Conflict::Env {
                 field: format!("spec.{list}[{index}].env[{}]", e.name),
-                container: clip(&c.name),
+                container: clip(c.name),
                 name: e.name.to_string(),
                 ours: match &e.value {
                     EnvValue::Plain(v) => format!("{:?}", clip(v)),
@@ -228,7 +228,7 @@ fn container_ops(
             kept.push(Kept {
                 list,
                 index: position,
-                container: clip(&c.name),
+                container: clip(c.name),
                 own,
                 left_out,
             });
@@ -295,7 +295,7 @@ fn foreign_mount(
     };
     Conflict::ForeignMount {
         field: mount_field(list, index, h),
-        container: clip(&c.name),
+        container: clip(c.name),
         mount: format!("{:?}{sub_path}{read_write}", clip(&h.mount_path)),
         volume: clip(&h.name),
         what: ours.what.text(),
