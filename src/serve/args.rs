@@ -341,7 +341,7 @@ mod tests {
                 d.max_connections_per_peer,
                 d.max_metrics_connections
             ),
-            (4, 128, None, 32)
+            (20, 128, None, 32)
         );
         assert_eq!(d.max_body_buffer_bytes, 32 * 1024 * 1024);
     }
