@@ -90,22 +90,29 @@ fn largest_body() -> Vec<u8> {
     )
 }
 
-/// A body of tiny entries: one container with `{"name":"A"}` env vars
-/// (and the same as mounts and volumes), about 3.9 MB.
+/// A body of tiny entries, about 3.9 MB: one container with 300,000
+/// `{"name":"A"}` env vars (or as many tiny mounts, or volumes), or 300,000
+/// tiny containers (`{}`, `{"name":"a"}`, `{"env":[]}`), the worst ratios of
+/// view to JSON.
 fn tiny_entries(what: &str) -> Vec<u8> {
     let n = 300_000;
     let mut review: Value = serde_json::from_slice(REVIEW).expect("fixture");
     let entry = |i: usize| match what {
         "env" => json!({"name": "A"}),
+        "kept-env" => json!({"name": "AWS_REGION"}),
         "mounts" => json!({"name": "A", "mountPath": "/"}),
+        "empty-containers" => json!({}),
+        "named-containers" => json!({"name": "a"}),
+        "env-containers" => json!({"env": []}),
         _ => json!({"name": format!("v{i}")}),
     };
     let list: Vec<Value> = (0..n).map(entry).collect();
     let pod = &mut review["request"]["object"]["spec"];
     match what {
-        "env" => pod["containers"] = json!([{"name": "c", "env": list}]),
+        "env" | "kept-env" => pod["containers"] = json!([{"name": "c", "env": list}]),
         "mounts" => pod["containers"] = json!([{"name": "c", "volumeMounts": list}]),
-        _ => pod["volumes"] = Value::Array(list),
+        "volumes" => pod["volumes"] = Value::Array(list),
+        _ => pod["containers"] = Value::Array(list),
     }
     serde_json::to_vec(&review).expect("JSON")
 }
@@ -140,8 +147,21 @@ fn main() {
         ("largest-patch (1,200 bare containers)", largest_patch()),
         ("largest-body (4 MiB - 64 KiB of env)", largest_body()),
         ("tiny-entries (env {\"name\":\"A\"})", tiny_entries("env")),
+        ("tiny-entries (env of ours, kept)", tiny_entries("kept-env")),
         ("tiny-entries (volumeMounts)", tiny_entries("mounts")),
         ("tiny-entries (volumes)", tiny_entries("volumes")),
+        (
+            "tiny-entries (containers {})",
+            tiny_entries("empty-containers"),
+        ),
+        (
+            "tiny-entries (containers {\"name\":\"a\"})",
+            tiny_entries("named-containers"),
+        ),
+        (
+            "tiny-entries (containers {\"env\":[]})",
+            tiny_entries("env-containers"),
+        ),
     ];
     for (label, body) in cases {
         let (peak, patch, outcome) = measure(&config, &body);
@@ -152,7 +172,7 @@ fn main() {
             "-".to_owned()
         };
         println!(
-            "memory: {label:<40} {outcome:<8} body {:>6.2} MiB, patch {:>6.3} MiB, review peak {:>6.2} MiB = {:.2} x body, {over_patch} x patch",
+            "memory: {label:<42} {outcome:<8} body {:>6.2} MiB, patch {:>6.3} MiB, review peak {:>6.2} MiB = {:.2} x body, {over_patch} x patch",
             mib(body.len()),
             mib(patch),
             mib(peak),

@@ -64,7 +64,7 @@ fn config() -> Config {
     Config::from_yaml(CONFIG).expect("benches/data/persistence.yaml is a valid config")
 }
 
-fn review_once(config: &Config, body: &[u8]) -> Vec<u8> {
+fn review_once(config: &Config, body: &[u8]) -> impl AsRef<[u8]> {
     review(config, body)
         .expect("the bench body is an AdmissionReview")
         .response

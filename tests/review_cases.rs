@@ -38,7 +38,7 @@ fn post(body: impl AsRef<[u8]>) -> (u16, String) {
     match review_with(&CONFIG_PARSED, &Bounds::default(), body.as_ref()) {
         Ok(reviewed) => (
             200,
-            String::from_utf8(reviewed.response).expect("the answer is UTF-8"),
+            String::from_utf8(reviewed.response.to_vec()).expect("the answer is UTF-8"),
         ),
         Err(e) => (400, format!("{e}\n")),
     }

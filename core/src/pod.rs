@@ -333,10 +333,21 @@ pub struct Spec<'a> {
     /// `spec.volumes`, only those named with the webhook's prefix (see
     /// [`Keep`]); `None` when absent (the patch then adds the list).
     pub volumes: Option<Vec<VolumeView<'a>>>,
-    /// `spec.containers`.
-    pub containers: Option<Vec<Container<'a>>>,
-    /// `spec.initContainers`.
-    pub init_containers: Option<Vec<Container<'a>>>,
+    /// `spec.containers` (empty when absent).
+    pub containers: Containers<'a>,
+    /// `spec.initContainers` (empty when absent).
+    pub init_containers: Containers<'a>,
+}
+
+impl<'a> Spec<'a> {
+    /// Both container lists, init containers first, each with its field
+    /// name.
+    pub fn lists(&self) -> [(&'static str, &Containers<'a>); 2] {
+        [
+            ("initContainers", &self.init_containers),
+            ("containers", &self.containers),
+        ]
+    }
 }
 
 struct SpecVisitor<'k>(Keep<'k>);
@@ -349,27 +360,27 @@ impl<'de, 'k> Visitor<'de> for SpecVisitor<'k> {
     fn visit_map<M: MapAccess<'de>>(self, mut map: M) -> Result<Self::Value, M::Error> {
         let (mut volumes, mut containers, mut init) = (None, None, None);
         while let Some(key) = map.next_key::<Cow<'de, str>>()? {
-            match key.as_ref() {
-                "volumes" => once(&mut volumes, "volumes", map.next_value_seed(OurVolumes)?)?,
-                "containers" => once(
-                    &mut containers,
-                    "containers",
-                    map.next_value_seed(Objects(ContainerVisitor(self.0), |_: &Container| true))?,
-                )?,
-                "initContainers" => once(
-                    &mut init,
-                    "initContainers",
-                    map.next_value_seed(Objects(ContainerVisitor(self.0), |_: &Container| true))?,
-                )?,
+            let (slot, key) = match key.as_ref() {
+                "volumes" => {
+                    once(&mut volumes, "volumes", map.next_value_seed(OurVolumes)?)?;
+                    continue;
+                }
+                "containers" => (&mut containers, "containers"),
+                "initContainers" => (&mut init, "initContainers"),
                 _ => {
                     map.next_value::<IgnoredAny>()?;
+                    continue;
                 }
-            }
+            };
+            let mut list = Containers::default();
+            let keep = self.0;
+            map.next_value_seed(Objects(ContainerVisitor(keep), |c| list.push(c)))?;
+            once(slot, key, list)?;
         }
         Ok(Spec {
             volumes: volumes.flatten(),
-            containers: containers.flatten(),
-            init_containers: init.flatten(),
+            containers: containers.unwrap_or_default(),
+            init_containers: init.unwrap_or_default(),
         })
     }
 }
@@ -436,24 +447,187 @@ impl<'de: 'a, 'a> Deserialize<'de> for VolumeView<'a> {
     }
 }
 
-/// A container or init container.
+/// `spec.containers` or `spec.initContainers`, compact: a pod of many
+/// tiny containers costs about its JSON, not a struct each. Per container a
+/// byte of flags; the names one after another in one string; the env vars
+/// and mounts a review can need (see [`Keep`]) in one list each, with the
+/// index of their container. Read with [`Containers::iter`].
 #[derive(Debug, Default)]
-pub struct Container<'a> {
-    /// `name`.
-    pub name: Cow<'a, str>,
+pub struct Containers<'a> {
+    /// Per container, in order: [`NAMED`], [`HAS_ENV`], [`HAS_MOUNTS`].
+    flags: Vec<u8>,
+    /// The non-empty names, one after another.
+    names: String,
+    /// Where each non-empty name ends in `names`.
+    name_ends: Vec<u32>,
+    /// The kept env vars of every container, in order.
+    env: Vec<Env<'a>>,
+    /// The index of each kept env var's container.
+    env_owners: Vec<u32>,
+    /// The kept mounts of every container, in order.
+    mounts: Vec<Mount<'a>>,
+    /// The index of each kept mount's container.
+    mount_owners: Vec<u32>,
+}
+
+/// The container has a non-empty name.
+const NAMED: u8 = 1;
+/// The container has an `env` list (perhaps empty).
+const HAS_ENV: u8 = 2;
+/// The container has a `volumeMounts` list (perhaps empty).
+const HAS_MOUNTS: u8 = 4;
+
+impl<'a> Containers<'a> {
+    /// How many containers the list has.
+    pub fn len(&self) -> usize {
+        self.flags.len()
+    }
+
+    /// Whether the list has no container (or was absent).
+    pub fn is_empty(&self) -> bool {
+        self.flags.is_empty()
+    }
+
+    /// Each container in order.
+    pub fn iter(&self) -> ContainerIter<'_, 'a> {
+        ContainerIter {
+            list: self,
+            index: 0,
+            name_start: 0,
+            named: 0,
+            env: 0,
+            mounts: 0,
+        }
+    }
+
+    /// Each container's name in order (`""` for a container without one).
+    pub fn names(&self) -> impl Iterator<Item = &str> + Clone {
+        let mut ends = self.name_ends.iter();
+        let mut start = 0;
+        let names = &self.names;
+        self.flags.iter().map(move |f| {
+            if f & NAMED == 0 {
+                return "";
+            }
+            let end = ends.next().map_or(start, |e| *e as usize);
+            let name = &names[start..end];
+            start = end;
+            name
+        })
+    }
+
+    fn push(&mut self, c: ContainerIn<'a>) -> Result<(), &'static str> {
+        let too_many = || "more containers, or bytes of container names, than 4 Gi";
+        let index = u32::try_from(self.flags.len()).map_err(|_| too_many())?;
+        let mut flags = 0;
+        if !c.name.is_empty() {
+            flags |= NAMED;
+            self.names.push_str(&c.name);
+            let end = u32::try_from(self.names.len()).map_err(|_| too_many())?;
+            self.name_ends.push(end);
+        }
+        if let Some(env) = c.env {
+            flags |= HAS_ENV;
+            self.env_owners
+                .extend(std::iter::repeat_n(index, env.len()));
+            append(&mut self.env, env);
+        }
+        if let Some(mounts) = c.mounts {
+            flags |= HAS_MOUNTS;
+            self.mount_owners
+                .extend(std::iter::repeat_n(index, mounts.len()));
+            append(&mut self.mounts, mounts);
+        }
+        self.flags.push(flags);
+        Ok(())
+    }
+}
+
+/// Appends `items` to `list`, taking the vector itself when the list is
+/// empty: one container of many entries is not copied.
+fn append<T>(list: &mut Vec<T>, mut items: Vec<T>) {
+    if list.is_empty() {
+        std::mem::swap(list, &mut items);
+    } else {
+        list.append(&mut items);
+    }
+}
+
+/// A container or init container, as [`Containers::iter`] gives it.
+#[derive(Debug, Clone, Copy)]
+pub struct Container<'v, 'a> {
+    /// Its index in its list.
+    pub index: usize,
+    /// `name` (`""` when absent).
+    pub name: &'v str,
     /// `env`, only the variables a review can need (see [`Keep`]); `None`
     /// when absent.
-    pub env: Option<Vec<Env<'a>>>,
+    pub env: Option<&'v [Env<'a>]>,
     /// `volumeMounts`, only the mounts a review can need (see [`Keep`]);
     /// `None` when absent.
-    pub volume_mounts: Option<Vec<Mount<'a>>>,
+    pub volume_mounts: Option<&'v [Mount<'a>]>,
+}
+
+/// The iterator of [`Containers::iter`].
+pub struct ContainerIter<'v, 'a> {
+    list: &'v Containers<'a>,
+    index: usize,
+    name_start: usize,
+    named: usize,
+    env: usize,
+    mounts: usize,
+}
+
+impl<'v, 'a> Iterator for ContainerIter<'v, 'a> {
+    type Item = Container<'v, 'a>;
+    fn next(&mut self) -> Option<Self::Item> {
+        let list = self.list;
+        let flags = *list.flags.get(self.index)?;
+        let index = self.index;
+        self.index += 1;
+        let mut name = "";
+        if flags & NAMED != 0 {
+            let end = list.name_ends[self.named] as usize;
+            name = &list.names[self.name_start..end];
+            self.name_start = end;
+            self.named += 1;
+        }
+        // The entries of this container: the run of its index.
+        let run = |owners: &[u32], from: &mut usize| {
+            let start = *from;
+            while owners.get(*from).is_some_and(|o| *o as usize == index) {
+                *from += 1;
+            }
+            start..*from
+        };
+        let env = run(&list.env_owners, &mut self.env);
+        let mounts = run(&list.mount_owners, &mut self.mounts);
+        Some(Container {
+            index,
+            name,
+            env: (flags & HAS_ENV != 0).then(|| &list.env[env]),
+            volume_mounts: (flags & HAS_MOUNTS != 0).then(|| &list.mounts[mounts]),
+        })
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        let left = self.list.flags.len() - self.index;
+        (left, Some(left))
+    }
+}
+
+/// One container as read, before [`Containers::push`] packs it.
+struct ContainerIn<'a> {
+    name: Cow<'a, str>,
+    env: Option<Vec<Env<'a>>>,
+    mounts: Option<Vec<Mount<'a>>>,
 }
 
 #[derive(Clone, Copy)]
 struct ContainerVisitor<'k>(Keep<'k>);
 
 impl<'de, 'k> Visitor<'de> for ContainerVisitor<'k> {
-    type Value = Container<'de>;
+    type Value = ContainerIn<'de>;
     fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
         f.write_str("struct Container")
     }
@@ -463,26 +637,37 @@ impl<'de, 'k> Visitor<'de> for ContainerVisitor<'k> {
         while let Some(key) = map.next_key::<Cow<'de, str>>()? {
             match key.as_ref() {
                 "name" => once(&mut name, "name", map.next_value::<Cow<'de, str>>()?)?,
-                // Every entry is read; only those `keep` names are kept.
-                "env" => once(
-                    &mut env,
-                    "env",
-                    map.next_value_seed(Objects(derived(), |e: &Env| keep.env(&e.name)))?,
-                )?,
-                "volumeMounts" => once(
-                    &mut mounts,
-                    "volumeMounts",
-                    map.next_value_seed(Objects(derived(), |m: &Mount| keep.mount(m)))?,
-                )?,
+                // Every entry is read; only those `keep` names are kept (a
+                // list of none allocates nothing).
+                "env" => {
+                    let mut kept = Vec::new();
+                    let list = map.next_value_seed(Objects(derived(), |e: Env<'de>| {
+                        if keep.env(&e.name) {
+                            kept.push(e);
+                        }
+                        Ok(())
+                    }))?;
+                    once(&mut env, "env", list.map(|()| kept))?;
+                }
+                "volumeMounts" => {
+                    let mut kept = Vec::new();
+                    let list = map.next_value_seed(Objects(derived(), |m: Mount<'de>| {
+                        if keep.mount(&m) {
+                            kept.push(m);
+                        }
+                        Ok(())
+                    }))?;
+                    once(&mut mounts, "volumeMounts", list.map(|()| kept))?;
+                }
                 _ => {
                     map.next_value::<IgnoredAny>()?;
                 }
             }
         }
-        Ok(Container {
+        Ok(ContainerIn {
             name: name.unwrap_or_default(),
             env: env.flatten(),
-            volume_mounts: mounts.flatten(),
+            mounts: mounts.flatten(),
         })
     }
 }
@@ -599,16 +784,18 @@ impl<'de, V: Visitor<'de>> de::DeserializeSeed<'de> for Item<V> {
     }
 }
 
-/// A list of JSON objects (or null), each read by map visitor `V` (not a
-/// list of lists, see [`object_or_null`]), keeping those `K` keeps.
+/// A list of JSON objects (or null, `None`), each read by map visitor `V`
+/// (not a list of lists, see [`object_or_null`]) and handed to `K`, which
+/// keeps it or not (or refuses it, saying why): nothing of the list is held
+/// but what `K` keeps.
 struct Objects<V, K>(V, K);
 
 impl<'de, V, K> de::DeserializeSeed<'de> for Objects<V, K>
 where
     V: Visitor<'de> + Clone,
-    K: Fn(&V::Value) -> bool,
+    K: FnMut(V::Value) -> Result<(), &'static str>,
 {
-    type Value = Option<Vec<V::Value>>;
+    type Value = Option<()>;
     fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
         d.deserialize_any(self)
     }
@@ -617,23 +804,20 @@ where
 impl<'de, V, K> Visitor<'de> for Objects<V, K>
 where
     V: Visitor<'de> + Clone,
-    K: Fn(&V::Value) -> bool,
+    K: FnMut(V::Value) -> Result<(), &'static str>,
 {
-    type Value = Option<Vec<V::Value>>;
+    type Value = Option<()>;
     fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
         f.write_str("a list of JSON objects")
     }
     fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
         Ok(None)
     }
-    fn visit_seq<S: de::SeqAccess<'de>>(self, mut seq: S) -> Result<Self::Value, S::Error> {
-        let mut out = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(64));
+    fn visit_seq<S: de::SeqAccess<'de>>(mut self, mut seq: S) -> Result<Self::Value, S::Error> {
         while let Some(item) = seq.next_element_seed(Item(self.0.clone()))? {
-            if (self.1)(&item) {
-                out.push(item);
-            }
+            (self.1)(item).map_err(de::Error::custom)?;
         }
-        Ok(Some(out))
+        Ok(Some(()))
     }
 }
 
@@ -668,14 +852,13 @@ impl PodView<'_> {
         self.metadata.as_ref()?.controller_job.0.as_deref()
     }
 
-    /// Names of every container and init container, init containers first.
-    pub fn container_names(&self) -> Vec<&str> {
-        let Some(spec) = &self.spec else {
-            return Vec::new();
-        };
-        let init = spec.init_containers.iter().flatten();
-        let main = spec.containers.iter().flatten();
-        init.chain(main).map(|c| c.name.as_ref()).collect()
+    /// Names of every container and init container, init containers
+    /// first, read from the view as they are asked for (never collected).
+    pub fn container_names(&self) -> impl Iterator<Item = &str> + Clone {
+        let spec = self.spec.as_ref();
+        let init = spec.into_iter().flat_map(|s| s.init_containers.names());
+        let main = spec.into_iter().flat_map(|s| s.containers.names());
+        init.chain(main)
     }
 }
 
@@ -716,15 +899,15 @@ mod tests {
         assert_eq!(vols.len(), 1, "only volumes named with our prefix");
         assert_eq!(vols[0].name, "pw-d");
         assert_eq!(vols[0].raw.get(), r#"{"name":"pw-d","emptyDir":{}}"#);
-        let c = &spec.containers.as_ref().expect("containers")[0];
-        let env = c.env.as_ref().expect("env");
+        let c = spec.containers.iter().next().expect("a container");
+        let env = c.env.expect("env");
         assert_eq!(env[0].value.as_deref(), Some("1"));
         let r = env[1]
             .value_from
             .as_ref()
             .and_then(|v| v.secret_key_ref.as_ref());
         assert_eq!(r.map(|r| r.key.as_ref()), Some("k"));
-        assert_eq!(pod.container_names(), vec!["c"]);
+        assert_eq!(pod.container_names().collect::<Vec<_>>(), vec!["c"]);
     }
 
     #[test]
@@ -738,10 +921,10 @@ mod tests {
             ..Relevant::default()
         };
         let pod = read(json, Keep::Ours(&relevant)).expect("parses");
-        let containers = pod.spec.expect("spec").containers.expect("containers");
+        let spec = pod.spec.expect("spec");
+        let containers: Vec<Container> = spec.containers.iter().collect();
         let names = |c: &Container| -> Option<Vec<String>> {
             c.env
-                .as_ref()
                 .map(|e| e.iter().map(|e| e.name.to_string()).collect())
         };
         assert_eq!(
@@ -759,9 +942,10 @@ mod tests {
         );
         assert_eq!(names(&containers[2]), None);
         let all: PodView = serde_json::from_str(json).expect("parses");
-        let first = &all.spec.expect("spec").containers.expect("containers")[0];
+        let all = all.spec.expect("spec");
+        let first = all.containers.iter().next().expect("a container");
         assert_eq!(
-            first.env.as_ref().map(Vec::len),
+            first.env.map(<[Env]>::len),
             Some(5),
             "without a config: all"
         );
@@ -780,14 +964,55 @@ mod tests {
             ..Relevant::default()
         };
         let pod = read(json, Keep::Ours(&relevant)).expect("parses");
-        let c = &pod.spec.expect("spec").containers.expect("containers")[0];
+        let spec = pod.spec.expect("spec");
+        let c = spec.containers.iter().next().expect("a container");
         let names: Vec<&str> = c
             .volume_mounts
-            .iter()
+            .into_iter()
             .flatten()
             .map(|m| m.name.as_ref())
             .collect();
         assert_eq!(names, ["pw-x", "b", "c", "e"]);
+    }
+
+    #[test]
+    fn containers_are_packed_and_read_back_in_order() {
+        let json = r#"{"spec":{"containers":[{},{"name":"a","env":[]},
+            {"name":"","volumeMounts":[{"name":"pw-x","mountPath":"/x"}]},
+            {"name":"b\u0063","env":[{"name":"AWS_REGION","value":"1"},{"name":"A"},
+                {"name":"AWS_REGION","value":"2"}],"volumeMounts":null},
+            {"name":"d","env":null,"volumeMounts":[]}]}}"#;
+        let relevant = Relevant::default();
+        let pod = read(json, Keep::Ours(&relevant)).expect("parses");
+        let spec = pod.spec.expect("spec");
+        let got: Vec<_> = spec
+            .containers
+            .iter()
+            .map(|c| {
+                let env = c.env.map(|e| {
+                    e.iter()
+                        .map(|e| e.value.as_deref().unwrap_or("-"))
+                        .collect::<Vec<_>>()
+                });
+                (c.index, c.name, env, c.volume_mounts.map(<[Mount]>::len))
+            })
+            .collect();
+        assert_eq!(
+            got,
+            vec![
+                (0, "", None, None),
+                (1, "a", Some(vec![]), None),
+                (2, "", None, Some(1)),
+                (3, "bc", Some(vec!["1", "2"]), None),
+                (4, "d", None, Some(0)),
+            ]
+        );
+        let names: Vec<&str> = spec.containers.names().collect();
+        assert_eq!(names, ["", "a", "", "bc", "d"]);
+        assert_eq!(spec.containers.len(), 5);
+        assert!(spec.init_containers.is_empty());
+        let err = read(r#"{"spec":{"containers":[],"containers":null}}"#, Keep::All);
+        assert!(err.is_err(), "a second containers list is refused");
     }
 
     #[test]

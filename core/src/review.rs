@@ -45,8 +45,9 @@ pub struct Reviewed {
     pub decision: Decision,
     /// The warnings and audit annotations the response carries.
     pub notes: Notes,
-    /// The AdmissionReview response body, ready to send.
-    pub response: Vec<u8>,
+    /// The AdmissionReview response body, ready to send. A patched
+    /// decision's patch shares its buffer (see [`crate::patch::PatchJson`]).
+    pub response: bytes::Bytes,
 }
 
 /// What an answer tells people besides the decision (SPEC §8). Both empty
@@ -214,8 +215,8 @@ pub fn review_traced(
         return Err(ReviewError::not_review("it has no request".into(), None));
     };
     let mut notes = Notes::default();
-    let (subject, decision) = decide(config, bounds, &request, &mut notes, trace);
-    let response = respond(api_version, &subject.uid, &decision, &notes);
+    let (subject, mut decision) = decide(config, bounds, &request, &mut notes, trace);
+    let response = respond(api_version, &subject.uid, &mut decision, &notes);
     Ok(Reviewed {
         subject,
         decision,
@@ -242,8 +243,9 @@ fn malformed(
     if let Ok(raw) = serde_json::from_str::<ReviewRaw>(body) {
         let api_version = check_version(raw.api_version.as_deref())?;
         let mut notes = Notes::default();
-        let (subject, decision) = decide(config, bounds, &raw.request.into(), &mut notes, trace);
-        let response = respond(api_version, &subject.uid, &decision, &notes);
+        let (subject, mut decision) =
+            decide(config, bounds, &raw.request.into(), &mut notes, trace);
+        let response = respond(api_version, &subject.uid, &mut decision, &notes);
         return Ok(Reviewed {
             subject,
             decision,
@@ -258,9 +260,10 @@ fn malformed(
         ));
     };
     let api_version = check_version(min.api_version.as_deref())?;
-    let decision = Decision::Invalid(clip_message(format!("malformed AdmissionReview: {error}")));
+    let mut decision =
+        Decision::Invalid(clip_message(format!("malformed AdmissionReview: {error}")));
     let notes = Notes::default();
-    let response = respond(api_version, &min.request.uid, &decision, &notes);
+    let response = respond(api_version, &min.request.uid, &mut decision, &notes);
     Ok(Reviewed {
         subject: Subject {
             uid: min.request.uid.into_owned(),

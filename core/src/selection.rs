@@ -224,13 +224,14 @@ impl SelectionError {
 /// `polyaxon.com/persistence-injected`, if any: when it lies under the
 /// selected outputs store it is kept, so a replayed pod comes through
 /// unchanged.
-pub fn resolve<'c>(
+pub fn resolve<'c, 'p>(
     config: &'c Config,
     pod: PodIdentity<'_>,
     annotations: &Annotations<'_>,
     injected_path: Option<&str>,
-    container_names: &[&str],
+    container_names: impl IntoIterator<Item = &'p str, IntoIter: Clone>,
 ) -> Result<Selection<'c>, SelectionError> {
+    let container_names = container_names.into_iter();
     let ns = pod.namespace;
     let available = || available_stores(config, ns);
     let raw = match annotations.persistence.as_deref() {
@@ -314,15 +315,16 @@ pub fn resolve<'c>(
         Some(list) if list.is_empty() => return Err(SelectionError::NoContainers),
         Some(list) => {
             // Hashed: a pod of n containers naming n of them costs O(n),
-            // not the n² of a scan per name.
-            let known: HashSet<&str> = container_names.iter().copied().collect();
-            if let Some(name) = list.iter().find(|n| !known.contains(n.as_str())) {
+            // not the n² of a scan per name; the set is of the names
+            // listed, so the pod's own names are never collected.
+            let mut unseen: HashSet<&str> = list.iter().map(String::as_str).collect();
+            for name in container_names.clone() {
+                unseen.remove(name);
+            }
+            if let Some(name) = list.iter().find(|n| unseen.contains(n.as_str())) {
                 return Err(SelectionError::UnknownContainer {
                     name: clip(name),
-                    known: crate::text::clip_list(
-                        container_names.iter().copied(),
-                        container_names.len(),
-                    ),
+                    known: crate::text::clip_list(container_names.clone(), container_names.count()),
                 });
             }
             Some(list.into_iter().collect())

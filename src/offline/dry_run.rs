@@ -148,7 +148,7 @@ pub fn decide(setting: &Setting<'_>, object: &Value) -> Result<Decided> {
         name,
         template,
         decision: reviewed.decision,
-        response: reviewed.response,
+        response: reviewed.response.to_vec(),
         patch,
         object: patched,
         warnings: reviewed.notes.warnings,

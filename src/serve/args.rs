@@ -145,7 +145,7 @@ pub struct ServeArgs {
         long,
         value_name = "N",
         env = "PERSISTENCE_WEBHOOK_MAX_IN_FLIGHT",
-        default_value_t = 4,
+        default_value_t = 20,
         value_parser = count_in::<1, 4096>
     )]
     pub max_in_flight: usize,
@@ -393,7 +393,7 @@ mod tests {
                 d.max_connections_per_peer,
                 d.max_metrics_connections
             ),
-            (4, 128, None, 32)
+            (20, 128, None, 32)
         );
         assert_eq!(d.max_body_buffer_bytes, 32 * 1024 * 1024);
     }

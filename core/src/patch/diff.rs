@@ -36,16 +36,12 @@ pub fn build(
         return Ok(ops.finish());
     };
     volume_ops(spec.volumes.as_deref(), wanted, &mut ops);
-    let lists = [
-        ("initContainers", spec.init_containers.as_deref()),
-        ("containers", spec.containers.as_deref()),
-    ];
-    for (list, containers) in lists {
-        for (i, c) in containers.unwrap_or_default().iter().enumerate() {
-            if selection.targets(&c.name) {
-                container_ops(list, i, c, wanted, &mut ops, kept)?;
+    for (list, containers) in spec.lists() {
+        for c in containers.iter() {
+            if selection.targets(c.name) {
+                container_ops(list, &c, wanted, &mut ops, kept)?;
             } else {
-                untargeted_mounts(list, i, c, wanted)?;
+                untargeted_mounts(list, &c, wanted)?;
             }
         }
     }
@@ -125,19 +121,18 @@ fn append(path: &[&str], exists: bool, items: &[&[u8]], ops: &mut Ops) {
 
 fn container_ops(
     list: &'static str,
-    index: usize,
-    c: &Container<'_>,
+    c: &Container<'_, '_>,
     wanted: &Wanted<'_>,
     ops: &mut Ops,
     kept: &mut Vec<Kept>,
 ) -> Result<(), Conflict> {
-    let position = index;
-    let index = index.to_string();
+    let position = c.index;
+    let index = c.index.to_string();
     // One pass over the container's mounts, one lookup each: every mount of
     // one of our volumes must be exactly ours, and nothing else may sit at
     // one of our paths.
     let mut present = vec![false; wanted.mounts.len()];
-    for h in c.volume_mounts.as_deref().unwrap_or_default() {
+    for h in c.volume_mounts.unwrap_or_default() {
         let path = names::clean_path(&h.mount_path);
         if let Some(i) = wanted.mount_of_volume(&h.name) {
             let m = &wanted.mounts[i];
@@ -152,7 +147,7 @@ fn container_ops(
             let m = &wanted.mounts[i];
             return Err(Conflict::MountPath {
                 field: mount_field(list, &index, h),
-                container: clip(&c.name),
+                container: clip(c.name),
                 path: clip(&m.path),
                 existing: clip(&h.name),
                 what: m.what.text(),
@@ -172,7 +167,7 @@ fn container_ops(
     let mut present = vec![false; wanted.env.len()];
     // SDK variable groups the container sets itself (SPEC §7): kept whole.
     let mut own_groups = [false; SDK_ENV_GROUPS.len()];
-    for h in c.env.as_deref().unwrap_or_default() {
+    for h in c.env.unwrap_or_default() {
         if wanted.has_sdk_env {
             if let Some(g) = sdk_env_group(&h.name) {
                 own_groups[g] = true;
@@ -185,7 +180,7 @@ fn container_ops(
         if e.group.is_none() && !same_env(h, &e.value) {
             return Err(Conflict::Env {
                 field: format!("spec.{list}[{index}].env[{}]", e.name),
-                container: clip(&c.name),
+                container: clip(c.name),
                 name: e.name.to_string(),
                 ours: match &e.value {
                     EnvValue::Plain(v) => format!("{:?}", clip(v)),
@@ -198,7 +193,7 @@ fn container_ops(
         present[i] = true;
     }
     if wanted.has_sdk_env && own_groups.contains(&true) {
-        let container_env = c.env.as_deref().unwrap_or_default();
+        let container_env = c.env.unwrap_or_default();
         let mut left_out = Vec::new();
         let mut kept_groups = [false; SDK_ENV_GROUPS.len()];
         for (e, present) in wanted.env.iter().zip(present.iter_mut()) {
@@ -233,7 +228,7 @@ fn container_ops(
             kept.push(Kept {
                 list,
                 index: position,
-                container: clip(&c.name),
+                container: clip(c.name),
                 own,
                 left_out,
             });
@@ -248,13 +243,12 @@ fn container_ops(
 /// `containers:` must not be a way around the sub-path.
 fn untargeted_mounts(
     list: &str,
-    index: usize,
-    c: &Container<'_>,
+    c: &Container<'_, '_>,
     wanted: &Wanted<'_>,
 ) -> Result<(), Conflict> {
-    for h in c.volume_mounts.as_deref().unwrap_or_default() {
+    for h in c.volume_mounts.unwrap_or_default() {
         if let Some(i) = wanted.mount_of_volume(&h.name) {
-            let index = index.to_string();
+            let index = c.index.to_string();
             return Err(foreign_mount(list, &index, c, h, &wanted.mounts[i], false));
         }
     }
@@ -269,7 +263,7 @@ fn mount_field(list: &str, index: &str, h: &Mount<'_>) -> String {
 fn foreign_mount(
     list: &str,
     index: &str,
-    c: &Container<'_>,
+    c: &Container<'_, '_>,
     h: &Mount<'_>,
     ours: &WantMount<'_>,
     targeted: bool,
@@ -301,7 +295,7 @@ fn foreign_mount(
     };
     Conflict::ForeignMount {
         field: mount_field(list, index, h),
-        container: clip(&c.name),
+        container: clip(c.name),
         mount: format!("{:?}{sub_path}{read_write}", clip(&h.mount_path)),
         volume: clip(&h.name),
         what: ours.what.text(),

@@ -1,6 +1,7 @@
 //! The JSON Patch as bytes: the operations written straight into one
-//! buffer, as the response carries them (base64-encoded), never built as
-//! `serde_json::Value` operations first.
+//! buffer, never built as `serde_json::Value` operations first; the
+//! response is then made of that same buffer, the patch base64-encoded in
+//! place ([`PatchJson::into_response`]), so a review holds its patch once.
 //!
 //! The bytes are those serde_json gives for the same `json_patch::Patch`
 //! of values (`{"op":"add","path":..,"value":..}`, map keys sorted, no
@@ -8,28 +9,56 @@
 //! every patch is its own canonical serialisation.
 
 use std::fmt;
+use std::ops::Range;
 use std::sync::OnceLock;
 
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine as _;
+use bytes::Bytes;
 use json_patch::Patch;
 use serde::{Serialize, Serializer};
 
 use crate::k8s;
 
 /// A JSON Patch as the bytes of its JSON text, with its number of
-/// operations. The offline callers that apply it ask for the parsed
-/// [`json_patch::Patch`] with [`PatchJson::patch`] (parsed once, on first
-/// use), so the parse shows where it happens; the server only sends the
-/// bytes.
+/// operations. Once its response is written ([`PatchJson::into_response`])
+/// the text lives there, base64-encoded, and is decoded again only if asked
+/// for ([`PatchJson::as_bytes`], once): the server never asks. The offline
+/// callers that apply it ask for the parsed [`json_patch::Patch`] with
+/// [`PatchJson::patch`] (parsed once, on first use), so the parse shows
+/// where it happens.
 pub struct PatchJson {
-    json: Vec<u8>,
+    body: Body,
     operations: usize,
     parsed: OnceLock<Patch>,
+}
+
+enum Body {
+    /// As built: the JSON text (with room for its response).
+    Json(Vec<u8>),
+    /// Answered: the text base64-encoded at `b64` in `response`.
+    Sent {
+        response: Bytes,
+        b64: Range<usize>,
+        json: OnceLock<Vec<u8>>,
+    },
 }
 
 impl PatchJson {
     /// The patch's JSON text.
     pub fn as_bytes(&self) -> &[u8] {
-        &self.json
+        match &self.body {
+            Body::Json(json) => json,
+            Body::Sent {
+                response,
+                b64,
+                json,
+            } => json.get_or_init(|| {
+                STANDARD
+                    .decode(&response[b64.clone()])
+                    .expect("the webhook's own base64")
+            }),
+        }
     }
 
     /// How many operations it holds.
@@ -39,21 +68,81 @@ impl PatchJson {
 
     /// The patch's JSON text, owned.
     pub fn into_bytes(self) -> Vec<u8> {
-        self.json
+        match self.body {
+            Body::Json(json) => json,
+            Body::Sent { .. } => self.as_bytes().to_vec(),
+        }
     }
 
     /// The patch as `json_patch` operations (parsed once).
     pub fn patch(&self) -> &Patch {
         self.parsed.get_or_init(|| {
-            serde_json::from_slice(&self.json).expect("the webhook's own patch is a JSON Patch")
+            serde_json::from_slice(self.as_bytes())
+                .expect("the webhook's own patch is a JSON Patch")
         })
+    }
+
+    /// The response that carries this patch: `head`, the patch in base64,
+    /// then what `tail` writes. Made of the patch's own buffer: the text is
+    /// encoded in place, from its end (each 3 bytes become 4 at or after
+    /// where they were, so no byte is overwritten before it is read), and
+    /// the patch keeps a handle on the response to decode it if asked.
+    pub fn into_response(&mut self, head: &[u8], tail: impl FnOnce(&mut Vec<u8>)) -> Bytes {
+        let mut out = match &mut self.body {
+            Body::Json(json) => std::mem::take(json),
+            Body::Sent { .. } => self.as_bytes().to_vec(),
+        };
+        let len = out.len();
+        let b64_len = base64::encoded_len(len, true).expect("a patch is far below usize::MAX");
+        let b64 = head.len()..head.len() + b64_len;
+        out.resize(b64.end, 0);
+        encode_in_place(&mut out, len, head.len());
+        out[..head.len()].copy_from_slice(head);
+        tail(&mut out);
+        let response = Bytes::from(out);
+        self.body = Body::Sent {
+            response: response.clone(),
+            b64,
+            json: OnceLock::new(),
+        };
+        response
+    }
+}
+
+/// Encodes `buf[..len]` as padded standard base64 into `buf[at..]`, in
+/// place: chunk by chunk from the end, each copied out before its output
+/// is written over it. Output chunk `k` starts at `at + 4k·C`, at or after
+/// its input's start `3k·C`, so it never reaches an earlier chunk's input.
+fn encode_in_place(buf: &mut [u8], len: usize, at: usize) {
+    const CHUNK: usize = 3 * 1024;
+    let mut input = [0u8; CHUNK];
+    let mut end = len;
+    while end > 0 {
+        // Every chunk but the last holds a multiple of 3 bytes.
+        let start = (end - 1) / CHUNK * CHUNK;
+        let n = end - start;
+        input[..n].copy_from_slice(&buf[start..end]);
+        let out = at + start / 3 * 4;
+        let written = STANDARD
+            .encode_slice(&input[..n], &mut buf[out..])
+            .expect("the buffer was sized by encoded_len");
+        debug_assert_eq!(written, base64::encoded_len(n, true).unwrap_or(0));
+        end = start;
     }
 }
 
 impl Clone for PatchJson {
     fn clone(&self) -> Self {
+        let body = match &self.body {
+            Body::Json(json) => Body::Json(json.clone()),
+            Body::Sent { response, b64, .. } => Body::Sent {
+                response: response.clone(),
+                b64: b64.clone(),
+                json: OnceLock::new(),
+            },
+        };
         PatchJson {
-            json: self.json.clone(),
+            body,
             operations: self.operations,
             parsed: OnceLock::new(),
         }
@@ -62,14 +151,14 @@ impl Clone for PatchJson {
 
 impl PartialEq for PatchJson {
     fn eq(&self, other: &Self) -> bool {
-        self.json == other.json
+        self.as_bytes() == other.as_bytes()
     }
 }
 
 impl fmt::Debug for PatchJson {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_tuple("PatchJson")
-            .field(&String::from_utf8_lossy(&self.json))
+            .field(&String::from_utf8_lossy(self.as_bytes()))
             .finish()
     }
 }
@@ -87,8 +176,8 @@ pub(super) struct Ops {
 }
 
 impl Ops {
-    /// A writer whose buffer holds `capacity` bytes before it grows (the
-    /// patch's estimate, an upper bound).
+    /// A writer whose buffer holds `capacity` bytes before it grows (room
+    /// for the response of the patch's estimate, an upper bound).
     pub(super) fn with_capacity(capacity: usize) -> Ops {
         let mut out = Vec::with_capacity(capacity.max(2));
         out.push(b'[');
@@ -123,7 +212,7 @@ impl Ops {
         }
         self.out.push(b']');
         Some(PatchJson {
-            json: self.out,
+            body: Body::Json(self.out),
             operations: self.operations,
             parsed: OnceLock::new(),
         })
@@ -197,5 +286,28 @@ mod tests {
         assert_eq!(written.operations(), 4);
         assert_eq!(written.patch(), &Patch(want));
         assert!(Ops::with_capacity(10).finish().is_none());
+    }
+
+    #[test]
+    fn the_response_is_the_patch_encoded_in_place() {
+        // Lengths around the chunk size and each remainder mod 3, heads
+        // from none to longer than a chunk's growth.
+        for len in [0, 1, 2, 3, 4, 5, 3071, 3072, 3073, 3074, 6144, 10_000] {
+            for head in [&b""[..], b"{", &[b'h'; 1500]] {
+                let json: Vec<u8> = (0..len).map(|i| (i * 7 % 251) as u8).collect();
+                let mut patch = PatchJson {
+                    body: Body::Json(json.clone()),
+                    operations: 1,
+                    parsed: OnceLock::new(),
+                };
+                let response = patch.into_response(head, |out| out.extend_from_slice(b"\"}"));
+                let mut want = head.to_vec();
+                want.extend_from_slice(STANDARD.encode(&json).as_bytes());
+                want.extend_from_slice(b"\"}");
+                assert!(response[..] == want[..], "len {len}, head {}", head.len());
+                assert_eq!(patch.as_bytes(), &json[..], "decoded again when asked");
+                assert_eq!(patch.clone().into_bytes(), json);
+            }
+        }
     }
 }

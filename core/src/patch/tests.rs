@@ -53,7 +53,7 @@ fn run_with(
         job: None,
         uid: "u",
     };
-    let sel = resolve(&config, identity, &annotations, injected.as_deref(), &names)
+    let sel = resolve(&config, identity, &annotations, injected.as_deref(), names)
         .expect("selection resolves");
     let pod_volumes = view
         .spec

@@ -10,7 +10,7 @@
 use std::borrow::Cow;
 
 use crate::patch::PatchJson;
-use base64::Engine as _;
+use bytes::Bytes;
 use serde::de::IgnoredAny;
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
@@ -384,7 +384,12 @@ pub(super) fn check_version(v: Option<&str>) -> Result<&'static str, ReviewError
     }
 }
 
-pub(super) fn respond(api_version: &str, uid: &str, decision: &Decision, notes: &Notes) -> Vec<u8> {
+pub(super) fn respond(
+    api_version: &str,
+    uid: &str,
+    decision: &mut Decision,
+    notes: &Notes,
+) -> Bytes {
     let denied;
     let mut response = ResponseOut {
         uid,
@@ -419,44 +424,46 @@ pub(super) fn respond(api_version: &str, uid: &str, decision: &Decision, notes: 
         response,
     })
     .expect("a response of strings always serialises")
+    .into()
 }
 
-/// The allowed-with-patch answer, written directly: the base64 is encoded
-/// into the output buffer, not built as a `String` and then scanned again by
-/// the JSON string escaper (it never needs escaping).
-fn patched_response(api_version: &str, uid: &str, patch: &PatchJson, notes: &Notes) -> Vec<u8> {
-    use base64::engine::general_purpose::STANDARD;
-    let json = patch.as_bytes();
-    let b64_len = base64::encoded_len(json.len(), true).expect("a patch is far below usize::MAX");
-    let mut out = Vec::with_capacity(b64_len + uid.len() + 128);
-    out.extend_from_slice(b"{\"apiVersion\":");
-    serde_json::to_writer(&mut out, api_version).expect("writing to a Vec cannot fail");
-    out.extend_from_slice(b",\"kind\":\"AdmissionReview\",\"response\":{\"uid\":");
-    serde_json::to_writer(&mut out, uid).expect("writing to a Vec cannot fail");
-    out.extend_from_slice(b",\"allowed\":true,\"patchType\":\"JSONPatch\",\"patch\":\"");
-    let start = out.len();
-    out.resize(start + b64_len, 0);
-    let written = STANDARD
-        .encode_slice(json, &mut out[start..])
-        .expect("the buffer was sized by encoded_len");
-    out.truncate(start + written);
-    out.push(b'"');
-    if !notes.audit.is_empty() {
-        out.extend_from_slice(b",\"auditAnnotations\":{");
-        for (i, (key, value)) in notes.audit.iter().enumerate() {
-            if i > 0 {
-                out.push(b',');
+/// The room a patch's buffer keeps for its response besides the base64 of
+/// the patch: the envelope, the uid (escaped at worst) and the audit
+/// annotations (the warnings, rare, may still grow it).
+pub(super) fn patched_room(uid: &str, audit: &[(&'static str, String)]) -> usize {
+    let audit: usize = audit.iter().map(|(k, v)| k.len() + 6 * v.len() + 8).sum();
+    256 + 6 * uid.len() + audit
+}
+
+/// The allowed-with-patch answer, written directly and made of the
+/// patch's own buffer: the base64 is encoded in place
+/// ([`PatchJson::into_response`]), never held beside the patch's text.
+fn patched_response(api_version: &str, uid: &str, patch: &mut PatchJson, notes: &Notes) -> Bytes {
+    let mut head = Vec::with_capacity(uid.len() + 160);
+    head.extend_from_slice(b"{\"apiVersion\":");
+    serde_json::to_writer(&mut head, api_version).expect("writing to a Vec cannot fail");
+    head.extend_from_slice(b",\"kind\":\"AdmissionReview\",\"response\":{\"uid\":");
+    serde_json::to_writer(&mut head, uid).expect("writing to a Vec cannot fail");
+    head.extend_from_slice(b",\"allowed\":true,\"patchType\":\"JSONPatch\",\"patch\":\"");
+    patch.into_response(&head, |out| {
+        out.push(b'"');
+        if !notes.audit.is_empty() {
+            out.extend_from_slice(b",\"auditAnnotations\":{");
+            for (i, (key, value)) in notes.audit.iter().enumerate() {
+                if i > 0 {
+                    out.push(b',');
+                }
+                serde_json::to_writer(&mut *out, key).expect("writing to a Vec cannot fail");
+                out.push(b':');
+                serde_json::to_writer(&mut *out, value).expect("writing to a Vec cannot fail");
             }
-            serde_json::to_writer(&mut out, key).expect("writing to a Vec cannot fail");
-            out.push(b':');
-            serde_json::to_writer(&mut out, value).expect("writing to a Vec cannot fail");
+            out.push(b'}');
         }
-        out.push(b'}');
-    }
-    if !notes.warnings.is_empty() {
-        out.extend_from_slice(b",\"warnings\":");
-        serde_json::to_writer(&mut out, &notes.warnings).expect("writing to a Vec cannot fail");
-    }
-    out.extend_from_slice(b"}}");
-    out
+        if !notes.warnings.is_empty() {
+            out.extend_from_slice(b",\"warnings\":");
+            serde_json::to_writer(&mut *out, &notes.warnings)
+                .expect("writing to a Vec cannot fail");
+        }
+        out.extend_from_slice(b"}}");
+    })
 }

@@ -2,7 +2,7 @@
 //! with the pod (skip, patch or deny), in the order SPEC §5 fixes. It reads
 //! no bytes and writes none; [`super::codec`] does.
 
-use super::codec::{clip_message, ObjectIn, RequestIn};
+use super::codec::{clip_message, patched_room, ObjectIn, RequestIn};
 use super::outcome::{Denial, Outcome, Reason};
 use super::Subject;
 use crate::bounds::Bounds;
@@ -187,7 +187,7 @@ pub(super) fn decide(
         identity,
         &annotations,
         injected.as_deref(),
-        &container_names,
+        container_names.clone(),
     ) {
         Ok(s) => s,
         Err(e) => return (subject, Decision::Denied(e.into())),
@@ -207,7 +207,7 @@ pub(super) fn decide(
     if let Some(trace) = trace.as_deref_mut() {
         (trace.mounts, trace.env) = wanted.describe();
         trace.targeted = container_names
-            .iter()
+            .clone()
             .map(|c| (c.to_string(), selection.targets(c)))
             .collect();
     }
@@ -218,9 +218,15 @@ pub(super) fn decide(
         return (subject, Decision::Denied(over.into()));
     }
     let mut kept = Vec::new();
-    // Room for the patch up front (the estimate is an upper bound; pages
-    // never written are never touched), within reason when unbounded.
-    let capacity = usize::try_from(estimate.bytes.min(16 << 20)).unwrap_or(0);
+    let audit = audit(&selection);
+    // Room for the patch's response up front: the base64 of the estimate
+    // (an upper bound on the patch) and the envelope, so that the buffer
+    // is never grown and copied (pages never written are never touched);
+    // within reason when unbounded.
+    let capacity = usize::try_from(estimate.bytes.min(16 << 20))
+        .ok()
+        .and_then(|bytes| base64::encoded_len(bytes, true))
+        .map_or(0, |b64| b64 + patched_room(&req.uid, &audit));
     let decision = match patch::build(pod, &selection, &wanted, &mut kept, capacity) {
         Ok(Some(p)) => {
             debug_assert!(
@@ -233,9 +239,9 @@ pub(super) fn decide(
         Err(conflict) => Decision::Denied(conflict.into()),
     };
     if !matches!(decision, Decision::Denied(_)) {
-        notes.warnings = warnings(&selection, &kept, &container_names);
+        notes.warnings = warnings(&selection, &kept, container_names);
         if matches!(decision, Decision::Patched(_)) {
-            notes.audit = audit(&selection);
+            notes.audit = audit;
         }
     }
     if let Some(trace) = trace {
@@ -246,7 +252,11 @@ pub(super) fn decide(
 
 /// SPEC §8's warnings: where the pod gets something other than its author
 /// would assume. None on the ordinary path (and nothing allocated).
-fn warnings(selection: &Selection<'_>, kept: &[Kept], containers: &[&str]) -> Vec<String> {
+fn warnings<'p>(
+    selection: &Selection<'_>,
+    kept: &[Kept],
+    containers: impl Iterator<Item = &'p str> + Clone,
+) -> Vec<String> {
     let mut out = Vec::new();
     for k in kept {
         out.push(format!(
@@ -267,20 +277,18 @@ fn warnings(selection: &Selection<'_>, kept: &[Kept], containers: &[&str]) -> Ve
         }
     }
     if selection.containers.is_some() {
-        let left: Vec<&str> = containers
-            .iter()
-            .copied()
-            .filter(|c| !selection.targets(c))
-            .collect();
-        if !left.is_empty() {
-            let (noun, verb) = if left.len() == 1 {
+        // Counted, then read again for the names shown: never collected.
+        let left = containers.filter(|c| !selection.targets(c));
+        let count = left.clone().count();
+        if count > 0 {
+            let (noun, verb) = if count == 1 {
                 ("container", "gets")
             } else {
                 ("containers", "get")
             };
             out.push(format!(
                 "{noun} {} {verb} no stores: annotation {ANNOTATION_PERSISTENCE} targets only the containers it names in containers:",
-                clip_list(left.iter().copied(), left.len()),
+                clip_list(left, count),
             ));
         }
     }

@@ -42,7 +42,7 @@ struct Want {
 
 fn check(what: &str, pod: PodIdentity<'_>, a: &Annotations<'_>, want: Want) {
     let c = config();
-    let got = resolve(&c, pod, a, None, &["main", "init"])
+    let got = resolve(&c, pod, a, None, ["main", "init"])
         .unwrap_or_else(|e| panic!("{what}: denied: {e}"));
     let data: Vec<&str> = got.data.iter().map(|s| s.name()).collect();
     assert_eq!(data, want.data, "{what}: data");
@@ -267,7 +267,7 @@ fn sub_path_precedence() {
     ];
     let c = config();
     for (what, a, want) in cases {
-        let got = resolve(&c, POD, &a, None, &["main"]).unwrap_or_else(|e| panic!("{what}: {e}"));
+        let got = resolve(&c, POD, &a, None, ["main"]).unwrap_or_else(|e| panic!("{what}: {e}"));
         assert_eq!(got.outputs.map(|o| o.path), Some(want.to_owned()), "{what}");
     }
 }
@@ -276,7 +276,7 @@ fn sub_path_precedence() {
 fn injected_path_is_kept_when_under_the_store() {
     let c = config();
     let a = ann(None);
-    let kept = resolve(&c, POD, &a, Some("/outputs/1/default/gen-abc"), &["main"]).expect("ok");
+    let kept = resolve(&c, POD, &a, Some("/outputs/1/default/gen-abc"), ["main"]).expect("ok");
     let out = kept.outputs.expect("outputs");
     assert_eq!(
         (out.sub_path.as_str(), out.path.as_str()),
@@ -288,7 +288,7 @@ fn injected_path_is_kept_when_under_the_store() {
         "/outputs/1/../x",
         "/outputs/10/x",
     ] {
-        let got = resolve(&c, POD, &a, Some(other), &["main"]).expect("ok");
+        let got = resolve(&c, POD, &a, Some(other), ["main"]).expect("ok");
         assert_eq!(
             got.outputs.map(|o| o.path),
             Some("/outputs/1/default/job-1".into()),
@@ -296,7 +296,7 @@ fn injected_path_is_kept_when_under_the_store() {
         );
     }
     let a = ann(Some("outputs: outputs-gcs"));
-    let kept = resolve(&c, POD, &a, Some("gs://outputs-bucket/u/p/1"), &["main"]).expect("ok");
+    let kept = resolve(&c, POD, &a, Some("gs://outputs-bucket/u/p/1"), ["main"]).expect("ok");
     assert_eq!(kept.outputs.map(|o| o.sub_path), Some("u/p/1".into()));
 }
 
@@ -402,7 +402,7 @@ fn denials_name_the_annotation_and_the_stores() {
         ];
     let c = config();
     for (what, pod, a, fragments) in cases {
-        let err = resolve(&c, pod, &a, None, &["main", "init"])
+        let err = resolve(&c, pod, &a, None, ["main", "init"])
             .expect_err(what)
             .to_string();
         for f in fragments {
@@ -419,7 +419,7 @@ fn bad_sub_paths_are_denied() {
             outputs_subpath: Some(Cow::Owned(bad.to_owned())),
             ..Default::default()
         };
-        let err = resolve(&c, POD, &a, None, &["main"])
+        let err = resolve(&c, POD, &a, None, ["main"])
             .expect_err(bad)
             .to_string();
         assert!(
@@ -439,7 +439,7 @@ fn bad_sub_paths_are_denied() {
             unique_name: Some(Cow::Owned(bad.to_owned())),
             ..Default::default()
         };
-        let err = resolve(&c, POD, &a, None, &["main"])
+        let err = resolve(&c, POD, &a, None, ["main"])
             .expect_err(bad)
             .to_string();
         assert!(
@@ -457,7 +457,7 @@ fn long_names_are_clipped_in_messages() {
         POD,
         &ann(Some(&format!("data: [{long}]"))),
         None,
-        &["main"],
+        ["main"],
     )
     .expect_err("unknown")
     .to_string();
@@ -605,7 +605,7 @@ fn isolate_namespaces_prefixes_every_rule_once() {
     ];
     for (what, pod, a, recorded, want) in cases {
         let got =
-            resolve(&c, pod, &a, recorded, &["main"]).unwrap_or_else(|e| panic!("{what}: {e}"));
+            resolve(&c, pod, &a, recorded, ["main"]).unwrap_or_else(|e| panic!("{what}: {e}"));
         let out = got.outputs.expect("outputs");
         assert_eq!(out.path, want, "{what}");
         assert!(out.path.ends_with(&out.sub_path), "{what}");
@@ -763,7 +763,7 @@ fn every_rule_gives_a_sub_path_the_kubelet_can_create() {
         ),
     ];
     for (what, pod, a, recorded, fragments) in cases {
-        let err = resolve(&c, pod, &a, recorded.as_deref(), &["main"])
+        let err = resolve(&c, pod, &a, recorded.as_deref(), ["main"])
             .expect_err(what)
             .to_string();
         for f in fragments {
@@ -777,7 +777,7 @@ fn every_rule_gives_a_sub_path_the_kubelet_can_create() {
         POD,
         &annotated(Some(&"e".repeat(255)), None, "outputs1"),
         None,
-        &["main"],
+        ["main"],
     );
     assert!(ok.is_ok(), "{ok:?}");
 }
@@ -790,7 +790,7 @@ fn denials_stay_small_whatever_the_input() {
         yaml.push_str(&format!("  store-{i:05}: {{mountPath: /d/{i}}}\n"));
     }
     let big = Config::from_yaml(&yaml).expect("valid");
-    let err = resolve(&big, POD, &ann(Some("data: [nope]")), None, &["main"])
+    let err = resolve(&big, POD, &ann(Some("data: [nope]")), None, ["main"])
         .expect_err("unknown")
         .to_string();
     assert!(err.contains("data: store-00000, store-00001, "), "{err}");
@@ -805,7 +805,7 @@ fn denials_stay_small_whatever_the_input() {
         POD,
         &ann(Some("containers: [c-1, nope]")),
         None,
-        &refs,
+        refs.iter().copied(),
     )
     .expect_err("unknown container")
     .to_string();
@@ -827,7 +827,7 @@ fn denials_stay_small_whatever_the_input() {
         pod,
         &ann(Some(&format!("data: [{}]", "x".repeat(100_000)))),
         None,
-        &["main"],
+        ["main"],
     )
     .expect_err("unknown")
     .to_string();
@@ -848,7 +848,7 @@ fn many_containers_and_names_resolve_in_linear_time() {
         ["data1"; 20_000].join(", ")
     );
     let c = config();
-    let got = resolve(&c, POD, &ann(Some(&list)), None, &refs).expect("all known");
+    let got = resolve(&c, POD, &ann(Some(&list)), None, refs.iter().copied()).expect("all known");
     assert_eq!(got.containers.map(|c| c.len()), Some(20_000));
     assert_eq!(got.data.len(), 1, "deduplicated");
 }
@@ -859,7 +859,7 @@ fn no_outputs_when_none_available() {
         "data: {d: {mountPath: /d}}\noutputs: {o: {mountPath: /o, namespaces: [x]}}",
     )
     .expect("valid");
-    let got = resolve(&c, POD, &ann(None), None, &["main"]).expect("ok");
+    let got = resolve(&c, POD, &ann(None), None, ["main"]).expect("ok");
     assert!(got.outputs.is_none());
     assert_eq!(got.data.len(), 1);
 }
@@ -875,7 +875,7 @@ fn billion_laughs_is_refused_not_expanded() {
         ));
     }
     yaml.push_str("data: *a11\n");
-    let err = resolve(&config(), POD, &ann(Some(&yaml)), None, &["main"]).expect_err("refused");
+    let err = resolve(&config(), POD, &ann(Some(&yaml)), None, ["main"]).expect_err("refused");
     assert!(
         err.to_string().contains("is not a valid selection"),
         "{err}"

@@ -44,9 +44,9 @@ pub fn targeted(pod: &PodView<'_>, selection: &Selection<'_>) -> (usize, usize) 
     };
     let mut count = 0;
     let mut max_index = 0;
-    for list in [&spec.init_containers, &spec.containers] {
-        for (i, c) in list.iter().flatten().enumerate() {
-            if selection.targets(&c.name) {
+    for (_, list) in spec.lists() {
+        for (i, name) in list.names().enumerate() {
+            if selection.targets(name) {
                 count += 1;
                 max_index = max_index.max(i);
             }
