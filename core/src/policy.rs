@@ -22,6 +22,7 @@ use crate::vocabulary::{
 
 mod cel;
 mod classes;
+pub mod hybrid;
 mod program;
 
 /// The longest CEL expression the API server parses (cel-go's default
@@ -45,6 +46,9 @@ pub struct Options {
     pub webhook_namespace: String,
     /// The objects' name (the policies and their bindings share it).
     pub name: String,
+    /// A hybrid install: the policies leave to the webhook the pods its
+    /// narrowed registration admits ([`hybrid::POLICY_CONDITION`]).
+    pub hybrid: bool,
 }
 
 impl Default for Options {
@@ -52,6 +56,7 @@ impl Default for Options {
         Options {
             webhook_namespace: "persistence-webhook".to_owned(),
             name: "persistence-webhook".to_owned(),
+            hybrid: false,
         }
     }
 }
@@ -162,7 +167,7 @@ pub fn generate(config: &Config, options: &Options) -> Result<Vec<Value>, Policy
             "resources": ["pods"],
         }],
     });
-    let conditions = json!([
+    let mut conditions = json!([
         {
             "name": "not-kubernetes-system-namespace",
             "expression": "!request.namespace.startsWith('kube-')",
@@ -183,6 +188,11 @@ pub fn generate(config: &Config, options: &Options) -> Result<Vec<Value>, Policy
             ),
         },
     ]);
+    if options.hybrid {
+        if let Some(list) = conditions.as_array_mut() {
+            list.push(hybrid::policy_condition());
+        }
+    }
     let resources = json!({
         "namespaceSelector": {
             "matchExpressions": [
