@@ -8,8 +8,8 @@
 //! generateName pod), no `polyaxon.com/outputs-subpath` and no
 //! `polyaxon.com/unique-name` annotation, no `batch/v1` Job as its one
 //! controller. The policies get the complement. Both are written once
-//! here, as CEL for the API server ([`WEBHOOK_PODS`] on the webhook
-//! registration, [`POLICY_PODS`] on the policies, by `policy --hybrid`) and
+//! here, as CEL for the API server ([`webhook_pods`] on the webhook
+//! registration, [`policy_pods`] on the policies, by `policy --hybrid`) and
 //! as the same rule in Rust ([`route`]) for `explain`.
 //!
 //! The rule reads the pod alone, never the config, so the registration's
