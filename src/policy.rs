@@ -28,6 +28,13 @@ pub struct PolicyArgs {
     /// The name of the policies and of their bindings.
     #[arg(long, value_name = "NAME", default_value = "persistence-webhook")]
     pub name: String,
+
+    /// For a hybrid install: leave to the webhook the pods its narrowed
+    /// registration admits (those with the selection annotation, and those
+    /// whose outputs sub-path may need the admission uid), so that every
+    /// pod takes exactly one path.
+    #[arg(long)]
+    pub hybrid: bool,
 }
 
 /// What `policy` ends with.
@@ -45,6 +52,7 @@ pub fn run(args: &PolicyArgs) -> Result<Compiled> {
     let options = Options {
         webhook_namespace: args.webhook_namespace.clone(),
         name: args.name.clone(),
+        hybrid: args.hybrid,
     };
     Ok(match policy::generate(&config, &options) {
         Ok(objects) => Compiled::Objects(manifests::write(&objects)),

@@ -93,3 +93,67 @@ fn exit_statuses_say_what_went_wrong() {
         "the field and what is wrong with it: {err}"
     );
 }
+
+/// The hybrid install's copies of what the core writes, each byte for
+/// byte (`UPDATE_POLICY_GOLDENS=1` rewrites them): the overlay's policies,
+/// `policy --hybrid` of the base's example config; the webhook
+/// registration's condition in the overlay's patch and in the chart,
+/// the core's `hybrid::webhook_condition()`.
+#[test]
+fn the_hybrid_installs_copies_are_the_cores() {
+    use persistence_webhook_core::policy::hybrid;
+
+    let update = std::env::var_os("UPDATE_POLICY_GOLDENS").is_some();
+    let compare = |rel: &str, got: &str| {
+        let path = root().join(rel);
+        if update {
+            std::fs::write(&path, got).expect("written");
+        }
+        let want = std::fs::read_to_string(&path).unwrap_or_else(|e| {
+            panic!(
+                "{}: {e} (UPDATE_POLICY_GOLDENS=1 writes it)",
+                path.display()
+            )
+        });
+        assert!(
+            got == want,
+            "{rel} is not what the core writes (UPDATE_POLICY_GOLDENS=1 rewrites it; see its header for how it is made)"
+        );
+    };
+
+    let out = bin()
+        .args(["policy", "--hybrid", "--config"])
+        .arg(root().join("manifests/base/persistence.yaml"))
+        .output()
+        .expect("policy runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let policies = String::from_utf8(out.stdout).expect("utf-8");
+    assert!(
+        policies.contains(hybrid::POLICY_CONDITION),
+        "no {}",
+        hybrid::POLICY_CONDITION
+    );
+    compare("manifests/overlays/hybrid/policies.yaml", &policies);
+
+    // JSON strings are YAML double-quoted scalars.
+    let condition = hybrid::webhook_condition();
+    let field = |key: &str| serde_json::to_string(&condition[key]).expect("a string");
+    let (name, expression) = (field("name"), field("expression"));
+    let header = "# Written by the core (persistence_webhook_core::policy::hybrid::webhook_condition);\n\
+                  # tests/cli_policy.rs compares it. The webhook's pods in a hybrid install: the\n\
+                  # selection annotation, or an outputs sub-path that may need the admission uid.\n";
+    compare(
+        "manifests/overlays/hybrid/webhook-match-condition.yaml",
+        &format!(
+            "{header}- op: add\n  path: /webhooks/0/matchConditions/-\n  value:\n    name: {name}\n    expression: {expression}\n"
+        ),
+    );
+    compare(
+        "charts/persistence-webhook/files/hybrid-match-condition.yaml",
+        &format!("{header}- name: {name}\n  expression: {expression}\n"),
+    );
+}

@@ -25,7 +25,8 @@ use helm::*;
 const BIN: &str = env!("CARGO_BIN_EXE_persistence-webhook");
 
 /// The golden cases: `tests/helm-goldens/<case>.yaml` is `helm template`
-/// with `charts/persistence-webhook/ci/<case>-values.yaml` (none for `default`).
+/// with `charts/persistence-webhook/ci/<case>-values.yaml` (none for
+/// `default`; `hybrid` is in-cluster with the overlay's policies).
 const GOLDEN_CASES: &[&str] = &[
     "default",
     "self-managed",
@@ -33,13 +34,37 @@ const GOLDEN_CASES: &[&str] = &[
     "in-cluster",
     "monitoring",
     "renamed",
+    "hybrid",
 ];
+
+/// The hybrid case's policies: the overlay's, `policy --hybrid` of the
+/// base's example config (tests/cli_policy.rs keeps them so).
+fn hybrid_policies() -> String {
+    root()
+        .join("manifests/overlays/hybrid/policies.yaml")
+        .to_str()
+        .expect("utf-8")
+        .to_owned()
+}
 
 /// The `helm template` arguments of a golden case: its values file under
 /// the chart's `ci/`, none for `default`.
 fn case_args(case: &str) -> Vec<String> {
     if case == "default" {
         return vec![];
+    }
+    if case == "hybrid" {
+        // --set-file, as an operator gives the policies: no values file
+        // under ci/ (helm lint renders each alone).
+        let file = chart().join("ci/in-cluster-values.yaml");
+        return vec![
+            "-f".into(),
+            file.to_str().expect("utf-8").to_owned(),
+            "--set".into(),
+            "hybrid.enabled=true".into(),
+            "--set-file".into(),
+            format!("hybrid.policies={}", hybrid_policies()),
+        ];
     }
     let file = chart().join(format!("ci/{case}-values.yaml"));
     vec!["-f".into(), file.to_str().expect("utf-8").to_owned()]
@@ -190,6 +215,21 @@ fn bad_values_are_refused_naming_the_value() {
             "a grace period shorter than the shutdown",
             "terminationGracePeriodSeconds: 10",
             &["terminationGracePeriodSeconds (10) must be above server.shutdownDelaySeconds + server.drainTimeoutSeconds"],
+        ),
+        (
+            "hybrid without its policies",
+            "hybrid: {enabled: true}",
+            &["hybrid.enabled=true needs hybrid.policies", "--hybrid", "--set-file hybrid.policies=policies.yaml"],
+        ),
+        (
+            "hybrid with policies made without --hybrid",
+            "hybrid: {enabled: true, policies: 'kind: \"MutatingAdmissionPolicy\"'}",
+            &["hybrid.policies was generated without --hybrid", "mutated twice"],
+        ),
+        (
+            "hybrid with policies for another namespace",
+            r#"hybrid: {enabled: true, policies: "kind: \"MutatingAdmissionPolicy\"\n# hybrid-not-webhook-pods\n---\nkind: MutatingAdmissionPolicyBinding\nspec: {matchResources: {namespaceSelector: {matchExpressions: [{key: kubernetes.io/metadata.name, operator: NotIn, values: [kube-system, elsewhere]}]}}}\n"}"#,
+            &["another namespace than the release's (persistence-webhook)", "--webhook-namespace persistence-webhook"],
         ),
         (
             "half a certificate",
@@ -357,6 +397,24 @@ fn parity_in_cluster() {
         "certificates.mode=in-cluster vs manifests/overlays/in-cluster-certificates",
         &["--set", "certificates.mode=in-cluster"],
         &[&manifests().join("overlays/in-cluster-certificates")],
+    );
+}
+
+#[test]
+#[ignore = "needs HELM and kubectl: run by .ci/run"]
+fn parity_hybrid() {
+    let policies = format!("hybrid.policies={}", hybrid_policies());
+    parity(
+        "in-cluster + hybrid vs manifests/overlays/hybrid",
+        &[
+            "--set",
+            "certificates.mode=in-cluster",
+            "--set",
+            "hybrid.enabled=true",
+            "--set-file",
+            &policies,
+        ],
+        &[&manifests().join("overlays/hybrid")],
     );
 }
 

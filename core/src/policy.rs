@@ -22,6 +22,7 @@ use crate::vocabulary::{
 
 mod cel;
 mod classes;
+pub mod hybrid;
 mod program;
 
 /// The longest CEL expression the API server parses (cel-go's default
@@ -32,8 +33,8 @@ pub const MAX_EXPRESSION_CODE_POINTS: usize = 100_000;
 /// runtime cost (a million units per expression) grows with the stores
 /// times the pod's containers: on kube-apiserver 1.36.3 a pod of 3
 /// containers was mutated with 200 volume stores and refused with 250, one
-/// of 8 containers with 100 and not 150. At 100, pods of up to 8 containers
-/// are within the budget.
+/// of 8 containers with 100 and not 150 (`tests/cel_limits.rs` measures it
+/// again). At 100, pods of up to 8 containers are within the budget.
 pub const MAX_STORES_PER_NAMESPACE: usize = 100;
 
 /// Where the policies apply: the webhook registration's scope.
@@ -45,6 +46,9 @@ pub struct Options {
     pub webhook_namespace: String,
     /// The objects' name (the policies and their bindings share it).
     pub name: String,
+    /// A hybrid install: the policies leave to the webhook the pods its
+    /// narrowed registration admits ([`hybrid::POLICY_CONDITION`]).
+    pub hybrid: bool,
 }
 
 impl Default for Options {
@@ -52,6 +56,7 @@ impl Default for Options {
         Options {
             webhook_namespace: "persistence-webhook".to_owned(),
             name: "persistence-webhook".to_owned(),
+            hybrid: false,
         }
     }
 }
@@ -95,10 +100,22 @@ pub enum PolicyError {
 /// The four objects, in the order to apply them: the policies, then their
 /// bindings.
 pub fn generate(config: &Config, options: &Options) -> Result<Vec<Value>, PolicyError> {
+    generate_with_store_limit(config, options, MAX_STORES_PER_NAMESPACE)
+}
+
+/// [`generate`] with another limit of stores per namespace, to measure
+/// where the API server's CEL cost budget ends (`tests/cel_limits.rs`);
+/// an install uses [`generate`].
+#[doc(hidden)]
+pub fn generate_with_store_limit(
+    config: &Config,
+    options: &Options,
+    max_stores: usize,
+) -> Result<Vec<Value>, PolicyError> {
     let classes = classes::classes(config);
     for class in &classes {
         let stores = class.data.len() + usize::from(class.outputs.is_some());
-        if stores > MAX_STORES_PER_NAMESPACE {
+        if stores > max_stores {
             let namespaces = if class.namespaces.is_empty() {
                 "namespaces the config does not name".to_owned()
             } else {
@@ -162,7 +179,7 @@ pub fn generate(config: &Config, options: &Options) -> Result<Vec<Value>, Policy
             "resources": ["pods"],
         }],
     });
-    let conditions = json!([
+    let mut conditions = json!([
         {
             "name": "not-kubernetes-system-namespace",
             "expression": "!request.namespace.startsWith('kube-')",
@@ -183,6 +200,11 @@ pub fn generate(config: &Config, options: &Options) -> Result<Vec<Value>, Policy
             ),
         },
     ]);
+    if options.hybrid {
+        if let Some(list) = conditions.as_array_mut() {
+            list.push(hybrid::policy_condition());
+        }
+    }
     let resources = json!({
         "namespaceSelector": {
             "matchExpressions": [

@@ -7,6 +7,8 @@
 //! - `certificates`: caBundle, serving Secret, chain, names, expiry;
 //! - `workload`: Deployment readiness, Service endpoints, `serve`'s flags;
 //! - `config_map`: the persistence config, through `serve`'s validator;
+//! - `policies`: in a hybrid install, the admission policies and bindings
+//!   against what `policy --hybrid` generates from the installed config;
 //! - `namespace`: per opted-in namespace, the Secrets (key names only) and
 //!   claims its stores reference; `probe`: a server-side dry-run pod
 //!   patched exactly as the core's `review` predicts;
@@ -24,6 +26,7 @@ pub(crate) mod config_map;
 mod gather;
 mod namespace;
 pub mod objects;
+mod policies;
 mod probe;
 pub mod report;
 pub(crate) mod webhook;
@@ -48,6 +51,11 @@ pub struct CheckArgs {
     /// the Service.
     #[arg(long, value_name = "NAME", default_value = "persistence-webhook")]
     pub webhook_name: String,
+
+    /// The name of the admission policies and their bindings of a hybrid
+    /// install (`policy --name`).
+    #[arg(long, value_name = "NAME", default_value = "persistence-webhook")]
+    pub policy_name: String,
 
     /// The Secret holding the serving certificate (`tls.crt`).
     #[arg(long, value_name = "NAME", default_value = "persistence-webhook-tls")]
@@ -243,6 +251,9 @@ mod tests {
             assert_eq!(named(resource), [args.webhook_name.as_str()], "{resource}");
         }
         assert_eq!(named("configmaps"), [args.config_map.as_str()]);
+        for resource in crate::cluster::check::policies::KINDS.map(|(_, plural)| plural) {
+            assert_eq!(named(resource), [args.policy_name.as_str()], "{resource}");
+        }
         let binding = &yaml("check/clusterrolebinding.yaml")[0];
         let sa = &yaml("check/serviceaccount.yaml")[0];
         assert_eq!(

@@ -37,6 +37,7 @@ pub mod additions;
 mod installed;
 mod read;
 mod rereview;
+pub mod route;
 mod text;
 mod verdict;
 
@@ -60,6 +61,11 @@ pub struct LiveArgs {
     /// Deployment and ConfigMap.
     #[arg(long, value_name = "NS", default_value = "persistence-webhook")]
     pub webhook_namespace: String,
+
+    /// For a live pod: the name of the admission policy and its binding of
+    /// a hybrid (or policy) install, to say which path the pod took.
+    #[arg(long, value_name = "NAME", default_value = "persistence-webhook")]
+    pub policy_name: String,
 
     /// How to reach the API server for a live pod.
     #[command(flatten)]
@@ -160,6 +166,7 @@ pub async fn explain(
         .with_context(|| format!("cannot reach the API server to read pod {namespace}/{name}"))?;
     let (pod, labels, configuration) =
         read::read(&client, &args.webhook_name, namespace, name).await?;
+    let policy = read::policy(&client, &args.policy_name).await;
     let (config, source) = match file {
         Some(file) => file,
         None => {
@@ -180,6 +187,7 @@ pub async fn explain(
             namespace_labels: &labels,
             configuration: configuration.as_ref(),
             same_today,
+            policy,
         },
         &args.webhook_name,
         &today,

@@ -123,4 +123,27 @@ Refuses to render what would not work; each message names the values to change.
 {{- if and (eq .Values.certificates.mode "self-managed") (ne (empty $sm.tlsCrt) (empty $sm.tlsKey)) }}
 {{- fail "certificates.selfManaged.tlsCrt and certificates.selfManaged.tlsKey go together: set both (the chart makes the Secret) or neither (you create the Secret)" }}
 {{- end }}
+{{- if .Values.hybrid.enabled }}
+{{- $policies := .Values.hybrid.policies | default "" }}
+{{- if not (contains "MutatingAdmissionPolicy" $policies) }}
+{{- fail "hybrid.enabled=true needs hybrid.policies, the policies for this release's config: persistence-webhook policy --config persistence.yaml --hybrid --webhook-namespace <release namespace> > policies.yaml, then --set-file hybrid.policies=policies.yaml (without them the narrowed webhook would leave most pods without their stores)" }}
+{{- end }}
+{{- if not (contains "hybrid-not-webhook-pods" $policies) }}
+{{- fail "hybrid.policies was generated without --hybrid: those policies also mutate the pods the webhook admits (every pod would be mutated twice); regenerate with persistence-webhook policy --config persistence.yaml --hybrid" }}
+{{- end }}
+{{- $leaves := false }}
+{{- range regexSplit "(?m)^---[ \t]*$" $policies -1 }}
+{{- $doc := fromYaml . }}
+{{- if eq (toString $doc.kind) "MutatingAdmissionPolicyBinding" }}
+{{- range (((($doc.spec).matchResources).namespaceSelector).matchExpressions) }}
+{{- if and (eq (toString .key) "kubernetes.io/metadata.name") (eq (toString .operator) "NotIn") (has $.Release.Namespace .values) }}
+{{- $leaves = true }}
+{{- end }}
+{{- end }}
+{{- end }}
+{{- end }}
+{{- if not $leaves }}
+{{- fail (printf "hybrid.policies leave alone another namespace than the release's (%s): regenerate with persistence-webhook policy --config persistence.yaml --hybrid --webhook-namespace %s" .Release.Namespace .Release.Namespace) }}
+{{- end }}
+{{- end }}
 {{- end }}

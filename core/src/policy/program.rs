@@ -19,6 +19,7 @@ use serde_json::Value;
 
 use super::cel::{self, bind, fill, lit, quote_clip, sentinel};
 use super::classes::Class;
+use super::hybrid;
 use super::PolicyError;
 use crate::config::{Backend, EnvSource, Provider, Store};
 use crate::k8s;
@@ -185,15 +186,8 @@ pub(super) fn program(classes: &[Class<'_>]) -> Result<Program, PolicyError> {
         .map(|c| class_map(c, &item_of_store, &item_of_key))
         .collect();
     var("cfg", format!("[{}][variables.cls]", cfgs.join(", ")));
-    var(
-        "podName",
-        "has(object.metadata.name) ? object.metadata.name : has(request.name) ? request.name : ''"
-            .to_owned(),
-    );
-    var(
-        "job",
-        "has(object.metadata.ownerReferences) ? [object.metadata.ownerReferences.filter(r, has(r.controller) && r.controller)].map(c, c.size() == 1 && has(c[0].apiVersion) && c[0].apiVersion == 'batch/v1' && has(c[0].kind) && c[0].kind == 'Job' && has(c[0].name) ? c[0].name : '')[0] : ''".to_owned(),
-    );
+    var("podName", hybrid::POD_NAME.to_owned());
+    var("job", hybrid::JOB_NAME.to_owned());
 
     // --- the outputs sub-path (SPEC §3) ----------------------------------
     // The outputsPath an earlier admission recorded, read from the

@@ -192,3 +192,37 @@ fn limits() {
         println!("{what}: {lo} fit, {hi} refused");
     }
 }
+
+/// `--hybrid` changes the policies by one condition each, the complement
+/// of the webhook registration's; the bindings and the rest are the same,
+/// and both policies stay within the API server's 64 conditions.
+#[test]
+fn hybrid_adds_the_complement_of_the_webhooks_pods_and_nothing_else() {
+    let config = Config::example();
+    let pure = generate(&config, &Options::default()).expect("example compiles");
+    let hybrid_options = Options {
+        hybrid: true,
+        ..Options::default()
+    };
+    let mixed = generate(&config, &hybrid_options).expect("example compiles");
+    assert_eq!(pure.len(), mixed.len());
+    for (p, m) in pure.iter().zip(&mixed) {
+        let kind = p["kind"].as_str().unwrap_or_default();
+        if !kind.ends_with("Policy") {
+            assert_eq!(p, m, "{kind}");
+            continue;
+        }
+        let conditions = m["spec"]["matchConditions"].as_array().expect("conditions");
+        assert!(conditions.len() <= 64, "{kind}: {}", conditions.len());
+        assert_eq!(
+            conditions.last(),
+            Some(&hybrid::policy_condition()),
+            "{kind}"
+        );
+        let mut without = m.clone();
+        if let Some(list) = without["spec"]["matchConditions"].as_array_mut() {
+            list.pop();
+        }
+        assert_eq!(p, &without, "{kind}");
+    }
+}

@@ -21,7 +21,7 @@ use super::objects::{
 use super::report::{Check, Report};
 use super::webhook::{Expect, Registration, Target};
 use super::workload::ServeParser;
-use super::{certificates, config_map, namespace, probe, webhook, workload, CheckArgs};
+use super::{certificates, config_map, namespace, policies, probe, webhook, workload, CheckArgs};
 use crate::bounds::Bounds;
 use crate::config::Config;
 use crate::vocabulary::{LABEL_INJECTION, OPT_IN};
@@ -46,6 +46,29 @@ where
         Ok(Some(k)) => Lookup::Found(k),
         Ok(None) => Lookup::Missing,
         Err(e) => Lookup::Error(reason(&e)),
+    }
+}
+
+/// A cluster-scoped `admissionregistration.k8s.io/v1` object by kind,
+/// resource and name, as JSON.
+async fn lookup_policy(
+    client: kube::Client,
+    kind: &str,
+    plural: &str,
+    name: &str,
+) -> Lookup<Value> {
+    let resource = ApiResource::from_gvk_with_plural(
+        &GroupVersionKind::gvk("admissionregistration.k8s.io", "v1", kind),
+        plural,
+    );
+    let api: Api<DynamicObject> = Api::all_with(client, &resource);
+    match lookup(api, name).await {
+        Lookup::Found(o) => match serde_json::to_value(o) {
+            Ok(v) => Lookup::Found(v),
+            Err(e) => Lookup::Error(e.to_string()),
+        },
+        Lookup::Missing => Lookup::Missing,
+        Lookup::Error(e) => Lookup::Error(e),
     }
 }
 
@@ -189,6 +212,34 @@ pub async fn report(
     // The config.
     let (config_check, config) = config_map::judge(&cm, ns, &args.config_map, &args.config_key);
     report.push("config", vec![config_check]);
+
+    // A hybrid install's policies.
+    let pname = args.policy_name.as_str();
+    let [(k0, r0), (k1, r1), (k2, r2), (k3, r3)] = policies::KINDS;
+    let installed = tokio::join!(
+        lookup_policy(client.clone(), k0, r0, pname),
+        lookup_policy(client.clone(), k1, r1, pname),
+        lookup_policy(client.clone(), k2, r2, pname),
+        lookup_policy(client.clone(), k3, r3, pname),
+    );
+    let installed = [installed.0, installed.1, installed.2, installed.3];
+    let hybrid_checks = policies::judge(&policies::Inputs {
+        conditions: registration
+            .as_ref()
+            .map(|r| r.match_conditions.as_slice())
+            .unwrap_or_default(),
+        installed: &installed,
+        config: config.as_ref(),
+        options: &persistence_webhook_core::policy::Options {
+            webhook_namespace: ns.to_owned(),
+            name: pname.to_owned(),
+            hybrid: true,
+        },
+        config_map: (ns, &args.config_map, &args.config_key),
+    });
+    if !hybrid_checks.is_empty() {
+        report.push("hybrid policies", hybrid_checks);
+    }
 
     // Namespaces.
     let (namespaces, listing) = namespaces(&client, args).await;

@@ -11,6 +11,8 @@ use kube::api::{Api, ApiResource, DynamicObject};
 use kube::core::GroupVersionKind;
 use serde_json::Value;
 
+use super::route::PolicyInstalled;
+
 /// The pod, its namespace's labels and the webhook configuration (`None`
 /// when it does not exist).
 pub(super) type Read = (
@@ -54,6 +56,35 @@ pub(super) async fn read(
         .await
         .map_err(|e| api_error(e, &format!("MutatingWebhookConfiguration {webhook_name}")))?;
     Ok((pod, labels, configuration))
+}
+
+/// The MutatingAdmissionPolicy `name` and whether its binding binds it;
+/// `None` when it does not exist or cannot be read (`explain` then says no
+/// policy takes the pod: the policies are optional, and so is the
+/// permission to read them).
+pub(super) async fn policy(client: &kube::Client, name: &str) -> Option<PolicyInstalled> {
+    let get = |kind: &str, plural: &str| {
+        let resource = ApiResource::from_gvk_with_plural(
+            &GroupVersionKind::gvk("admissionregistration.k8s.io", "v1", kind),
+            plural,
+        );
+        let api: Api<DynamicObject> = Api::all_with(client.clone(), &resource);
+        async move {
+            api.get_opt(name)
+                .await
+                .ok()
+                .flatten()
+                .and_then(|o| serde_json::to_value(o).ok())
+        }
+    };
+    let (policy, binding) = tokio::join!(
+        get("MutatingAdmissionPolicy", "mutatingadmissionpolicies"),
+        get(
+            "MutatingAdmissionPolicyBinding",
+            "mutatingadmissionpolicybindings"
+        ),
+    );
+    Some(PolicyInstalled::from_objects(&policy?, binding.as_ref()))
 }
 
 /// An API error, naming the object and saying what kind of failure it is.

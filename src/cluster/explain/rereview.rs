@@ -6,7 +6,7 @@ use anyhow::Result;
 use serde_json::Value;
 
 use super::additions;
-use super::verdict::labels_of;
+use super::route::labels_of;
 use crate::config::Config;
 use crate::offline::account::{account, Account};
 use crate::vocabulary::ANNOTATION_INJECTED;

@@ -113,6 +113,7 @@ fn verdict_with(
             namespace_labels: labels,
             configuration: conf,
             same_today,
+            policy: None,
         },
         "persistence-webhook",
         &today,
@@ -409,5 +410,130 @@ fn live_names_are_namespace_slash_name() {
         "./pod.yaml",
     ] {
         assert_eq!(live_name(bad), None, "{bad}");
+    }
+}
+
+/// The path a pod takes: in a hybrid install the core's partition decides
+/// (the registration's and the policies' conditions named); beside a
+/// webhook not narrowed the policies make it both; out of scope, neither.
+#[test]
+fn the_path_is_the_partitions_and_names_what_decided() {
+    use super::route::{route, PolicyInstalled, Way};
+    use persistence_webhook_core::policy::hybrid;
+
+    let mut narrowed = registration(EARLY);
+    if let Some(h) = narrowed.webhooks.as_mut().and_then(|w| w.first_mut()) {
+        h.match_conditions = Some(vec![MatchCondition {
+            name: hybrid::WEBHOOK_CONDITION.into(),
+            expression: hybrid::webhook_pods(),
+        }]);
+    }
+    let plain = registration(EARLY);
+    let policy = |hybrid: bool, bound: bool| PolicyInstalled {
+        name: "persistence-webhook".into(),
+        bound,
+        hybrid,
+    };
+    let named = pod(json!({}), json!({}), LATE);
+    let annotated = pod(
+        json!({}),
+        json!({"polyaxon.com/persistence": "data: [data1]"}),
+        LATE,
+    );
+    let mut generated = pod(json!({}), json!({}), LATE);
+    generated["metadata"]["generateName"] = json!("tr");
+    let route_of = |p: &Value, labels, conf, pol: Option<PolicyInstalled>| {
+        route(p, labels, Some(conf), pol.as_ref(), "persistence-webhook")
+    };
+    let on = opted_in();
+    let cases = [
+        (
+            &named,
+            &on,
+            &narrowed,
+            Some(policy(true, true)),
+            Way::Policy,
+            Some(hybrid::POLICY_CONDITION),
+            "a name at admission",
+        ),
+        (
+            &annotated,
+            &on,
+            &narrowed,
+            Some(policy(true, true)),
+            Way::Webhook,
+            Some(hybrid::WEBHOOK_CONDITION),
+            "polyaxon.com/persistence",
+        ),
+        // "train" starts with "tr": its name was generated after admission.
+        (
+            &generated,
+            &on,
+            &narrowed,
+            Some(policy(true, true)),
+            Way::Webhook,
+            Some(hybrid::WEBHOOK_CONDITION),
+            "admission uid",
+        ),
+        (
+            &named,
+            &on,
+            &narrowed,
+            None,
+            Way::Neither,
+            Some(hybrid::WEBHOOK_CONDITION),
+            "no MutatingAdmissionPolicy of ours",
+        ),
+        (
+            &named,
+            &on,
+            &narrowed,
+            Some(policy(true, false)),
+            Way::Neither,
+            Some(hybrid::WEBHOOK_CONDITION),
+            "which no binding binds",
+        ),
+        (
+            &named,
+            &on,
+            &plain,
+            Some(policy(false, true)),
+            Way::Both,
+            None,
+            "both mutate it",
+        ),
+        (
+            &annotated,
+            &on,
+            &plain,
+            Some(policy(false, true)),
+            Way::Webhook,
+            None,
+            "only the webhook reads",
+        ),
+        (
+            &named,
+            &on,
+            &plain,
+            None,
+            Way::Webhook,
+            None,
+            "no policy of ours",
+        ),
+        (
+            &named,
+            &BTreeMap::new(),
+            &narrowed,
+            Some(policy(true, true)),
+            Way::Neither,
+            Some("namespaceSelector"),
+            "not opted in",
+        ),
+    ];
+    for (i, (p, labels, conf, pol, way, by, says)) in cases.into_iter().enumerate() {
+        let got = route_of(p, labels, conf, pol);
+        assert_eq!(got.route, way, "case {i}: {got:?}");
+        assert_eq!(got.decided_by.as_deref(), by, "case {i}: {got:?}");
+        assert!(got.why.contains(says), "case {i}: {got:?}");
     }
 }

@@ -12,6 +12,22 @@ pub fn text(live: &Live, today: &Account, source: &ConfigSource) -> String {
     let mut s = String::new();
     let _ = writeln!(s, "live pod {}: {}", live.pod, live.verdict.as_str());
     let _ = writeln!(s, "  {}", live.why);
+    let route = match live.path.route {
+        super::route::Way::Webhook => "the webhook",
+        super::route::Way::Policy => "the admission policies",
+        super::route::Way::Both => "both the webhook and the admission policies",
+        super::route::Way::Neither => "neither the webhook nor the admission policies",
+    };
+    let _ = writeln!(
+        s,
+        "path: {route}{}\n  {}",
+        live.path
+            .decided_by
+            .as_deref()
+            .map(|d| format!(" (decided by {d})"))
+            .unwrap_or_default(),
+        live.path.why
+    );
     if let Some(got) = &live.got {
         let _ = writeln!(s, "\nit got (from its {ANNOTATION_INJECTED} annotation):");
         let _ = writeln!(

@@ -9,6 +9,7 @@ use k8s_openapi::api::admissionregistration::v1::MutatingWebhookConfiguration;
 use serde::Serialize;
 use serde_json::Value;
 
+use super::route::{labels_of, route, Path, PolicyInstalled};
 use crate::cluster::registration::match_conditions::{evaluate, excluding, unevaluated, Bindings};
 use crate::cluster::registration::selector::selects;
 use crate::cluster::registration::{entry, sends_pod_create};
@@ -86,6 +87,9 @@ pub struct Live {
     pub webhook_configuration: Option<String>,
     /// The `matchCondition` that kept the pod from the webhook.
     pub match_condition: Option<String>,
+    /// Which path it took or would take: the webhook, the policies, both
+    /// or neither, and what decided.
+    pub path: Path,
 }
 
 /// The `persistence-injected` annotation of a mutated pod.
@@ -167,18 +171,8 @@ pub struct Objects<'a> {
     /// For a mutated pod: whether re-reviewing it without the webhook's
     /// additions ([`super::additions`]) gives exactly the additions it has.
     pub same_today: Option<bool>,
-}
-
-/// The string-valued `metadata.<key>` map (labels or annotations).
-pub(super) fn labels_of(object: &Value, key: &str) -> BTreeMap<String, String> {
-    object["metadata"][key]
-        .as_object()
-        .map(|m| {
-            m.iter()
-                .filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_owned())))
-                .collect()
-        })
-        .unwrap_or_default()
+    /// The MutatingAdmissionPolicy of ours, when one is installed.
+    pub policy: Option<PolicyInstalled>,
 }
 
 /// A Kubernetes timestamp (`2006-01-02T15:04:05Z`) as comparable text;
@@ -209,6 +203,13 @@ pub fn judge(objects: &Objects<'_>, webhook_name: &str, today: &Account) -> Live
         differences: Vec::new(),
         webhook_configuration: objects.configuration.and_then(|c| c.metadata.name.clone()),
         match_condition: None,
+        path: route(
+            pod,
+            objects.namespace_labels,
+            objects.configuration,
+            objects.policy.as_ref(),
+            webhook_name,
+        ),
     };
     if let Some(recorded) = recorded {
         let got = parse_got(recorded);
