@@ -15,6 +15,7 @@ use serde::de::{self, Deserializer, IgnoredAny, MapAccess, Visitor};
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
+use crate::text::JsonStr;
 use crate::vocabulary::{
     ANNOTATION_INJECTED, ANNOTATION_OUTPUTS_SUBPATH, ANNOTATION_PERSISTENCE,
     ANNOTATION_UNIQUE_NAME, LABEL_INJECTION, OPT_OUT, RESERVED_ENV, VOLUME_PREFIX,
@@ -125,8 +126,8 @@ impl<'de, 'k> Visitor<'de> for PodVisitor<'k> {
     }
     fn visit_map<M: MapAccess<'de>>(self, mut map: M) -> Result<Self::Value, M::Error> {
         let (mut metadata, mut spec) = (None, None);
-        while let Some(key) = map.next_key::<Cow<'de, str>>()? {
-            match key.as_ref() {
+        while let Some(key) = map.next_key::<JsonStr<'de>>()? {
+            match &*key {
                 "metadata" => once(
                     &mut metadata,
                     "metadata",
@@ -270,8 +271,8 @@ impl<'de: 'a, 'a> Deserialize<'de> for Annotations<'a> {
             }
             fn visit_map<M: MapAccess<'de>>(self, mut map: M) -> Result<Self::Value, M::Error> {
                 let mut out = Annotations::default();
-                while let Some(key) = map.next_key::<Cow<'de, str>>()? {
-                    let slot = match key.as_ref() {
+                while let Some(key) = map.next_key::<JsonStr<'de>>()? {
+                    let slot = match &*key {
                         ANNOTATION_PERSISTENCE => &mut out.persistence,
                         ANNOTATION_OUTPUTS_SUBPATH => &mut out.outputs_subpath,
                         ANNOTATION_UNIQUE_NAME => &mut out.unique_name,
@@ -283,10 +284,11 @@ impl<'de: 'a, 'a> Deserialize<'de> for Annotations<'a> {
                     };
                     if slot.is_some() {
                         return Err(de::Error::custom(format_args!(
-                            "duplicate annotation {key:?}"
+                            "duplicate annotation {:?}",
+                            &*key
                         )));
                     }
-                    *slot = Some(map.next_value()?);
+                    *slot = Some(map.next_value::<JsonStr<'de>>()?.0);
                 }
                 Ok(out)
             }
@@ -312,9 +314,9 @@ impl<'de> Deserialize<'de> for OptOut {
             }
             fn visit_map<M: MapAccess<'de>>(self, mut map: M) -> Result<OptOut, M::Error> {
                 let mut out = false;
-                while let Some(key) = map.next_key::<Cow<'de, str>>()? {
-                    if key == LABEL_INJECTION {
-                        out = map.next_value::<Cow<'de, str>>()? == OPT_OUT;
+                while let Some(key) = map.next_key::<JsonStr<'de>>()? {
+                    if &*key == LABEL_INJECTION {
+                        out = &*map.next_value::<JsonStr<'de>>()? == OPT_OUT;
                     } else {
                         map.next_value::<IgnoredAny>()?;
                     }
@@ -347,8 +349,8 @@ impl<'de, 'k> Visitor<'de> for SpecVisitor<'k> {
     }
     fn visit_map<M: MapAccess<'de>>(self, mut map: M) -> Result<Self::Value, M::Error> {
         let (mut volumes, mut containers, mut init) = (None, None, None);
-        while let Some(key) = map.next_key::<Cow<'de, str>>()? {
-            match key.as_ref() {
+        while let Some(key) = map.next_key::<JsonStr<'de>>()? {
+            match &*key {
                 "volumes" => once(&mut volumes, "volumes", map.next_value_seed(OurVolumes)?)?,
                 "containers" => once(
                     &mut containers,
@@ -458,9 +460,9 @@ impl<'de, 'k> Visitor<'de> for ContainerVisitor<'k> {
     }
     fn visit_map<M: MapAccess<'de>>(self, mut map: M) -> Result<Self::Value, M::Error> {
         let (mut name, mut env, mut mounts) = (None, None, None);
-        while let Some(key) = map.next_key::<Cow<'de, str>>()? {
-            match key.as_ref() {
-                "name" => once(&mut name, "name", map.next_value::<Cow<'de, str>>()?)?,
+        while let Some(key) = map.next_key::<JsonStr<'de>>()? {
+            match &*key {
+                "name" => once(&mut name, "name", map.next_value::<JsonStr<'de>>()?.0)?,
                 "env" => once(&mut env, "env", map.next_value_seed(EnvList(self.0))?)?,
                 "volumeMounts" => once(
                     &mut mounts,

@@ -1,6 +1,11 @@
 //! User-supplied text as quoted in messages: clipped so that no input,
 //! however long or strange, makes a long denial or log line, and numbers
-//! written for people.
+//! written for people; and [`JsonStr`], a string read from JSON without a
+//! copy where it can be.
+
+use std::borrow::Cow;
+
+use serde::Deserialize;
 
 /// Longest user-supplied string quoted in a message, in bytes once escaped
 /// as `{:?}` escapes it.
@@ -91,6 +96,46 @@ pub fn human_bytes(n: u64) -> String {
         format!("{:.1} MiB", f / (KIB * KIB))
     } else {
         format!("{:.1} GiB", f / (KIB * KIB * KIB))
+    }
+}
+
+/// A JSON string as read from a body: borrowed from it unless it had
+/// escapes. serde's own `Cow<str>` always copies (unless a derive says
+/// `#[serde(borrow)]`), which cost an allocation per object key of a review;
+/// read keys and hand-read values through this instead. Its messages are
+/// `Cow<str>`'s ("invalid type: ..., expected a string").
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JsonStr<'a>(pub Cow<'a, str>);
+
+impl<'de> Deserialize<'de> for JsonStr<'de> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = JsonStr<'de>;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a string")
+            }
+            fn visit_borrowed_str<E: serde::de::Error>(
+                self,
+                s: &'de str,
+            ) -> Result<Self::Value, E> {
+                Ok(JsonStr(Cow::Borrowed(s)))
+            }
+            fn visit_str<E: serde::de::Error>(self, s: &str) -> Result<Self::Value, E> {
+                Ok(JsonStr(Cow::Owned(s.to_owned())))
+            }
+            fn visit_string<E: serde::de::Error>(self, s: String) -> Result<Self::Value, E> {
+                Ok(JsonStr(Cow::Owned(s)))
+            }
+        }
+        d.deserialize_str(V)
+    }
+}
+
+impl std::ops::Deref for JsonStr<'_> {
+    type Target = str;
+    fn deref(&self) -> &str {
+        &self.0
     }
 }
 
