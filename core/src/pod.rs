@@ -157,13 +157,13 @@ impl<'de, 'k> Visitor<'de> for PodVisitor<'k> {
 #[serde(rename_all = "camelCase")]
 pub struct Metadata<'a> {
     /// `metadata.name`, absent for a `generateName` pod at admission.
-    #[serde(borrow, default)]
+    #[serde(borrow, default, deserialize_with = "crate::text::optional_str")]
     pub name: Option<Cow<'a, str>>,
     /// `metadata.generateName`.
-    #[serde(borrow, default)]
+    #[serde(borrow, default, deserialize_with = "crate::text::optional_str")]
     pub generate_name: Option<Cow<'a, str>>,
     /// `metadata.namespace`.
-    #[serde(borrow, default)]
+    #[serde(borrow, default, deserialize_with = "crate::text::optional_str")]
     pub namespace: Option<Cow<'a, str>>,
     /// Our annotations; `None` when the pod has no `annotations` map.
     #[serde(borrow, default)]
@@ -191,11 +191,11 @@ impl<'de: 'a, 'a> Deserialize<'de> for ControllerJob<'a> {
         #[derive(Deserialize)]
         #[serde(rename_all = "camelCase")]
         struct OwnerRef<'a> {
-            #[serde(borrow, default)]
+            #[serde(borrow, default, deserialize_with = "crate::text::optional_str")]
             api_version: Option<Cow<'a, str>>,
-            #[serde(borrow, default)]
+            #[serde(borrow, default, deserialize_with = "crate::text::optional_str")]
             kind: Option<Cow<'a, str>>,
-            #[serde(borrow, default)]
+            #[serde(borrow, default, deserialize_with = "crate::text::optional_str")]
             name: Option<Cow<'a, str>>,
             #[serde(default)]
             controller: Option<bool>,
@@ -554,7 +554,7 @@ pub struct Env<'a> {
     #[serde(borrow)]
     pub name: Cow<'a, str>,
     /// `value`.
-    #[serde(borrow, default)]
+    #[serde(borrow, default, deserialize_with = "crate::text::optional_str")]
     pub value: Option<Cow<'a, str>>,
     /// `valueFrom`.
     #[serde(borrow, default, deserialize_with = "object_or_null")]
@@ -574,7 +574,7 @@ pub struct ValueFrom<'a> {
 #[derive(Debug, Default, Deserialize)]
 pub struct KeyRef<'a> {
     /// The Secret's name.
-    #[serde(borrow, default)]
+    #[serde(borrow, default, deserialize_with = "crate::text::optional_str")]
     pub name: Option<Cow<'a, str>>,
     /// The key in the Secret.
     #[serde(borrow)]
@@ -592,7 +592,7 @@ pub struct Mount<'a> {
     #[serde(borrow)]
     pub mount_path: Cow<'a, str>,
     /// `subPath`.
-    #[serde(borrow, default)]
+    #[serde(borrow, default, deserialize_with = "crate::text::optional_str")]
     pub sub_path: Option<Cow<'a, str>>,
     /// `readOnly`.
     #[serde(default)]

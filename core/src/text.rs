@@ -132,6 +132,15 @@ impl<'de> Deserialize<'de> for JsonStr<'de> {
     }
 }
 
+/// For `#[serde(borrow, deserialize_with = "crate::text::optional_str")]`
+/// on an `Option<Cow<str>>` field: serde's derive borrows a `Cow<str>`
+/// field but not one inside an `Option`, which it copies. Null is `None`.
+pub fn optional_str<'de: 'a, 'a, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<Option<Cow<'a, str>>, D::Error> {
+    Ok(Option::<JsonStr<'de>>::deserialize(d)?.map(|s| s.0))
+}
+
 impl std::ops::Deref for JsonStr<'_> {
     type Target = str;
     fn deref(&self) -> &str {
