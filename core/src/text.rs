@@ -28,9 +28,19 @@ pub fn clip(s: &str) -> String {
 
 /// Where to cut `s` so that its escaped form fits `budget`; `None` if it all fits.
 fn cut_at(s: &str, budget: usize) -> Option<usize> {
+    // Printable ASCII but the backslash and the quotes escapes to itself:
+    // the usual name or path is measured without escaping anything.
+    let plain = |c: char| matches!(c, ' '..='~') && !matches!(c, '\\' | '"' | '\'');
+    if s.len() <= budget && s.chars().all(plain) {
+        return None;
+    }
     let mut used = 0;
     for (i, c) in s.char_indices() {
-        used += c.escape_debug().map(char::len_utf8).sum::<usize>();
+        used += if plain(c) {
+            1
+        } else {
+            c.escape_debug().map(char::len_utf8).sum::<usize>()
+        };
         if used > budget {
             return Some(i);
         }
@@ -167,6 +177,15 @@ mod tests {
             euros.starts_with('€') && euros.ends_with("(3000 bytes)"),
             "{euros}"
         );
+
+        // Every ASCII character is measured as `{:?}` escapes it.
+        for b in 0_u8..=127 {
+            let c = char::from(b);
+            let s = c.to_string().repeat(CLIP_BYTES);
+            let escaped = c.escape_debug().count();
+            let want = (escaped > 1).then_some(CLIP_BYTES / escaped);
+            assert_eq!(cut_at(&s, CLIP_BYTES), want, "{c:?}");
+        }
 
         assert_eq!(clip_list(["main", "init"], 2), "main, init");
         assert_eq!(clip_list([], 0), "none");
