@@ -540,3 +540,38 @@ async fn sigterm_keeps_serving_through_the_shutdown_delay() {
         .expect("join");
     assert!(exit.success(), "{exit:?}");
 }
+
+/// A review's log line carries its span's fields: a patched review's
+/// `Reviewed` line is at debug, and with debug enabled it names the review
+/// (the server skips filling the span only when no filter could show it).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_patched_review_logged_at_debug_names_its_review() {
+    let pki = pki();
+    let vol = Volume::serving(CONFIG_A, &pki);
+    let server = Spawned::serving(&vol, &[], "info,persistence_webhook::server::admit=debug");
+    let (status, answer) = post_review(&client(&[&pki]), server.addr)
+        .await
+        .expect("answered");
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(answer["response"]["patchType"], "JSONPatch", "{answer}");
+    let sent: Value = serde_json::from_slice(REVIEW).expect("the review fixture is JSON");
+    let mut seen = Vec::new();
+    let line = loop {
+        let line = server
+            .logs
+            .recv_timeout(Duration::from_secs(30))
+            .unwrap_or_else(|_| panic!("no Reviewed line; saw {seen:#?}"));
+        let v: Value = serde_json::from_str(&line).unwrap_or_default();
+        if v["message"] == "Reviewed" {
+            break v;
+        }
+        seen.push(line);
+    };
+    let span = &line["span"];
+    assert_eq!(span["name"], "review", "{line}");
+    assert_eq!(span["uid"], sent["request"]["uid"], "{line}");
+    assert_eq!(span["namespace"], sent["request"]["namespace"], "{line}");
+    assert_eq!(span["operation"], "CREATE", "{line}");
+    assert_eq!(line["outcome"], "patched", "{line}");
+    drop(server);
+}

@@ -15,6 +15,7 @@ use serde::de::{self, DeserializeSeed as _, Deserializer, IgnoredAny, MapAccess,
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
+use crate::text::JsonStr;
 use crate::vocabulary::{
     ANNOTATION_INJECTED, ANNOTATION_OUTPUTS_SUBPATH, ANNOTATION_PERSISTENCE,
     ANNOTATION_UNIQUE_NAME, LABEL_INJECTION, OPT_OUT, RESERVED_ENV, VOLUME_PREFIX,
@@ -130,8 +131,8 @@ impl<'de, 'k> Visitor<'de> for PodVisitor<'k> {
     }
     fn visit_map<M: MapAccess<'de>>(self, mut map: M) -> Result<Self::Value, M::Error> {
         let (mut metadata, mut spec) = (None, None);
-        while let Some(key) = map.next_key::<Cow<'de, str>>()? {
-            match key.as_ref() {
+        while let Some(key) = map.next_key::<JsonStr<'de>>()? {
+            match &*key {
                 "metadata" => once(
                     &mut metadata,
                     "metadata",
@@ -159,13 +160,13 @@ impl<'de, 'k> Visitor<'de> for PodVisitor<'k> {
 #[serde(rename_all = "camelCase")]
 pub struct Metadata<'a> {
     /// `metadata.name`, absent for a `generateName` pod at admission.
-    #[serde(borrow, default)]
+    #[serde(borrow, default, deserialize_with = "crate::text::optional_str")]
     pub name: Option<Cow<'a, str>>,
     /// `metadata.generateName`.
-    #[serde(borrow, default)]
+    #[serde(borrow, default, deserialize_with = "crate::text::optional_str")]
     pub generate_name: Option<Cow<'a, str>>,
     /// `metadata.namespace`.
-    #[serde(borrow, default)]
+    #[serde(borrow, default, deserialize_with = "crate::text::optional_str")]
     pub namespace: Option<Cow<'a, str>>,
     /// Our annotations; `None` when the pod has no `annotations` map.
     #[serde(borrow, default)]
@@ -193,11 +194,11 @@ impl<'de: 'a, 'a> Deserialize<'de> for ControllerJob<'a> {
         #[derive(Deserialize)]
         #[serde(rename_all = "camelCase")]
         struct OwnerRef<'a> {
-            #[serde(borrow, default)]
+            #[serde(borrow, default, deserialize_with = "crate::text::optional_str")]
             api_version: Option<Cow<'a, str>>,
-            #[serde(borrow, default)]
+            #[serde(borrow, default, deserialize_with = "crate::text::optional_str")]
             kind: Option<Cow<'a, str>>,
-            #[serde(borrow, default)]
+            #[serde(borrow, default, deserialize_with = "crate::text::optional_str")]
             name: Option<Cow<'a, str>>,
             #[serde(default)]
             controller: Option<bool>,
@@ -271,8 +272,8 @@ impl<'de: 'a, 'a> Deserialize<'de> for Annotations<'a> {
             }
             fn visit_map<M: MapAccess<'de>>(self, mut map: M) -> Result<Self::Value, M::Error> {
                 let mut out = Annotations::default();
-                while let Some(key) = map.next_key::<Cow<'de, str>>()? {
-                    let slot = match key.as_ref() {
+                while let Some(key) = map.next_key::<JsonStr<'de>>()? {
+                    let slot = match &*key {
                         ANNOTATION_PERSISTENCE => &mut out.persistence,
                         ANNOTATION_OUTPUTS_SUBPATH => &mut out.outputs_subpath,
                         ANNOTATION_UNIQUE_NAME => &mut out.unique_name,
@@ -284,10 +285,11 @@ impl<'de: 'a, 'a> Deserialize<'de> for Annotations<'a> {
                     };
                     if slot.is_some() {
                         return Err(de::Error::custom(format_args!(
-                            "duplicate annotation {key:?}"
+                            "duplicate annotation {:?}",
+                            &*key
                         )));
                     }
-                    *slot = Some(map.next_value()?);
+                    *slot = Some(map.next_value::<JsonStr<'de>>()?.0);
                 }
                 Ok(out)
             }
@@ -313,9 +315,9 @@ impl<'de> Deserialize<'de> for OptOut {
             }
             fn visit_map<M: MapAccess<'de>>(self, mut map: M) -> Result<OptOut, M::Error> {
                 let mut out = false;
-                while let Some(key) = map.next_key::<Cow<'de, str>>()? {
-                    if key == LABEL_INJECTION {
-                        out = map.next_value::<Cow<'de, str>>()? == OPT_OUT;
+                while let Some(key) = map.next_key::<JsonStr<'de>>()? {
+                    if &*key == LABEL_INJECTION {
+                        out = &*map.next_value::<JsonStr<'de>>()? == OPT_OUT;
                     } else {
                         map.next_value::<IgnoredAny>()?;
                     }
@@ -359,8 +361,8 @@ impl<'de, 'k> Visitor<'de> for SpecVisitor<'k> {
     }
     fn visit_map<M: MapAccess<'de>>(self, mut map: M) -> Result<Self::Value, M::Error> {
         let (mut volumes, mut containers, mut init) = (None, None, None);
-        while let Some(key) = map.next_key::<Cow<'de, str>>()? {
-            let (slot, key) = match key.as_ref() {
+        while let Some(key) = map.next_key::<JsonStr<'de>>()? {
+            let (slot, key) = match &*key {
                 "volumes" => {
                     once(&mut volumes, "volumes", map.next_value_seed(OurVolumes)?)?;
                     continue;
@@ -634,9 +636,9 @@ impl<'de, 'k> Visitor<'de> for ContainerVisitor<'k> {
     fn visit_map<M: MapAccess<'de>>(self, mut map: M) -> Result<Self::Value, M::Error> {
         let keep = self.0;
         let (mut name, mut env, mut mounts) = (None, None, None);
-        while let Some(key) = map.next_key::<Cow<'de, str>>()? {
-            match key.as_ref() {
-                "name" => once(&mut name, "name", map.next_value::<Cow<'de, str>>()?)?,
+        while let Some(key) = map.next_key::<JsonStr<'de>>()? {
+            match &*key {
+                "name" => once(&mut name, "name", map.next_value::<JsonStr<'de>>()?.0)?,
                 // Every entry is read; only those `keep` names are kept (a
                 // list of none allocates nothing).
                 "env" => {
@@ -680,7 +682,7 @@ pub struct Env<'a> {
     #[serde(borrow)]
     pub name: Cow<'a, str>,
     /// `value`.
-    #[serde(borrow, default)]
+    #[serde(borrow, default, deserialize_with = "crate::text::optional_str")]
     pub value: Option<Cow<'a, str>>,
     /// `valueFrom`.
     #[serde(borrow, default, deserialize_with = "object_or_null")]
@@ -700,7 +702,7 @@ pub struct ValueFrom<'a> {
 #[derive(Debug, Default, Deserialize)]
 pub struct KeyRef<'a> {
     /// The Secret's name.
-    #[serde(borrow, default)]
+    #[serde(borrow, default, deserialize_with = "crate::text::optional_str")]
     pub name: Option<Cow<'a, str>>,
     /// The key in the Secret.
     #[serde(borrow)]
@@ -718,7 +720,7 @@ pub struct Mount<'a> {
     #[serde(borrow)]
     pub mount_path: Cow<'a, str>,
     /// `subPath`.
-    #[serde(borrow, default)]
+    #[serde(borrow, default, deserialize_with = "crate::text::optional_str")]
     pub sub_path: Option<Cow<'a, str>>,
     /// `readOnly`.
     #[serde(default)]

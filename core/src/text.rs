@@ -1,6 +1,11 @@
 //! User-supplied text as quoted in messages: clipped so that no input,
 //! however long or strange, makes a long denial or log line, and numbers
-//! written for people.
+//! written for people; and [`JsonStr`], a string read from JSON without a
+//! copy where it can be.
+
+use std::borrow::Cow;
+
+use serde::Deserialize;
 
 /// Longest user-supplied string quoted in a message, in bytes once escaped
 /// as `{:?}` escapes it.
@@ -23,9 +28,19 @@ pub fn clip(s: &str) -> String {
 
 /// Where to cut `s` so that its escaped form fits `budget`; `None` if it all fits.
 fn cut_at(s: &str, budget: usize) -> Option<usize> {
+    // Printable ASCII but the backslash and the quotes escapes to itself:
+    // the usual name or path is measured without escaping anything.
+    let plain = |c: char| matches!(c, ' '..='~') && !matches!(c, '\\' | '"' | '\'');
+    if s.len() <= budget && s.chars().all(plain) {
+        return None;
+    }
     let mut used = 0;
     for (i, c) in s.char_indices() {
-        used += c.escape_debug().map(char::len_utf8).sum::<usize>();
+        used += if plain(c) {
+            1
+        } else {
+            c.escape_debug().map(char::len_utf8).sum::<usize>()
+        };
         if used > budget {
             return Some(i);
         }
@@ -94,6 +109,55 @@ pub fn human_bytes(n: u64) -> String {
     }
 }
 
+/// A JSON string as read from a body: borrowed from it unless it had
+/// escapes. serde's own `Cow<str>` always copies (unless a derive says
+/// `#[serde(borrow)]`), which cost an allocation per object key of a review;
+/// read keys and hand-read values through this instead. Its messages are
+/// `Cow<str>`'s ("invalid type: ..., expected a string").
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JsonStr<'a>(pub Cow<'a, str>);
+
+impl<'de> Deserialize<'de> for JsonStr<'de> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = JsonStr<'de>;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a string")
+            }
+            fn visit_borrowed_str<E: serde::de::Error>(
+                self,
+                s: &'de str,
+            ) -> Result<Self::Value, E> {
+                Ok(JsonStr(Cow::Borrowed(s)))
+            }
+            fn visit_str<E: serde::de::Error>(self, s: &str) -> Result<Self::Value, E> {
+                Ok(JsonStr(Cow::Owned(s.to_owned())))
+            }
+            fn visit_string<E: serde::de::Error>(self, s: String) -> Result<Self::Value, E> {
+                Ok(JsonStr(Cow::Owned(s)))
+            }
+        }
+        d.deserialize_str(V)
+    }
+}
+
+/// For `#[serde(borrow, deserialize_with = "crate::text::optional_str")]`
+/// on an `Option<Cow<str>>` field: serde's derive borrows a `Cow<str>`
+/// field but not one inside an `Option`, which it copies. Null is `None`.
+pub fn optional_str<'de: 'a, 'a, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<Option<Cow<'a, str>>, D::Error> {
+    Ok(Option::<JsonStr<'de>>::deserialize(d)?.map(|s| s.0))
+}
+
+impl std::ops::Deref for JsonStr<'_> {
+    type Target = str;
+    fn deref(&self) -> &str {
+        &self.0
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -113,6 +177,15 @@ mod tests {
             euros.starts_with('€') && euros.ends_with("(3000 bytes)"),
             "{euros}"
         );
+
+        // Every ASCII character is measured as `{:?}` escapes it.
+        for b in 0_u8..=127 {
+            let c = char::from(b);
+            let s = c.to_string().repeat(CLIP_BYTES);
+            let escaped = c.escape_debug().count();
+            let want = (escaped > 1).then_some(CLIP_BYTES / escaped);
+            assert_eq!(cut_at(&s, CLIP_BYTES), want, "{c:?}");
+        }
 
         assert_eq!(clip_list(["main", "init"], 2), "main, init");
         assert_eq!(clip_list([], 0), "none");

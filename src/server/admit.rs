@@ -293,13 +293,25 @@ fn unless_late<T>(
 }
 
 fn respond(state: &AppState, reviewed: Reviewed, seconds: f64) -> Response {
-    let span = tracing::Span::current();
-    let s = &reviewed.subject;
-    span.record("uid", &*clip(&s.uid));
-    span.record("namespace", &*clip(&s.namespace));
-    span.record("pod", &*clip(&s.name));
-    span.record("operation", &*clip(&s.operation));
-    span.record("dry_run", s.dry_run);
+    // The review's fields go into its span for the one event below. An
+    // allowed review's event is at debug: when no filter can enable debug
+    // anywhere (the default `info`), nothing would ever show them, and
+    // formatting them into the span costs more than the rest of this
+    // function.
+    let level = match reviewed.decision {
+        Decision::Denied(_) => tracing::Level::INFO,
+        Decision::Invalid(_) => tracing::Level::WARN,
+        Decision::Patched(_) | Decision::Unchanged(_) => tracing::Level::DEBUG,
+    };
+    if level <= tracing::level_filters::LevelFilter::current() {
+        let span = tracing::Span::current();
+        let s = &reviewed.subject;
+        span.record("uid", &*clip(&s.uid));
+        span.record("namespace", &*clip(&s.namespace));
+        span.record("pod", &*clip(&s.name));
+        span.record("operation", &*clip(&s.operation));
+        span.record("dry_run", s.dry_run);
+    }
     let outcome = reviewed.decision.outcome();
     state.metrics.review(reviewed.decision.reason(), seconds);
     match &reviewed.decision {

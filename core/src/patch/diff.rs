@@ -108,10 +108,7 @@ fn append(path: &[&str], exists: bool, items: &[&[u8]], ops: &mut Ops) {
         return;
     }
     if exists {
-        for item in items {
-            let tokens = path.iter().copied().chain(["-"]);
-            ops.add(tokens, |out| out.extend_from_slice(item));
-        }
+        ops.add_each(path.iter().copied().chain(["-"]), items);
     } else {
         ops.add(path.iter().copied(), |out| {
             write_list(out, items.iter().copied())

@@ -205,6 +205,30 @@ impl Ops {
         self.out.push(b'}');
     }
 
+    /// Writes one `add` operation per value, all at the pointer from
+    /// `tokens` (escaped once, then copied: appending many items to one
+    /// list costs the items, not their pointers).
+    pub(super) fn add_each<'t>(
+        &mut self,
+        tokens: impl IntoIterator<Item = &'t str>,
+        values: &[&[u8]],
+    ) {
+        let Some((first, rest)) = values.split_first() else {
+            return;
+        };
+        let head_start = self.out.len() + usize::from(self.operations > 0);
+        self.add(tokens, |out| out.extend_from_slice(first));
+        // The operation just written, up to its value: `{"op":..,"value":`.
+        let head_end = self.out.len() - first.len() - 1;
+        for value in rest {
+            self.out.push(b',');
+            self.out.extend_from_within(head_start..head_end);
+            self.out.extend_from_slice(value);
+            self.out.push(b'}');
+        }
+        self.operations += rest.len();
+    }
+
     /// The patch, or `None` when no operation was written.
     pub(super) fn finish(mut self) -> Option<PatchJson> {
         if self.operations == 0 {
@@ -307,6 +331,28 @@ mod tests {
                 assert!(response[..] == want[..], "len {len}, head {}", head.len());
                 assert_eq!(patch.as_bytes(), &json[..], "decoded again when asked");
                 assert_eq!(patch.clone().into_bytes(), json);
+            }
+        }
+    }
+
+    /// `add_each` writes what `add` would, one operation per value.
+    #[test]
+    fn add_each_is_add_per_value() {
+        let values: [&[u8]; 3] = [b"{\"a\":1}", b"[]", b"\"x\""];
+        let tokens = ["spec", "containers", "0", "env/x~", "-"];
+        for before in [0, 2] {
+            for n in 0..=values.len() {
+                let (mut each, mut one) = (Ops::with_capacity(0), Ops::with_capacity(0));
+                for _ in 0..before {
+                    each.add(["a"], |out| out.push(b'1'));
+                    one.add(["a"], |out| out.push(b'1'));
+                }
+                each.add_each(tokens, &values[..n]);
+                for v in &values[..n] {
+                    one.add(tokens, |out| out.extend_from_slice(v));
+                }
+                assert_eq!(each.operations, one.operations, "{before} then {n}");
+                assert_eq!(each.out, one.out, "{before} then {n}");
             }
         }
     }

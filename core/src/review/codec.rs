@@ -17,6 +17,7 @@ use serde_json::value::RawValue;
 
 use super::{Decision, Notes, ReviewError};
 use crate::pod::{once, Keep, PodSeed, PodView};
+use crate::text::JsonStr;
 
 /// `admission.k8s.io/v1`, what current API servers send.
 pub const API_V1: &str = "admission.k8s.io/v1";
@@ -68,10 +69,10 @@ impl<'de, 'k> serde::de::Visitor<'de> for ReviewSeed<'k> {
     }
     fn visit_map<M: serde::de::MapAccess<'de>>(self, mut map: M) -> Result<Self::Value, M::Error> {
         let (mut api_version, mut kind, mut request) = (None, None, None);
-        while let Some(key) = map.next_key::<Cow<'de, str>>()? {
-            match key.as_ref() {
-                "apiVersion" => once(&mut api_version, "apiVersion", map.next_value()?)?,
-                "kind" => once(&mut kind, "kind", map.next_value()?)?,
+        while let Some(key) = map.next_key::<JsonStr<'de>>()? {
+            match &*key {
+                "apiVersion" => once(&mut api_version, "apiVersion", optional_str(&mut map)?)?,
+                "kind" => once(&mut kind, "kind", optional_str(&mut map)?)?,
                 "request" => once(
                     &mut request,
                     "request",
@@ -114,6 +115,18 @@ impl<'de, 'k> serde::de::Visitor<'de> for OptionalRequest<'k> {
     fn visit_some<D: serde::Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
         d.deserialize_map(RequestVisitor(self.0)).map(Some)
     }
+}
+
+/// A string field's value or null, borrowed from the body where it can be.
+fn optional_str<'de, M: serde::de::MapAccess<'de>>(
+    map: &mut M,
+) -> Result<Option<Cow<'de, str>>, M::Error> {
+    Ok(map.next_value::<Option<JsonStr<'de>>>()?.map(|s| s.0))
+}
+
+/// A string field's value, borrowed from the body where it can be.
+fn string<'de, M: serde::de::MapAccess<'de>>(map: &mut M) -> Result<Cow<'de, str>, M::Error> {
+    Ok(map.next_value::<JsonStr<'de>>()?.0)
 }
 
 /// The request, read in one pass. The API server sends `kind`, `subResource`
@@ -188,14 +201,14 @@ impl<'de, 'k> serde::de::Visitor<'de> for RequestVisitor<'k> {
             object: ObjectIn::Absent,
         };
         let mut seen_object = false;
-        while let Some(key) = map.next_key::<Cow<'de, str>>()? {
-            match key.as_ref() {
-                "uid" => once(&mut uid, "uid", map.next_value::<Cow<'de, str>>()?)?,
+        while let Some(key) = map.next_key::<JsonStr<'de>>()? {
+            match &*key {
+                "uid" => once(&mut uid, "uid", string(&mut map)?)?,
                 "kind" => once(&mut req.kind, "kind", map.next_value()?)?,
-                "subResource" => once(&mut req.sub_resource, "subResource", map.next_value()?)?,
-                "operation" => once(&mut req.operation, "operation", map.next_value()?)?,
-                "namespace" => once(&mut req.namespace, "namespace", map.next_value()?)?,
-                "name" => once(&mut req.name, "name", map.next_value()?)?,
+                "subResource" => once(&mut req.sub_resource, "subResource", string(&mut map)?)?,
+                "operation" => once(&mut req.operation, "operation", string(&mut map)?)?,
+                "namespace" => once(&mut req.namespace, "namespace", string(&mut map)?)?,
+                "name" => once(&mut req.name, "name", string(&mut map)?)?,
                 "dryRun" => once(&mut req.dry_run, "dryRun", map.next_value()?)?,
                 "object" => {
                     if std::mem::replace(&mut seen_object, true) {
