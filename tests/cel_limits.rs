@@ -70,17 +70,6 @@ fn pod(containers: usize) -> String {
         .to_string()
 }
 
-fn delete_policies() {
-    for kind in [
-        "mutatingadmissionpolicybinding",
-        "validatingadmissionpolicybinding",
-        "mutatingadmissionpolicy",
-        "validatingadmissionpolicy",
-    ] {
-        let _ = kubectl(&["delete", kind, NAME, "--ignore-not-found"], None);
-    }
-}
-
 /// What the API server did with the pod.
 #[derive(Debug, PartialEq)]
 enum Outcome {
@@ -99,7 +88,7 @@ fn measure(config: &str, containers: usize) -> Outcome {
     let objects = generate_with_store_limit(&config, &options, usize::MAX)
         .expect("the generator writes it (past the store limit)");
     let stream: Vec<String> = objects.iter().map(Value::to_string).collect();
-    delete_policies();
+    delete_policies(NAME);
     common::eventually_blocking("no policy of ours mutates", || {
         let (ok, out, _) = create(NS, &pod(1), DryRun::Yes);
         ok && !out.contains("POLYAXON_RUN_DATA_PATHS")
@@ -115,7 +104,7 @@ fn measure(config: &str, containers: usize) -> Outcome {
         !ok || out.contains("POLYAXON_RUN_DATA_PATHS")
     });
     let (ok, out, err) = create(NS, &pod(containers), DryRun::Yes);
-    delete_policies();
+    delete_policies(NAME);
     if ok {
         assert!(out.contains("POLYAXON_RUN_DATA_PATHS"), "{out}");
         Outcome::Mutated

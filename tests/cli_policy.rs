@@ -27,6 +27,25 @@ fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
+/// `got` is byte for byte the file `rel` (of the repository), which
+/// `UPDATE_POLICY_GOLDENS=1` rewrites; `what` says what it should be.
+fn same_as_file(rel: &str, got: &str, what: &str) {
+    let path = root().join(rel);
+    if std::env::var_os("UPDATE_POLICY_GOLDENS").is_some() {
+        std::fs::write(&path, got).expect("written");
+    }
+    let want = std::fs::read_to_string(&path).unwrap_or_else(|e| {
+        panic!(
+            "{}: {e} (UPDATE_POLICY_GOLDENS=1 writes it)",
+            path.display()
+        )
+    });
+    assert!(
+        got == want,
+        "{rel} is not {what} (UPDATE_POLICY_GOLDENS=1 rewrites it)"
+    );
+}
+
 #[test]
 fn the_example_config_compiles_into_the_golden_objects() {
     for (config, golden) in [
@@ -40,20 +59,10 @@ fn the_example_config_compiles_into_the_golden_objects() {
             String::from_utf8_lossy(&out.stderr)
         );
         let got = String::from_utf8(out.stdout).expect("utf-8");
-        let path = root().join("tests/policy-goldens").join(golden);
-        if std::env::var_os("UPDATE_POLICY_GOLDENS").is_some() {
-            std::fs::write(&path, &got).expect("golden written");
-        }
-        let want = std::fs::read_to_string(&path).unwrap_or_else(|e| {
-            panic!(
-                "{}: {e} (UPDATE_POLICY_GOLDENS=1 writes it)",
-                path.display()
-            )
-        });
-        assert!(
-            got == want,
-            "{config}: the objects differ from {} (UPDATE_POLICY_GOLDENS=1 rewrites it)",
-            path.display()
+        same_as_file(
+            &format!("tests/policy-goldens/{golden}"),
+            &got,
+            &format!("the objects {config} compiles into"),
         );
         for kind in [
             "kind: \"MutatingAdmissionPolicy\"",
@@ -103,22 +112,12 @@ fn exit_statuses_say_what_went_wrong() {
 fn the_hybrid_installs_copies_are_the_cores() {
     use persistence_webhook_core::policy::hybrid;
 
-    let update = std::env::var_os("UPDATE_POLICY_GOLDENS").is_some();
     let compare = |rel: &str, got: &str| {
-        let path = root().join(rel);
-        if update {
-            std::fs::write(&path, got).expect("written");
-        }
-        let want = std::fs::read_to_string(&path).unwrap_or_else(|e| {
-            panic!(
-                "{}: {e} (UPDATE_POLICY_GOLDENS=1 writes it)",
-                path.display()
-            )
-        });
-        assert!(
-            got == want,
-            "{rel} is not what the core writes (UPDATE_POLICY_GOLDENS=1 rewrites it; see its header for how it is made)"
-        );
+        same_as_file(
+            rel,
+            got,
+            "what the core writes (see its header for how it is made)",
+        )
     };
 
     let out = bin()

@@ -205,45 +205,11 @@ fn reviews(metrics: SocketAddr) -> u64 {
 
 /// `policy --config CONFIG --webhook-namespace SYSTEM --name POLICY [--hybrid]`.
 fn policies(hybrid: bool) -> String {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let config = dir.path().join("persistence.yaml");
-    std::fs::write(&config, CONFIG).expect("config");
-    let mut cmd = Command::new(BIN);
-    cmd.args([
-        "policy",
-        "--webhook-namespace",
-        SYSTEM,
-        "--name",
-        POLICY,
-        "--config",
-    ])
-    .arg(&config);
+    let mut args = vec!["--webhook-namespace", SYSTEM, "--name", POLICY];
     if hybrid {
-        cmd.arg("--hybrid");
+        args.push("--hybrid");
     }
-    let out = cmd.output().expect("policy runs");
-    assert!(
-        out.status.success(),
-        "policy: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).expect("utf-8")
-}
-
-/// Deletes the policies and their bindings when dropped.
-struct Applied;
-
-impl Drop for Applied {
-    fn drop(&mut self) {
-        for kind in [
-            "mutatingadmissionpolicybinding",
-            "validatingadmissionpolicybinding",
-            "mutatingadmissionpolicy",
-            "validatingadmissionpolicy",
-        ] {
-            let _ = kubectl(&["delete", kind, POLICY, "--ignore-not-found"], None);
-        }
-    }
+    policy_objects(CONFIG, &args)
 }
 
 /// The manifests' registration pointed at `url`, narrowed when `narrowed`
@@ -383,7 +349,7 @@ fn the_webhook_admits_only_its_pods_and_the_others_survive_its_outage() {
         &["apply", "--server-side", "-f", "-"],
         Some(&policies(true)),
     );
-    let _applied = Applied;
+    let _applied = PoliciesApplied(POLICY);
     kubectl_ok(
         &["apply", "-f", "-"],
         Some(&registration_of(&url, &hook.ca_bundle, true)),

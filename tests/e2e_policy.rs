@@ -17,11 +17,9 @@ mod common;
 
 use std::collections::BTreeMap;
 
-use assert_cmd::Command;
 use cluster::*;
 use serde_json::{json, Value};
 
-const BIN: &str = env!("CARGO_BIN_EXE_persistence-webhook");
 /// Gets the stores every namespace the config does not name gets.
 const NS: &str = "pw-e2e-policy";
 /// Named by the config: a store of its own and another outputs store.
@@ -393,44 +391,12 @@ fn answer(ns: &str, manifest: &str) -> Answer {
 }
 
 fn policies() -> String {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let config = dir.path().join("persistence.yaml");
-    std::fs::write(&config, CONFIG).expect("config");
-    let out = Command::new(BIN)
-        .args(["policy", "--config"])
-        .arg(&config)
-        .output()
-        .expect("policy runs");
-    assert!(
-        out.status.success(),
-        "policy: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).expect("utf-8")
+    policy_objects(CONFIG, &[])
 }
 
-/// Deletes the policies and their bindings when dropped.
-struct Applied;
-
-impl Drop for Applied {
-    fn drop(&mut self) {
-        for kind in [
-            "mutatingadmissionpolicybinding",
-            "validatingadmissionpolicybinding",
-            "mutatingadmissionpolicy",
-            "validatingadmissionpolicy",
-        ] {
-            let _ = kubectl(
-                &["delete", kind, "persistence-webhook", "--ignore-not-found"],
-                None,
-            );
-        }
-    }
-}
-
-fn apply_policies() -> Applied {
+fn apply_policies() -> PoliciesApplied {
     kubectl_ok(&["apply", "-f", "-"], Some(&policies()));
-    let applied = Applied;
+    let applied = PoliciesApplied("persistence-webhook");
     // The API server picks policies up asynchronously: wait until the
     // mutating one mutates and the validating one refuses.
     common::eventually_blocking("the policies mutate and refuse", || {

@@ -465,3 +465,45 @@ pub fn unregister(name: &str) {
         None,
     );
 }
+
+/// What `persistence-webhook policy --config <config_text> <args>` prints:
+/// the policies and their bindings, one YAML stream.
+pub fn policy_objects(config_text: &str, args: &[&str]) -> String {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = dir.path().join("persistence.yaml");
+    std::fs::write(&config, config_text).expect("config");
+    let out = Command::new(BIN)
+        .arg("policy")
+        .args(args)
+        .arg("--config")
+        .arg(&config)
+        .output()
+        .expect("policy runs");
+    assert!(
+        out.status.success(),
+        "policy: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).expect("utf-8")
+}
+
+/// Deletes the two policies and two bindings named `name`, if present.
+pub fn delete_policies(name: &str) {
+    for kind in [
+        "mutatingadmissionpolicybinding",
+        "validatingadmissionpolicybinding",
+        "mutatingadmissionpolicy",
+        "validatingadmissionpolicy",
+    ] {
+        let _ = kubectl(&["delete", kind, name, "--ignore-not-found"], None);
+    }
+}
+
+/// The policies and bindings named `.0`, deleted when dropped.
+pub struct PoliciesApplied(pub &'static str);
+
+impl Drop for PoliciesApplied {
+    fn drop(&mut self) {
+        delete_policies(self.0);
+    }
+}
