@@ -91,7 +91,8 @@ fn largest_body() -> Vec<u8> {
 }
 
 /// A body of tiny entries, about 3.9 MB: one container with 300,000
-/// `{"name":"A"}` env vars (or as many tiny mounts, or volumes), or 300,000
+/// `{"name":"A"}` env vars (or as many env vars of ours, tiny mounts,
+/// mounts of our volumes, or volumes), or 300,000
 /// tiny containers (`{}`, `{"name":"a"}`, `{"env":[]}`), the worst ratios of
 /// view to JSON.
 fn tiny_entries(what: &str) -> Vec<u8> {
@@ -101,6 +102,7 @@ fn tiny_entries(what: &str) -> Vec<u8> {
         "env" => json!({"name": "A"}),
         "kept-env" => json!({"name": "AWS_REGION"}),
         "mounts" => json!({"name": "A", "mountPath": "/"}),
+        "kept-mounts" => json!({"name": "pw-a", "mountPath": "/m"}),
         "empty-containers" => json!({}),
         "named-containers" => json!({"name": "a"}),
         "env-containers" => json!({"env": []}),
@@ -110,7 +112,9 @@ fn tiny_entries(what: &str) -> Vec<u8> {
     let pod = &mut review["request"]["object"]["spec"];
     match what {
         "env" | "kept-env" => pod["containers"] = json!([{"name": "c", "env": list}]),
-        "mounts" => pod["containers"] = json!([{"name": "c", "volumeMounts": list}]),
+        "mounts" | "kept-mounts" => {
+            pod["containers"] = json!([{"name": "c", "volumeMounts": list}])
+        }
         "volumes" => pod["volumes"] = Value::Array(list),
         _ => pod["containers"] = Value::Array(list),
     }
@@ -149,6 +153,10 @@ fn main() {
         ("tiny-entries (env {\"name\":\"A\"})", tiny_entries("env")),
         ("tiny-entries (env of ours, kept)", tiny_entries("kept-env")),
         ("tiny-entries (volumeMounts)", tiny_entries("mounts")),
+        (
+            "tiny-entries (mounts of ours, kept)",
+            tiny_entries("kept-mounts"),
+        ),
         ("tiny-entries (volumes)", tiny_entries("volumes")),
         (
             "tiny-entries (containers {})",

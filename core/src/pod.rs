@@ -642,9 +642,9 @@ impl<'de, 'k> Visitor<'de> for ContainerVisitor<'k> {
                 // Every entry is read; only those `keep` names are kept (a
                 // list of none allocates nothing).
                 "env" => {
-                    let mut kept = Vec::new();
+                    let mut kept: Vec<Env<'de>> = Vec::new();
                     let list = map.next_value_seed(Objects(derived(), |e: Env<'de>| {
-                        if keep.env(&e.name) {
+                        if keep.env(&e.name) && new_kind(&kept, &e) {
                             kept.push(e);
                         }
                         Ok(())
@@ -672,6 +672,30 @@ impl<'de, 'k> Visitor<'de> for ContainerVisitor<'k> {
             mounts: mounts.flatten(),
         })
     }
+}
+
+/// Whether `e` tells the decision something the container's `kept` env
+/// vars do not: its name is new, or it holds a value (as the decision
+/// compares values: `value`, whether `valueFrom` is set, the secret key
+/// it names) that no kept one of that name holds, and fewer than two of
+/// that name are kept. The decision asks of each name of ours only
+/// whether it occurs, where first, and whether every occurrence holds
+/// ours: two different values already answer "not all ours", whatever
+/// ours is. So a container that repeats a name of ours costs at most two
+/// entries, not one per repetition (a body of 300,000 `AWS_REGION`
+/// entries kept them all).
+fn new_kind(kept: &[Env<'_>], e: &Env<'_>) -> bool {
+    fn secret<'x>(e: &'x Env<'_>) -> Option<(Option<&'x str>, &'x str)> {
+        let r = e.value_from.as_ref()?.secret_key_ref.as_ref()?;
+        Some((r.name.as_deref(), r.key.as_ref()))
+    }
+    let same_name = || kept.iter().filter(|k| k.name == e.name);
+    let same_value = |k: &Env<'_>| {
+        k.value == e.value
+            && k.value_from.is_some() == e.value_from.is_some()
+            && secret(k) == secret(e)
+    };
+    !same_name().any(same_value) && same_name().count() < 2
 }
 
 /// An env var as the pod has it.

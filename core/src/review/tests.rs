@@ -507,3 +507,86 @@ fn audit_annotations_only_on_patched_responses() {
     assert_eq!(out["response"]["status"]["reason"], "BadRequest");
     assert_eq!(cause["message"], out["response"]["status"]["message"]);
 }
+
+/// A container that repeats a variable of ours is judged by every
+/// occurrence (the runtime uses the last one), however many there are
+/// (the pod view keeps at most two values of a name): repetitions of our
+/// value change nothing, and one other value anywhere among them, or a
+/// `valueFrom` instead of our value, is a conflict.
+#[test]
+fn repeated_variables_of_ours_are_judged_by_every_occurrence() {
+    const VAR: &str = "POLYAXON_RUN_OUTPUTS_PATH";
+    let first = review(&config(), &body(API_V1, "Pod", "CREATE", pod())).expect("answered");
+    let Decision::Patched(patch) = &first.decision else {
+        panic!("a plain pod is patched: {:?}", first.decision)
+    };
+    let mut injected = pod();
+    json_patch::patch(&mut injected, patch.patch()).expect("the patch applies");
+    // Without the annotation the pod is judged again, entry by entry.
+    injected["metadata"]["annotations"]
+        .as_object_mut()
+        .expect("annotations")
+        .remove("polyaxon.com/persistence-injected");
+    let env = injected["spec"]["containers"][0]["env"]
+        .as_array()
+        .expect("env")
+        .clone();
+    let ours = env
+        .iter()
+        .find(|e| e["name"] == VAR)
+        .expect("our outputs path")
+        .clone();
+    let with_env = |extra: Vec<Value>| {
+        let mut p = injected.clone();
+        let mut list = env.clone();
+        list.extend(extra);
+        p["spec"]["containers"][0]["env"] = Value::Array(list);
+        review(&config(), &body(API_V1, "Pod", "CREATE", p)).expect("answered")
+    };
+    let other = |value: &str| json!({"name": VAR, "value": value});
+    let patch_of = |r: &Reviewed| match &r.decision {
+        Decision::Patched(p) => serde_json::to_value(p.patch()).expect("a patch"),
+        d => panic!("patched: {d:?}"),
+    };
+
+    let base = patch_of(&with_env(vec![]));
+    let repeated = with_env(vec![ours.clone(); 1_000]);
+    assert_eq!(
+        patch_of(&repeated),
+        base,
+        "our value 1,001 times: nothing more to add"
+    );
+
+    let conflicts: [(&str, Vec<Value>); 4] = [
+        ("ours 1,000 times, then another", {
+            let mut v = vec![ours.clone(); 1_000];
+            v.push(other("/elsewhere"));
+            v
+        }),
+        (
+            "two others, then ours",
+            vec![other("/x"), other("/y"), ours.clone()],
+        ),
+        ("another 1,000 times, then ours", {
+            let mut v = vec![other("/x"); 1_000];
+            v.push(ours.clone());
+            v
+        }),
+        (
+            "a valueFrom",
+            vec![json!({"name": VAR, "valueFrom": {"configMapKeyRef": {"name": "c", "key": "k"}}})],
+        ),
+    ];
+    for (case, extra) in conflicts {
+        let r = with_env(extra);
+        let Decision::Denied(denial) = &r.decision else {
+            panic!("{case}: denied, got {:?}", r.decision)
+        };
+        assert_eq!(denial.reason(), Reason::EnvConflict, "{case}: {denial}");
+        assert_eq!(
+            denial.field(),
+            Some(format!("spec.containers[0].env[{VAR}]").as_str()),
+            "{case}"
+        );
+    }
+}
