@@ -103,71 +103,9 @@ fn webhook_shapes() -> Vec<(&'static str, String)> {
     ]
 }
 
-/// The stored pod, comparable: uids, timestamps, generated names out.
-fn normalise(mut pod: Value) -> Value {
-    if let Some(meta) = pod["metadata"].as_object_mut() {
-        for k in [
-            "uid",
-            "creationTimestamp",
-            "resourceVersion",
-            "managedFields",
-        ] {
-            meta.remove(k);
-        }
-        if meta.contains_key("generateName") {
-            meta.insert("name".into(), json!("<generated>"));
-        }
-    }
-    let text = pod.to_string();
-    // The service account token volume's random suffix, and the admission
-    // uid in a generateName pod's sub-path.
-    let uid = regex_free_uuid(&text);
-    serde_json::from_str(&uid).expect("still JSON")
-}
-
-/// Every UUID and `kube-api-access-xxxxx` suffix replaced.
-fn regex_free_uuid(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    let chars: Vec<char> = text.chars().collect();
-    let mut i = 0;
-    let hex = |c: &char| c.is_ascii_hexdigit();
-    while i < chars.len() {
-        let shape = [8, 4, 4, 4, 12];
-        let mut j = i;
-        let mut ok = true;
-        for (n, len) in shape.iter().enumerate() {
-            if n > 0 {
-                if chars.get(j) != Some(&'-') {
-                    ok = false;
-                    break;
-                }
-                j += 1;
-            }
-            if !(0..*len).all(|k| chars.get(j + k).is_some_and(hex)) {
-                ok = false;
-                break;
-            }
-            j += len;
-        }
-        if ok {
-            out.push_str("<uid>");
-            i = j;
-            continue;
-        }
-        let marker = "kube-api-access-";
-        if chars[i..].iter().take(marker.len()).collect::<String>() == marker {
-            out.push_str(marker);
-            i += marker.len();
-            while chars.get(i).is_some_and(|c| c.is_ascii_alphanumeric()) {
-                i += 1;
-            }
-            out.push_str("<random>");
-            continue;
-        }
-        out.push(chars[i]);
-        i += 1;
-    }
-    out
+/// The stored pod, comparable ([`comparable`]), as JSON.
+fn normalise(pod: Value) -> Value {
+    serde_json::from_str(&comparable(pod)).expect("still JSON")
 }
 
 /// The API server's answer: the stored pod (normalised), or the refusal.

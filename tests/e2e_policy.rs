@@ -276,43 +276,6 @@ enum Answer {
     Denied(String),
 }
 
-fn normalise(mut pod: Value) -> String {
-    if let Some(meta) = pod["metadata"].as_object_mut() {
-        for k in [
-            "uid",
-            "creationTimestamp",
-            "resourceVersion",
-            "managedFields",
-        ] {
-            meta.remove(k);
-        }
-        if meta.contains_key("generateName") {
-            meta.insert("name".into(), json!("<generated>"));
-        }
-    }
-    let text = serde_json::to_string_pretty(&pod).expect("JSON");
-    without_token_volume(&without_uuids(&text))
-}
-
-/// The ServiceAccount token volume's random suffix (`kube-api-access-x7k2p`).
-fn without_token_volume(text: &str) -> String {
-    let marker = "kube-api-access-";
-    let mut out = String::new();
-    let mut rest = text;
-    while let Some(at) = rest.find(marker) {
-        out.push_str(&rest[..at + marker.len()]);
-        rest = &rest[at + marker.len()..];
-        let n = rest
-            .bytes()
-            .take_while(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
-            .count();
-        out.push_str("<random>");
-        rest = &rest[n..];
-    }
-    out.push_str(rest);
-    out
-}
-
 /// The first lines where two answers differ, with a line of context.
 fn difference(a: &Answer, b: &Answer) -> String {
     let text = |x: &Answer| match x {
@@ -334,42 +297,6 @@ fn difference(a: &Answer, b: &Answer) -> String {
     )
 }
 
-/// Every UUID (the admission uid in a generateName pod's sub-path differs
-/// between the two requests) replaced by `<uid>`.
-fn without_uuids(text: &str) -> String {
-    let b = text.as_bytes();
-    let shape = [8, 4, 4, 4, 12];
-    let mut out = String::new();
-    let mut i = 0;
-    'scan: while i < b.len() {
-        let mut j = i;
-        for (n, len) in shape.iter().enumerate() {
-            if n > 0 {
-                if b.get(j) != Some(&b'-') {
-                    out.push(b[i] as char);
-                    i += 1;
-                    continue 'scan;
-                }
-                j += 1;
-            }
-            for _ in 0..*len {
-                if !b.get(j).is_some_and(|c| c.is_ascii_hexdigit()) {
-                    // Not a UUID here: copy one char (UTF-8 safe: copy the
-                    // whole char starting at i).
-                    let ch = text[i..].chars().next().expect("a char at i");
-                    out.push(ch);
-                    i += ch.len_utf8();
-                    continue 'scan;
-                }
-                j += 1;
-            }
-        }
-        out.push_str("<uid>");
-        i = j;
-    }
-    out
-}
-
 fn denial_message(stderr: &str) -> String {
     for marker in ["denied the request: ", "denied request: "] {
         if let Some(at) = stderr.find(marker) {
@@ -382,7 +309,7 @@ fn denial_message(stderr: &str) -> String {
 fn answer(ns: &str, manifest: &str) -> Answer {
     let (ok, out, err) = create(ns, manifest, DryRun::Yes);
     if ok {
-        Answer::Stored(normalise(
+        Answer::Stored(comparable(
             serde_json::from_str(&out).expect("kubectl -o json prints JSON"),
         ))
     } else {
