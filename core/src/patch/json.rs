@@ -10,9 +10,10 @@
 
 use std::fmt;
 use std::ops::Range;
-use std::sync::OnceLock;
+use std::sync::{LazyLock, OnceLock};
 
-use base64::engine::general_purpose::STANDARD;
+use base64::engine::general_purpose::{PAD, STANDARD};
+use base64::engine::simd::Simd;
 use base64::Engine as _;
 use bytes::Bytes;
 use json_patch::Patch;
@@ -114,6 +115,10 @@ impl PatchJson {
 /// is written over it. Output chunk `k` starts at `at + 4k·C`, at or after
 /// its input's start `3k·C`, so it never reaches an earlier chunk's input.
 fn encode_in_place(buf: &mut [u8], len: usize, at: usize) {
+    // The crate's SIMD engine (AVX2 or NEON when the CPU has it, detected
+    // once, else its scalar engine): the text `STANDARD` gives, in about a
+    // quarter of its instructions (callgrind, this function inclusive).
+    static ENGINE: LazyLock<Simd> = LazyLock::new(|| Simd::standard(PAD));
     const CHUNK: usize = 3 * 1024;
     let mut input = [0u8; CHUNK];
     let mut end = len;
@@ -123,7 +128,7 @@ fn encode_in_place(buf: &mut [u8], len: usize, at: usize) {
         let n = end - start;
         input[..n].copy_from_slice(&buf[start..end]);
         let out = at + start / 3 * 4;
-        let written = STANDARD
+        let written = ENGINE
             .encode_slice(&input[..n], &mut buf[out..])
             .expect("the buffer was sized by encoded_len");
         debug_assert_eq!(written, base64::encoded_len(n, true).unwrap_or(0));
@@ -314,9 +319,16 @@ mod tests {
 
     #[test]
     fn the_response_is_the_patch_encoded_in_place() {
-        // Lengths around the chunk size and each remainder mod 3, heads
-        // from none to longer than a chunk's growth.
-        for len in [0, 1, 2, 3, 4, 5, 3071, 3072, 3073, 3074, 6144, 10_000] {
+        // Lengths around the chunk size, the SIMD engine's blocks (24 and
+        // 48 bytes in) and each remainder mod 3, heads from none to longer
+        // than a chunk's growth. `STANDARD` is the crate's scalar engine.
+        let lengths = [
+            0, 1, 2, 3, 4, 5, 23, 24, 25, 26, 27, 47, 48, 49, 50, 51, 96, 97,
+        ];
+        for len in lengths
+            .into_iter()
+            .chain([3071, 3072, 3073, 3074, 6144, 10_000])
+        {
             for head in [&b""[..], b"{", &[b'h'; 1500]] {
                 let json: Vec<u8> = (0..len).map(|i| (i * 7 % 251) as u8).collect();
                 let mut patch = PatchJson {
