@@ -236,6 +236,86 @@ async fn a_body_that_stops_mid_stream_is_dropped() {
     s.stop().await;
 }
 
+/// An answer holds its review slot until its client has taken it, and a
+/// client that does not take it by the review's deadline has its
+/// connection closed. Before, the slot was given back as soon as the
+/// answer was computed, so a client that never read could hold answers
+/// (up to 4/3 of `--max-patch-bytes` each) on every connection and stream,
+/// outside `--max-in-flight` and the memory bound.
+///
+/// One slot. An HTTP/2 client that grants 1 KiB of window and never reads
+/// sends a review whose answer is about 0.7 MB, with a 1 s deadline: its
+/// review is done (nothing in flight) but its slot stays taken. A good
+/// review (2 s deadline) waits for that slot, and is answered only once
+/// the silent client's connection has been closed for its deadline.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_answer_not_taken_holds_its_slot_until_its_deadline_closes_the_connection() {
+    let s = Server::start_with(&[
+        "--request-timeout",
+        "2s",
+        "--header-read-timeout",
+        "1s",
+        "--max-in-flight",
+        "1",
+    ])
+    .await;
+    let mut review: Value = serde_json::from_slice(REVIEW).expect("the capture is JSON");
+    review["request"]["object"]["spec"]["containers"] = (0..1_000)
+        .map(|i| serde_json::json!({"name": format!("c{i}"), "image": "i"}))
+        .collect();
+    let big = serde_json::to_vec(&review).expect("JSON");
+    // Its answer, taken by a reading client: a patch, and large.
+    let answer = s.review(big.clone()).await;
+    let patch = answer["response"]["patch"]
+        .as_str()
+        .unwrap_or_default()
+        .len();
+    assert!(
+        patch > 700_000,
+        "the answer carries {patch} bytes of base64"
+    );
+    let closed = |s: &Server| {
+        common::metric(
+            &s.running.state.metrics.render(),
+            "persistence_webhook_connections_closed_total{port=\"webhook\",reason=\"answer-timeout\"}",
+        )
+    };
+    assert_eq!(closed(&s), Some(0.0));
+
+    let silent = common::client_h2_window(&[&s.issued], 1024);
+    let unread = silent
+        .post(format!("{}?timeout=1s", s.url()))
+        .header("content-type", "application/json")
+        .body(big)
+        .send()
+        .await
+        .expect("the answer's head arrives");
+    assert_eq!(unread.status(), 200);
+    eventually(
+        "the silent client's review is done, its slot still taken",
+        || {
+            let m = &s.running.state.metrics;
+            std::future::ready(m.in_flight.get() == 0 && m.slots_in_use.get() == 1)
+        },
+    )
+    .await;
+
+    let answer = s.review(REVIEW).await;
+    assert_eq!(answer["response"]["uid"], UID);
+    assert_eq!(answer["response"]["patchType"], "JSONPatch");
+    assert_eq!(
+        closed(&s),
+        Some(1.0),
+        "the good review waited for the slot until the silent client's connection was closed"
+    );
+    assert!(
+        unread.bytes().await.is_err(),
+        "the silent client's answer was cut off with its connection"
+    );
+    s.assert_responsive("an answer not taken").await;
+    s.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn slow_clients_are_cut_off_while_others_are_served() {
     let s = Arc::new(Server::start().await);

@@ -10,6 +10,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use axum::body::Bytes;
 use axum::extract::{Query, Request, State};
 use axum::http::{header, HeaderMap, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
@@ -18,6 +19,7 @@ use tokio::time::{timeout_at, Instant};
 use tracing::{field, Instrument};
 
 use super::intake::{self, IntakeError, Received};
+use super::listener::{Answers, Unsent};
 use super::metrics::{BodyRefused, Metrics, TimedOut};
 use super::peers::PeerBodies;
 use super::AppState;
@@ -140,6 +142,8 @@ pub(super) async fn mutate(State(state): State<Arc<AppState>>, req: Request) -> 
     // The peer's share of the body budget, handed over by its connection
     // (absent when the router is called without the listener, in tests).
     let peer = req.extensions().get::<Arc<PeerBodies>>().cloned();
+    // The connection's watch on its unsent answers (absent likewise).
+    let answers = req.extensions().get::<Answers>().cloned();
     async {
         let body = match intake::read(
             req.into_body(),
@@ -184,9 +188,9 @@ pub(super) async fn mutate(State(state): State<Arc<AppState>>, req: Request) -> 
         };
         let held = Held {
             body: Arc::new(body),
-            _slot: Slot::taken(permit, &state.metrics),
+            slot: Slot::taken(permit, &state.metrics),
         };
-        answer(&state, held, deadline, timeout).await
+        answer(&state, held, deadline, timeout, answers).await
     }
     .instrument(span)
     .await
@@ -221,16 +225,43 @@ impl Drop for Slot {
 /// work, not waiting clients.
 struct Held {
     body: Arc<Received>,
+    slot: Slot,
+}
+
+/// The answer's bytes with what they hold: their review slot and their
+/// place among the connection's unsent answers, both given back when hyper
+/// drops the last of the bytes (written, or the connection gone).
+struct Answer {
+    bytes: Bytes,
     _slot: Slot,
+    _unsent: Option<Unsent>,
+}
+
+impl AsRef<[u8]> for Answer {
+    fn as_ref(&self) -> &[u8] {
+        &self.bytes
+    }
 }
 
 /// Reviews a complete body (inline when small, else on the blocking pool)
-/// and turns the result into the HTTP answer.
-async fn answer(state: &AppState, held: Held, deadline: Instant, timeout: Duration) -> Response {
+/// and turns the result into the HTTP answer. The review's slot goes with
+/// the answer's bytes until they are written (or dropped with the
+/// connection at the deadline: see `listener::Answers`), so an answer a
+/// client does not take stays within `--max-in-flight`.
+async fn answer(
+    state: &AppState,
+    held: Held,
+    deadline: Instant,
+    timeout: Duration,
+    answers: Option<Answers>,
+) -> Response {
     let start = std::time::Instant::now();
     let config = state.config();
-    let result = if held.body.bytes().len() <= INLINE_REVIEW_BYTES {
-        review_with(&config, &state.limits.bounds, held.body.bytes())
+    let (result, held) = if held.body.bytes().len() <= INLINE_REVIEW_BYTES {
+        (
+            review_with(&config, &state.limits.bounds, held.body.bytes()),
+            held,
+        )
     } else {
         let Ok(Ok(heavy)) = timeout_at(deadline, state.heavy.clone().acquire_owned()).await else {
             return timed_out(state, TimedOut::Slot, timeout, &held.body);
@@ -245,14 +276,17 @@ async fn answer(state: &AppState, held: Held, deadline: Instant, timeout: Durati
         let job = {
             let cancelled = cancelled.clone();
             tokio::task::spawn_blocking(move || {
-                let (_heavy, held) = (heavy, held);
+                let _heavy = heavy;
+                // What the review held comes back with its result (and is
+                // dropped with the job when it never starts).
                 unless_late(deadline, &cancelled, || {
                     review_with(&config, &bounds, held.body.bytes())
                 })
+                .map(|result| (result, held))
             })
         };
         match timeout_at(deadline, job).await {
-            Ok(Ok(Some(result))) => result,
+            Ok(Ok(Some(done))) => done,
             Ok(Err(e)) => {
                 tracing::error!(error = %e, "Review task failed");
                 return plain(StatusCode::INTERNAL_SERVER_ERROR, "internal error\n".into());
@@ -265,9 +299,25 @@ async fn answer(state: &AppState, held: Held, deadline: Instant, timeout: Durati
             }
         }
     };
+    // The body and its room in the budget are given back now; the slot is
+    // not.
+    let Held { body, slot } = held;
+    drop(body);
     let seconds = start.elapsed().as_secs_f64();
     match result {
-        Ok(reviewed) => respond(state, reviewed, seconds),
+        Ok(reviewed) => {
+            let answer = respond(state, reviewed, seconds);
+            let held = Answer {
+                bytes: answer,
+                _slot: slot,
+                _unsent: answers.map(|a| a.unsent(deadline)),
+            };
+            (
+                [(header::CONTENT_TYPE, "application/json")],
+                Bytes::from_owner(held),
+            )
+                .into_response()
+        }
         Err(e) => {
             state.metrics.review(Some(Reason::Malformed), seconds);
             tracing::warn!(error = %e, "Refused a body that is not an AdmissionReview");
@@ -292,7 +342,8 @@ fn unless_late<T>(
     Some(review())
 }
 
-fn respond(state: &AppState, reviewed: Reviewed, seconds: f64) -> Response {
+/// Logs and counts a review; its answer's bytes.
+fn respond(state: &AppState, reviewed: Reviewed, seconds: f64) -> Bytes {
     // The review's fields go into its span for the one event below. An
     // allowed review's event is at debug: when no filter can enable debug
     // anywhere (the default `info`), nothing would ever show them, and
@@ -353,11 +404,7 @@ fn respond(state: &AppState, reviewed: Reviewed, seconds: f64) -> Response {
             )
         }
     }
-    (
-        [(header::CONTENT_TYPE, "application/json")],
-        reviewed.response,
-    )
-        .into_response()
+    reviewed.response
 }
 
 /// The 503 for a review whose deadline passed after its body arrived; the

@@ -16,6 +16,9 @@
 //! - a connection with no request in progress for `idle_timeout` is closed,
 //!   HTTP/1.1 keep-alive and HTTP/2 alike (an HTTP/2 client that sends only
 //!   its preface is closed at the header-read deadline);
+//! - a connection with an answer its client has not taken by that review's
+//!   deadline is closed at once (an answer holds its review slot until it
+//!   is written, see [`Answers`]);
 //! - HTTP/2 flow-control windows, streams, headers and send buffers are
 //!   small and fixed, so a connection buffers a bounded amount whatever the
 //!   client does; HTTP/1 read-ahead is capped the same way;
@@ -36,7 +39,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use tokio::io::BufReader;
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{watch, Notify, OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
 use tokio::time::{sleep, sleep_until, timeout_at, Instant};
 use tokio_rustls::TlsAcceptor;
@@ -301,8 +304,10 @@ impl Conn {
             hyper::service::service_fn(move |mut req: hyper::Request<Incoming>| {
                 let busy = activity.begin();
                 // The peer's share of the body budget goes with each request
-                // (an Arc: no lookup per request).
+                // (an Arc: no lookup per request), and the connection's
+                // watch on its unsent answers.
                 req.extensions_mut().insert(bodies.clone());
+                req.extensions_mut().insert(Answers(activity.clone()));
                 let app = app.clone();
                 async move {
                     let response = app.oneshot(req).await;
@@ -348,6 +353,15 @@ impl Conn {
                 }
                 why = activity.expired(first_deadline, limits.idle_timeout), if closing.is_none() => {
                     metrics.connection_closed(port, why);
+                    if why == Closed::AnswerTimeout {
+                        // Not gracefully: that would wait for the very
+                        // write the client is not taking.
+                        tracing::warn!(
+                            %peer,
+                            "Closing a connection whose client did not take its answer by the review's deadline"
+                        );
+                        return;
+                    }
                     tracing::debug!(%peer, reason = why.as_str(), "Closing an idle connection");
                     conn.as_mut().graceful_shutdown();
                     closing = Some(Instant::now() + CLOSE_GRACE);
@@ -367,16 +381,41 @@ impl Conn {
 trait Io: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin {}
 impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin> Io for T {}
 
-/// Whether a connection has a request in progress, and since when it has
-/// had none.
+/// Whether a connection has a request in progress, since when it has had
+/// none, and the deadlines of its answers not yet written.
 struct Activity {
     state: Mutex<ActivityState>,
+    /// Woken when an answer starts waiting to be written, whose deadline
+    /// may come before the one [`Activity::expired`] sleeps until.
+    answer_waiting: Notify,
 }
 
 struct ActivityState {
     in_progress: usize,
     served: bool,
     idle_since: Instant,
+    /// Each unsent answer's id and deadline (at most one a stream: 1 on
+    /// HTTP/1.1, [`H2_MAX_STREAMS`] on HTTP/2).
+    unsent: Vec<(u64, Instant)>,
+    next_answer: u64,
+}
+
+impl ActivityState {
+    /// When the connection is next due to close, and why (`None`: not due;
+    /// look again then).
+    fn next_close(&self, first_deadline: Instant, idle: Duration) -> (Instant, Option<Closed>) {
+        let (at, why) = if self.in_progress > 0 {
+            (Instant::now() + idle, None)
+        } else if !self.served {
+            (first_deadline, Some(Closed::HeaderTimeout))
+        } else {
+            (self.idle_since + idle, Some(Closed::Idle))
+        };
+        match self.unsent.iter().map(|(_, d)| *d).min() {
+            Some(answer) if answer <= at => (answer, Some(Closed::AnswerTimeout)),
+            _ => (at, why),
+        }
+    }
 }
 
 impl Activity {
@@ -386,13 +425,17 @@ impl Activity {
                 in_progress: 0,
                 served: false,
                 idle_since: Instant::now(),
+                unsent: Vec::new(),
+                next_answer: 0,
             }),
+            answer_waiting: Notify::new(),
         }
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, ActivityState> {
-        // The state is a counter and an instant: a panic elsewhere cannot
-        // leave it half-written, so a poisoned lock is still good.
+        // The state is counters, instants and a list pushed and removed
+        // whole: a panic elsewhere cannot leave it half-written, so a
+        // poisoned lock is still good.
         self.state
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
@@ -403,24 +446,23 @@ impl Activity {
         BusyOwned(self.clone())
     }
 
-    /// Resolves once the connection has had no request in progress past
-    /// its deadline: `first_deadline` before any request, then
-    /// `idle` after the last one ended.
+    /// Resolves once the connection is due to close: an answer unsent past
+    /// its deadline, or no request in progress past `first_deadline`
+    /// (before any request) or `idle` (after the last one ended).
     async fn expired(&self, first_deadline: Instant, idle: Duration) -> Closed {
         loop {
-            let (deadline, why) = {
-                let s = self.lock();
-                if s.in_progress > 0 {
-                    (Instant::now() + idle, None)
-                } else if !s.served {
-                    (first_deadline, Some(Closed::HeaderTimeout))
-                } else {
-                    (s.idle_since + idle, Some(Closed::Idle))
-                }
-            };
+            let (deadline, why) = self.lock().next_close(first_deadline, idle);
             match why {
                 Some(why) if Instant::now() >= deadline => return why,
-                _ => sleep_until(deadline).await,
+                _ => {
+                    // `notify_one` keeps a wake-up for a waiter still to
+                    // come: an answer registered between the look above
+                    // and this wait is not missed.
+                    tokio::select! {
+                        () = sleep_until(deadline) => {}
+                        () = self.answer_waiting.notified() => {}
+                    }
+                }
             }
         }
     }
@@ -435,6 +477,46 @@ impl Drop for BusyOwned {
         s.in_progress = s.in_progress.saturating_sub(1);
         s.served = true;
         s.idle_since = Instant::now();
+    }
+}
+
+/// A connection's watch on its answers not yet written, handed to each
+/// request. An answer holds its review slot, and its bytes, until the
+/// client has taken it ([`Unsent`] travels with the bytes); a client that
+/// does not take it by the review's deadline (the API server has given up
+/// by then) has its connection closed, which frees both. So answers stay
+/// within `--max-in-flight`, and a client that never reads cannot hold one
+/// past its deadline.
+#[derive(Clone)]
+pub struct Answers(Arc<Activity>);
+
+impl Answers {
+    /// Registers an answer due to be written by `deadline`.
+    pub fn unsent(&self, deadline: Instant) -> Unsent {
+        let id = {
+            let mut s = self.0.lock();
+            let id = s.next_answer;
+            s.next_answer += 1;
+            s.unsent.push((id, deadline));
+            id
+        };
+        self.0.answer_waiting.notify_one();
+        Unsent {
+            activity: self.0.clone(),
+            id,
+        }
+    }
+}
+
+/// An answer not yet written, until dropped (with the answer's bytes).
+pub struct Unsent {
+    activity: Arc<Activity>,
+    id: u64,
+}
+
+impl Drop for Unsent {
+    fn drop(&mut self) {
+        self.activity.lock().unsent.retain(|(id, _)| *id != self.id);
     }
 }
 

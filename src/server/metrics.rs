@@ -70,11 +70,20 @@ pub enum Closed {
     Idle,
     /// The TLS handshake failed.
     Handshake,
+    /// An answer not yet taken by its client when its review's deadline
+    /// passed: the connection is closed, which frees the answer and its
+    /// review slot.
+    AnswerTimeout,
 }
 
 impl Closed {
     /// Every reason, for counters created up front.
-    pub const ALL: [Closed; 3] = [Closed::HeaderTimeout, Closed::Idle, Closed::Handshake];
+    pub const ALL: [Closed; 4] = [
+        Closed::HeaderTimeout,
+        Closed::Idle,
+        Closed::Handshake,
+        Closed::AnswerTimeout,
+    ];
 
     /// The `reason` label.
     pub fn as_str(self) -> &'static str {
@@ -82,6 +91,7 @@ impl Closed {
             Closed::HeaderTimeout => "header-timeout",
             Closed::Idle => "idle",
             Closed::Handshake => "handshake-failed",
+            Closed::AnswerTimeout => "answer-timeout",
         }
     }
 }
