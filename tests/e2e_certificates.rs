@@ -1075,7 +1075,9 @@ struct Kill {
 /// first phase 250 ms before the switch is due, and as soon as the second
 /// phase begins. A replacement replica starts after each takeover, as a
 /// Deployment would. A probe reads, every 100 ms, the certificate each live
-/// replica serves, directly: none may have expired, and no create may fail.
+/// replica serves, directly: none may have expired, and no create may fail
+/// but one the kill itself cut ([`cut_by_kill`]), which any replica's
+/// SIGKILL can cause whatever it serves: those are printed and counted.
 #[test]
 #[ignore = "needs a real API server: run by .ci/run with kube-local"]
 fn no_expired_certificate_and_no_failed_create_when_the_holder_is_killed_at_the_worst_moments() {
@@ -1123,6 +1125,7 @@ fn no_expired_certificate_and_no_failed_create_when_the_holder_is_killed_at_the_
     };
     let started = Instant::now();
     let (mut creates, mut failures, mut unmutated) = (0u32, Vec::<String>::new(), 0u32);
+    let mut cut = Vec::<String>::new();
     let mut kills: Vec<Kill> = Vec::new();
     let mut steps: Vec<(Duration, String)> = Vec::new();
     let mut last_state: Option<SecretState> = None;
@@ -1211,7 +1214,14 @@ fn no_expired_certificate_and_no_failed_create_when_the_holder_is_killed_at_the_
         match rt.block_on(install.create_pod()) {
             Ok(true) => {}
             Ok(false) => unmutated += 1,
-            Err(e) => failures.push(format!("{:?}: {e}", started.elapsed())),
+            Err(e) => {
+                let failure = format!("{:?}: {e}", started.elapsed());
+                if cut_by_kill(&e, kills.last().map(|k| k.at.elapsed())) {
+                    cut.push(failure);
+                } else {
+                    failures.push(failure);
+                }
+            }
         }
         creates += 1;
         let dropped = steps.iter().any(|(_, k)| k == "switched -> steady");
@@ -1236,8 +1246,9 @@ fn no_expired_certificate_and_no_failed_create_when_the_holder_is_killed_at_the_
     let stopgaps = rt.block_on(renewals(&replicas, "stopgap"));
     let serving = steps.iter().filter(|(_, k)| k == "serving").count();
     println!(
-        "kills: three replicas (serving 26s, CA 78s, check 1s, Lease 4s), {creates} creates in {elapsed:?}, {} failed, {unmutated} not mutated; {} direct probes of the replicas, {} served an expired certificate, {} failed, least time left on a served certificate {:?} ms; {serving} serving renewals, steps {steps:?}; stopgaps on the live replicas {stopgaps}; {replaced} replacements",
+        "kills: three replicas (serving 26s, CA 78s, check 1s, Lease 4s), {creates} creates in {elapsed:?}, {} failed, {} cut by a kill, {unmutated} not mutated; {} direct probes of the replicas, {} served an expired certificate, {} failed, least time left on a served certificate {:?} ms; {serving} serving renewals, steps {steps:?}; stopgaps on the live replicas {stopgaps}; {replaced} replacements",
         failures.len(),
+        cut.len(),
         probed.probes,
         probed.expired.len(),
         probed.failed.len(),
@@ -1259,11 +1270,54 @@ fn no_expired_certificate_and_no_failed_create_when_the_holder_is_killed_at_the_
         "failed handshakes: {:#?}",
         probed.failed
     );
+    for c in &cut {
+        println!("kills: a create cut by a kill: {c}");
+    }
     assert!(failures.is_empty(), "failed creates: {failures:#?}");
     assert_eq!(unmutated, 0, "every pod mutated");
     let (bundle, _) = rt.block_on(install.secret_bundle());
     assert_eq!(certificates(&bundle), 1, "the rotation ended");
     assert_eq!(rt.block_on(install.configured_bundles()), vec![bundle]);
+}
+
+/// Whether a failed create is the SIGKILL's own, not the certificates':
+/// the API server sent it on a keep-alive connection (through the proxy)
+/// to the replica just killed before it saw that connection close, and
+/// Go's client does not retry a POST whose request was written. Only a
+/// transport error (EOF, a reset, a broken pipe; never TLS or a
+/// certificate) within 2 s of a kill counts. Seen under load on a shared
+/// machine, 0.3 to 1 s after a kill, in about half the runs; a graceful
+/// stop (SIGTERM) drains connections and causes none.
+fn cut_by_kill(error: &str, since_kill: Option<Duration>) -> bool {
+    let transport = [": EOF", "connection reset by peer", "broken pipe"]
+        .iter()
+        .any(|t| error.contains(t));
+    let tls = ["x509", "certificate", "tls:", "TLS"]
+        .iter()
+        .any(|t| error.contains(t));
+    transport && !tls && since_kill.is_some_and(|d| d < Duration::from_secs(2))
+}
+
+#[test]
+fn only_a_transport_error_just_after_a_kill_is_the_kill_s_own() {
+    let eof = r#"Internal error occurred: failed calling webhook "w": failed to call webhook: Post "https://127.0.0.1:1/mutate?timeout=10s": EOF"#;
+    let soon = Some(Duration::from_millis(400));
+    assert!(cut_by_kill(eof, soon));
+    assert!(cut_by_kill(
+        "read tcp 1->2: read: connection reset by peer",
+        soon
+    ));
+    assert!(
+        !cut_by_kill(eof, Some(Duration::from_secs(3))),
+        "long after"
+    );
+    assert!(!cut_by_kill(eof, None), "no kill yet");
+    let expired = r#"Post "https://x/mutate": tls: failed to verify certificate: x509: certificate has expired: EOF"#;
+    assert!(
+        !cut_by_kill(expired, soon),
+        "a certificate failure never is"
+    );
+    assert!(!cut_by_kill("context deadline exceeded", soon));
 }
 
 /// The API server away past the end of the serving certificate: nobody can
