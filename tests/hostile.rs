@@ -259,30 +259,10 @@ async fn an_answer_not_taken_holds_its_slot_until_its_deadline_closes_the_connec
         "1",
     ])
     .await;
-    let mut review: Value = serde_json::from_slice(REVIEW).expect("the capture is JSON");
-    review["request"]["object"]["spec"]["containers"] = (0..1_000)
-        .map(|i| serde_json::json!({"name": format!("c{i}"), "image": "i"}))
-        .collect();
-    let big = serde_json::to_vec(&review).expect("JSON");
-    // Its answer, taken by a reading client: a patch, and large.
-    let answer = s.review(big.clone()).await;
-    let patch = answer["response"]["patch"]
-        .as_str()
-        .unwrap_or_default()
-        .len();
-    assert!(
-        patch > 700_000,
-        "the answer carries {patch} bytes of base64"
-    );
-    let closed = |s: &Server| {
-        common::metric(
-            &s.running.state.metrics.render(),
-            "persistence_webhook_connections_closed_total{port=\"webhook\",reason=\"answer-timeout\"}",
-        )
-    };
-    assert_eq!(closed(&s), Some(0.0));
+    let big = big_answer(&s).await;
+    assert_eq!(answers_cut(&s), Some(0.0));
 
-    let silent = common::client_h2_window(&[&s.issued], 1024);
+    let silent = common::client_h2_window(&[&s.issued], 1024, LOOPBACK);
     let unread = silent
         .post(format!("{}?timeout=1s", s.url()))
         .header("content-type", "application/json")
@@ -304,7 +284,7 @@ async fn an_answer_not_taken_holds_its_slot_until_its_deadline_closes_the_connec
     assert_eq!(answer["response"]["uid"], UID);
     assert_eq!(answer["response"]["patchType"], "JSONPatch");
     assert_eq!(
-        closed(&s),
+        answers_cut(&s),
         Some(1.0),
         "the good review waited for the slot until the silent client's connection was closed"
     );
@@ -313,6 +293,103 @@ async fn an_answer_not_taken_holds_its_slot_until_its_deadline_closes_the_connec
         "the silent client's answer was cut off with its connection"
     );
     s.assert_responsive("an answer not taken").await;
+    s.stop().await;
+}
+
+/// A review whose answer is about 0.7 MB (1,000 bare containers), checked
+/// by a client that reads it: a patch, and large.
+async fn big_answer(s: &Server) -> Vec<u8> {
+    let mut review: Value = serde_json::from_slice(REVIEW).expect("the capture is JSON");
+    review["request"]["object"]["spec"]["containers"] = (0..1_000)
+        .map(|i| serde_json::json!({"name": format!("c{i}"), "image": "i"}))
+        .collect();
+    let big = serde_json::to_vec(&review).expect("JSON");
+    let answer = s.review(big.clone()).await;
+    let patch = answer["response"]["patch"]
+        .as_str()
+        .unwrap_or_default()
+        .len();
+    assert!(
+        patch > 700_000,
+        "the answer carries {patch} bytes of base64"
+    );
+    big
+}
+
+/// Connections closed for an answer their client did not take.
+fn answers_cut(s: &Server) -> Option<f64> {
+    common::metric(
+        &s.running.state.metrics.render(),
+        "persistence_webhook_connections_closed_total{port=\"webhook\",reason=\"answer-timeout\"}",
+    )
+}
+
+const LOOPBACK: IpAddr = IpAddr::V4(std::net::Ipv4Addr::LOCALHOST);
+
+/// A peer that does not read its answers holds at most its share of the
+/// review slots (the fraction of `--max-in-flight` that its connections
+/// are of the port's, at least one), so it cannot make another peer wait
+/// for a slot. Two slots, a share of one: the silent peer (127.0.0.2, an
+/// HTTP/2 client granting 1 KiB of window) sends two reviews with large
+/// answers on its connection and reads neither; the first holds its one
+/// slot, the second waits for it. Another peer's review takes the other
+/// slot at once: it is answered while the silent peer's connection is
+/// still open (without the share, both slots were the silent peer's and
+/// the good review waited for the 3 s deadline to close that connection).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_peer_that_does_not_read_its_answers_holds_only_its_share_of_the_slots() {
+    let s = Server::start_with(&[
+        "--request-timeout",
+        "3s",
+        "--header-read-timeout",
+        "1s",
+        "--max-in-flight",
+        "2",
+        "--max-connections",
+        "16",
+        "--max-connections-per-peer",
+        "4",
+    ])
+    .await;
+    let big = big_answer(&s).await;
+    let from: IpAddr = "127.0.0.2".parse().expect("an address");
+    let silent = common::client_h2_window(&[&s.issued], 1024, from);
+    let unread: Vec<_> = (0..2)
+        .map(|_| {
+            let request = silent
+                .post(s.url())
+                .header("content-type", "application/json")
+                .body(big.clone());
+            tokio::spawn(async move { request.send().await })
+        })
+        .collect();
+    eventually(
+        "one silent review holds the peer's slot, the other waits for it",
+        || {
+            let m = &s.running.state.metrics;
+            std::future::ready(m.in_flight.get() == 1 && m.slots_in_use.get() == 1)
+        },
+    )
+    .await;
+
+    let answer = s.review(REVIEW).await;
+    assert_eq!(answer["response"]["uid"], UID);
+    assert_eq!(answer["response"]["patchType"], "JSONPatch");
+    assert_eq!(
+        answers_cut(&s),
+        Some(0.0),
+        "answered while the silent peer still held its answer"
+    );
+    eventually(
+        "the silent peer's connection is closed at its deadline",
+        || std::future::ready(answers_cut(&s) == Some(1.0)),
+    )
+    .await;
+    for r in unread {
+        let _ = r.await;
+    }
+    s.assert_responsive("a peer that does not read its answers")
+        .await;
     s.stop().await;
 }
 

@@ -162,7 +162,8 @@ pub struct ServeArgs {
     pub max_connections: usize,
 
     /// Open connections one source address always gets on each port (at
-    /// most --max-connections), and the same fraction of the body buffers.
+    /// most --max-connections), and the same fraction of the body buffers
+    /// and of the review slots (at least one).
     /// Past it, it may borrow connections no other peer can claim (alone:
     /// the port less one share); a connection past that is closed at once,
     /// before its TLS handshake. The API server calls over HTTP/1.1, a

@@ -158,6 +158,7 @@ pub async fn start(args: ServeArgs) -> Result<Running> {
             max_connections,
             max_body_buffer_bytes,
             max_body_bytes,
+            max_in_flight,
         ),
     };
     let webhook = Listener {

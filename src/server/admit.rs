@@ -21,7 +21,7 @@ use tracing::{field, Instrument};
 use super::intake::{self, IntakeError, Received};
 use super::listener::{Answers, Unsent};
 use super::metrics::{BodyRefused, Metrics, TimedOut};
-use super::peers::PeerBodies;
+use super::peers::PeerRoom;
 use super::AppState;
 use crate::review::{review_with, Decision, Reason, Reviewed};
 
@@ -141,7 +141,7 @@ pub(super) async fn mutate(State(state): State<Arc<AppState>>, req: Request) -> 
     let body_timeout = limits.body_read_timeout.min(timeout);
     // The peer's share of the body budget, handed over by its connection
     // (absent when the router is called without the listener, in tests).
-    let peer = req.extensions().get::<Arc<PeerBodies>>().cloned();
+    let peer = req.extensions().get::<Arc<PeerRoom>>().cloned();
     // The connection's watch on its unsent answers (absent likewise).
     let answers = req.extensions().get::<Answers>().cloned();
     async {
@@ -183,12 +183,21 @@ pub(super) async fn mutate(State(state): State<Arc<AppState>>, req: Request) -> 
                 return plain(StatusCode::BAD_REQUEST, format!("{e}\n"));
             }
         };
+        // One of the peer's own slots first, then a shared one: a peer that
+        // does not read its answers holds at most its share of the slots.
+        let own = match &peer {
+            Some(peer) => match timeout_at(deadline, peer.reviews.clone().acquire_owned()).await {
+                Ok(Ok(permit)) => Some(permit),
+                _ => return timed_out(&state, TimedOut::PeerSlot, timeout, &body),
+            },
+            None => None,
+        };
         let Ok(Ok(permit)) = timeout_at(deadline, state.slots.clone().acquire_owned()).await else {
             return timed_out(&state, TimedOut::Slot, timeout, &body);
         };
         let held = Held {
             body: Arc::new(body),
-            slot: Slot::taken(permit, &state.metrics),
+            slot: Slot::taken(permit, own, &state.metrics),
         };
         answer(&state, held, deadline, timeout, answers).await
     }
@@ -196,17 +205,24 @@ pub(super) async fn mutate(State(state): State<Arc<AppState>>, req: Request) -> 
     .await
 }
 
-/// A review slot, counted in `review_slots_in_use` until dropped.
+/// A review slot, and the peer's own slot beside it, counted in
+/// `review_slots_in_use` until dropped.
 struct Slot {
     _permit: OwnedSemaphorePermit,
+    _own: Option<OwnedSemaphorePermit>,
     in_use: prometheus_client::metrics::gauge::Gauge,
 }
 
 impl Slot {
-    fn taken(permit: OwnedSemaphorePermit, metrics: &Metrics) -> Slot {
+    fn taken(
+        permit: OwnedSemaphorePermit,
+        own: Option<OwnedSemaphorePermit>,
+        metrics: &Metrics,
+    ) -> Slot {
         metrics.slots_in_use.inc();
         Slot {
             _permit: permit,
+            _own: own,
             in_use: metrics.slots_in_use.clone(),
         }
     }

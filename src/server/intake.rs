@@ -32,7 +32,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::time::{timeout_at, Instant};
 
-use super::peers::PeerBodies;
+use super::peers::PeerRoom;
 pub use super::peers::{SMALL_BODY_BYTES, SMALL_POOL_BYTES};
 
 /// Bytes that request bodies may hold, all requests together.
@@ -126,7 +126,7 @@ pub async fn read(
     mut body: Body,
     announced: Option<u64>,
     budget: &BodyBudget,
-    peer: Option<&PeerBodies>,
+    peer: Option<&PeerRoom>,
     limit: usize,
     deadlines: Deadlines,
 ) -> Result<Received, IntakeError> {
@@ -190,7 +190,7 @@ async fn reserve(
     received: &mut Received,
     size: usize,
     budget: &BodyBudget,
-    peer: Option<&PeerBodies>,
+    peer: Option<&PeerRoom>,
     deadline: Instant,
 ) -> Result<(), IntakeError> {
     let small = size <= SMALL_BODY_BYTES;
@@ -390,14 +390,14 @@ mod tests {
         use std::net::{IpAddr, Ipv4Addr};
         // A quarter of an 8 MiB budget per peer: 2 MiB, room for one 2 MiB body.
         let b = budget(8 * MIB);
-        let table = PeerTable::new(Share::of(4, 16, 8 * MIB, 2 * MIB), 16);
+        let table = PeerTable::new(Share::of(4, 16, 8 * MIB, 2 * MIB, 20), 16);
         let flooder = table
             .admit(IpAddr::V4(Ipv4Addr::new(127, 0, 0, 2)))
             .expect("seat");
         let honest = table
             .admit(IpAddr::V4(Ipv4Addr::new(127, 0, 0, 3)))
             .expect("seat");
-        let read_as = |peer: Arc<PeerBodies>, n: usize, deadlines: Deadlines| {
+        let read_as = |peer: Arc<PeerRoom>, n: usize, deadlines: Deadlines| {
             let b = &b;
             async move {
                 read(
@@ -411,16 +411,12 @@ mod tests {
                 .await
             }
         };
-        let first = read_as(flooder.bodies(), 2 * MIB, later())
+        let first = read_as(flooder.room(), 2 * MIB, later())
             .await
             .expect("the peer's first large body fits its share");
-        let err = read_as(
-            flooder.bodies(),
-            2 * MIB,
-            within(Duration::from_millis(200)),
-        )
-        .await
-        .expect_err("its share is held");
+        let err = read_as(flooder.room(), 2 * MIB, within(Duration::from_millis(200)))
+            .await
+            .expect_err("its share is held");
         assert!(matches!(err, IntakeError::PeerBusy), "{err}");
         assert_eq!(
             err.to_string(),
@@ -431,7 +427,7 @@ mod tests {
             2 * MIB as i64,
             "the waiting body held nothing shared"
         );
-        let other = read_as(honest.bodies(), 2 * MIB, later())
+        let other = read_as(honest.room(), 2 * MIB, later())
             .await
             .expect("another peer's body still has room");
         assert_eq!(other.bytes().len(), 2 * MIB);
@@ -439,7 +435,7 @@ mod tests {
         // out while the shared small pool still has room for the other peer.
         let mut smalls = Vec::new();
         while let Ok(got) = read_as(
-            flooder.bodies(),
+            flooder.room(),
             SMALL_BODY_BYTES,
             within(Duration::from_millis(50)),
         )
@@ -448,12 +444,12 @@ mod tests {
             smalls.push(got);
         }
         assert_eq!(smalls.len() * SMALL_BODY_BYTES, SMALL_POOL_BYTES / 4);
-        let small = read_as(honest.bodies(), SMALL_BODY_BYTES, later())
+        let small = read_as(honest.room(), SMALL_BODY_BYTES, later())
             .await
             .expect("the other peer's small body");
         drop((first, smalls, small, other));
         assert_eq!(b.held.get(), 0);
-        let again = read_as(flooder.bodies(), 2 * MIB, later())
+        let again = read_as(flooder.room(), 2 * MIB, later())
             .await
             .expect("room once the peer's bodies are answered");
         assert_eq!(again.bytes().len(), 2 * MIB);

@@ -298,15 +298,15 @@ impl Conn {
         let _open = metrics.connection_opened(port);
         let first_deadline = Instant::now() + limits.header_read_timeout;
         let activity = Arc::new(Activity::new());
-        let bodies = place.seat.bodies();
+        let room = place.seat.room();
         let service = {
             let activity = activity.clone();
             hyper::service::service_fn(move |mut req: hyper::Request<Incoming>| {
                 let busy = activity.begin();
-                // The peer's share of the body budget goes with each request
-                // (an Arc: no lookup per request), and the connection's
-                // watch on its unsent answers.
-                req.extensions_mut().insert(bodies.clone());
+                // The peer's share of the body budget and the review slots
+                // goes with each request (an Arc: no lookup per request),
+                // and the connection's watch on its unsent answers.
+                req.extensions_mut().insert(room.clone());
                 req.extensions_mut().insert(Answers(activity.clone()));
                 let app = app.clone();
                 async move {

@@ -145,19 +145,28 @@ pub enum TimedOut {
     Body,
     /// Waiting for a review slot (`--max-in-flight`).
     Slot,
+    /// Waiting for one of the client's own review slots (its share of
+    /// `--max-in-flight`, all held by its other reviews or answers).
+    PeerSlot,
     /// Computing the answer.
     Review,
 }
 
 impl TimedOut {
     /// Every phase, for counters created up front.
-    pub const ALL: [TimedOut; 3] = [TimedOut::Body, TimedOut::Slot, TimedOut::Review];
+    pub const ALL: [TimedOut; 4] = [
+        TimedOut::Body,
+        TimedOut::Slot,
+        TimedOut::PeerSlot,
+        TimedOut::Review,
+    ];
 
     /// The `phase` label.
     pub fn as_str(self) -> &'static str {
         match self {
             TimedOut::Body => "body",
             TimedOut::Slot => "slot",
+            TimedOut::PeerSlot => "peer-slot",
             TimedOut::Review => "review",
         }
     }

@@ -1,6 +1,7 @@
-//! Fair shares per peer: the connections and the request-body bytes one
-//! source address may hold, so that no single peer on the network can crowd
-//! the API server out of a port (`--max-connections-per-peer`). A peer may
+//! Fair shares per peer: the connections, the request-body bytes and the
+//! review slots one source address may hold, so that no single peer on the
+//! network can crowd the API server out of a port
+//! (`--max-connections-per-peer`). A peer may
 //! borrow connections past its share that no other peer can claim, so the
 //! share limits a peer only when another needs the room.
 //!
@@ -48,18 +49,24 @@ pub struct Share {
     pub large_body_bytes: usize,
     /// Bytes of small bodies (of the fixed small-body pool).
     pub small_body_bytes: usize,
+    /// Review slots (of `--max-in-flight`), held from the body's arrival
+    /// until its answer is written: a peer that does not read its answers
+    /// holds at most these.
+    pub reviews: usize,
 }
 
 impl Share {
     /// One peer's share of a port with `max_connections` open at most, of
     /// which a peer may hold `per_peer`: the same fraction of each body
     /// budget, but never less than one body of the largest size, so that a
-    /// peer can always send any body the server accepts.
+    /// peer can always send any body the server accepts; and the same
+    /// fraction of the `max_in_flight` review slots, but at least one.
     pub fn of(
         per_peer: usize,
         max_connections: usize,
         body_budget: usize,
         max_body_bytes: usize,
+        max_in_flight: usize,
     ) -> Share {
         let max_connections = max_connections.max(1);
         let per_peer = per_peer.clamp(1, max_connections);
@@ -72,27 +79,32 @@ impl Share {
             connections: per_peer,
             large_body_bytes: fraction(body_budget).max(max_body_bytes).min(body_budget),
             small_body_bytes: fraction(SMALL_POOL_BYTES).max(SMALL_BODY_BYTES),
+            reviews: fraction(max_in_flight).clamp(1, max_in_flight.max(1)),
         }
     }
 }
 
-/// One peer's room in the body budgets, held by its connections and
-/// reserved from by its requests before the shared budget.
+/// One peer's room in the body budgets and among the review slots, held
+/// by its connections and taken from by its requests before the shared
+/// budget and slots.
 #[derive(Debug)]
-pub struct PeerBodies {
+pub struct PeerRoom {
     /// Room for bodies over [`SMALL_BODY_BYTES`].
     pub(super) large: Arc<Semaphore>,
     /// Room for small bodies.
     pub(super) small: Arc<Semaphore>,
+    /// Its review slots.
+    pub(super) reviews: Arc<Semaphore>,
 }
 
-impl PeerBodies {
-    fn new(share: &Share) -> PeerBodies {
-        PeerBodies {
+impl PeerRoom {
+    fn new(share: &Share) -> PeerRoom {
+        PeerRoom {
             large: Arc::new(Semaphore::new(
                 share.large_body_bytes.min(Semaphore::MAX_PERMITS),
             )),
             small: Arc::new(Semaphore::new(share.small_body_bytes)),
+            reviews: Arc::new(Semaphore::new(share.reviews)),
         }
     }
 }
@@ -120,7 +132,7 @@ struct State {
 #[derive(Debug)]
 struct Entry {
     connections: usize,
-    bodies: Arc<PeerBodies>,
+    room: Arc<PeerRoom>,
 }
 
 impl PeerTable {
@@ -186,7 +198,7 @@ impl PeerTable {
         }
         let entry = peers.entry(ip).or_insert_with(|| Entry {
             connections: 0,
-            bodies: Arc::new(PeerBodies::new(&self.share)),
+            room: Arc::new(PeerRoom::new(&self.share)),
         });
         if entry.connections == 0 {
             *unclaimed += share;
@@ -199,7 +211,7 @@ impl PeerTable {
         Some(Seat {
             table: self.clone(),
             ip,
-            bodies: entry.bodies.clone(),
+            room: entry.room.clone(),
         })
     }
 
@@ -230,13 +242,14 @@ impl PeerTable {
 pub struct Seat {
     table: Arc<PeerTable>,
     ip: IpAddr,
-    bodies: Arc<PeerBodies>,
+    room: Arc<PeerRoom>,
 }
 
 impl Seat {
-    /// The peer's room in the body budgets, for the connection's requests.
-    pub fn bodies(&self) -> Arc<PeerBodies> {
-        self.bodies.clone()
+    /// The peer's room in the body budgets and the review slots, for the
+    /// connection's requests.
+    pub fn room(&self) -> Arc<PeerRoom> {
+        self.room.clone()
     }
 }
 
@@ -258,7 +271,7 @@ mod tests {
     }
 
     fn table(per_peer: usize) -> Arc<PeerTable> {
-        PeerTable::new(Share::of(per_peer, 128, 32 * MIB, 4 * MIB), 128)
+        PeerTable::new(Share::of(per_peer, 128, 32 * MIB, 4 * MIB, 20), 128)
     }
 
     /// Seats taken by `ip` until one is refused (at most `max`).
@@ -269,7 +282,7 @@ mod tests {
     #[test]
     fn a_peer_alone_borrows_all_but_one_share_and_others_keep_theirs() {
         // Share 4 of a port of 16.
-        let t = PeerTable::new(Share::of(4, 16, 32 * MIB, 4 * MIB), 16);
+        let t = PeerTable::new(Share::of(4, 16, 32 * MIB, 4 * MIB, 20), 16);
         let a = fill(&t, ip(1), 16);
         assert_eq!(a.len(), 12, "its share and all the free room but one share");
         let b = fill(&t, ip(2), 16);
@@ -289,7 +302,7 @@ mod tests {
 
     #[test]
     fn borrowing_leaves_room_for_what_present_peers_have_not_used_of_their_shares() {
-        let t = PeerTable::new(Share::of(4, 16, 32 * MIB, 4 * MIB), 16);
+        let t = PeerTable::new(Share::of(4, 16, 32 * MIB, 4 * MIB, 20), 16);
         let b = t.admit(ip(2)).expect("one connection of B");
         let a = fill(&t, ip(1), 16);
         // 16 minus B's 1, B's 3 unused, a newcomer's 4: A may reach 8.
@@ -312,7 +325,7 @@ mod tests {
 
     #[test]
     fn with_the_share_equal_to_the_port_a_peer_gets_every_connection() {
-        let t = PeerTable::new(Share::of(16, 16, 32 * MIB, 4 * MIB), 16);
+        let t = PeerTable::new(Share::of(16, 16, 32 * MIB, 4 * MIB, 20), 16);
         assert_eq!(fill(&t, ip(1), 32).len(), 16);
     }
 
@@ -339,7 +352,7 @@ mod tests {
     #[test]
     fn an_ipv4_peer_on_a_dual_stack_socket_is_one_peer() {
         // A port of one share: nothing to borrow.
-        let t = PeerTable::new(Share::of(1, 2, 32 * MIB, 4 * MIB), 2);
+        let t = PeerTable::new(Share::of(1, 2, 32 * MIB, 4 * MIB, 20), 2);
         let _seat = t.admit(ip(7)).expect("first");
         let mapped = IpAddr::V6(Ipv4Addr::new(10, 0, 0, 7).to_ipv6_mapped());
         assert!(t.admit(mapped).is_none(), "the same peer, mapped");
@@ -347,36 +360,46 @@ mod tests {
     }
 
     #[test]
-    fn body_shares_are_the_connection_fraction_but_always_fit_one_largest_body() {
+    fn shares_are_the_connection_fraction_but_fit_one_largest_body_and_one_review() {
         let cases = [
-            // (per peer, max connections, budget, max body) -> (large, small)
+            // (per peer, max connections, budget, max body, max in flight)
+            //   -> (large, small, reviews)
             (
-                (32, 128, 32 * MIB, 4 * MIB),
-                (8 * MIB, 2 * MIB),
+                (32, 128, 32 * MIB, 4 * MIB, 20),
+                (8 * MIB, 2 * MIB, 5),
                 "the default: a quarter",
             ),
-            ((16, 128, 32 * MIB, 4 * MIB), (4 * MIB, MIB), "an eighth"),
             (
-                (1, 128, 32 * MIB, 4 * MIB),
-                (4 * MIB, 64 * 1024),
-                "one body of each kind at least",
+                (16, 128, 32 * MIB, 4 * MIB, 20),
+                (4 * MIB, MIB, 2),
+                "an eighth",
             ),
             (
-                (128, 128, 32 * MIB, 4 * MIB),
-                (32 * MIB, 8 * MIB),
-                "per peer = total: the whole budget",
+                (1, 128, 32 * MIB, 4 * MIB, 20),
+                (4 * MIB, 64 * 1024, 1),
+                "one body of each kind and one review at least",
             ),
             (
-                (1, 1, 4 * MIB, 8 * MIB),
-                (4 * MIB, 8 * MIB),
-                "never more than the budget",
+                (128, 128, 32 * MIB, 4 * MIB, 20),
+                (32 * MIB, 8 * MIB, 20),
+                "per peer = total: the whole budget and every slot",
+            ),
+            (
+                (1, 1, 4 * MIB, 8 * MIB, 1),
+                (4 * MIB, 8 * MIB, 1),
+                "never more than the budget or the slots",
             ),
         ];
-        for ((per_peer, max, budget, body), (large, small), why) in cases {
-            let s = Share::of(per_peer, max, budget, body);
+        for ((per_peer, max, budget, body, in_flight), (large, small, reviews), why) in cases {
+            let s = Share::of(per_peer, max, budget, body, in_flight);
             assert_eq!(
-                (s.connections, s.large_body_bytes, s.small_body_bytes),
-                (per_peer, large, small),
+                (
+                    s.connections,
+                    s.large_body_bytes,
+                    s.small_body_bytes,
+                    s.reviews
+                ),
+                (per_peer, large, small, reviews),
                 "{why}"
             );
         }

@@ -133,12 +133,13 @@ pub fn client_h1(cas: &[&Issued]) -> reqwest::Client {
     builder(cas).http1_only().build().expect("client")
 }
 
-/// An HTTP/2 client that lets the server send only `window` bytes of its
-/// answers until they are read: with an answer left unread, a client that
+/// An HTTP/2 client from the source address `from` that lets the server
+/// send only `window` bytes of its answers until they are read: with an answer left unread, a client that
 /// does not take its answers (the kernel's socket buffers cannot absorb
 /// them, as they absorb an HTTP/1.1 answer of a few hundred KiB).
-pub fn client_h2_window(cas: &[&Issued], window: u32) -> reqwest::Client {
+pub fn client_h2_window(cas: &[&Issued], window: u32, from: std::net::IpAddr) -> reqwest::Client {
     builder(cas)
+        .local_address(from)
         .http2_prior_knowledge()
         .http2_initial_stream_window_size(window)
         .http2_initial_connection_window_size(window)
