@@ -179,6 +179,23 @@ fn registration_of(url: &str, ca_bundle: &str, narrowed: bool) -> String {
 /// `check --output json` against SYSTEM and HOOK: the checks of the
 /// "hybrid policies" group, and the text report for messages.
 fn hybrid_checks() -> (Vec<Value>, String) {
+    let (report, text) = check_report();
+    (group(&report, "hybrid policies"), text)
+}
+
+/// The checks of one group of a `check --output json` report.
+fn group(report: &Value, name: &str) -> Vec<Value> {
+    report["groups"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|g| g["name"] == name)
+        .flat_map(|g| g["checks"].as_array().cloned().unwrap_or_default())
+        .collect()
+}
+
+/// `check --output json` against SYSTEM and HOOK, and the text report.
+fn check_report() -> (Value, String) {
     let args = [
         "--webhook-namespace",
         SYSTEM,
@@ -204,14 +221,7 @@ fn hybrid_checks() -> (Vec<Value>, String) {
         .expect("check runs");
     // The report as people read it, shown with --nocapture or on failure.
     println!("{text}");
-    let checks = report["groups"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter(|g| g["name"] == "hybrid policies")
-        .flat_map(|g| g["checks"].as_array().cloned().unwrap_or_default())
-        .collect();
-    (checks, text)
+    (report, text)
 }
 
 /// `explain --pod NS/NAME --output json`: the live part's path.
@@ -323,13 +333,23 @@ fn the_webhook_admits_only_its_pods_and_the_others_survive_its_outage() {
         );
     }
 
-    // check: the hybrid group passes, with its five checks.
-    let (checks, text) = hybrid_checks();
-    let results: Vec<&str> = checks
+    // check: the hybrid group passes, with its five checks; in the
+    // namespace, the plain probe (patched by the policies) and the
+    // annotated one (by the webhook) both come back as predicted.
+    let (report, text) = check_report();
+    let hybrid = group(&report, "hybrid policies");
+    let results: Vec<&str> = hybrid
         .iter()
         .map(|c| c["result"].as_str().unwrap_or_default())
         .collect();
     assert_eq!(results, ["passed"; 5], "{text}");
+    let probes: Vec<(String, String)> = group(&report, &format!("namespace {NS}"))
+        .iter()
+        .filter(|c| c["id"].as_str().is_some_and(|id| id.starts_with("probe")))
+        .map(|c| (c["id"].to_string(), c["result"].to_string()))
+        .collect();
+    let passed = |id: &str| (format!("{id:?}"), "\"passed\"".to_owned());
+    assert_eq!(probes, [passed("probe"), passed("probe-webhook")], "{text}");
 
     // explain: stored pods, each with its path and what decided it.
     let dir = tempfile::tempdir().expect("tempdir");

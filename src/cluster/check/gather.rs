@@ -429,37 +429,52 @@ async fn one_namespace(
     } else {
         Some("the webhook is not called here (see above)".to_owned())
     };
-    let probe = async {
-        if let Some(why) = blocked {
-            return Check::skip(
-                "probe",
-                "a dry-run pod is patched as `mutate` predicts",
-                why,
-            );
-        }
-        let image = &shared.args.probe_image;
-        let (baseline, probed) = tokio::join!(
-            dry_run(client.clone(), ns, probe::pod(image, true)),
-            dry_run(client.clone(), ns, probe::pod(image, false)),
-        );
-        probe::judge(
-            config,
-            &shared.bounds,
-            ns,
-            &baseline,
-            &probed,
-            &probe::Webhook {
-                webhook_namespace: &shared.args.webhook_namespace,
-                webhook_name: &shared.args.webhook_name,
-                conditions: shared
-                    .registration
-                    .map(|r| r.match_conditions.as_slice())
-                    .unwrap_or_default(),
-            },
-        )
+    // A hybrid install's webhook sees only annotated pods (and a few
+    // others): the plain probe goes through the policies there, so an
+    // annotated one tries the webhook itself.
+    let hybrid = shared.registration.is_some_and(|r| {
+        r.match_conditions
+            .iter()
+            .any(|c| c.name == persistence_webhook_core::policy::hybrid::WEBHOOK_CONDITION)
+    });
+    let probes: &[&probe::Probe] = if hybrid {
+        &[&probe::Probe::PLAIN, &probe::Probe::ANNOTATED]
+    } else {
+        &[&probe::Probe::PLAIN]
     };
-    let (probe, secrets, claims) = tokio::join!(probe, secrets, claims);
-    let mut checks = vec![selected, probe];
+    let probe = |which: &'static probe::Probe| {
+        let blocked = blocked.clone();
+        async move {
+            if let Some(why) = blocked {
+                return Check::skip(which.id, which.title, why);
+            }
+            let image = &shared.args.probe_image;
+            let (baseline, probed) = tokio::join!(
+                dry_run(client.clone(), ns, probe::pod(image, true, which)),
+                dry_run(client.clone(), ns, probe::pod(image, false, which)),
+            );
+            probe::judge(
+                config,
+                &shared.bounds,
+                ns,
+                &baseline,
+                &probed,
+                &probe::Webhook {
+                    webhook_namespace: &shared.args.webhook_namespace,
+                    webhook_name: &shared.args.webhook_name,
+                    conditions: shared
+                        .registration
+                        .map(|r| r.match_conditions.as_slice())
+                        .unwrap_or_default(),
+                    probe: which,
+                },
+            )
+        }
+    };
+    let probes = futures_util::future::join_all(probes.iter().map(|p| probe(p)));
+    let (probes, secrets, claims) = tokio::join!(probes, secrets, claims);
+    let mut checks = vec![selected];
+    checks.extend(probes);
     if secrets.is_empty() && claims.is_empty() {
         checks.push(Check::pass(
             "references",

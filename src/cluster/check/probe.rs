@@ -25,7 +25,8 @@ use crate::config::Config;
 use crate::patch::covers;
 use crate::review::{review_with, Decision};
 use crate::vocabulary::{
-    ANNOTATION_INJECTED, LABEL_INJECTION, OPT_OUT, RESERVED_ENV, VOLUME_PREFIX,
+    ANNOTATION_INJECTED, ANNOTATION_PERSISTENCE, LABEL_INJECTION, OPT_OUT, RESERVED_ENV,
+    VOLUME_PREFIX,
 };
 
 /// The probe pod's name (a dry run stores nothing, so it never collides
@@ -34,8 +35,36 @@ pub const NAME: &str = "persistence-webhook-check-probe";
 /// The probe's container (never pulled: dry runs start nothing).
 pub const DEFAULT_IMAGE: &str = "registry.k8s.io/pause:3.10";
 const CONTAINER: &str = "probe";
-const ID: &str = "probe";
-const TITLE: &str = "a dry-run pod is patched as `mutate` predicts";
+
+/// One probe: its check and the selection annotation its pod carries.
+#[derive(Debug)]
+pub struct Probe {
+    /// The check's id.
+    pub id: &'static str,
+    /// The check's title.
+    pub title: &'static str,
+    /// `polyaxon.com/persistence` on the pod, if any.
+    pub selection: Option<&'static str>,
+}
+
+impl Probe {
+    /// What an ordinary run gets: no selection annotation. In a hybrid
+    /// install the admission policies patch it, not the webhook.
+    pub const PLAIN: Probe = Probe {
+        id: "probe",
+        title: "a dry-run pod is patched as `mutate` predicts",
+        selection: None,
+    };
+
+    /// The same selection (`{}`: every data store, the default outputs)
+    /// written as an annotation, which a hybrid install leaves to the
+    /// webhook: its probe there.
+    pub const ANNOTATED: Probe = Probe {
+        id: "probe-webhook",
+        title: "a dry-run pod with a selection annotation is patched by the webhook as `mutate` predicts (hybrid: the policies leave it to the webhook)",
+        selection: Some("{}"),
+    };
+}
 
 fn probe_labels(opted_out: bool) -> Value {
     let mut labels = json!({"app.kubernetes.io/name": "persistence-webhook-check"});
@@ -46,13 +75,17 @@ fn probe_labels(opted_out: bool) -> Value {
 }
 
 /// The probe pod: a tiny, restricted pod (so PodSecurity, quotas and
-/// LimitRanges let it through) with no selection annotation, i.e. what an
-/// ordinary run gets. `opted_out` makes the baseline twin.
-pub fn pod(image: &str, opted_out: bool) -> Value {
+/// LimitRanges let it through), with `probe`'s selection annotation if any.
+/// `opted_out` makes the baseline twin.
+pub fn pod(image: &str, opted_out: bool, probe: &Probe) -> Value {
+    let mut metadata = json!({"name": NAME, "labels": probe_labels(opted_out)});
+    if let Some(selection) = probe.selection {
+        metadata["annotations"] = json!({ ANNOTATION_PERSISTENCE: selection });
+    }
     json!({
         "apiVersion": "v1",
         "kind": "Pod",
-        "metadata": {"name": NAME, "labels": probe_labels(opted_out)},
+        "metadata": metadata,
         "spec": {
             "securityContext": {
                 "runAsNonRoot": true,
@@ -258,13 +291,15 @@ pub struct Webhook<'a> {
     /// The registration's `matchConditions`, to name the one that kept the
     /// probe from the webhook.
     pub conditions: &'a [MatchCondition],
+    /// Which probe this is.
+    pub probe: &'a Probe,
 }
 
 fn refused(message: &str, t: &Webhook<'_>) -> Check {
     if message.contains("failed calling webhook") {
         return Check::fail(
-            ID,
-            TITLE,
+            t.probe.id,
+            t.probe.title,
             format!("the API server cannot call the webhook: {message}"),
             format!(
                 "is the webhook up and reachable? kubectl -n {ns} get pods,endpoints; kubectl -n {ns} logs deploy/{name}; and does the caBundle verify the certificate it serves?",
@@ -274,8 +309,8 @@ fn refused(message: &str, t: &Webhook<'_>) -> Check {
         );
     }
     Check::warn(
-        ID,
-        TITLE,
+        t.probe.id,
+        t.probe.title,
         format!("the API server refused the probe pod, so the patch could not be checked: {message}"),
         "an admission policy, quota or PodSecurity rule refused it: try kubectl create --dry-run=server of a pod there, or pass --probe-image an image your policies allow",
     )
@@ -288,8 +323,8 @@ fn unpatched(actual: &Value, namespace: &str, t: &Webhook<'_>) -> Check {
     let judged = evaluate(t.conditions, &Bindings::pod_create(actual, namespace, true));
     if let Some(c) = excluding(&judged) {
         return Check::fail(
-            ID,
-            TITLE,
+            t.probe.id,
+            t.probe.title,
             format!(
                 "the probe was admitted without the webhook's patch: matchCondition {} ({}) is false for a pod CREATE in namespace {namespace}, so the API server does not call the webhook for its pods",
                 c.name, c.expression
@@ -310,8 +345,8 @@ fn unpatched(actual: &Value, namespace: &str, t: &Webhook<'_>) -> Check {
         )
     };
     Check::fail(
-        ID,
-        TITLE,
+        t.probe.id,
+        t.probe.title,
         format!("the probe was admitted without the webhook's patch: the API server did not call it{conditions}, or the call failed and failurePolicy is Ignore"),
         format!(
             "compare the namespace's labels with the namespaceSelector and the matchConditions (kubectl get mutatingwebhookconfiguration {} -o yaml), and read the webhook's logs",
@@ -338,8 +373,8 @@ pub fn judge(
         Ok(e) => e,
         Err(e) => {
             return Check::fail(
-                ID,
-                TITLE,
+                t.probe.id,
+                t.probe.title,
                 format!("cannot predict the patch: {e}"),
                 "report this as a bug, with the check output",
             )
@@ -351,36 +386,36 @@ pub fn judge(
     );
     match (&expected, probe) {
         (Expected::Denied(why), Err(message)) if message.contains("denied the request") => Check::fail(
-            ID,
-            TITLE,
+            t.probe.id,
+            t.probe.title,
             format!("pods with no selection are refused here, as predicted: {why}"),
             "fix the stores available to this namespace in the config (see the message), then check again",
         ),
         (Expected::Denied(why), Ok(_)) => Check::fail(
-            ID,
-            TITLE,
+            t.probe.id,
+            t.probe.title,
             format!("predicted a denial ({why}), but the probe was admitted"),
             stale,
         ),
         (_, Err(message)) if message.contains("denied the request") => Check::fail(
-            ID,
-            TITLE,
+            t.probe.id,
+            t.probe.title,
             format!("the webhook refused the probe, but `mutate` predicts it is admitted: {message}"),
             stale,
         ),
         (_, Err(message)) if message.contains("failed calling webhook") => refused(message, t),
         // Its opted-out twin was admitted: what the patch adds is refused.
         (_, Err(message)) => Check::fail(
-            ID,
-            TITLE,
+            t.probe.id,
+            t.probe.title,
             format!("the unpatched twin is admitted, but the patched pod is refused: {message}"),
             "a policy here refuses what the stores add (PodSecurity restricted forbids hostPath volumes, for one): limit those stores with namespaces: in the config, or relax the namespace's policy",
         ),
         (Expected::Unchanged(why), Ok(actual)) => {
             if injected(actual).is_none() && ours(&actual["spec"]["volumes"]).is_empty() {
-                Check::pass(ID, TITLE, format!("left unchanged, as predicted ({why})"))
+                Check::pass(t.probe.id, t.probe.title, format!("left unchanged, as predicted ({why})"))
             } else {
-                Check::fail(ID, TITLE, format!("predicted unchanged ({why}), but it was patched"), stale)
+                Check::fail(t.probe.id, t.probe.title, format!("predicted unchanged ({why}), but it was patched"), stale)
             }
         }
         (Expected::Patched(predicted), Ok(actual)) => {
@@ -389,9 +424,9 @@ pub fn judge(
             }
             let diffs = differences(baseline, predicted, actual);
             if diffs.is_empty() {
-                Check::pass(ID, TITLE, summary(predicted))
+                Check::pass(t.probe.id, t.probe.title, summary(predicted))
             } else {
-                Check::fail(ID, TITLE, format!("the patch differs from the prediction:\n{}", diffs.join("\n")), stale)
+                Check::fail(t.probe.id, t.probe.title, format!("the patch differs from the prediction:\n{}", diffs.join("\n")), stale)
             }
         }
     }

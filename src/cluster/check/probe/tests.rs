@@ -24,7 +24,7 @@ defaultOutputs: outputs1
 /// The baseline as a 1.20 API server returns it: defaults and the
 /// ServiceAccount token volume added, the opt-out label on.
 fn baseline() -> Value {
-    let mut p = pod(DEFAULT_IMAGE, true);
+    let mut p = pod(DEFAULT_IMAGE, true, &Probe::PLAIN);
     p["metadata"]["namespace"] = json!("team-a");
     p["metadata"]["uid"] = json!("0b6c-uid");
     p["spec"]["serviceAccountName"] = json!("default");
@@ -75,7 +75,69 @@ fn target() -> Webhook<'static> {
         webhook_namespace: "pw",
         webhook_name: "persistence-webhook",
         conditions: &[],
+        probe: &Probe::PLAIN,
     }
+}
+
+/// A hybrid install's webhook probe: the pod carries the selection `{}`,
+/// which selects what no annotation does, so the webhook's patch is the
+/// plain probe's; its verdict is reported under its own id.
+#[test]
+fn the_annotated_probe_selects_what_no_annotation_does_under_its_own_id() {
+    let config = Config::from_yaml(CONFIG).expect("valid");
+    let annotated = |opted_out| {
+        let mut p = pod(DEFAULT_IMAGE, opted_out, &Probe::ANNOTATED);
+        p["metadata"]["namespace"] = json!("team-a");
+        p
+    };
+    assert_eq!(
+        annotated(false)["metadata"]["annotations"][ANNOTATION_PERSISTENCE],
+        "{}"
+    );
+    assert!(pod(DEFAULT_IMAGE, false, &Probe::PLAIN)["metadata"]
+        .get("annotations")
+        .is_none());
+    let plain = |opted_out| {
+        let mut p = pod(DEFAULT_IMAGE, opted_out, &Probe::PLAIN);
+        p["metadata"]["namespace"] = json!("team-a");
+        p
+    };
+    let patched = |baseline: &Value| match predict(&config, &Bounds::default(), baseline, "team-a")
+    {
+        Ok(Expected::Patched(p)) => p["spec"].clone(),
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(patched(&annotated(true)), patched(&plain(true)));
+    let stored = match predict(&config, &Bounds::default(), &annotated(true), "team-a") {
+        Ok(Expected::Patched(p)) => p,
+        other => panic!("{other:?}"),
+    };
+    let check = judge(
+        &config,
+        &Bounds::default(),
+        "team-a",
+        &Ok(annotated(true)),
+        &Ok(stored),
+        &Webhook {
+            probe: &Probe::ANNOTATED,
+            ..target()
+        },
+    );
+    assert_eq!(check.result, Status::Passed, "{check:?}");
+    assert_eq!(check.id, "probe-webhook");
+    let unpatched = judge(
+        &config,
+        &Bounds::default(),
+        "team-a",
+        &Ok(annotated(true)),
+        &Ok(annotated(false)),
+        &Webhook {
+            probe: &Probe::ANNOTATED,
+            ..target()
+        },
+    );
+    assert_eq!(unpatched.result, Status::Failed, "{unpatched:?}");
+    assert_eq!(unpatched.id, "probe-webhook");
 }
 
 fn judged(probe: Result<Value, String>) -> Check {
