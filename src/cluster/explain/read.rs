@@ -59,22 +59,31 @@ pub(super) async fn read(
 }
 
 /// The MutatingAdmissionPolicy `name` and whether its binding binds it;
-/// `None` when it does not exist or cannot be read (`explain` then says no
-/// policy takes the pod: the policies are optional, and so is the
-/// permission to read them).
-pub(super) async fn policy(client: &kube::Client, name: &str) -> Option<PolicyInstalled> {
-    let get = |kind: &str, plural: &str| {
+/// `Ok(None)` when it does not exist (or the API server does not serve the
+/// kind). `Err` says what could not be read and why: `explain` then works
+/// out the path as if no policy were installed, and says so (the policies
+/// are optional, and so is the permission to read them).
+pub(super) async fn policy(
+    client: &kube::Client,
+    name: &str,
+) -> Result<Option<PolicyInstalled>, String> {
+    let get = |kind: &'static str, plural: &'static str| {
         let resource = ApiResource::from_gvk_with_plural(
             &GroupVersionKind::gvk("admissionregistration.k8s.io", "v1", kind),
             plural,
         );
         let api: Api<DynamicObject> = Api::all_with(client.clone(), &resource);
         async move {
-            api.get_opt(name)
-                .await
-                .ok()
-                .flatten()
-                .and_then(|o| serde_json::to_value(o).ok())
+            match api.get_opt(name).await {
+                Ok(found) => Ok(found.and_then(|o| serde_json::to_value(o).ok())),
+                Err(e) => Err(format!(
+                    "cannot read {kind} {name}: {} (explain needs get on {plural} to tell a hybrid install's path)",
+                    match e {
+                        kube::Error::Api(r) => format!("{} ({})", r.message, r.reason),
+                        other => other.to_string(),
+                    }
+                )),
+            }
         }
     };
     let (policy, binding) = tokio::join!(
@@ -84,7 +93,13 @@ pub(super) async fn policy(client: &kube::Client, name: &str) -> Option<PolicyIn
             "mutatingadmissionpolicybindings"
         ),
     );
-    Some(PolicyInstalled::from_objects(&policy?, binding.as_ref()))
+    let Some(policy) = policy? else {
+        return Ok(None);
+    };
+    Ok(Some(PolicyInstalled::from_objects(
+        &policy,
+        binding?.as_ref(),
+    )))
 }
 
 /// An API error, naming the object and saying what kind of failure it is.

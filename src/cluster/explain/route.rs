@@ -69,6 +69,10 @@ pub struct Path {
     /// The selector or `matchCondition` that decided, when one did.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub decided_by: Option<String>,
+    /// Why the admission policies could not be read, when they could not:
+    /// the path is then worked out as if none were installed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub policies_unread: Option<String>,
 }
 
 /// The string-valued `metadata.<key>` map (labels or annotations).
@@ -103,6 +107,7 @@ pub fn route(
         route,
         why,
         decided_by: decided_by.map(str::to_owned),
+        policies_unread: None,
     };
     if !selected {
         return path(

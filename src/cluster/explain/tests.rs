@@ -113,7 +113,7 @@ fn verdict_with(
             namespace_labels: labels,
             configuration: conf,
             same_today,
-            policy: None,
+            policy: Ok(None),
         },
         "persistence-webhook",
         &today,
@@ -536,4 +536,47 @@ fn the_path_is_the_partitions_and_names_what_decided() {
         assert_eq!(got.decided_by.as_deref(), by, "case {i}: {got:?}");
         assert!(got.why.contains(says), "case {i}: {got:?}");
     }
+}
+
+/// Policies that cannot be read (no RBAC for them) are not taken for
+/// absent silently: the path is worked out as if none were installed, and
+/// says why it could not know, in JSON and in the text.
+#[test]
+fn unreadable_policies_are_said_not_assumed_absent() {
+    let reg = registration(EARLY);
+    let plain = pod(json!({}), json!({}), LATE);
+    let labels = opted_in();
+    let (today, same_today) = rereviewed(&plain, &config());
+    let objects = |policy| Objects {
+        pod: &plain,
+        namespace_labels: &labels,
+        configuration: Some(&reg),
+        same_today,
+        policy,
+    };
+    let forbidden =
+        "cannot read MutatingAdmissionPolicy persistence-webhook: forbidden (Forbidden)";
+    let unread = judge(
+        &objects(Err(forbidden.to_owned())),
+        "persistence-webhook",
+        &today,
+    );
+    let absent = judge(&objects(Ok(None)), "persistence-webhook", &today);
+    assert_eq!(unread.path.route, absent.path.route);
+    assert_eq!(unread.path.why, absent.path.why);
+    assert_eq!(unread.path.policies_unread.as_deref(), Some(forbidden));
+    assert_eq!(absent.path.policies_unread, None);
+    let json = serde_json::to_value(&unread.path).expect("serialises");
+    assert_eq!(json["policiesUnread"], forbidden);
+    let source = ConfigSource::File {
+        path: "persistence.yaml".into(),
+    };
+    let said = super::text::text(&unread, &today, &source);
+    assert!(
+        said.contains(&format!(
+            "(as if no admission policy of ours were installed: {forbidden})"
+        )),
+        "{said}"
+    );
+    assert!(!super::text::text(&absent, &today, &source).contains("as if no admission policy"));
 }

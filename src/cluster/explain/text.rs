@@ -28,6 +28,12 @@ pub fn text(live: &Live, today: &Account, source: &ConfigSource) -> String {
             .unwrap_or_default(),
         live.path.why
     );
+    if let Some(unread) = &live.path.policies_unread {
+        let _ = writeln!(
+            s,
+            "  (as if no admission policy of ours were installed: {unread})"
+        );
+    }
     if let Some(got) = &live.got {
         let _ = writeln!(s, "\nit got (from its {ANNOTATION_INJECTED} annotation):");
         let _ = writeln!(

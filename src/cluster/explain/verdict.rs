@@ -171,8 +171,9 @@ pub struct Objects<'a> {
     /// For a mutated pod: whether re-reviewing it without the webhook's
     /// additions ([`super::additions`]) gives exactly the additions it has.
     pub same_today: Option<bool>,
-    /// The MutatingAdmissionPolicy of ours, when one is installed.
-    pub policy: Option<PolicyInstalled>,
+    /// The MutatingAdmissionPolicy of ours, when one is installed (`Err`:
+    /// why it could not be read).
+    pub policy: Result<Option<PolicyInstalled>, String>,
 }
 
 /// A Kubernetes timestamp (`2006-01-02T15:04:05Z`) as comparable text;
@@ -203,13 +204,16 @@ pub fn judge(objects: &Objects<'_>, webhook_name: &str, today: &Account) -> Live
         differences: Vec::new(),
         webhook_configuration: objects.configuration.and_then(|c| c.metadata.name.clone()),
         match_condition: None,
-        path: route(
-            pod,
-            objects.namespace_labels,
-            objects.configuration,
-            objects.policy.as_ref(),
-            webhook_name,
-        ),
+        path: Path {
+            policies_unread: objects.policy.as_ref().err().cloned(),
+            ..route(
+                pod,
+                objects.namespace_labels,
+                objects.configuration,
+                objects.policy.as_ref().ok().and_then(Option::as_ref),
+                webhook_name,
+            )
+        },
     };
     if let Some(recorded) = recorded {
         let got = parse_got(recorded);
