@@ -138,7 +138,7 @@ fn measure(config: &Config, body: &[u8]) -> (usize, usize, &'static str) {
         }
         _ => 0,
     };
-    (peak, patch, reviewed.decision.outcome())
+    (peak, patch, reviewed.decision.outcome().as_str())
 }
 
 fn main() {

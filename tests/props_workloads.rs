@@ -238,7 +238,7 @@ fn check(p: &Plan) -> Result<&'static str, TestCaseError> {
     *outside.pointer_mut(pointer).expect("template") = Value::Null;
     *given.pointer_mut(pointer).expect("template") = Value::Null;
     prop_assert_eq!(outside, given);
-    Ok(served.decision.outcome())
+    Ok(served.decision.outcome().as_str())
 }
 
 #[test]

@@ -74,7 +74,7 @@ fn entry(at: Position, d: &Decided, output: Output) -> Result<Value> {
         "kind": d.kind,
         "namespace": d.namespace,
         "name": d.name,
-        "outcome": d.decision.outcome(),
+        "outcome": d.decision.outcome().as_str(),
     });
     if let Some(item) = at.item {
         e["item"] = json!(item);

@@ -194,12 +194,7 @@ pub fn account(config: &Config, bounds: &crate::Bounds, body: &[u8]) -> Result<A
         .collect();
     Ok(Account {
         pod: format!("{namespace}/{}", subject.name),
-        outcome: match &reviewed.decision {
-            Decision::Patched(_) => Outcome::Patched,
-            Decision::Unchanged(_) => Outcome::Unchanged,
-            Decision::Denied(_) => Outcome::Denied,
-            Decision::Invalid(_) => Outcome::Invalid,
-        },
+        outcome: reviewed.decision.outcome(),
         reason,
         field,
         message,

@@ -379,7 +379,7 @@ fn respond(state: &AppState, reviewed: Reviewed, seconds: f64) -> Bytes {
         span.record("operation", &*clip(&s.operation));
         span.record("dry_run", s.dry_run);
     }
-    let outcome = reviewed.decision.outcome();
+    let outcome = reviewed.decision.outcome().as_str();
     state.metrics.review(reviewed.decision.reason(), seconds);
     match &reviewed.decision {
         Decision::Denied(denial) => {

@@ -68,15 +68,14 @@ pub enum Decision {
 }
 
 impl Decision {
-    /// The outcome label used in logs and metrics.
-    pub fn outcome(&self) -> &'static str {
+    /// The outcome (its label in logs and metrics: [`Outcome::as_str`]).
+    pub fn outcome(&self) -> Outcome {
         match self {
             Decision::Unchanged(_) => Outcome::Unchanged,
             Decision::Patched(_) => Outcome::Patched,
             Decision::Denied(_) => Outcome::Denied,
             Decision::Invalid(_) => Outcome::Invalid,
         }
-        .as_str()
     }
 
     /// Why the pod was not patched; `None` when it was.
