@@ -178,12 +178,12 @@ pub async fn start(args: ServeArgs) -> Result<Running> {
 
     let (stop, stop_rx) = tokio::sync::watch::channel(false);
     let (metrics_stop, metrics_stop_rx) = tokio::sync::watch::channel(false);
-    let certificates_task = in_cluster.map(|c| {
+    // Both are there exactly in cluster mode (`metrics(in_cluster.is_some())`).
+    let certificates_task = in_cluster.zip(certificate_metrics).map(|(c, metrics)| {
         let handle = ServerCertificate {
             state: state.clone(),
             resolver: resolver.clone(),
         };
-        let metrics = certificate_metrics.unwrap_or_default();
         tokio::spawn(c.run(handle, metrics, metrics_stop_rx.clone()))
     });
     let reload_task = tokio::spawn(reload::watch(
