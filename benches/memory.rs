@@ -96,29 +96,68 @@ fn largest_body() -> Vec<u8> {
 /// tiny containers (`{}`, `{"name":"a"}`, `{"env":[]}`), the worst ratios of
 /// view to JSON.
 fn tiny_entries(what: &str) -> Vec<u8> {
-    let n = 300_000;
+    // 100-byte names: fewer of them, about the same body.
+    let n = if what == "kept-mounts-escaped-long" {
+        60_000
+    } else {
+        300_000
+    };
     let mut review: Value = serde_json::from_slice(REVIEW).expect("fixture");
     let entry = |i: usize| match what {
         "env" => json!({"name": "A"}),
         "kept-env" => json!({"name": "AWS_REGION"}),
         "mounts" => json!({"name": "A", "mountPath": "/"}),
         "kept-mounts" => json!({"name": "pw-a", "mountPath": "/m"}),
+        "kept-mounts-distinct" => json!({"name": format!("pw-{i}"), "mountPath": format!("/m{i}")}),
+        "kept-mounts-shortest" => json!({"name": "pw-", "mountPath": ""}),
+        "kept-mounts-sub-ro" => {
+            json!({"name": "pw-", "mountPath": "", "subPath": "", "readOnly": i % 2 == 0})
+        }
+        "kept-mounts-subpath" => json!({"name": "pw-", "mountPath": "", "subPath": ""}),
+        "kept-mounts-escaped" => json!({"name": format!("pw-\"{i}"), "mountPath": "/m\n"}),
+        "kept-mounts-escaped-long" => {
+            json!({"name": format!("pw-{}\t{i}", "x".repeat(100)), "mountPath": "/m"})
+        }
         "empty-containers" => json!({}),
         "named-containers" => json!({"name": "a"}),
         "env-containers" => json!({"env": []}),
+        "mount-containers" => json!({"volumeMounts": [{"name": "pw-", "mountPath": ""}]}),
         _ => json!({"name": format!("v{i}")}),
     };
     let list: Vec<Value> = (0..n).map(entry).collect();
     let pod = &mut review["request"]["object"]["spec"];
     match what {
         "env" | "kept-env" => pod["containers"] = json!([{"name": "c", "env": list}]),
-        "mounts" | "kept-mounts" => {
+        "mounts"
+        | "kept-mounts"
+        | "kept-mounts-distinct"
+        | "kept-mounts-shortest"
+        | "kept-mounts-sub-ro"
+        | "kept-mounts-subpath"
+        | "kept-mounts-escaped"
+        | "kept-mounts-escaped-long" => {
             pod["containers"] = json!([{"name": "c", "volumeMounts": list}])
         }
         "volumes" => pod["volumes"] = Value::Array(list),
         _ => pod["containers"] = Value::Array(list),
     }
     serde_json::to_vec(&review).expect("JSON")
+}
+
+/// [`tiny_entries`]`("kept-mounts-escaped")` with every mount's keys
+/// written with an escape too (`"n\u0061me"`): neither key nor value can
+/// be found in the body by where serde read them.
+fn escaped_keys() -> Vec<u8> {
+    let body = String::from_utf8(tiny_entries("kept-mounts-escaped")).expect("UTF-8");
+    let body = body
+        .replace(r#""mountPath":"/m\n""#, r#""mountP\u0061th":"/m\n""#)
+        .replace(r#""name":"pw-\""#, r#""n\u0061me":"pw-\""#);
+    assert_eq!(
+        body.matches(r#""n\u0061me""#).count(),
+        300_000,
+        "every name key escaped"
+    );
+    body.into_bytes()
 }
 
 /// The review's peak heap over what was live before it, and its patch's size.
@@ -157,6 +196,31 @@ fn main() {
             "tiny-entries (mounts of ours, kept)",
             tiny_entries("kept-mounts"),
         ),
+        (
+            "kept mounts (distinct pw-<i> at /m<i>)",
+            tiny_entries("kept-mounts-distinct"),
+        ),
+        (
+            "kept mounts (shortest, pw- at \"\")",
+            tiny_entries("kept-mounts-shortest"),
+        ),
+        (
+            "kept mounts (shortest + subPath)",
+            tiny_entries("kept-mounts-subpath"),
+        ),
+        (
+            "kept mounts (+ subPath + readOnly)",
+            tiny_entries("kept-mounts-sub-ro"),
+        ),
+        (
+            "kept mounts (escaped name and path)",
+            tiny_entries("kept-mounts-escaped"),
+        ),
+        (
+            "kept mounts (escaped 100-byte names)",
+            tiny_entries("kept-mounts-escaped-long"),
+        ),
+        ("kept mounts (escaped keys and values)", escaped_keys()),
         ("tiny-entries (volumes)", tiny_entries("volumes")),
         (
             "tiny-entries (containers {})",
@@ -169,6 +233,10 @@ fn main() {
         (
             "tiny-entries (containers {\"env\":[]})",
             tiny_entries("env-containers"),
+        ),
+        (
+            "kept mounts (one per container)",
+            tiny_entries("mount-containers"),
         ),
     ];
     for (label, body) in cases {
