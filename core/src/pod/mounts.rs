@@ -243,11 +243,11 @@ impl<'a> Containers<'a> {
         let (range, flag) = match &s.value {
             Cow::Borrowed(b) => match slice_of(self.source, b) {
                 Some(range) => (range, 0),
-                None => (self.to_arena(b), IN_ARENA),
+                None => (self.copy_to_arena(b), IN_ARENA),
             },
             Cow::Owned(o) => match s.key.and_then(|k| escaped_value(self.source, k, o)) {
                 Some(range) => (range, ESCAPED),
-                None => (self.to_arena(o), IN_ARENA),
+                None => (self.copy_to_arena(o), IN_ARENA),
             },
         };
         let start = u32::try_from(range.start).map_err(|_| too_long)?;
@@ -261,7 +261,7 @@ impl<'a> Containers<'a> {
         })
     }
 
-    fn to_arena(&mut self, s: &str) -> Range<usize> {
+    fn copy_to_arena(&mut self, s: &str) -> Range<usize> {
         let start = self.arena.len();
         self.arena.push_str(s);
         start..self.arena.len()
