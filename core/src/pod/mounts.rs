@@ -14,8 +14,8 @@
 //! recorded once per container), so the shortest entry kept
 //! (`{"name":"pw-","mountPath":""}`, 29 bytes) costs at most 3 x 16
 //! bytes while the list doubles. `subPath` and `readOnly`, which each add
-//! at least 13 bytes to an entry, go to a side list only for the mounts
-//! that have them. The other choice, the span of each kept mount object
+//! at least 13 bytes to an entry, go to a side list of 12-byte entries
+//! only for the mounts that have them. The other choice, the span of each kept mount object
 //! read again when decided, costs a second parse of every kept mount on
 //! every review; spans cost nothing more than the pointer arithmetic on
 //! the common path, where strings have no escapes and serde hands them
@@ -87,14 +87,31 @@ pub(super) struct MountRecord {
     path: Span,
 }
 
-/// `subPath` and `readOnly` of a kept mount that has either.
+/// `subPath` and `readOnly` of a kept mount that has either: 12 bytes.
 #[derive(Debug, Clone, Copy)]
 pub(super) struct MountExtra {
-    /// The mount's index in [`Containers`]' records.
+    /// The mount's index in [`Containers`]' records ([`INDEX`]), and its
+    /// `readOnly` ([`READ_ONLY_SET`], [`READ_ONLY_TRUE`]).
     mount: u32,
     /// [`ABSENT`] when the mount has no `subPath` (or a null one).
     sub_path: Span,
-    read_only: Option<bool>,
+}
+
+/// [`MountExtra::mount`]: the mount has a `readOnly` (not null).
+const READ_ONLY_SET: u32 = 1 << 31;
+/// [`MountExtra::mount`]: its `readOnly` is true.
+const READ_ONLY_TRUE: u32 = 1 << 30;
+/// The bits of [`MountExtra::mount`] that are the index.
+const INDEX: u32 = READ_ONLY_TRUE - 1;
+
+impl MountExtra {
+    fn index(self) -> usize {
+        (self.mount & INDEX) as usize
+    }
+
+    fn read_only(self) -> Option<bool> {
+        (self.mount & READ_ONLY_SET != 0).then_some(self.mount & READ_ONLY_TRUE != 0)
+    }
 }
 
 /// A mount as the decision reads it, from [`Mounts`].
@@ -170,7 +187,7 @@ impl<'v> Iterator for MountIter<'v> {
         let extra = m
             .extras
             .get(self.extra)
-            .filter(|e| e.mount as usize == index);
+            .filter(|e| e.index() == index);
         if extra.is_some() {
             self.extra += 1;
         }
@@ -179,7 +196,7 @@ impl<'v> Iterator for MountIter<'v> {
             name: text(record.name),
             mount_path: text(record.path),
             sub_path: extra.map(|e| e.sub_path).filter(|s| *s != ABSENT).map(text),
-            read_only: extra.and_then(|e| e.read_only),
+            read_only: extra.and_then(|e| e.read_only()),
         })
     }
 
@@ -211,7 +228,7 @@ pub(super) fn extras_before(extras: &[MountExtra], from: usize, end: usize) -> u
         .get(from..)
         .unwrap_or_default()
         .iter()
-        .take_while(|e| (e.mount as usize) < end)
+        .take_while(|e| e.index() < end)
         .count()
 }
 
@@ -275,8 +292,10 @@ impl<'a> Containers<'a> {
         sub_path: Option<Read<'a>>,
         read_only: Option<bool>,
     ) -> Result<(), &'static str> {
-        let index =
-            u32::try_from(self.mounts.len()).map_err(|_| "more kept volume mounts than 4 Gi")?;
+        let index = u32::try_from(self.mounts.len())
+            .ok()
+            .filter(|i| *i <= INDEX)
+            .ok_or("more kept volume mounts than 1 Gi")?;
         let record = MountRecord {
             name: self.span(name)?,
             path: self.span(path)?,
@@ -286,10 +305,14 @@ impl<'a> Containers<'a> {
                 Some(s) => self.span(s)?,
                 None => ABSENT,
             };
+            let read_only = match read_only {
+                None => 0,
+                Some(false) => READ_ONLY_SET,
+                Some(true) => READ_ONLY_SET | READ_ONLY_TRUE,
+            };
             self.mount_extras.push(MountExtra {
-                mount: index,
+                mount: index | read_only,
                 sub_path,
-                read_only,
             });
         }
         self.mounts.push(record);
@@ -516,6 +539,8 @@ mod tests {
         let pod = read(POD, ours).expect("parses");
         let want = reference(POD, ours);
         assert_eq!(from_view(&pod), want);
+        assert_eq!(size_of::<MountRecord>(), 16);
+        assert_eq!(size_of::<MountExtra>(), 12);
         let kept: usize = want.iter().flatten().map(Vec::len).sum();
         assert_eq!(kept, 8, "the test keeps some and skips some");
         // Escaped values after plain keys are spans of the text; only the
