@@ -480,8 +480,8 @@ impl<'de: 'a, 'a> Deserialize<'de> for VolumeView<'a> {
 /// byte of flags; the names one after another in one string; the env vars
 /// a review can need (see [`Keep`]) in one list, with the index of their
 /// container; the mounts it can need as records of 16 bytes (spans of the
-/// text read, see [`Mounts`]) in one list, with where each container's run
-/// ends. Read with [`Containers::iter`].
+/// text read, see [`Mounts`]) in one list, with where the run of each
+/// container that keeps some ends. Read with [`Containers::iter`].
 #[derive(Debug, Default)]
 pub struct Containers<'a> {
     /// Per container, in order: [`NAMED`], [`HAS_ENV`], [`HAS_MOUNTS`].
@@ -500,9 +500,10 @@ pub struct Containers<'a> {
     arena: String,
     /// The kept mounts of every container, in order.
     mounts: Vec<MountRecord>,
-    /// Per container with a `volumeMounts` list, in order: where its run
-    /// of `mounts` ends.
-    mount_ends: Vec<u32>,
+    /// Per container with kept mounts, in order: its index and where its
+    /// run of `mounts` ends (nothing for a container that keeps none, so
+    /// that a pod without kept mounts allocates nothing for them).
+    mount_runs: Vec<(u32, u32)>,
     /// `subPath` and `readOnly` of the kept mounts that have either, in
     /// order.
     mount_extras: Vec<MountExtra>,
@@ -534,7 +535,7 @@ impl<'a> Containers<'a> {
             name_start: 0,
             named: 0,
             env: 0,
-            mount_lists: 0,
+            mount_runs: 0,
             mounts: 0,
             extras: 0,
         }
@@ -576,8 +577,11 @@ impl<'a> Containers<'a> {
         }
         if c.has_mounts {
             flags |= HAS_MOUNTS;
+            let start = self.mount_runs.last().map_or(0, |(_, end)| *end);
             let end = u32::try_from(self.mounts.len()).map_err(|_| too_many())?;
-            self.mount_ends.push(end);
+            if end > start {
+                self.mount_runs.push((index, end));
+            }
         }
         self.flags.push(flags);
         Ok(())
@@ -616,8 +620,8 @@ pub struct ContainerIter<'v, 'a> {
     name_start: usize,
     named: usize,
     env: usize,
-    /// Containers with a `volumeMounts` list so far.
-    mount_lists: usize,
+    /// The next container's run in `mount_runs`, if it has one.
+    mount_runs: usize,
     /// Where the next container's mounts start.
     mounts: usize,
     /// Where the next container's mounts' extras start.
@@ -650,8 +654,15 @@ impl<'v, 'a> Iterator for ContainerIter<'v, 'a> {
         let mut volume_mounts = None;
         if flags & HAS_MOUNTS != 0 {
             let start = self.mounts;
-            let end = list.mount_ends[self.mount_lists] as usize;
-            self.mount_lists += 1;
+            let mut end = start;
+            if let Some((_, e)) = list
+                .mount_runs
+                .get(self.mount_runs)
+                .filter(|(owner, _)| *owner as usize == index)
+            {
+                end = *e as usize;
+                self.mount_runs += 1;
+            }
             self.mounts = end;
             let extras = self.extras;
             self.extras += mounts::extras_before(&list.mount_extras, extras, end);

@@ -11,7 +11,7 @@
 //! volume names are `pw--<n>-...`), so no dedup helps. Here a mount is
 //! two spans (offset and length, `u32` each) into the text the pod was
 //! read from, and a container's mounts are one run of the list (its end
-//! recorded once per container), so the shortest entry kept
+//! recorded once per container that keeps any), so the shortest entry kept
 //! (`{"name":"pw-","mountPath":""}`, 29 bytes) costs at most 3 x 16
 //! bytes while the list doubles. `subPath` and `readOnly`, which each add
 //! at least 13 bytes to an entry, go to a side list of 12-byte entries
@@ -184,10 +184,7 @@ impl<'v> Iterator for MountIter<'v> {
         let record = m.records.get(self.next)?;
         let index = m.first + self.next;
         self.next += 1;
-        let extra = m
-            .extras
-            .get(self.extra)
-            .filter(|e| e.index() == index);
+        let extra = m.extras.get(self.extra).filter(|e| e.index() == index);
         if extra.is_some() {
             self.extra += 1;
         }
@@ -239,12 +236,53 @@ struct Read<'de> {
     key: Option<&'de str>,
 }
 
+/// A mount's field name, and the key as written when it is a slice of
+/// the text (no escapes), to find an escaped value after it. Read as
+/// serde's derive reads a field name: no string is built.
+struct Field<'de>(FieldName, Option<&'de str>);
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum FieldName {
+    Name,
+    MountPath,
+    SubPath,
+    ReadOnly,
+    Other,
+}
+
+impl FieldName {
+    fn of(key: &str) -> FieldName {
+        match key {
+            "name" => FieldName::Name,
+            "mountPath" => FieldName::MountPath,
+            "subPath" => FieldName::SubPath,
+            "readOnly" => FieldName::ReadOnly,
+            _ => FieldName::Other,
+        }
+    }
+}
+
+impl<'de> de::Deserialize<'de> for Field<'de> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Field<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a string")
+            }
+            fn visit_borrowed_str<E: de::Error>(self, s: &'de str) -> Result<Field<'de>, E> {
+                Ok(Field(FieldName::of(s), Some(s)))
+            }
+            fn visit_str<E: de::Error>(self, s: &str) -> Result<Field<'de>, E> {
+                Ok(Field(FieldName::of(s), None))
+            }
+        }
+        d.deserialize_str(V)
+    }
+}
+
 impl<'de> Read<'de> {
-    fn new(value: JsonStr<'de>, key: &JsonStr<'de>) -> Read<'de> {
-        let key = match key.0 {
-            Cow::Borrowed(k) => Some(k),
-            Cow::Owned(_) => None,
-        };
+    fn new(value: JsonStr<'de>, key: Option<&'de str>) -> Read<'de> {
         Read {
             value: value.0,
             key,
@@ -412,34 +450,34 @@ impl<'de> Visitor<'de> for MountVisitor<'_, '_, 'de> {
     }
     fn visit_map<M: MapAccess<'de>>(self, mut map: M) -> Result<(), M::Error> {
         let (mut name, mut path, mut sub_path, mut read_only) = (None, None, None, None);
-        while let Some(key) = map.next_key::<JsonStr<'de>>()? {
-            match &*key {
-                "name" => {
+        while let Some(Field(field, key)) = map.next_key::<Field<'de>>()? {
+            match field {
+                FieldName::Name => {
                     if name.is_some() {
                         return Err(de::Error::duplicate_field("name"));
                     }
-                    name = Some(Read::new(map.next_value()?, &key));
+                    name = Some(Read::new(map.next_value()?, key));
                 }
-                "mountPath" => {
+                FieldName::MountPath => {
                     if path.is_some() {
                         return Err(de::Error::duplicate_field("mountPath"));
                     }
-                    path = Some(Read::new(map.next_value()?, &key));
+                    path = Some(Read::new(map.next_value()?, key));
                 }
-                "subPath" => {
+                FieldName::SubPath => {
                     if sub_path.is_some() {
                         return Err(de::Error::duplicate_field("subPath"));
                     }
                     let value: Option<JsonStr<'de>> = map.next_value()?;
-                    sub_path = Some(value.map(|v| Read::new(v, &key)));
+                    sub_path = Some(value.map(|v| Read::new(v, key)));
                 }
-                "readOnly" => {
+                FieldName::ReadOnly => {
                     if read_only.is_some() {
                         return Err(de::Error::duplicate_field("readOnly"));
                     }
                     read_only = Some(map.next_value::<Option<bool>>()?);
                 }
-                _ => {
+                FieldName::Other => {
                     map.next_value::<IgnoredAny>()?;
                 }
             }
