@@ -111,7 +111,7 @@ fn tiny_entries(what: &str) -> Vec<u8> {
         "kept-mounts-distinct" => json!({"name": format!("pw-{i}"), "mountPath": format!("/m{i}")}),
         "kept-mounts-shortest" => json!({"name": "pw-", "mountPath": ""}),
         "kept-mounts-sub-ro" => {
-            json!({"name": "pw-", "mountPath": "", "subPath": "", "readOnly": i % 2 == 0})
+            json!({"name": "pw-", "mountPath": "", "subPath": "", "readOnly": i.is_multiple_of(2)})
         }
         "kept-mounts-subpath" => json!({"name": "pw-", "mountPath": "", "subPath": ""}),
         "kept-mounts-escaped" => json!({"name": format!("pw-\"{i}"), "mountPath": "/m\n"}),
