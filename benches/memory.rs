@@ -96,29 +96,68 @@ fn largest_body() -> Vec<u8> {
 /// tiny containers (`{}`, `{"name":"a"}`, `{"env":[]}`), the worst ratios of
 /// view to JSON.
 fn tiny_entries(what: &str) -> Vec<u8> {
-    let n = 300_000;
+    // 100-byte names: fewer of them, about the same body.
+    let n = if what == "kept-mounts-escaped-long" {
+        60_000
+    } else {
+        300_000
+    };
     let mut review: Value = serde_json::from_slice(REVIEW).expect("fixture");
     let entry = |i: usize| match what {
         "env" => json!({"name": "A"}),
         "kept-env" => json!({"name": "AWS_REGION"}),
         "mounts" => json!({"name": "A", "mountPath": "/"}),
         "kept-mounts" => json!({"name": "pw-a", "mountPath": "/m"}),
+        "kept-mounts-distinct" => json!({"name": format!("pw-{i}"), "mountPath": format!("/m{i}")}),
+        "kept-mounts-shortest" => json!({"name": "pw-", "mountPath": ""}),
+        "kept-mounts-sub-ro" => {
+            json!({"name": "pw-", "mountPath": "", "subPath": "", "readOnly": i.is_multiple_of(2)})
+        }
+        "kept-mounts-subpath" => json!({"name": "pw-", "mountPath": "", "subPath": ""}),
+        "kept-mounts-escaped" => json!({"name": format!("pw-\"{i}"), "mountPath": "/m\n"}),
+        "kept-mounts-escaped-long" => {
+            json!({"name": format!("pw-{}\t{i}", "x".repeat(100)), "mountPath": "/m"})
+        }
         "empty-containers" => json!({}),
         "named-containers" => json!({"name": "a"}),
         "env-containers" => json!({"env": []}),
+        "mount-containers" => json!({"volumeMounts": [{"name": "pw-", "mountPath": ""}]}),
         _ => json!({"name": format!("v{i}")}),
     };
     let list: Vec<Value> = (0..n).map(entry).collect();
     let pod = &mut review["request"]["object"]["spec"];
     match what {
         "env" | "kept-env" => pod["containers"] = json!([{"name": "c", "env": list}]),
-        "mounts" | "kept-mounts" => {
+        "mounts"
+        | "kept-mounts"
+        | "kept-mounts-distinct"
+        | "kept-mounts-shortest"
+        | "kept-mounts-sub-ro"
+        | "kept-mounts-subpath"
+        | "kept-mounts-escaped"
+        | "kept-mounts-escaped-long" => {
             pod["containers"] = json!([{"name": "c", "volumeMounts": list}])
         }
         "volumes" => pod["volumes"] = Value::Array(list),
         _ => pod["containers"] = Value::Array(list),
     }
     serde_json::to_vec(&review).expect("JSON")
+}
+
+/// [`tiny_entries`]`(what)` (escaped names) with every kept mount's keys
+/// written with an escape too (`"n\u0061me"`): the values cannot be found
+/// in the body after their keys, so they are copied.
+fn escaped_keys(what: &str, n: usize) -> Vec<u8> {
+    let body = String::from_utf8(tiny_entries(what)).expect("UTF-8");
+    let body = body
+        .replace(r#""mountPath":"/m"#, r#""mountP\u0061th":"/m"#)
+        .replace(r#""name":"pw-"#, r#""n\u0061me":"pw-"#);
+    assert_eq!(
+        body.matches(r#""n\u0061me""#).count(),
+        n,
+        "every name key escaped"
+    );
+    body.into_bytes()
 }
 
 /// The review's peak heap over what was live before it, and its patch's size.
@@ -157,6 +196,38 @@ fn main() {
             "tiny-entries (mounts of ours, kept)",
             tiny_entries("kept-mounts"),
         ),
+        (
+            "kept mounts (distinct pw-<i> at /m<i>)",
+            tiny_entries("kept-mounts-distinct"),
+        ),
+        (
+            "kept mounts (shortest, pw- at \"\")",
+            tiny_entries("kept-mounts-shortest"),
+        ),
+        (
+            "kept mounts (shortest + subPath)",
+            tiny_entries("kept-mounts-subpath"),
+        ),
+        (
+            "kept mounts (+ subPath + readOnly)",
+            tiny_entries("kept-mounts-sub-ro"),
+        ),
+        (
+            "kept mounts (escaped name and path)",
+            tiny_entries("kept-mounts-escaped"),
+        ),
+        (
+            "kept mounts (escaped 100-byte names)",
+            tiny_entries("kept-mounts-escaped-long"),
+        ),
+        (
+            "kept mounts (escaped keys and values)",
+            escaped_keys("kept-mounts-escaped", 300_000),
+        ),
+        (
+            "kept mounts (escaped keys, 100-byte names)",
+            escaped_keys("kept-mounts-escaped-long", 60_000),
+        ),
         ("tiny-entries (volumes)", tiny_entries("volumes")),
         (
             "tiny-entries (containers {})",
@@ -169,6 +240,10 @@ fn main() {
         (
             "tiny-entries (containers {\"env\":[]})",
             tiny_entries("env-containers"),
+        ),
+        (
+            "kept mounts (one per container)",
+            tiny_entries("mount-containers"),
         ),
     ];
     for (label, body) in cases {

@@ -21,6 +21,11 @@ use crate::vocabulary::{
     ANNOTATION_UNIQUE_NAME, LABEL_INJECTION, OPT_OUT, RESERVED_ENV, VOLUME_PREFIX,
 };
 
+mod mounts;
+
+pub use mounts::{Mount, MountIter, Mounts};
+use mounts::{MountExtra, MountList, MountRecord};
+
 /// The pod as the decision sees it.
 #[derive(Debug, Default)]
 pub struct PodView<'a> {
@@ -69,14 +74,14 @@ impl Keep<'_> {
         }
     }
 
-    fn mount(&self, m: &Mount<'_>) -> bool {
+    fn mount(&self, name: &str, mount_path: &str) -> bool {
         let Keep::Ours(r) = self else {
             return true;
         };
-        if m.name.starts_with(VOLUME_PREFIX) || r.outputs_roots.contains("/") {
+        if name.starts_with(VOLUME_PREFIX) || r.outputs_roots.contains("/") {
             return true;
         }
-        let path = crate::names::clean_path(&m.mount_path);
+        let path = crate::names::clean_path(mount_path);
         r.mount_paths.contains(path.as_ref())
             || path
                 .match_indices('/')
@@ -85,10 +90,22 @@ impl Keep<'_> {
     }
 }
 
-/// Reads a pod object (or null) with `keep`'s entries.
-pub struct PodSeed<'k>(pub Keep<'k>);
+/// How a pod is read: which entries to keep, and the whole text the
+/// deserializer reads (the pod or the review around it), of which kept
+/// mounts are recorded as spans (see [`Mounts`]). A text of `""` (unknown)
+/// only costs a copy of each kept mount's strings.
+#[derive(Debug, Clone, Copy)]
+pub struct Reading<'k, 'de> {
+    /// Which entries to keep.
+    pub keep: Keep<'k>,
+    /// The text being read.
+    pub text: &'de str,
+}
 
-impl<'de, 'k> de::DeserializeSeed<'de> for PodSeed<'k> {
+/// Reads a pod object (or null) as `Reading` says.
+pub struct PodSeed<'k, 'de>(pub Reading<'k, 'de>);
+
+impl<'de> de::DeserializeSeed<'de> for PodSeed<'_, 'de> {
     type Value = Option<PodView<'de>>;
     fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
         d.deserialize_any(SeededObject(PodVisitor(self.0)))
@@ -98,14 +115,18 @@ impl<'de, 'k> de::DeserializeSeed<'de> for PodSeed<'k> {
 /// Reads a pod object from `text` with `keep`'s entries.
 pub fn read<'a>(text: &'a str, keep: Keep<'_>) -> Result<PodView<'a>, serde_json::Error> {
     let mut de = serde_json::Deserializer::from_str(text);
-    let pod = de::Deserializer::deserialize_map(&mut de, PodVisitor(keep))?;
+    let pod = de::Deserializer::deserialize_map(&mut de, PodVisitor(Reading { keep, text }))?;
     de.end()?;
     Ok(pod)
 }
 
 impl<'de: 'a, 'a> Deserialize<'de> for PodView<'a> {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        d.deserialize_map(PodVisitor(Keep::All))
+        let reading = Reading {
+            keep: Keep::All,
+            text: "",
+        };
+        d.deserialize_map(PodVisitor(reading))
     }
 }
 
@@ -122,9 +143,9 @@ pub(crate) fn once<T, E: de::Error>(
     Ok(())
 }
 
-struct PodVisitor<'k>(Keep<'k>);
+struct PodVisitor<'k, 'de>(Reading<'k, 'de>);
 
-impl<'de, 'k> Visitor<'de> for PodVisitor<'k> {
+impl<'de> Visitor<'de> for PodVisitor<'_, 'de> {
     type Value = PodView<'de>;
     fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
         f.write_str("struct PodView")
@@ -352,9 +373,9 @@ impl<'a> Spec<'a> {
     }
 }
 
-struct SpecVisitor<'k>(Keep<'k>);
+struct SpecVisitor<'k, 'de>(Reading<'k, 'de>);
 
-impl<'de, 'k> Visitor<'de> for SpecVisitor<'k> {
+impl<'de> Visitor<'de> for SpecVisitor<'_, 'de> {
     type Value = Spec<'de>;
     fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
         f.write_str("struct Spec")
@@ -374,9 +395,14 @@ impl<'de, 'k> Visitor<'de> for SpecVisitor<'k> {
                     continue;
                 }
             };
-            let mut list = Containers::default();
-            let keep = self.0;
-            map.next_value_seed(Objects(ContainerVisitor(keep), |c| list.push(c)))?;
+            let mut list = Containers {
+                source: self.0.text,
+                ..Containers::default()
+            };
+            map.next_value_seed(ContainerList {
+                list: &mut list,
+                keep: self.0.keep,
+            })?;
             once(slot, key, list)?;
         }
         Ok(Spec {
@@ -452,8 +478,10 @@ impl<'de: 'a, 'a> Deserialize<'de> for VolumeView<'a> {
 /// `spec.containers` or `spec.initContainers`, compact: a pod of many
 /// tiny containers costs about its JSON, not a struct each. Per container a
 /// byte of flags; the names one after another in one string; the env vars
-/// and mounts a review can need (see [`Keep`]) in one list each, with the
-/// index of their container. Read with [`Containers::iter`].
+/// a review can need (see [`Keep`]) in one list, with the index of their
+/// container; the mounts it can need as records of 16 bytes (spans of the
+/// text read, see [`Mounts`]) in one list, with where the run of each
+/// container that keeps some ends. Read with [`Containers::iter`].
 #[derive(Debug, Default)]
 pub struct Containers<'a> {
     /// Per container, in order: [`NAMED`], [`HAS_ENV`], [`HAS_MOUNTS`].
@@ -466,10 +494,19 @@ pub struct Containers<'a> {
     env: Vec<Env<'a>>,
     /// The index of each kept env var's container.
     env_owners: Vec<u32>,
+    /// The text the list was read from: kept mounts' strings are spans of it.
+    source: &'a str,
+    /// Kept mounts' strings that are not in `source` as they read.
+    arena: String,
     /// The kept mounts of every container, in order.
-    mounts: Vec<Mount<'a>>,
-    /// The index of each kept mount's container.
-    mount_owners: Vec<u32>,
+    mounts: Vec<MountRecord>,
+    /// Per container with kept mounts, in order: its index and where its
+    /// run of `mounts` ends (nothing for a container that keeps none, so
+    /// that a pod without kept mounts allocates nothing for them).
+    mount_runs: Vec<(u32, u32)>,
+    /// `subPath` and `readOnly` of the kept mounts that have either, in
+    /// order.
+    mount_extras: Vec<MountExtra>,
 }
 
 /// The container has a non-empty name.
@@ -498,7 +535,9 @@ impl<'a> Containers<'a> {
             name_start: 0,
             named: 0,
             env: 0,
+            mount_runs: 0,
             mounts: 0,
+            extras: 0,
         }
     }
 
@@ -518,6 +557,8 @@ impl<'a> Containers<'a> {
         })
     }
 
+    /// Packs a container read by [`ContainerVisitor`] (its mounts, if
+    /// any, already kept as it read them).
     fn push(&mut self, c: ContainerIn<'a>) -> Result<(), &'static str> {
         let too_many = || "more containers, or bytes of container names, than 4 Gi";
         let index = u32::try_from(self.flags.len()).map_err(|_| too_many())?;
@@ -534,11 +575,13 @@ impl<'a> Containers<'a> {
                 .extend(std::iter::repeat_n(index, env.len()));
             append(&mut self.env, env);
         }
-        if let Some(mounts) = c.mounts {
+        if c.has_mounts {
             flags |= HAS_MOUNTS;
-            self.mount_owners
-                .extend(std::iter::repeat_n(index, mounts.len()));
-            append(&mut self.mounts, mounts);
+            let start = self.mount_runs.last().map_or(0, |(_, end)| *end);
+            let end = u32::try_from(self.mounts.len()).map_err(|_| too_many())?;
+            if end > start {
+                self.mount_runs.push((index, end));
+            }
         }
         self.flags.push(flags);
         Ok(())
@@ -567,7 +610,7 @@ pub struct Container<'v, 'a> {
     pub env: Option<&'v [Env<'a>]>,
     /// `volumeMounts`, only the mounts a review can need (see [`Keep`]);
     /// `None` when absent.
-    pub volume_mounts: Option<&'v [Mount<'a>]>,
+    pub volume_mounts: Option<Mounts<'v>>,
 }
 
 /// The iterator of [`Containers::iter`].
@@ -577,7 +620,12 @@ pub struct ContainerIter<'v, 'a> {
     name_start: usize,
     named: usize,
     env: usize,
+    /// The next container's run in `mount_runs`, if it has one.
+    mount_runs: usize,
+    /// Where the next container's mounts start.
     mounts: usize,
+    /// Where the next container's mounts' extras start.
+    extras: usize,
 }
 
 impl<'v, 'a> Iterator for ContainerIter<'v, 'a> {
@@ -603,12 +651,28 @@ impl<'v, 'a> Iterator for ContainerIter<'v, 'a> {
             start..*from
         };
         let env = run(&list.env_owners, &mut self.env);
-        let mounts = run(&list.mount_owners, &mut self.mounts);
+        let mut volume_mounts = None;
+        if flags & HAS_MOUNTS != 0 {
+            let start = self.mounts;
+            let mut end = start;
+            if let Some((_, e)) = list
+                .mount_runs
+                .get(self.mount_runs)
+                .filter(|(owner, _)| *owner as usize == index)
+            {
+                end = *e as usize;
+                self.mount_runs += 1;
+            }
+            self.mounts = end;
+            let extras = self.extras;
+            self.extras += mounts::extras_before(&list.mount_extras, extras, end);
+            volume_mounts = Some(mounts::mounts(list, start..end, extras..self.extras));
+        }
         Some(Container {
             index,
             name,
             env: (flags & HAS_ENV != 0).then(|| &list.env[env]),
-            volume_mounts: (flags & HAS_MOUNTS != 0).then(|| &list.mounts[mounts]),
+            volume_mounts,
         })
     }
 
@@ -622,19 +686,59 @@ impl<'v, 'a> Iterator for ContainerIter<'v, 'a> {
 struct ContainerIn<'a> {
     name: Cow<'a, str>,
     env: Option<Vec<Env<'a>>>,
-    mounts: Option<Vec<Mount<'a>>>,
+    /// Whether it has a `volumeMounts` list (its kept mounts are already
+    /// in the list).
+    has_mounts: bool,
 }
 
-#[derive(Clone, Copy)]
-struct ContainerVisitor<'k>(Keep<'k>);
+/// `spec.containers` or `spec.initContainers` (or null), each container
+/// packed into `list` as it is read.
+struct ContainerList<'l, 'k, 'de> {
+    list: &'l mut Containers<'de>,
+    keep: Keep<'k>,
+}
 
-impl<'de, 'k> Visitor<'de> for ContainerVisitor<'k> {
+impl<'de> de::DeserializeSeed<'de> for ContainerList<'_, '_, 'de> {
+    type Value = Option<()>;
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for ContainerList<'_, '_, 'de> {
+    type Value = Option<()>;
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a list of JSON objects")
+    }
+    fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+    fn visit_seq<S: de::SeqAccess<'de>>(self, mut seq: S) -> Result<Self::Value, S::Error> {
+        let keep = self.keep;
+        while let Some(c) = seq.next_element_seed(Item(ContainerVisitor {
+            list: &mut *self.list,
+            keep,
+        }))? {
+            self.list.push(c).map_err(de::Error::custom)?;
+        }
+        Ok(Some(()))
+    }
+}
+
+/// One container: its name and kept env vars returned, its kept mounts
+/// pushed to `list` as they are read.
+struct ContainerVisitor<'l, 'k, 'de> {
+    list: &'l mut Containers<'de>,
+    keep: Keep<'k>,
+}
+
+impl<'de> Visitor<'de> for ContainerVisitor<'_, '_, 'de> {
     type Value = ContainerIn<'de>;
     fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
         f.write_str("struct Container")
     }
     fn visit_map<M: MapAccess<'de>>(self, mut map: M) -> Result<Self::Value, M::Error> {
-        let keep = self.0;
+        let keep = self.keep;
         let (mut name, mut env, mut mounts) = (None, None, None);
         while let Some(key) = map.next_key::<JsonStr<'de>>()? {
             match &*key {
@@ -652,14 +756,11 @@ impl<'de, 'k> Visitor<'de> for ContainerVisitor<'k> {
                     once(&mut env, "env", list.map(|()| kept))?;
                 }
                 "volumeMounts" => {
-                    let mut kept = Vec::new();
-                    let list = map.next_value_seed(Objects(derived(), |m: Mount<'de>| {
-                        if keep.mount(&m) {
-                            kept.push(m);
-                        }
-                        Ok(())
-                    }))?;
-                    once(&mut mounts, "volumeMounts", list.map(|()| kept))?;
+                    let list = map.next_value_seed(MountList {
+                        list: &mut *self.list,
+                        keep,
+                    })?;
+                    once(&mut mounts, "volumeMounts", list)?;
                 }
                 _ => {
                     map.next_value::<IgnoredAny>()?;
@@ -669,7 +770,7 @@ impl<'de, 'k> Visitor<'de> for ContainerVisitor<'k> {
         Ok(ContainerIn {
             name: name.unwrap_or_default(),
             env: env.flatten(),
-            mounts: mounts.flatten(),
+            has_mounts: mounts.flatten().is_some(),
         })
     }
 }
@@ -731,24 +832,6 @@ pub struct KeyRef<'a> {
     /// The key in the Secret.
     #[serde(borrow)]
     pub key: Cow<'a, str>,
-}
-
-/// A volume mount as the pod has it.
-#[derive(Debug, Default, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct Mount<'a> {
-    /// `name` (the volume).
-    #[serde(borrow)]
-    pub name: Cow<'a, str>,
-    /// `mountPath`.
-    #[serde(borrow)]
-    pub mount_path: Cow<'a, str>,
-    /// `subPath`.
-    #[serde(borrow, default, deserialize_with = "crate::text::optional_str")]
-    pub sub_path: Option<Cow<'a, str>>,
-    /// `readOnly`.
-    #[serde(default)]
-    pub read_only: Option<bool>,
 }
 
 /// A map visitor for a type with a derived `Deserialize`.
@@ -992,11 +1075,11 @@ mod tests {
         let pod = read(json, Keep::Ours(&relevant)).expect("parses");
         let spec = pod.spec.expect("spec");
         let c = spec.containers.iter().next().expect("a container");
-        let names: Vec<&str> = c
+        let names: Vec<String> = c
             .volume_mounts
             .into_iter()
             .flatten()
-            .map(|m| m.name.as_ref())
+            .map(|m| m.name.into_owned())
             .collect();
         assert_eq!(names, ["pw-x", "b", "c", "e"]);
     }
@@ -1020,7 +1103,7 @@ mod tests {
                         .map(|e| e.value.as_deref().unwrap_or("-"))
                         .collect::<Vec<_>>()
                 });
-                (c.index, c.name, env, c.volume_mounts.map(<[Mount]>::len))
+                (c.index, c.name, env, c.volume_mounts.map(|m| m.len()))
             })
             .collect();
         assert_eq!(

@@ -137,13 +137,13 @@ fn container_ops(
                 && h.sub_path.as_deref() == m.sub_path.as_deref()
                 && h.read_only.unwrap_or(false) == m.read_only;
             if !exact {
-                return Err(foreign_mount(list, &index, c, h, m, true));
+                return Err(foreign_mount(list, &index, c, &h, m, true));
             }
             present[i] = true;
         } else if let Some(i) = wanted.mount_at(&path) {
             let m = &wanted.mounts[i];
             return Err(Conflict::MountPath {
-                field: mount_field(list, &index, h),
+                field: mount_field(list, &index, &h),
                 container: clip(c.name),
                 path: clip(&m.path),
                 existing: clip(&h.name),
@@ -246,7 +246,7 @@ fn untargeted_mounts(
     for h in c.volume_mounts.unwrap_or_default() {
         if let Some(i) = wanted.mount_of_volume(&h.name) {
             let index = c.index.to_string();
-            return Err(foreign_mount(list, &index, c, h, &wanted.mounts[i], false));
+            return Err(foreign_mount(list, &index, c, &h, &wanted.mounts[i], false));
         }
     }
     Ok(())

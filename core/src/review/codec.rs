@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
 use super::{Decision, Notes, ReviewError};
-use crate::pod::{once, Keep, PodSeed, PodView};
+use crate::pod::{once, Keep, PodSeed, PodView, Reading};
 use crate::text::JsonStr;
 
 /// `admission.k8s.io/v1`, what current API servers send.
@@ -35,7 +35,7 @@ impl<'a> ReviewIn<'a> {
     pub(super) fn read(body: &'a str, keep: Keep<'_>) -> Result<ReviewIn<'a>, serde_json::Error> {
         use serde::de::DeserializeSeed as _;
         let mut de = serde_json::Deserializer::from_str(body);
-        let review = ReviewSeed(keep).deserialize(&mut de)?;
+        let review = ReviewSeed(Reading { keep, text: body }).deserialize(&mut de)?;
         de.end()?;
         Ok(review)
     }
@@ -43,16 +43,16 @@ impl<'a> ReviewIn<'a> {
 
 /// The review, as serde would derive it for `ReviewIn` (a map, or its
 /// fields in order as a list), with the pod read by [`PodSeed`].
-struct ReviewSeed<'k>(Keep<'k>);
+struct ReviewSeed<'k, 'de>(Reading<'k, 'de>);
 
-impl<'de, 'k> serde::de::DeserializeSeed<'de> for ReviewSeed<'k> {
+impl<'de> serde::de::DeserializeSeed<'de> for ReviewSeed<'_, 'de> {
     type Value = ReviewIn<'de>;
     fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
         d.deserialize_struct("ReviewIn", &["apiVersion", "kind", "request"], self)
     }
 }
 
-impl<'de, 'k> serde::de::Visitor<'de> for ReviewSeed<'k> {
+impl<'de> serde::de::Visitor<'de> for ReviewSeed<'_, 'de> {
     type Value = ReviewIn<'de>;
     fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
         f.write_str("struct ReviewIn")
@@ -92,16 +92,16 @@ impl<'de, 'k> serde::de::Visitor<'de> for ReviewSeed<'k> {
 }
 
 /// `request` or null.
-struct OptionalRequest<'k>(Keep<'k>);
+struct OptionalRequest<'k, 'de>(Reading<'k, 'de>);
 
-impl<'de, 'k> serde::de::DeserializeSeed<'de> for OptionalRequest<'k> {
+impl<'de> serde::de::DeserializeSeed<'de> for OptionalRequest<'_, 'de> {
     type Value = Option<RequestIn<'de>>;
     fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
         d.deserialize_option(self)
     }
 }
 
-impl<'de, 'k> serde::de::Visitor<'de> for OptionalRequest<'k> {
+impl<'de> serde::de::Visitor<'de> for OptionalRequest<'_, 'de> {
     type Value = Option<RequestIn<'de>>;
     fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
         f.write_str("option")
@@ -180,9 +180,9 @@ impl RequestIn<'_> {
 }
 
 /// The request's map, with the pod read by [`PodSeed`].
-struct RequestVisitor<'k>(Keep<'k>);
+struct RequestVisitor<'k, 'de>(Reading<'k, 'de>);
 
-impl<'de, 'k> serde::de::Visitor<'de> for RequestVisitor<'k> {
+impl<'de> serde::de::Visitor<'de> for RequestVisitor<'_, 'de> {
     type Value = RequestIn<'de>;
     fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
         f.write_str("an AdmissionRequest object")
