@@ -257,7 +257,7 @@ async fn many_concurrent_large_reviews_stay_under_the_memory_ceiling() {
         rss_now as f64 / 1024.0
     );
     assert_eq!(patched, 256);
-    // --max-in-flight (20) bodies of 1 MiB are held at once, plus buffers:
+    // --max-in-flight (32) bodies of 1 MiB are held at once, plus buffers:
     // far below the manifests' 256 MiB limit.
     assert!(rss_peak < 200 * 1024, "peak RSS {rss_peak} KiB");
     assert!(server.stop().success(), "clean exit");
@@ -522,14 +522,14 @@ async fn worst_inputs_of_every_class_at_once_stay_under_the_written_bound() {
 ///
 /// base + (max_connections + max_metrics_connections) x 320 KiB
 ///      + max_body_buffer_bytes + 8 MiB (the small-body pool)
-///      + 12 x max_body_bytes (the one large review being parsed)
-///      + max_in_flight x (12 x 64 KiB + 1.5 x max_patch_bytes)
+///      + 6 x max_body_bytes (the one large review being parsed)
+///      + max_in_flight x (6 x 64 KiB + 1.5 x max_patch_bytes)
 fn documented_bound_kib(base: u64) -> u64 {
     const MIB: u64 = 1024;
     let connections = (128 + 32) * 320;
     let bodies = 32 * MIB + 8 * MIB;
-    let heavy = 12 * 4 * MIB;
-    let reviews = 20 * (12 * 64 + 3 * MIB / 2);
+    let heavy = 6 * 4 * MIB;
+    let reviews = 32 * (6 * 64 + 3 * MIB / 2);
     base + connections + bodies + heavy + reviews
 }
 

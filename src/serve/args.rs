@@ -139,13 +139,15 @@ pub struct ServeArgs {
     )]
     pub idle_timeout: humantime::Duration,
 
-    /// Reviews computed at once (each holds its body, its patch and its
-    /// answer); complete requests wait for a slot within their deadline.
+    /// Reviews computed or answering at once (each holds its body, its
+    /// patch and its answer until the answer is written); complete requests
+    /// wait for a slot within their deadline. A source address holds at
+    /// most its share (see --max-connections-per-peer).
     #[arg(
         long,
         value_name = "N",
         env = "PERSISTENCE_WEBHOOK_MAX_IN_FLIGHT",
-        default_value_t = 20,
+        default_value_t = 32,
         value_parser = count_in::<1, 4096>
     )]
     pub max_in_flight: usize,
@@ -394,7 +396,7 @@ mod tests {
                 d.max_connections_per_peer,
                 d.max_metrics_connections
             ),
-            (20, 128, None, 32)
+            (32, 128, None, 32)
         );
         assert_eq!(d.max_body_buffer_bytes, 32 * 1024 * 1024);
     }

@@ -55,7 +55,7 @@ impl Default for Limits {
         Limits {
             max_body_bytes: 4 * 1024 * 1024,
             request_timeout: Duration::from_secs(8),
-            max_in_flight: 20,
+            max_in_flight: 32,
             max_body_buffer_bytes: 32 * 1024 * 1024,
             body_read_timeout: Duration::from_secs(2),
             bounds: Bounds::default(),

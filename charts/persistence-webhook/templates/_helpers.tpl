@@ -79,16 +79,16 @@ The written memory bound of the bound flags, in bytes (docs/src/reference/harden
   8 MiB base
   + (maxConnections + maxMetricsConnections) x 320 KiB
   + maxBodyBufferBytes + 8 MiB
-  + 12 x maxBodyBytes
-  + maxInFlight x (12 x 64 KiB + 1.5 x maxPatchBytes)
+  + 6 x maxBodyBytes
+  + maxInFlight x (6 x 64 KiB + 1.5 x maxPatchBytes)
 */}}
 {{- define "persistence-webhook.memoryBound" -}}
 {{- $b := .Values.bounds }}
 {{- $mib := 1048576 }}
 {{- $connections := mul (add (int64 $b.maxConnections) (int64 $b.maxMetricsConnections)) 327680 }}
 {{- $bodies := add (int64 $b.maxBodyBufferBytes) (mul 8 $mib) }}
-{{- $parse := mul 12 (int64 $b.maxBodyBytes) }}
-{{- $reviews := mul (int64 $b.maxInFlight) (add 786432 (div (mul 3 (int64 $b.maxPatchBytes)) 2)) }}
+{{- $parse := mul 6 (int64 $b.maxBodyBytes) }}
+{{- $reviews := mul (int64 $b.maxInFlight) (add 393216 (div (mul 3 (int64 $b.maxPatchBytes)) 2)) }}
 {{- add (mul 8 $mib) $connections $bodies $parse $reviews }}
 {{- end }}
 
