@@ -271,20 +271,13 @@ async fn an_answer_not_taken_holds_its_slot_until_its_deadline_closes_the_connec
         .await
         .expect("the answer's head arrives");
     assert_eq!(unread.status(), 200);
-    eventually(
-        "the silent client's review is done, its slot still taken",
-        || {
-            let m = &s.running.state.metrics;
-            std::future::ready(m.in_flight.get() == 0 && m.slots_in_use.get() == 1)
-        },
-    )
-    .await;
-
-    let answer = s.review(REVIEW).await;
-    assert_eq!(answer["response"]["uid"], UID);
-    assert_eq!(answer["response"]["patchType"], "JSONPatch");
     assert_eq!(
-        answers_cut(&s),
+        slot_held_then_a_good_review(
+            &s,
+            "the silent client's review is done, its slot still taken",
+            0
+        )
+        .await,
         Some(1.0),
         "the good review waited for the slot until the silent client's connection was closed"
     );
@@ -322,6 +315,21 @@ fn answers_cut(s: &Server) -> Option<f64> {
         &s.running.state.metrics.render(),
         "persistence_webhook_connections_closed_total{port=\"webhook\",reason=\"answer-timeout\"}",
     )
+}
+
+/// Waits until one slot is taken with `in_flight` reviews in flight (a
+/// silent client's), then has a good review answered (patched); the
+/// connections closed for an answer not taken by then.
+async fn slot_held_then_a_good_review(s: &Server, what: &str, in_flight: i64) -> Option<f64> {
+    eventually(what, || {
+        let m = &s.running.state.metrics;
+        std::future::ready(m.in_flight.get() == in_flight && m.slots_in_use.get() == 1)
+    })
+    .await;
+    let answer = s.review(REVIEW).await;
+    assert_eq!(answer["response"]["uid"], UID);
+    assert_eq!(answer["response"]["patchType"], "JSONPatch");
+    answers_cut(s)
 }
 
 const LOOPBACK: IpAddr = IpAddr::V4(std::net::Ipv4Addr::LOCALHOST);
@@ -363,20 +371,13 @@ async fn a_peer_that_does_not_read_its_answers_holds_only_its_share_of_the_slots
             tokio::spawn(async move { request.send().await })
         })
         .collect();
-    eventually(
-        "one silent review holds the peer's slot, the other waits for it",
-        || {
-            let m = &s.running.state.metrics;
-            std::future::ready(m.in_flight.get() == 1 && m.slots_in_use.get() == 1)
-        },
-    )
-    .await;
-
-    let answer = s.review(REVIEW).await;
-    assert_eq!(answer["response"]["uid"], UID);
-    assert_eq!(answer["response"]["patchType"], "JSONPatch");
     assert_eq!(
-        answers_cut(&s),
+        slot_held_then_a_good_review(
+            &s,
+            "one silent review holds the peer's slot, the other waits for it",
+            1
+        )
+        .await,
         Some(0.0),
         "answered while the silent peer still held its answer"
     );
