@@ -796,6 +796,125 @@ async fn a_peer_over_its_share_is_refused_while_another_keeps_reviewing() {
     s.stop().await;
 }
 
+/// What a peer lent is taken back when a peer within its share needs it.
+/// Share 4 of 16: a flooder (127.0.0.2) alone holds 12 silent connections
+/// (its share and all it may borrow). An API server (127.0.0.3) opens its
+/// share, four keep-alive connections, the last of which takes the port's
+/// last free seat; then a second API server (127.0.0.4, an HA control
+/// plane) does the same. Each connection that takes the last free seat
+/// recalls one of the flooder's borrowed ones, which is closed at once, so
+/// every connection of both API servers is served without waiting. Before,
+/// the flooder kept all 12 until its own clients let go (here, a 60 s
+/// header deadline), and the second API server's connections waited in the
+/// backlog that long, past the API server's 10 s timeout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn borrowed_connections_are_taken_back_for_peers_within_their_shares() {
+    const SHARE: usize = 4;
+    const MAX: usize = 16;
+    const LENT: usize = MAX - SHARE;
+    let s = Server::start_with(&[
+        "--request-timeout",
+        "2s",
+        "--header-read-timeout",
+        "60s",
+        "--idle-timeout",
+        "60s",
+        "--max-connections",
+        &MAX.to_string(),
+        "--max-connections-per-peer",
+        &SHARE.to_string(),
+    ])
+    .await;
+    let addr = s.running.addr;
+    let flooder = IpAddr::from([127, 0, 0, 2]);
+    let metrics = s.running.state.metrics.clone();
+    let metric = move |name: &str| common::metric(&metrics.render(), name).unwrap_or(-1.0);
+    let reclaimed =
+        "persistence_webhook_connections_closed_total{port=\"webhook\",reason=\"reclaimed\"}";
+    let open = "persistence_webhook_connections_open{port=\"webhook\"}";
+
+    let mut flood = Vec::new();
+    for _ in 0..LENT {
+        flood.push(tokio::spawn(silent_until_closed(
+            connect_from(flooder, addr).await,
+        )));
+    }
+    eventually("the flooder holds its share and all it may borrow", || {
+        std::future::ready(metric(open) == LENT as f64)
+    })
+    .await;
+    assert!(flood.iter().all(|t| !t.is_finished()), "none refused");
+
+    // Within the API server's 10 s timeout, and well short of the
+    // flooder's 60 s header deadline that used to free the seats.
+    const API_SERVER_TIMEOUT: Duration = Duration::from_secs(10);
+    let mut api_servers = Vec::new();
+    for (n, last) in [3u8, 4].into_iter().enumerate() {
+        let from = IpAddr::from([127, 0, 0, last]);
+        for i in 0..SHARE {
+            // One client a connection: each keeps its own alive.
+            let client = common::client_h1_from(&[&s.issued], from);
+            let answer = tokio::time::timeout(API_SERVER_TIMEOUT, keep_alive_review(&s, &client))
+                .await
+                .unwrap_or_else(|_| panic!("API server {from}, connection {i}: no answer in 10 s"));
+            assert_eq!(answer["response"]["uid"], UID, "{from} {i}");
+            api_servers.push(client);
+        }
+        // The first API server's last connection recalled one; each of the
+        // second's, four.
+        let recalls = 1 + SHARE * n;
+        eventually("each recall counted once its connection is closed", || {
+            std::future::ready(metric(reclaimed) == recalls as f64)
+        })
+        .await;
+        eventually(
+            "the recalled connections are closed, before any byte",
+            || std::future::ready(flood.iter().filter(|t| t.is_finished()).count() == recalls),
+        )
+        .await;
+    }
+    let (closed, held): (Vec<_>, Vec<_>) = flood.into_iter().partition(|t| t.is_finished());
+    for t in closed {
+        let ended = t.await.expect("task");
+        assert!(refused_before_tls(&ended), "{ended:?}");
+    }
+    assert_eq!(held.len(), LENT - 1 - SHARE, "the flooder keeps the rest");
+    assert_eq!(
+        metric(open),
+        (held.len() + 2 * SHARE) as f64,
+        "both API servers' connections are all still open: none was taken back"
+    );
+    // Every API server connection is still its own, kept alive, and answers.
+    for (i, client) in api_servers.iter().enumerate() {
+        let answer = keep_alive_review(&s, client).await;
+        assert_eq!(answer["response"]["allowed"], true, "connection {i}");
+    }
+    assert_eq!(
+        metric(open),
+        (held.len() + 2 * SHARE) as f64,
+        "the second round reused the connections"
+    );
+    for t in held {
+        t.abort();
+    }
+    drop(api_servers);
+    s.assert_responsive("borrowed connections taken back").await;
+    s.stop().await;
+}
+
+/// A review over `client`'s kept-alive HTTP/1.1 connection.
+async fn keep_alive_review(s: &Server, client: &reqwest::Client) -> Value {
+    let resp = client
+        .post(s.url())
+        .header("content-type", "application/json")
+        .body(REVIEW)
+        .send()
+        .await
+        .expect("answered");
+    assert_eq!(resp.status(), 200);
+    resp.json().await.expect("an AdmissionReview")
+}
+
 /// Whether a metrics page names a loopback address anywhere.
 fn metrics_page_has_address(page: &str) -> bool {
     page.contains("127.0.0.")

@@ -153,6 +153,7 @@ pub async fn start(args: ServeArgs) -> Result<Running> {
         max_connections,
         header_read_timeout: *header_read_timeout,
         idle_timeout: *idle_timeout,
+        request_timeout: *request_timeout,
         peer_share: Share::of(
             max_connections_per_peer.min(max_connections),
             max_connections,

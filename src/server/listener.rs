@@ -10,7 +10,9 @@
 //!   before its TLS handshake (a reset, so no TIME_WAIT is left here), and
 //!   counted; it never waits ahead of other peers' connections. Each
 //!   accepted connection hands its peer's share of the body budget to its
-//!   requests (see `peers`);
+//!   requests (see `peers`). A borrowed connection recalled for a peer
+//!   within its share is closed: during its handshake at once, after it
+//!   gracefully (a request in progress is answered first);
 //! - the TLS handshake *and* the first request's headers must arrive within
 //!   `header_read_timeout` of the connection being accepted;
 //! - a connection with no request in progress for `idle_timeout` is closed,
@@ -46,7 +48,7 @@ use tokio_rustls::TlsAcceptor;
 use tower::ServiceExt;
 
 use super::metrics::{Closed, Metrics, Port, Refused};
-use super::peers::{PeerTable, Seat, Share};
+use super::peers::{PeerTable, Recall, Seat, Share};
 
 /// HTTP/1 read buffer and HTTP/2 stream window: one frame of a large body
 /// at a time. hyper's default read-ahead (~400 KiB) was most of the memory
@@ -93,6 +95,9 @@ pub struct ConnLimits {
     pub header_read_timeout: Duration,
     /// A connection with no request in progress for this long is closed.
     pub idle_timeout: Duration,
+    /// A review's deadline: how long a recalled connection's requests in
+    /// progress may take to be answered before it is dropped.
+    pub request_timeout: Duration,
     /// What one source address may hold.
     pub peer_share: Share,
 }
@@ -297,7 +302,8 @@ impl Conn {
         } = self;
         let _open = metrics.connection_opened(port);
         let first_deadline = Instant::now() + limits.header_read_timeout;
-        let activity = Arc::new(Activity::new());
+        let recall = place.seat.recall();
+        let activity = Arc::new(Activity::new(recall.clone()));
         let room = place.seat.room();
         let service = {
             let activity = activity.clone();
@@ -318,12 +324,18 @@ impl Conn {
         };
         let io: Box<dyn Io> = match tls {
             None => Box::new(tcp),
-            Some(acceptor) => match timeout_at(
-                first_deadline,
-                acceptor.accept(BufReader::with_capacity(TLS_READ_BUFFER_BYTES, tcp)),
-            )
-            .await
-            {
+            Some(acceptor) => match tokio::select! {
+                handshake = timeout_at(
+                    first_deadline,
+                    acceptor.accept(BufReader::with_capacity(TLS_READ_BUFFER_BYTES, tcp)),
+                ) => handshake,
+                () = recall.recalled() => {
+                    // Nothing asked yet: nothing to answer first.
+                    metrics.connection_closed(port, Closed::Reclaimed);
+                    tracing::debug!(%peer, "Closing a borrowed connection, recalled during its handshake for a peer within its share");
+                    return;
+                }
+            } {
                 Ok(Ok(stream)) => Box::new(stream),
                 Ok(Err(e)) => {
                     metrics.connection_closed(port, Closed::Handshake);
@@ -366,6 +378,13 @@ impl Conn {
                     conn.as_mut().graceful_shutdown();
                     closing = Some(Instant::now() + CLOSE_GRACE);
                 }
+                () = recall.recalled(), if closing.is_none() => {
+                    metrics.connection_closed(port, Closed::Reclaimed);
+                    tracing::debug!(%peer, "Closing a borrowed connection, recalled for a peer within its share");
+                    conn.as_mut().graceful_shutdown();
+                    // A request in progress is answered within its deadline.
+                    closing = Some(Instant::now() + limits.request_timeout + CLOSE_GRACE);
+                }
                 _ = stop.wait_for(|s| *s), if closing.is_none() => {
                     conn.as_mut().graceful_shutdown();
                     // The drain deadline of `serve` bounds this one.
@@ -388,6 +407,9 @@ struct Activity {
     /// Woken when an answer starts waiting to be written, whose deadline
     /// may come before the one [`Activity::expired`] sleeps until.
     answer_waiting: Notify,
+    /// Told when the connection is idle between requests, which makes it
+    /// the last choice for a recall.
+    recall: Arc<Recall>,
 }
 
 struct ActivityState {
@@ -419,8 +441,9 @@ impl ActivityState {
 }
 
 impl Activity {
-    fn new() -> Activity {
+    fn new(recall: Arc<Recall>) -> Activity {
         Activity {
+            recall,
             state: Mutex::new(ActivityState {
                 in_progress: 0,
                 served: false,
@@ -442,7 +465,10 @@ impl Activity {
     }
 
     fn begin(self: &Arc<Self>) -> BusyOwned {
-        self.lock().in_progress += 1;
+        let mut s = self.lock();
+        s.in_progress += 1;
+        self.recall.set_idle(false);
+        drop(s);
         BusyOwned(self.clone())
     }
 
@@ -477,6 +503,9 @@ impl Drop for BusyOwned {
         s.in_progress = s.in_progress.saturating_sub(1);
         s.served = true;
         s.idle_since = Instant::now();
+        if s.in_progress == 0 {
+            self.0.recall.set_idle(true);
+        }
     }
 }
 

@@ -74,15 +74,20 @@ pub enum Closed {
     /// passed: the connection is closed, which frees the answer and its
     /// review slot.
     AnswerTimeout,
+    /// A connection borrowed past its peer's share, taken back for a peer
+    /// within its own (closed gracefully: a request in progress is
+    /// answered first).
+    Reclaimed,
 }
 
 impl Closed {
     /// Every reason, for counters created up front.
-    pub const ALL: [Closed; 4] = [
+    pub const ALL: [Closed; 5] = [
         Closed::HeaderTimeout,
         Closed::Idle,
         Closed::Handshake,
         Closed::AnswerTimeout,
+        Closed::Reclaimed,
     ];
 
     /// The `reason` label.
@@ -92,6 +97,7 @@ impl Closed {
             Closed::Idle => "idle",
             Closed::Handshake => "handshake-failed",
             Closed::AnswerTimeout => "answer-timeout",
+            Closed::Reclaimed => "reclaimed",
         }
     }
 }

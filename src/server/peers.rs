@@ -3,7 +3,9 @@
 //! network can crowd the API server out of a port
 //! (`--max-connections-per-peer`). A peer may
 //! borrow connections past its share that no other peer can claim, so the
-//! share limits a peer only when another needs the room.
+//! share limits a peer only when another needs the room; and a borrowed
+//! connection is taken back (recalled) when a peer within its share needs
+//! its seat, so what was lent never keeps another peer out.
 //!
 //! The table is touched only when a connection is accepted and when it
 //! closes, never per request: a connection carries its peer's share with
@@ -18,9 +20,10 @@
 
 use std::collections::HashMap;
 use std::net::IpAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
-use tokio::sync::Semaphore;
+use tokio::sync::{Notify, Semaphore};
 
 /// Bodies up to this size reserve from the small pool (intake's, and each
 /// peer's share of it). Defined here, below intake, which uses the shares.
@@ -127,12 +130,58 @@ struct State {
     /// them of `share - held`, where positive. Kept as connections come and
     /// go, so borrowing is decided without a walk of the table.
     unclaimed: usize,
+    /// Connections held past their peers' shares: the sum over the peers of
+    /// `held - share`, where positive. While it is zero, nothing can be
+    /// recalled and the table is not walked.
+    borrowed: usize,
 }
 
 #[derive(Debug)]
 struct Entry {
+    /// Its connections not recalled.
     connections: usize,
     room: Arc<PeerRoom>,
+    /// Its connections not recalled, oldest first: the newest is the one
+    /// recalled.
+    seats: Vec<Arc<Recall>>,
+}
+
+/// A connection's notice that its seat was taken back for a peer within
+/// its share: it should close, gracefully (a request in progress is
+/// answered first).
+#[derive(Debug, Default)]
+pub struct Recall {
+    /// Set under the table's lock when the seat is taken back; its
+    /// connection no longer counts in the table from then on.
+    recalled: AtomicBool,
+    notify: Notify,
+    /// Kept alive between requests, none in progress: closing it races the
+    /// client's next request on it (a POST the client may not retry), so
+    /// such a connection is recalled last.
+    idle: AtomicBool,
+}
+
+impl Recall {
+    /// Resolves once the connection is recalled (at once if it was already).
+    pub async fn recalled(&self) {
+        if self.is_recalled() {
+            return;
+        }
+        // `notify_one` keeps a wake-up for a waiter still to come, and a
+        // connection has one waiter: a recall before the wait is not lost.
+        self.notify.notified().await;
+    }
+
+    /// Whether the connection's seat was taken back.
+    pub fn is_recalled(&self) -> bool {
+        self.recalled.load(Ordering::Acquire)
+    }
+
+    /// Marks the connection as kept alive with no request in progress (or
+    /// no longer so). A hint for choosing which to recall: relaxed.
+    pub fn set_idle(&self, idle: bool) {
+        self.idle.store(idle, Ordering::Relaxed);
+    }
 }
 
 impl PeerTable {
@@ -163,7 +212,8 @@ impl PeerTable {
 
     fn lock(&self) -> MutexGuard<'_, State> {
         // Every update is a single insert, increment or removal with its
-        // two counters: a panic elsewhere cannot leave an entry half-written.
+        // counters, and nothing in between can panic: a panic elsewhere
+        // cannot leave an entry half-written.
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
@@ -176,6 +226,13 @@ impl PeerTable {
     /// call, can burst past its share when nobody else needs the room, and a
     /// flooder alone still leaves a share free for it. The returned seat
     /// gives the connection back when dropped.
+    ///
+    /// A connection within its peer's share that takes the port's last free
+    /// seat while another peer holds borrowed ones recalls one of those (the
+    /// newest of the peer furthest past its share): one seat stays free, so
+    /// the next peer within its share is accepted at once too, and lending
+    /// never keeps a peer from its share for longer than a borrowed
+    /// connection takes to close.
     pub fn admit(self: &Arc<Self>, ip: IpAddr) -> Option<Seat> {
         // An IPv4 peer on a dual-stack socket arrives as ::ffff:a.b.c.d: one
         // peer, one key.
@@ -186,6 +243,7 @@ impl PeerTable {
             peers,
             open,
             unclaimed,
+            borrowed,
         } = &mut *state;
         let held = peers.get(&ip).map_or(0, |e| e.connections);
         if held >= share {
@@ -199,33 +257,93 @@ impl PeerTable {
         let entry = peers.entry(ip).or_insert_with(|| Entry {
             connections: 0,
             room: Arc::new(PeerRoom::new(&self.share)),
+            seats: Vec::new(),
         });
         if entry.connections == 0 {
             *unclaimed += share;
         }
         if entry.connections < share {
             *unclaimed -= 1;
+        } else {
+            *borrowed += 1;
         }
         entry.connections += 1;
         *open += 1;
+        let recall = Arc::new(Recall::default());
+        entry.seats.push(recall.clone());
+        let room = entry.room.clone();
+        if held < share && *open >= self.max_connections && *borrowed > 0 {
+            Self::recall_one(peers, open, borrowed, share);
+        }
         Some(Seat {
             table: self.clone(),
             ip,
-            room: entry.room.clone(),
+            room,
+            recall,
         })
     }
 
-    fn leave(&self, ip: IpAddr) {
+    /// Takes back a connection of the peer furthest past its share
+    /// (`borrowed > 0`: there is one): its newest still in its handshake or
+    /// answering, else its newest; counted out of the table now, told to
+    /// close. Either closes without an error for its client (a request in
+    /// progress is answered with `connection: close`); an idle kept-alive
+    /// connection could be closed just as its client sends on it.
+    fn recall_one(
+        peers: &mut HashMap<IpAddr, Entry>,
+        open: &mut usize,
+        borrowed: &mut usize,
+        share: usize,
+    ) {
+        // At most `max_connections / share` peers are past their shares; the
+        // walk happens only on a recall, never per review.
+        let Some(entry) = peers
+            .values_mut()
+            .filter(|e| e.connections > share)
+            .max_by_key(|e| e.connections)
+        else {
+            return;
+        };
+        let Some(newest) = entry.seats.len().checked_sub(1) else {
+            return;
+        };
+        let at = entry
+            .seats
+            .iter()
+            .rposition(|seat| !seat.idle.load(Ordering::Relaxed))
+            .unwrap_or(newest);
+        let recall = entry.seats.remove(at);
+        recall.recalled.store(true, Ordering::Release);
+        recall.notify.notify_one();
+        entry.connections -= 1;
+        *open -= 1;
+        *borrowed -= 1;
+    }
+
+    /// Connections held past their peers' shares now.
+    pub fn borrowed(&self) -> usize {
+        self.lock().borrowed
+    }
+
+    fn leave(&self, ip: IpAddr, recall: &Arc<Recall>) {
         let share = self.share.connections;
         let mut state = self.lock();
+        if recall.is_recalled() {
+            // Counted out when it was recalled (under this lock).
+            return;
+        }
         let State {
             peers,
             open,
             unclaimed,
+            borrowed,
         } = &mut *state;
         if let Some(entry) = peers.get_mut(&ip) {
+            entry.seats.retain(|seat| !Arc::ptr_eq(seat, recall));
             if entry.connections <= share {
                 *unclaimed += 1;
+            } else {
+                *borrowed = borrowed.saturating_sub(1);
             }
             entry.connections = entry.connections.saturating_sub(1);
             *open = open.saturating_sub(1);
@@ -243,6 +361,7 @@ pub struct Seat {
     table: Arc<PeerTable>,
     ip: IpAddr,
     room: Arc<PeerRoom>,
+    recall: Arc<Recall>,
 }
 
 impl Seat {
@@ -251,11 +370,16 @@ impl Seat {
     pub fn room(&self) -> Arc<PeerRoom> {
         self.room.clone()
     }
+
+    /// The connection's notice that its seat was taken back.
+    pub fn recall(&self) -> Arc<Recall> {
+        self.recall.clone()
+    }
 }
 
 impl Drop for Seat {
     fn drop(&mut self) {
-        self.table.leave(self.ip);
+        self.table.leave(self.ip, &self.recall);
     }
 }
 
@@ -279,6 +403,90 @@ mod tests {
         std::iter::from_fn(|| t.admit(ip)).take(max).collect()
     }
 
+    /// Which of these seats were recalled, by their place.
+    fn recalled(seats: &[Seat]) -> Vec<usize> {
+        (0..seats.len())
+            .filter(|&i| seats[i].recall().is_recalled())
+            .collect()
+    }
+
+    #[test]
+    fn peers_within_their_shares_take_back_what_was_lent_a_seat_at_a_time() {
+        // Share 4 of a port of 16: A alone borrows 8 past its share.
+        let t = PeerTable::new(Share::of(4, 16, 32 * MIB, 4 * MIB, 20), 16);
+        let a = fill(&t, ip(1), 16);
+        assert_eq!((a.len(), t.borrowed()), (12, 8));
+        // Three newcomers reach their shares. Each connection that takes
+        // the port's last seat recalls one of A's, newest first; A keeps
+        // its own share whatever happens.
+        let b = fill(&t, ip(2), 16);
+        let c = fill(&t, ip(3), 16);
+        assert_eq!((b.len(), c.len()), (4, 4));
+        assert_eq!(
+            recalled(&a),
+            (7..12).collect::<Vec<_>>(),
+            "one for B's last, four for C's"
+        );
+        assert_eq!(t.borrowed(), 3);
+        let d = fill(&t, ip(4), 16);
+        assert_eq!(d.len(), 4, "the fourth peer gets its whole share too");
+        assert_eq!(
+            recalled(&a),
+            (4..12).collect::<Vec<_>>(),
+            "A is down to its share"
+        );
+        assert_eq!(t.borrowed(), 0);
+        assert!(b
+            .iter()
+            .chain(&c)
+            .chain(&d)
+            .all(|s| !s.recall().is_recalled()));
+        // A recalled seat was counted out when recalled: dropping it (its
+        // connection closing) gives nothing back twice.
+        drop(a);
+        assert_eq!(t.len(), 3);
+        let again = fill(&t, ip(1), 16);
+        assert_eq!(
+            again.len(),
+            4,
+            "A's share, and nothing to borrow: 12 held, 4 free"
+        );
+        drop((b, c, d, again));
+        assert!(t.is_empty());
+    }
+
+    #[test]
+    fn an_idle_kept_alive_connection_is_recalled_last() {
+        let t = PeerTable::new(Share::of(1, 4, 32 * MIB, 4 * MIB, 20), 4);
+        let a = fill(&t, ip(1), 4);
+        assert_eq!(a.len(), 3, "its share and two borrowed");
+        a[2].recall().set_idle(true);
+        let _b = t.admit(ip(2)).expect("within its share");
+        assert_eq!(recalled(&a), [1], "the newest not idle");
+        a[0].recall().set_idle(true);
+        let _c = t.admit(ip(3)).expect("within its share");
+        assert_eq!(
+            recalled(&a),
+            [1, 2],
+            "then the newest, idle or not (A keeps its share of one)"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_recalled_connection_is_told_even_if_it_was_not_yet_listening() {
+        // A share of 1 of a port of 3: alone, a peer borrows 1.
+        let t = PeerTable::new(Share::of(1, 3, 32 * MIB, 4 * MIB, 20), 3);
+        let borrower = fill(&t, ip(1), 3);
+        assert_eq!(borrower.len(), 2);
+        let recall = borrower[1].recall();
+        let _newcomer = t.admit(ip(2)).expect("within its share");
+        // Recalled before anyone waited: the wake-up is kept.
+        tokio::time::timeout(std::time::Duration::from_secs(5), recall.recalled())
+            .await
+            .expect("the recall is seen");
+        assert!(!borrower[0].recall().is_recalled(), "only the newest");
+    }
+
     #[test]
     fn a_peer_alone_borrows_all_but_one_share_and_others_keep_theirs() {
         // Share 4 of a port of 16.
@@ -287,10 +495,16 @@ mod tests {
         assert_eq!(a.len(), 12, "its share and all the free room but one share");
         let b = fill(&t, ip(2), 16);
         assert_eq!(b.len(), 4, "a newcomer gets exactly its share, no more");
+        assert_eq!(
+            recalled(&a),
+            [11],
+            "B's last took the port's last seat: A's newest was recalled, so one stays free"
+        );
         assert!(
             t.admit(ip(3)).is_some(),
             "and so would a third (the listener's slots bound the port)"
         );
+        assert_eq!(recalled(&a), [10, 11], "and it recalled the next newest");
         drop(a);
         assert_eq!(
             fill(&t, ip(1), 16).len(),
@@ -315,12 +529,20 @@ mod tests {
         );
         let c = fill(&t, ip(3), 16);
         assert_eq!(c.len(), 4, "a newcomer still gets its whole share");
+        assert_eq!(
+            recalled(&a),
+            [7],
+            "C's last took the last seat: one of A's recalled"
+        );
         drop((b, more_b));
+        let back = t
+            .admit(ip(1))
+            .expect("B gone: 16 - 11 - 1 = a share, A may borrow again");
         assert!(
             t.admit(ip(1)).is_none(),
-            "B gone, but C holds its share and 16 - 12 - 1 < a share: A may not borrow more"
+            "C holds its share and 16 - 12 - 1 < a share: A may not borrow more"
         );
-        drop(c);
+        drop((c, back));
     }
 
     #[test]

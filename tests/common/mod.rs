@@ -133,6 +133,16 @@ pub fn client_h1(cas: &[&Issued]) -> reqwest::Client {
     builder(cas).http1_only().build().expect("client")
 }
 
+/// An HTTP/1.1 client from the source address `from` (as the API server
+/// calls, one connection per concurrent request, kept alive between them).
+pub fn client_h1_from(cas: &[&Issued], from: std::net::IpAddr) -> reqwest::Client {
+    builder(cas)
+        .http1_only()
+        .local_address(from)
+        .build()
+        .expect("client")
+}
+
 /// An HTTP/2 client from the source address `from` that lets the server
 /// send only `window` bytes of its answers until they are read: with an answer left unread, a client that
 /// does not take its answers (the kernel's socket buffers cannot absorb
