@@ -18,7 +18,7 @@
 //! share (closed at once, counted) is the listener's, and how a body waits
 //! for room is intake's.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
@@ -131,9 +131,16 @@ struct State {
     /// go, so borrowing is decided without a walk of the table.
     unclaimed: usize,
     /// Connections held past their peers' shares: the sum over the peers of
-    /// `held - share`, where positive. While it is zero, nothing can be
-    /// recalled and the table is not walked.
+    /// `held - share`, where positive.
     borrowed: usize,
+    /// The peers past their shares, by how many they hold: the last is the
+    /// one a recall takes from. Kept as connections come and go, so a
+    /// recall finds it without a walk of the table (which may hold a peer
+    /// for each of a million connections).
+    borrowers: BTreeSet<(usize, IpAddr)>,
+    /// The next seat's number: seats are numbered in the order they are
+    /// taken.
+    next_seat: u64,
 }
 
 #[derive(Debug)]
@@ -141,9 +148,29 @@ struct Entry {
     /// Its connections not recalled.
     connections: usize,
     room: Arc<PeerRoom>,
-    /// Its connections not recalled, oldest first: the newest is the one
-    /// recalled.
-    seats: Vec<Arc<Recall>>,
+    /// Its connections not recalled, by seat number (oldest first).
+    seats: BTreeMap<u64, Arc<Recall>>,
+}
+
+/// Seats looked at, newest first, for one still in its handshake or
+/// answering before the newest is recalled whatever it is doing: a recall
+/// costs a bounded time under the table's lock however many a peer holds.
+const RECALL_LOOKS_AT: usize = 64;
+
+/// Keeps `borrowers` in step with a peer's count going from `from` to `to`.
+fn track(
+    borrowers: &mut BTreeSet<(usize, IpAddr)>,
+    ip: IpAddr,
+    from: usize,
+    to: usize,
+    share: usize,
+) {
+    if from > share {
+        borrowers.remove(&(from, ip));
+    }
+    if to > share {
+        borrowers.insert((to, ip));
+    }
 }
 
 /// A connection's notice that its seat was taken back for a peer within
@@ -244,6 +271,8 @@ impl PeerTable {
             open,
             unclaimed,
             borrowed,
+            borrowers,
+            next_seat,
         } = &mut *state;
         let held = peers.get(&ip).map_or(0, |e| e.connections);
         if held >= share {
@@ -257,7 +286,7 @@ impl PeerTable {
         let entry = peers.entry(ip).or_insert_with(|| Entry {
             connections: 0,
             room: Arc::new(PeerRoom::new(&self.share)),
-            seats: Vec::new(),
+            seats: BTreeMap::new(),
         });
         if entry.connections == 0 {
             *unclaimed += share;
@@ -267,17 +296,27 @@ impl PeerTable {
         } else {
             *borrowed += 1;
         }
+        track(
+            borrowers,
+            ip,
+            entry.connections,
+            entry.connections + 1,
+            share,
+        );
         entry.connections += 1;
         *open += 1;
         let recall = Arc::new(Recall::default());
-        entry.seats.push(recall.clone());
+        let id = *next_seat;
+        *next_seat += 1;
+        entry.seats.insert(id, recall.clone());
         let room = entry.room.clone();
-        if held < share && *open >= self.max_connections && *borrowed > 0 {
-            Self::recall_one(peers, open, borrowed, share);
+        if held < share && *open >= self.max_connections {
+            Self::recall_one(&mut state, share);
         }
         Some(Seat {
             table: self.clone(),
             ip,
+            id,
             room,
             recall,
         })
@@ -289,35 +328,32 @@ impl PeerTable {
     /// close. Either closes without an error for its client (a request in
     /// progress is answered with `connection: close`); an idle kept-alive
     /// connection could be closed just as its client sends on it.
-    fn recall_one(
-        peers: &mut HashMap<IpAddr, Entry>,
-        open: &mut usize,
-        borrowed: &mut usize,
-        share: usize,
-    ) {
-        // At most `max_connections / share` peers are past their shares; the
-        // walk happens only on a recall, never per review.
-        let Some(entry) = peers
-            .values_mut()
-            .filter(|e| e.connections > share)
-            .max_by_key(|e| e.connections)
-        else {
+    fn recall_one(state: &mut State, share: usize) {
+        let Some(&(held, ip)) = state.borrowers.last() else {
             return;
         };
-        let Some(newest) = entry.seats.len().checked_sub(1) else {
+        let Some(entry) = state.peers.get_mut(&ip) else {
+            return;
+        };
+        let Some(&newest) = entry.seats.keys().next_back() else {
             return;
         };
         let at = entry
             .seats
             .iter()
-            .rposition(|seat| !seat.idle.load(Ordering::Relaxed))
-            .unwrap_or(newest);
-        let recall = entry.seats.remove(at);
+            .rev()
+            .take(RECALL_LOOKS_AT)
+            .find(|(_, seat)| !seat.idle.load(Ordering::Relaxed))
+            .map_or(newest, |(id, _)| *id);
+        let Some(recall) = entry.seats.remove(&at) else {
+            return;
+        };
         recall.recalled.store(true, Ordering::Release);
         recall.notify.notify_one();
+        track(&mut state.borrowers, ip, held, held - 1, share);
         entry.connections -= 1;
-        *open -= 1;
-        *borrowed -= 1;
+        state.open -= 1;
+        state.borrowed -= 1;
     }
 
     /// Connections held past their peers' shares now.
@@ -325,7 +361,7 @@ impl PeerTable {
         self.lock().borrowed
     }
 
-    fn leave(&self, ip: IpAddr, recall: &Arc<Recall>) {
+    fn leave(&self, ip: IpAddr, id: u64, recall: &Recall) {
         let share = self.share.connections;
         let mut state = self.lock();
         if recall.is_recalled() {
@@ -337,9 +373,18 @@ impl PeerTable {
             open,
             unclaimed,
             borrowed,
+            borrowers,
+            next_seat: _,
         } = &mut *state;
         if let Some(entry) = peers.get_mut(&ip) {
-            entry.seats.retain(|seat| !Arc::ptr_eq(seat, recall));
+            entry.seats.remove(&id);
+            track(
+                borrowers,
+                ip,
+                entry.connections,
+                entry.connections.saturating_sub(1),
+                share,
+            );
             if entry.connections <= share {
                 *unclaimed += 1;
             } else {
@@ -360,6 +405,8 @@ impl PeerTable {
 pub struct Seat {
     table: Arc<PeerTable>,
     ip: IpAddr,
+    /// Its number in its peer's seats.
+    id: u64,
     room: Arc<PeerRoom>,
     recall: Arc<Recall>,
 }
@@ -379,7 +426,7 @@ impl Seat {
 
 impl Drop for Seat {
     fn drop(&mut self) {
-        self.table.leave(self.ip, &self.recall);
+        self.table.leave(self.ip, self.id, &self.recall);
     }
 }
 
@@ -469,6 +516,53 @@ mod tests {
             recalled(&a),
             [1, 2],
             "then the newest, idle or not (A keeps its share of one)"
+        );
+    }
+
+    #[test]
+    fn the_peer_furthest_past_its_share_gives_back_first() {
+        let t = PeerTable::new(Share::of(2, 20, 32 * MIB, 4 * MIB, 20), 20);
+        let mut a = fill(&t, ip(1), 20);
+        assert_eq!(a.len(), 18);
+        a.truncate(10);
+        let b = fill(&t, ip(2), 20);
+        assert_eq!(b.len(), 8, "A 10, B 8: 2 free");
+        let _c = fill(&t, ip(3), 2);
+        assert_eq!(
+            (recalled(&a).len(), recalled(&b).len()),
+            (1, 0),
+            "A held more"
+        );
+        let _d = fill(&t, ip(4), 2);
+        assert_eq!(
+            (recalled(&a).len(), recalled(&b).len()),
+            (2, 1),
+            "A down to 9, then both at 8: one each"
+        );
+        assert_eq!(t.borrowed(), 2 * (8 - 2) - 1);
+    }
+
+    #[test]
+    fn a_recall_looks_at_a_bounded_number_of_seats() {
+        let t = PeerTable::new(Share::of(1, 100, 32 * MIB, 4 * MIB, 20), 100);
+        let a = fill(&t, ip(1), 100);
+        assert_eq!(a.len(), 99);
+        for seat in &a {
+            seat.recall().set_idle(true);
+        }
+        a[10].recall().set_idle(false);
+        let _b = t.admit(ip(2)).expect("within its share");
+        assert_eq!(
+            recalled(&a),
+            [98],
+            "the busy one is older than the newest {RECALL_LOOKS_AT}: the newest is taken"
+        );
+        a[60].recall().set_idle(false);
+        let _c = t.admit(ip(3)).expect("within its share");
+        assert_eq!(
+            recalled(&a),
+            [60, 98],
+            "a busy one among the newest is taken first"
         );
     }
 
