@@ -187,18 +187,18 @@ fn bad_values_are_refused_naming_the_value() {
             "the memory limit under the bound of the default flags",
             "resources: {limits: {memory: 128Mi}}",
             &[
-                "resources.limits.memory (128Mi) is below the webhook's memory bound of 182 MiB",
+                "resources.limits.memory (128Mi) is below the webhook's memory bound of 212 MiB",
                 "bounds.maxInFlight=32",
-                "at least 182Mi",
+                "at least 212Mi",
             ],
         ),
         (
             "a bound flag raised without the memory limit",
             "bounds: {maxInFlight: 80, maxConnections: 128, maxConnectionsPerPeer: 32, maxMetricsConnections: 32, maxBodyBytes: 4194304, maxBodyBufferBytes: 33554432, maxPatchBytes: 1048576}",
             &[
-                "resources.limits.memory (256Mi) is below the webhook's memory bound of 272 MiB",
+                "resources.limits.memory (256Mi) is below the webhook's memory bound of 302 MiB",
                 "bounds.maxInFlight=80",
-                "at least 272Mi",
+                "at least 302Mi",
             ],
         ),
         (
@@ -264,7 +264,7 @@ fn a_raised_bound_with_its_memory_limit_renders() {
         "resources.limits.memory=400Mi",
     ]);
     assert!(text.contains("- --max-in-flight=64"), "{text}");
-    assert!(text.contains("bound\"): 242 MiB with these"), "{text}");
+    assert!(text.contains("bound\"): 272 MiB with these"), "{text}");
     // A Polyaxon `persistence:` block as it is (data, outputs) renders as is.
     let dir = tempfile::tempdir().expect("tempdir");
     let file = dir.path().join("polyaxon.yaml");

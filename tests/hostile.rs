@@ -309,6 +309,87 @@ async fn big_answer(s: &Server) -> Vec<u8> {
     big
 }
 
+/// Answers a client does not read wait in the server's own bounded buffers
+/// (holding their review slots), not in the kernel's: each connection's
+/// socket send buffer is capped (`SOCKET_BUFFER_BYTES`, doubled by Linux).
+/// Before the cap, the kernel's send buffer grew to fit each 0.7 MB answer
+/// on loopback (22 MiB for 32 connections, measured with `ss -tm`), memory
+/// charged to the pod but outside the written bound, and the answers'
+/// slots were freed as if they had been read.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn answers_not_read_stay_in_bounded_buffers_not_the_kernels() {
+    const CLIENTS: usize = 8;
+    let s = Server::start_with(&["--request-timeout", "3s", "--header-read-timeout", "1s"]).await;
+    let big = big_answer(&s).await;
+    let request = [head(big.len()).into_bytes(), big].concat();
+    let mut silent = Vec::new();
+    for _ in 0..CLIENTS {
+        let mut tls = s.raw_tls().await;
+        tls.write_all(&request).await.expect("write");
+        tls.flush().await.expect("flush");
+        silent.push(tls);
+    }
+    eventually(
+        "every answer computed and still held, unread, by its slot",
+        || {
+            let m = &s.running.state.metrics;
+            std::future::ready(m.in_flight.get() == 0 && m.slots_in_use.get() == CLIENTS as i64)
+        },
+    )
+    .await;
+    // The silent connections, once each has had its answer's first bytes
+    // written (the server's client has a kept-alive one too, with nothing
+    // queued).
+    let queued = || -> Vec<u64> {
+        kernel_send_queues(s.running.addr.port())
+            .into_iter()
+            .filter(|q| *q > 0)
+            .collect()
+    };
+    eventually("the kernel holds the start of every answer", || {
+        std::future::ready(queued().len() == CLIENTS)
+    })
+    .await;
+    let queues = queued();
+    // Linux doubles the figure asked for, and may queue one more segment
+    // (up to 64 KiB) past it.
+    let cap = 2 * u64::from(persistence_webhook::server::listener::SOCKET_BUFFER_BYTES) + 64 * 1024;
+    assert!(
+        queues.iter().all(|q| *q <= cap),
+        "the kernel holds at most {cap} bytes of each answer: {queues:?}"
+    );
+    eprintln!(
+        "unread answers: the kernel holds {} KiB over {CLIENTS} connections (at most {} KiB each)",
+        queues.iter().sum::<u64>() / 1024,
+        cap / 1024
+    );
+    eventually("the unread answers are cut at their deadline", || {
+        std::future::ready(answers_cut(&s) == Some(CLIENTS as f64))
+    })
+    .await;
+    drop(silent);
+    s.assert_responsive("answers not read").await;
+    s.stop().await;
+}
+
+/// What the kernel holds unsent or unacknowledged on each established IPv4
+/// connection whose local port is `port` (`tx_queue` of /proc/net/tcp).
+fn kernel_send_queues(port: u16) -> Vec<u64> {
+    let table = std::fs::read_to_string("/proc/net/tcp").expect("/proc/net/tcp");
+    table
+        .lines()
+        .skip(1)
+        .filter_map(|line| {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            let (local, state, queues) = (fields.get(1)?, fields.get(3)?, fields.get(4)?);
+            let local_port = u16::from_str_radix(local.rsplit(':').next()?, 16).ok()?;
+            (local_port == port && *state == "01")
+                .then(|| u64::from_str_radix(queues.split(':').next()?, 16).ok())
+                .flatten()
+        })
+        .collect()
+}
+
 /// Connections closed for an answer their client did not take.
 fn answers_cut(s: &Server) -> Option<f64> {
     common::metric(

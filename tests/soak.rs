@@ -518,7 +518,9 @@ async fn worst_inputs_of_every_class_at_once_stay_under_the_written_bound() {
 }
 
 /// The written memory bound (docs/src/reference/hardening.md, "Memory bound") for the
-/// default flags, in KiB, over the measured `base`:
+/// default flags, in KiB, over the measured `base`, less the kernel's socket
+/// buffers (192 KiB a connection: charged to the pod, but not in the RSS
+/// this is compared with):
 ///
 /// base + (max_connections + max_metrics_connections) x 320 KiB
 ///      + max_body_buffer_bytes + 8 MiB (the small-body pool)

@@ -304,6 +304,14 @@ fn bind(addr: SocketAddr, flag: &str) -> Result<tokio::net::TcpListener> {
     socket
         .set_reuseaddr(true)
         .with_context(|| format!("preparing {flag} {addr}"))?;
+    // Before `listen`: the receive buffer sets the window scale offered in
+    // the handshake, and accepted connections inherit both.
+    socket
+        .set_send_buffer_size(listener::SOCKET_BUFFER_BYTES)
+        .with_context(|| format!("preparing {flag} {addr}"))?;
+    socket
+        .set_recv_buffer_size(listener::SOCKET_BUFFER_BYTES)
+        .with_context(|| format!("preparing {flag} {addr}"))?;
     socket
         .bind(addr)
         .with_context(|| format!("cannot listen on {flag} {addr}"))?;

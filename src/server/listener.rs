@@ -23,7 +23,9 @@
 //!   is written, see [`Answers`]);
 //! - HTTP/2 flow-control windows, streams, headers and send buffers are
 //!   small and fixed, so a connection buffers a bounded amount whatever the
-//!   client does; HTTP/1 read-ahead is capped the same way;
+//!   client does; HTTP/1 read-ahead is capped the same way, and so are the
+//!   kernel's socket buffers under each connection
+//!   ([`SOCKET_BUFFER_BYTES`], set where the port is bound);
 //! - running out of descriptors on `accept` is logged once per burst,
 //!   counted, and retried after a pause instead of spinning.
 //!
@@ -60,6 +62,16 @@ pub const READ_BUFFER_BYTES: usize = 64 * 1024;
 /// any review of up to 16 KiB in one. The buffer is part of each
 /// connection's memory (see the hardening page's memory bound).
 pub const TLS_READ_BUFFER_BYTES: usize = 16 * 1024 + 256;
+/// The kernel's socket buffers of each connection, asked for on the
+/// listening socket (its connections inherit them): Linux doubles the
+/// figure for its bookkeeping, so a connection holds at most 64 KiB in each
+/// direction in the kernel, charged to the pod's memory like our own. Left
+/// to autotuning they grow to the host's `tcp_wmem`/`tcp_rmem` maximum
+/// (several MiB): a client that did not read its answer could park
+/// the whole answer there (about 0.7 MiB each, measured), 128 of them more
+/// than the memory limit's margin. 64 KiB is a 7.8 KB review in one window
+/// and a 4 MiB body in about 64 round trips.
+pub const SOCKET_BUFFER_BYTES: u32 = 32 * 1024;
 /// HTTP/2 connection window: what one connection may have received and not
 /// yet handed to a handler, all streams together.
 pub const H2_CONNECTION_WINDOW_BYTES: u32 = 128 * 1024;

@@ -77,7 +77,7 @@ A memory quantity (resources.limits.memory) in bytes; "" if it is not one.
 The written memory bound of the bound flags, in bytes (docs/src/reference/hardening.md,
 "Memory bound"):
   8 MiB base
-  + (maxConnections + maxMetricsConnections) x 320 KiB
+  + (maxConnections + maxMetricsConnections) x 512 KiB (ours 320, the kernel's 192)
   + maxBodyBufferBytes + 8 MiB
   + 6 x maxBodyBytes
   + maxInFlight x (6 x 64 KiB + 1.5 x maxPatchBytes)
@@ -85,7 +85,7 @@ The written memory bound of the bound flags, in bytes (docs/src/reference/harden
 {{- define "persistence-webhook.memoryBound" -}}
 {{- $b := .Values.bounds }}
 {{- $mib := 1048576 }}
-{{- $connections := mul (add (int64 $b.maxConnections) (int64 $b.maxMetricsConnections)) 327680 }}
+{{- $connections := mul (add (int64 $b.maxConnections) (int64 $b.maxMetricsConnections)) 524288 }}
 {{- $bodies := add (int64 $b.maxBodyBufferBytes) (mul 8 $mib) }}
 {{- $parse := mul 6 (int64 $b.maxBodyBytes) }}
 {{- $reviews := mul (int64 $b.maxInFlight) (add 393216 (div (mul 3 (int64 $b.maxPatchBytes)) 2)) }}
@@ -107,7 +107,7 @@ Refuses to render what would not work; each message names the values to change.
 {{- end }}
 {{- if lt ($bytes | int64) $bound }}
 {{- $need := div (add $bound 1048575) 1048576 }}
-{{- fail (printf "resources.limits.memory (%s) is below the webhook's memory bound of %d MiB for bounds.maxConnections=%d, bounds.maxMetricsConnections=%d, bounds.maxBodyBufferBytes=%d, bounds.maxBodyBytes=%d, bounds.maxInFlight=%d, bounds.maxPatchBytes=%d (docs/src/reference/hardening.md, \"Memory bound\"): raise resources.limits.memory to at least %dMi (the default keeps a third more as margin), or lower those bounds" (toString $limit) $need (int64 $b.maxConnections) (int64 $b.maxMetricsConnections) (int64 $b.maxBodyBufferBytes) (int64 $b.maxBodyBytes) (int64 $b.maxInFlight) (int64 $b.maxPatchBytes) $need) }}
+{{- fail (printf "resources.limits.memory (%s) is below the webhook's memory bound of %d MiB for bounds.maxConnections=%d, bounds.maxMetricsConnections=%d, bounds.maxBodyBufferBytes=%d, bounds.maxBodyBytes=%d, bounds.maxInFlight=%d, bounds.maxPatchBytes=%d (docs/src/reference/hardening.md, \"Memory bound\"): raise resources.limits.memory to at least %dMi (the default keeps a fifth more as margin), or lower those bounds" (toString $limit) $need (int64 $b.maxConnections) (int64 $b.maxMetricsConnections) (int64 $b.maxBodyBufferBytes) (int64 $b.maxBodyBytes) (int64 $b.maxInFlight) (int64 $b.maxPatchBytes) $need) }}
 {{- end }}
 {{- end }}
 {{- if ge (int .Values.server.requestTimeoutSeconds) (int .Values.webhook.timeoutSeconds) }}
