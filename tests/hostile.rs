@@ -65,6 +65,33 @@ impl Server {
         }
     }
 
+    /// The server with a port of `max` connections and a share of `share`
+    /// a peer. Silent connections that are let in stay open for the whole
+    /// test (a 60 s header deadline, and idle deadline): any that closes was
+    /// refused or recalled, not timed out.
+    async fn start_shared(max: usize, share: usize) -> Server {
+        Server::start_with(&[
+            "--request-timeout",
+            "2s",
+            "--header-read-timeout",
+            "60s",
+            "--idle-timeout",
+            "60s",
+            "--max-connections",
+            &max.to_string(),
+            "--max-connections-per-peer",
+            &share.to_string(),
+        ])
+        .await
+    }
+
+    /// A metric's value by name (-1 when absent), read by a closure that
+    /// outlives borrows of the server.
+    fn metric(&self) -> impl Fn(&str) -> f64 + Send + Sync + 'static {
+        let metrics = self.running.state.metrics.clone();
+        move |name: &str| common::metric(&metrics.render(), name).unwrap_or(-1.0)
+    }
+
     fn url(&self) -> String {
         format!("https://localhost:{}/mutate", self.running.addr.port())
     }
@@ -75,8 +102,16 @@ impl Server {
 
     /// POSTs a body as JSON; the HTTP status and the body text.
     async fn post(&self, body: impl Into<reqwest::Body>) -> (u16, String) {
-        let resp = self
-            .client
+        self.post_over(&self.client, body).await
+    }
+
+    /// The same over `client`'s connections.
+    async fn post_over(
+        &self,
+        client: &reqwest::Client,
+        body: impl Into<reqwest::Body>,
+    ) -> (u16, String) {
+        let resp = client
             .post(self.url())
             .header("content-type", "application/json")
             .body(body)
@@ -89,7 +124,12 @@ impl Server {
 
     /// POSTs an AdmissionReview that must be answered with one (HTTP 200).
     async fn review(&self, body: impl Into<reqwest::Body>) -> Value {
-        let (status, text) = self.post(body).await;
+        self.review_over(&self.client, body).await
+    }
+
+    /// The same over `client`'s connections (kept alive between reviews).
+    async fn review_over(&self, client: &reqwest::Client, body: impl Into<reqwest::Body>) -> Value {
+        let (status, text) = self.post_over(client, body).await;
         assert_eq!(status, 200, "{text}");
         serde_json::from_str(&text).expect("an AdmissionReview answer")
     }
@@ -680,6 +720,25 @@ async fn connect_from(from: IpAddr, to: SocketAddr) -> std::io::Result<TcpStream
     socket.connect(to).await
 }
 
+/// Open connections on the webhook port.
+const OPEN: &str = "persistence_webhook_connections_open{port=\"webhook\"}";
+
+/// `n` connections from `from` to `to`, each saying nothing until the
+/// server closes it (see [`silent_until_closed`]).
+async fn silent_flood(
+    from: IpAddr,
+    to: SocketAddr,
+    n: usize,
+) -> Vec<tokio::task::JoinHandle<Result<usize, std::io::ErrorKind>>> {
+    let mut flood = Vec::new();
+    for _ in 0..n {
+        flood.push(tokio::spawn(silent_until_closed(
+            connect_from(from, to).await,
+        )));
+    }
+    flood
+}
+
 /// Says nothing on the connection and waits until the server closes it:
 /// the bytes it sent (none, before a TLS handshake) or how it ended.
 async fn silent_until_closed(tcp: std::io::Result<TcpStream>) -> Result<usize, std::io::ErrorKind> {
@@ -718,36 +777,17 @@ async fn a_peer_over_its_share_is_refused_while_another_keeps_reviewing() {
     const FLOOD: usize = MAX + SHARE;
     const REOPENERS: usize = 4;
     const REVIEWS: usize = 20;
-    let s = Server::start_with(&[
-        "--request-timeout",
-        "2s",
-        // A silent connection that is let in stays open for the whole test:
-        // any that closes was refused, not timed out.
-        "--header-read-timeout",
-        "60s",
-        "--max-connections",
-        &MAX.to_string(),
-        "--max-connections-per-peer",
-        "4",
-    ])
-    .await;
+    let s = Server::start_shared(MAX, SHARE).await;
     let addr = s.running.addr;
     let flooder = IpAddr::from([127, 0, 0, 2]);
     let honest = IpAddr::from([127, 0, 0, 3]);
-    let metrics = s.running.state.metrics.clone();
-    let metric = move |name: &str| common::metric(&metrics.render(), name).unwrap_or(-1.0);
+    let metric = s.metric();
     let refused =
         "persistence_webhook_connections_refused_total{port=\"webhook\",reason=\"peer-share\"}";
-    let open = "persistence_webhook_connections_open{port=\"webhook\"}";
 
     // Past its share and the room it may borrow: what it may hold is let
     // in, the rest closed at once.
-    let mut flood = Vec::new();
-    for _ in 0..FLOOD {
-        flood.push(tokio::spawn(silent_until_closed(
-            connect_from(flooder, addr).await,
-        )));
-    }
+    let flood = silent_flood(flooder, addr, FLOOD).await;
     eventually("all but the flooder's share are closed", || {
         std::future::ready(flood.iter().filter(|t| t.is_finished()).count() >= FLOOD - HELD)
     })
@@ -766,7 +806,7 @@ async fn a_peer_over_its_share_is_refused_while_another_keeps_reviewing() {
         "every refusal is counted, and the held ones are open",
         || {
             std::future::ready(
-                metric(refused) == (FLOOD - HELD) as f64 && metric(open) == HELD as f64,
+                metric(refused) == (FLOOD - HELD) as f64 && metric(OPEN) == HELD as f64,
             )
         },
     )
@@ -844,7 +884,7 @@ async fn a_peer_over_its_share_is_refused_while_another_keeps_reviewing() {
     );
     eventually(
         "only the flooder's connections are open once the reviews are done",
-        || std::future::ready(metric(open) == HELD as f64),
+        || std::future::ready(metric(OPEN) == HELD as f64),
     )
     .await;
     assert!(
@@ -862,13 +902,13 @@ async fn a_peer_over_its_share_is_refused_while_another_keeps_reviewing() {
         t.abort();
     }
     eventually("the flooder's connections are gone", || {
-        std::future::ready(metric(open) == 0.0)
+        std::future::ready(metric(OPEN) == 0.0)
     })
     .await;
     let before = metric(refused);
     let again = connect_from(flooder, addr).await.expect("connected");
     eventually("the flooder's new connection is let in", || {
-        std::future::ready(metric(open) == 1.0)
+        std::future::ready(metric(OPEN) == 1.0)
     })
     .await;
     assert_eq!(metric(refused), before, "not refused");
@@ -893,35 +933,16 @@ async fn borrowed_connections_are_taken_back_for_peers_within_their_shares() {
     const SHARE: usize = 4;
     const MAX: usize = 16;
     const LENT: usize = MAX - SHARE;
-    let s = Server::start_with(&[
-        "--request-timeout",
-        "2s",
-        "--header-read-timeout",
-        "60s",
-        "--idle-timeout",
-        "60s",
-        "--max-connections",
-        &MAX.to_string(),
-        "--max-connections-per-peer",
-        &SHARE.to_string(),
-    ])
-    .await;
+    let s = Server::start_shared(MAX, SHARE).await;
     let addr = s.running.addr;
     let flooder = IpAddr::from([127, 0, 0, 2]);
-    let metrics = s.running.state.metrics.clone();
-    let metric = move |name: &str| common::metric(&metrics.render(), name).unwrap_or(-1.0);
+    let metric = s.metric();
     let reclaimed =
         "persistence_webhook_connections_closed_total{port=\"webhook\",reason=\"reclaimed\"}";
-    let open = "persistence_webhook_connections_open{port=\"webhook\"}";
 
-    let mut flood = Vec::new();
-    for _ in 0..LENT {
-        flood.push(tokio::spawn(silent_until_closed(
-            connect_from(flooder, addr).await,
-        )));
-    }
+    let flood = silent_flood(flooder, addr, LENT).await;
     eventually("the flooder holds its share and all it may borrow", || {
-        std::future::ready(metric(open) == LENT as f64)
+        std::future::ready(metric(OPEN) == LENT as f64)
     })
     .await;
     assert!(flood.iter().all(|t| !t.is_finished()), "none refused");
@@ -935,7 +956,7 @@ async fn borrowed_connections_are_taken_back_for_peers_within_their_shares() {
         for i in 0..SHARE {
             // One client a connection: each keeps its own alive.
             let client = common::client_h1_from(&[&s.issued], from);
-            let answer = tokio::time::timeout(API_SERVER_TIMEOUT, keep_alive_review(&s, &client))
+            let answer = tokio::time::timeout(API_SERVER_TIMEOUT, s.review_over(&client, REVIEW))
                 .await
                 .unwrap_or_else(|_| panic!("API server {from}, connection {i}: no answer in 10 s"));
             assert_eq!(answer["response"]["uid"], UID, "{from} {i}");
@@ -961,17 +982,17 @@ async fn borrowed_connections_are_taken_back_for_peers_within_their_shares() {
     }
     assert_eq!(held.len(), LENT - 1 - SHARE, "the flooder keeps the rest");
     assert_eq!(
-        metric(open),
+        metric(OPEN),
         (held.len() + 2 * SHARE) as f64,
         "both API servers' connections are all still open: none was taken back"
     );
     // Every API server connection is still its own, kept alive, and answers.
     for (i, client) in api_servers.iter().enumerate() {
-        let answer = keep_alive_review(&s, client).await;
+        let answer = s.review_over(client, REVIEW).await;
         assert_eq!(answer["response"]["allowed"], true, "connection {i}");
     }
     assert_eq!(
-        metric(open),
+        metric(OPEN),
         (held.len() + 2 * SHARE) as f64,
         "the second round reused the connections"
     );
@@ -981,19 +1002,6 @@ async fn borrowed_connections_are_taken_back_for_peers_within_their_shares() {
     drop(api_servers);
     s.assert_responsive("borrowed connections taken back").await;
     s.stop().await;
-}
-
-/// A review over `client`'s kept-alive HTTP/1.1 connection.
-async fn keep_alive_review(s: &Server, client: &reqwest::Client) -> Value {
-    let resp = client
-        .post(s.url())
-        .header("content-type", "application/json")
-        .body(REVIEW)
-        .send()
-        .await
-        .expect("answered");
-    assert_eq!(resp.status(), 200);
-    resp.json().await.expect("an AdmissionReview")
 }
 
 /// Whether a metrics page names a loopback address anywhere.
