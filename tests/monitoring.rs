@@ -575,6 +575,35 @@ fn expectations() -> BTreeMap<(&'static str, &'static str), Check> {
         has(r, &[("port", "webhook")], |v| v >= 0.0)?;
         has(r, &[("port", "metrics")], |v| v >= 0.0)
     });
+    // One client, nothing over its share: every reason is there (the
+    // counters exist from the start), none refused or reclaimed.
+    m.insert(
+        ("Connections refused and closed per second by reason", "A"),
+        |r| {
+            has(r, &[("port", "webhook"), ("reason", "peer-share")], |v| {
+                v == 0.0
+            })?;
+            has(r, &[("port", "metrics"), ("reason", "peer-share")], |v| {
+                v == 0.0
+            })
+        },
+    );
+    m.insert(
+        ("Connections refused and closed per second by reason", "B"),
+        |r| {
+            for reason in [
+                "header-timeout",
+                "idle",
+                "handshake-failed",
+                "answer-timeout",
+            ] {
+                has(r, &[("port", "webhook"), ("reason", reason)], |v| v >= 0.0)?;
+            }
+            has(r, &[("port", "webhook"), ("reason", "reclaimed")], |v| {
+                v == 0.0
+            })
+        },
+    );
     m
 }
 
