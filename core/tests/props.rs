@@ -1460,6 +1460,10 @@ fn hostile_text() -> impl Strategy<Value = String> {
             .prop_map(|cs| cs.into_iter().collect::<String>()),
         // Elements at and past the kubelet's 255 bytes.
         1 => (84..=86usize).prop_map(|n| "€".repeat(n)),
+        // The most escaping an element allows: each quote is 4 bytes in
+        // the patch's annotation (escaped in the annotation's JSON, then
+        // in the patch's), which the size estimate must cover.
+        1 => (250..=255usize).prop_map(|n| "\"".repeat(n)),
     ]
 }
 
