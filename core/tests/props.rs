@@ -1276,81 +1276,96 @@ fn config_generator_is_mostly_valid_and_covers_every_store_kind() {
     }
 }
 
+/// Every SPEC property of the answer to a pod whose selection is valid:
+/// the response echoes the request, the patch on the wire is the decided
+/// one and serde_json's bytes for its operations, it applies and gives a
+/// Pod that the model accepts, dryRun changes nothing, and admitting the
+/// patched pod again (reinvocation or replay) gives no patch.
+fn check_patched_answer(
+    fx: &Fixture,
+    plan: &PodPlan,
+    built: &Built,
+    cov: &Coverage,
+) -> Result<(), TestCaseError> {
+    prop_assert!(
+        serde_json::from_value::<Pod>(built.pod.clone()).is_ok(),
+        "generator: the original pod must be a Pod"
+    );
+    let body = bytes(&review_body(plan, &built.pod, &plan.uid, plan.dry_run));
+    let reviewed = review(&fx.config, &body)
+        .map_err(|e| fail(format!("a well-formed review was refused: {e}")))?;
+    let resp = check_echo(&reviewed.response, plan.api_version, &plan.uid)?;
+    let patch = match &reviewed.decision {
+        Decision::Patched(p) => p,
+        other => {
+            return Err(fail(format!(
+                "a valid selection must be patched, got {other:?}"
+            )))
+        }
+    };
+    let wire = wire_patch(&resp)?;
+    prop_assert_eq!(&wire, patch.patch(), "the wire patch is the decided patch");
+    // Written as bytes, the patch is exactly what serde_json writes for
+    // its operations as values (the builder it replaced): keys sorted,
+    // no spaces, the same escapes.
+    let canonical = serde_json::to_vec(&wire).map_err(|e| fail(e.to_string()))?;
+    prop_assert_eq!(
+        String::from_utf8_lossy(patch.as_bytes()),
+        String::from_utf8_lossy(&canonical),
+        "the patch's bytes are serde_json's for its values"
+    );
+
+    let mut patched = built.pod.clone();
+    json_patch::patch(&mut patched, &wire)
+        .map_err(|e| fail(format!("the patch does not apply: {e}")))?;
+    serde_json::from_value::<Pod>(patched.clone())
+        .map_err(|e| fail(format!("the patched pod is not a Pod: {e}")))?;
+    check_patched_pod(built, &patched, cov)?;
+
+    // dryRun gets exactly the same answer (SPEC §5).
+    let flipped = Some(!plan.dry_run.unwrap_or(false));
+    let dry = review(
+        &fx.config,
+        &bytes(&review_body(plan, &built.pod, &plan.uid, flipped)),
+    )
+    .map_err(|e| fail(format!("dry run refused: {e}")))?;
+    prop_assert_eq!(
+        &dry.decision,
+        &reviewed.decision,
+        "dryRun changed the decision"
+    );
+    prop_assert_eq!(
+        &dry.response,
+        &reviewed.response,
+        "dryRun changed the response"
+    );
+
+    // Admitting the patched pod again, as a reinvocation (same uid) or a
+    // replay (new uid), changes nothing (SPEC §4, §5).
+    for uid in [plan.uid.clone(), format!("{}-replay", plan.uid)] {
+        let again = review(
+            &fx.config,
+            &bytes(&review_body(plan, &patched, &uid, plan.dry_run)),
+        )
+        .map_err(|e| fail(format!("re-review refused: {e}")))?;
+        prop_assert_eq!(
+            &again.decision,
+            &Decision::Unchanged(Skip::AlreadyInjected),
+            "admitting the patched pod again with uid {}",
+            uid
+        );
+        let resp = check_echo(&again.response, plan.api_version, &uid)?;
+        check_unchanged_wire(&resp)?;
+    }
+    Ok(())
+}
+
 #[test]
 fn valid_selections_are_patched_correctly_and_idempotently() {
     let cov = Coverage::default();
     run((fixture(), pod_plan()), |(fx, plan)| {
         let built = build(&fx, &plan);
-        prop_assert!(
-            serde_json::from_value::<Pod>(built.pod.clone()).is_ok(),
-            "generator: the original pod must be a Pod"
-        );
-        let body = bytes(&review_body(&plan, &built.pod, &plan.uid, plan.dry_run));
-        let reviewed = review(&fx.config, &body)
-            .map_err(|e| fail(format!("a well-formed review was refused: {e}")))?;
-        let resp = check_echo(&reviewed.response, plan.api_version, &plan.uid)?;
-        let patch = match &reviewed.decision {
-            Decision::Patched(p) => p,
-            other => {
-                return Err(fail(format!(
-                    "a valid selection must be patched, got {other:?}"
-                )))
-            }
-        };
-        let wire = wire_patch(&resp)?;
-        prop_assert_eq!(&wire, patch.patch(), "the wire patch is the decided patch");
-        // Written as bytes, the patch is exactly what serde_json writes for
-        // its operations as values (the builder it replaced): keys sorted,
-        // no spaces, the same escapes.
-        let canonical = serde_json::to_vec(&wire).map_err(|e| fail(e.to_string()))?;
-        prop_assert_eq!(
-            String::from_utf8_lossy(patch.as_bytes()),
-            String::from_utf8_lossy(&canonical),
-            "the patch's bytes are serde_json's for its values"
-        );
-
-        let mut patched = built.pod.clone();
-        json_patch::patch(&mut patched, &wire)
-            .map_err(|e| fail(format!("the patch does not apply: {e}")))?;
-        serde_json::from_value::<Pod>(patched.clone())
-            .map_err(|e| fail(format!("the patched pod is not a Pod: {e}")))?;
-        check_patched_pod(&built, &patched, &cov)?;
-
-        // dryRun gets exactly the same answer (SPEC §5).
-        let flipped = Some(!plan.dry_run.unwrap_or(false));
-        let dry = review(
-            &fx.config,
-            &bytes(&review_body(&plan, &built.pod, &plan.uid, flipped)),
-        )
-        .map_err(|e| fail(format!("dry run refused: {e}")))?;
-        prop_assert_eq!(
-            &dry.decision,
-            &reviewed.decision,
-            "dryRun changed the decision"
-        );
-        prop_assert_eq!(
-            &dry.response,
-            &reviewed.response,
-            "dryRun changed the response"
-        );
-
-        // Admitting the patched pod again, as a reinvocation (same uid) or a
-        // replay (new uid), changes nothing (SPEC §4, §5).
-        for uid in [plan.uid.clone(), format!("{}-replay", plan.uid)] {
-            let again = review(
-                &fx.config,
-                &bytes(&review_body(&plan, &patched, &uid, plan.dry_run)),
-            )
-            .map_err(|e| fail(format!("re-review refused: {e}")))?;
-            prop_assert_eq!(
-                &again.decision,
-                &Decision::Unchanged(Skip::AlreadyInjected),
-                "admitting the patched pod again with uid {}",
-                uid
-            );
-            let resp = check_echo(&again.response, plan.api_version, &uid)?;
-            check_unchanged_wire(&resp)?;
-        }
+        check_patched_answer(&fx, &plan, &built, &cov)?;
         count_coverage(&built, &plan, &cov);
         Ok(())
     });
@@ -1380,6 +1395,284 @@ fn valid_selections_are_patched_correctly_and_idempotently() {
         "untargeted container",
         "google credentials set",
         "own google credentials kept",
+    ]);
+}
+
+/// Characters a hand-written JSON writer gets wrong: quotes, the
+/// backslash, JSON Pointer's `~` and `/`, control characters (C0, DEL,
+/// C1), non-ASCII of every UTF-8 length, and the line separators and
+/// format characters that JavaScript and people trip on.
+const HOSTILE_CHARS: [char; 33] = [
+    'a',
+    'Z',
+    '0',
+    '-',
+    '.',
+    '/',
+    '"',
+    '\'',
+    '~',
+    ' ',
+    '%',
+    '{',
+    '<',
+    '&',
+    ':',
+    'é',
+    '€',
+    '😀',
+    '\u{7ff}',
+    '\u{10ffff}',
+    '\\',
+    '\u{0}',
+    '\u{1}',
+    '\n',
+    '\t',
+    '\u{7f}',
+    '\u{85}',
+    '\u{9f}',
+    '\u{2028}',
+    '\u{2029}',
+    '\u{200b}',
+    '\u{202e}',
+    '\u{feff}',
+];
+
+/// The characters of [`HOSTILE_CHARS`] that SPEC §3 forbids in a
+/// sub-path: control, invisible or bidirectional-control characters and
+/// the backslash.
+fn forbidden_in_sub_path(c: char) -> bool {
+    c.is_control()
+        || matches!(
+            c,
+            '\\' | '\u{2028}' | '\u{2029}' | '\u{200b}' | '\u{202e}' | '\u{feff}'
+        )
+}
+
+fn hostile_text() -> impl Strategy<Value = String> {
+    prop_oneof![
+        8 => proptest::collection::vec(proptest::sample::select(HOSTILE_CHARS.to_vec()), 0..12)
+            .prop_map(|cs| cs.into_iter().collect::<String>()),
+        // Only what the webhook must escape, or only what it must not.
+        1 => proptest::collection::vec(proptest::sample::select(vec!['"', '\\', '\u{1}', '\u{1f}']), 1..6)
+            .prop_map(|cs| cs.into_iter().collect::<String>()),
+        1 => proptest::collection::vec(proptest::sample::select(vec!['é', '€', '😀', '~', '"']), 1..6)
+            .prop_map(|cs| cs.into_iter().collect::<String>()),
+        // Elements at and past the kubelet's 255 bytes.
+        1 => (84..=86usize).prop_map(|n| "€".repeat(n)),
+        // The most escaping an element allows: each quote is 4 bytes in
+        // the patch's annotation (escaped in the annotation's JSON, then
+        // in the patch's), which the size estimate must cover.
+        1 => (250..=255usize).prop_map(|n| "\"".repeat(n)),
+    ]
+}
+
+/// Whether SPEC §3 lets `sub_path` be joined to `base`: relative, no
+/// empty, `.` or `..` segment, elements of at most 255 bytes, the whole
+/// path at most 4,096 bytes, none of the forbidden characters. Written
+/// from the SPEC, not from the crate's check.
+fn sub_path_allowed(sub_path: &str, base: &str) -> bool {
+    let base = base.trim_end_matches('/');
+    !sub_path.is_empty()
+        && !sub_path.starts_with('/')
+        && sub_path
+            .split('/')
+            .all(|s| !matches!(s, "" | "." | "..") && s.len() <= 255)
+        && !sub_path.chars().any(forbidden_in_sub_path)
+        && base.len() + 1 + sub_path.len() <= 4096
+}
+
+/// The hostile parts of a pod: they reach the patch (the outputs path
+/// and the recorded annotation, through the sub-path rules), the response
+/// (the uid) or only the decision (container names).
+#[derive(Debug, Clone)]
+struct HostilePlan {
+    container_base: String,
+    uid: String,
+    subpath: Option<String>,
+    naming: Option<Naming>,
+    /// Which absent maps and lists are sent as `null` (or `[]`), as a
+    /// YAML manifest's `env:` with nothing after it reads: see
+    /// [`null_absent_fields`].
+    nulls: u8,
+}
+
+fn hostile_plan() -> impl Strategy<Value = HostilePlan> {
+    (
+        hostile_text(),
+        hostile_text(),
+        proptest::option::weighted(0.4, hostile_text()),
+        proptest::option::weighted(
+            0.5,
+            // An empty name is no name (the API server leaves it out).
+            prop_oneof![
+                hostile_text()
+                    .prop_filter("a name", |n| !n.is_empty())
+                    .prop_map(Naming::Name),
+                hostile_text().prop_map(Naming::Generate),
+            ],
+        ),
+        any::<u8>(),
+    )
+        .prop_map(
+            |(container_base, uid, subpath, naming, nulls)| HostilePlan {
+                container_base,
+                uid,
+                subpath,
+                naming,
+                nulls,
+            },
+        )
+}
+
+/// Sends absent maps and lists as `null` (the patch must then add them
+/// whole, as for absent ones), per bit of `nulls`: `metadata.annotations`, `spec.volumes`, `spec.initContainers` (or as
+/// `[]`), and each container's `env` and `volumeMounts`. Returns what it
+/// did, for coverage.
+fn null_absent_fields(pod: &mut Value, nulls: u8) -> Vec<&'static str> {
+    let mut done = Vec::new();
+    let bit = |i: u8| nulls & (1 << i) != 0;
+    let mut set = |parent: &mut Value, key: &str, value: Value, what: &'static str| {
+        if let Some(m) = parent.as_object_mut() {
+            if !m.contains_key(key) {
+                m.insert(key.to_owned(), value);
+                done.push(what);
+            }
+        }
+    };
+    if bit(1) {
+        set(
+            &mut pod["metadata"],
+            "annotations",
+            Value::Null,
+            "null annotations",
+        );
+    }
+    if bit(2) {
+        set(&mut pod["spec"], "volumes", Value::Null, "null volumes");
+    }
+    if bit(3) {
+        let (value, what) = if bit(4) {
+            (Value::Null, "null initContainers")
+        } else {
+            (json!([]), "empty initContainers")
+        };
+        set(&mut pod["spec"], "initContainers", value, what);
+    }
+    for list in ["initContainers", "containers"] {
+        let Some(containers) = pod["spec"][list].as_array_mut() else {
+            continue;
+        };
+        for c in containers {
+            if bit(5) {
+                set(c, "env", Value::Null, "null env");
+            }
+            if bit(6) {
+                set(c, "volumeMounts", Value::Null, "null volumeMounts");
+            }
+        }
+    }
+    done
+}
+
+/// SPEC §5 with hostile strings: every answer is valid JSON that echoes
+/// the uid exactly; a pod whose strings make an allowed sub-path gets a
+/// patch that is serde_json's bytes, applies, gives what the model says
+/// and is idempotent; any other is denied naming the sub-path. The
+/// strings go through the pod's JSON as the API server would encode them.
+#[test]
+fn hostile_strings_are_escaped_and_the_patch_still_applies() {
+    let cov = Coverage::default();
+    run(
+        (fixture(), pod_plan(), hostile_plan()),
+        |(fx, mut plan, hostile)| {
+            plan.base = hostile.container_base;
+            plan.uid = hostile.uid;
+            if hostile.subpath.is_some() {
+                plan.subpath = hostile.subpath;
+            }
+            if let Some(naming) = hostile.naming {
+                plan.naming = naming;
+            }
+            if let Some(sel) = &mut plan.selection {
+                // JSON, whatever the names hold (YAML reads some of these
+                // characters as line breaks or refuses them).
+                sel.format = Format::Json;
+            }
+            let mut built = build(&fx, &plan);
+            for what in null_absent_fields(&mut built.pod, hostile.nulls) {
+                cov.hit(what);
+            }
+            let sub_path = spec::sub_path(
+                &built.pod["metadata"]["annotations"],
+                plan.namespace,
+                &built.pod["metadata"],
+                &plan.uid,
+            );
+            let allowed = match (&built.outputs, &sub_path) {
+                (None, _) => true,
+                (Some(store), Some(sub)) => {
+                    let base = match store.kind.provider() {
+                        Some(_) => store.bucket(),
+                        None => store.mount_path(),
+                    };
+                    sub_path_allowed(sub, &base)
+                }
+                (Some(_), None) => false,
+            };
+            if allowed {
+                check_patched_answer(&fx, &plan, &built, &cov)?;
+                cov.hit("patched");
+                if let (Some(_), Some(sub)) = (&built.outputs, &sub_path) {
+                    if sub.contains('"') {
+                        cov.hit("quote in the outputs path");
+                    }
+                    if !sub.is_ascii() {
+                        cov.hit("non-ASCII outputs path");
+                    }
+                    if sub.contains('~') {
+                        cov.hit("tilde in the outputs path");
+                    }
+                }
+                if plan.uid.chars().any(char::is_control) {
+                    cov.hit("control character in the uid");
+                }
+                return Ok(());
+            }
+            let body = bytes(&review_body(&plan, &built.pod, &plan.uid, plan.dry_run));
+            let reviewed = review(&fx.config, &body)
+                .map_err(|e| fail(format!("a well-formed review was refused: {e}")))?;
+            let resp = check_echo(&reviewed.response, plan.api_version, &plan.uid)?;
+            prop_assert!(
+                matches!(reviewed.decision, Decision::Denied(_)),
+                "sub-path {:?} must be denied, got {:?}",
+                sub_path,
+                reviewed.decision
+            );
+            prop_assert_eq!(
+                &resp["response"]["status"]["details"]["causes"][0]["reason"],
+                &json!("bad-subpath"),
+                "{}",
+                resp
+            );
+            prop_assert!(resp["response"].get("patch").is_none(), "{}", resp);
+            cov.hit("denied over the sub-path");
+            Ok(())
+        },
+    );
+    cov.require(&[
+        "patched",
+        "denied over the sub-path",
+        "quote in the outputs path",
+        "non-ASCII outputs path",
+        "tilde in the outputs path",
+        "control character in the uid",
+        "null annotations",
+        "null volumes",
+        "null initContainers",
+        "empty initContainers",
+        "null env",
+        "null volumeMounts",
     ]);
 }
 

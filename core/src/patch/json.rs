@@ -347,6 +347,35 @@ mod tests {
         }
     }
 
+    /// Any length and any head, not only the table's: the response is the
+    /// head, the scalar engine's base64 of the text and the tail, and the
+    /// text decodes back.
+    #[test]
+    fn encoding_in_place_matches_the_scalar_engine_for_any_length() {
+        use proptest::prelude::*;
+        let cases = (0..20_000usize, 0..4_000usize, any::<u8>());
+        // No regression files written into the repository.
+        let config = ProptestConfig {
+            failure_persistence: None,
+            ..ProptestConfig::default()
+        };
+        proptest::proptest!(config, |((len, head_len, seed) in cases)| {
+            let json: Vec<u8> = (0..len).map(|i| (i as u8).wrapping_mul(31) ^ seed).collect();
+            let head = vec![b'h'; head_len];
+            let mut patch = PatchJson {
+                body: Body::Json(json.clone()),
+                operations: 1,
+                parsed: OnceLock::new(),
+            };
+            let response = patch.into_response(&head, |out| out.extend_from_slice(b"\"}"));
+            let b64 = STANDARD.encode(&json);
+            prop_assert_eq!(&response[..head_len], &head[..]);
+            prop_assert!(response[head_len..head_len + b64.len()] == *b64.as_bytes());
+            prop_assert_eq!(&response[head_len + b64.len()..], b"\"}");
+            prop_assert_eq!(patch.as_bytes(), &json[..]);
+        });
+    }
+
     /// `add_each` writes what `add` would, one operation per value.
     #[test]
     fn add_each_is_add_per_value() {

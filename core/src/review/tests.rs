@@ -590,3 +590,115 @@ fn repeated_variables_of_ours_are_judged_by_every_occurrence() {
         );
     }
 }
+
+/// The uid is echoed exactly whatever it holds, on every kind of answer:
+/// the patched one (whose envelope is written by hand) and those
+/// serialised whole. The API server sends UUIDs; the writer must not rely
+/// on it. A lone surrogate (`\ud800`) is no string at all: such a body is
+/// refused as not JSON, never answered with a uid it cannot hold.
+#[test]
+fn uids_are_echoed_exactly_whatever_they_hold() {
+    let long = format!("\"{}\"", "\\u0001\\\"é".repeat(2_000));
+    let uids = [
+        r#""\ud83d\ude00 paired surrogates""#,
+        r#""\u2028\u2029 line separators""#,
+        r#""\u0000\u001f\u007f\u0085 controls""#,
+        r#""\" \\ \/ / ~0 ~1 quotes and pointers""#,
+        r#""""#,
+        long.as_str(),
+    ];
+    let objects = [
+        ("patched", pod()),
+        (
+            "denied",
+            json!({"metadata": {"name": "p", "annotations": {"polyaxon.com/persistence": "data: [nope]"}},
+                "spec": {"containers": [{"name": "main"}]}}),
+        ),
+        (
+            "invalid",
+            json!({"metadata": {"name": "p"}, "spec": {"containers": "x"}}),
+        ),
+    ];
+    for uid in uids {
+        let want: String = serde_json::from_str(uid).expect("a JSON string");
+        for (what, object) in &objects {
+            let text = String::from_utf8(body(API_V1, "Pod", "CREATE", object.clone()))
+                .expect("UTF-8")
+                .replace(r#""0df28fbd-5f5f-4c5e-a2c4-42d1b4d5b6a1""#, uid);
+            let r = review(&config(), text.as_bytes()).expect("answered");
+            assert_eq!(r.decision.outcome().as_str(), *what, "{uid}");
+            assert_eq!(
+                response(&r)["response"]["uid"],
+                want.as_str(),
+                "{what} {uid}"
+            );
+            assert_eq!(r.subject.uid, want, "{what} {uid}");
+        }
+    }
+    let lone = String::from_utf8(body(API_V1, "Pod", "CREATE", pod()))
+        .expect("UTF-8")
+        .replace(r#""0df28fbd-5f5f-4c5e-a2c4-42d1b4d5b6a1""#, r#""\ud800""#);
+    let err = review(&config(), lone.as_bytes()).expect_err("a lone surrogate");
+    assert!(matches!(err, ReviewError::NotJson { .. }), "{err}");
+}
+
+/// A parent sent as `null` (a YAML manifest's `env:` with nothing after
+/// it) is added whole, like an absent one: `add` at a `/-` under `null`
+/// would not apply. The patch applies and admitting the result again
+/// gives no patch.
+#[test]
+fn null_parents_are_added_whole() {
+    let c = |extra: Value| {
+        let mut c = json!({"name": "main"});
+        c.as_object_mut()
+            .expect("an object")
+            .extend(extra.as_object().expect("an object").clone());
+        c
+    };
+    let cases = [
+        json!({"metadata": null, "spec": {"containers": [c(json!({}))]}}),
+        json!({"metadata": {"name": "p", "annotations": null}, "spec": {"containers": [c(json!({}))]}}),
+        json!({"metadata": {"name": "p"}, "spec": {"volumes": null, "initContainers": null,
+            "containers": [c(json!({"env": null, "volumeMounts": null}))]}}),
+        json!({"metadata": {"name": "p"}, "spec": {"volumes": [], "initContainers": [],
+            "containers": [c(json!({"env": [], "volumeMounts": []}))]}}),
+        json!({"metadata": {"name": "p"}, "spec": {"initContainers": [c(json!({"env": null}))],
+            "containers": [c(json!({"volumeMounts": null}))]}}),
+        json!({"metadata": {"name": "p"}, "spec": null}),
+        json!({"metadata": {"name": "p"}, "spec": {"containers": null}}),
+    ];
+    for pod in cases {
+        let mut req = serde_json::from_slice::<Value>(&body(API_V1, "Pod", "CREATE", pod.clone()))
+            .expect("JSON");
+        req["request"]["name"] = json!("p");
+        let r = review(&config(), req.to_string().as_bytes()).expect("answered");
+        let Decision::Patched(p) = &r.decision else {
+            panic!("{pod}: got {:?}", r.decision)
+        };
+        let mut patched = pod.clone();
+        json_patch::patch(&mut patched, p.patch()).unwrap_or_else(|e| panic!("{pod}: {e}"));
+        assert!(
+            patched["metadata"]["annotations"]["polyaxon.com/persistence-injected"].is_string(),
+            "{patched}"
+        );
+        for list in ["initContainers", "containers"] {
+            for c in patched["spec"][list].as_array().into_iter().flatten() {
+                assert!(
+                    c["env"].as_array().is_some_and(|e| !e.is_empty()),
+                    "{patched}"
+                );
+                assert!(
+                    c["volumeMounts"].as_array().is_some_and(|m| m.len() == 2),
+                    "{patched}"
+                );
+            }
+        }
+        req["request"]["object"] = patched.clone();
+        let again = review(&config(), req.to_string().as_bytes()).expect("answered");
+        assert_eq!(
+            again.decision,
+            Decision::Unchanged(Skip::AlreadyInjected),
+            "{patched}"
+        );
+    }
+}
