@@ -616,7 +616,11 @@ fn the_view_says_what_the_pod_says() {
     let coverage = Coverage::default();
     run((pod(), style(), style()), |(pod, style, outer)| {
         let text = write(&pod, style);
-        coverage.hit("escaped key", text.contains("\\u") && style.escape == 1000);
+        coverage.hit("escaped key", style.escape_keys && style.escape == 1000);
+        coverage.hit(
+            "escaped value after a plain key",
+            !style.escape_keys && style.escape >= 500,
+        );
         coverage.hit(
             "surrogate pair",
             text.contains("\\ud83d") || text.contains("\\uD83D"),
@@ -642,7 +646,12 @@ fn the_view_says_what_the_pod_says() {
         Ok(())
     });
     let seen = coverage.0.borrow();
-    for what in ["escaped key", "surrogate pair", "some escaped"] {
+    for what in [
+        "escaped key",
+        "escaped value after a plain key",
+        "surrogate pair",
+        "some escaped",
+    ] {
         assert!(
             seen.get(what).copied().unwrap_or(0) > 10,
             "{what}: {seen:?}"
@@ -682,6 +691,57 @@ fn a_field_twice_is_refused_however_its_key_is_spelled() {
         for keep in [Keep::All, Keep::Ours(&relevant)] {
             let err = read(json, keep).expect_err(json).to_string();
             assert!(err.contains("duplicate"), "{json}: {err}");
+        }
+    }
+}
+
+#[test]
+fn conflicts_are_denied_however_the_pod_is_written() {
+    // A mount the webhook must refuse, with escapes in its keys and
+    // values (the arena, or spans decoded when read): the same denial,
+    // the same response, as when written plainly.
+    use persistence_webhook_core::review::{review, Decision};
+    use persistence_webhook_core::Config;
+    let config = Config::from_yaml(
+        "data: {data1: {mountPath: /data/1, hostPath: /d1, readOnly: true}}\n\
+         outputs: {outputs1: {mountPath: /outputs/1, existingClaim: o}}",
+    )
+    .expect("config");
+    let mounts = [
+        json!({"name": "own", "mountPath": "/data/1/"}),
+        json!({"name": "own", "mountPath": "/outputs/1/ns/p"}),
+        json!({"name": "pw-data1", "mountPath": "/elsewhere", "readOnly": true}),
+        json!({"name": "pw-data1", "mountPath": "/data/1"}),
+        json!({"name": "pw-data1", "mountPath": "/data/1", "readOnly": true, "subPath": "x"}),
+        json!({"name": "pw-outputs1", "mountPath": "/outputs/1/ns/p", "subPath": "ns/other"}),
+    ];
+    for mount in mounts {
+        for container in [
+            json!({"name": "m", "volumeMounts": [mount.clone()]}),
+            json!({}),
+        ] {
+            let body = json!({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview",
+                "request": {"uid": "u", "kind": {"group": "", "version": "v1", "kind": "Pod"},
+                "operation": "CREATE", "namespace": "ns", "object": {"metadata": {"name": "p"},
+                "spec": {"containers": [{"name": "m", "volumeMounts": [mount.clone()]}],
+                    "initContainers": [container]}}}});
+            let plain = review(&config, body.to_string().as_bytes()).expect("reviewed");
+            assert!(
+                matches!(plain.decision, Decision::Denied(_)),
+                "{mount}: {plain:?}"
+            );
+            for seed in 1..20 {
+                let style = writer::Style {
+                    seed: seed * 2 + 1,
+                    escape: 1000,
+                    space: 300,
+                    escape_keys: seed % 2 == 0,
+                };
+                let text = write(&body, style);
+                let written = review(&config, text.as_bytes()).expect("reviewed");
+                assert_eq!(written.decision, plain.decision, "{text}");
+                assert_eq!(written.response, plain.response, "{text}");
+            }
         }
     }
 }

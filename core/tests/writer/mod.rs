@@ -30,6 +30,9 @@ pub struct Style {
     pub seed: u64,
     /// Per mille of characters written escaped when they need not be.
     pub escape: u64,
+    /// Whether keys are escaped too (a reader finds a value after a key
+    /// as written only when the key has no escapes).
+    pub escape_keys: bool,
     /// Per mille of places between tokens that get whitespace.
     pub space: u64,
 }
@@ -40,11 +43,13 @@ pub fn style() -> impl Strategy<Value = Style> {
         any::<u64>(),
         prop_oneof![Just(0), Just(100), Just(500), Just(1000)],
         prop_oneof![Just(0), Just(300)],
+        any::<bool>(),
     )
-        .prop_map(|(seed, escape, space)| Style {
+        .prop_map(|(seed, escape, space, escape_keys)| Style {
             seed: seed | 1,
             escape,
             space,
+            escape_keys,
         })
 }
 
@@ -62,11 +67,16 @@ impl Writer {
         }
     }
 
-    fn string(&mut self, s: &str) {
+    fn string(&mut self, s: &str, key: bool) {
+        let escape = if key && !self.style.escape_keys {
+            0
+        } else {
+            self.style.escape
+        };
         self.out.push('"');
         for c in s.chars() {
             let must = matches!(c, '"' | '\\') || c < ' ';
-            if !must && self.choices.below(1000) >= self.style.escape {
+            if !must && self.choices.below(1000) >= escape {
                 self.out.push(c);
                 continue;
             }
@@ -115,7 +125,7 @@ impl Writer {
                         self.out.push(',');
                     }
                     self.space();
-                    self.string(k);
+                    self.string(k, true);
                     self.space();
                     self.out.push(':');
                     self.value(v);
@@ -134,7 +144,7 @@ impl Writer {
                 self.space();
                 self.out.push(']');
             }
-            Value::String(s) => self.string(s),
+            Value::String(s) => self.string(s, false),
             other => self.out.push_str(&other.to_string()),
         }
         self.space();
