@@ -469,6 +469,14 @@ fn plain_logs_keep_one_event_per_line() {
         }
     };
     let port = addr.rsplit(':').next().expect("port").to_owned();
+    // The demo line names the CA file as curl takes it.
+    let trust = format!("curl --cacert {}", dir.path().join("ca.crt").display());
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.contains("Demo mode") && l.contains(&trust)),
+        "no demo line with `{trust}`: {lines:#?}"
+    );
     let ca = std::fs::read(dir.path().join("ca.crt")).expect("demo CA");
     let mut review: Value = serde_json::from_slice(REVIEW).expect("review");
     review["request"]["object"]["metadata"]["annotations"] = serde_json::json!({"polyaxon.com/persistence": "{\"data\": [], \"x\\nINFO persistence_webhook: forged\": 1}"});

@@ -134,7 +134,8 @@ fn demo_credentials(dir: &Path, now: SystemTime) -> Result<Credentials> {
         .with_context(|| format!("cannot write {}", ca.display()))?;
     tracing::info!(
         ca = %ca.display(),
-        "Demo mode: built-in example config and a throwaway certificate for localhost; trust it with curl --cacert"
+        "Demo mode: built-in example config and a throwaway certificate for localhost; trust it with curl --cacert {}",
+        ca.display()
     );
     credentials::load(issued.cert_pem.as_bytes(), issued.key_pem.as_bytes(), now)
         .map_err(|e| anyhow!("the demo certificate: {e}"))

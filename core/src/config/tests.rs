@@ -133,6 +133,11 @@ fn every_rule_is_checked_and_named() {
             ("empty file", "", &["the file is empty"]),
             ("top is a list", "- a", &["must be a mapping"]),
             ("unknown top key", "dta: {}", &["dta: unknown key"]),
+            (
+                "polyaxon's own volumes",
+                "persistence: {logs: {mountPath: /logs}, repos: {}, upload: {}, data: {}}",
+                &["persistence.", "Polyaxon's own volume, not a store runs select: delete it"],
+            ),
             ("unknown store field", "data: {d: {mountPath: /d, hostpath: /x}}", &["data.d", "unknown field `hostpath`"]),
             ("wrong type", "data: {d: {mountPath: /d, readOnly: yes please}}", &["data.d.readOnly: invalid type"]),
             ("store is a list", "data: {d: [1]}", &["data.d: invalid type: sequence, expected a mapping of store fields"]),

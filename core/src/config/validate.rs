@@ -93,6 +93,13 @@ impl Validator {
                         ),
                     ),
                 },
+                // The rest of a pasted Polyaxon `persistence:` block.
+                Some("logs" | "repos" | "upload") => self.problem(
+                    format!("{prefix}{}", yaml_key(&key)),
+                    format!(
+                        "Polyaxon's own volume, not a store runs select: delete it (the keys here are {TOP_KEYS})"
+                    ),
+                ),
                 _ => self.problem(
                     format!("{prefix}{}", yaml_key(&key)),
                     format!("unknown key (expected {TOP_KEYS})"),
