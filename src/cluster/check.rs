@@ -35,6 +35,11 @@ mod workload;
 pub use report::{Check, Report, Status};
 pub use workload::{ServeFlags, ServeParser};
 
+/// The serving Secret of an install whose certificate is in files
+/// (`--tls-cert`, `--tls-key`): the self-managed and cert-manager overlays
+/// name it so, and the Deployment mounts it.
+pub const FILES_TLS_SECRET: &str = "persistence-webhook-tls";
+
 /// Flags of `check`. The defaults are the names in `manifests/base`.
 #[derive(Debug, Clone, Args)]
 pub struct CheckArgs {
@@ -57,9 +62,12 @@ pub struct CheckArgs {
     #[arg(long, value_name = "NAME", default_value = "persistence-webhook")]
     pub policy_name: String,
 
-    /// The Secret holding the serving certificate (`tls.crt`).
-    #[arg(long, value_name = "NAME", default_value = "persistence-webhook-tls")]
-    pub tls_secret: String,
+    /// The Secret holding the serving certificate (`tls.crt`) [default: the
+    /// Deployment's `--certificate-secret` when it runs `serve
+    /// --certificates in-cluster`, else persistence-webhook-tls, as the
+    /// self-managed and cert-manager overlays name it].
+    #[arg(long, value_name = "NAME")]
+    pub tls_secret: Option<String>,
 
     /// The ConfigMap holding the persistence config.
     #[arg(
@@ -197,12 +205,12 @@ mod tests {
         assert_eq!(str_at(hook, &["name"]), crate::vocabulary::WEBHOOK_ENTRY);
         let self_managed = &yaml("overlays/self-managed/kustomization.yaml")[0];
         assert_eq!(
-            args.tls_secret,
+            super::FILES_TLS_SECRET,
             str_at(self_managed, &["secretGenerator", "0", "name"])
         );
         let certificate = &yaml("overlays/cert-manager/certificate.yaml")[0];
         assert_eq!(
-            args.tls_secret,
+            super::FILES_TLS_SECRET,
             str_at(certificate, &["spec", "secretName"])
         );
         let deployment = &yaml("base/deployment.yaml")[0];
@@ -217,10 +225,7 @@ mod tests {
                     .or(v["secret"]["secretName"].as_str())
             })
             .collect();
-        assert_eq!(
-            mounted,
-            [args.config_map.as_str(), args.tls_secret.as_str()]
-        );
+        assert_eq!(mounted, [args.config_map.as_str(), super::FILES_TLS_SECRET]);
 
         let role = &yaml("check/clusterrole.yaml")[0];
         let named = |resource: &str| -> Vec<String> {

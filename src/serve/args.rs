@@ -10,7 +10,7 @@ use std::path::PathBuf;
 
 use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand};
 
-use crate::cluster::certificates::CertificateArgs;
+use crate::cluster::certificates::{CertificateArgs, CertificateSource};
 use crate::cluster::check::ServeFlags;
 use crate::flags::{bytes_in, count_in, duration_in, BoundsArgs, LogFormat};
 
@@ -265,13 +265,20 @@ pub fn flags_in(args: &[String], env: &[(String, String)]) -> Result<ServeFlags,
     match parsed {
         Ok(ServeLine {
             command: ServeOnly::Serve(s),
-        }) => Ok(ServeFlags {
-            config: s.config,
-            demo: s.demo,
-            request_timeout: *s.request_timeout,
-            bounds: s.bounds.into(),
-        }),
+        }) => Ok(serve_flags(s)),
         Err(e) => Err(e.to_string().lines().next().unwrap_or_default().to_owned()),
+    }
+}
+
+/// What `check` and live `explain` read of parsed `serve` flags.
+fn serve_flags(s: ServeArgs) -> ServeFlags {
+    let in_cluster = s.certificates.certificates == Some(CertificateSource::InCluster);
+    ServeFlags {
+        config: s.config,
+        demo: s.demo,
+        request_timeout: *s.request_timeout,
+        bounds: s.bounds.into(),
+        certificate_secret: in_cluster.then_some(s.certificates.certificate_secret),
     }
 }
 
@@ -422,12 +429,7 @@ mod tests {
             match Cli::try_parse_from(argv) {
                 Ok(Cli {
                     command: Command::Serve(s),
-                }) => Ok(ServeFlags {
-                    config: s.config,
-                    demo: s.demo,
-                    request_timeout: *s.request_timeout,
-                    bounds: s.bounds.into(),
-                }),
+                }) => Ok(serve_flags(s)),
                 Ok(other) => Err(format!("not serve: {other:?}")),
                 Err(e) => Err(e.to_string().lines().next().unwrap_or_default().to_owned()),
             }

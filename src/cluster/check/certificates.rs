@@ -26,6 +26,9 @@ pub struct Inputs<'a> {
     pub serving: &'a Lookup<ServingSecret>,
     /// `namespace/name` of the serving Secret, for messages.
     pub secret_ref: &'a str,
+    /// The Secret is the one `serve --certificates in-cluster` creates and
+    /// renews itself (else mounted files, from the overlays' Secret).
+    pub in_cluster: bool,
     /// The name the API server dials (`svc.ns.svc` or the URL's host).
     pub server_name: &'a str,
     /// Now.
@@ -228,16 +231,26 @@ pub fn judge(input: &Inputs<'_>) -> (Vec<Check>, Option<bool>) {
     };
 
     let secret_title = format!("serving Secret {} holds the certificate", input.secret_ref);
-    let fix_secret = format!(
-        "self-managed: persistence-webhook certs --out manifests/overlays/self-managed/certs && kubectl apply -k manifests/overlays/self-managed; cert-manager: kubectl describe certificate -n {}; another name: --tls-secret",
-        input.secret_ref.split('/').next().unwrap_or_default()
-    );
+    let namespace = input.secret_ref.split('/').next().unwrap_or_default();
+    let fix_secret = if input.in_cluster {
+        format!(
+            "serve creates it at start: kubectl -n {namespace} logs deploy/<the webhook> for its certificate lines, and check its Role may create Secrets there; another name: --tls-secret"
+        )
+    } else {
+        format!(
+            "self-managed: persistence-webhook certs --out manifests/overlays/self-managed/certs && kubectl apply -k manifests/overlays/self-managed; cert-manager: kubectl describe certificate -n {namespace}; another name: --tls-secret"
+        )
+    };
     let chain = match input.serving {
         Lookup::Missing => {
             checks.push(Check::fail(
                 "serving-secret",
                 secret_title,
-                "not found: the webhook's pods cannot start",
+                if input.in_cluster {
+                    "not found: serve --certificates in-cluster has not created it (its pods have not started, or may not create it)"
+                } else {
+                    "not found: the webhook's pods cannot start"
+                },
                 fix_secret,
             ));
             None

@@ -120,7 +120,7 @@ pub async fn report(
 
     let ns = args.webhook_namespace.as_str();
     let name = args.webhook_name.as_str();
-    let (hook, deploy, cm, serving) = tokio::join!(
+    let (hook, deploy, cm) = tokio::join!(
         lookup(
             Api::<MutatingWebhookConfiguration>::all(client.clone()),
             name
@@ -130,14 +130,22 @@ pub async fn report(
             Api::<ConfigMap>::namespaced(client.clone(), ns),
             &args.config_map
         ),
-        lookup(
-            Api::<ServingSecret>::namespaced(client.clone(), ns),
-            &args.tls_secret
-        ),
     );
+    let settings = workload::serve_settings(deploy.found(), parse);
+    // The serving Secret: the one named, else the one `serve` manages
+    // itself in the in-cluster mode, else the overlays' file Secret.
+    let tls_secret = args
+        .tls_secret
+        .as_deref()
+        .or(settings.certificate_secret.as_deref())
+        .unwrap_or(super::FILES_TLS_SECRET);
+    let serving = lookup(
+        Api::<ServingSecret>::namespaced(client.clone(), ns),
+        tls_secret,
+    )
+    .await;
 
     // The webhook configuration, judged against serve's actual timeout.
-    let settings = workload::serve_settings(deploy.found(), parse);
     let expect = Expect {
         config_name: name,
         namespace: ns,
@@ -161,7 +169,7 @@ pub async fn report(
     report.push("webhook configuration", hook_checks);
 
     // Certificates.
-    let secret_ref = format!("{ns}/{}", args.tls_secret);
+    let secret_ref = format!("{ns}/{tls_secret}");
     let server_name = registration
         .as_ref()
         .map(|r| r.target.server_name())
@@ -172,6 +180,7 @@ pub async fn report(
                 ca_bundle: reg.ca_bundle.as_deref(),
                 serving: &serving,
                 secret_ref: &secret_ref,
+                in_cluster: settings.certificate_secret.as_deref() == Some(tls_secret),
                 server_name: &server_name,
                 now,
             });

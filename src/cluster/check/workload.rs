@@ -19,6 +19,9 @@ pub struct ServeSettings {
     /// `--max-patch-bytes`, `--max-injected-items`: the probe is predicted
     /// with them.
     pub bounds: Bounds,
+    /// The Secret `serve` keeps its certificate in, when it manages it
+    /// itself (`--certificates in-cluster`).
+    pub certificate_secret: Option<String>,
     /// Where they came from, for messages.
     pub from: String,
 }
@@ -35,6 +38,9 @@ pub struct ServeFlags {
     pub request_timeout: Duration,
     /// `--max-patch-bytes`, `--max-injected-items`.
     pub bounds: Bounds,
+    /// `--certificate-secret` when `--certificates in-cluster`: the Secret
+    /// `serve` keeps its own certificate in.
+    pub certificate_secret: Option<String>,
 }
 
 /// `serve`'s own parser of a container's args (from `serve` on) and its
@@ -78,7 +84,7 @@ pub(crate) fn serve_container(deployment: &Deployment) -> Option<(&Container, &[
 /// defaults.
 pub fn serve_settings(deployment: Option<&Deployment>, parse: ServeParser) -> ServeSettings {
     let settings = |args: &[String], env: &[(String, String)]| {
-        parse(args, env).map(|s| (s.request_timeout, s.bounds))
+        parse(args, env).map(|s| (s.request_timeout, s.bounds, s.certificate_secret))
     };
     let (parsed, from) = match deployment.and_then(serve_container) {
         Some((container, args)) => match settings(args, &literal_env(container)) {
@@ -90,13 +96,14 @@ pub fn serve_settings(deployment: Option<&Deployment>, parse: ServeParser) -> Se
         },
         None => (None, "serve's default".to_owned()),
     };
-    let (request_timeout, bounds) = parsed.unwrap_or_else(|| {
+    let (request_timeout, bounds, certificate_secret) = parsed.unwrap_or_else(|| {
         let args = ["serve".to_owned(), "--demo".to_owned()];
-        settings(&args, &[]).unwrap_or((Duration::from_secs(8), Bounds::default()))
+        settings(&args, &[]).unwrap_or((Duration::from_secs(8), Bounds::default(), None))
     });
     ServeSettings {
         request_timeout,
         bounds,
+        certificate_secret,
         from,
     }
 }
@@ -362,6 +369,62 @@ mod tests {
             (Duration::from_secs(8), "serve's default")
         );
         assert_eq!(s.bounds, Bounds::default());
+    }
+
+    /// The Secret `serve` keeps its own certificate in comes from the
+    /// Deployment's args or its container's env, only in the in-cluster
+    /// mode (`check` looks there for the serving certificate).
+    #[test]
+    fn the_in_cluster_certificate_secret_is_read_from_the_deployment() {
+        let with = |extra: &[&str], env: &[(&str, &str)]| {
+            let mut d = manifest();
+            if let Some(c) = d
+                .spec
+                .as_mut()
+                .and_then(|s| s.template.spec.as_mut())
+                .map(|p| &mut p.containers[0])
+            {
+                if let Some(args) = c.args.as_mut() {
+                    args.extend(extra.iter().map(|a| (*a).to_owned()));
+                }
+                c.env
+                    .get_or_insert_with(Vec::new)
+                    .extend(env.iter().map(|(n, v)| k8s_openapi::api::core::v1::EnvVar {
+                        name: (*n).to_owned(),
+                        value: Some((*v).to_owned()),
+                        ..Default::default()
+                    }));
+            }
+            serve_settings(Some(&d), crate::serve::flags_in).certificate_secret
+        };
+        assert_eq!(with(&[], &[]), None, "files: the overlays' Secret");
+        assert_eq!(
+            with(&["--certificates=in-cluster"], &[]).as_deref(),
+            Some("persistence-webhook-certificates"),
+            "serve's default name"
+        );
+        assert_eq!(
+            with(
+                &[
+                    "--certificates",
+                    "in-cluster",
+                    "--certificate-secret=team-certs"
+                ],
+                &[]
+            )
+            .as_deref(),
+            Some("team-certs")
+        );
+        assert_eq!(
+            with(&[], &[("PERSISTENCE_WEBHOOK_CERTIFICATES", "in-cluster")]).as_deref(),
+            Some("persistence-webhook-certificates"),
+            "from the container's env, as serve takes it"
+        );
+        assert_eq!(
+            with(&["--certificate-secret=team-certs"], &[]),
+            None,
+            "a name without the in-cluster mode is not the serving Secret"
+        );
     }
 
     #[test]

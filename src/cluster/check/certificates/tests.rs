@@ -30,6 +30,7 @@ fn run(
         ca_bundle: bundle.map(str::as_bytes),
         serving,
         secret_ref: "persistence-webhook/persistence-webhook-tls",
+        in_cluster: false,
         server_name: name,
         now,
     })
