@@ -82,7 +82,9 @@ pub struct CheckArgs {
     pub config_key: String,
 
     /// Check only these namespaces (repeatable), labelled or not; default:
-    /// every namespace labelled polyaxon.com/persistence-injection=enabled.
+    /// every namespace with the webhook configuration's opt-in label (its
+    /// namespaceSelector's matchLabels: polyaxon.com/persistence-injection=enabled
+    /// in the manifests, the chart's webhook.optInLabel).
     #[arg(long = "namespace", short = 'n', value_name = "NS")]
     pub namespaces: Vec<String>,
 

@@ -24,7 +24,6 @@ use super::workload::ServeParser;
 use super::{certificates, config_map, namespace, policies, probe, webhook, workload, CheckArgs};
 use crate::bounds::Bounds;
 use crate::config::Config;
-use crate::vocabulary::{LABEL_INJECTION, OPT_IN};
 
 /// The oldest minor version the manifests support: `matchConditions` are
 /// GA there.
@@ -251,7 +250,12 @@ pub async fn report(
     }
 
     // Namespaces.
-    let (namespaces, listing) = namespaces(&client, args).await;
+    let opt_in = namespace::opt_in(
+        registration
+            .as_ref()
+            .and_then(|r| r.namespace_selector.as_ref()),
+    );
+    let (namespaces, listing) = namespaces(&client, args, &opt_in).await;
     if let Some(c) = listing {
         report.push("namespaces", vec![c]);
     }
@@ -338,6 +342,7 @@ type Labels = Option<BTreeMap<String, String>>;
 async fn namespaces(
     client: &kube::Client,
     args: &CheckArgs,
+    (key, value): &(String, String),
 ) -> (Vec<(String, Labels)>, Option<Check>) {
     let api = Api::<Namespace>::all(client.clone());
     if !args.namespaces.is_empty() {
@@ -357,7 +362,7 @@ async fn namespaces(
             .await;
         return (found, None);
     }
-    let selector = format!("{LABEL_INJECTION}={OPT_IN}");
+    let selector = format!("{key}={value}");
     const TITLE: &str = "namespaces opted in";
     match api.list(&ListParams::default().labels(&selector)).await {
         Ok(list) if list.items.is_empty() => (

@@ -96,6 +96,24 @@ fn stores_need(stores: &BTreeSet<String>, verb: (&str, &str)) -> String {
     }
 }
 
+/// The label that opts a namespace in: the webhook configuration's
+/// namespaceSelector's first `matchLabels` entry (the chart's
+/// `webhook.optInLabel`, the manifests' `polyaxon.com/persistence-injection:
+/// enabled`), or the manifests' when it has none or cannot be read.
+pub fn opt_in(selector: Option<&LabelSelector>) -> (String, String) {
+    selector
+        .and_then(|s| s.match_labels.as_ref())
+        .and_then(|labels| {
+            labels
+                .get_key_value(LABEL_INJECTION)
+                .or_else(|| labels.iter().next())
+        })
+        .map_or_else(
+            || (LABEL_INJECTION.to_owned(), OPT_IN.to_owned()),
+            |(k, v)| (k.clone(), v.clone()),
+        )
+}
+
 /// The namespace is opted in and the webhook's namespaceSelector selects
 /// it (`selector` is `None` when the configuration could not be read).
 pub fn selected(
@@ -103,6 +121,7 @@ pub fn selected(
     labels: Option<&BTreeMap<String, String>>,
     selector: Option<Option<&LabelSelector>>,
 ) -> Check {
+    let (key, value) = opt_in(selector.flatten());
     let title = "the webhook is called for its pods";
     let Some(labels) = labels else {
         return Check::fail(
@@ -112,12 +131,12 @@ pub fn selected(
             "check the name given to --namespace",
         );
     };
-    if labels.get(LABEL_INJECTION).map(String::as_str) != Some(OPT_IN) {
+    if labels.get(&key) != Some(&value) {
         return Check::fail(
             "namespace-selected",
             title,
-            format!("not labelled {LABEL_INJECTION}={OPT_IN}: its pods get no stores"),
-            format!("kubectl label namespace {namespace} {LABEL_INJECTION}={OPT_IN}"),
+            format!("not labelled {key}={value}: its pods get no stores"),
+            format!("kubectl label namespace {namespace} {key}={value}"),
         );
     }
     match selector {
@@ -130,7 +149,7 @@ pub fn selected(
         _ => Check::pass(
             "namespace-selected",
             title,
-            format!("labelled {LABEL_INJECTION}={OPT_IN}"),
+            format!("labelled {key}={value}"),
         ),
     }
 }
@@ -398,5 +417,39 @@ outputs:
         assert_eq!(c.result, Status::Failed);
         assert!(c.detail.contains("namespaceSelector"));
         assert!(selected("a", Some(&on), Some(None)).passed());
+    }
+
+    /// The chart's `webhook.optInLabel` renamed: the label is the
+    /// namespaceSelector's, in the verdict and in its hint.
+    #[test]
+    fn the_opt_in_label_is_the_webhook_configurations() {
+        let custom = LabelSelector {
+            match_labels: Some(BTreeMap::from([(
+                "team.example/stores".into(),
+                "on".into(),
+            )])),
+            ..Default::default()
+        };
+        assert_eq!(
+            opt_in(Some(&custom)),
+            ("team.example/stores".to_owned(), "on".to_owned())
+        );
+        assert_eq!(
+            opt_in(None),
+            (LABEL_INJECTION.to_owned(), OPT_IN.to_owned()),
+            "unread configuration: the manifests' label"
+        );
+        let ours = labels([("team.example/stores", "on")]);
+        assert!(selected("a", Some(&ours), Some(Some(&custom))).passed());
+        let c = selected(
+            "a",
+            Some(&labels([(LABEL_INJECTION, OPT_IN)])),
+            Some(Some(&custom)),
+        );
+        assert_eq!(c.result, Status::Failed);
+        assert_eq!(
+            c.hint.as_deref(),
+            Some("kubectl label namespace a team.example/stores=on")
+        );
     }
 }
