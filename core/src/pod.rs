@@ -1078,16 +1078,7 @@ mod tests {
             outputs_roots: ["/out".to_owned()].into(),
             ..Relevant::default()
         };
-        let pod = read(json, Keep::Ours(&relevant)).expect("parses");
-        let spec = pod.spec.expect("spec");
-        let c = spec.containers.iter().next().expect("a container");
-        let names: Vec<String> = c
-            .volume_mounts
-            .into_iter()
-            .flatten()
-            .map(|m| m.name.into_owned())
-            .collect();
-        assert_eq!(names, ["pw-x", "b", "c", "e"]);
+        assert_eq!(kept_mounts(json, &relevant), ["pw-x", "b", "c", "e"]);
     }
 
     #[test]
@@ -1108,16 +1099,19 @@ mod tests {
                 {{"name":"prefix","mountPath":"/outer/a"}},
                 {{"name":"dirty","mountPath":"b//./a/"}}]}}]}}}}"#
         );
-        let pod = read(&json, Keep::Ours(&relevant)).expect("parses");
+        assert_eq!(kept_mounts(&json, &relevant), ["beneath", "dirty"]);
+    }
+
+    /// The names of the first container's mounts the view keeps.
+    fn kept_mounts(json: &str, relevant: &Relevant) -> Vec<String> {
+        let pod = read(json, Keep::Ours(relevant)).expect("parses");
         let spec = pod.spec.expect("spec");
         let c = spec.containers.iter().next().expect("a container");
-        let names: Vec<String> = c
-            .volume_mounts
+        c.volume_mounts
             .into_iter()
             .flatten()
             .map(|m| m.name.into_owned())
-            .collect();
-        assert_eq!(names, ["beneath", "dirty"]);
+            .collect()
     }
 
     #[test]

@@ -311,6 +311,14 @@ mod tests {
             .expect("the manifest parses")
     }
 
+    /// The manifest's container that runs `serve`, to change.
+    fn first_container(d: &mut Deployment) -> Option<&mut Container> {
+        d.spec
+            .as_mut()
+            .and_then(|s| s.template.spec.as_mut())
+            .and_then(|p| p.containers.first_mut())
+    }
+
     fn with_ready(ready: Option<i32>) -> Deployment {
         let mut d = manifest();
         d.status = Some(DeploymentStatus {
@@ -328,12 +336,7 @@ mod tests {
         assert_eq!(s.bounds.max_patch_bytes, 1_048_576);
         assert_eq!(s.from, "the Deployment's args");
         let mut fast = manifest();
-        if let Some(c) = fast
-            .spec
-            .as_mut()
-            .and_then(|s| s.template.spec.as_mut())
-            .map(|p| &mut p.containers[0])
-        {
+        if let Some(c) = first_container(&mut fast) {
             if let Some(args) = c.args.as_mut() {
                 for a in args
                     .iter_mut()
@@ -378,12 +381,7 @@ mod tests {
     fn the_in_cluster_certificate_secret_is_read_from_the_deployment() {
         let with = |extra: &[&str], env: &[(&str, &str)]| {
             let mut d = manifest();
-            if let Some(c) = d
-                .spec
-                .as_mut()
-                .and_then(|s| s.template.spec.as_mut())
-                .map(|p| &mut p.containers[0])
-            {
+            if let Some(c) = first_container(&mut d) {
                 if let Some(args) = c.args.as_mut() {
                     args.extend(extra.iter().map(|a| (*a).to_owned()));
                 }
