@@ -130,9 +130,6 @@ struct State {
     /// them of `share - held`, where positive. Kept as connections come and
     /// go, so borrowing is decided without a walk of the table.
     unclaimed: usize,
-    /// Connections held past their peers' shares: the sum over the peers of
-    /// `held - share`, where positive.
-    borrowed: usize,
     /// The peers past their shares, by how many they hold: the last is the
     /// one a recall takes from. Kept as connections come and go, so a
     /// recall finds it without a walk of the table (which may hold a peer
@@ -256,7 +253,8 @@ impl PeerTable {
     ///
     /// A connection within its peer's share that takes the port's last free
     /// seat while another peer holds borrowed ones recalls one of those (the
-    /// newest of the peer furthest past its share): one seat stays free, so
+    /// peer furthest past its share gives one back, a connection still in
+    /// its handshake or answering first): one seat stays free, so
     /// the next peer within its share is accepted at once too, and lending
     /// never keeps a peer from its share for longer than a borrowed
     /// connection takes to close.
@@ -270,7 +268,6 @@ impl PeerTable {
             peers,
             open,
             unclaimed,
-            borrowed,
             borrowers,
             next_seat,
         } = &mut *state;
@@ -293,8 +290,6 @@ impl PeerTable {
         }
         if entry.connections < share {
             *unclaimed -= 1;
-        } else {
-            *borrowed += 1;
         }
         track(
             borrowers,
@@ -322,8 +317,8 @@ impl PeerTable {
         })
     }
 
-    /// Takes back a connection of the peer furthest past its share
-    /// (`borrowed > 0`: there is one): its newest still in its handshake or
+    /// Takes back a connection of the peer furthest past its share, if
+    /// any: its newest still in its handshake or
     /// answering, else its newest; counted out of the table now, told to
     /// close. Either closes without an error for its client (a request in
     /// progress is answered with `connection: close`); an idle kept-alive
@@ -353,12 +348,16 @@ impl PeerTable {
         track(&mut state.borrowers, ip, held, held - 1, share);
         entry.connections -= 1;
         state.open -= 1;
-        state.borrowed -= 1;
     }
 
     /// Connections held past their peers' shares now.
     pub fn borrowed(&self) -> usize {
-        self.lock().borrowed
+        let share = self.share.connections;
+        self.lock()
+            .borrowers
+            .iter()
+            .map(|(held, _)| held - share)
+            .sum()
     }
 
     fn leave(&self, ip: IpAddr, id: u64, recall: &Recall) {
@@ -372,7 +371,6 @@ impl PeerTable {
             peers,
             open,
             unclaimed,
-            borrowed,
             borrowers,
             next_seat: _,
         } = &mut *state;
@@ -387,8 +385,6 @@ impl PeerTable {
             );
             if entry.connections <= share {
                 *unclaimed += 1;
-            } else {
-                *borrowed = borrowed.saturating_sub(1);
             }
             entry.connections = entry.connections.saturating_sub(1);
             *open = open.saturating_sub(1);
