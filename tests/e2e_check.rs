@@ -564,7 +564,7 @@ fn an_in_cluster_certificates_install_is_checked_with_its_own_secret() {
         "certificates",
         "serving-secret",
         "not found: serve --certificates in-cluster has not created it",
-        "serve creates it at start",
+        "serve creates it at start: kubectl -n persistence-webhook logs deploy/persistence-webhook",
     );
     let title = run.one("certificates", "serving-secret")["title"].clone();
     assert_eq!(

@@ -29,6 +29,8 @@ pub struct Inputs<'a> {
     /// The Secret is the one `serve --certificates in-cluster` creates and
     /// renews itself (else mounted files, from the overlays' Secret).
     pub in_cluster: bool,
+    /// The webhook's Deployment, whose logs say why it has not created it.
+    pub deployment: &'a str,
     /// The name the API server dials (`svc.ns.svc` or the URL's host).
     pub server_name: &'a str,
     /// Now.
@@ -234,7 +236,8 @@ pub fn judge(input: &Inputs<'_>) -> (Vec<Check>, Option<bool>) {
     let namespace = input.secret_ref.split('/').next().unwrap_or_default();
     let fix_secret = if input.in_cluster {
         format!(
-            "serve creates it at start: kubectl -n {namespace} logs deploy/<the webhook> for its certificate lines, and check its Role may create Secrets there; another name: --tls-secret"
+            "serve creates it at start: kubectl -n {namespace} logs deploy/{} for its certificate lines, and check its Role may create Secrets there; another name: --tls-secret",
+            input.deployment
         )
     } else {
         format!(

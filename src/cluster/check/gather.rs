@@ -180,6 +180,7 @@ pub async fn report(
                 serving: &serving,
                 secret_ref: &secret_ref,
                 in_cluster: settings.certificate_secret.as_deref() == Some(tls_secret),
+                deployment: name,
                 server_name: &server_name,
                 now,
             });

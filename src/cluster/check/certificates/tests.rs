@@ -31,6 +31,7 @@ fn run(
         serving,
         secret_ref: "persistence-webhook/persistence-webhook-tls",
         in_cluster: false,
+        deployment: "persistence-webhook",
         server_name: name,
         now,
     })
